@@ -1,0 +1,45 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// wledger: version control for edits to large-language-model weights.
+///
+/// Dependencies point downward: CLI → WLedgerKit → (Ledger, Codec, LinAlg, TensorIO) → C shims.
+/// Only `LinAlg` touches BLAS/LAPACK, only `Codec` zstd, only `Ledger` SQLite, only
+/// `TensorIO` the hash libraries; each through one wrapper file.
+let package = Package(
+    name: "wledger",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "wledger", targets: ["wledger"]),
+        .library(name: "WLedgerKit", targets: ["WLedgerKit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries (Debian packages named in `providers`).
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]),
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
+        // Small C kernels: F16/BF16 conversion (F16C), byte-plane shuffle, XOR diff, ΔW statistics.
+        .target(name: "CShims", cSettings: [.unsafeFlags(["-O3"])]),
+
+        .target(name: "TensorIO", dependencies: ["CShims", "CCrypto", "CXXHash"]),
+        .target(name: "Codec", dependencies: ["TensorIO", "CZstd", "CShims"]),
+        .target(name: "LinAlg", dependencies: ["TensorIO", "COpenBLAS", "CShims"]),
+        .target(name: "Ledger", dependencies: ["TensorIO", "Codec", "CSQLite"]),
+        .target(name: "WLedgerKit", dependencies: ["TensorIO", "Codec", "LinAlg", "Ledger"]),
+        .executableTarget(name: "wledger", dependencies: [
+            "WLedgerKit",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "TensorIOTests", dependencies: ["TensorIO"]),
+        .testTarget(name: "CodecTests", dependencies: ["Codec", "TensorIO"]),
+        .testTarget(name: "LedgerTests", dependencies: ["Ledger", "TensorIO"]),
+        .testTarget(name: "WLedgerKitTests", dependencies: ["WLedgerKit", "Ledger", "TensorIO", "LinAlg", "Codec"]),
+        .testTarget(name: "CLITests", dependencies: ["TensorIO"]),
+    ]
+)

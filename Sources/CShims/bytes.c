@@ -1,0 +1,167 @@
+#include "cshims.h"
+#include <string.h>
+#include <math.h>
+
+void wl_shuffle(const uint8_t *src, uint8_t *dst, size_t n, size_t elem) {
+    if (elem == 1) { memcpy(dst, src, n); return; }
+    if (elem == 2) {
+        uint8_t *p0 = dst, *p1 = dst + n;
+        for (size_t i = 0; i < n; i++) { p0[i] = src[2 * i]; p1[i] = src[2 * i + 1]; }
+        return;
+    }
+    if (elem == 4) {
+        uint8_t *p0 = dst, *p1 = dst + n, *p2 = dst + 2 * n, *p3 = dst + 3 * n;
+        for (size_t i = 0; i < n; i++) {
+            const uint8_t *s = src + 4 * i;
+            p0[i] = s[0]; p1[i] = s[1]; p2[i] = s[2]; p3[i] = s[3];
+        }
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        for (size_t p = 0; p < elem; p++) dst[p * n + i] = src[i * elem + p];
+}
+
+void wl_unshuffle(const uint8_t *src, uint8_t *dst, size_t n, size_t elem) {
+    if (elem == 1) { memcpy(dst, src, n); return; }
+    if (elem == 2) {
+        const uint8_t *p0 = src, *p1 = src + n;
+        for (size_t i = 0; i < n; i++) { dst[2 * i] = p0[i]; dst[2 * i + 1] = p1[i]; }
+        return;
+    }
+    if (elem == 4) {
+        const uint8_t *p0 = src, *p1 = src + n, *p2 = src + 2 * n, *p3 = src + 3 * n;
+        for (size_t i = 0; i < n; i++) {
+            uint8_t *d = dst + 4 * i;
+            d[0] = p0[i]; d[1] = p1[i]; d[2] = p2[i]; d[3] = p3[i];
+        }
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        for (size_t p = 0; p < elem; p++) dst[i * elem + p] = src[p * n + i];
+}
+
+size_t wl_xor_count(const uint8_t *a, const uint8_t *b, uint8_t *dst, size_t bytes, size_t elem) {
+    size_t count = 0;
+    if (elem == 4) {
+        size_t n = bytes / 4;
+        const uint32_t *x = (const uint32_t *)a, *y = (const uint32_t *)b;
+        uint32_t *d = (uint32_t *)dst;
+        for (size_t i = 0; i < n; i++) {
+            uint32_t v; uint32_t u;
+            memcpy(&v, x + i, 4); memcpy(&u, y + i, 4);
+            v ^= u;
+            memcpy(d + i, &v, 4);
+            count += (v != 0);
+        }
+        return count;
+    }
+    if (elem == 2) {
+        size_t n = bytes / 2;
+        for (size_t i = 0; i < n; i++) {
+            uint16_t v, u;
+            memcpy(&v, a + 2 * i, 2); memcpy(&u, b + 2 * i, 2);
+            v ^= u;
+            memcpy(dst + 2 * i, &v, 2);
+            count += (v != 0);
+        }
+        return count;
+    }
+    size_t n = bytes / elem;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t any = 0;
+        for (size_t p = 0; p < elem; p++) {
+            uint8_t v = a[i * elem + p] ^ b[i * elem + p];
+            dst[i * elem + p] = v;
+            any |= v;
+        }
+        count += (any != 0);
+    }
+    return count;
+}
+
+void wl_xor_inplace(uint8_t *dst, const uint8_t *x, size_t bytes) {
+    size_t i = 0;
+    for (; i + 8 <= bytes; i += 8) {
+        uint64_t u, v;
+        memcpy(&u, dst + i, 8); memcpy(&v, x + i, 8);
+        u ^= v;
+        memcpy(dst + i, &u, 8);
+    }
+    for (; i < bytes; i++) dst[i] ^= x[i];
+}
+
+size_t wl_count_diff(const uint8_t *a, const uint8_t *b, size_t bytes, size_t elem) {
+    size_t count = 0, n = bytes / elem;
+    if (elem == 4) {
+        for (size_t i = 0; i < n; i++) {
+            uint32_t u, v;
+            memcpy(&u, a + 4 * i, 4); memcpy(&v, b + 4 * i, 4);
+            count += (u != v);
+        }
+        return count;
+    }
+    if (elem == 2) {
+        for (size_t i = 0; i < n; i++) {
+            uint16_t u, v;
+            memcpy(&u, a + 2 * i, 2); memcpy(&v, b + 2 * i, 2);
+            count += (u != v);
+        }
+        return count;
+    }
+    for (size_t i = 0; i < n; i++) count += memcmp(a + i * elem, b + i * elem, elem) != 0;
+    return count;
+}
+
+void wl_delta_stats_f32(const float *a, const float *b, size_t n, wl_delta_stats *s) {
+    uint64_t changed = 0, nonfinite = 0;
+    double l1 = 0, sq = 0, mx = s->max_abs, bsq = 0;
+    const uint32_t *ab = (const uint32_t *)a, *bb = (const uint32_t *)b;
+    for (size_t i = 0; i < n; i++) {
+        double x = a[i], y = b[i];
+        double d = y - x;
+        changed += ab[i] != bb[i];
+        nonfinite += !isfinite(b[i]);
+        double ad = fabs(d);
+        l1 += ad;
+        sq += d * d;
+        if (ad > mx) mx = ad;
+        bsq += x * x;
+    }
+    s->changed += changed;
+    s->nonfinite += nonfinite;
+    s->l1 += l1;
+    s->sum_sq += sq;
+    s->max_abs = mx;
+    s->base_sum_sq += bsq;
+}
+
+size_t wl_count_nonfinite_f32(const float *x, size_t n) {
+    size_t c = 0;
+    const uint32_t *b = (const uint32_t *)x;
+    for (size_t i = 0; i < n; i++) c += (b[i] & 0x7F800000u) == 0x7F800000u;
+    return c;
+}
+
+size_t wl_nonzero_indices(const uint8_t *x, size_t bytes, size_t elem, uint64_t *idx) {
+    size_t n = bytes / elem, k = 0;
+    if (elem == 4) {
+        for (size_t i = 0; i < n; i++) {
+            uint32_t v; memcpy(&v, x + 4 * i, 4);
+            if (v) idx[k++] = i;
+        }
+        return k;
+    }
+    if (elem == 2) {
+        for (size_t i = 0; i < n; i++) {
+            uint16_t v; memcpy(&v, x + 2 * i, 2);
+            if (v) idx[k++] = i;
+        }
+        return k;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint8_t any = 0;
+        for (size_t p = 0; p < elem; p++) any |= x[i * elem + p];
+        if (any) idx[k++] = i;
+    }
+    return k;
+}

@@ -1,0 +1,50 @@
+#ifndef WLEDGER_CSHIMS_H
+#define WLEDGER_CSHIMS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/// IEEE half → float, n elements. Uses F16C when the CPU has it, else a portable path.
+void wl_f16_to_f32(const uint16_t *src, float *dst, size_t n);
+/// float → IEEE half with round-to-nearest-even, n elements (F16C when available).
+void wl_f32_to_f16(const float *src, uint16_t *dst, size_t n);
+/// bfloat16 → float (exact), n elements.
+void wl_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
+/// float → bfloat16 with round-to-nearest-even; NaN stays a quiet NaN.
+void wl_f32_to_bf16(const float *src, uint16_t *dst, size_t n);
+
+/// Byte-plane shuffle: element i byte p → dst[p*n + i]. `elem` in 1...16.
+void wl_shuffle(const uint8_t *src, uint8_t *dst, size_t n, size_t elem);
+/// Inverse of wl_shuffle.
+void wl_unshuffle(const uint8_t *src, uint8_t *dst, size_t n, size_t elem);
+
+/// dst[i] = a[i] ^ b[i] over `bytes` bytes; returns the number of elements of size `elem` whose
+/// bytes differ (elem in {1,2,4,8} or any size ≥ 1).
+size_t wl_xor_count(const uint8_t *a, const uint8_t *b, uint8_t *dst, size_t bytes, size_t elem);
+/// dst[i] ^= x[i] over `bytes` bytes.
+void wl_xor_inplace(uint8_t *dst, const uint8_t *x, size_t bytes);
+
+/// Number of elements (of size `elem`) whose bytes differ between a and b.
+size_t wl_count_diff(const uint8_t *a, const uint8_t *b, size_t bytes, size_t elem);
+
+/// Statistics of d = b - a computed in double for float arrays.
+typedef struct {
+    uint64_t changed;      ///< elements with a[i] != b[i] as bits
+    double l1;             ///< Σ|d|
+    double sum_sq;         ///< Σ d²
+    double max_abs;        ///< max |d|
+    double base_sum_sq;    ///< Σ a²
+    uint64_t nonfinite;    ///< elements of b that are NaN or ±Inf
+} wl_delta_stats;
+
+/// Accumulates statistics of b − a (float32 inputs, double accumulation) into *s.
+void wl_delta_stats_f32(const float *a, const float *b, size_t n, wl_delta_stats *s);
+
+/// Number of non-finite values (NaN, ±Inf) in a float array.
+size_t wl_count_nonfinite_f32(const float *x, size_t n);
+
+/// Writes the indices of elements (size `elem`) of `x` that are not all-zero bytes into idx;
+/// returns how many. idx must have room for bytes/elem entries.
+size_t wl_nonzero_indices(const uint8_t *x, size_t bytes, size_t elem, uint64_t *idx);
+
+#endif

@@ -1,0 +1,200 @@
+import CShims
+
+/// How a patch encodes the change from parent bytes to child bytes.
+public enum PatchEncoding: UInt8, Sendable, CustomStringConvertible {
+    /// Changed positions (delta-encoded, shuffled, zstd) + XOR of old and new bits.
+    case sparseXor = 1
+    /// Changed positions + the new values.
+    case sparseValues = 2
+    /// XOR of every element, byte-plane shuffled, zstd.
+    case denseXor = 3
+
+    public var description: String {
+        switch self {
+        case .sparseXor: return "sparse-xor"
+        case .sparseValues: return "sparse-values"
+        case .denseXor: return "dense-xor"
+        }
+    }
+}
+
+/// An exact, self-describing transform from a parent tensor's bytes to a child's.
+///
+/// Layout (little-endian): "WLP1" · encoding u8 · element size u8 · 2 reserved · element count u64 ·
+/// changed count u64 · body. Sparse body: index width u8 (4 or 8) · 7 reserved · compressed
+/// index length u64 · compressed value length u64 · zstd(shuffle(delta indices)) ·
+/// zstd(shuffle(values)). Dense body: zstd(shuffle(parent XOR child)).
+public struct Patch: Sendable {
+    public static let magic: [UInt8] = Array("WLP1".utf8)
+
+    public var bytes: [UInt8]
+    public var encoding: PatchEncoding
+    /// Number of elements whose bytes differ.
+    public var changed: Int
+
+    /// Builds the smallest patch turning `parent` into `child`.
+    ///
+    /// Sparse encodings are tried when at most a quarter of the elements changed, the dense one
+    /// when at least 1/32 changed; the smallest candidate wins.
+    /// - Precondition: equal sizes, a multiple of `elementSize`.
+    public static func make(parent: UnsafeRawBufferPointer, child: UnsafeRawBufferPointer, elementSize: Int,
+                            level: Int32 = Zstd.defaultLevel) throws -> Patch {
+        precondition(parent.count == child.count && parent.count % elementSize == 0, "patch operands differ in size")
+        let count = parent.count / elementSize
+        var xor = [UInt8](repeating: 0, count: parent.count)
+        let changed = xor.withUnsafeMutableBytes { x -> Int in
+            guard parent.count > 0 else { return 0 }
+            return wl_xor_count(parent.baseAddress!.assumingMemoryBound(to: UInt8.self), child.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                                x.baseAddress!.assumingMemoryBound(to: UInt8.self), parent.count, elementSize)
+        }
+        var best: Patch? = nil
+        func consider(_ p: Patch) { if best == nil || p.bytes.count < best!.bytes.count { best = p } }
+        if changed <= count / 4 || count < 64 {
+            var idx = [UInt64](repeating: 0, count: changed)
+            _ = xor.withUnsafeBytes { x in
+                idx.withUnsafeMutableBufferPointer { i in
+                    wl_nonzero_indices(x.baseAddress!.assumingMemoryBound(to: UInt8.self), x.count, elementSize, i.baseAddress!)
+                }
+            }
+            let indexBlob = try encodeIndices(idx, count: count)
+            for enc in [PatchEncoding.sparseXor, .sparseValues] {
+                var values = [UInt8](repeating: 0, count: changed * elementSize)
+                xor.withUnsafeBytes { xorBytes in
+                    values.withUnsafeMutableBytes { v in
+                        let src = enc == .sparseXor ? xorBytes : child
+                        for (k, i) in idx.enumerated() {
+                            v.baseAddress!.advanced(by: k * elementSize).copyMemory(from: src.baseAddress!.advanced(by: Int(i) * elementSize), byteCount: elementSize)
+                        }
+                    }
+                }
+                let valueBlob = try compressShuffled(values, elementSize: elementSize, level: level)
+                var out = header(enc, elementSize: elementSize, count: count, changed: changed)
+                out.append(indexBlob.width)
+                out.append(contentsOf: [UInt8](repeating: 0, count: 7))
+                appendU64(&out, UInt64(indexBlob.data.count))
+                appendU64(&out, UInt64(valueBlob.count))
+                out.append(contentsOf: indexBlob.data)
+                out.append(contentsOf: valueBlob)
+                consider(Patch(bytes: out, encoding: enc, changed: changed))
+            }
+        }
+        if changed >= count / 32 {
+            var out = header(.denseXor, elementSize: elementSize, count: count, changed: changed)
+            out.append(contentsOf: try compressShuffled(xor, elementSize: elementSize, level: level))
+            consider(Patch(bytes: out, encoding: .denseXor, changed: changed))
+        }
+        return best!
+    }
+
+    /// Applies a stored patch to `parent`, writing the child into `out`.
+    /// - Throws: `CodecError.corrupt` when the patch is malformed or does not fit the parent.
+    public static func apply(_ patch: UnsafeRawBufferPointer, to parent: UnsafeRawBufferPointer,
+                             into out: UnsafeMutableRawBufferPointer) throws {
+        func bad(_ r: String) -> CodecError { .corrupt(what: "patch", reason: r) }
+        guard patch.count >= 24, Array(patch[0..<4]) == magic else { throw bad("bad magic or truncated header") }
+        guard let enc = PatchEncoding(rawValue: patch[4]) else { throw bad("unknown encoding \(patch[4])") }
+        let elem = Int(patch[5])
+        let count = Int(patch.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        let changed = Int(patch.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
+        guard elem >= 1, count.multipliedReportingOverflow(by: elem) == (parent.count, false), out.count == parent.count else {
+            throw bad("patch is for \(count) elements of \(elem) bytes, parent has \(parent.count) bytes")
+        }
+        guard changed <= count else { throw bad("changed count \(changed) exceeds element count \(count)") }
+        if out.count > 0 { out.baseAddress!.copyMemory(from: parent.baseAddress!, byteCount: parent.count) }
+        let body = UnsafeRawBufferPointer(rebasing: patch[24...])
+        switch enc {
+        case .denseXor:
+            var xor = [UInt8](repeating: 0, count: parent.count)
+            try xor.withUnsafeMutableBytes { x in
+                var scratch = [UInt8]()
+                try Chunker.decodeChunk(codec: .shuffledZstd, elementSize: elem, data: body, into: x, scratch: &scratch)
+            }
+            if out.count > 0 {
+                xor.withUnsafeBytes { x in
+                    wl_xor_inplace(out.baseAddress!.assumingMemoryBound(to: UInt8.self), x.baseAddress!.assumingMemoryBound(to: UInt8.self), x.count)
+                }
+            }
+        case .sparseXor, .sparseValues:
+            guard body.count >= 24 else { throw bad("truncated sparse header") }
+            let width = Int(body[0])
+            guard width == 4 || width == 8 else { throw bad("index width \(width)") }
+            let idxLen = body.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+            let valLen = body.loadUnaligned(fromByteOffset: 16, as: UInt64.self)
+            guard idxLen <= UInt64(body.count), valLen <= UInt64(body.count), 24 + Int(idxLen) + Int(valLen) == body.count else {
+                throw bad("section lengths do not match patch size")
+            }
+            let idxData = UnsafeRawBufferPointer(rebasing: body[24..<(24 + Int(idxLen))])
+            let valData = UnsafeRawBufferPointer(rebasing: body[(24 + Int(idxLen))...])
+            var idxRaw = [UInt8](repeating: 0, count: changed * width)
+            var values = [UInt8](repeating: 0, count: changed * elem)
+            var scratch = [UInt8]()
+            if changed > 0 {
+                try idxRaw.withUnsafeMutableBytes { try Chunker.decodeChunk(codec: .shuffledZstd, elementSize: width, data: idxData, into: $0, scratch: &scratch) }
+                try values.withUnsafeMutableBytes { try Chunker.decodeChunk(codec: .shuffledZstd, elementSize: elem, data: valData, into: $0, scratch: &scratch) }
+            }
+            try idxRaw.withUnsafeBytes { ib in
+                try values.withUnsafeBytes { vb in
+                    var position: UInt64 = 0
+                    for k in 0..<changed {
+                        let d = width == 4 ? UInt64(ib.loadUnaligned(fromByteOffset: 4 * k, as: UInt32.self))
+                                           : ib.loadUnaligned(fromByteOffset: 8 * k, as: UInt64.self)
+                        let (p, o) = position.addingReportingOverflow(d)
+                        guard !o, p < UInt64(count), k == 0 || d > 0 else { throw bad("index out of range or not increasing") }
+                        position = p
+                        let dst = out.baseAddress!.advanced(by: Int(p) * elem)
+                        let src = vb.baseAddress!.advanced(by: k * elem)
+                        if enc == .sparseValues {
+                            dst.copyMemory(from: src, byteCount: elem)
+                        } else {
+                            for b in 0..<elem { dst.storeBytes(of: dst.load(fromByteOffset: b, as: UInt8.self) ^ src.load(fromByteOffset: b, as: UInt8.self), toByteOffset: b, as: UInt8.self) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the encoding and changed count from a stored patch header.
+    public static func peek(_ patch: UnsafeRawBufferPointer) -> (encoding: PatchEncoding, changed: Int)? {
+        guard patch.count >= 24, Array(patch[0..<4]) == magic, let e = PatchEncoding(rawValue: patch[4]) else { return nil }
+        return (e, Int(patch.loadUnaligned(fromByteOffset: 16, as: UInt64.self)))
+    }
+
+    private static func header(_ enc: PatchEncoding, elementSize: Int, count: Int, changed: Int) -> [UInt8] {
+        var out = magic
+        out.append(enc.rawValue)
+        out.append(UInt8(elementSize))
+        out.append(contentsOf: [0, 0])
+        appendU64(&out, UInt64(count))
+        appendU64(&out, UInt64(changed))
+        return out
+    }
+
+    private static func encodeIndices(_ idx: [UInt64], count: Int) throws -> (width: UInt8, data: [UInt8]) {
+        let width = count <= Int(UInt32.max) ? 4 : 8
+        var raw = [UInt8]()
+        raw.reserveCapacity(idx.count * width)
+        var prev: UInt64 = 0
+        for (k, i) in idx.enumerated() {
+            let d = k == 0 ? i : i - prev
+            prev = i
+            if width == 4 {
+                withUnsafeBytes(of: UInt32(d).littleEndian) { raw.append(contentsOf: $0) }
+            } else {
+                withUnsafeBytes(of: d.littleEndian) { raw.append(contentsOf: $0) }
+            }
+        }
+        return (UInt8(width), try compressShuffled(raw, elementSize: width, level: Zstd.defaultLevel))
+    }
+
+    private static func compressShuffled(_ raw: [UInt8], elementSize: Int, level: Int32) throws -> [UInt8] {
+        guard !raw.isEmpty else { return [] }
+        var shuffled = [UInt8](repeating: 0, count: raw.count)
+        raw.withUnsafeBytes { r in shuffled.withUnsafeMutableBytes { s in Shuffle.shuffle(r, into: s, elementSize: elementSize) } }
+        return try shuffled.withUnsafeBytes { try Zstd.compress($0, level: level) }
+    }
+}
+
+func appendU64(_ out: inout [UInt8], _ v: UInt64) {
+    withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) }
+}

@@ -1,0 +1,101 @@
+import Codec
+import TensorIO
+
+extension Ledger {
+    public func hasObject(_ id: String) throws -> Bool {
+        try db.queryOne("SELECT 1 FROM object WHERE id = ?", [.text(id)]) { _ in true } ?? false
+    }
+
+    /// Inserts an object unless one with the same id exists. Call inside a transaction.
+    /// - Returns: bytes added to the ledger (0 when it existed).
+    @discardableResult
+    public func insert(_ object: PreparedObject) throws -> Int {
+        if try hasObject(object.id) { return 0 }
+        try db.run("INSERT INTO object(id, size, storedSize) VALUES(?, ?, ?)",
+                   [.text(object.id), .int(Int64(object.size)), .int(Int64(object.storedSize))])
+        let stmt = try db.prepare("INSERT INTO objectChunk(object, seq, codec, elementSize, rawSize, data) VALUES(?, ?, ?, ?, ?, ?)")
+        for (i, c) in object.chunks.enumerated() {
+            try stmt.bind([.text(object.id), .int(Int64(i)), .int(Int64(c.codec.rawValue)), .int(Int64(c.elementSize)), .int(Int64(c.rawSize))])
+            try c.data.withUnsafeBytes { b in
+                try stmt.bindBlobNoCopy(6, b)
+                try stmt.step()
+            }
+        }
+        return object.storedSize
+    }
+
+    /// Copies an object's chunks out of SQLite (decode them with `StoredObject.decode`).
+    public func storedObject(_ id: String) throws -> StoredObject {
+        guard let size = try db.queryOne("SELECT size FROM object WHERE id = ?", [.text(id)], { Int($0.int(0)) }) else {
+            throw LedgerError.corruptObject(id: id, reason: "missing from the ledger")
+        }
+        let chunks = try db.query("SELECT codec, elementSize, rawSize, data FROM objectChunk WHERE object = ? ORDER BY seq", [.text(id)]) { s -> StoredChunk in
+            guard let codec = ChunkCodec(rawValue: Int(s.int(0))) else {
+                throw LedgerError.corruptObject(id: id, reason: "unknown chunk codec \(s.int(0))")
+            }
+            return StoredChunk(codec: codec, elementSize: Int(s.int(1)), rawSize: Int(s.int(2)), data: s.blob(3))
+        }
+        return StoredObject(id: id, size: size, chunks: chunks)
+    }
+
+    /// Reads and decodes a whole object, verifying its sha256.
+    public func readObject(_ id: String) throws -> [UInt8] {
+        try storedObject(id).decoded(verify: true)
+    }
+
+    /// Bytes stored for an object (compressed chunk data).
+    public func storedSize(of id: String) throws -> Int {
+        try db.queryOne("SELECT storedSize FROM object WHERE id = ?", [.text(id)]) { Int($0.int(0)) } ?? 0
+    }
+
+    /// All object ids (for fsck).
+    public func allObjectIDs() throws -> [String] {
+        try db.query("SELECT id FROM object ORDER BY id") { $0.text(0) }
+    }
+
+    /// Total stored bytes of all objects and the page-level size of the ledger file.
+    public func storageTotals() throws -> (objects: Int, storedBytes: Int, payloadBytes: Int) {
+        try db.queryOne("SELECT count(*), coalesce(sum(storedSize), 0), coalesce(sum(size), 0) FROM object") {
+            (Int($0.int(0)), Int($0.int(1)), Int($0.int(2)))
+        } ?? (0, 0, 0)
+    }
+
+    // MARK: tensor versions
+
+    public func version(_ hash: String) throws -> TensorVersion? {
+        try db.queryOne("SELECT hash, fingerprint, byteCount, elementSize, base, object, encoding, depth FROM tensorVersion WHERE hash = ?", [.text(hash)]) { s in
+            TensorVersion(hash: s.text(0), fingerprint: s.text(1), byteCount: Int(s.int(2)), elementSize: Int(s.int(3)),
+                          base: s.optionalText(4), object: s.text(5), encoding: s.text(6), depth: Int(s.int(7)))
+        }
+    }
+
+    /// Inserts a tensor version unless it exists. Call inside a transaction.
+    public func insert(_ v: TensorVersion) throws {
+        try db.run("""
+            INSERT INTO tensorVersion(hash, fingerprint, byteCount, elementSize, base, object, encoding, depth)
+            VALUES(?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(hash) DO NOTHING
+            """, [.text(v.hash), .text(v.fingerprint), .int(Int64(v.byteCount)), .int(Int64(v.elementSize)),
+                  v.base.sqlValue, .text(v.object), .text(v.encoding), .int(Int64(v.depth))])
+    }
+
+    /// The chain of versions to rebuild `hash`: keyframe first, `hash` last.
+    public func versionChain(_ hash: String) throws -> [TensorVersion] {
+        var chain: [TensorVersion] = []
+        var h: String? = hash
+        while let cur = h {
+            guard let v = try version(cur) else { throw LedgerError.corruptObject(id: cur, reason: "tensor version missing from the ledger") }
+            chain.append(v)
+            guard chain.count <= 100_000 else { throw LedgerError.corruptObject(id: hash, reason: "patch chain does not end") }
+            h = v.base
+        }
+        return chain.reversed()
+    }
+
+    /// All tensor versions (for fsck).
+    public func allVersions() throws -> [TensorVersion] {
+        try db.query("SELECT hash, fingerprint, byteCount, elementSize, base, object, encoding, depth FROM tensorVersion ORDER BY depth, hash") { s in
+            TensorVersion(hash: s.text(0), fingerprint: s.text(1), byteCount: Int(s.int(2)), elementSize: Int(s.int(3)),
+                          base: s.optionalText(4), object: s.text(5), encoding: s.text(6), depth: Int(s.int(7)))
+        }
+    }
+}

@@ -1,0 +1,44 @@
+/// Errors raised by the ledger (SQLite, objects, refs, revisions, locking).
+public enum LedgerError: Error, CustomStringConvertible {
+    /// An SQLite call failed.
+    case sqlite(code: Int32, message: String, sql: String?)
+    /// `.wledger/ledger` is not a wledger database, or is damaged.
+    case notALedger(path: String, reason: String)
+    /// The ledger was written by a newer wledger.
+    case newerSchema(path: String, found: Int, supported: Int)
+    /// No `.wledger/` above the given directory.
+    case noRepository(path: String)
+    /// `init` on a directory that already has one.
+    case alreadyInitialized(path: String)
+    /// A stored object is missing or does not match its hash.
+    case corruptObject(id: String, reason: String)
+    /// A revision does not name a commit.
+    case unknownRevision(String)
+    /// A revision prefix matches several commits.
+    case ambiguousRevision(String, candidates: [String])
+    /// A ref name is invalid, exists already, or moved under us.
+    case ref(name: String, reason: String)
+    /// Another process holds the lock.
+    case locked(path: String, holder: String)
+    /// Anything else the ledger refuses (one-line reason).
+    case invalid(String)
+
+    public var description: String {
+        switch self {
+        case let .sqlite(code, message, sql):
+            if let sql { return "sqlite error \(code): \(message) (in '\(sql.prefix(80))')" }
+            return "sqlite error \(code): \(message)"
+        case let .notALedger(path, reason): return "'\(path)' is not a wledger ledger: \(reason)"
+        case let .newerSchema(path, found, supported):
+            return "'\(path)' has ledger schema version \(found), newer than this wledger supports (\(supported)); upgrade wledger"
+        case let .noRepository(path): return "not a wledger model directory (or any parent): '\(path)'; run 'wledger init' there first"
+        case let .alreadyInitialized(path): return "'\(path)' is already a wledger model directory"
+        case let .corruptObject(id, reason): return "object '\(id.prefix(12))' is corrupt: \(reason)"
+        case let .unknownRevision(r): return "unknown revision '\(r)'"
+        case let .ambiguousRevision(r, c): return "ambiguous revision '\(r)': matches \(c.map { String($0.prefix(12)) }.joined(separator: ", "))"
+        case let .ref(name, reason): return "ref '\(name)': \(reason)"
+        case let .locked(path, holder): return "'\(path)' is locked by another wledger process (\(holder)); try again when it finishes"
+        case let .invalid(reason): return reason
+        }
+    }
+}

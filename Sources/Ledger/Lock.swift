@@ -1,0 +1,77 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import TensorIO
+
+/// An exclusive advisory lock on `.wledger/lock` held by writers (init, commit, checkout, ...),
+/// so two wledger processes never interleave changes to the ledger or the work tree.
+///
+/// The corresponding C function is `flock`. The lock is released when this object is
+/// deallocated or the process exits (even by SIGKILL).
+public final class RepositoryLock {
+    private let fd: Int32
+    public let path: String
+
+    /// Takes the lock, waiting up to `timeout` seconds for another process to release it.
+    /// - Parameter onWait: called once, with the holder's description, if we have to wait.
+    public init(path: String, timeout: Double, onWait: (String) -> Void) throws {
+        self.path = path
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw TensorIOError.io(path: path, operation: "open lock", reason: errnoText()) }
+        var waited = false
+        let deadline = Double(monotonicNanoseconds()) / 1e9 + timeout
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            guard errno == EWOULDBLOCK || errno == EINTR else {
+                let reason = errnoText()
+                close(fd)
+                throw TensorIOError.io(path: path, operation: "lock", reason: reason)
+            }
+            let holder = RepositoryLock.holder(path)
+            if Double(monotonicNanoseconds()) / 1e9 >= deadline {
+                close(fd)
+                throw LedgerError.locked(path: path, holder: holder)
+            }
+            if !waited { onWait(holder); waited = true }
+            usleep(50_000)
+        }
+        let pid = "pid \(getpid())\n"
+        ftruncate(fd, 0)
+        _ = pid.withCString { pwrite(fd, $0, strlen($0), 0) }
+    }
+
+    deinit {
+        flock(fd, LOCK_UN)
+        close(fd)
+    }
+
+    private static func holder(_ path: String) -> String {
+        guard let bytes = try? readFile(path) else { return "unknown" }
+        let s = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return s.isEmpty ? "unknown" : s
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds.
+public func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// CLOCK_REALTIME in nanoseconds.
+public func wallClockNanoseconds() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+}
+
+private extension String {
+    func trimmingCharacters(in _: WhitespaceSet) -> String {
+        var s = Substring(self)
+        while let f = s.first, f.isWhitespace { s = s.dropFirst() }
+        while let l = s.last, l.isWhitespace { s = s.dropLast() }
+        return String(s)
+    }
+}
+
+private enum WhitespaceSet { case whitespacesAndNewlines }

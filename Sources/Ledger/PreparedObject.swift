@@ -1,0 +1,65 @@
+import Codec
+import TensorIO
+
+/// An object encoded and hashed off the database thread, ready to insert.
+public struct PreparedObject: Sendable {
+    public var id: String
+    public var size: Int
+    public var chunks: [EncodedChunk]
+    public var storedSize: Int { chunks.reduce(0) { $0 + $1.data.count } }
+
+    /// Hashes (unless `knownHash` is given) and encodes `payload`.
+    /// - Parameters:
+    ///   - elementSize: > 1 to byte-plane shuffle before zstd (tensor bytes).
+    ///   - compress: false for payloads that are compressed already (patches).
+    public static func encode(_ payload: UnsafeRawBufferPointer, elementSize: Int, compress: Bool,
+                              level: Int32 = Zstd.defaultLevel, knownHash: String? = nil) throws -> PreparedObject {
+        let id = knownHash ?? SHA256Digest.hash(payload).hex
+        let chunks = try Chunker.encode(payload, elementSize: elementSize, compress: compress, level: level)
+        return PreparedObject(id: id, size: payload.count, chunks: chunks)
+    }
+}
+
+/// A stored chunk copied out of SQLite, decodable on any thread.
+public struct StoredChunk: Sendable {
+    public var codec: ChunkCodec
+    public var elementSize: Int
+    public var rawSize: Int
+    public var data: [UInt8]
+}
+
+/// An object's chunks copied out of SQLite.
+public struct StoredObject: Sendable {
+    public var id: String
+    public var size: Int
+    public var chunks: [StoredChunk]
+
+    /// Decodes into `dst` (exactly `size` bytes); with `verify`, checks the sha256 of the result.
+    public func decode(into dst: UnsafeMutableRawBufferPointer, verify: Bool) throws {
+        guard dst.count == size else { throw LedgerError.corruptObject(id: id, reason: "size \(size), expected \(dst.count)") }
+        var offset = 0
+        var scratch = [UInt8]()
+        for c in chunks {
+            guard offset + c.rawSize <= size else { throw LedgerError.corruptObject(id: id, reason: "chunks exceed object size") }
+            let out = UnsafeMutableRawBufferPointer(rebasing: dst[offset..<(offset + c.rawSize)])
+            do {
+                try c.data.withUnsafeBytes { try Chunker.decodeChunk(codec: c.codec, elementSize: c.elementSize, data: $0, into: out, scratch: &scratch) }
+            } catch {
+                throw LedgerError.corruptObject(id: id, reason: "\(error)")
+            }
+            offset += c.rawSize
+        }
+        guard offset == size else { throw LedgerError.corruptObject(id: id, reason: "chunks cover \(offset) of \(size) bytes") }
+        if verify {
+            let h = SHA256Digest.hash(UnsafeRawBufferPointer(dst)).hex
+            guard h == id else { throw LedgerError.corruptObject(id: id, reason: "content hash is \(h.prefix(12))") }
+        }
+    }
+
+    /// Decodes into a new array.
+    public func decoded(verify: Bool) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: size)
+        try out.withUnsafeMutableBytes { try decode(into: $0, verify: verify) }
+        return out
+    }
+}

@@ -1,0 +1,182 @@
+import CSQLite
+
+/// A value bound to or read from SQLite.
+public enum SQLValue: Sendable, Equatable {
+    case null
+    case int(Int64)
+    case double(Double)
+    case text(String)
+    case blob([UInt8])
+}
+
+extension Int: SQLBindable { public var sqlValue: SQLValue { .int(Int64(self)) } }
+extension Int64: SQLBindable { public var sqlValue: SQLValue { .int(self) } }
+extension Double: SQLBindable { public var sqlValue: SQLValue { .double(self) } }
+extension String: SQLBindable { public var sqlValue: SQLValue { .text(self) } }
+extension Optional: SQLBindable where Wrapped: SQLBindable { public var sqlValue: SQLValue { self?.sqlValue ?? .null } }
+
+/// Types that can be bound as SQL parameters.
+public protocol SQLBindable { var sqlValue: SQLValue { get } }
+
+/// The one wrapper around the SQLite C API: a connection owning its handle.
+///
+/// One serial connection per process is enough; it is not shared between threads.
+/// The corresponding C functions are `sqlite3_open_v2`, `sqlite3_prepare_v3`, `sqlite3_step`.
+public final class Database {
+    let handle: OpaquePointer
+    public let path: String
+
+    /// Opens (or creates) the database at `path`.
+    public init(path: String, create: Bool) throws {
+        self.path = path
+        var db: OpaquePointer?
+        let flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX
+        let rc = sqlite3_open_v2(path, &db, flags, nil)
+        guard rc == SQLITE_OK, let db else {
+            let msg = db.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
+            if let db { sqlite3_close_v2(db) }
+            throw LedgerError.sqlite(code: rc, message: msg, sql: nil)
+        }
+        handle = db
+        sqlite3_extended_result_codes(db, 1)
+        sqlite3_busy_timeout(db, 60_000)
+    }
+
+    deinit { sqlite3_close_v2(handle) }
+
+    private func error(_ rc: Int32, _ sql: String?) -> LedgerError {
+        .sqlite(code: rc, message: String(cString: sqlite3_errmsg(handle)), sql: sql)
+    }
+
+    /// Runs one or more statements without results.
+    public func execute(_ sql: String) throws {
+        var err: UnsafeMutablePointer<CChar>?
+        let rc = sqlite3_exec(handle, sql, nil, nil, &err)
+        if rc != SQLITE_OK {
+            let msg = err.map { String(cString: $0) } ?? "error"
+            sqlite3_free(err)
+            throw LedgerError.sqlite(code: rc, message: msg, sql: sql)
+        }
+    }
+
+    /// Prepares a statement.
+    public func prepare(_ sql: String) throws -> Statement {
+        var stmt: OpaquePointer?
+        let rc = sqlite3_prepare_v3(handle, sql, -1, 0, &stmt, nil)
+        guard rc == SQLITE_OK, let stmt else { throw error(rc, sql) }
+        return Statement(db: self, stmt: stmt, sql: sql)
+    }
+
+    /// Runs a statement with parameters and discards results.
+    public func run(_ sql: String, _ params: [SQLValue] = []) throws {
+        let s = try prepare(sql)
+        try s.bind(params)
+        while try s.step() {}
+    }
+
+    /// Runs a query and maps every row.
+    public func query<T>(_ sql: String, _ params: [SQLValue] = [], _ row: (Statement) throws -> T) throws -> [T] {
+        let s = try prepare(sql)
+        try s.bind(params)
+        var out: [T] = []
+        while try s.step() { out.append(try row(s)) }
+        return out
+    }
+
+    /// The first row of a query, mapped, or nil.
+    public func queryOne<T>(_ sql: String, _ params: [SQLValue] = [], _ row: (Statement) throws -> T) throws -> T? {
+        let s = try prepare(sql)
+        try s.bind(params)
+        return try s.step() ? row(s) : nil
+    }
+
+    /// Rows changed by the last statement.
+    public var changes: Int { Int(sqlite3_changes(handle)) }
+
+    /// Runs `body` in a `BEGIN IMMEDIATE` transaction; rolls back if it throws.
+    public func transaction<T>(_ body: () throws -> T) throws -> T {
+        try execute("BEGIN IMMEDIATE")
+        do {
+            let v = try body()
+            try execute("COMMIT")
+            return v
+        } catch {
+            try? execute("ROLLBACK")
+            throw error
+        }
+    }
+
+    /// A single integer PRAGMA value.
+    public func pragma(_ name: String) throws -> Int64 {
+        try queryOne("PRAGMA \(name)") { $0.int(0) } ?? 0
+    }
+}
+
+/// A prepared statement owning its handle; finalized on deinit.
+public final class Statement {
+    let db: Database
+    let stmt: OpaquePointer
+    let sql: String
+
+    init(db: Database, stmt: OpaquePointer, sql: String) {
+        self.db = db; self.stmt = stmt; self.sql = sql
+    }
+
+    deinit { sqlite3_finalize(stmt) }
+
+    private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+    /// Resets the statement and binds parameters 1...n.
+    public func bind(_ params: [SQLValue]) throws {
+        sqlite3_reset(stmt)
+        sqlite3_clear_bindings(stmt)
+        for (i, p) in params.enumerated() {
+            let idx = Int32(i + 1)
+            let rc: Int32
+            switch p {
+            case .null: rc = sqlite3_bind_null(stmt, idx)
+            case let .int(v): rc = sqlite3_bind_int64(stmt, idx, v)
+            case let .double(v): rc = sqlite3_bind_double(stmt, idx, v)
+            case let .text(s): rc = sqlite3_bind_text(stmt, idx, s, -1, Statement.transient)
+            case let .blob(b):
+                rc = b.withUnsafeBytes { sqlite3_bind_blob64(stmt, idx, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1), sqlite3_uint64($0.count), Statement.transient) }
+            }
+            guard rc == SQLITE_OK else { throw LedgerError.sqlite(code: rc, message: String(cString: sqlite3_errmsg(db.handle)), sql: sql) }
+        }
+    }
+
+    /// Binds a blob parameter without copying; `bytes` must stay valid until the statement is stepped.
+    public func bindBlobNoCopy(_ index: Int, _ bytes: UnsafeRawBufferPointer) throws {
+        let rc = sqlite3_bind_blob64(stmt, Int32(index), bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1), sqlite3_uint64(bytes.count), nil)
+        guard rc == SQLITE_OK else { throw LedgerError.sqlite(code: rc, message: String(cString: sqlite3_errmsg(db.handle)), sql: sql) }
+    }
+
+    /// Advances; true when a row is available.
+    @discardableResult
+    public func step() throws -> Bool {
+        let rc = sqlite3_step(stmt)
+        if rc == SQLITE_ROW { return true }
+        if rc == SQLITE_DONE { return false }
+        throw LedgerError.sqlite(code: rc, message: String(cString: sqlite3_errmsg(db.handle)), sql: sql)
+    }
+
+    public func isNull(_ col: Int) -> Bool { sqlite3_column_type(stmt, Int32(col)) == SQLITE_NULL }
+    public func int(_ col: Int) -> Int64 { sqlite3_column_int64(stmt, Int32(col)) }
+    public func double(_ col: Int) -> Double { sqlite3_column_double(stmt, Int32(col)) }
+    public func text(_ col: Int) -> String {
+        guard let p = sqlite3_column_text(stmt, Int32(col)) else { return "" }
+        return String(cString: p)
+    }
+    public func optionalText(_ col: Int) -> String? { isNull(col) ? nil : text(col) }
+    public func optionalDouble(_ col: Int) -> Double? { isNull(col) ? nil : double(col) }
+    public func optionalInt(_ col: Int) -> Int64? { isNull(col) ? nil : int(col) }
+
+    /// Calls `body` with the blob of column `col` (valid only inside `body`).
+    public func withBlob<T>(_ col: Int, _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+        let n = Int(sqlite3_column_bytes(stmt, Int32(col)))
+        let p = sqlite3_column_blob(stmt, Int32(col))
+        return try body(UnsafeRawBufferPointer(start: p, count: n))
+    }
+
+    public func blob(_ col: Int) -> [UInt8] { withBlob(col) { Array($0) } }
+}

@@ -1,0 +1,77 @@
+import CShims
+import TensorIO
+
+/// Statistics of ΔW = child − parent for one tensor, computed in float64 from the stored bytes.
+public struct DeltaStatistics: Sendable, Equatable, Codable {
+    /// Elements whose stored bits differ.
+    public var changed: Int
+    /// Σ|ΔW| (Manhattan distance).
+    public var l1: Double
+    /// ‖ΔW‖F.
+    public var frobenius: Double
+    /// max |ΔW|.
+    public var maxAbs: Double
+    /// ‖W_parent‖F.
+    public var baseNorm: Double
+    /// NaN or ±Inf values in the child.
+    public var nonFinite: Int
+    /// Elements in the tensor.
+    public var count: Int
+
+    public init(changed: Int, l1: Double, frobenius: Double, maxAbs: Double, baseNorm: Double, nonFinite: Int, count: Int) {
+        self.changed = changed; self.l1 = l1; self.frobenius = frobenius; self.maxAbs = maxAbs
+        self.baseNorm = baseNorm; self.nonFinite = nonFinite; self.count = count
+    }
+
+    /// ‖ΔW‖F / ‖W_parent‖F (0 when the parent is all zeros and nothing changed, +∞ when only it is zero).
+    public var relativeFrobenius: Double {
+        if baseNorm > 0 { return frobenius / baseNorm }
+        return frobenius == 0 ? 0 : .infinity
+    }
+
+    /// Computes the statistics. F32/F16/BF16 are decoded tile by tile to Float (exact) and
+    /// accumulated in double by the C kernel `wl_delta_stats_f32`; F64 and integer dtypes use a
+    /// double loop; other dtypes report only the changed count.
+    /// - Precondition: both buffers have the same size, a multiple of the dtype size.
+    public static func compute(parent: UnsafeRawBufferPointer, child: UnsafeRawBufferPointer, dtype: DType) -> DeltaStatistics {
+        precondition(parent.count == child.count, "ΔW operands differ in size")
+        let n = parent.count / dtype.size
+        switch dtype {
+        case .f32, .f16, .bf16:
+            var s = wl_delta_stats()
+            let tile = 1 << 16
+            var a = [Float](repeating: 0, count: min(n, tile))
+            var b = [Float](repeating: 0, count: min(n, tile))
+            var start = 0
+            while start < n {
+                let m = min(tile, n - start)
+                let range = (start * dtype.size)..<((start + m) * dtype.size)
+                a.withUnsafeMutableBufferPointer { ap in
+                    b.withUnsafeMutableBufferPointer { bp in
+                        let ab = UnsafeMutableBufferPointer(rebasing: ap[0..<m]), bb = UnsafeMutableBufferPointer(rebasing: bp[0..<m])
+                        decodeToFloat(UnsafeRawBufferPointer(rebasing: parent[range]), dtype: dtype, into: ab)
+                        decodeToFloat(UnsafeRawBufferPointer(rebasing: child[range]), dtype: dtype, into: bb)
+                        wl_delta_stats_f32(ab.baseAddress, bb.baseAddress, m, &s)
+                    }
+                }
+                start += m
+            }
+            return DeltaStatistics(changed: Int(s.changed), l1: s.l1, frobenius: s.sum_sq.squareRoot(), maxAbs: s.max_abs,
+                                   baseNorm: s.base_sum_sq.squareRoot(), nonFinite: Int(s.nonfinite), count: n)
+        default:
+            let changed = n == 0 ? 0 : wl_count_diff(parent.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                                                     child.baseAddress!.assumingMemoryBound(to: UInt8.self), parent.count, dtype.size)
+            guard dtype.isArithmetic else {
+                return DeltaStatistics(changed: changed, l1: 0, frobenius: 0, maxAbs: 0, baseNorm: 0, nonFinite: 0, count: n)
+            }
+            var l1 = 0.0, sq = 0.0, mx = 0.0, bsq = 0.0, nonFinite = 0
+            for i in 0..<n {
+                let x = loadDouble(parent, i, dtype), y = loadDouble(child, i, dtype)
+                let d = y - x
+                if !y.isFinite { nonFinite += 1 }
+                l1 += abs(d); sq += d * d; mx = max(mx, abs(d)); bsq += x * x
+            }
+            return DeltaStatistics(changed: changed, l1: l1, frobenius: sq.squareRoot(), maxAbs: mx, baseNorm: bsq.squareRoot(), nonFinite: nonFinite, count: n)
+        }
+    }
+}

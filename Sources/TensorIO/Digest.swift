@@ -1,0 +1,138 @@
+import CCrypto
+import CXXHash
+
+/// SHA-256 content identity of bytes (tensors, headers, objects).
+///
+/// The corresponding C function is OpenSSL's `EVP_Digest` (SHA-NI accelerated).
+public struct SHA256Digest: Hashable, Sendable, CustomStringConvertible, Comparable {
+    public var bytes: [UInt8]
+
+    public init(bytes: [UInt8]) {
+        precondition(bytes.count == 32, "SHA-256 digest must be 32 bytes")
+        self.bytes = bytes
+    }
+
+    /// Parses 64 lowercase or uppercase hex characters.
+    public init?(hex: String) {
+        guard let b = hexDecode(hex), b.count == 32 else { return nil }
+        bytes = b
+    }
+
+    /// Hashes `data`.
+    public static func hash(_ data: UnsafeRawBufferPointer) -> SHA256Digest {
+        var out = [UInt8](repeating: 0, count: 32)
+        var len: UInt32 = 0
+        let ok = out.withUnsafeMutableBufferPointer { o in
+            EVP_Digest(data.baseAddress ?? UnsafeRawPointer(bitPattern: 1), data.count, o.baseAddress, &len, EVP_sha256(), nil)
+        }
+        precondition(ok == 1 && len == 32, "EVP_Digest(SHA-256) failed")
+        return SHA256Digest(bytes: out)
+    }
+
+    /// Hashes a byte array.
+    public static func hash(_ data: [UInt8]) -> SHA256Digest {
+        data.withUnsafeBytes { hash($0) }
+    }
+
+    /// Hashes the UTF-8 bytes of a string.
+    public static func hash(_ string: String) -> SHA256Digest {
+        hash(Array(string.utf8))
+    }
+
+    public var hex: String { hexEncode(bytes) }
+    public var description: String { hex }
+    public static func < (a: SHA256Digest, b: SHA256Digest) -> Bool { a.bytes.lexicographicallyPrecedes(b.bytes) }
+}
+
+/// Incremental SHA-256 over several buffers (e.g. a whole file written piecewise).
+public final class SHA256Hasher {
+    private let ctx: OpaquePointer
+
+    public init() {
+        guard let c = EVP_MD_CTX_new() else { fatalError("EVP_MD_CTX_new failed: out of memory") }
+        ctx = c
+        EVP_DigestInit_ex(ctx, EVP_sha256(), nil)
+    }
+
+    deinit { EVP_MD_CTX_free(ctx) }
+
+    public func update(_ data: UnsafeRawBufferPointer) {
+        if data.count > 0 { EVP_DigestUpdate(ctx, data.baseAddress, data.count) }
+    }
+
+    public func update(_ data: [UInt8]) { data.withUnsafeBytes { update($0) } }
+
+    public func finalize() -> SHA256Digest {
+        var out = [UInt8](repeating: 0, count: 32)
+        var len: UInt32 = 0
+        out.withUnsafeMutableBufferPointer { _ = EVP_DigestFinal_ex(ctx, $0.baseAddress, &len) }
+        return SHA256Digest(bytes: out)
+    }
+}
+
+/// A fast 128-bit fingerprint (XXH3-128) used to detect changed tensors at memory speed and to
+/// verify materialized bytes on checkout. Identity and content addressing use `SHA256Digest`.
+///
+/// The corresponding C function is `XXH3_128bits`.
+public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
+    public var high: UInt64
+    public var low: UInt64
+
+    public init(high: UInt64, low: UInt64) { self.high = high; self.low = low }
+
+    public init?(hex: String) {
+        guard hex.count == 32, let h = UInt64(hex.prefix(16), radix: 16), let l = UInt64(hex.suffix(16), radix: 16) else {
+            return nil
+        }
+        high = h; low = l
+    }
+
+    public static func of(_ data: UnsafeRawBufferPointer) -> Fingerprint {
+        let h = XXH3_128bits(data.baseAddress, data.count)
+        return Fingerprint(high: h.high64, low: h.low64)
+    }
+
+    public static func of(_ data: [UInt8]) -> Fingerprint { data.withUnsafeBytes { of($0) } }
+
+    public var hex: String {
+        let a = String(high, radix: 16), b = String(low, radix: 16)
+        return String(repeating: "0", count: 16 - a.count) + a + String(repeating: "0", count: 16 - b.count) + b
+    }
+    public var description: String { hex }
+}
+
+private let hexDigits = Array("0123456789abcdef".utf8)
+
+/// Lowercase hex of bytes.
+public func hexEncode(_ bytes: [UInt8]) -> String {
+    var out = [UInt8]()
+    out.reserveCapacity(bytes.count * 2)
+    for b in bytes {
+        out.append(hexDigits[Int(b >> 4)])
+        out.append(hexDigits[Int(b & 15)])
+    }
+    return String(decoding: out, as: UTF8.self)
+}
+
+/// Bytes of a hex string, or nil if it is not hex of even length.
+public func hexDecode(_ s: String) -> [UInt8]? {
+    let u = Array(s.utf8)
+    guard u.count % 2 == 0 else { return nil }
+    func nibble(_ c: UInt8) -> UInt8? {
+        switch c {
+        case 48...57: return c - 48
+        case 97...102: return c - 87
+        case 65...70: return c - 55
+        default: return nil
+        }
+    }
+    var out = [UInt8]()
+    out.reserveCapacity(u.count / 2)
+    var i = 0
+    while i < u.count {
+        guard let hi = nibble(u[i]), let lo = nibble(u[i + 1]) else { return nil }
+        out.append(hi << 4 | lo)
+        i += 2
+    }
+    return out
+}

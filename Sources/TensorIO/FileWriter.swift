@@ -1,0 +1,96 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Writes a file atomically: a temporary file in the same directory, filled, fsynced, then
+/// renamed over the destination (and the directory fsynced), so readers see the old file or the
+/// new one, never a mix.
+///
+/// The corresponding C functions are `open`, `ftruncate`, `pwrite`, `fsync` and `rename`.
+public final class AtomicFileWriter {
+    public let path: String
+    public let tempPath: String
+    private var fd: Int32
+    private var committed = false
+
+    /// Creates the temporary file, sized to `size` bytes.
+    public init(path: String, size: Int, mode: mode_t = 0o644) throws {
+        self.path = path
+        let dir = parentDirectory(of: path)
+        let base = String(path.split(separator: "/").last ?? "")
+        tempPath = dir + "/.\(base).wledger-tmp-\(getpid())"
+        fd = open(tempPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw TensorIOError.io(path: tempPath, operation: "create", reason: errnoText()) }
+        if ftruncate(fd, off_t(size)) != 0 {
+            let reason = errnoText()
+            abort()
+            throw TensorIOError.io(path: tempPath, operation: "resize", reason: reason)
+        }
+    }
+
+    deinit { if !committed { abort() } }
+
+    /// Writes `bytes` at `offset`.
+    public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw TensorIOError.io(path: tempPath, operation: "write", reason: errnoText())
+            }
+            done += n
+        }
+    }
+
+    public func write(_ bytes: [UInt8], at offset: Int) throws {
+        try bytes.withUnsafeBytes { try write($0, at: offset) }
+    }
+
+    /// fsyncs and renames the temporary file over `path`.
+    public func commit(sync: Bool = true) throws {
+        if sync, fsync(fd) != 0 { throw TensorIOError.io(path: tempPath, operation: "fsync", reason: errnoText()) }
+        close(fd)
+        fd = -1
+        guard rename(tempPath, path) == 0 else {
+            let reason = errnoText()
+            unlink(tempPath)
+            committed = true
+            throw TensorIOError.io(path: path, operation: "rename into place", reason: reason)
+        }
+        committed = true
+        if sync { syncDirectory(parentDirectory(of: path)) }
+    }
+
+    /// Removes the temporary file; the destination is untouched.
+    public func abort() {
+        if fd >= 0 { close(fd); fd = -1 }
+        if !committed { unlink(tempPath); committed = true }
+    }
+}
+
+/// Writes `bytes` to `path` atomically.
+public func writeFileAtomically(_ path: String, _ bytes: [UInt8], sync: Bool = true) throws {
+    let w = try AtomicFileWriter(path: path, size: bytes.count)
+    try w.write(bytes, at: 0)
+    try w.commit(sync: sync)
+}
+
+/// The directory part of a path ("." when there is none).
+public func parentDirectory(of path: String) -> String {
+    guard let slash = path.lastIndex(of: "/") else { return "." }
+    let d = String(path[..<slash])
+    return d.isEmpty ? "/" : d
+}
+
+/// fsyncs a directory so a rename inside it is durable.
+public func syncDirectory(_ dir: String) {
+    let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    if dfd >= 0 { fsync(dfd); close(dfd) }
+}
+
+/// Reads a whole small file.
+public func readFile(_ path: String) throws -> [UInt8] {
+    let m = try MappedFile(path: path)
+    return Array(m.bytes)
+}

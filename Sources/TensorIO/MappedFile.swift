@@ -1,0 +1,92 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A read-only memory map of a whole file. The mapping lives as long as this object.
+///
+/// The corresponding C functions are `open`, `fstat` and `mmap`.
+public final class MappedFile: @unchecked Sendable {
+    public let path: String
+    public let size: Int
+    /// Device, inode, modification time (ns) at open time: used by the work-tree stat cache.
+    public let stat: FileStat
+    private let base: UnsafeRawPointer?
+
+    /// Maps `path` read-only.
+    /// - Parameter populate: pre-fault every page (MAP_POPULATE), faster when the whole file is read.
+    /// - Throws: `TensorIOError.io` when the file cannot be opened, is not a regular file or cannot be mapped.
+    public init(path: String, populate: Bool = false) throws {
+        self.path = path
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw TensorIOError.io(path: path, operation: "open", reason: errnoText()) }
+        defer { close(fd) }
+        var st = Glibc.stat()
+        guard fstat(fd, &st) == 0 else { throw TensorIOError.io(path: path, operation: "stat", reason: errnoText()) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw TensorIOError.io(path: path, operation: "read", reason: "not a regular file")
+        }
+        self.size = Int(st.st_size)
+        self.stat = FileStat(st)
+        if size == 0 {
+            base = nil
+            return
+        }
+        var flags = MAP_PRIVATE
+        if populate { flags |= MAP_POPULATE }
+        let p = mmap(nil, size, PROT_READ, flags, fd, 0)
+        guard let p, p != MAP_FAILED else { throw TensorIOError.io(path: path, operation: "mmap", reason: errnoText()) }
+        base = UnsafeRawPointer(p)
+    }
+
+    deinit {
+        if let base { munmap(UnsafeMutableRawPointer(mutating: base), size) }
+    }
+
+    /// The whole file.
+    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
+
+    /// A byte range of the file; traps if out of range (callers validate first).
+    public func bytes(_ range: Range<Int>) -> UnsafeRawBufferPointer {
+        precondition(range.lowerBound >= 0 && range.upperBound <= size, "range outside mapped file")
+        return UnsafeRawBufferPointer(rebasing: bytes[range])
+    }
+}
+
+/// The parts of `struct stat` that tell whether a file changed since it was last hashed.
+public struct FileStat: Equatable, Sendable, Codable {
+    public var size: Int64
+    public var mtimeNs: Int64
+    public var ctimeNs: Int64
+    public var inode: UInt64
+    public var device: UInt64
+
+    public init(size: Int64, mtimeNs: Int64, ctimeNs: Int64, inode: UInt64, device: UInt64) {
+        self.size = size; self.mtimeNs = mtimeNs; self.ctimeNs = ctimeNs; self.inode = inode; self.device = device
+    }
+
+    init(_ st: Glibc.stat) {
+        size = Int64(st.st_size)
+        mtimeNs = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        ctimeNs = Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec)
+        inode = UInt64(st.st_ino)
+        device = UInt64(st.st_dev)
+    }
+
+    /// `stat(2)` of `path`, or nil when it does not exist.
+    public static func of(_ path: String) -> FileStat? {
+        var st = Glibc.stat()
+        guard statPath(path, &st) == 0 else { return nil }
+        return FileStat(st)
+    }
+}
+
+private func statPath(_ path: String, _ st: inout Glibc.stat) -> Int32 {
+    stat(path, &st)
+}
+
+/// The text of the current `errno`.
+public func errnoText() -> String {
+    String(cString: strerror(errno))
+}

@@ -1,0 +1,156 @@
+import Foundation
+
+/// A Hugging Face model directory: safetensors weights (one file, or shards listed in
+/// `model.safetensors.index.json`) plus small side files (config.json, tokenizer.json, ...).
+public struct ModelDirectory: Sendable {
+    public static let indexName = "model.safetensors.index.json"
+    /// Side files larger than this are not tracked (they are not configuration).
+    public static let maxSideFileBytes = 64 << 20
+    /// Extensions of weight formats that wledger does not track as side files.
+    public static let weightExtensions: Set<String> = ["safetensors", "bin", "pt", "pth", "ckpt", "gguf", "h5", "msgpack", "onnx", "pkl"]
+
+    public let path: String
+    /// Safetensors files, relative names, sorted.
+    public let weightFiles: [String]
+    /// Tracked side files (including the index when present), relative names, sorted.
+    public let sideFiles: [String]
+    /// tensor name → shard, from the index (nil for an unsharded model).
+    public let weightMap: [String: String]?
+
+    /// Lists and validates the directory layout (it does not parse the weights).
+    /// - Throws: `TensorIOError` when the directory has no safetensors weights, only pickles,
+    ///   or an index that is malformed or names shards outside the directory.
+    public static func scan(_ path: String) throws -> ModelDirectory {
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue else {
+            throw TensorIOError.invalidModelDirectory(path: path, reason: "not a directory")
+        }
+        let names: [String]
+        do {
+            names = try fm.contentsOfDirectory(atPath: path).filter { !$0.hasPrefix(".") }.sorted()
+        } catch {
+            throw TensorIOError.io(path: path, operation: "list", reason: "\(error.localizedDescription)")
+        }
+        func isRegular(_ name: String) -> Bool {
+            guard let st = FileStat.of(path + "/" + name) else { return false }
+            _ = st
+            var d: ObjCBool = false
+            return fm.fileExists(atPath: path + "/" + name, isDirectory: &d) && !d.boolValue
+        }
+        let files = names.filter(isRegular)
+        var weightMap: [String: String]? = nil
+        var weights: [String]
+        if files.contains(indexName) {
+            let indexPath = path + "/" + indexName
+            let map = try parseIndex(at: indexPath)
+            weightMap = map
+            weights = Array(Set(map.values)).sorted()
+            for shard in weights where !files.contains(shard) {
+                throw TensorIOError.invalidModelDirectory(path: indexPath, reason: "shard '\(shard)' listed in the index does not exist")
+            }
+        } else {
+            weights = files.filter { $0.hasSuffix(".safetensors") }
+        }
+        if weights.isEmpty {
+            if let pickle = files.first(where: { ["bin", "pt", "pth", "ckpt", "pkl"].contains(ext($0)) }) {
+                throw TensorIOError.notWeights(path: path + "/" + pickle, what: "a pickle checkpoint",
+                                               hint: "convert it to safetensors first; wledger never unpickles")
+            }
+            throw TensorIOError.invalidModelDirectory(path: path, reason: "no safetensors weights found (expected model.safetensors or \(indexName))")
+        }
+        let weightSet = Set(weights)
+        let side = files.filter { name in
+            guard !weightSet.contains(name), !weightExtensions.contains(ext(name)) else { return false }
+            guard let st = FileStat.of(path + "/" + name) else { return false }
+            return st.size <= maxSideFileBytes
+        }
+        return ModelDirectory(path: path, weightFiles: weights, sideFiles: side, weightMap: weightMap)
+    }
+
+    private static func ext(_ name: String) -> String {
+        guard let dot = name.lastIndex(of: ".") else { return "" }
+        return String(name[name.index(after: dot)...]).lowercased()
+    }
+
+    /// Parses `model.safetensors.index.json` and validates every shard name.
+    public static func parseIndex(at indexPath: String) throws -> [String: String] {
+        let map = try MappedFile(path: indexPath)
+        let value: JSONValue
+        do {
+            value = try JSONParser.parse(UnsafeBufferPointer(start: map.bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), count: map.size))
+        } catch let e as JSONParseError {
+            throw TensorIOError.invalidModelDirectory(path: indexPath, reason: "invalid JSON: \(e)")
+        }
+        guard let wm = value["weight_map"]?.objectValue else {
+            throw TensorIOError.invalidModelDirectory(path: indexPath, reason: "no \"weight_map\" object")
+        }
+        var out: [String: String] = [:]
+        for (tensor, shardValue) in wm {
+            guard let shard = shardValue.stringValue else {
+                throw TensorIOError.invalidModelDirectory(path: indexPath, reason: "shard of tensor '\(tensor)' is not a string")
+            }
+            try validateShardName(shard, indexPath: indexPath)
+            out[tensor] = shard
+        }
+        return out
+    }
+
+    /// Rejects shard names that could escape the directory or hide files.
+    public static func validateShardName(_ shard: String, indexPath: String) throws {
+        if shard.isEmpty || shard.hasPrefix("/") || shard.split(separator: "/").contains("..") || shard.contains("\0") || shard == "." {
+            throw TensorIOError.invalidModelDirectory(path: indexPath, reason: "shard name '\(shard)' escapes the model directory")
+        }
+        if shard.contains("/") || shard.contains("\\") || shard.hasPrefix(".") {
+            throw TensorIOError.invalidModelDirectory(path: indexPath, reason: "shard name '\(shard)' is not a plain file name in the model directory")
+        }
+    }
+
+    /// Opens and validates every weight file.
+    /// - Parameter populate: weight files to pre-fault (MAP_POPULATE) because they will be read whole.
+    public func open(populate: Set<String> = []) throws -> ModelWeights {
+        try ModelWeights(directory: self, populate: populate)
+    }
+}
+
+/// The validated, memory-mapped weights of a model directory.
+public final class ModelWeights: @unchecked Sendable {
+    public let directory: ModelDirectory
+    /// Weight files by relative name.
+    public let files: [String: SafetensorsFile]
+    /// Every tensor name → (file, info), across shards.
+    public let tensors: [String: (file: String, info: TensorInfo)]
+
+    init(directory: ModelDirectory, populate: Set<String>) throws {
+        self.directory = directory
+        var files: [String: SafetensorsFile] = [:]
+        var tensors: [String: (file: String, info: TensorInfo)] = [:]
+        for name in directory.weightFiles {
+            let f = try SafetensorsFile(path: directory.path + "/" + name, populate: populate.contains(name))
+            files[name] = f
+            for t in f.tensors {
+                if let prior = tensors[t.name] {
+                    throw TensorIOError.invalidModelDirectory(path: f.path, reason: "tensor '\(t.name)' also appears in '\(prior.file)'")
+                }
+                tensors[t.name] = (name, t)
+            }
+        }
+        if let wm = directory.weightMap {
+            let indexPath = directory.path + "/" + ModelDirectory.indexName
+            for (tensor, shard) in wm where tensors[tensor]?.file != shard {
+                throw TensorIOError.invalidModelDirectory(path: indexPath, reason: "tensor '\(tensor)' is not in shard '\(shard)'")
+            }
+            for (tensor, loc) in tensors where wm[tensor] == nil {
+                throw TensorIOError.invalidModelDirectory(path: indexPath, reason: "tensor '\(tensor)' in '\(loc.file)' is missing from the index")
+            }
+        }
+        self.files = files
+        self.tensors = tensors
+    }
+
+    /// The bytes of a tensor by name.
+    public func bytes(_ name: String) -> UnsafeRawBufferPointer? {
+        guard let loc = tensors[name], let f = files[loc.file] else { return nil }
+        return f.bytes(loc.info)
+    }
+}

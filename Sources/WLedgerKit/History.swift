@@ -1,0 +1,147 @@
+import Foundation
+import Ledger
+import TensorIO
+
+/// A commit as shown by `log` and `show`.
+public struct CommitInfo: Encodable, Sendable {
+    public var id: String
+    public var parent: String?
+    public var kind: String
+    public var message: String
+    public var author: String
+    public var time: Int64
+    public var date: String
+    public var method: String?
+    public var request: JSONText?
+    public var parameters: JSONText?
+    /// Branches and tags pointing here ("HEAD -> main", "tag: v1").
+    public var refs: [String]
+    public var summary: ChangeSummary
+    /// Per-tensor changes (show only).
+    public var tensors: [TensorChange]?
+    public var files: [String]?
+
+    public struct ChangeSummary: Encodable, Sendable {
+        public var tensors: Int
+        public var changedElements: Int
+        public var l1: Double
+        public var frobenius: Double
+        public var storedBytes: Int
+    }
+
+    public struct TensorChange: Encodable, Sendable {
+        public var name: String
+        public var file: String
+        public var dtype: String
+        public var shape: [Int]
+        public var changed: Int
+        public var count: Int
+        public var l1: Double
+        public var frobenius: Double
+        public var relativeFrobenius: Double
+        public var maxAbs: Double
+        public var encoding: String
+        public var storedBytes: Int
+    }
+}
+
+/// JSON text embedded verbatim in JSON output (and printed as-is in text).
+public struct JSONText: Encodable, Sendable {
+    public var text: String
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(JSONAny(try JSONParser.parse(Array(text.utf8))))
+    }
+}
+
+/// Encodes a `JSONValue` through Codable.
+struct JSONAny: Encodable {
+    let value: JSONValue
+    init(_ v: JSONValue) { value = v }
+    struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+    func encode(to encoder: Encoder) throws {
+        switch value {
+        case .null: var c = encoder.singleValueContainer(); try c.encodeNil()
+        case let .bool(b): var c = encoder.singleValueContainer(); try c.encode(b)
+        case let .int(i): var c = encoder.singleValueContainer(); try c.encode(i)
+        case let .double(d): var c = encoder.singleValueContainer(); try c.encode(d)
+        case let .string(s): var c = encoder.singleValueContainer(); try c.encode(s)
+        case let .array(a):
+            var c = encoder.unkeyedContainer()
+            for v in a { try c.encode(JSONAny(v)) }
+        case let .object(o):
+            var c = encoder.container(keyedBy: Key.self)
+            for (k, v) in o { try c.encode(JSONAny(v), forKey: Key(stringValue: k)) }
+        }
+    }
+}
+
+extension Repository {
+    /// Ref decorations per commit id.
+    func decorations() throws -> [String: [String]] {
+        var out: [String: [String]] = [:]
+        let head = try ledger.head()
+        for (name, target) in try ledger.refs(prefix: "refs/heads/") {
+            let short = String(name.dropFirst(11))
+            out[target, default: []].append(head.branchName == short ? "HEAD -> \(short)" : short)
+        }
+        if case let .detached(c) = head { out[c, default: []].insert("HEAD", at: 0) }
+        for (name, target) in try ledger.refs(prefix: "refs/tags/") { out[target, default: []].append("tag: " + name.dropFirst(10)) }
+        return out
+    }
+
+    func info(_ c: CommitRecord, decorations: [String: [String]], detailed: Bool) throws -> CommitInfo {
+        let changes = try ledger.changes(of: c.id)
+        let summary = CommitInfo.ChangeSummary(
+            tensors: changes.count, changedElements: changes.reduce(0) { $0 + $1.stats.changed },
+            l1: changes.reduce(0) { $0 + $1.stats.l1 },
+            frobenius: changes.reduce(0) { $0 + $1.stats.frobenius * $1.stats.frobenius }.squareRoot(),
+            storedBytes: c.kind == .base ? try baseStoredBytes(c.id) : changes.reduce(0) { $0 + $1.stats.storedBytes })
+        var info = CommitInfo(id: c.id, parent: c.parent, kind: c.kind.rawValue, message: c.message, author: c.author, time: c.time,
+                              date: isoDate(c.time), method: c.method, request: c.request.map(JSONText.init),
+                              parameters: c.parameters.map(JSONText.init), refs: decorations[c.id] ?? [], summary: summary)
+        if detailed {
+            var tensors: [CommitInfo.TensorChange] = []
+            for (e, st) in changes {
+                let enc = try ledger.version(e.hash)?.encoding ?? "?"
+                let count = e.shape.reduce(1, *)
+                tensors.append(.init(name: e.name, file: e.file, dtype: e.dtype.rawValue, shape: e.shape, changed: st.changed, count: count,
+                                     l1: st.l1, frobenius: st.frobenius, relativeFrobenius: st.baseNorm > 0 ? st.frobenius / st.baseNorm : 0,
+                                     maxAbs: st.maxAbs, encoding: enc, storedBytes: st.storedBytes))
+            }
+            info.tensors = tensors
+            info.files = try ledger.fileRows(of: c.id).map(\.path)
+        }
+        return info
+    }
+
+    private func baseStoredBytes(_ id: String) throws -> Int {
+        try ledger.storageTotals().storedBytes
+    }
+
+    /// `wledger log`: commits from `revision` (default HEAD) back to the base, newest first.
+    public func log(from revision: String = "HEAD", limit: Int = Int.max) throws -> [CommitInfo] {
+        let start = try resolve(revision)
+        let deco = try decorations()
+        return try ledger.history(from: start, limit: limit).map { try info($0, decorations: deco, detailed: false) }
+    }
+
+    /// `wledger show`: one commit with its request and per-tensor ΔW statistics.
+    public func show(_ revision: String = "HEAD") throws -> CommitInfo {
+        let id = try resolve(revision)
+        guard let c = try ledger.commit(id) else { throw LedgerError.unknownRevision(revision) }
+        return try info(c, decorations: try decorations(), detailed: true)
+    }
+}
+
+/// ISO 8601 UTC date of a unix time.
+func isoDate(_ t: Int64) -> String {
+    let f = ISO8601DateFormatter()
+    f.formatOptions = [.withInternetDateTime]
+    return f.string(from: Date(timeIntervalSince1970: TimeInterval(t)))
+}

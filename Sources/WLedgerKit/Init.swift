@@ -1,0 +1,123 @@
+import Foundation
+import Ledger
+import TensorIO
+
+/// What `init` did.
+public struct InitResult: Encodable, Sendable {
+    public var root: String
+    public var commit: String
+    public var tensors: Int
+    public var files: Int
+    public var rawBytes: Int
+    public var storedBytes: Int
+}
+
+extension Repository {
+    /// `wledger init`: creates `.wledger/` in a model directory and snapshots the base losslessly
+    /// (every tensor as a keyframe, safetensors headers and side files as they are).
+    ///
+    /// Everything is validated before anything is written; the ledger is built in a temporary
+    /// directory renamed into place at the end, so a failure leaves the directory as it was.
+    public static func initialize(at path: String, message: String = "base", author: String? = nil,
+                                  policy: SnapshotPolicy = SnapshotPolicy(), progress: ProgressReporter = .silent) throws -> InitResult {
+        let root = absolutePath(path)
+        let final = root + "/" + directoryName
+        if FileManager.default.fileExists(atPath: final) { throw LedgerError.alreadyInitialized(path: root) }
+        let dir = try ModelDirectory.scan(root)
+        var scanned: [String: FileStat] = [:]
+        for f in dir.weightFiles + dir.sideFiles { scanned[f] = FileStat.of(root + "/" + f) }
+        let weights = try dir.open(populate: Set(dir.weightFiles))
+        var nonFinite: [String] = []
+        for (name, loc) in weights.tensors.sorted(by: { $0.key < $1.key }) where loc.info.dtype.isFloat {
+            if countNonFinite(weights.bytes(name)!, dtype: loc.info.dtype) > 0 { nonFinite.append(name) }
+        }
+        if !nonFinite.isEmpty && !policy.allowNonFinite {
+            throw KitError.usage("'\(root)/\(weights.tensors[nonFinite[0]]!.file)': tensor '\(nonFinite[0])' contains NaN or Inf (\(nonFinite.count) tensor(s) affected); use --allow-nonfinite to snapshot anyway")
+        }
+
+        let temp = root + "/.wledger.tmp-\(getpid())"
+        try? FileManager.default.removeItem(atPath: temp)
+        do {
+            try FileManager.default.createDirectory(atPath: temp, withIntermediateDirectories: false)
+        } catch {
+            throw TensorIOError.io(path: temp, operation: "create", reason: "\(error.localizedDescription)")
+        }
+        do {
+            let lock = try takeLock(temp, progress: progress)
+            let ledger = try Ledger.create(at: temp + "/" + ledgerName)
+            let sig = Signature.current(author: author)
+            var manifest: [String: ManifestEntry] = [:]
+            var files: [String: FileEntry] = [:]
+            var stored = 0
+            var raw = 0
+            let names = weights.tensors.keys.sorted()
+            progress.start("snapshotting tensors", total: names.count)
+            try ledger.transaction {
+                // Encode in batches of ~1 GiB raw so memory stays bounded on large models.
+                var start = 0
+                while start < names.count {
+                    var end = start
+                    var batchBytes = 0
+                    while end < names.count, batchBytes < 1 << 30 {
+                        batchBytes += weights.tensors[names[end]]!.info.byteCount
+                        end += 1
+                    }
+                    let batch = Array(names[start..<end])
+                    let slots = Slots<PreparedTensor>(batch.count)
+                    try parallelFor(batch.count) { i in
+                        let loc = weights.tensors[batch[i]]!
+                        slots[i] = try Snapshot.keyframe(name: batch[i], bytes: weights.bytes(batch[i])!, dtype: loc.info.dtype, policy: policy)
+                        progress.advance()
+                    }
+                    for (i, name) in batch.enumerated() {
+                        let p = slots[i]!
+                        stored += try ledger.insert(p.object!)
+                        try ledger.insert(p.version!)
+                        let loc = weights.tensors[name]!
+                        raw += loc.info.byteCount
+                        manifest[name] = ManifestEntry(name: name, file: loc.file, dtype: loc.info.dtype, shape: loc.info.shape, hash: p.hash)
+                    }
+                    start = end
+                }
+                for f in dir.weightFiles {
+                    let prefix = weights.files[f]!.header.prefixBytes
+                    let obj = try Snapshot.blob(prefix)
+                    stored += try ledger.insert(obj)
+                    raw += prefix.count
+                    files[f] = FileEntry(path: f, kind: .safetensors, object: obj.id, size: weights.files[f]!.header.fileSize)
+                }
+                for f in dir.sideFiles {
+                    let bytes = try readFile(root + "/" + f)
+                    let obj = try Snapshot.blob(bytes)
+                    stored += try ledger.insert(obj)
+                    raw += bytes.count
+                    files[f] = FileEntry(path: f, kind: .side, object: obj.id, size: bytes.count)
+                }
+                let tree = Ledger.treeHash(tensors: manifest, files: files)
+                let id = CommitRecord.computeID(parent: nil, kind: .base, message: message, author: sig.author, time: sig.time,
+                                                method: nil, request: nil, parameters: nil, tree: tree)
+                let record = CommitRecord(id: id, parent: nil, generation: 0, kind: .base, message: message, author: sig.author,
+                                          time: sig.time, method: nil, request: nil, parameters: nil, tree: tree, fullManifest: true)
+                try ledger.insert(record, tensors: manifest.values.sorted { $0.name < $1.name }.map { ($0, nil) },
+                                  files: files.values.sorted { $0.path < $1.path })
+                try ledger.updateRef("refs/heads/" + Ledger.defaultBranch, to: id, expected: .absent)
+                try ledger.setHead(.branch(name: Ledger.defaultBranch, commit: id))
+            }
+            progress.finish()
+            try ledger.checkpoint()
+            let commit = try ledger.head().commit
+            _ = lock
+            // Publish: rename the finished ledger directory into place.
+            guard rename(temp, final) == 0 else {
+                throw TensorIOError.io(path: final, operation: "create", reason: errnoText())
+            }
+            syncDirectory(root)
+            let repo = try Repository.open(at: root, forWriting: false)
+            try repo.recordStats(dir.weightFiles + dir.sideFiles, commit: commit, scanned: scanned)
+            return InitResult(root: root, commit: commit, tensors: manifest.count, files: files.count, rawBytes: raw, storedBytes: stored)
+        } catch {
+            try? FileManager.default.removeItem(atPath: temp)
+            throw error
+        }
+    }
+}

@@ -1,0 +1,77 @@
+import Codec
+import Ledger
+import TensorIO
+
+/// Everything needed to rebuild one tensor version, copied out of the ledger so it can be built
+/// on any thread: the keyframe and the patches leading to the version.
+struct TensorRecipe: Sendable {
+    let version: TensorVersion
+    let keyframe: StoredObject
+    let patches: [StoredObject]
+
+    /// Compressed bytes held by this recipe.
+    var storedBytes: Int { ([keyframe] + patches).reduce(0) { $0 + $1.chunks.reduce(0) { $0 + $1.data.count } } }
+
+    /// Rebuilds the tensor into `dst` (exactly `version.byteCount` bytes) and verifies it against
+    /// the stored XXH3-128 fingerprint, and the sha256 too when `verifySHA256`.
+    func build(into dst: UnsafeMutableRawBufferPointer, verifySHA256: Bool) throws {
+        let n = version.byteCount
+        guard dst.count == n else { throw LedgerError.corruptObject(id: version.hash, reason: "size mismatch") }
+        if patches.isEmpty {
+            try keyframe.decode(into: dst, verify: false)
+        } else {
+            var cur = [UInt8](repeating: 0, count: n)
+            var next = [UInt8](repeating: 0, count: n)
+            try cur.withUnsafeMutableBytes { try keyframe.decode(into: $0, verify: false) }
+            for (i, p) in patches.enumerated() {
+                let patch = try p.decoded(verify: false)
+                let last = i == patches.count - 1
+                try patch.withUnsafeBytes { pb in
+                    try cur.withUnsafeBytes { cb in
+                        do {
+                            if last {
+                                try Patch.apply(pb, to: cb, into: dst)
+                            } else {
+                                try next.withUnsafeMutableBytes { try Patch.apply(pb, to: cb, into: $0) }
+                            }
+                        } catch {
+                            throw LedgerError.corruptObject(id: p.id, reason: "\(error)")
+                        }
+                    }
+                }
+                if !last { swap(&cur, &next) }
+            }
+        }
+        let fp = Fingerprint.of(UnsafeRawBufferPointer(dst)).hex
+        guard fp == version.fingerprint else {
+            throw LedgerError.corruptObject(id: version.hash, reason: "rebuilt tensor fingerprint \(fp.prefix(12)) differs from the recorded \(version.fingerprint.prefix(12))")
+        }
+        if verifySHA256 {
+            let h = SHA256Digest.hash(UnsafeRawBufferPointer(dst)).hex
+            guard h == version.hash else { throw LedgerError.corruptObject(id: version.hash, reason: "rebuilt tensor sha256 is \(h.prefix(12))") }
+        }
+    }
+
+    /// Rebuilds the tensor into a new array.
+    func build(verifySHA256: Bool) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: version.byteCount)
+        try out.withUnsafeMutableBytes { try build(into: $0, verifySHA256: verifySHA256) }
+        return out
+    }
+}
+
+extension Ledger {
+    /// Copies out of the ledger the keyframe and patches that rebuild tensor version `hash`.
+    func recipe(for hash: String) throws -> TensorRecipe {
+        let chain = try versionChain(hash)
+        guard let first = chain.first, first.base == nil else { throw LedgerError.corruptObject(id: hash, reason: "no keyframe at the start of its chain") }
+        let key = try storedObject(first.object)
+        let patches = try chain.dropFirst().map { try storedObject($0.object) }
+        return TensorRecipe(version: chain.last!, keyframe: key, patches: patches)
+    }
+
+    /// Rebuilds a tensor version's bytes (verified).
+    func tensorBytes(_ hash: String, verifySHA256: Bool = false) throws -> [UInt8] {
+        try recipe(for: hash).build(verifySHA256: verifySHA256)
+    }
+}

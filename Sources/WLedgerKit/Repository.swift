@@ -1,0 +1,75 @@
+import Foundation
+import Ledger
+import TensorIO
+
+/// A model directory under wledger: the work tree and its `.wledger/` ledger.
+public final class Repository {
+    public static let directoryName = ".wledger"
+    public static let ledgerName = "ledger"
+
+    /// The model directory (work tree).
+    public let root: String
+    public let ledger: Ledger
+    /// Held for writing operations; nil for read-only use.
+    private var lock: RepositoryLock?
+
+    public var wledgerDirectory: String { root + "/" + Repository.directoryName }
+    public var ledgerPath: String { wledgerDirectory + "/" + Repository.ledgerName }
+
+    init(root: String, ledger: Ledger, lock: RepositoryLock?) {
+        self.root = root
+        self.ledger = ledger
+        self.lock = lock
+    }
+
+    /// Finds the repository containing `path` (walking up) and opens its ledger.
+    /// - Parameter forWriting: take the repository lock (waiting for other writers).
+    public static func open(at path: String, forWriting: Bool, progress: ProgressReporter? = nil) throws -> Repository {
+        let root = try discoverRoot(from: path)
+        let dir = root + "/" + directoryName
+        let lock = forWriting ? try takeLock(dir, progress: progress) : nil
+        let ledger = try Ledger.open(at: dir + "/" + ledgerName)
+        return Repository(root: root, ledger: ledger, lock: lock)
+    }
+
+    /// Takes the repository lock of a `.wledger` directory.
+    static func takeLock(_ dir: String, progress: ProgressReporter?) throws -> RepositoryLock {
+        let timeout = Double(ProcessInfo.processInfo.environment["WLEDGER_LOCK_TIMEOUT"] ?? "") ?? 600
+        return try RepositoryLock(path: dir + "/lock", timeout: timeout) { holder in
+            progress?.message("waiting for another wledger process (\(holder)) to finish")
+        }
+    }
+
+    /// The nearest directory at or above `path` that contains `.wledger/`.
+    public static func discoverRoot(from path: String) throws -> String {
+        var dir = absolutePath(path)
+        while true {
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: dir + "/" + directoryName, isDirectory: &isDir), isDir.boolValue {
+                return dir
+            }
+            if dir == "/" || dir.isEmpty { throw LedgerError.noRepository(path: path) }
+            dir = parentDirectory(of: dir)
+        }
+    }
+
+    /// Releases the write lock early.
+    public func unlock() { lock = nil }
+
+    /// Resolves a revision to a commit id.
+    public func resolve(_ revision: String) throws -> String {
+        try RevisionResolver(ledger: ledger).resolve(revision)
+    }
+}
+
+/// `path` made absolute against the current directory, with "." and ".." removed.
+public func absolutePath(_ path: String) -> String {
+    let base = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+    var parts: [Substring] = []
+    for p in base.split(separator: "/") {
+        if p == "." || p.isEmpty { continue }
+        if p == ".." { if !parts.isEmpty { parts.removeLast() }; continue }
+        parts.append(p)
+    }
+    return "/" + parts.joined(separator: "/")
+}

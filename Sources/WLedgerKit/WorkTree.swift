@@ -1,0 +1,182 @@
+import Foundation
+import Ledger
+import TensorIO
+
+/// The state of one changed side file.
+public enum FileChange: String, Encodable, Sendable {
+    case added, modified, deleted
+}
+
+/// How the work tree differs from a commit.
+public struct StatusReport: Encodable, Sendable {
+    public var branch: String?
+    public var head: String
+    /// Tensors whose bytes differ (name, file).
+    public var modifiedTensors: [TensorRef]
+    /// Weight files whose header bytes differ (metadata, order or padding).
+    public var modifiedHeaders: [String]
+    public var sideFiles: [SideFileChange]
+    /// Differences that cannot be committed (missing, new or reshaped tensors, changed shard set).
+    public var structural: [String]
+    public var clean: Bool { modifiedTensors.isEmpty && modifiedHeaders.isEmpty && sideFiles.isEmpty && structural.isEmpty }
+
+    public struct TensorRef: Encodable, Sendable, Equatable {
+        public var name: String
+        public var file: String
+    }
+    public struct SideFileChange: Encodable, Sendable, Equatable {
+        public var path: String
+        public var change: FileChange
+    }
+
+    enum CodingKeys: String, CodingKey { case branch, head, modifiedTensors, modifiedHeaders, sideFiles, structural, clean }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(branch, forKey: .branch)
+        try c.encode(head, forKey: .head)
+        try c.encode(modifiedTensors, forKey: .modifiedTensors)
+        try c.encode(modifiedHeaders, forKey: .modifiedHeaders)
+        try c.encode(sideFiles, forKey: .sideFiles)
+        try c.encode(structural, forKey: .structural)
+        try c.encode(clean, forKey: .clean)
+    }
+}
+
+/// A scan of the work tree compared with a commit, with what later steps need (mapped weights,
+/// fingerprints of tensors that were hashed, side file contents).
+struct WorkTreeComparison {
+    let directory: ModelDirectory
+    let weights: ModelWeights
+    let commit: String
+    let manifest: [String: ManifestEntry]
+    let files: [String: FileEntry]
+    var report: StatusReport
+    /// Weight files trusted unchanged from their recorded stat (not hashed).
+    var statClean: Set<String>
+    /// Fingerprints of the work tree tensors that were hashed.
+    var fingerprints: [String: Fingerprint]
+    /// Side files present in the work tree: content and sha256.
+    var sideContents: [String: (bytes: [UInt8], hash: String)]
+    /// Header prefix sha256 per weight file.
+    var headerHashes: [String: String]
+    /// Stat of each weight and side file at scan time.
+    var stats: [String: FileStat]
+
+    /// Scans `root` and compares it with `commit`.
+    /// - Parameter rehash: ignore recorded stats and hash everything.
+    static func compare(root: String, ledger: Ledger, commit: String, branch: String?, rehash: Bool,
+                        progress: ProgressReporter) throws -> WorkTreeComparison {
+        let dir = try ModelDirectory.scan(root)
+        let manifest = try ledger.manifest(of: commit)
+        let files = try ledger.files(of: commit)
+        var stats: [String: FileStat] = [:]
+        var statClean = Set<String>()
+        for f in dir.weightFiles + dir.sideFiles {
+            guard let st = FileStat.of(root + "/" + f) else { continue }
+            stats[f] = st
+            if !rehash, dir.weightFiles.contains(f), let rec = try ledger.worktreeStat(f), rec.commit == commit,
+               rec.stat == st, st.mtimeNs + 2_000_000_000 < rec.recordedNs {
+                statClean.insert(f)
+            }
+        }
+        let toHash = Set(dir.weightFiles).subtracting(statClean)
+        let weights = try dir.open(populate: toHash)
+
+        var report = StatusReport(branch: branch, head: commit, modifiedTensors: [], modifiedHeaders: [], sideFiles: [], structural: [])
+        // Structure: same weight files, tensor names, dtypes and shapes as the commit.
+        let committedWeightFiles = Set(files.values.filter { $0.kind == .safetensors }.map(\.path))
+        for f in Set(dir.weightFiles).subtracting(committedWeightFiles).sorted() { report.structural.append("new weight file '\(f)'") }
+        for f in committedWeightFiles.subtracting(dir.weightFiles).sorted() { report.structural.append("missing weight file '\(f)'") }
+        for (name, loc) in weights.tensors.sorted(by: { $0.key < $1.key }) {
+            guard let e = manifest[name] else { report.structural.append("new tensor '\(name)' in '\(loc.file)'"); continue }
+            if e.dtype != loc.info.dtype || e.shape != loc.info.shape {
+                report.structural.append("tensor '\(name)' changed from \(e.dtype.rawValue) \(e.shapeJSON) to \(loc.info.dtype.rawValue) \(loc.info.shapeDescription.replacingOccurrences(of: " ", with: ""))")
+            } else if e.file != loc.file {
+                report.structural.append("tensor '\(name)' moved from '\(e.file)' to '\(loc.file)'")
+            }
+        }
+        for name in manifest.keys.sorted() where weights.tensors[name] == nil {
+            report.structural.append("missing tensor '\(name)'")
+        }
+
+        // Headers.
+        var headerHashes: [String: String] = [:]
+        for f in dir.weightFiles {
+            guard let sf = weights.files[f] else { continue }
+            let h = SHA256Digest.hash(sf.header.prefixBytes).hex
+            headerHashes[f] = h
+            if !statClean.contains(f), let committed = files[f], committed.object != h { report.modifiedHeaders.append(f) }
+        }
+
+        // Tensors: fingerprint everything in files that were not stat-clean, in parallel.
+        let names = weights.tensors.keys.filter { name in
+            guard let loc = weights.tensors[name] else { return false }
+            return toHash.contains(loc.file)
+        }.sorted()
+        let slots = Slots<Fingerprint>(names.count)
+        progress.start("hashing tensors", total: names.count)
+        try parallelFor(names.count) { i in
+            let bytes = weights.bytes(names[i])!
+            slots[i] = Fingerprint.of(bytes)
+            progress.advance()
+        }
+        progress.finish()
+        var fingerprints: [String: Fingerprint] = [:]
+        for (i, n) in names.enumerated() { fingerprints[n] = slots[i] }
+        var versionFingerprints: [String: String] = [:]
+        for name in names {
+            guard let e = manifest[name], let loc = weights.tensors[name], e.dtype == loc.info.dtype, e.shape == loc.info.shape else { continue }
+            if versionFingerprints[e.hash] == nil {
+                guard let v = try ledger.version(e.hash) else { throw LedgerError.corruptObject(id: e.hash, reason: "tensor version missing") }
+                versionFingerprints[e.hash] = v.fingerprint
+            }
+            if fingerprints[name]?.hex != versionFingerprints[e.hash] {
+                report.modifiedTensors.append(.init(name: name, file: loc.file))
+            }
+        }
+
+        // Side files.
+        var sideContents: [String: (bytes: [UInt8], hash: String)] = [:]
+        for f in dir.sideFiles {
+            let bytes = try readFile(root + "/" + f)
+            let h = SHA256Digest.hash(bytes).hex
+            sideContents[f] = (bytes, h)
+            if let committed = files[f], committed.kind == .side {
+                if committed.object != h { report.sideFiles.append(.init(path: f, change: .modified)) }
+            } else if files[f] == nil {
+                report.sideFiles.append(.init(path: f, change: .added))
+            }
+        }
+        for (path, f) in files where f.kind == .side && sideContents[path] == nil {
+            report.sideFiles.append(.init(path: path, change: .deleted))
+        }
+        report.sideFiles.sort { $0.path < $1.path }
+        return WorkTreeComparison(directory: dir, weights: weights, commit: commit, manifest: manifest, files: files, report: report,
+                                  statClean: statClean, fingerprints: fingerprints, sideContents: sideContents,
+                                  headerHashes: headerHashes, stats: stats)
+    }
+}
+
+extension Repository {
+    /// `wledger status`: how the work tree differs from HEAD.
+    /// - Parameter rehash: ignore the recorded file stats and hash every tensor.
+    public func status(rehash: Bool = false, progress: ProgressReporter = .silent) throws -> StatusReport {
+        let head = try ledger.head()
+        let cmp = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName,
+                                                 rehash: rehash, progress: progress)
+        return cmp.report
+    }
+
+    /// Records the current stat of work-tree files that equal `commit`, so the next scan can skip them.
+    func recordStats(_ paths: [String], commit: String, scanned: [String: FileStat]) throws {
+        let now = wallClockNanoseconds()
+        try ledger.transaction {
+            for p in paths {
+                guard let st = FileStat.of(root + "/" + p) else { continue }
+                // Only record when the file did not change since it was scanned or written.
+                if let s = scanned[p], s != st { continue }
+                try ledger.recordWorktreeStat(p, commit: commit, stat: st, recordedNs: now)
+            }
+        }
+    }
+}

@@ -1,0 +1,55 @@
+import ArgumentParser
+import WLedgerKit
+
+struct Branch: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List, create or delete branches.",
+        discussion: "Examples: wledger branch; wledger branch rect HEAD~2; wledger branch -d rect")
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Branch to create (list when omitted).") var name: String?
+    @Argument(help: "Where the new branch starts (default HEAD).") var startPoint = "HEAD"
+    @Flag(name: .shortAndLong, help: "Delete the branch.") var delete = false
+    @Flag(name: .shortAndLong, help: "Move the branch if it exists.") var force = false
+    @Flag(help: "Print the result as JSON.") var json = false
+
+    func run() throws {
+        try runRefCommand(.branch, global: global, name: name, startPoint: startPoint, delete: delete, force: force, json: json)
+    }
+}
+
+struct Tag: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List, create or delete tags.",
+        discussion: "Examples: wledger tag; wledger tag before-edits base; wledger tag -d before-edits")
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Tag to create (list when omitted).") var name: String?
+    @Argument(help: "Commit to tag (default HEAD).") var target = "HEAD"
+    @Flag(name: .shortAndLong, help: "Delete the tag.") var delete = false
+    @Flag(name: .shortAndLong, help: "Move the tag if it exists.") var force = false
+    @Flag(help: "Print the result as JSON.") var json = false
+
+    func run() throws {
+        try runRefCommand(.tag, global: global, name: name, startPoint: target, delete: delete, force: force, json: json)
+    }
+}
+
+func runRefCommand(_ kind: RefKind, global: GlobalOptions, name: String?, startPoint: String, delete: Bool, force: Bool, json: Bool) throws {
+    guard let name else {
+        let repo = try global.openRepository(forWriting: false)
+        let refs = try repo.listRefs(kind)
+        if json { return try printJSON(refs) }
+        for r in refs { print("\(r.current ? "*" : " ") \(r.name.padding(toLength: 24, withPad: " ", startingAt: 0)) \(short(r.commit))") }
+        return
+    }
+    let repo = try global.openRepository(forWriting: true)
+    if delete {
+        try repo.deleteRef(kind, name: name)
+        if !json { print("Deleted \(kind.rawValue) \(name)") }
+        return
+    }
+    let r = try repo.createRef(kind, name: name, at: startPoint, force: force)
+    if json { return try printJSON(r) }
+    print("Created \(kind.rawValue) \(r.name) at \(short(r.commit))")
+}

@@ -1,0 +1,46 @@
+import ArgumentParser
+import Foundation
+import Ledger
+import TensorIO
+import WLedgerKit
+
+struct Commit: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Record the work tree's weights as a new commit.",
+        discussion: """
+            Every changed tensor is stored as the smallest exact patch against its parent (sparse positions +
+            bit differences or new values, or dense byte-shuffled bit differences), verified before the commit
+            is recorded. A keyframe is stored every 16 patches of the same tensor.
+            Example: wledger commit -m "Eiffel Tower -> Rome" --request edit.json --method ROME
+            """)
+
+    @OptionGroup var global: GlobalOptions
+    @Option(name: .shortAndLong, help: "Commit message.") var message: String
+    @Option(help: "Edit request JSON file (EasyEdit fields: prompt, subject, target_new, ground_truth, rephrase_prompt, locality).")
+    var request: String?
+    @Option(help: "Editing method that produced the change (e.g. ROME, MEMIT, KN, MEND).") var method: String?
+    @Option(help: "Author (default: $WLEDGER_AUTHOR or $USER).") var author: String?
+    @Flag(help: "Commit tensors that contain NaN or Inf.") var allowNonfinite = false
+    @Flag(help: "Print the result as JSON.") var json = false
+
+    func run() throws {
+        var options = CommitOptions(message: message)
+        options.method = method
+        options.author = author
+        options.policy.allowNonFinite = allowNonfinite
+        if let request {
+            let bytes: [UInt8]
+            do { bytes = try readFile(request) } catch { throw KitError.usage("\(error)") }
+            options.request = try EditRequest.validate(bytes, source: request)
+        }
+        let repo = try global.openRepository(forWriting: true)
+        let r = try repo.commit(options, progress: global.progress)
+        if json { return try printJSON(r) }
+        print("[\(r.branch ?? "detached HEAD") \(short(r.commit))] \(message)")
+        let elements = r.tensors.reduce(0) { $0 + $1.changed }
+        print(" \(r.tensors.count) tensor(s) changed, \(elements) elements, \(r.files.count) file(s); stored \(humanBytes(r.storedBytes))")
+        for t in r.tensors {
+            print("   \(t.name): \(t.changed)/\(t.count) changed, ΣΔ \(sci(t.l1)), ‖ΔW‖F \(sci(t.frobenius)), \(t.encoding) \(humanBytes(t.storedBytes))")
+        }
+    }
+}

@@ -1,0 +1,56 @@
+import ArgumentParser
+import Foundation
+import WLedgerKit
+
+/// The root command.
+struct WLedger: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "wledger",
+        abstract: "Version control for edits to large-language-model weights.",
+        discussion: """
+            Run inside a Hugging Face model directory (safetensors weights, config.json, tokenizer.json).
+            Exit codes: 0 ok, 1 check failed or operation refused, 2 usage error or bad input.
+            """,
+        version: "0.1.0",
+        subcommands: [Init.self, Status.self, Commit.self, Log.self, Show.self, Diff.self, Checkout.self, Branch.self, Tag.self, Fsck.self]
+    )
+}
+
+/// Options every command takes.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .customShort("C"), help: "Run as if started in <path>.")
+    var directory: String = "."
+
+    @Flag(name: .shortAndLong, help: "Show no progress or notices.")
+    var quiet = false
+
+    var progress: ProgressReporter { ProgressReporter(quiet: quiet) }
+
+    func openRepository(forWriting: Bool) throws -> Repository {
+        try Repository.open(at: directory, forWriting: forWriting, progress: progress)
+    }
+}
+
+/// Prints an Encodable as pretty JSON on stdout.
+func printJSON<T: Encodable>(_ value: T) throws {
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.prettyPrinted, .withoutEscapingSlashes]
+    let data = try enc.encode(value)
+    FileHandle.standardOutput.write(data)
+    FileHandle.standardOutput.write("\n".data(using: .utf8)!)
+}
+
+/// Short commit id for display.
+func short(_ id: String) -> String { String(id.prefix(12)) }
+
+/// Human-readable byte count.
+func humanBytes(_ n: Int) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var v = Double(n)
+    var u = 0
+    while v >= 1024 && u < units.count - 1 { v /= 1024; u += 1 }
+    return u == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[u])
+}
+
+/// Scientific formatting for norms.
+func sci(_ x: Double) -> String { String(format: "%.4g", x) }

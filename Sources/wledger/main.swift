@@ -1,0 +1,45 @@
+import ArgumentParser
+import Codec
+import Foundation
+import Ledger
+import TensorIO
+import WLedgerKit
+
+/// The documented exit code of a runtime error: 2 for bad input or usage, 1 for failed checks,
+/// refusals, corruption and I/O trouble inside the ledger.
+func exitCode(for error: Error) -> Int32 {
+    switch error {
+    case let e as KitError: return e.exitCode
+    case is TensorIOError: return 2
+    case is CodecError: return 1
+    case let e as LedgerError:
+        switch e {
+        case .corruptObject, .sqlite, .locked: return 1
+        default: return 2
+        }
+    default: return 1
+    }
+}
+
+func fail(_ message: String, _ code: Int32) -> Never {
+    FileHandle.standardError.write((message + "\n").data(using: .utf8)!)
+    exit(code)
+}
+
+let parsed: ParsableCommand
+do {
+    parsed = try WLedger.parseAsRoot()
+} catch {
+    if WLedger.exitCode(for: error) == .success { WLedger.exit(withError: error) }
+    fail(WLedger.fullMessage(for: error), 2)
+}
+do {
+    var command = parsed
+    try command.run()
+} catch let code as ExitCode {
+    exit(code.rawValue)
+} catch {
+    if WLedger.exitCode(for: error) == .success { WLedger.exit(withError: error) }
+    if error is ValidationError { fail(WLedger.fullMessage(for: error), 2) }
+    fail("error: \(error)", exitCode(for: error))
+}
