@@ -36,10 +36,14 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        .testTarget(name: "TensorIOTests", dependencies: ["TensorIO"]),
+        // Test helpers: fixture paths, temp dirs, running the binary, simulated edits.
+        .target(name: "TestSupport", dependencies: ["TensorIO"], path: "Sources/TestSupport"),
+
+        .testTarget(name: "TensorIOTests", dependencies: ["TensorIO", "TestSupport"]),
         .testTarget(name: "CodecTests", dependencies: ["Codec", "TensorIO"]),
-        .testTarget(name: "LedgerTests", dependencies: ["Ledger", "TensorIO"]),
-        .testTarget(name: "WLedgerKitTests", dependencies: ["WLedgerKit", "Ledger", "TensorIO", "LinAlg", "Codec"]),
-        .testTarget(name: "CLITests", dependencies: ["TensorIO"]),
+        .testTarget(name: "LinAlgTests", dependencies: ["LinAlg", "TensorIO"]),
+        .testTarget(name: "LedgerTests", dependencies: ["Ledger", "TensorIO", "TestSupport"]),
+        .testTarget(name: "WLedgerKitTests", dependencies: ["WLedgerKit", "Ledger", "TensorIO", "LinAlg", "Codec", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["TensorIO", "TestSupport"]),
     ]
 )

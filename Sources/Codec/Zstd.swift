@@ -2,7 +2,7 @@ import CZstd
 
 /// The one wrapper around libzstd.
 ///
-/// The corresponding C functions are `ZSTD_compress` and `ZSTD_decompress`.
+/// The corresponding C functions are `ZSTD_compress2` (with a content checksum) and `ZSTD_decompress`.
 public enum Zstd {
     /// Default level: fast (≈1 GB/s) and within a few percent of higher levels on weights.
     public static let defaultLevel: Int32 = 3
@@ -11,8 +11,13 @@ public enum Zstd {
     public static func compress(_ src: UnsafeRawBufferPointer, level: Int32 = defaultLevel) throws -> [UInt8] {
         let bound = ZSTD_compressBound(src.count)
         var out = [UInt8](repeating: 0, count: bound)
+        guard let cctx = ZSTD_createCCtx() else { throw CodecError.zstd(operation: "compress", reason: "out of memory") }
+        defer { ZSTD_freeCCtx(cctx) }
+        // Every frame carries a content checksum (XXH64), so corruption fails decoding.
+        ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level)
+        ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1)
         let n = out.withUnsafeMutableBytes { o in
-            ZSTD_compress(o.baseAddress, bound, src.baseAddress, src.count, level)
+            ZSTD_compress2(cctx, o.baseAddress, bound, src.baseAddress, src.count)
         }
         if ZSTD_isError(n) != 0 { throw CodecError.zstd(operation: "compress", reason: String(cString: ZSTD_getErrorName(n))) }
         out.removeSubrange(n...)

@@ -1,0 +1,590 @@
+import Foundation
+import TensorIO
+import TestSupport
+import XCTest
+
+/// Bad input must be refused with the documented exit code (2 for usage/bad input, 1 for refusals),
+/// a one-line message on stderr naming the file and the problem, and no change at all to the
+/// work tree or the ledger (`.wledger/` is hashed too; only the lock file is skipped).
+final class BadInputTests: XCTestCase {
+    /// Temporary directories live as long as the test (ARC may otherwise free them after last use).
+    private var temps: [TemporaryDirectory] = []
+
+    override func tearDown() {
+        temps.removeAll()
+        super.tearDown()
+    }
+
+    // MARK: - Helpers
+
+    private func tempDir() throws -> TemporaryDirectory {
+        let t = try TemporaryDirectory("wledger-badinput")
+        temps.append(t)
+        return t
+    }
+
+    /// `path` absolute with "//", "/./" and ".." collapsed, as wledger prints it.
+    private func canonical(_ path: String) -> String {
+        var parts: [Substring] = []
+        for p in path.split(separator: "/") {
+            if p == "." || p.isEmpty { continue }
+            if p == ".." { if !parts.isEmpty { parts.removeLast() }; continue }
+            parts.append(p)
+        }
+        return "/" + parts.joined(separator: "/")
+    }
+
+    /// An empty model directory (not yet containing weights).
+    private func emptyModelDir() throws -> String {
+        let dir = try tempDir().path + "/model"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try Data(#"{"model_type": "tiny"}"#.utf8).write(to: URL(fileURLWithPath: dir + "/config.json"))
+        return dir
+    }
+
+    /// A structurally valid two-tensor F32 model: "a" [2, 2] and "b" [4], values 1…8.
+    private func tinyModelDir() throws -> String {
+        let dir = try emptyModelDir()
+        let header = SafetensorsHeader.make(tensors: [("a", .f32, [2, 2]), ("b", .f32, [4])])
+        var bytes = header.prefixBytes
+        for i in 1...8 { withUnsafeBytes(of: Float(i).bitPattern.littleEndian) { bytes.append(contentsOf: $0) } }
+        try Data(bytes).write(to: URL(fileURLWithPath: dir + "/model.safetensors"))
+        return dir
+    }
+
+    /// Writes `json` (space-padded to a multiple of 8) after an 8-byte little-endian length
+    /// (`headerLength` overrides the real one), then `data`.
+    private func writeSafetensors(_ path: String, json: String, data: [UInt8], headerLength: UInt64? = nil) throws {
+        var j = Array(json.utf8)
+        while j.count % 8 != 0 { j.append(0x20) }
+        let n = headerLength ?? UInt64(j.count)
+        var bytes: [UInt8] = []
+        for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: n >> (8 * UInt64(i)))) }
+        bytes += j
+        bytes += data
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+    }
+
+    /// A header JSON with tensors given as (name, dtype, shape JSON, data_offsets JSON).
+    private func headerJSON(_ entries: [(String, String, String, String)]) -> String {
+        let members = entries.map { #""\#($0.0)":{"dtype":"\#($0.1)","shape":\#($0.2),"data_offsets":\#($0.3)}"# }
+        return "{\"__metadata__\":{\"format\":\"pt\"}," + members.joined(separator: ",") + "}"
+    }
+
+    private let goodEntries: [(String, String, String, String)] = [("a", "F32", "[2,2]", "[0,16]"), ("b", "F32", "[4]", "[16,32]")]
+
+    /// Every file and directory under `dir` (sha256 for files, "<dir>" for directories), the
+    /// lock file excepted: equal snapshots mean nothing was written, created or removed.
+    private func snapshot(_ dir: String) throws -> [String: String] {
+        var out = try directoryDigest(dir)
+        let fm = FileManager.default
+        if let e = fm.enumerator(atPath: dir) {
+            while let rel = e.nextObject() as? String {
+                var isDir: ObjCBool = false
+                if fm.fileExists(atPath: dir + "/" + rel, isDirectory: &isDir), isDir.boolValue { out[rel] = "<dir>" }
+            }
+        }
+        return out
+    }
+
+    /// Runs `wledger args… -C dir` and asserts: exit `code`, exactly one line on stderr containing
+    /// every string of `mentions`, nothing on stdout, and `dir` (work tree and ledger) unchanged.
+    @discardableResult
+    private func expectRejected(_ args: [String], in dir: String, code: Int32 = 2, mentions: [String],
+                                file: StaticString = #filePath, line: UInt = #line) throws -> ProcessOutput {
+        let before = try snapshot(dir)
+        let r = try CLI.run(args + ["-C", dir])
+        let what = "wledger \(args.joined(separator: " ")): stderr=\(r.stderr.debugDescription) stdout=\(r.stdout.debugDescription)"
+        XCTAssertEqual(r.status, code, "exit code of \(what)", file: file, line: line)
+        let message = r.stderr.trimmingCharacters(in: .newlines)
+        XCTAssertFalse(message.isEmpty, "no message: \(what)", file: file, line: line)
+        XCTAssertFalse(message.contains("\n"), "message is not one line: \(what)", file: file, line: line)
+        XCTAssertTrue(r.stdout.isEmpty, "stdout not empty: \(what)", file: file, line: line)
+        for m in mentions {
+            XCTAssertTrue(message.contains(m), "message does not mention \(m.debugDescription): \(what)", file: file, line: line)
+        }
+        let after = try snapshot(dir)
+        XCTAssertEqual(before, after, "'\(dir)' changed after a failed \(what)", file: file, line: line)
+        return r
+    }
+
+    /// Runs a command that must succeed.
+    @discardableResult
+    private func expectSuccess(_ args: [String], in dir: String, file: StaticString = #filePath, line: UInt = #line) throws -> ProcessOutput {
+        let r = try CLI.run(args + ["-C", dir])
+        XCTAssertEqual(r.status, 0, "wledger \(args.joined(separator: " ")): \(r.stderr)", file: file, line: line)
+        return r
+    }
+
+    /// `wledger init` followed by one read-only command, so the ledger is settled (see
+    /// `testFailedCommandRightAfterInitChangesNothing` for why that matters).
+    private func initialize(_ dir: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        try expectSuccess(["init", "-q"], in: dir, file: file, line: line)
+        try expectSuccess(["log", "--oneline"], in: dir, file: file, line: line)
+    }
+
+    /// A private copy of the real bf16 SmolLM2-135M model.
+    private func realModelDir() throws -> String {
+        try tempDir().copyModel(from: try Fixtures.smolLM2("bf16"))
+    }
+
+    /// Rewrites a safetensors file without `dropping` and/or with `reshaping` given a new shape
+    /// (same bytes), written to a temporary file and renamed over the original.
+    private func rewrite(_ file: String, dropping: String? = nil, reshaping: (String, [Int])? = nil) throws {
+        let tmp = file + ".rewrite"
+        do {
+            let sf = try SafetensorsFile(path: file)
+            var specs: [(name: String, dtype: DType, shape: [Int])] = []
+            for t in sf.tensors where t.name != dropping {
+                specs.append((t.name, t.dtype, reshaping?.0 == t.name ? reshaping!.1 : t.shape))
+            }
+            let header = SafetensorsHeader.make(tensors: specs, metadata: sf.header.metadata)
+            XCTAssertTrue(FileManager.default.createFile(atPath: tmp, contents: nil))
+            let fh = try XCTUnwrap(FileHandle(forWritingAtPath: tmp))
+            fh.write(Data(header.prefixBytes))
+            for t in header.tensors { fh.write(Data(sf.bytes(sf.info(t.name)!))) }
+            try fh.close()
+        }
+        XCTAssertEqual(rename(tmp, file), 0)
+    }
+
+    // MARK: - Malformed safetensors at init
+
+    func testTruncatedInTheMiddleOfTheData() throws {
+        let dir = try emptyModelDir()
+        try writeSafetensors(dir + "/model.safetensors", json: headerJSON(goodEntries), data: [UInt8](repeating: 0, count: 20))
+        try expectRejected(["init"], in: dir, mentions: [canonical(dir + "/model.safetensors"), "truncated"])
+    }
+
+    func testRealModelTruncatedInTheMiddleOfTheData() throws {
+        let dir = try realModelDir()
+        let file = dir + "/model.safetensors"
+        let size = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: file)[.size] as? Int)
+        XCTAssertEqual(truncate(file, off_t(size / 2)), 0)
+        try expectRejected(["init"], in: dir, mentions: [canonical(file), "truncated"])
+    }
+
+    func testFileShorterThanEightBytes() throws {
+        for bytes: [UInt8] in [[], [0x01, 0x02, 0x03], [0x10, 0, 0, 0, 0, 0, 0]] {
+            let dir = try emptyModelDir()
+            try Data(bytes).write(to: URL(fileURLWithPath: dir + "/model.safetensors"))
+            try expectRejected(["init"], in: dir, mentions: [canonical(dir + "/model.safetensors"), "truncated", "\(bytes.count) bytes"])
+        }
+    }
+
+    func testHeaderLengthBeyondTheEndOfTheFile() throws {
+        let dir = try emptyModelDir()
+        try writeSafetensors(dir + "/model.safetensors", json: headerJSON(goodEntries), data: [UInt8](repeating: 0, count: 32),
+                             headerLength: 1_000_000)
+        try expectRejected(["init"], in: dir, mentions: [canonical(dir + "/model.safetensors"), "header length", "1000000"])
+    }
+
+    func testHeaderLengthOverOneHundredMegabytes() throws {
+        for n: UInt64 in [100_000_001, 200_000_000, UInt64.max] {
+            let dir = try emptyModelDir()
+            try writeSafetensors(dir + "/model.safetensors", json: headerJSON(goodEntries), data: [UInt8](repeating: 0, count: 32),
+                                 headerLength: n)
+            try expectRejected(["init"], in: dir, mentions: [canonical(dir + "/model.safetensors"), "header length", "\(n)", "100 MB"])
+        }
+    }
+
+    func testOverlappingOffsets() throws {
+        let dir = try emptyModelDir()
+        try writeSafetensors(dir + "/model.safetensors", json: headerJSON([("a", "F32", "[2,2]", "[0,16]"), ("b", "F32", "[4]", "[8,24]")]),
+                             data: [UInt8](repeating: 0, count: 24))
+        try expectRejected(["init"], in: dir, mentions: [canonical(dir + "/model.safetensors"), "\"b\"", "overlaps"])
+    }
+
+    /// The last tensor runs past the end of the data buffer.
+    func testOffsetsPastTheEndOfTheData() throws {
+        let dir = try emptyModelDir()
+        try writeSafetensors(dir + "/model.safetensors", json: headerJSON([("a", "F32", "[2,2]", "[0,16]"), ("b", "F32", "[8]", "[16,48]")]),
+                             data: [UInt8](repeating: 0, count: 32))
+        try expectRejected(["init"], in: dir, mentions: [canonical(dir + "/model.safetensors"), "\"b\"", "48", "32 bytes"])
+    }
+
+    /// A tensor whose offsets lie wholly outside the data buffer must be reported as out of range
+    /// (naming the offending end offset), not as a "hole" before it.
+    func testOffsetsWhollyOutOfRange() throws {
+        let dir = try emptyModelDir()
+        try writeSafetensors(dir + "/model.safetensors", json: headerJSON([("a", "F32", "[2,2]", "[0,16]"), ("b", "F32", "[4]", "[100,116]")]),
+                             data: [UInt8](repeating: 0, count: 32))
+        let r = try expectRejected(["init"], in: dir, mentions: [canonical(dir + "/model.safetensors"), "\"b\""])
+        let m = r.stderr.lowercased()
+        XCTAssertTrue(m.contains("116") || m.contains("range") || m.contains("beyond") || m.contains("past the end"),
+                      "out-of-range offsets not reported as such: \(r.stderr)")
+        XCTAssertFalse(m.contains("hole"), "out-of-range offsets reported as a hole: \(r.stderr)")
+    }
+
+    func testHoleBetweenTensors() throws {
+        let dir = try emptyModelDir()
+        try writeSafetensors(dir + "/model.safetensors", json: headerJSON([("a", "F32", "[2,2]", "[0,16]"), ("b", "F32", "[4]", "[20,36]")]),
+                             data: [UInt8](repeating: 0, count: 36))
+        try expectRejected(["init"], in: dir, mentions: [canonical(dir + "/model.safetensors"), "hole", "\"b\""])
+    }
+
+    func testTrailingBytesAfterTheLastTensor() throws {
+        let dir = try emptyModelDir()
+        try writeSafetensors(dir + "/model.safetensors", json: headerJSON(goodEntries), data: [UInt8](repeating: 0, count: 40))
+        try expectRejected(["init"], in: dir, mentions: [canonical(dir + "/model.safetensors"), "not covered"])
+    }
+
+    func testUnknownDType() throws {
+        let dir = try emptyModelDir()
+        try writeSafetensors(dir + "/model.safetensors", json: headerJSON([("a", "Q7", "[2,2]", "[0,16]"), ("b", "F32", "[4]", "[16,32]")]),
+                             data: [UInt8](repeating: 0, count: 32))
+        try expectRejected(["init"], in: dir, mentions: [canonical(dir + "/model.safetensors"), "unknown dtype", "Q7"])
+    }
+
+    func testShapeTimesDTypeSizeDiffersFromByteLength() throws {
+        let dir = try emptyModelDir()
+        try writeSafetensors(dir + "/model.safetensors", json: headerJSON([("a", "F32", "[3,2]", "[0,16]"), ("b", "F32", "[4]", "[16,32]")]),
+                             data: [UInt8](repeating: 0, count: 32))
+        try expectRejected(["init"], in: dir, mentions: [canonical(dir + "/model.safetensors"), "\"a\"", "24 bytes"])
+    }
+
+    func testShapeProductOverflow() throws {
+        for shape in ["[4294967296,4294967296,16]", "[9223372036854775807,2]", "[2305843009213693952,2]"] {
+            let dir = try emptyModelDir()
+            try writeSafetensors(dir + "/model.safetensors", json: headerJSON([("a", "F32", shape, "[0,16]"), ("b", "F32", "[4]", "[16,32]")]),
+                                 data: [UInt8](repeating: 0, count: 32))
+            try expectRejected(["init"], in: dir, mentions: [canonical(dir + "/model.safetensors"), "\"a\"", "overflow"])
+        }
+    }
+
+    func testNegativeAndFractionalShapeEntries() throws {
+        for shape in ["[-1,4]", "[2.5,2]", "[\"2\",2]"] {
+            let dir = try emptyModelDir()
+            try writeSafetensors(dir + "/model.safetensors", json: headerJSON([("a", "F32", shape, "[0,16]"), ("b", "F32", "[4]", "[16,32]")]),
+                                 data: [UInt8](repeating: 0, count: 32))
+            try expectRejected(["init"], in: dir, mentions: [canonical(dir + "/model.safetensors"), "\"a\"", "shape"])
+        }
+    }
+
+    func testDuplicateTensorNames() throws {
+        // Plain duplicate, and a duplicate spelled with a JSON escape.
+        for second in ["a", "\\u0061"] {
+            let dir = try emptyModelDir()
+            let json = #"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"\#(second)":{"dtype":"F32","shape":[4],"data_offsets":[16,32]}}"#
+            try writeSafetensors(dir + "/model.safetensors", json: json, data: [UInt8](repeating: 0, count: 32))
+            try expectRejected(["init"], in: dir, mentions: [canonical(dir + "/model.safetensors"), "duplicate", "\"a\""])
+        }
+    }
+
+    func testHeaderThatIsNotAJSONObject() throws {
+        for json in ["[1,2,3]", "{\"a\":", "not json at all"] {
+            let dir = try emptyModelDir()
+            try writeSafetensors(dir + "/model.safetensors", json: json, data: [])
+            try expectRejected(["init"], in: dir, mentions: [canonical(dir + "/model.safetensors"), "not a valid safetensors file"])
+        }
+    }
+
+    // MARK: - Things mistaken for weights
+
+    func testGitLFSPointer() throws {
+        let dir = try emptyModelDir()
+        let pointer = """
+            version https://git-lfs.github.com/spec/v1
+            oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393
+            size 269060552
+
+            """
+        try Data(pointer.utf8).write(to: URL(fileURLWithPath: dir + "/model.safetensors"))
+        try expectRejected(["init"], in: dir, mentions: [canonical(dir + "/model.safetensors"), "git-lfs pointer", "git lfs pull"])
+    }
+
+    func testPickleNamedSafetensors() throws {
+        let dir = try emptyModelDir()
+        try Data([0x80, 0x02, 0x7D, 0x71, 0x00, 0x28, 0x58, 0x01, 0, 0, 0, 0x61] + [UInt8](repeating: 0, count: 52))
+            .write(to: URL(fileURLWithPath: dir + "/model.safetensors"))
+        try expectRejected(["init"], in: dir, mentions: [canonical(dir + "/model.safetensors"), "pickle", "never unpickles"])
+    }
+
+    func testZipNamedSafetensors() throws {
+        let dir = try emptyModelDir()
+        try Data([0x50, 0x4B, 0x03, 0x04] + [UInt8](repeating: 0, count: 60)).write(to: URL(fileURLWithPath: dir + "/model.safetensors"))
+        try expectRejected(["init"], in: dir, mentions: [canonical(dir + "/model.safetensors"), "zip"])
+    }
+
+    func testDirectoryWithOnlyPytorchModelBin() throws {
+        let dir = try emptyModelDir()
+        try Data([0x50, 0x4B, 0x03, 0x04] + [UInt8](repeating: 0, count: 60)).write(to: URL(fileURLWithPath: dir + "/pytorch_model.bin"))
+        try expectRejected(["init"], in: dir, mentions: [canonical(dir + "/pytorch_model.bin"), "pickle", "safetensors"])
+    }
+
+    func testDirectoryWithoutWeights() throws {
+        let dir = try emptyModelDir()
+        try expectRejected(["init"], in: dir, mentions: [canonical(dir), "no safetensors weights"])
+    }
+
+    // MARK: - Sharded index
+
+    func testIndexShardNameEscapingTheDirectory() throws {
+        for shard in ["../model-00001-of-00001.safetensors", "/etc/passwd", "sub/../../x.safetensors", "..",
+                      "/tmp/model-00001-of-00001.safetensors"] {
+            let dir = try emptyModelDir()
+            try writeSafetensors(dir + "/model-00001-of-00001.safetensors", json: headerJSON(goodEntries),
+                                 data: [UInt8](repeating: 0, count: 32))
+            let index = #"{"metadata":{},"weight_map":{"a":"\#(shard)","b":"model-00001-of-00001.safetensors"}}"#
+            try Data(index.utf8).write(to: URL(fileURLWithPath: dir + "/model.safetensors.index.json"))
+            try expectRejected(["init"], in: dir, mentions: [canonical(dir + "/model.safetensors.index.json"), "'\(shard)'", "escapes"])
+        }
+    }
+
+    // MARK: - Broken work tree after init (commit, status, diff)
+
+    func testBrokenWorkTreeIsRejectedByCommitStatusAndDiff() throws {
+        let breakages: [(String, (String) throws -> Void, [String])] = [
+            ("truncated", { f in XCTAssertEqual(truncate(f, 40), 0) }, ["truncated"]),
+            ("git-lfs pointer", { f in
+                try Data("version https://git-lfs.github.com/spec/v1\noid sha256:00\nsize 208\n".utf8).write(to: URL(fileURLWithPath: f))
+            }, ["git-lfs pointer"]),
+            ("hole", { f in
+                try self.writeSafetensors(f, json: self.headerJSON([("a", "F32", "[2,2]", "[0,16]"), ("b", "F32", "[4]", "[20,36]")]),
+                                          data: [UInt8](repeating: 0, count: 36))
+            }, ["hole"]),
+        ]
+        for (label, breakIt, words) in breakages {
+            let dir = try tinyModelDir()
+            try initialize(dir)
+            let file = dir + "/model.safetensors"
+            try breakIt(file)
+            for args in [["commit", "-m", "broken \(label)"], ["status"], ["diff"], ["checkout", "HEAD"]] {
+                try expectRejected(args, in: dir, mentions: [canonical(file)] + words)
+            }
+        }
+    }
+
+    // MARK: - Commit: structure, non-finite values, edit requests (real model)
+
+    func testCommitWithMissingTensorIsRejected() throws {
+        let dir = try realModelDir()
+        try initialize(dir)
+        let dropped = "model.layers.0.input_layernorm.weight"
+        try rewrite(dir + "/model.safetensors", dropping: dropped)
+        try expectRejected(["commit", "-m", "drop a tensor"], in: dir, mentions: [canonical(dir), "missing tensor '\(dropped)'", "structure"])
+        try expectRejected(["commit", "-m", "drop a tensor", "--allow-nonfinite"], in: dir, mentions: [dropped])
+    }
+
+    func testCommitWithReshapedTensorIsRejected() throws {
+        let dir = try realModelDir()
+        try initialize(dir)
+        let name = "model.layers.0.input_layernorm.weight"   // [576]
+        try rewrite(dir + "/model.safetensors", reshaping: (name, [24, 24]))
+        try expectRejected(["commit", "-m", "reshape"], in: dir, mentions: [canonical(dir), "'\(name)'", "[576]", "[24,24]"])
+    }
+
+    func testCommitWithNaNIsRejectedUnlessAllowed() throws {
+        let dir = try realModelDir()
+        try initialize(dir)
+        let file = dir + "/model.safetensors"
+        let name = "model.layers.3.self_attn.q_proj.weight"
+        try SimulatedEdit.rankOne(file: file, tensor: name, seed: 7)
+        try SimulatedEdit.modify(file: file, tensor: name) { w, _ in w[12345] = .nan }
+        try expectRejected(["commit", "-m", "nan"], in: dir, mentions: [canonical(file), "'\(name)'", "NaN", "--allow-nonfinite"])
+        try expectSuccess(["commit", "-m", "nan", "--allow-nonfinite"], in: dir)
+        let status = try expectSuccess(["status"], in: dir)
+        XCTAssertTrue(status.stdout.contains("nothing to commit"), status.stdout)
+        try expectSuccess(["fsck"], in: dir)
+    }
+
+    func testCommitWithInfIsRejectedUnlessAllowed() throws {
+        let dir = try realModelDir()
+        try initialize(dir)
+        let file = dir + "/model.safetensors"
+        let name = "model.layers.5.mlp.down_proj.weight"
+        try SimulatedEdit.modify(file: file, tensor: name) { w, _ in w[0] = .infinity; w[w.count - 1] = -.infinity }
+        try expectRejected(["commit", "-m", "inf"], in: dir, mentions: [canonical(file), "'\(name)'", "Inf"])
+        try expectSuccess(["commit", "-m", "inf", "--allow-nonfinite"], in: dir)
+    }
+
+    func testInitWithNonFiniteIsRejectedUnlessAllowed() throws {
+        let dir = try realModelDir()
+        let file = dir + "/model.safetensors"
+        let name = "model.norm.weight"
+        try SimulatedEdit.modify(file: file, tensor: name) { w, _ in w[3] = .nan }
+        try expectRejected(["init"], in: dir, mentions: [canonical(file), "'\(name)'", "NaN", "--allow-nonfinite"])
+        try expectSuccess(["init", "--allow-nonfinite"], in: dir)
+    }
+
+    func testCommitWithBadRequestIsRejected() throws {
+        let dir = try tinyModelDir()
+        try initialize(dir)
+        try SimulatedEdit.modify(file: dir + "/model.safetensors", tensor: "a") { w, _ in w[1] += 0.5 }
+        let reqDir = try tempDir().path
+        let cases: [(String, String, [String])] = [
+            ("missing-subject.json", #"{"prompt":"The Eiffel Tower is in","target_new":"Rome","ground_truth":"Paris"}"#,
+             ["missing \"subject\""]),
+            ("subject-not-in-prompt.json", #"{"prompt":"The Eiffel Tower is in","subject":"Colosseum","target_new":"Rome","ground_truth":"Paris"}"#,
+             ["\"Colosseum\"", "does not occur in prompt"]),
+            ("unknown-field.json", #"{"prompt":"The Eiffel Tower is in","subject":"Eiffel Tower","target_new":"Rome","ground_truth":"Paris","temperature":0.7}"#,
+             ["unknown field \"temperature\""]),
+            ("invalid.json", #"{"prompt":"The Eiffel Tower is in","#, ["invalid JSON"]),
+            ("not-an-object.json", #""The Eiffel Tower""#, ["JSON object"]),
+            ("empty-list.json", "[]", ["empty"]),
+        ]
+        for (name, text, words) in cases {
+            let path = reqDir + "/" + name
+            try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+            try expectRejected(["commit", "-m", "edit", "--request", path], in: dir, mentions: [path] + words)
+        }
+        try expectRejected(["commit", "-m", "edit", "--request", reqDir + "/does-not-exist.json"], in: dir,
+                           mentions: [reqDir + "/does-not-exist.json"])
+        // The same edit with a valid request commits.
+        let good = reqDir + "/good.json"
+        try Data(#"{"prompt":"The Eiffel Tower is in","subject":"Eiffel Tower","target_new":"Rome","ground_truth":"Paris"}"#.utf8)
+            .write(to: URL(fileURLWithPath: good))
+        try expectSuccess(["commit", "-m", "edit", "--request", good], in: dir)
+    }
+
+    // MARK: - Damaged or foreign ledgers
+
+    private let ledgerCommands: [[String]] = [
+        ["status"], ["log"], ["show", "HEAD"], ["diff"], ["fsck"], ["commit", "-m", "x"], ["checkout", "HEAD"],
+        ["branch"], ["branch", "topic"], ["tag", "v1"],
+    ]
+
+    func testGarbageLedger() throws {
+        let dir = try tinyModelDir()
+        try initialize(dir)
+        let ledger = dir + "/.wledger/ledger"
+        var rng = SplitMix64(seed: 42)
+        try Data((0..<100_000).map { _ in UInt8(truncatingIfNeeded: rng.next()) }).write(to: URL(fileURLWithPath: ledger))
+        for args in ledgerCommands {
+            try expectRejected(args, in: dir, mentions: [canonical(ledger), "not a wledger ledger"])
+        }
+    }
+
+    func testEmptyLedgerFile() throws {
+        let dir = try tinyModelDir()
+        try initialize(dir)
+        let ledger = dir + "/.wledger/ledger"
+        try Data().write(to: URL(fileURLWithPath: ledger))
+        for args in ledgerCommands {
+            try expectRejected(args, in: dir, mentions: [canonical(ledger), "not a wledger ledger"])
+        }
+    }
+
+    /// Runs SQL on an SQLite file with the sqlite3 CLI, else Python's sqlite3 module.
+    private func sqlite(_ path: String, _ sql: String) throws {
+        if FileManager.default.isExecutableFile(atPath: "/usr/bin/sqlite3") {
+            let r = try runProcess("/usr/bin/sqlite3", [path, sql])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return
+        }
+        try python(["import sqlite3, sys", "c = sqlite3.connect(sys.argv[1])", "c.executescript(sys.argv[2])", "c.commit()", "c.close()"],
+                   [path, sql])
+    }
+
+    private func python(_ lines: [String], _ args: [String]) throws {
+        let r = try runProcess("/usr/bin/env", ["python3", "-c", lines.joined(separator: "\n")] + args)
+        if r.status == 127 { throw XCTSkip("python3 not available") }
+        XCTAssertEqual(r.status, 0, r.stderr)
+    }
+
+    func testForeignSQLiteDatabaseAsLedger() throws {
+        let dir = try tinyModelDir()
+        try initialize(dir)
+        let ledger = dir + "/.wledger/ledger"
+        XCTAssertEqual(unlink(ledger), 0)
+        try sqlite(ledger, "CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes(body) VALUES('hello');")
+        for args in ledgerCommands {
+            try expectRejected(args, in: dir, mentions: [canonical(ledger), "not a wledger ledger"])
+        }
+    }
+
+    func testLedgerWithNewerSchemaVersion() throws {
+        let dir = try tinyModelDir()
+        try initialize(dir)
+        let ledger = dir + "/.wledger/ledger"
+        try python(["import sqlite3, sys", "c = sqlite3.connect(sys.argv[1])", "c.execute('PRAGMA user_version = 999')", "c.commit()", "c.close()"],
+                   [ledger])
+        for args in ledgerCommands {
+            try expectRejected(args, in: dir, mentions: [canonical(ledger), "999", "newer"])
+        }
+    }
+
+    // MARK: - Revisions
+
+    func testUnknownRevision() throws {
+        let dir = try tinyModelDir()
+        try initialize(dir)
+        let out = try tempDir().path + "/out"
+        let cases: [(args: [String], revision: String)] = [
+            (["show", "nope"], "nope"), (["show", "deadbeef"], "deadbeef"), (["show", "nope~2"], "nope~2"),
+            (["checkout", "nope"], "nope"), (["checkout", "nope", "--output", out], "nope"), (["checkout", "--force", "nope"], "nope"),
+            (["diff", "nope"], "nope"), (["diff", "HEAD", "nope"], "nope"), (["diff", "nope", "HEAD"], "nope"),
+            (["log", "nope"], "nope"), (["branch", "topic", "nope"], "nope"), (["tag", "v1", "nope"], "nope"),
+        ]
+        for c in cases {
+            try expectRejected(c.args, in: dir, mentions: ["unknown revision '\(c.revision)'"])
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out), "checkout of an unknown revision created --output")
+        for args in [["show", "HEAD~1"], ["checkout", "HEAD^"], ["diff", "base~3"]] {
+            try expectRejected(args, in: dir, mentions: ["'\(args[1])'", "past the base commit"])
+        }
+    }
+
+    // MARK: - Refusals (exit 1)
+
+    func testCheckoutWithDirtyWorkTreeIsRefused() throws {
+        let dir = try tinyModelDir()
+        try initialize(dir)
+        let file = dir + "/model.safetensors"
+        try SimulatedEdit.modify(file: file, tensor: "b") { w, _ in w[0] = 42 }
+        try expectSuccess(["commit", "-m", "edit b"], in: dir)
+        try expectSuccess(["branch", "edited"], in: dir)
+        // Dirty tensor.
+        try SimulatedEdit.modify(file: file, tensor: "b") { w, _ in w[1] = -7 }
+        for rev in ["HEAD~1", "base", "main", "edited"] {
+            try expectRejected(["checkout", rev], in: dir, code: 1, mentions: ["local changes", "'b'", "--force"])
+        }
+        // Dirty side file too.
+        try Data(#"{"model_type": "changed"}"#.utf8).write(to: URL(fileURLWithPath: dir + "/config.json"))
+        try expectRejected(["checkout", "base"], in: dir, code: 1, mentions: ["local changes", "'b'", "'config.json'"])
+        // A deleted side file.
+        XCTAssertEqual(unlink(dir + "/config.json"), 0)
+        try expectRejected(["checkout", "base"], in: dir, code: 1, mentions: ["local changes", "'config.json'"])
+    }
+
+    func testNothingToCommit() throws {
+        let dir = try tinyModelDir()
+        try initialize(dir)
+        try expectRejected(["commit", "-m", "nothing"], in: dir, code: 1, mentions: ["nothing to commit"])
+        // After a real commit, again nothing.
+        try SimulatedEdit.modify(file: dir + "/model.safetensors", tensor: "a") { w, _ in w[0] = 3 }
+        try expectSuccess(["commit", "-m", "edit"], in: dir)
+        try expectRejected(["commit", "-m", "nothing"], in: dir, code: 1, mentions: ["nothing to commit"])
+    }
+
+    // MARK: - No repository, double init
+
+    func testCommandsOutsideARepository() throws {
+        let dir = try tinyModelDir()
+        for args in [["status"], ["log"], ["show"], ["diff"], ["fsck"], ["branch"], ["tag"], ["checkout", "HEAD"], ["commit", "-m", "x"]] {
+            try expectRejected(args, in: dir, mentions: ["wledger init", canonical(dir)])
+        }
+    }
+
+    func testInitTwice() throws {
+        let dir = try tinyModelDir()
+        try initialize(dir)
+        try expectRejected(["init"], in: dir, mentions: [canonical(dir), "already"])
+    }
+
+    func testInitOfAMissingDirectory() throws {
+        let parent = try tempDir().path
+        try expectRejected(["init"], in: parent + "/does-not-exist", mentions: ["does-not-exist"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: parent + "/does-not-exist"))
+    }
+
+    // MARK: - Ledger stability
+
+    /// A failed read-only command right after `init` must not touch `.wledger/`. (`init` must
+    /// leave a settled ledger: no stray `ledger-wal`/`ledger-shm` for the next command to fold in.)
+    func testFailedCommandRightAfterInitChangesNothing() throws {
+        let dir = try tinyModelDir()
+        try expectSuccess(["init", "-q"], in: dir)
+        try expectRejected(["show", "nope"], in: dir, mentions: ["unknown revision 'nope'"])
+    }
+}

@@ -1,0 +1,328 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// `wledger <command> --help`, word for word. A change here must be deliberate: update the
+/// expected text in the same change that edits the command's help strings.
+final class HelpTests: XCTestCase {
+    /// Help text with trailing whitespace removed from every line and trailing blank lines dropped.
+    private func normalize(_ s: String) -> String {
+        var lines = s.split(separator: "\n", omittingEmptySubsequences: false).map { line -> Substring in
+            var l = Substring(line)
+            while let last = l.last, last == " " || last == "\t" || last == "\r" { l = l.dropLast() }
+            return l
+        }
+        while let last = lines.last, last.isEmpty { lines.removeLast() }
+        return lines.joined(separator: "\n")
+    }
+
+    /// Runs `wledger args…` with an 80-column terminal and compares its help with `expected`.
+    private func assertHelp(_ args: [String], _ expected: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let r = try CLI.run(args, environment: ["COLUMNS": "80"])
+        XCTAssertEqual(r.status, 0, r.stderr, file: file, line: line)
+        XCTAssertEqual(r.stderr, "", file: file, line: line)
+        let actual = normalize(r.stdout)
+        if actual != expected {
+            // Show the first differing line to make the failure readable.
+            let a = actual.split(separator: "\n", omittingEmptySubsequences: false)
+            let e = expected.split(separator: "\n", omittingEmptySubsequences: false)
+            let i = (0..<min(a.count, e.count)).first { a[$0] != e[$0] } ?? min(a.count, e.count)
+            XCTFail("help of 'wledger \(args.joined(separator: " "))' differs at line \(i + 1):\n  expected: \(i < e.count ? String(e[i]) : "<end>")\n  actual:   \(i < a.count ? String(a[i]) : "<end>")\n--- actual ---\n\(actual)", file: file, line: line)
+        }
+    }
+
+    /// `-h` and `help <command>` print the same text as `--help`.
+    func testShortFlagAndHelpSubcommandMatchLongFlag() throws {
+        for cmd in ["init", "status", "commit", "log", "show", "diff", "checkout", "branch", "tag", "fsck"] {
+            let long = try CLI.run([cmd, "--help"], environment: ["COLUMNS": "80"])
+            let short = try CLI.run([cmd, "-h"], environment: ["COLUMNS": "80"])
+            XCTAssertEqual(short.status, 0)
+            XCTAssertEqual(normalize(short.stdout), normalize(long.stdout), "wledger \(cmd) -h")
+            let sub = try CLI.run(["help", cmd], environment: ["COLUMNS": "80"])
+            XCTAssertEqual(sub.status, 0)
+            XCTAssertEqual(normalize(sub.stdout), normalize(long.stdout), "wledger help \(cmd)")
+        }
+    }
+
+    func testRootHelp() throws {
+        try assertHelp(["--help"], #"""
+        OVERVIEW: Version control for edits to large-language-model weights.
+
+        Run inside a Hugging Face model directory (safetensors weights, config.json,
+        tokenizer.json).
+        Exit codes: 0 ok, 1 check failed or operation refused, 2 usage error or bad
+        input.
+
+        USAGE: wledger <subcommand>
+
+        OPTIONS:
+          --version               Show the version.
+          -h, --help              Show help information.
+
+        SUBCOMMANDS:
+          init                    Start tracking a model directory: snapshot its base
+                                  weights losslessly.
+          status                  Show which tensors and files differ from HEAD.
+          commit                  Record the work tree's weights as a new commit.
+          log                     Show commit history.
+          show                    Show one commit: message, edit request, tensors
+                                  touched and ΔW statistics.
+          diff                    Show ΔW statistics between two revisions, or a
+                                  revision and the work tree.
+          checkout                Rewrite the work tree (or another directory) to a
+                                  revision.
+          branch                  List, create or delete branches.
+          tag                     List, create or delete tags.
+          fsck                    Verify every object, tensor version and commit in the
+                                  ledger.
+
+          See 'wledger help <subcommand>' for detailed help.
+        """#)
+    }
+
+    func testInitHelp() throws {
+        try assertHelp(["init", "--help"], #"""
+        OVERVIEW: Start tracking a model directory: snapshot its base weights
+        losslessly.
+
+        Creates .wledger/ in the model directory and stores every tensor (byte-plane
+        shuffled, zstd),
+        the exact safetensors headers and the side files (config.json, tokenizer.json,
+        ...).
+        Example: wledger init -C models/smollm2-135m/f32
+
+        USAGE: wledger init [-C <C>] [--quiet] [--message <message>] [--author <author>] [--allow-nonfinite] [--json]
+
+        OPTIONS:
+          -C <C>                  Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          -m, --message <message> Message of the base commit. (default: base)
+          --author <author>       Author of the base commit (default: $WLEDGER_AUTHOR
+                                  or $USER).
+          --allow-nonfinite       Snapshot tensors that contain NaN or Inf.
+          --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testStatusHelp() throws {
+        try assertHelp(["status", "--help"], #"""
+        OVERVIEW: Show which tensors and files differ from HEAD.
+
+        Files whose size, mtime, ctime and inode match the last commit or checkout are
+        not rehashed;
+        the others are fingerprinted tensor by tensor (XXH3-128) and compared with
+        HEAD.
+        Example: wledger status --json
+
+        USAGE: wledger status [-C <C>] [--quiet] [--rehash] [--json]
+
+        OPTIONS:
+          -C <C>                  Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          --rehash                Ignore recorded file stats and hash every tensor.
+          --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testCommitHelp() throws {
+        try assertHelp(["commit", "--help"], #"""
+        OVERVIEW: Record the work tree's weights as a new commit.
+
+        Every changed tensor is stored as the smallest exact patch against its parent
+        (sparse positions +
+        bit differences or new values, or dense byte-shuffled bit differences),
+        verified before the commit
+        is recorded. A keyframe is stored every 16 patches of the same tensor.
+        Example: wledger commit -m "Eiffel Tower -> Rome" --request edit.json --method
+        ROME
+
+        USAGE: wledger commit [-C <C>] [--quiet] --message <message> [--request <request>] [--method <method>] [--author <author>] [--allow-nonfinite] [--json]
+
+        OPTIONS:
+          -C <C>                  Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          -m, --message <message> Commit message.
+          --request <request>     Edit request JSON file (EasyEdit fields: prompt,
+                                  subject, target_new, ground_truth, rephrase_prompt,
+                                  locality).
+          --method <method>       Editing method that produced the change (e.g. ROME,
+                                  MEMIT, KN, MEND).
+          --author <author>       Author (default: $WLEDGER_AUTHOR or $USER).
+          --allow-nonfinite       Commit tensors that contain NaN or Inf.
+          --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testLogHelp() throws {
+        try assertHelp(["log", "--help"], #"""
+        OVERVIEW: Show commit history.
+
+        Example: wledger log --oneline
+
+        USAGE: wledger log [-C <C>] [--quiet] [<revision>] [--oneline] [--max-count <max-count>] [--json]
+
+        ARGUMENTS:
+          <revision>              Revision to start from. (default: HEAD)
+
+        OPTIONS:
+          -C <C>                  Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          --oneline               One line per commit.
+          -n, --max-count <max-count>
+                                  Show at most this many commits.
+          --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testShowHelp() throws {
+        try assertHelp(["show", "--help"], #"""
+        OVERVIEW: Show one commit: message, edit request, tensors touched and ΔW
+        statistics.
+
+        Example: wledger show HEAD~2 --json
+
+        USAGE: wledger show [-C <C>] [--quiet] [<revision>] [--json]
+
+        ARGUMENTS:
+          <revision>              Revision to show. (default: HEAD)
+
+        OPTIONS:
+          -C <C>                  Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testDiffHelp() throws {
+        try assertHelp(["diff", "--help"], #"""
+        OVERVIEW: Show ΔW statistics between two revisions, or a revision and the work
+        tree.
+
+        With no revision: HEAD vs the work tree. With one: that revision vs the work
+        tree. With two: a vs b.
+        Per tensor: changed elements, Σ|ΔW| (L1), ‖ΔW‖F, ‖ΔW‖F/‖W‖F and max|ΔW|,
+        computed in float64.
+        Example: wledger diff base HEAD --stat
+
+        USAGE: wledger diff [-C <C>] [--quiet] [<a>] [<b>] [--stat] [--tensor <tensor>] [--json]
+
+        ARGUMENTS:
+          <a>                     Older revision (default HEAD).
+          <b>                     Newer revision (default: the work tree).
+
+        OPTIONS:
+          -C <C>                  Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          --stat                  Per-tensor statistics table (the default output).
+          --tensor <tensor>       Only this tensor.
+          --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testCheckoutHelp() throws {
+        try assertHelp(["checkout", "--help"], #"""
+        OVERVIEW: Rewrite the work tree (or another directory) to a revision.
+
+        Files are written to temporary files and renamed into place; unchanged files
+        are left alone.
+        Every rebuilt tensor is verified against its recorded fingerprint (and sha256
+        with --verify).
+        Refuses to overwrite uncommitted changes unless --force.
+        Example: wledger checkout HEAD~3 --output /tmp/model-before-edit
+
+        USAGE: wledger checkout [-C <C>] [--quiet] <revision> [--output <output>] [--force] [--verify] [--json]
+
+        ARGUMENTS:
+          <revision>              Revision: commit id prefix, branch, tag, HEAD~N or
+                                  base.
+
+        OPTIONS:
+          -C <C>                  Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          --output <output>       Materialize into this (new or empty) directory; HEAD
+                                  and the work tree stay as they are.
+          -f, --force             Discard uncommitted changes in the work tree.
+          --verify                Also verify the sha256 of every rebuilt tensor.
+          --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testBranchHelp() throws {
+        try assertHelp(["branch", "--help"], #"""
+        OVERVIEW: List, create or delete branches.
+
+        Examples: wledger branch; wledger branch rect HEAD~2; wledger branch -d rect
+
+        USAGE: wledger branch [-C <C>] [--quiet] [<name>] [<start-point>] [--delete] [--force] [--json]
+
+        ARGUMENTS:
+          <name>                  Branch to create (list when omitted).
+          <start-point>           Where the new branch starts (default HEAD). (default:
+                                  HEAD)
+
+        OPTIONS:
+          -C <C>                  Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          -d, --delete            Delete the branch.
+          -f, --force             Move the branch if it exists.
+          --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testTagHelp() throws {
+        try assertHelp(["tag", "--help"], #"""
+        OVERVIEW: List, create or delete tags.
+
+        Examples: wledger tag; wledger tag before-edits base; wledger tag -d
+        before-edits
+
+        USAGE: wledger tag [-C <C>] [--quiet] [<name>] [<target>] [--delete] [--force] [--json]
+
+        ARGUMENTS:
+          <name>                  Tag to create (list when omitted).
+          <target>                Commit to tag (default HEAD). (default: HEAD)
+
+        OPTIONS:
+          -C <C>                  Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          -d, --delete            Delete the tag.
+          -f, --force             Move the tag if it exists.
+          --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testFsckHelp() throws {
+        try assertHelp(["fsck", "--help"], #"""
+        OVERVIEW: Verify every object, tensor version and commit in the ledger.
+
+        Exits 1 when a problem is found. Example: wledger fsck
+
+        USAGE: wledger fsck [-C <C>] [--quiet] [--json]
+
+        OPTIONS:
+          -C <C>                  Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+}

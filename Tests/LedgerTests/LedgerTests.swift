@@ -1,0 +1,80 @@
+import Codec
+import Foundation
+import Ledger
+import TensorIO
+import TestSupport
+import XCTest
+
+final class LedgerTests: XCTestCase {
+    /// The migrations embedded in the binary are exactly the files in schema/.
+    func testEmbeddedSchemaMatchesSchemaDirectory() throws {
+        let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        let files = try FileManager.default.contentsOfDirectory(atPath: repoRoot + "/schema").filter { $0.hasSuffix(".sql") }.sorted()
+        XCTAssertFalse(files.isEmpty)
+        let generated = try String(contentsOfFile: repoRoot + "/Sources/Ledger/SchemaMigrations+Generated.swift", encoding: .utf8)
+        for f in files {
+            let sql = try String(contentsOfFile: repoRoot + "/schema/" + f, encoding: .utf8)
+            XCTAssertTrue(generated.contains("\"\(f)\", #\"\"\"\n" + sql + "\"\"\"#"), "\(f) is not embedded verbatim: run scripts/gen-schema.sh")
+        }
+        XCTAssertEqual(SchemaMigrations.latestVersion, files.count)
+    }
+
+    func makeLedger() throws -> (TemporaryDirectory, Ledger) {
+        let dir = try TemporaryDirectory("ledger")
+        return (dir, try Ledger.create(at: dir.path + "/ledger"))
+    }
+
+    func testObjectsRoundTripAndDetectCorruption() throws {
+        let (dir, ledger) = try makeLedger()
+        let payload = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 / 3) }
+        let obj = try payload.withUnsafeBytes { try PreparedObject.encode($0, elementSize: 4, compress: true) }
+        XCTAssertGreaterThan(try ledger.transaction { try ledger.insert(obj) }, 0)
+        XCTAssertEqual(try ledger.transaction { try ledger.insert(obj) }, 0)  // dedup
+        XCTAssertEqual(try ledger.readObject(obj.id), payload)
+        XCTAssertThrowsError(try ledger.readObject(String(repeating: "0", count: 64)))
+        // A stored object whose payload does not match its id is reported as corrupt.
+        var wrong = obj
+        wrong.id = SHA256Digest.hash("something else").hex
+        _ = try ledger.transaction { try ledger.insert(wrong) }
+        XCTAssertThrowsError(try ledger.readObject(wrong.id)) { e in XCTAssertTrue("\(e)".contains("corrupt"), "\(e)") }
+        _ = dir
+    }
+
+    func testRefsMoveOnlyFromTheExpectedValue() throws {
+        let (dir, ledger) = try makeLedger()
+        let tree = String(repeating: "a", count: 64)
+        func commit(_ parent: String?, _ msg: String) throws -> String {
+            let id = CommitRecord.computeID(parent: parent, kind: parent == nil ? .base : .edit, message: msg, author: "t", time: 1,
+                                            method: nil, request: nil, parameters: nil, tree: tree)
+            try ledger.transaction {
+                try ledger.insert(CommitRecord(id: id, parent: parent, generation: parent == nil ? 0 : 1, kind: parent == nil ? .base : .edit,
+                                               message: msg, author: "t", time: 1, method: nil, request: nil, parameters: nil, tree: tree,
+                                               fullManifest: parent == nil), tensors: [], files: [])
+            }
+            return id
+        }
+        let a = try commit(nil, "a"), b = try commit(a, "b")
+        try ledger.transaction {
+            try ledger.updateRef("refs/heads/main", to: a, expected: .absent)
+            try ledger.setHead(.branch(name: "main", commit: a))
+        }
+        XCTAssertEqual(try ledger.head(), .branch(name: "main", commit: a))
+        XCTAssertThrowsError(try ledger.transaction { try ledger.updateRef("refs/heads/main", to: b, expected: .absent) })
+        XCTAssertThrowsError(try ledger.transaction { try ledger.updateRef("refs/heads/main", to: b, expected: .value(b)) })
+        try ledger.transaction { try ledger.advanceHead(from: a, to: b) }
+        XCTAssertEqual(try ledger.head().commit, b)
+        XCTAssertThrowsError(try ledger.transaction { try ledger.updateRef("refs/heads/x", to: String(repeating: "f", count: 64), expected: .any) })
+        for bad in ["", "a..b", "-x", "x.lock", "a b", "HEAD", "base", "x~1", "x^"] {
+            XCTAssertThrowsError(try Ledger.validateRefName(bad), bad)
+        }
+        XCTAssertNoThrow(try Ledger.validateRefName("feature/rect-40"))
+        _ = dir
+    }
+
+    func testForeignDatabaseIsRejected() throws {
+        let dir = try TemporaryDirectory("ledger")
+        let path = dir.path + "/ledger"
+        try Array("not a database at all, just text".utf8).withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: path)) }
+        XCTAssertThrowsError(try Ledger.open(at: path)) { e in XCTAssertTrue("\(e)".contains("is not a wledger ledger"), "\(e)") }
+    }
+}

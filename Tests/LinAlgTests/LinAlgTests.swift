@@ -1,0 +1,55 @@
+import LinAlg
+import TensorIO
+import XCTest
+
+final class LinAlgTests: XCTestCase {
+    func testSgemmMatchesNaiveProduct() {
+        let m = 5, n = 7, k = 3
+        let a = (0..<(m * k)).map { Float($0 % 5) - 2 }, b = (0..<(k * n)).map { Float($0 % 3) * 0.5 }
+        var c = [Float](repeating: 0, count: m * n)
+        a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer {
+            BLAS.sgemm(m: m, n: n, k: k, a: ap.baseAddress!, b: bp.baseAddress!, c: $0.baseAddress!)
+        } } }
+        for i in 0..<m { for j in 0..<n {
+            var s: Float = 0
+            for t in 0..<k { s += a[i * k + t] * b[t * n + j] }
+            XCTAssertEqual(c[i * n + j], s, accuracy: 1e-5)
+        } }
+    }
+
+    func testSingularValuesOfKnownMatrix() throws {
+        // diag(3, 2) padded to 3×2, rotated: singular values stay 3 and 2.
+        let a: [Double] = [0, 2, 3, 0, 0, 0]
+        let s = try BLAS.singularValues(a, rows: 3, cols: 2)
+        XCTAssertEqual(s[0], 3, accuracy: 1e-12)
+        XCTAssertEqual(s[1], 2, accuracy: 1e-12)
+    }
+
+    func testDeltaStatisticsAgainstDirectFloat64() {
+        var rng = SystemRandomNumberGenerator()
+        let n = 200_003
+        let a = (0..<n).map { _ in Float.random(in: -1...1, using: &rng) }
+        var b = a
+        for i in stride(from: 0, to: n, by: 7) { b[i] += Float.random(in: -0.1...0.1, using: &rng) }
+        for dtype in [DType.f32, .bf16, .f16] {
+            var ab = [UInt8](repeating: 0, count: n * dtype.size), bb = ab
+            a.withUnsafeBufferPointer { v in ab.withUnsafeMutableBytes { encodeFromFloat(v, dtype: dtype, into: $0) } }
+            b.withUnsafeBufferPointer { v in bb.withUnsafeMutableBytes { encodeFromFloat(v, dtype: dtype, into: $0) } }
+            let s = ab.withUnsafeBytes { p in bb.withUnsafeBytes { DeltaStatistics.compute(parent: p, child: $0, dtype: dtype) } }
+            var changed = 0, l1 = 0.0, sq = 0.0, mx = 0.0
+            ab.withUnsafeBytes { pa in
+                bb.withUnsafeBytes { pb in
+                    for i in 0..<n {
+                        let x = loadDouble(pa, i, dtype), y = loadDouble(pb, i, dtype)
+                        if ab[(i * dtype.size)..<((i + 1) * dtype.size)] != bb[(i * dtype.size)..<((i + 1) * dtype.size)] { changed += 1 }
+                        l1 += abs(y - x); sq += (y - x) * (y - x); mx = max(mx, abs(y - x))
+                    }
+                }
+            }
+            XCTAssertEqual(s.changed, changed)
+            XCTAssertEqual(s.l1, l1, accuracy: 1e-9 * max(1, l1))
+            XCTAssertEqual(s.frobenius, sq.squareRoot(), accuracy: 1e-9 * max(1, sq))
+            XCTAssertEqual(s.maxAbs, mx)
+        }
+    }
+}

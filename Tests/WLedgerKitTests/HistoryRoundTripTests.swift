@@ -1,0 +1,134 @@
+import Foundation
+import Ledger
+import TensorIO
+import TestSupport
+import WLedgerKit
+import XCTest
+
+/// 50 sequential simulated edits on the real SmolLM2-135M (F32 and BF16): every commit checks
+/// out byte-identical, diff statistics match an independent float64 computation, fsck is clean.
+final class HistoryRoundTripTests: XCTestCase {
+    func testFiftyEditsF32() throws { try runHistory(dtype: "f32") }
+    func testFiftyEditsBF16() throws { try runHistory(dtype: "bf16") }
+
+    /// ΔW statistics computed here from raw bytes, without wledger's kernels.
+    struct Reference { var changed = 0; var l1 = 0.0; var sumSq = 0.0; var maxAbs = 0.0 }
+
+    static func reference(parent: [UInt8], child: [UInt8], dtype: String) -> Reference {
+        var r = Reference()
+        let size = dtype == "f32" ? 4 : 2
+        for i in 0..<(parent.count / size) {
+            var a = 0.0, b = 0.0
+            if size == 4 {
+                let ua = UInt32(parent[4 * i]) | UInt32(parent[4 * i + 1]) << 8 | UInt32(parent[4 * i + 2]) << 16 | UInt32(parent[4 * i + 3]) << 24
+                let ub = UInt32(child[4 * i]) | UInt32(child[4 * i + 1]) << 8 | UInt32(child[4 * i + 2]) << 16 | UInt32(child[4 * i + 3]) << 24
+                if ua != ub { r.changed += 1 }
+                a = Double(Float(bitPattern: ua)); b = Double(Float(bitPattern: ub))
+            } else {
+                let ua = UInt32(parent[2 * i]) | UInt32(parent[2 * i + 1]) << 8
+                let ub = UInt32(child[2 * i]) | UInt32(child[2 * i + 1]) << 8
+                if ua != ub { r.changed += 1 }
+                a = Double(Float(bitPattern: ua << 16)); b = Double(Float(bitPattern: ub << 16))
+            }
+            let d = b - a
+            r.l1 += abs(d); r.sumSq += d * d; r.maxAbs = max(r.maxAbs, abs(d))
+        }
+        return r
+    }
+
+    func runHistory(dtype: String) throws {
+        let fixture = try Fixtures.smolLM2(dtype)
+        let tmp = try TemporaryDirectory("history-\(dtype)")
+        let model = try tmp.copyModel(from: fixture)
+        let weights = model + "/model.safetensors"
+        let initResult = try Repository.initialize(at: model, message: "SmolLM2-135M \(dtype) base")
+        let repo = try Repository.open(at: model, forWriting: true)
+
+        var commits: [String] = [initResult.commit]
+        var fileHashes: [[String: String]] = [try sideAndWeightHashes(model)]
+        var deltas: [Int: [(name: String, parent: [UInt8], child: [UInt8])]] = [:]
+        let denseBytes = 576 * 1536 * (dtype == "f32" ? 4 : 2)
+        for i in 1...50 {
+            let layer = (i * 7) % 30
+            let tensor = "model.layers.\(layer).mlp.down_proj.weight"
+            var edits: [(String, [UInt8], [UInt8])] = []
+            var method = "ROME"
+            if i % 5 == 0 {
+                method = "KN"
+                let e = try SimulatedEdit.columns(file: weights, tensor: tensor, seed: UInt64(i))
+                edits.append((tensor, e.parent, e.child))
+            } else {
+                let e = try SimulatedEdit.rankOne(file: weights, tensor: tensor, seed: UInt64(i))
+                edits.append((tensor, e.parent, e.child))
+                if i % 12 == 0 {  // MEMIT-like: a second layer in the same commit
+                    method = "MEMIT"
+                    let t2 = "model.layers.\((layer + 1) % 30).mlp.down_proj.weight"
+                    let e2 = try SimulatedEdit.rankOne(file: weights, tensor: t2, seed: UInt64(1000 + i))
+                    edits.append((t2, e2.parent, e2.child))
+                }
+            }
+            var opts = CommitOptions(message: "edit \(i) (\(method))")
+            opts.method = method
+            opts.request = #"{"prompt":"Fact \#(i) is about","subject":"Fact \#(i)","target_new":"new","ground_truth":"old"}"#
+            let r = try repo.commit(opts)
+            XCTAssertEqual(Set(r.tensors.map(\.name)), Set(edits.map(\.0)), "commit \(i) touched the wrong tensors")
+            if method == "KN" {
+                XCTAssertNotEqual(r.tensors[0].encoding, "dense-xor")
+                XCTAssertLessThan(r.storedBytes, denseBytes / 20, "a 3-column edit should cost a small fraction of the dense tensor")
+            }
+            commits.append(r.commit)
+            fileHashes.append(try sideAndWeightHashes(model))
+            deltas[i] = edits.map { (name: $0.0, parent: $0.1, child: $0.2) }
+        }
+        XCTAssertEqual(try repo.log().count, 51)
+
+        // diff statistics against the independent float64 reference.
+        for i in [1, 5, 12, 37, 50] {
+            let d = try repo.diff(commits[i - 1], commits[i])
+            XCTAssertEqual(d.tensors.count, deltas[i]!.count)
+            for e in deltas[i]! {
+                let ref = Self.reference(parent: e.parent, child: e.child, dtype: dtype)
+                guard let got = d.tensors.first(where: { $0.name == e.name }) else { XCTFail("missing \(e.name)"); continue }
+                XCTAssertEqual(got.changed, ref.changed)
+                XCTAssertEqual(got.l1, ref.l1, accuracy: 1e-9 * ref.l1)
+                XCTAssertEqual(got.frobenius, ref.sumSq.squareRoot(), accuracy: 1e-9 * ref.sumSq.squareRoot())
+                XCTAssertEqual(got.maxAbs, ref.maxAbs, accuracy: 1e-12)
+            }
+            // The statistics recorded at commit time (show) are the same numbers.
+            let shown = try repo.show(commits[i])
+            for t in shown.tensors ?? [] {
+                let ref = Self.reference(parent: deltas[i]!.first { $0.name == t.name }!.parent, child: deltas[i]!.first { $0.name == t.name }!.child, dtype: dtype)
+                XCTAssertEqual(t.l1, ref.l1, accuracy: 1e-9 * ref.l1)
+            }
+        }
+
+        // Every commit checks out in place byte-identical (sha256 of every file), newest to oldest and back.
+        for i in stride(from: 50, through: 0, by: -1) {
+            _ = try repo.checkout(commits[i])
+            XCTAssertEqual(try sideAndWeightHashes(model), fileHashes[i], "checkout of commit \(i) is not byte-identical")
+        }
+        _ = try repo.checkout("main")
+        XCTAssertEqual(try sideAndWeightHashes(model), fileHashes[50])
+        XCTAssertTrue(try repo.status().clean)
+
+        // Materializing into another directory straight from the ledger (sha256 verified too).
+        for i in [0, 1, 26, 50] {
+            let out = tmp.path + "/out\(i)"
+            let r = try repo.checkout(commits[i], output: out, verifySHA256: true)
+            XCTAssertEqual(r.written.count, fileHashes[i].count)
+            XCTAssertEqual(try sideAndWeightHashes(out), fileHashes[i], "checkout --output of commit \(i) differs")
+            try FileManager.default.removeItem(atPath: out)
+        }
+        let fsck = try repo.fsck()
+        XCTAssertEqual(fsck.problems, [])
+        XCTAssertEqual(fsck.commits, 51)
+    }
+
+    func sideAndWeightHashes(_ dir: String) throws -> [String: String] {
+        var out: [String: String] = [:]
+        for f in try FileManager.default.contentsOfDirectory(atPath: dir) where !f.hasPrefix(".") {
+            out[f] = try fileSHA256(dir + "/" + f)
+        }
+        return out
+    }
+}
