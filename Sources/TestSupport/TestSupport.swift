@@ -118,8 +118,8 @@ public func fileSHA256(_ path: String) throws -> String {
     return h.finalize().hex
 }
 
-/// sha256 of every regular file in a directory (recursively, including `.wledger/`), for
-/// asserting that a failed command changed nothing.
+/// sha256 of every regular file in a directory (recursively, including `.wledger/` but not its
+/// lock file or SQLite's `-shm` index), for asserting that a failed command changed nothing.
 public func directoryDigest(_ dir: String) throws -> [String: String] {
     var out: [String: String] = [:]
     let fm = FileManager.default
@@ -128,7 +128,8 @@ public func directoryDigest(_ dir: String) throws -> [String: String] {
         var isDir: ObjCBool = false
         let p = dir + "/" + rel
         if fm.fileExists(atPath: p, isDirectory: &isDir), !isDir.boolValue {
-            if rel.hasSuffix("/lock") || rel == ".wledger/lock" { continue }
+            // The lock file and SQLite's shared-memory WAL index change on every open; they hold no ledger content.
+            if rel == ".wledger/lock" || rel.hasSuffix("-shm") { continue }
             out[rel] = try fileSHA256(p)
         }
     }
