@@ -30,7 +30,9 @@ let package = Package(
         .target(name: "Codec", dependencies: ["TensorIO", "CZstd", "CShims"]),
         .target(name: "LinAlg", dependencies: ["TensorIO", "COpenBLAS", "CShims"]),
         .target(name: "Ledger", dependencies: ["TensorIO", "Codec", "CSQLite"]),
-        .target(name: "WLedgerKit", dependencies: ["TensorIO", "Codec", "LinAlg", "Ledger"]),
+        // Weight-space algorithms: δ statistics, RECT, PRUNE, the sphere projection.
+        .target(name: "Ops", dependencies: ["TensorIO", "LinAlg"]),
+        .target(name: "WLedgerKit", dependencies: ["TensorIO", "Codec", "LinAlg", "Ledger", "Ops"]),
         .executableTarget(name: "wledger", dependencies: [
             "WLedgerKit",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -42,6 +44,7 @@ let package = Package(
         .testTarget(name: "TensorIOTests", dependencies: ["TensorIO", "TestSupport"]),
         .testTarget(name: "CodecTests", dependencies: ["Codec", "TensorIO"]),
         .testTarget(name: "LinAlgTests", dependencies: ["LinAlg", "TensorIO"]),
+        .testTarget(name: "OpsTests", dependencies: ["Ops", "LinAlg", "TensorIO"]),
         .testTarget(name: "LedgerTests", dependencies: ["Ledger", "TensorIO", "TestSupport"]),
         .testTarget(name: "WLedgerKitTests", dependencies: ["WLedgerKit", "Ledger", "TensorIO", "LinAlg", "Codec", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TensorIO", "TestSupport"]),

@@ -1,6 +1,7 @@
 import COpenBLAS
 
-/// The one wrapper around OpenBLAS and LAPACK.
+/// The one wrapper around OpenBLAS and LAPACK. Matrices are row-major; LAPACK (column-major) is
+/// handed the transpose where that gives the answer directly, as documented per routine.
 public enum BLAS {
     /// C = alpha·A·B + beta·C for row-major matrices: A is (m, k), B is (k, n), C is (m, n).
     ///
@@ -8,6 +9,27 @@ public enum BLAS {
     public static func sgemm(m: Int, n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
                              beta: Float = 0, c: UnsafeMutablePointer<Float>) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), alpha, a, Int32(k), b, Int32(n), beta, c, Int32(n))
+    }
+
+    /// op(A)·op(B) in double, row-major; `transA`/`transB` transpose the operands.
+    ///
+    /// The corresponding C function is `cblas_dgemm`.
+    public static func multiply(_ a: Matrix, _ b: Matrix, transA: Bool = false, transB: Bool = false) -> Matrix {
+        let m = transA ? a.cols : a.rows, k = transA ? a.rows : a.cols
+        let kb = transB ? b.cols : b.rows, n = transB ? b.rows : b.cols
+        precondition(k == kb, "inner dimensions differ: \(k) vs \(kb)")
+        var c = Matrix(zeros: m, n)
+        if m == 0 || n == 0 || k == 0 { return c }
+        a.data.withUnsafeBufferPointer { ap in
+            b.data.withUnsafeBufferPointer { bp in
+                c.data.withUnsafeMutableBufferPointer { cp in
+                    cblas_dgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                                Int32(m), Int32(n), Int32(k), 1, ap.baseAddress, Int32(a.cols), bp.baseAddress, Int32(b.cols),
+                                0, cp.baseAddress, Int32(n))
+                }
+            }
+        }
+        return c
     }
 
     /// Singular values (descending) of a row-major (m, n) matrix, in double precision.
@@ -18,23 +40,69 @@ public enum BLAS {
     public static func singularValues(_ a: [Double], rows m: Int, cols n: Int) throws -> [Double] {
         precondition(a.count == m * n, "matrix size mismatch")
         if m == 0 || n == 0 { return [] }
+        return try gesdd(a, rows: m, cols: n, vectors: false).s
+    }
+
+    /// Thin SVD A = U·diag(s)·Vt of a row-major (m, n) matrix: U is (m, k), Vt is (k, n), k = min(m, n).
+    ///
+    /// The corresponding C function is LAPACK's `dgesdd_` (jobz = "S") on the column-major view
+    /// Aᵀ = V·S·Uᵀ: LAPACK's column-major U of Aᵀ read row-major is our Vt, and its VT is our U.
+    public static func svd(_ a: Matrix) throws -> (u: Matrix, s: [Double], vt: Matrix) {
+        let r = try gesdd(a.data, rows: a.rows, cols: a.cols, vectors: true)
+        let k = min(a.rows, a.cols)
+        return (Matrix(rows: a.rows, cols: k, data: r.vtT), r.s, Matrix(rows: k, cols: a.cols, data: r.uT))
+    }
+
+    private static func gesdd(_ a: [Double], rows m: Int, cols n: Int, vectors: Bool) throws -> (s: [Double], uT: [Double], vtT: [Double]) {
         var work = a
+        // Column-major view of the row-major input is Aᵀ: M = n rows, N = m columns.
         var M = Int32(n), N = Int32(m), lda = Int32(n)
-        var s = [Double](repeating: 0, count: min(m, n))
-        var ldu: Int32 = 1, ldvt: Int32 = 1
+        let k = min(m, n)
+        var s = [Double](repeating: 0, count: k)
+        var uT = [Double](repeating: 0, count: vectors ? n * k : 1)
+        var vtT = [Double](repeating: 0, count: vectors ? k * m : 1)
+        var ldu = Int32(vectors ? n : 1), ldvt = Int32(vectors ? k : 1)
         var info: Int32 = 0
         var lwork: Int32 = -1
         var query = 0.0
-        var iwork = [Int32](repeating: 0, count: 8 * min(m, n))
-        var jobz = CChar(UInt8(ascii: "N"))
-        var u = 0.0, vt = 0.0
-        dgesdd_(&jobz, &M, &N, &work, &lda, &s, &u, &ldu, &vt, &ldvt, &query, &lwork, &iwork, &info, 1)
+        var iwork = [Int32](repeating: 0, count: 8 * k)
+        var jobz = CChar(UInt8(ascii: vectors ? "S" : "N"))
+        dgesdd_(&jobz, &M, &N, &work, &lda, &s, &uT, &ldu, &vtT, &ldvt, &query, &lwork, &iwork, &info, 1)
         guard info == 0 else { throw LinAlgError.lapack(routine: "dgesdd", info: Int(info)) }
         lwork = Int32(query)
         var buffer = [Double](repeating: 0, count: Int(lwork))
-        dgesdd_(&jobz, &M, &N, &work, &lda, &s, &u, &ldu, &vt, &ldvt, &buffer, &lwork, &iwork, &info, 1)
+        dgesdd_(&jobz, &M, &N, &work, &lda, &s, &uT, &ldu, &vtT, &ldvt, &buffer, &lwork, &iwork, &info, 1)
         guard info == 0 else { throw LinAlgError.lapack(routine: "dgesdd", info: Int(info)) }
-        return s
+        return (s, uT, vtT)
+    }
+
+    /// Orthonormal basis Q (m, k) of the columns of a row-major (m, k) matrix, k ≤ m.
+    ///
+    /// The corresponding C functions are LAPACK's `dgeqrf_` and `dorgqr_` (on a column-major copy).
+    public static func orthonormalColumns(_ y: Matrix) throws -> Matrix {
+        let m = y.rows, k = y.cols
+        precondition(k <= m, "more columns than rows")
+        if k == 0 { return y }
+        var a = y.transposed.data  // row-major (k, m) = column-major (m, k)
+        var M = Int32(m), N = Int32(k), K = Int32(k), lda = Int32(m)
+        var tau = [Double](repeating: 0, count: k)
+        var info: Int32 = 0
+        var lwork: Int32 = -1
+        var query = 0.0
+        dgeqrf_(&M, &N, &a, &lda, &tau, &query, &lwork, &info)
+        guard info == 0 else { throw LinAlgError.lapack(routine: "dgeqrf", info: Int(info)) }
+        lwork = Int32(query)
+        var buffer = [Double](repeating: 0, count: max(1, Int(lwork)))
+        dgeqrf_(&M, &N, &a, &lda, &tau, &buffer, &lwork, &info)
+        guard info == 0 else { throw LinAlgError.lapack(routine: "dgeqrf", info: Int(info)) }
+        lwork = -1
+        dorgqr_(&M, &N, &K, &a, &lda, &tau, &query, &lwork, &info)
+        guard info == 0 else { throw LinAlgError.lapack(routine: "dorgqr", info: Int(info)) }
+        lwork = Int32(query)
+        buffer = [Double](repeating: 0, count: max(1, Int(lwork)))
+        dorgqr_(&M, &N, &K, &a, &lda, &tau, &buffer, &lwork, &info)
+        guard info == 0 else { throw LinAlgError.lapack(routine: "dorgqr", info: Int(info)) }
+        return Matrix(rows: k, cols: m, data: a).transposed
     }
 }
 

@@ -1,0 +1,56 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import LinAlg
+
+/// PRUNE: bound the singular values of an accumulated ΔW so the edited matrix's condition number
+/// stays near the base's.
+///
+/// Every singular value σ ≥ σmax(W_base) becomes log_α(σ) − log_α(σmax(W_base)) + σmax(W_base);
+/// the others stay. The result is returned as the correction C = ΔW′ − ΔW = Σ (σ′ᵢ − σᵢ)·uᵢ·vᵢᵀ,
+/// which only involves the restrained triplets.
+public enum Restrain {
+    /// The restraint function for one singular value.
+    public static func restrained(_ sigma: Double, sigmaMaxBase: Double, alpha: Double) -> Double {
+        guard sigma >= sigmaMaxBase, sigmaMaxBase > 0 else { return sigma }
+        return (log(sigma) - log(sigmaMaxBase)) / log(alpha) + sigmaMaxBase
+    }
+
+    /// Outcome for one matrix.
+    public struct Result: Sendable {
+        /// ΔW′ − ΔW (zero matrix when nothing is restrained).
+        public var correction: Matrix
+        /// Singular values of ΔW that were restrained, and their new values.
+        public var before: [Double]
+        public var after: [Double]
+        /// How the SVD was computed ("randomized" or "full") and the range finder's residual.
+        public var method: String
+        public var residual: Double
+    }
+
+    /// Computes the PRUNE correction for `delta` (row-major, shape of W).
+    /// - Parameters:
+    ///   - noise: Frobenius norm below which the part of ΔW outside the sampled range may be
+    ///     ignored (storage rounding noise); the fast path is accepted only when its residual is
+    ///     below both this and σmax(W_base), so no singular value ≥ σmax(W_base) can be missed.
+    ///   - forceFull: use the full SVD (benchmarks, tests).
+    public static func correction(delta: Matrix, sigmaMaxBase: Double, alpha: Double, noise: Double, forceFull: Bool = false) throws -> Result {
+        precondition(alpha > 1, "alpha must exceed 1")
+        let tol = min(max(noise, 1e-12 * delta.frobeniusNorm), 0.5 * sigmaMaxBase)
+        let svd = try BLAS.lowRankSVD(delta, tolerance: tol, forceFull: forceFull)
+        var correction = Matrix(zeros: delta.rows, delta.cols)
+        var before: [Double] = [], after: [Double] = []
+        for (i, s) in svd.s.enumerated() where s >= sigmaMaxBase {
+            let t = restrained(s, sigmaMaxBase: sigmaMaxBase, alpha: alpha)
+            before.append(s); after.append(t)
+            let scale = t - s
+            for r in 0..<delta.rows {
+                let ur = svd.u[r, i] * scale
+                if ur == 0 { continue }
+                let rowBase = r * delta.cols
+                for c in 0..<delta.cols { correction.data[rowBase + c] += ur * svd.vt[i, c] }
+            }
+        }
+        return Result(correction: correction, before: before, after: after, method: svd.method, residual: svd.residual)
+    }
+}

@@ -1,0 +1,96 @@
+import LinAlg
+import Ops
+import XCTest
+
+final class RestrainTests: XCTestCase {
+    /// A matrix σ1·u1·v1ᵀ + σ2·u2·v2ᵀ with orthonormal u's and v's.
+    func rankTwo(m: Int, n: Int, s1: Double, s2: Double) -> Matrix {
+        let q = try! BLAS.orthonormalColumns(Matrix.gaussian(rows: m, cols: 2, seed: 1))
+        let p = try! BLAS.orthonormalColumns(Matrix.gaussian(rows: n, cols: 2, seed: 2))
+        var a = Matrix(zeros: m, n)
+        for i in 0..<m { for j in 0..<n { a[i, j] = s1 * q[i, 0] * p[j, 0] + s2 * q[i, 1] * p[j, 1] } }
+        return a
+    }
+
+    func testRestrainedSingularValuesFollowTheFormula() throws {
+        for alpha in [M_E, 2, 1.5, 1.2] {
+            let dw = rankTwo(m: 60, n: 45, s1: 10, s2: 1.5)
+            let r = try Restrain.correction(delta: dw, sigmaMaxBase: 2, alpha: alpha, noise: 0)
+            var out = dw
+            for i in 0..<out.data.count { out.data[i] += r.correction.data[i] }
+            let s = try BLAS.singularValues(out.data, rows: 60, cols: 45)
+            let expected = log(10.0) / log(alpha) - log(2.0) / log(alpha) + 2
+            XCTAssertEqual(s[0], expected, accuracy: 1e-10, "alpha \(alpha)")
+            XCTAssertEqual(s[1], 1.5, accuracy: 1e-10)       // below σmax(W_base): unchanged
+            XCTAssertEqual(s[2], 0, accuracy: 1e-10)
+            XCTAssertEqual(r.before.count, 1)
+            XCTAssertEqual(r.before[0], 10, accuracy: 1e-10)
+            XCTAssertEqual(r.method, "randomized")
+        }
+        XCTAssertEqual(Restrain.restrained(1.9, sigmaMaxBase: 2, alpha: M_E), 1.9)
+        XCTAssertEqual(Restrain.restrained(2, sigmaMaxBase: 2, alpha: M_E), 2)   // σ = σmax maps to itself
+    }
+
+    func testFastPathMatchesFullSVD() throws {
+        var a = Matrix(zeros: 300, 200)
+        for k in 0..<5 {
+            let u = Matrix.gaussian(rows: 300, cols: 1, seed: UInt64(10 + k)), v = Matrix.gaussian(rows: 200, cols: 1, seed: UInt64(20 + k))
+            for i in 0..<300 { for j in 0..<200 { a[i, j] += Double(k + 1) * u.data[i] * v.data[j] } }
+        }
+        let fast = try BLAS.lowRankSVD(a, tolerance: 1e-9)
+        let full = try BLAS.lowRankSVD(a, tolerance: 1e-9, forceFull: true)
+        XCTAssertEqual(fast.method, "randomized")
+        XCTAssertEqual(full.method, "full")
+        XCTAssertLessThanOrEqual(fast.residual, 1e-9)
+        for i in 0..<5 { XCTAssertEqual(fast.s[i], full.s[i], accuracy: 1e-9 * full.s[0]) }
+        XCTAssertLessThan(fast.s[5], 1e-9)
+        // A full-rank matrix falls back to the full SVD.
+        let noise = Matrix.gaussian(rows: 80, cols: 60, seed: 3)
+        XCTAssertEqual(try BLAS.lowRankSVD(noise, tolerance: 1e-6).method, "full")
+    }
+}
+
+final class RECTTests: XCTestCase {
+    func testKeepsTopElementsByRelativeChangeWithDeterministicTies() {
+        let base: [Double] = [1, 2, 0, 4, 1, 1, -1, 10]
+        let dw: [Double] = [0.5, 0.5, 0.01, 0, 0.5, -0.2, 0.1, 5]
+        // δ: 0.5, 0.25, huge (W = 0), 0, 0.5, 0.2, 0.1, 0.5
+        XCTAssertEqual(RECT.keep(base: base, delta: dw, percent: 25, by: .relative), [0, 2])           // ⌈2⌉: huge, then 0.5 at lowest index
+        XCTAssertEqual(RECT.keep(base: base, delta: dw, percent: 50, by: .relative), [0, 2, 4, 7])
+        XCTAssertEqual(RECT.keep(base: base, delta: dw, percent: 30, by: .relative), [0, 2, 4])       // ⌈2.4⌉ = 3
+        XCTAssertEqual(RECT.keep(base: base, delta: dw, percent: 100, by: .relative).count, 7)        // unchanged element never kept
+        XCTAssertEqual(RECT.keep(base: base, delta: dw, percent: 25, by: .magnitude), [0, 7])         // 5, then 0.5 at index 0
+        XCTAssertEqual(RECT.keptCount(total: 10, changed: 10, percent: 40), 4)
+        XCTAssertEqual(RECT.keptCount(total: 11, changed: 11, percent: 40), 5)
+        XCTAssertEqual(RECT.keptCount(total: 100, changed: 3, percent: 40), 3)
+    }
+
+    func testRelativeChangeIsNeverNaN() {
+        XCTAssertEqual(RelativeChange.delta(0, base: 0), 0)
+        XCTAssertTrue(RelativeChange.delta(1e-30, base: 0).isFinite)
+        XCTAssertGreaterThan(RelativeChange.delta(1e-30, base: 0), 1e6)
+        let s = RelativeChange.summarize(base: [1, 1, 1, 0, 2, 1, 1, 1, 1, 1], delta: [0.1, 0.2, 0, 0, 0.1, 0, 0, 0, 0, 0.05])
+        XCTAssertEqual(s.shares.map(\.fraction), [0.2, 0.1])    // δ > 0.077: 0.1, 0.2 ; > 0.171: 0.2
+        XCTAssertEqual(s.median, 0)
+        XCTAssertEqual(s.p90, 0.1)
+        XCTAssertEqual(s.p99, 0.2)
+    }
+}
+
+final class SphereTests: XCTestCase {
+    func testProjectionShrinksUpdatesAlongDominantInputDirections() throws {
+        // 15 base rows point along input axis 0 and 5 along axis 1 (scaled; rows get normalized):
+        // ŴᵀŴ has eigenvectors e0 (75% of the energy) and e1 (25%), so η = 0.5 keeps U = e0.
+        var base = Matrix(zeros: 20, 6)
+        for i in 0..<20 { base[i, i < 15 ? 0 : 1] = Double(i + 1) }
+        var dw = Matrix(zeros: 20, 6)
+        for i in 0..<20 { dw[i, 0] = 1; dw[i, 3] = 1 }
+        let r = try Sphere.correction(base: base, delta: dw, eta: 0.5, beta: 0.5)
+        XCTAssertEqual(r.directions, 1)
+        XCTAssertEqual(r.energy, 0.75, accuracy: 1e-12)
+        for i in 0..<20 {
+            XCTAssertEqual(dw[i, 0] + r.correction[i, 0], 0.5, accuracy: 1e-9)   // halved along e0
+            XCTAssertEqual(dw[i, 3] + r.correction[i, 3], 1, accuracy: 1e-9)     // orthogonal: untouched
+        }
+    }
+}
