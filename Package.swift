@@ -24,7 +24,7 @@ let package = Package(
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
         // Small C kernels: F16/BF16 conversion (F16C), byte-plane shuffle, XOR diff, ΔW statistics.
-        .target(name: "CShims", cSettings: [.unsafeFlags(["-O3"])]),
+        .target(name: "CShims", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off"])]),
 
         .target(name: "TensorIO", dependencies: ["CShims", "CCrypto", "CXXHash"]),
         .target(name: "Codec", dependencies: ["TensorIO", "CZstd", "CShims"]),
@@ -34,7 +34,7 @@ let package = Package(
         .target(name: "Ops", dependencies: ["TensorIO", "LinAlg"]),
         .target(name: "WLedgerKit", dependencies: ["TensorIO", "Codec", "LinAlg", "Ledger", "Ops"]),
         .executableTarget(name: "wledger", dependencies: [
-            "WLedgerKit",
+            "WLedgerKit", "Ops",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

@@ -8,12 +8,16 @@ public enum PatchEncoding: UInt8, Sendable, CustomStringConvertible {
     case sparseValues = 2
     /// XOR of every element, byte-plane shuffled, zstd.
     case denseXor = 3
+    /// Low-rank factors A·Bᵀ predicting the child from the parent, plus an exact residual patch
+    /// from the prediction to the child (ROME edits are rank one, MEMIT rank ≤ batch).
+    case lowRank = 4
 
     public var description: String {
         switch self {
         case .sparseXor: return "sparse-xor"
         case .sparseValues: return "sparse-values"
         case .denseXor: return "dense-xor"
+        case .lowRank: return "low-rank"
         }
     }
 }
@@ -103,6 +107,8 @@ public struct Patch: Sendable {
         if out.count > 0 { out.baseAddress!.copyMemory(from: parent.baseAddress!, byteCount: parent.count) }
         let body = UnsafeRawBufferPointer(rebasing: patch[24...])
         switch enc {
+        case .lowRank:
+            try LowRankPatch.apply(body: body, elementSize: elem, parent: parent, into: out)
         case .denseXor:
             var xor = [UInt8](repeating: 0, count: parent.count)
             try xor.withUnsafeMutableBytes { x in

@@ -99,3 +99,16 @@ extension Ledger {
         }
     }
 }
+
+extension Ledger {
+    /// Cached (σmax, σmin) of a 2-D tensor version.
+    public func spectrum(_ hash: String) throws -> (sigmaMax: Double, sigmaMin: Double)? {
+        try db.queryOne("SELECT sigmaMax, sigmaMin FROM tensorSpectrum WHERE hash = ?", [.text(hash)]) { ($0.double(0), $0.double(1)) }
+    }
+
+    /// Caches (σmax, σmin) of a 2-D tensor version (derived data; ignored if present).
+    public func setSpectrum(_ hash: String, rows: Int, cols: Int, sigmaMax: Double, sigmaMin: Double) throws {
+        try db.run("INSERT INTO tensorSpectrum(hash, rows, cols, sigmaMax, sigmaMin) VALUES(?, ?, ?, ?, ?) ON CONFLICT(hash) DO NOTHING",
+                   [.text(hash), .int(Int64(rows)), .int(Int64(cols)), .double(sigmaMax), .double(sigmaMin)])
+    }
+}

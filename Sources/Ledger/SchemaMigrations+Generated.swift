@@ -34,7 +34,7 @@ CREATE TABLE tensorVersion (
     elementSize INTEGER NOT NULL CHECK (elementSize BETWEEN 1 AND 16),
     base        TEXT    REFERENCES tensorVersion(hash),
     object      TEXT    NOT NULL REFERENCES object(id),
-    encoding    TEXT    NOT NULL CHECK (encoding IN ('keyframe', 'sparse-xor', 'sparse-values', 'dense-xor')),
+    encoding    TEXT    NOT NULL CHECK (encoding IN ('keyframe', 'sparse-xor', 'sparse-values', 'dense-xor', 'low-rank')),
     depth       INTEGER NOT NULL CHECK (depth >= 0),                  -- patches between here and a keyframe
     CHECK ((base IS NULL) = (encoding = 'keyframe')),
     CHECK ((base IS NULL) = (depth = 0))
@@ -110,6 +110,16 @@ CREATE TABLE worktreeFile (
     inode       INTEGER NOT NULL,
     device      INTEGER NOT NULL,
     recordedNs  INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+-- Derived data: extreme singular values of 2-D tensor versions (σmax, σmin), computed on demand
+-- by diff/show/restrain and kept because a content hash never changes.
+CREATE TABLE tensorSpectrum (
+    hash        TEXT    PRIMARY KEY NOT NULL REFERENCES tensorVersion(hash),
+    rows        INTEGER NOT NULL CHECK (rows > 0),
+    cols        INTEGER NOT NULL CHECK (cols > 0),
+    sigmaMax    REAL    NOT NULL CHECK (sigmaMax >= 0),
+    sigmaMin    REAL    NOT NULL CHECK (sigmaMin >= 0)
 ) STRICT, WITHOUT ROWID;
 
 CREATE TABLE meta (

@@ -52,3 +52,28 @@ extension BLAS {
         return TruncatedSVD(u: full.u, s: full.s, vt: full.vt, residual: 0, method: "full", sampled: 0)
     }
 }
+
+extension BLAS {
+    /// A low-rank approximation with ‖A − U·S·Vt‖F ≤ tolerance found by the range finder with at
+    /// most `maxSampled` columns, or nil when A is not that low-rank (no full SVD is attempted).
+    public static func lowRankApproximation(_ a: Matrix, tolerance: Double, maxSampled: Int, seed: UInt64 = 0x5EED) throws -> TruncatedSVD? {
+        let k = min(a.rows, a.cols)
+        guard k > 0 else { return nil }
+        var l = min(8, k)
+        while l <= min(maxSampled, k) {
+            let y = multiply(a, Matrix.gaussian(rows: a.cols, cols: l, seed: seed &+ UInt64(l)))
+            let q = try orthonormalColumns(y)
+            let b = multiply(q, a, transA: true)
+            let qb = multiply(q, b)
+            var sq = 0.0
+            for i in 0..<a.data.count { let d = a.data[i] - qb.data[i]; sq += d * d }
+            if sq.squareRoot() <= tolerance {
+                let small = try svd(b)
+                return TruncatedSVD(u: multiply(q, small.u), s: small.s, vt: small.vt, residual: sq.squareRoot(), method: "randomized", sampled: l)
+            }
+            if l == k { break }
+            l = min(2 * l, k)
+        }
+        return nil
+    }
+}

@@ -125,11 +125,11 @@ public struct SafetensorsHeader: Sendable, Equatable {
         tensors.sort { ($0.begin, $0.end) < ($1.begin, $1.end) }
         var expected = 0
         for t in tensors {
+            if t.end > dataSize {
+                throw bad("truncated or out of range: tensor \"\(t.name)\" ends at data offset \(t.end) but the data buffer has \(dataSize) bytes")
+            }
             if t.begin < expected { throw bad("tensor \"\(t.name)\" overlaps the previous tensor (offset \(t.begin) < \(expected))") }
             if t.begin > expected { throw bad("hole in data buffer before tensor \"\(t.name)\" (bytes \(expected)..<\(t.begin))") }
-            if t.end > dataSize {
-                throw bad("truncated: tensor \"\(t.name)\" ends at data offset \(t.end) but the data buffer has \(dataSize) bytes")
-            }
             expected = t.end
         }
         if expected != dataSize {

@@ -15,15 +15,6 @@ public struct CheckoutResult: Encodable, Sendable {
     public var bytesWritten: Int
 }
 
-/// Where a tensor's bytes come from when a weight file is written.
-private enum TensorSource {
-    case workTree(UnsafeRawBufferPointer)
-    case ledger(String)
-}
-
-/// `@unchecked Sendable` wrapper for raw views into memory maps that outlive the parallel loop.
-private struct RawView: @unchecked Sendable { let bytes: UnsafeRawBufferPointer }
-private struct WriterBox: @unchecked Sendable { let writer: AtomicFileWriter }
 
 extension Repository {
     /// `wledger checkout <rev>`: rewrites the work tree to `revision` (every changed file written to
@@ -36,7 +27,8 @@ extension Repository {
                          progress: ProgressReporter = .silent) throws -> CheckoutResult {
         let resolver = RevisionResolver(ledger: ledger)
         let target = try resolver.resolve(revision)
-        let branch = try resolver.branchName(revision)
+        // `checkout HEAD` (e.g. with --force to discard changes) stays on the current branch.
+        let branch = ["HEAD", "@"].contains(revision) ? try ledger.head().branchName : try resolver.branchName(revision)
         let manifest = try ledger.manifest(of: target)
         let files = try ledger.files(of: target)
         if let output {
@@ -50,8 +42,25 @@ extension Repository {
         }
 
         let head = try ledger.head()
-        let cmp = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName,
-                                                 rehash: false, progress: progress)
+        let scanned: WorkTreeComparison?
+        do {
+            scanned = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName,
+                                                     rehash: false, progress: progress)
+        } catch where force {
+            // A work tree too broken to scan (truncated or deleted weights) is rebuilt from the ledger.
+            scanned = nil
+        }
+        guard let cmp = scanned else {
+            var result = CheckoutResult(commit: target, branch: branch, directory: root, written: [], unchanged: [], removed: [],
+                                        tensorsRebuilt: 0, bytesWritten: 0)
+            try writeFiles(Array(files.values), into: root, manifest: manifest, sources: [:], verifySHA256: verifySHA256,
+                           progress: progress, result: &result)
+            try moveHead(to: target, branch: branch)
+            var written: [String: FileStat] = [:]
+            for p in result.written { written[p] = FileStat.of(root + "/" + p) }
+            try recordStats(result.written, commit: target, scanned: written)
+            return result
+        }
         if !cmp.report.clean && !force {
             var what = cmp.report.modifiedTensors.prefix(3).map { "'\($0.name)'" }
             what += cmp.report.sideFiles.prefix(3).map { "'\($0.path)'" }
@@ -91,6 +100,15 @@ extension Repository {
         for (path, f) in cmp.files where f.kind == .side && files[path] == nil {
             if unlink(root + "/" + path) == 0 || errno == ENOENT { result.removed.append(path) }
         }
+        try moveHead(to: target, branch: branch)
+        var written: [String: FileStat] = [:]
+        for p in result.written { written[p] = FileStat.of(root + "/" + p) }
+        for p in result.unchanged { written[p] = cmp.stats[p] }
+        try recordStats(result.written + result.unchanged, commit: target, scanned: written)
+        return result
+    }
+
+    private func moveHead(to target: String, branch: String?) throws {
         try ledger.transaction {
             if let branch {
                 try ledger.setHead(.branch(name: branch, commit: target))
@@ -98,11 +116,6 @@ extension Repository {
                 try ledger.setHead(.detached(commit: target))
             }
         }
-        var written: [String: FileStat] = [:]
-        for p in result.written { written[p] = FileStat.of(root + "/" + p) }
-        for p in result.unchanged { written[p] = cmp.stats[p] }
-        try recordStats(result.written + result.unchanged, commit: target, scanned: written)
-        return result
     }
 
     private func prepareOutputDirectory(_ dir: String) throws {
@@ -121,60 +134,40 @@ extension Repository {
         }
     }
 
-    /// Writes `files` of a commit into `dir`, each atomically.
+    /// Writes `files` of a commit into `dir`, each atomically (all staged first, then renamed).
     private func writeFiles(_ files: [FileEntry], into dir: String, manifest: [String: ManifestEntry], sources: [String: RawView],
                             verifySHA256: Bool, progress: ProgressReporter, result: inout CheckoutResult) throws {
         let byFile = Dictionary(grouping: manifest.values, by: \.file)
         let totalTensors = files.filter { $0.kind == .safetensors }.reduce(0) { $0 + (byFile[$1.path]?.count ?? 0) }
         progress.start("writing tensors", total: totalTensors)
-        for f in files.sorted(by: { $0.path < $1.path }) {
-            let path = dir + "/" + f.path
-            switch f.kind {
-            case .side:
-                let bytes = try ledger.readObject(f.object!)
-                try writeFileAtomically(path, bytes)
-                result.bytesWritten += bytes.count
-            case .safetensors:
-                let prefix = try ledger.readObject(f.object!)
-                let header = try SafetensorsHeader.parse(json: Array(prefix.dropFirst(8)), dataSize: f.size - prefix.count, path: path)
-                let writer = WriterBox(writer: try AtomicFileWriter(path: path, size: f.size))
-                try writer.writer.write(prefix, at: 0)
-                let dataStart = header.dataStart
-                // Rebuild in batches of at most ~512 MiB of stored data so memory stays bounded.
-                var pending = header.tensors
-                while !pending.isEmpty {
-                    var batch: [(TensorInfo, RawView?, TensorRecipe?)] = []
-                    var batchBytes = 0
-                    while let t = pending.first, batch.isEmpty || batchBytes < 512 << 20 {
-                        pending.removeFirst()
-                        guard let entry = manifest[t.name], entry.dtype == t.dtype, entry.shape == t.shape else {
-                            throw LedgerError.invalid("'\(f.path)': stored header and manifest disagree on tensor '\(t.name)'")
-                        }
-                        if let src = sources[t.name] {
-                            batch.append((t, src, nil))
-                        } else {
-                            let r = try ledger.recipe(for: entry.hash)
-                            batchBytes += r.storedBytes + t.byteCount
-                            batch.append((t, nil, r))
-                        }
+        var staged: [AtomicFileWriter] = []
+        do {
+            for f in files.sorted(by: { $0.path < $1.path }) {
+                let path = dir + "/" + f.path
+                switch f.kind {
+                case .side:
+                    let bytes = try ledger.readObject(f.object!)
+                    let w = try AtomicFileWriter(path: path, size: bytes.count)
+                    staged.append(w)
+                    try w.write(bytes, at: 0)
+                    result.bytesWritten += bytes.count
+                case .safetensors:
+                    let prefix = try ledger.readObject(f.object!)
+                    let (w, rebuilt) = try stageWeightFile(path, prefix: prefix, size: f.size, manifest: manifest, verifySHA256: verifySHA256,
+                                                           progress: progress) { t in
+                        if let v = sources[t.name] { return .view(v) }
+                        return .ledger(manifest[t.name]!.hash)
                     }
-                    let items = batch
-                    try parallelFor(items.count) { i in
-                        let (t, src, recipe) = items[i]
-                        if let src {
-                            try writer.writer.write(src.bytes, at: dataStart + t.begin)
-                        } else if let recipe {
-                            let bytes = try recipe.build(verifySHA256: verifySHA256)
-                            try bytes.withUnsafeBytes { try writer.writer.write($0, at: dataStart + t.begin) }
-                        }
-                        progress.advance()
-                    }
-                    result.tensorsRebuilt += items.filter { $0.2 != nil }.count
+                    staged.append(w)
+                    result.tensorsRebuilt += rebuilt
+                    result.bytesWritten += f.size
                 }
-                try writer.writer.commit()
-                result.bytesWritten += f.size
+                result.written.append(f.path)
             }
-            result.written.append(f.path)
+            for w in staged { try w.commit() }
+        } catch {
+            for w in staged { w.abort() }
+            throw error
         }
         progress.finish()
     }

@@ -2,6 +2,7 @@ import Codec
 import Foundation
 import Ledger
 import LinAlg
+import Ops
 import TensorIO
 
 /// What to record with a new commit.
@@ -15,8 +16,16 @@ public struct CommitOptions: Sendable {
     /// Operation parameters as JSON.
     public var parameters: String?
     public var policy = SnapshotPolicy()
+    /// RECT applied to the edit being committed: keep this percentage of its ΔW, ranked this way.
+    public var prune: (percent: Double, ranking: RECT.Ranking)?
 
     public init(message: String) { self.message = message }
+}
+
+/// A changed tensor ready to be recorded.
+struct TensorChange: Sendable {
+    var entry: ManifestEntry
+    var prepared: PreparedTensor
 }
 
 /// What `commit` did.
@@ -57,6 +66,7 @@ extension Repository {
         if report.clean { throw KitError.refused("nothing to commit, work tree clean") }
         let changedNames = report.modifiedTensors.map(\.name)
         let weights = cmp.weights
+        if let prune = options.prune { return try commitPruned(cmp, changedNames, prune, options, progress) }
         // Refuse NaN/Inf in changed tensors before doing any work.
         if !options.policy.allowNonFinite {
             for name in changedNames {
@@ -78,67 +88,108 @@ extension Repository {
             let parentVersion = recipes[i].version
             let parent = try recipes[i].build(verifySHA256: false)
             let prepared = try parent.withUnsafeBytes { pb in
-                try Repository.prepareChange(name: name, parent: pb, parentVersion: parentVersion, child: child, dtype: loc.info.dtype, policy: policy)
+                try Repository.prepareChange(name: name, parent: pb, parentVersion: parentVersion, child: child, dtype: loc.info.dtype,
+                                             shape: loc.info.shape, policy: policy)
             }
             slots[i] = prepared
             progress.advance()
         }
         progress.finish()
 
-        var manifest = cmp.manifest
-        var files = cmp.files
-        var tensorRows: [(entry: ManifestEntry, stats: ChangeStats?)] = []
         var fileRows: [FileEntry] = []
+        var objects: [PreparedObject] = []
+        for f in cmp.report.modifiedHeaders {
+            let obj = try Snapshot.blob(weights.files[f]!.header.prefixBytes)
+            objects.append(obj)
+            fileRows.append(FileEntry(path: f, kind: .safetensors, object: obj.id, size: weights.files[f]!.header.fileSize))
+        }
+        for change in cmp.report.sideFiles {
+            switch change.change {
+            case .added, .modified:
+                let content = cmp.sideContents[change.path]!
+                let obj = try Snapshot.blob(content.bytes, hash: content.hash)
+                objects.append(obj)
+                fileRows.append(FileEntry(path: change.path, kind: .side, object: obj.id, size: content.bytes.count))
+            case .deleted:
+                fileRows.append(FileEntry(path: change.path, kind: .side, object: nil, size: 0))
+            }
+        }
+        let changes = changedNames.enumerated().map { i, name -> TensorChange in
+            let loc = weights.tensors[name]!
+            return TensorChange(entry: ManifestEntry(name: name, file: loc.file, dtype: loc.info.dtype, shape: loc.info.shape, hash: slots[i]!.hash),
+                                prepared: slots[i]!)
+        }
+        let recorded = try recordCommit(head: head, manifest: cmp.manifest, files: cmp.files, changes: changes, fileRows: fileRows,
+                                        objects: objects, options: options)
+        try recordStats(cmp.directory.weightFiles + cmp.directory.sideFiles, commit: recorded.id, scanned: cmp.stats)
+        return CommitResult(commit: recorded.id, parent: head.commit, branch: head.branchName, kind: options.kind.rawValue,
+                            tensors: recorded.tensors, files: fileRows.map(\.path), storedBytes: recorded.storedBytes)
+    }
+
+    /// `commit --prune K%`: RECT applied to the edit in the work tree before it is recorded; the
+    /// work tree is rewritten to the pruned weights.
+    private func commitPruned(_ cmp: WorkTreeComparison, _ names: [String], _ prune: (percent: Double, ranking: RECT.Ranking),
+                              _ options: CommitOptions, _ progress: ProgressReporter) throws -> CommitResult {
+        guard cmp.report.modifiedHeaders.isEmpty, cmp.report.sideFiles.isEmpty else {
+            throw KitError.usage("commit --prune needs a work tree whose only changes are tensor values; commit the other changes first")
+        }
+        guard prune.percent >= 0 && prune.percent <= 100 else { throw KitError.usage("--prune must be between 0% and 100%") }
+        var updates: [String: [UInt8]] = [:]
+        for name in names {
+            let e = cmp.manifest[name]!
+            guard e.dtype.isFloat else { throw KitError.usage("cannot prune tensor '\(name)': dtype \(e.dtype.rawValue) is not a float type") }
+            let parent = try ledger.tensorBytes(e.hash)
+            let child = Array(cmp.weights.bytes(name)!)
+            updates[name] = Repository.rect(parent: parent, child: child, head: child, headIsChild: true, entry: e,
+                                            percent: prune.percent, ranking: prune.ranking).0
+        }
+        var opts = options
+        var params: [(String, JSONValue)] = []
+        if let p = options.parameters, case let .object(o) = try JSONParser.parse(Array(p.utf8)) { params = o }
+        params.append(("prune", .object([("keep", .double(prune.percent)), ("by", .string(prune.ranking.rawValue))])))
+        opts.parameters = JSONValue.object(params).serialized()
+        opts.prune = nil
+        return try commitUpdates(updates, options: opts, allowDirty: true, progress: progress)
+    }
+
+    /// Inserts a new commit on HEAD in one transaction: new objects and tensor versions, the
+    /// manifest rows (changed tensors with their ΔW statistics; every tensor on full-manifest
+    /// generations), file rows, the commit, and the branch move checked against its old value.
+    func recordCommit(head: HeadState, manifest base: [String: ManifestEntry], files baseFiles: [String: FileEntry],
+                      changes: [TensorChange], fileRows: [FileEntry], objects: [PreparedObject], options: CommitOptions)
+        throws -> (id: String, tensors: [CommitResult.ChangedTensor], storedBytes: Int) {
+        var manifest = base
+        var files = baseFiles
+        var tensorRows: [(entry: ManifestEntry, stats: ChangeStats?)] = []
+        var out: [CommitResult.ChangedTensor] = []
         var stored = 0
-        var changedOut: [CommitResult.ChangedTensor] = []
         let sig = Signature.current(author: options.author)
         let generation = (try ledger.commit(head.commit)?.generation ?? 0) + 1
         let full = generation % Ledger.fullManifestInterval == 0
-        let commitID: String = try ledger.transaction {
-            for (i, name) in changedNames.enumerated() {
-                let p = slots[i]!
+        let id: String = try ledger.transaction {
+            for c in changes {
+                let p = c.prepared
                 var bytesAdded = 0
                 if try ledger.version(p.hash) == nil {
                     if let obj = p.object { bytesAdded += try ledger.insert(obj) }
                     if let v = p.version { try ledger.insert(v) }
                 }
                 stored += bytesAdded
-                let loc = weights.tensors[name]!
-                let entry = ManifestEntry(name: name, file: loc.file, dtype: loc.info.dtype, shape: loc.info.shape, hash: p.hash)
-                manifest[name] = entry
+                manifest[c.entry.name] = c.entry
                 let st = p.stats!
-                let cs = ChangeStats(changed: st.changed, l1: st.l1, frobenius: st.frobenius, maxAbs: st.maxAbs, baseNorm: st.baseNorm, storedBytes: bytesAdded)
-                tensorRows.append((entry, cs))
-                changedOut.append(.init(name: name, encoding: p.version?.encoding ?? "existing", changed: st.changed, count: st.count,
-                                        l1: st.l1, frobenius: st.frobenius, storedBytes: bytesAdded))
+                tensorRows.append((c.entry, ChangeStats(changed: st.changed, l1: st.l1, frobenius: st.frobenius, maxAbs: st.maxAbs,
+                                                        baseNorm: st.baseNorm, storedBytes: bytesAdded)))
+                out.append(.init(name: c.entry.name, encoding: p.version?.encoding ?? "existing", changed: st.changed, count: st.count,
+                                 l1: st.l1, frobenius: st.frobenius, storedBytes: bytesAdded))
             }
-            for f in cmp.report.modifiedHeaders {
-                let prefix = weights.files[f]!.header.prefixBytes
-                let obj = try Snapshot.blob(prefix)
-                stored += try ledger.insert(obj)
-                let e = FileEntry(path: f, kind: .safetensors, object: obj.id, size: weights.files[f]!.header.fileSize)
-                files[f] = e
-                fileRows.append(e)
-            }
-            for change in cmp.report.sideFiles {
-                switch change.change {
-                case .added, .modified:
-                    let content = cmp.sideContents[change.path]!
-                    let obj = try Snapshot.blob(content.bytes, hash: content.hash)
-                    stored += try ledger.insert(obj)
-                    let e = FileEntry(path: change.path, kind: .side, object: obj.id, size: content.bytes.count)
-                    files[change.path] = e
-                    fileRows.append(e)
-                case .deleted:
-                    files[change.path] = nil
-                    fileRows.append(FileEntry(path: change.path, kind: .side, object: nil, size: 0))
-                }
-            }
+            for obj in objects { stored += try ledger.insert(obj) }
+            for f in fileRows { files[f.path] = f.object == nil ? nil : f }
+            var rows = fileRows
             if full {
-                let changedSet = Set(changedNames)
-                for (name, e) in manifest where !changedSet.contains(name) { tensorRows.append((e, nil)) }
-                let written = Set(fileRows.map(\.path))
-                for (path, e) in files where !written.contains(path) { fileRows.append(e) }
+                let changed = Set(changes.map(\.entry.name))
+                for (name, e) in manifest where !changed.contains(name) { tensorRows.append((e, nil)) }
+                let written = Set(rows.map(\.path))
+                for (path, e) in files where !written.contains(path) { rows.append(e) }
             }
             let tree = Ledger.treeHash(tensors: manifest, files: files)
             let id = CommitRecord.computeID(parent: head.commit, kind: options.kind, message: options.message, author: sig.author,
@@ -147,19 +198,17 @@ extension Repository {
             let record = CommitRecord(id: id, parent: head.commit, generation: generation, kind: options.kind, message: options.message,
                                       author: sig.author, time: sig.time, method: options.method, request: options.request,
                                       parameters: options.parameters, tree: tree, fullManifest: full)
-            try ledger.insert(record, tensors: tensorRows, files: fileRows)
+            try ledger.insert(record, tensors: tensorRows, files: rows)
             try ledger.advanceHead(from: head.commit, to: id)
             return id
         }
-        try recordStats(cmp.directory.weightFiles + cmp.directory.sideFiles, commit: commitID, scanned: cmp.stats)
-        return CommitResult(commit: commitID, parent: head.commit, branch: head.branchName, kind: options.kind.rawValue,
-                            tensors: changedOut, files: fileRows.map(\.path), storedBytes: stored)
+        return (id, out, stored)
     }
 
     /// Hashes a changed tensor, computes its ΔW statistics and builds its stored form: an exact
     /// patch against `parent` (verified by applying it) or a keyframe when the chain is too deep.
     static func prepareChange(name: String, parent: UnsafeRawBufferPointer, parentVersion: TensorVersion,
-                              child: UnsafeRawBufferPointer, dtype: DType, policy: SnapshotPolicy) throws -> PreparedTensor {
+                              child: UnsafeRawBufferPointer, dtype: DType, shape: [Int], policy: SnapshotPolicy) throws -> PreparedTensor {
         let stats = DeltaStatistics.compute(parent: parent, child: child, dtype: dtype)
         if parentVersion.depth + 1 > policy.maxPatchDepth {
             var k = try Snapshot.keyframe(name: name, bytes: child, dtype: dtype, policy: policy)
@@ -168,7 +217,12 @@ extension Repository {
         }
         let hash = SHA256Digest.hash(child).hex
         let fp = Fingerprint.of(child).hex
-        let patch = try Patch.make(parent: parent, child: child, elementSize: dtype.size, level: policy.level)
+        var patch = try Patch.make(parent: parent, child: child, elementSize: dtype.size, level: policy.level)
+        if stats.changed > stats.count / 8,
+           let lowRank = try LowRankEncoding.attempt(parent: parent, child: child, dtype: dtype, shape: shape, budget: patch.bytes.count, level: policy.level),
+           lowRank.bytes.count < patch.bytes.count {
+            patch = lowRank
+        }
         // Verify: the patch must rebuild the child exactly before it is recorded.
         var check = [UInt8](repeating: 0, count: child.count)
         try patch.bytes.withUnsafeBytes { pb in

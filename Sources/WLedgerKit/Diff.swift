@@ -1,12 +1,14 @@
 import Foundation
 import Ledger
 import LinAlg
+import Ops
 import TensorIO
 
 /// `diff` output: per-tensor ΔW statistics between two sides, plus totals.
 public struct DiffReport: Encodable, Sendable {
     public var from: String
     public var to: String
+    public var thresholds: [Double]
     public var tensors: [TensorDiff]
     public var totals: Totals
 
@@ -17,10 +19,21 @@ public struct DiffReport: Encodable, Sendable {
         public var shape: [Int]
         public var count: Int
         public var changed: Int
+        /// Σ|ΔW| (Manhattan distance).
         public var l1: Double
         public var frobenius: Double
+        /// ‖ΔW‖F / ‖W_from‖F.
         public var relativeFrobenius: Double
         public var maxAbs: Double
+        /// δ = |ΔW / W_from| over all elements (W = 0: denominator 2⁻¹²⁶).
+        public var delta: RelativeChange.Summary?
+        /// 2-D tensors: spectrum of both sides.
+        public var fromSpectrum: SpectrumInfo?
+        public var toSpectrum: SpectrumInfo?
+        /// 2-D tensors: numerical rank of ΔW (singular values above storage rounding noise) and its
+        /// largest singular values.
+        public var deltaRank: Int?
+        public var deltaSingularValues: [Double]?
     }
 
     public struct Totals: Encodable, Sendable {
@@ -31,11 +44,25 @@ public struct DiffReport: Encodable, Sendable {
     }
 }
 
+/// What `diff` computes beyond the basic statistics.
+public struct DiffOptions: Sendable {
+    /// δ thresholds for the shares (default: RECT's 0.077 and 0.171).
+    public var thresholds = RelativeChange.defaultThresholds
+    /// Compute σmax/σmin/κ of both sides and rank/top singular values of ΔW for 2-D tensors.
+    public var spectrum = true
+    /// Only this tensor.
+    public var tensor: String?
+    /// How many singular values of ΔW to report.
+    public var topSingularValues = 5
+
+    public init() {}
+}
+
 extension Repository {
     /// `wledger diff [<a> [<b>]]`: ΔW = b − a per changed tensor. With no revisions: HEAD vs the
     /// work tree; with one: that revision vs the work tree; with two: a vs b.
-    /// - Parameter tensor: restrict to one tensor name.
-    public func diff(_ a: String? = nil, _ b: String? = nil, tensor: String? = nil, progress: ProgressReporter = .silent) throws -> DiffReport {
+    public func diff(_ a: String? = nil, _ b: String? = nil, options: DiffOptions = DiffOptions(),
+                     progress: ProgressReporter = .silent) throws -> DiffReport {
         let fromID = try resolve(a ?? "HEAD")
         let fromManifest = try ledger.manifest(of: fromID)
         var toManifest: [String: ManifestEntry]
@@ -46,19 +73,17 @@ extension Repository {
             toManifest = try ledger.manifest(of: toID)
             toLabel = toID
         } else {
-            // The work tree compared against `from` itself: hashes only the tensors we need.
             let cmp = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: fromID, branch: nil, rehash: false, progress: progress)
             if !cmp.report.structural.isEmpty {
                 throw KitError.usage("'\(root)': work tree tensors differ from '\(fromID.prefix(12))' in structure: \(cmp.report.structural.prefix(3).joined(separator: "; "))")
             }
             toManifest = fromManifest
-            let modified = Set(cmp.report.modifiedTensors.map(\.name))
-            for name in modified { toManifest[name]?.hash = "worktree" }
+            for name in cmp.report.modifiedTensors.map(\.name) { toManifest[name]?.hash = "worktree" }
             workTree = cmp
             toLabel = "worktree"
         }
         var names = fromManifest.keys.filter { toManifest[$0] != nil && toManifest[$0]!.hash != fromManifest[$0]!.hash }.sorted()
-        if let tensor {
+        if let tensor = options.tensor {
             guard fromManifest[tensor] != nil else { throw KitError.usage("no tensor named '\(tensor)' in '\(fromID.prefix(12))'") }
             names = names.filter { $0 == tensor }
         }
@@ -70,20 +95,51 @@ extension Repository {
         for name in names {
             let e = fromManifest[name]!
             let parent = try ledger.tensorBytes(e.hash)
-            let st: DeltaStatistics
-            if let cmp = workTree {
-                st = parent.withUnsafeBytes { DeltaStatistics.compute(parent: $0, child: cmp.weights.bytes(name)!, dtype: e.dtype) }
-            } else {
-                let child = try ledger.tensorBytes(toManifest[name]!.hash)
-                st = parent.withUnsafeBytes { p in child.withUnsafeBytes { DeltaStatistics.compute(parent: p, child: $0, dtype: e.dtype) } }
+            let child: [UInt8] = try workTree.map { Array($0.weights.bytes(name)!) } ?? ledger.tensorBytes(toManifest[name]!.hash)
+            let st = parent.withUnsafeBytes { p in child.withUnsafeBytes { DeltaStatistics.compute(parent: p, child: $0, dtype: e.dtype) } }
+            var d = DiffReport.TensorDiff(name: name, file: e.file, dtype: e.dtype.rawValue, shape: e.shape, count: st.count, changed: st.changed,
+                                          l1: st.l1, frobenius: st.frobenius, relativeFrobenius: st.relativeFrobenius, maxAbs: st.maxAbs)
+            if e.dtype.isFloat {
+                let p = TensorMath.doubles(parent, dtype: e.dtype), c = TensorMath.doubles(child, dtype: e.dtype)
+                let dw = zip(c, p).map { $0 - $1 }
+                d.delta = RelativeChange.summarize(base: p, delta: dw, thresholds: options.thresholds)
+                if options.spectrum, let (rows, cols) = TensorMath.matrixShape(e.shape) {
+                    d.fromSpectrum = try spectrum(of: e, values: p)
+                    if workTree == nil {
+                        d.toSpectrum = try spectrum(of: toManifest[name]!, values: c)
+                    } else {
+                        d.toSpectrum = try SpectrumInfo.of(c, rows: rows, cols: cols)
+                    }
+                    let (rank, top) = try Repository.deltaRank(dw, rows: rows, cols: cols, child: c, dtype: e.dtype, top: options.topSingularValues)
+                    d.deltaRank = rank
+                    d.deltaSingularValues = top
+                }
             }
-            out.append(.init(name: name, file: e.file, dtype: e.dtype.rawValue, shape: e.shape, count: st.count, changed: st.changed, l1: st.l1,
-                             frobenius: st.frobenius, relativeFrobenius: st.relativeFrobenius, maxAbs: st.maxAbs))
+            out.append(d)
             progress.advance()
         }
         progress.finish()
         let totals = DiffReport.Totals(tensors: out.count, changed: out.reduce(0) { $0 + $1.changed }, l1: out.reduce(0) { $0 + $1.l1 },
                                        frobenius: out.reduce(0) { $0 + $1.frobenius * $1.frobenius }.squareRoot())
-        return DiffReport(from: fromID, to: toLabel, tensors: out, totals: totals)
+        return DiffReport(from: fromID, to: toLabel, thresholds: options.thresholds, tensors: out, totals: totals)
+    }
+
+    /// Numerical rank of ΔW and its top singular values. Singular values count toward the rank
+    /// when they exceed the storage rounding noise 2·u·max|W|·(√m + √n), u the dtype's unit
+    /// roundoff (an upper bound on the spectral norm of elementwise rounding errors). The
+    /// range finder is used when ΔW is low-rank; otherwise all singular values are computed.
+    static func deltaRank(_ dw: [Double], rows: Int, cols: Int, child: [Double], dtype: DType, top: Int) throws -> (Int, [Double]) {
+        let maxAbs = child.reduce(0) { max($0, abs($1)) }
+        let u = TensorMath.unitRoundoff(dtype)
+        let noise = 2 * u * maxAbs * (Double(rows).squareRoot() + Double(cols).squareRoot())
+        let childNorm = child.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        let m = Matrix(rows: rows, cols: cols, data: dw)
+        let s: [Double]
+        if let low = try BLAS.lowRankApproximation(m, tolerance: 2 * u * childNorm, maxSampled: 128) {
+            s = low.s
+        } else {
+            s = try BLAS.singularValues(dw, rows: rows, cols: cols)
+        }
+        return (s.filter { $0 > noise }.count, Array(s.prefix(top)))
     }
 }

@@ -20,6 +20,14 @@ public struct CommitInfo: Encodable, Sendable {
     /// Per-tensor changes (show only).
     public var tensors: [TensorChange]?
     public var files: [String]?
+    /// Condition number κ of each edited 2-D tensor before and after the commit (show, log --stat).
+    public var kappa: [KappaChange]?
+
+    public struct KappaChange: Encodable, Sendable {
+        public var name: String
+        public var before: Double?
+        public var after: Double?
+    }
 
     public struct ChangeSummary: Encodable, Sendable {
         public var tensors: Int
@@ -95,7 +103,7 @@ extension Repository {
         return out
     }
 
-    func info(_ c: CommitRecord, decorations: [String: [String]], detailed: Bool) throws -> CommitInfo {
+    func info(_ c: CommitRecord, decorations: [String: [String]], detailed: Bool, kappa: Bool = false) throws -> CommitInfo {
         let changes = try ledger.changes(of: c.id)
         let summary = CommitInfo.ChangeSummary(
             tensors: changes.count, changedElements: changes.reduce(0) { $0 + $1.stats.changed },
@@ -105,6 +113,13 @@ extension Repository {
         var info = CommitInfo(id: c.id, parent: c.parent, kind: c.kind.rawValue, message: c.message, author: c.author, time: c.time,
                               date: isoDate(c.time), method: c.method, request: c.request.map(JSONText.init),
                               parameters: c.parameters.map(JSONText.init), refs: decorations[c.id] ?? [], summary: summary)
+        if (detailed || kappa), let parent = c.parent {
+            let parentManifest = try ledger.manifest(of: parent)
+            info.kappa = try changes.compactMap { e, _ -> CommitInfo.KappaChange? in
+                guard let pe = parentManifest[e.name], let before = try spectrum(of: pe), let after = try spectrum(of: e) else { return nil }
+                return .init(name: e.name, before: before.kappa, after: after.kappa)
+            }
+        }
         if detailed {
             var tensors: [CommitInfo.TensorChange] = []
             for (e, st) in changes {
@@ -125,10 +140,11 @@ extension Repository {
     }
 
     /// `wledger log`: commits from `revision` (default HEAD) back to the base, newest first.
-    public func log(from revision: String = "HEAD", limit: Int = Int.max) throws -> [CommitInfo] {
+    /// - Parameter stat: include κ before/after of every edited matrix (computed once, then cached).
+    public func log(from revision: String = "HEAD", limit: Int = Int.max, stat: Bool = false) throws -> [CommitInfo] {
         let start = try resolve(revision)
         let deco = try decorations()
-        return try ledger.history(from: start, limit: limit).map { try info($0, decorations: deco, detailed: false) }
+        return try ledger.history(from: start, limit: limit).map { try info($0, decorations: deco, detailed: false, kappa: stat) }
     }
 
     /// `wledger show`: one commit with its request and per-tensor ΔW statistics.

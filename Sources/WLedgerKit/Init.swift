@@ -44,6 +44,9 @@ extension Repository {
         }
         do {
             let lock = try takeLock(temp, progress: progress)
+            // Build the ledger in a scope of its own so its connection is closed (WAL checkpointed
+            // and removed) before the directory is renamed into place.
+            let (commit, tensorCount, fileCount, raw, stored) = try { () throws -> (String, Int, Int, Int, Int) in
             let ledger = try Ledger.create(at: temp + "/" + ledgerName)
             let sig = Signature.current(author: author)
             var manifest: [String: ManifestEntry] = [:]
@@ -105,7 +108,8 @@ extension Repository {
             }
             progress.finish()
             try ledger.checkpoint()
-            let commit = try ledger.head().commit
+            return (try ledger.head().commit, manifest.count, files.count, raw, stored)
+            }()
             _ = lock
             // Publish: rename the finished ledger directory into place.
             guard rename(temp, final) == 0 else {
@@ -114,7 +118,7 @@ extension Repository {
             syncDirectory(root)
             let repo = try Repository.open(at: root, forWriting: false)
             try repo.recordStats(dir.weightFiles + dir.sideFiles, commit: commit, scanned: scanned)
-            return InitResult(root: root, commit: commit, tensors: manifest.count, files: files.count, rawBytes: raw, storedBytes: stored)
+            return InitResult(root: root, commit: commit, tensors: tensorCount, files: fileCount, rawBytes: raw, storedBytes: stored)
         } catch {
             try? FileManager.default.removeItem(atPath: temp)
             throw error

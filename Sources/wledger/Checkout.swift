@@ -5,9 +5,10 @@ struct Checkout: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Rewrite the work tree (or another directory) to a revision.",
         discussion: """
-            Files are written to temporary files and renamed into place; unchanged files are left alone.
-            Every rebuilt tensor is verified against its recorded fingerprint (and sha256 with --verify).
+            Files are written to temporary files and renamed into place; unchanged files are left alone. \
+            Every rebuilt tensor is verified against its recorded fingerprint (and sha256 with --verify). \
             Refuses to overwrite uncommitted changes unless --force.
+
             Example: wledger checkout HEAD~3 --output /tmp/model-before-edit
             """)
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Ledger
+import Ops
 import TensorIO
 import WLedgerKit
 
@@ -8,9 +9,10 @@ struct Commit: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Record the work tree's weights as a new commit.",
         discussion: """
-            Every changed tensor is stored as the smallest exact patch against its parent (sparse positions +
-            bit differences or new values, or dense byte-shuffled bit differences), verified before the commit
+            Every changed tensor is stored as the smallest exact patch against its parent (sparse positions + \
+            bit differences or new values, or dense byte-shuffled bit differences), verified before the commit \
             is recorded. A keyframe is stored every 16 patches of the same tensor.
+
             Example: wledger commit -m "Eiffel Tower -> Rome" --request edit.json --method ROME
             """)
 
@@ -21,6 +23,8 @@ struct Commit: ParsableCommand {
     @Option(help: "Editing method that produced the change (e.g. ROME, MEMIT, KN, MEND).") var method: String?
     @Option(help: "Author (default: $WLEDGER_AUTHOR or $USER).") var author: String?
     @Flag(help: "Commit tensors that contain NaN or Inf.") var allowNonfinite = false
+    @Option(help: "Apply RECT to the edit before recording it: keep this share of ΔW, e.g. 40%.") var prune: Percent?
+    @Option(help: "RECT ranking with --prune: relative (|ΔW/W|) or magnitude.") var pruneBy: RECT.Ranking = .relative
     @Flag(help: "Print the result as JSON.") var json = false
 
     func run() throws {
@@ -28,6 +32,7 @@ struct Commit: ParsableCommand {
         options.method = method
         options.author = author
         options.policy.allowNonFinite = allowNonfinite
+        if let prune { options.prune = (prune.value, pruneBy) }
         if let request {
             let bytes: [UInt8]
             do { bytes = try readFile(request) } catch { throw KitError.usage("\(error)") }

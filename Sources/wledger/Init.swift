@@ -5,8 +5,9 @@ struct Init: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Start tracking a model directory: snapshot its base weights losslessly.",
         discussion: """
-            Creates .wledger/ in the model directory and stores every tensor (byte-plane shuffled, zstd),
+            Creates .wledger/ in the model directory and stores every tensor (byte-plane shuffled, zstd), \
             the exact safetensors headers and the side files (config.json, tokenizer.json, ...).
+
             Example: wledger init -C models/smollm2-135m/f32
             """)
 

@@ -9,17 +9,19 @@ struct Log: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Revision to start from.") var revision = "HEAD"
     @Flag(help: "One line per commit.") var oneline = false
+    @Flag(help: "Add a ΔW summary: Σ|ΔW| and the condition number κ of each edited matrix before → after.") var stat = false
     @Option(name: [.customShort("n"), .long], help: "Show at most this many commits.") var maxCount: Int?
     @Flag(help: "Print the result as JSON.") var json = false
 
     func run() throws {
         let repo = try global.openRepository(forWriting: false)
-        let commits = try repo.log(from: revision, limit: maxCount ?? Int.max)
+        let commits = try repo.log(from: revision, limit: maxCount ?? Int.max, stat: stat)
         if json { return try printJSON(commits) }
         for c in commits {
             let deco = c.refs.isEmpty ? "" : " (\(c.refs.joined(separator: ", ")))"
             if oneline {
                 print("\(short(c.id))\(deco) \(c.kind): \(c.message.split(separator: "\n").first ?? "")")
+                if stat, c.kind != "base" { print("    \(statLine(c))") }
                 continue
             }
             print("commit \(c.id)\(deco)")
@@ -29,10 +31,20 @@ struct Log: ParsableCommand {
             let s = c.summary
             if c.kind != "base" {
                 print("Stats:  \(s.tensors) tensor(s), \(s.changedElements) elements changed, Σ|ΔW| \(sci(s.l1)), ‖ΔW‖F \(sci(s.frobenius)), stored \(humanBytes(s.storedBytes))")
+                if stat { print("        \(statLine(c))") }
             }
             print("")
             for line in c.message.split(separator: "\n", omittingEmptySubsequences: false) { print("    \(line)") }
             print("")
         }
     }
+}
+
+/// "Σ|ΔW| 5391, κ 18.20→18.31 (model.layers.3.mlp.down_proj.weight)".
+func statLine(_ c: CommitInfo) -> String {
+    var parts = ["Σ|ΔW| \(sci(c.summary.l1))"]
+    for k in c.kappa ?? [] {
+        parts.append("κ \(k.before.map { String(format: "%.2f", $0) } ?? "-")→\(k.after.map { String(format: "%.2f", $0) } ?? "-") (\(k.name))")
+    }
+    return parts.joined(separator: ", ")
 }

@@ -24,6 +24,7 @@ struct Show: ParsableCommand {
         if let r = c.request { print("\nRequest: \(r.text)") }
         if let p = c.parameters { print("Parameters: \(p.text)") }
         if let tensors = c.tensors, !tensors.isEmpty, c.kind != "base" {
+            print("\n" + statLine(c))
             print("")
             print("tensor".padding(toLength: 48, withPad: " ", startingAt: 0) + "  changed/total        Σ|ΔW|     ‖ΔW‖F  ‖ΔW‖/‖W‖    max|ΔW|  encoding  stored")
             for t in tensors {

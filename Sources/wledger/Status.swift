@@ -5,8 +5,9 @@ struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show which tensors and files differ from HEAD.",
         discussion: """
-            Files whose size, mtime, ctime and inode match the last commit or checkout are not rehashed;
+            Files whose size, mtime, ctime and inode match the last commit or checkout are not rehashed; \
             the others are fingerprinted tensor by tensor (XXH3-128) and compared with HEAD.
+
             Example: wledger status --json
             """)
 

@@ -8,17 +8,18 @@ struct WLedger: ParsableCommand {
         commandName: "wledger",
         abstract: "Version control for edits to large-language-model weights.",
         discussion: """
-            Run inside a Hugging Face model directory (safetensors weights, config.json, tokenizer.json).
+            Run inside a Hugging Face model directory (safetensors weights, config.json, tokenizer.json). \
             Exit codes: 0 ok, 1 check failed or operation refused, 2 usage error or bad input.
             """,
         version: "0.1.0",
-        subcommands: [Init.self, Status.self, Commit.self, Log.self, Show.self, Diff.self, Checkout.self, Branch.self, Tag.self, Fsck.self]
+        subcommands: [Init.self, Status.self, Commit.self, Log.self, Show.self, Diff.self, Checkout.self, Branch.self, Tag.self,
+                      Revert.self, Prune.self, Restrain.self, Fsck.self]
     )
 }
 
 /// Options every command takes.
 struct GlobalOptions: ParsableArguments {
-    @Option(name: .customShort("C"), help: "Run as if started in <path>.")
+    @Option(name: .customShort("C"), help: ArgumentHelp("Run as if started in <path>.", valueName: "path"))
     var directory: String = "."
 
     @Flag(name: .shortAndLong, help: "Show no progress or notices.")

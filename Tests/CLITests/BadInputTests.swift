@@ -547,6 +547,26 @@ final class BadInputTests: XCTestCase {
         try expectRejected(["checkout", "base"], in: dir, code: 1, mentions: ["local changes", "'config.json'"])
     }
 
+    func testCheckoutWithStructuralChangeIsRefused() throws {
+        let dir = try tinyModelDir()
+        try initialize(dir)
+        let header = SafetensorsHeader.make(tensors: [("a", .f32, [2, 2])])
+        try Data(header.prefixBytes + [UInt8](repeating: 0, count: 16)).write(to: URL(fileURLWithPath: dir + "/model.safetensors"))
+        try expectRejected(["checkout", "HEAD"], in: dir, code: 1, mentions: ["local changes", "missing tensor 'b'", "--force"])
+    }
+
+    func testCheckoutOutputIntoNonEmptyDirectoryOrFile() throws {
+        let dir = try tinyModelDir()
+        try initialize(dir)
+        let out = try tempDir().path
+        try Data("keep me\n".utf8).write(to: URL(fileURLWithPath: out + "/notes.txt"))
+        let before = try snapshot(out)
+        try expectRejected(["checkout", "HEAD", "--output", out], in: dir, mentions: ["'\(canonical(out))'", "not empty"])
+        XCTAssertEqual(try snapshot(out), before, "checkout --output wrote into a non-empty directory")
+        try expectRejected(["checkout", "HEAD", "--output", out + "/notes.txt"], in: dir, mentions: ["notes.txt", "not a directory"])
+        XCTAssertEqual(try snapshot(out), before)
+    }
+
     func testNothingToCommit() throws {
         let dir = try tinyModelDir()
         try initialize(dir)
@@ -562,7 +582,8 @@ final class BadInputTests: XCTestCase {
     func testCommandsOutsideARepository() throws {
         let dir = try tinyModelDir()
         for args in [["status"], ["log"], ["show"], ["diff"], ["fsck"], ["branch"], ["tag"], ["checkout", "HEAD"], ["commit", "-m", "x"]] {
-            try expectRejected(args, in: dir, mentions: ["wledger init", canonical(dir)])
+            // The directory is quoted as given (-C argument), not canonicalized.
+            try expectRejected(args, in: dir, mentions: ["wledger init", "'\(dir)'"])
         }
     }
 

@@ -49,9 +49,8 @@ final class HelpTests: XCTestCase {
         OVERVIEW: Version control for edits to large-language-model weights.
 
         Run inside a Hugging Face model directory (safetensors weights, config.json,
-        tokenizer.json).
-        Exit codes: 0 ok, 1 check failed or operation refused, 2 usage error or bad
-        input.
+        tokenizer.json). Exit codes: 0 ok, 1 check failed or operation refused, 2 usage
+        error or bad input.
 
         USAGE: wledger <subcommand>
 
@@ -73,6 +72,12 @@ final class HelpTests: XCTestCase {
                                   revision.
           branch                  List, create or delete branches.
           tag                     List, create or delete tags.
+          revert                  Commit the inverse of one edit's ΔW onto HEAD (any
+                                  commit, not only HEAD).
+          prune                   RECT: keep only the top K% of one edit's ΔW (by
+                                  relative change) and commit the rest's removal.
+          restrain                PRUNE: restrain the large singular values of the
+                                  accumulated ΔW of every edited matrix.
           fsck                    Verify every object, tensor version and commit in the
                                   ledger.
 
@@ -86,15 +91,15 @@ final class HelpTests: XCTestCase {
         losslessly.
 
         Creates .wledger/ in the model directory and stores every tensor (byte-plane
-        shuffled, zstd),
-        the exact safetensors headers and the side files (config.json, tokenizer.json,
-        ...).
+        shuffled, zstd), the exact safetensors headers and the side files (config.json,
+        tokenizer.json, ...).
+
         Example: wledger init -C models/smollm2-135m/f32
 
-        USAGE: wledger init [-C <C>] [--quiet] [--message <message>] [--author <author>] [--allow-nonfinite] [--json]
+        USAGE: wledger init [-C <path>] [--quiet] [--message <message>] [--author <author>] [--allow-nonfinite] [--json]
 
         OPTIONS:
-          -C <C>                  Run as if started in <path>. (default: .)
+          -C <path>               Run as if started in <path>. (default: .)
           -q, --quiet             Show no progress or notices.
           -m, --message <message> Message of the base commit. (default: base)
           --author <author>       Author of the base commit (default: $WLEDGER_AUTHOR
@@ -111,15 +116,15 @@ final class HelpTests: XCTestCase {
         OVERVIEW: Show which tensors and files differ from HEAD.
 
         Files whose size, mtime, ctime and inode match the last commit or checkout are
-        not rehashed;
-        the others are fingerprinted tensor by tensor (XXH3-128) and compared with
-        HEAD.
+        not rehashed; the others are fingerprinted tensor by tensor (XXH3-128) and
+        compared with HEAD.
+
         Example: wledger status --json
 
-        USAGE: wledger status [-C <C>] [--quiet] [--rehash] [--json]
+        USAGE: wledger status [-C <path>] [--quiet] [--rehash] [--json]
 
         OPTIONS:
-          -C <C>                  Run as if started in <path>. (default: .)
+          -C <path>               Run as if started in <path>. (default: .)
           -q, --quiet             Show no progress or notices.
           --rehash                Ignore recorded file stats and hash every tensor.
           --json                  Print the result as JSON.
@@ -133,17 +138,17 @@ final class HelpTests: XCTestCase {
         OVERVIEW: Record the work tree's weights as a new commit.
 
         Every changed tensor is stored as the smallest exact patch against its parent
-        (sparse positions +
-        bit differences or new values, or dense byte-shuffled bit differences),
-        verified before the commit
-        is recorded. A keyframe is stored every 16 patches of the same tensor.
+        (sparse positions + bit differences or new values, or dense byte-shuffled bit
+        differences), verified before the commit is recorded. A keyframe is stored
+        every 16 patches of the same tensor.
+
         Example: wledger commit -m "Eiffel Tower -> Rome" --request edit.json --method
         ROME
 
-        USAGE: wledger commit [-C <C>] [--quiet] --message <message> [--request <request>] [--method <method>] [--author <author>] [--allow-nonfinite] [--json]
+        USAGE: wledger commit [-C <path>] [--quiet] --message <message> [--request <request>] [--method <method>] [--author <author>] [--allow-nonfinite] [--prune <prune>] [--prune-by <prune-by>] [--json]
 
         OPTIONS:
-          -C <C>                  Run as if started in <path>. (default: .)
+          -C <path>               Run as if started in <path>. (default: .)
           -q, --quiet             Show no progress or notices.
           -m, --message <message> Commit message.
           --request <request>     Edit request JSON file (EasyEdit fields: prompt,
@@ -153,6 +158,11 @@ final class HelpTests: XCTestCase {
                                   MEMIT, KN, MEND).
           --author <author>       Author (default: $WLEDGER_AUTHOR or $USER).
           --allow-nonfinite       Commit tensors that contain NaN or Inf.
+          --prune <prune>         Apply RECT to the edit before recording it: keep this
+                                  share of ΔW, e.g. 40%.
+          --prune-by <prune-by>   RECT ranking with --prune: relative (|ΔW/W|) or
+                                  magnitude. (values: relative, magnitude; default:
+                                  relative)
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
@@ -165,15 +175,17 @@ final class HelpTests: XCTestCase {
 
         Example: wledger log --oneline
 
-        USAGE: wledger log [-C <C>] [--quiet] [<revision>] [--oneline] [--max-count <max-count>] [--json]
+        USAGE: wledger log [-C <path>] [--quiet] [<revision>] [--oneline] [--stat] [--max-count <max-count>] [--json]
 
         ARGUMENTS:
           <revision>              Revision to start from. (default: HEAD)
 
         OPTIONS:
-          -C <C>                  Run as if started in <path>. (default: .)
+          -C <path>               Run as if started in <path>. (default: .)
           -q, --quiet             Show no progress or notices.
           --oneline               One line per commit.
+          --stat                  Add a ΔW summary: Σ|ΔW| and the condition number κ of
+                                  each edited matrix before → after.
           -n, --max-count <max-count>
                                   Show at most this many commits.
           --json                  Print the result as JSON.
@@ -189,13 +201,13 @@ final class HelpTests: XCTestCase {
 
         Example: wledger show HEAD~2 --json
 
-        USAGE: wledger show [-C <C>] [--quiet] [<revision>] [--json]
+        USAGE: wledger show [-C <path>] [--quiet] [<revision>] [--json]
 
         ARGUMENTS:
           <revision>              Revision to show. (default: HEAD)
 
         OPTIONS:
-          -C <C>                  Run as if started in <path>. (default: .)
+          -C <path>               Run as if started in <path>. (default: .)
           -q, --quiet             Show no progress or notices.
           --json                  Print the result as JSON.
           --version               Show the version.
@@ -209,22 +221,30 @@ final class HelpTests: XCTestCase {
         tree.
 
         With no revision: HEAD vs the work tree. With one: that revision vs the work
-        tree. With two: a vs b.
-        Per tensor: changed elements, Σ|ΔW| (L1), ‖ΔW‖F, ‖ΔW‖F/‖W‖F and max|ΔW|,
-        computed in float64.
+        tree. With two: a vs b. Per tensor: changed elements, Σ|ΔW| (L1), ‖ΔW‖F,
+        ‖ΔW‖F/‖W‖F and max|ΔW|, computed in float64; the relative change δ = |ΔW/W| (W
+        of the older side; where W = 0 the denominator is 2^-126 so δ stays finite) as
+        shares above thresholds and median/p90/p99; for 2-D tensors σmax, σmin and κ of
+        both sides and the numerical rank and top singular values of ΔW.
+
         Example: wledger diff base HEAD --stat
 
-        USAGE: wledger diff [-C <C>] [--quiet] [<a>] [<b>] [--stat] [--tensor <tensor>] [--json]
+        USAGE: wledger diff [-C <path>] [--quiet] [<a>] [<b>] [--stat] [--tensor <tensor>] [--delta-thresholds <delta-thresholds>] [--no-spectrum] [--json]
 
         ARGUMENTS:
           <a>                     Older revision (default HEAD).
           <b>                     Newer revision (default: the work tree).
 
         OPTIONS:
-          -C <C>                  Run as if started in <path>. (default: .)
+          -C <path>               Run as if started in <path>. (default: .)
           -q, --quiet             Show no progress or notices.
           --stat                  Per-tensor statistics table (the default output).
           --tensor <tensor>       Only this tensor.
+          --delta-thresholds <delta-thresholds>
+                                  Comma-separated δ thresholds for the shares of
+                                  relative change (default 0.077,0.171).
+          --no-spectrum           Skip the SVD-based statistics (σmax, σmin, κ, rank of
+                                  ΔW).
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
@@ -236,20 +256,20 @@ final class HelpTests: XCTestCase {
         OVERVIEW: Rewrite the work tree (or another directory) to a revision.
 
         Files are written to temporary files and renamed into place; unchanged files
-        are left alone.
-        Every rebuilt tensor is verified against its recorded fingerprint (and sha256
-        with --verify).
-        Refuses to overwrite uncommitted changes unless --force.
+        are left alone. Every rebuilt tensor is verified against its recorded
+        fingerprint (and sha256 with --verify). Refuses to overwrite uncommitted
+        changes unless --force.
+
         Example: wledger checkout HEAD~3 --output /tmp/model-before-edit
 
-        USAGE: wledger checkout [-C <C>] [--quiet] <revision> [--output <output>] [--force] [--verify] [--json]
+        USAGE: wledger checkout [-C <path>] [--quiet] <revision> [--output <output>] [--force] [--verify] [--json]
 
         ARGUMENTS:
           <revision>              Revision: commit id prefix, branch, tag, HEAD~N or
                                   base.
 
         OPTIONS:
-          -C <C>                  Run as if started in <path>. (default: .)
+          -C <path>               Run as if started in <path>. (default: .)
           -q, --quiet             Show no progress or notices.
           --output <output>       Materialize into this (new or empty) directory; HEAD
                                   and the work tree stay as they are.
@@ -267,7 +287,7 @@ final class HelpTests: XCTestCase {
 
         Examples: wledger branch; wledger branch rect HEAD~2; wledger branch -d rect
 
-        USAGE: wledger branch [-C <C>] [--quiet] [<name>] [<start-point>] [--delete] [--force] [--json]
+        USAGE: wledger branch [-C <path>] [--quiet] [<name>] [<start-point>] [--delete] [--force] [--json]
 
         ARGUMENTS:
           <name>                  Branch to create (list when omitted).
@@ -275,7 +295,7 @@ final class HelpTests: XCTestCase {
                                   HEAD)
 
         OPTIONS:
-          -C <C>                  Run as if started in <path>. (default: .)
+          -C <path>               Run as if started in <path>. (default: .)
           -q, --quiet             Show no progress or notices.
           -d, --delete            Delete the branch.
           -f, --force             Move the branch if it exists.
@@ -292,14 +312,14 @@ final class HelpTests: XCTestCase {
         Examples: wledger tag; wledger tag before-edits base; wledger tag -d
         before-edits
 
-        USAGE: wledger tag [-C <C>] [--quiet] [<name>] [<target>] [--delete] [--force] [--json]
+        USAGE: wledger tag [-C <path>] [--quiet] [<name>] [<target>] [--delete] [--force] [--json]
 
         ARGUMENTS:
           <name>                  Tag to create (list when omitted).
           <target>                Commit to tag (default HEAD). (default: HEAD)
 
         OPTIONS:
-          -C <C>                  Run as if started in <path>. (default: .)
+          -C <path>               Run as if started in <path>. (default: .)
           -q, --quiet             Show no progress or notices.
           -d, --delete            Delete the tag.
           -f, --force             Move the tag if it exists.
@@ -315,10 +335,10 @@ final class HelpTests: XCTestCase {
 
         Exits 1 when a problem is found. Example: wledger fsck
 
-        USAGE: wledger fsck [-C <C>] [--quiet] [--json]
+        USAGE: wledger fsck [-C <path>] [--quiet] [--json]
 
         OPTIONS:
-          -C <C>                  Run as if started in <path>. (default: .)
+          -C <path>               Run as if started in <path>. (default: .)
           -q, --quiet             Show no progress or notices.
           --json                  Print the result as JSON.
           --version               Show the version.

@@ -47,4 +47,11 @@ size_t wl_count_nonfinite_f32(const float *x, size_t n);
 /// returns how many. idx must have room for bytes/elem entries.
 size_t wl_nonzero_indices(const uint8_t *x, size_t bytes, size_t elem, uint64_t *idx);
 
+/// Low-rank prediction used by the low-rank patch encoding: for a (rows, cols) tensor,
+/// out[i,j] = round_dtype(parent[i,j] + sum_k a[i*rank+k] * b[j*rank+k]), with the sum taken in
+/// double in fixed k order and no FMA contraction, so every machine rebuilds the same bits.
+/// dtype: 1 = F32, 2 = F16, 3 = BF16, 4 = F64.
+void wl_lowrank_predict(const uint8_t *parent, uint8_t *out, int dtype, size_t rows, size_t cols,
+                        size_t rank, const double *a, const double *b);
+
 #endif

@@ -1,0 +1,246 @@
+import Foundation
+import Ledger
+import LinAlg
+import Ops
+import TensorIO
+
+/// What prune did to one tensor.
+public struct PrunedTensor: Encodable, Sendable {
+    public var name: String
+    public var total: Int
+    public var changed: Int
+    public var kept: Int
+    /// ‖ΔW_kept‖F / ‖ΔW‖F.
+    public var keptFrobeniusShare: Double
+}
+
+/// What restrain did to one matrix.
+public struct RestrainedMatrix: Encodable, Sendable {
+    public var name: String
+    public var sigmaMaxBase: Double
+    /// Singular values of the accumulated ΔW that were restrained, before and after.
+    public var restrainedFrom: [Double]
+    public var restrainedTo: [Double]
+    /// Sphere: directions kept and their energy share.
+    public var directions: Int?
+    public var energy: Double?
+    public var kappaBefore: Double?
+    public var kappaAfter: Double?
+    /// "randomized" (low-rank fast path) or "full" SVD.
+    public var svd: String?
+}
+
+/// Result of revert, prune and restrain: the new commit plus what the operation did.
+public struct RegularizerResult: Encodable, Sendable {
+    public var commit: CommitResult
+    public var pruned: [PrunedTensor]?
+    public var restrained: [RestrainedMatrix]?
+}
+
+/// How `restrain` changes the accumulated ΔW.
+public enum RestrainMethod: Sendable {
+    /// PRUNE with logarithm base α.
+    case prune(alpha: Double)
+    /// ΔW′ = ΔW·(I − β·U·Uᵀ).
+    case sphere(eta: Double, beta: Double)
+}
+
+extension Repository {
+    /// The tensors a commit changed, with its parent's and its own bytes.
+    private func edges(of commitID: String) throws -> (CommitRecord, [(entry: ManifestEntry, parent: [UInt8], child: [UInt8])]) {
+        guard let c = try ledger.commit(commitID) else { throw LedgerError.unknownRevision(commitID) }
+        guard let parentID = c.parent else { throw KitError.usage("commit '\(commitID.prefix(12))' is the base snapshot; it has no ΔW") }
+        let parentManifest = try ledger.manifest(of: parentID)
+        return (c, try ledger.changes(of: commitID).map { e, _ in
+            guard let pe = parentManifest[e.name] else { throw LedgerError.invalid("tensor '\(e.name)' missing from the parent of '\(commitID.prefix(12))'") }
+            return (e, try ledger.tensorBytes(pe.hash), try ledger.tensorBytes(e.hash))
+        })
+    }
+
+    /// `head` + `delta` rounded to the dtype; elements where delta is exactly 0 keep head's bytes.
+    static func apply(delta: [Double], to head: [UInt8], dtype: DType) -> [UInt8] {
+        let h = TensorMath.doubles(head, dtype: dtype)
+        var sum = h
+        for i in 0..<sum.count where delta[i] != 0 { sum[i] += delta[i] }
+        var out = TensorMath.bytes(sum, dtype: dtype)
+        let e = dtype.size
+        for i in 0..<delta.count where delta[i] == 0 {
+            for b in 0..<e { out[i * e + b] = head[i * e + b] }
+        }
+        return out
+    }
+
+    private func headBytes(_ name: String, _ headManifest: [String: ManifestEntry]) throws -> (ManifestEntry, [UInt8]) {
+        guard let e = headManifest[name] else { throw KitError.usage("tensor '\(name)' does not exist at HEAD") }
+        return (e, try ledger.tensorBytes(e.hash))
+    }
+
+    private static func requireFloat(_ e: ManifestEntry, _ op: String) throws {
+        guard e.dtype.isFloat else { throw KitError.usage("cannot \(op) tensor '\(e.name)': dtype \(e.dtype.rawValue) is not F64/F32/F16/BF16") }
+    }
+
+    /// `wledger revert <rev>`: commits −ΔW_rev onto HEAD (rounded to each tensor's dtype), for any
+    /// commit, not only HEAD. Where HEAD still holds exactly what `rev` wrote, the result is the
+    /// parent's bytes exactly.
+    public func revert(_ revision: String, message: String? = nil, author: String? = nil, progress: ProgressReporter = .silent) throws -> RegularizerResult {
+        let id = try resolve(revision)
+        let (c, edges) = try edges(of: id)
+        let headManifest = try ledger.manifest(of: try ledger.head().commit)
+        var updates: [String: [UInt8]] = [:]
+        for (e, parent, child) in edges {
+            try Repository.requireFloat(e, "revert")
+            let (h, head) = try headBytes(e.name, headManifest)
+            if h.hash == e.hash { updates[e.name] = parent; continue }
+            let p = TensorMath.doubles(parent, dtype: e.dtype), ch = TensorMath.doubles(child, dtype: e.dtype)
+            updates[e.name] = Repository.apply(delta: zip(p, ch).map { $0 - $1 }, to: head, dtype: e.dtype)
+        }
+        var options = CommitOptions(message: message ?? "Revert \"\(c.message.split(separator: "\n").first ?? "")\"\n\nThis reverts commit \(c.id).")
+        options.kind = .revert
+        options.author = author
+        options.parameters = JSONValue.object([("reverts", .string(c.id))]).serialized()
+        return RegularizerResult(commit: try commitUpdates(updates, options: options, progress: progress))
+    }
+
+    /// `wledger prune <rev> --keep K%` (RECT): for each tensor `rev` changed, keeps the top K% of
+    /// ΔW_rev's elements ranked by δ = |ΔW/W_parent| (or |ΔW|) with their exact values, and
+    /// commits the removal of the rest onto HEAD.
+    public func prune(_ revision: String, keepPercent: Double, by ranking: RECT.Ranking = .relative, message: String? = nil,
+                      author: String? = nil, progress: ProgressReporter = .silent) throws -> RegularizerResult {
+        guard keepPercent >= 0 && keepPercent <= 100 else { throw KitError.usage("--keep must be between 0% and 100%") }
+        let id = try resolve(revision)
+        let (c, edges) = try edges(of: id)
+        let headManifest = try ledger.manifest(of: try ledger.head().commit)
+        var updates: [String: [UInt8]] = [:]
+        var report: [PrunedTensor] = []
+        for (e, parent, child) in edges {
+            try Repository.requireFloat(e, "prune")
+            let (h, head) = try headBytes(e.name, headManifest)
+            let (bytes, info) = Repository.rect(parent: parent, child: child, head: head, headIsChild: h.hash == e.hash, entry: e,
+                                                percent: keepPercent, ranking: ranking)
+            updates[e.name] = bytes
+            report.append(info)
+        }
+        var options = CommitOptions(message: message ?? "Prune \"\(c.message.split(separator: "\n").first ?? "")\" to its top \(formatPercent(keepPercent)) (RECT, by \(ranking.rawValue))")
+        options.kind = .prune
+        options.author = author
+        options.parameters = JSONValue.object([("prunes", .string(c.id)), ("keep", .double(keepPercent)), ("by", .string(ranking.rawValue))]).serialized()
+        return RegularizerResult(commit: try commitUpdates(updates, options: options, progress: progress), pruned: report)
+    }
+
+    /// RECT of one tensor: the new HEAD bytes and what was kept.
+    static func rect(parent: [UInt8], child: [UInt8], head: [UInt8], headIsChild: Bool, entry e: ManifestEntry, percent: Double,
+                     ranking: RECT.Ranking) -> ([UInt8], PrunedTensor) {
+        let p = TensorMath.doubles(parent, dtype: e.dtype), ch = TensorMath.doubles(child, dtype: e.dtype)
+        let dw = zip(ch, p).map { $0 - $1 }
+        let kept = RECT.keep(base: p, delta: dw, percent: percent, by: ranking)
+        var keepMask = [Bool](repeating: false, count: dw.count)
+        for i in kept { keepMask[i] = true }
+        var dropped = dw
+        var keptSq = 0.0, totalSq = 0.0
+        for i in 0..<dw.count {
+            totalSq += dw[i] * dw[i]
+            if keepMask[i] { dropped[i] = 0; keptSq += dw[i] * dw[i] }
+        }
+        let bytes: [UInt8]
+        if headIsChild {
+            // Exact: kept elements keep the edit's bytes, the others get the parent's bytes back.
+            var out = child
+            let s = e.dtype.size
+            for i in 0..<dw.count where !keepMask[i] { for b in 0..<s { out[i * s + b] = parent[i * s + b] } }
+            bytes = out
+        } else {
+            bytes = apply(delta: dropped.map { -$0 }, to: head, dtype: e.dtype)
+        }
+        let changed = dw.reduce(0) { $0 + ($1 != 0 ? 1 : 0) }
+        return (bytes, PrunedTensor(name: e.name, total: dw.count, changed: changed, kept: kept.count,
+                                    keptFrobeniusShare: totalSq > 0 ? (keptSq / totalSq).squareRoot() : 1))
+    }
+
+    /// Parses a restrain range: nil → base..HEAD; "a..b"; "a.." (a..HEAD); "..b" (base..b); "a" (a..HEAD).
+    static func parseRange(_ range: String?) -> (String, String) {
+        guard let range else { return ("base", "HEAD") }
+        if let r = range.range(of: "..") {
+            let a = String(range[..<r.lowerBound]), b = String(range[r.upperBound...])
+            return (a.isEmpty ? "base" : a, b.isEmpty ? "HEAD" : b)
+        }
+        return (range, "HEAD")
+    }
+
+    /// `wledger restrain [<a>..<b>]` (PRUNE, or the sphere projection): for every 2-D float tensor
+    /// that changed between a and b, restrains the accumulated ΔW = W_b − W_a and commits the
+    /// difference onto HEAD. σmax(W_base) is σmax of W_a (the base snapshot by default).
+    public func restrain(range: String? = nil, method: RestrainMethod = .prune(alpha: M_E), message: String? = nil,
+                         author: String? = nil, progress: ProgressReporter = .silent) throws -> RegularizerResult {
+        let (aRev, bRev) = Repository.parseRange(range)
+        let a = try resolve(aRev), b = try resolve(bRev)
+        let ma = try ledger.manifest(of: a), mb = try ledger.manifest(of: b)
+        let headManifest = try ledger.manifest(of: try ledger.head().commit)
+        let names = mb.keys.filter { n in
+            guard let ea = ma[n], let eb = mb[n] else { return false }
+            return ea.hash != eb.hash && eb.dtype.isFloat && TensorMath.matrixShape(eb.shape) != nil
+        }.sorted()
+        var updates: [String: [UInt8]] = [:]
+        var report: [RestrainedMatrix] = []
+        progress.start("restraining matrices", total: names.count)
+        for name in names {
+            let ea = ma[name]!, eb = mb[name]!
+            let (rows, cols) = TensorMath.matrixShape(eb.shape)!
+            let wa = TensorMath.doubles(try ledger.tensorBytes(ea.hash), dtype: ea.dtype)
+            let wb = TensorMath.doubles(try ledger.tensorBytes(eb.hash), dtype: eb.dtype)
+            var dw = Matrix(zeros: rows, cols)
+            var wbSq = 0.0
+            for i in 0..<dw.data.count { dw.data[i] = wb[i] - wa[i]; wbSq += wb[i] * wb[i] }
+            let base = try spectrum(of: ea, values: wa)!
+            var entry = RestrainedMatrix(name: name, sigmaMaxBase: base.sigmaMax, restrainedFrom: [], restrainedTo: [])
+            let correction: Matrix
+            switch method {
+            case let .prune(alpha):
+                let r = try Restrain.correction(delta: dw, sigmaMaxBase: base.sigmaMax, alpha: alpha,
+                                                noise: 2 * TensorMath.unitRoundoff(eb.dtype) * wbSq.squareRoot())
+                entry.restrainedFrom = r.before
+                entry.restrainedTo = r.after
+                entry.svd = r.method
+                correction = r.correction
+                if r.before.isEmpty { progress.advance(); report.append(entry); continue }
+            case let .sphere(eta, beta):
+                let r = try Sphere.correction(base: Matrix(rows: rows, cols: cols, data: wa), delta: dw, eta: eta, beta: beta)
+                entry.directions = r.directions
+                entry.energy = r.energy
+                correction = r.correction
+            }
+            guard let (h, head) = try? headBytes(name, headManifest) else { continue }
+            let newBytes = Repository.apply(delta: correction.data, to: head, dtype: h.dtype)
+            entry.kappaBefore = try spectrum(of: h)?.kappa
+            entry.kappaAfter = try SpectrumInfo.of(TensorMath.doubles(newBytes, dtype: h.dtype), rows: rows, cols: cols).kappa
+            updates[name] = newBytes
+            report.append(entry)
+            progress.advance()
+        }
+        progress.finish()
+        if updates.isEmpty {
+            throw KitError.refused("nothing to restrain: no matrix changed between \(aRev) and \(bRev) has a ΔW singular value ≥ σmax(W_base)")
+        }
+        var params: [(String, JSONValue)] = [("range", .array([.string(a), .string(b)]))]
+        var label: String
+        switch method {
+        case let .prune(alpha):
+            params.append(("method", .string("prune")))
+            params.append(("alpha", .double(alpha)))
+            label = "PRUNE, α = \(alpha == M_E ? "e" : String(format: "%g", alpha))"
+        case let .sphere(eta, beta):
+            params.append(("method", .string("sphere")))
+            params.append(("eta", .double(eta)))
+            params.append(("beta", .double(beta)))
+            label = "sphere projection, η = \(eta), β = \(beta)"
+        }
+        var options = CommitOptions(message: message ?? "Restrain \(a.prefix(12))..\(b.prefix(12)) (\(label))")
+        options.kind = .restrain
+        options.author = author
+        options.parameters = JSONValue.object(params).serialized()
+        return RegularizerResult(commit: try commitUpdates(updates, options: options, progress: progress), restrained: report)
+    }
+}
+
+func formatPercent(_ p: Double) -> String {
+    p == p.rounded() ? "\(Int(p))%" : String(format: "%g%%", p)
+}

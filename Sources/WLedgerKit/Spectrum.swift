@@ -1,0 +1,38 @@
+import Foundation
+import Ledger
+import LinAlg
+import Ops
+import TensorIO
+
+/// Extreme singular values and condition number of a matrix.
+public struct SpectrumInfo: Encodable, Sendable, Equatable {
+    public var sigmaMax: Double
+    public var sigmaMin: Double
+    /// σmax/σmin; nil when σmin = 0 (singular).
+    public var kappa: Double?
+
+    public init(sigmaMax: Double, sigmaMin: Double) {
+        self.sigmaMax = sigmaMax
+        self.sigmaMin = sigmaMin
+        kappa = sigmaMin > 0 ? sigmaMax / sigmaMin : nil
+    }
+
+    /// Singular values of a row-major matrix given as doubles (LAPACK dgesdd, values only).
+    static func of(_ values: [Double], rows: Int, cols: Int) throws -> SpectrumInfo {
+        let s = try BLAS.singularValues(values, rows: rows, cols: cols)
+        return SpectrumInfo(sigmaMax: s.first ?? 0, sigmaMin: s.last ?? 0)
+    }
+}
+
+extension Repository {
+    /// σmax, σmin of a stored 2-D tensor version, from the ledger's cache or computed (and cached).
+    func spectrum(of entry: ManifestEntry, values: [Double]? = nil) throws -> SpectrumInfo? {
+        guard entry.dtype.isFloat, let (rows, cols) = TensorMath.matrixShape(entry.shape) else { return nil }
+        if let s = try ledger.spectrum(entry.hash) { return SpectrumInfo(sigmaMax: s.sigmaMax, sigmaMin: s.sigmaMin) }
+        let v = try values ?? TensorMath.doubles(ledger.tensorBytes(entry.hash), dtype: entry.dtype)
+        let s = try SpectrumInfo.of(v, rows: rows, cols: cols)
+        // A read-only command may race a writer; the cache is derived data, so failing to store it is harmless.
+        try? ledger.setSpectrum(entry.hash, rows: rows, cols: cols, sigmaMax: s.sigmaMax, sigmaMin: s.sigmaMin)
+        return s
+    }
+}

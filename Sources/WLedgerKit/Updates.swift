@@ -1,0 +1,104 @@
+import Foundation
+import Ledger
+import LinAlg
+import TensorIO
+
+extension Repository {
+    /// Commits new contents for some tensors onto HEAD and writes them into the work tree: the
+    /// path shared by revert, prune, restrain and `commit --prune`.
+    ///
+    /// Order: the changed weight files are staged as temporary files, the commit is recorded in
+    /// one ledger transaction, then the staged files are renamed into place. If anything fails
+    /// before the rename, the ledger and the work tree are left as they were.
+    /// - Parameters:
+    ///   - updates: tensor name → new bytes (same dtype and shape as HEAD). Updates equal to
+    ///     HEAD are dropped.
+    ///   - allowDirty: tensors named in `updates` may differ from HEAD in the work tree (used by
+    ///     `commit --prune`); everything else must be clean.
+    /// - Throws: `KitError.refused` when the work tree has other uncommitted changes or nothing
+    ///   would change.
+    func commitUpdates(_ updates: [String: [UInt8]], options: CommitOptions, allowDirty: Bool = false,
+                       progress: ProgressReporter) throws -> CommitResult {
+        let head = try ledger.head()
+        let cmp = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName,
+                                                 rehash: false, progress: progress)
+        let dirtyTensors = Set(cmp.report.modifiedTensors.map(\.name))
+        let otherDirty = !cmp.report.structural.isEmpty || !cmp.report.modifiedHeaders.isEmpty || !cmp.report.sideFiles.isEmpty
+            || !(allowDirty ? dirtyTensors.subtracting(updates.keys) : dirtyTensors).isEmpty
+        if otherDirty {
+            throw KitError.refused("the work tree has uncommitted changes; commit them or run 'wledger checkout --force HEAD' first")
+        }
+        // Drop updates that leave a tensor as HEAD has it.
+        var changedNames: [String] = []
+        for (name, bytes) in updates.sorted(by: { $0.key < $1.key }) {
+            guard let e = cmp.manifest[name] else { throw KitError.usage("no tensor named '\(name)' at HEAD") }
+            guard bytes.count == e.shape.reduce(1, *) * e.dtype.size else {
+                throw KitError.usage("new bytes for '\(name)' do not match its \(e.dtype.rawValue) \(e.shapeJSON) shape")
+            }
+            if SHA256Digest.hash(bytes).hex != e.hash { changedNames.append(name) }
+        }
+        let names = changedNames
+        if names.isEmpty { throw KitError.refused("nothing to commit: the operation leaves every tensor as HEAD has it") }
+        if !options.policy.allowNonFinite {
+            for name in names where cmp.manifest[name]!.dtype.isFloat {
+                if updates[name]!.withUnsafeBytes({ countNonFinite($0, dtype: cmp.manifest[name]!.dtype) }) > 0 {
+                    throw KitError.usage("the result for tensor '\(name)' contains NaN or Inf; nothing was committed")
+                }
+            }
+        }
+        progress.start("encoding changed tensors", total: names.count)
+        let recipes = try names.map { try ledger.recipe(for: cmp.manifest[$0]!.hash) }
+        let policy = options.policy
+        let manifest = cmp.manifest
+        let slots = Slots<PreparedTensor>(names.count)
+        try parallelFor(names.count) { i in
+            let e = manifest[names[i]]!
+            let parent = try recipes[i].build(verifySHA256: false)
+            let child = updates[names[i]]!
+            slots[i] = try parent.withUnsafeBytes { pb in
+                try child.withUnsafeBytes { cb in
+                    try Repository.prepareChange(name: e.name, parent: pb, parentVersion: recipes[i].version, child: cb, dtype: e.dtype,
+                                                 shape: e.shape, policy: policy)
+                }
+            }
+            progress.advance()
+        }
+        progress.finish()
+        let changes = names.enumerated().map { i, name -> TensorChange in
+            var e = manifest[name]!
+            e.hash = slots[i]!.hash
+            return TensorChange(entry: e, prepared: slots[i]!)
+        }
+        // Stage the weight files that hold changed tensors; everything else is copied from the work tree.
+        var newManifest = manifest
+        for c in changes { newManifest[c.entry.name] = c.entry }
+        let touched = Set(changes.map(\.entry.file))
+        var staged: [(path: String, writer: AtomicFileWriter)] = []
+        progress.start("writing tensors", total: newManifest.values.filter { touched.contains($0.file) }.count)
+        do {
+            for file in touched.sorted() {
+                guard let f = cmp.files[file], let prefixID = f.object else { throw LedgerError.invalid("file '\(file)' missing at HEAD") }
+                let prefix = try ledger.readObject(prefixID)
+                let (w, _) = try stageWeightFile(root + "/" + file, prefix: prefix, size: f.size, manifest: newManifest, verifySHA256: false,
+                                                 progress: progress) { t in
+                    if let b = updates[t.name], names.contains(t.name) { return .bytes(b) }
+                    return .view(RawView(bytes: cmp.weights.bytes(t.name)!))
+                }
+                staged.append((file, w))
+            }
+            progress.finish()
+            let recorded = try recordCommit(head: head, manifest: manifest, files: cmp.files, changes: changes, fileRows: [], objects: [],
+                                            options: options)
+            for s in staged { try s.writer.commit() }
+            var stats: [String: FileStat] = [:]
+            for s in staged { stats[s.path] = FileStat.of(root + "/" + s.path) }
+            for p in cmp.directory.weightFiles + cmp.directory.sideFiles where stats[p] == nil { stats[p] = cmp.stats[p] }
+            try recordStats(cmp.directory.weightFiles + cmp.directory.sideFiles, commit: recorded.id, scanned: stats)
+            return CommitResult(commit: recorded.id, parent: head.commit, branch: head.branchName, kind: options.kind.rawValue,
+                                tensors: recorded.tensors, files: [], storedBytes: recorded.storedBytes)
+        } catch {
+            for s in staged { s.writer.abort() }
+            throw error
+        }
+    }
+}

@@ -1,0 +1,35 @@
+import ArgumentParser
+import WLedgerKit
+
+struct Revert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Commit the inverse of one edit's ΔW onto HEAD (any commit, not only HEAD).",
+        discussion: """
+            For every tensor the commit changed, HEAD − ΔW_rev is computed in float64 and rounded to the tensor's \
+            dtype; where HEAD still holds exactly what the commit wrote, the parent's bytes come back exactly. \
+            Later edits to the same matrices are kept. Reverting a revert restores the edit.
+
+            Example: wledger revert HEAD~3
+            """)
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The commit to revert.") var revision: String
+    @Option(name: .shortAndLong, help: "Message (default: Revert \"<original message>\").") var message: String?
+    @Option(help: "Author (default: $WLEDGER_AUTHOR or $USER).") var author: String?
+    @Flag(help: "Print the result as JSON.") var json = false
+
+    func run() throws {
+        let repo = try global.openRepository(forWriting: true)
+        let r = try repo.revert(revision, message: message, author: author, progress: global.progress)
+        if json { return try printJSON(r) }
+        printCommitSummary(r.commit)
+    }
+}
+
+/// The two-line summary every committing command prints.
+func printCommitSummary(_ r: CommitResult) {
+    print("[\(r.branch ?? "detached HEAD") \(short(r.commit))] \(r.kind): \(r.tensors.count) tensor(s) changed, stored \(humanBytes(r.storedBytes))")
+    for t in r.tensors {
+        print("   \(t.name): \(t.changed)/\(t.count) changed, Σ|ΔW| \(sci(t.l1)), ‖ΔW‖F \(sci(t.frobenius)), \(t.encoding) \(humanBytes(t.storedBytes))")
+    }
+}
