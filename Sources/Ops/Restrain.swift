@@ -28,15 +28,16 @@ public enum Restrain {
         public var residual: Double
     }
 
+    /// Relative residual at which the range finder's result is accepted: ‖ΔW − Q·Qᵀ·ΔW‖F ≤
+    /// 1e-5·σmax(W_base). Every singular value it could miss is then far below the restraint
+    /// threshold, and the restrained triplets are perturbed only at second order in the residual.
+    public static let acceptedResidual = 1e-5
+
     /// Computes the PRUNE correction for `delta` (row-major, shape of W).
-    /// - Parameters:
-    ///   - noise: Frobenius norm below which the part of ΔW outside the sampled range may be
-    ///     ignored (storage rounding noise); the fast path is accepted only when its residual is
-    ///     below both this and σmax(W_base), so no singular value ≥ σmax(W_base) can be missed.
-    ///   - forceFull: use the full SVD (benchmarks, tests).
-    public static func correction(delta: Matrix, sigmaMaxBase: Double, alpha: Double, noise: Double, forceFull: Bool = false) throws -> Result {
+    /// - Parameter forceFull: use LAPACK's full SVD (benchmarks, tests).
+    public static func correction(delta: Matrix, sigmaMaxBase: Double, alpha: Double, forceFull: Bool = false) throws -> Result {
         precondition(alpha > 1, "alpha must exceed 1")
-        let tol = min(max(noise, 1e-12 * delta.frobeniusNorm), 0.5 * sigmaMaxBase)
+        let tol = acceptedResidual * sigmaMaxBase
         let svd = try BLAS.lowRankSVD(delta, tolerance: tol, forceFull: forceFull)
         var correction = Matrix(zeros: delta.rows, delta.cols)
         var before: [Double] = [], after: [Double] = []

@@ -207,3 +207,58 @@ public struct SplitMix64 {
         return (-2 * log(u1)).squareRoot() * cos(2 * .pi * u2)
     }
 }
+
+/// Independent reference values decoded straight from raw little-endian bytes (F32, BF16, F64),
+/// without wledger's conversion kernels.
+public enum ReferenceDecode {
+    public static func doubles(_ bytes: [UInt8], dtype: String) -> [Double] {
+        switch dtype {
+        case "F32", "f32":
+            return (0..<(bytes.count / 4)).map { i in
+                Double(Float(bitPattern: UInt32(bytes[4 * i]) | UInt32(bytes[4 * i + 1]) << 8 | UInt32(bytes[4 * i + 2]) << 16 | UInt32(bytes[4 * i + 3]) << 24))
+            }
+        case "BF16", "bf16":
+            return (0..<(bytes.count / 2)).map { i in Double(Float(bitPattern: (UInt32(bytes[2 * i]) | UInt32(bytes[2 * i + 1]) << 8) << 16)) }
+        case "F64", "f64":
+            return (0..<(bytes.count / 8)).map { i in
+                var u: UInt64 = 0
+                for b in 0..<8 { u |= UInt64(bytes[8 * i + b]) << (8 * UInt64(b)) }
+                return Double(bitPattern: u)
+            }
+        default:
+            preconditionFailure("reference decode of \(dtype) not supported")
+        }
+    }
+
+    /// (changed elements, Σ|d|, ‖d‖F, max|d|) of d = child − parent.
+    public static func deltaStats(parent: [UInt8], child: [UInt8], dtype: String) -> (changed: Int, l1: Double, frobenius: Double, maxAbs: Double) {
+        let p = doubles(parent, dtype: dtype), c = doubles(child, dtype: dtype)
+        let size = parent.count / max(p.count, 1)
+        var changed = 0, l1 = 0.0, sq = 0.0, mx = 0.0
+        for i in 0..<p.count {
+            if parent[(i * size)..<((i + 1) * size)] != child[(i * size)..<((i + 1) * size)] { changed += 1 }
+            let d = c[i] - p[i]
+            l1 += abs(d); sq += d * d; mx = max(mx, abs(d))
+        }
+        return (changed, l1, sq.squareRoot(), mx)
+    }
+}
+
+/// Reads a tensor's raw bytes from a safetensors file (independently of the ledger).
+public func readTensorBytes(file: String, tensor: String) throws -> [UInt8] {
+    let (info, dataStart) = try SimulatedEdit.locate(file: file, tensor: tensor)
+    let fh = FileHandle(forReadingAtPath: file)!
+    defer { try? fh.close() }
+    try fh.seek(toOffset: UInt64(dataStart + info.begin))
+    return [UInt8](fh.readData(ofLength: info.byteCount))
+}
+
+/// Writes a small model directory (model.safetensors + config.json) from named tensors.
+public func writeTinyModel(_ dir: String, tensors: [(name: String, dtype: DType, shape: [Int], bytes: [UInt8])]) throws {
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let header = SafetensorsHeader.make(tensors: tensors.map { ($0.name, $0.dtype, $0.shape) })
+    var file = header.prefixBytes
+    for t in header.tensors { file += tensors.first { $0.name == t.name }!.bytes }
+    try Data(file).write(to: URL(fileURLWithPath: dir + "/model.safetensors"))
+    try Data(#"{"architectures":["TinyTestModel"]}"#.utf8).write(to: URL(fileURLWithPath: dir + "/config.json"))
+}

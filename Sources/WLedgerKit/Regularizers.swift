@@ -188,15 +188,13 @@ extension Repository {
             let wa = TensorMath.doubles(try ledger.tensorBytes(ea.hash), dtype: ea.dtype)
             let wb = TensorMath.doubles(try ledger.tensorBytes(eb.hash), dtype: eb.dtype)
             var dw = Matrix(zeros: rows, cols)
-            var wbSq = 0.0
-            for i in 0..<dw.data.count { dw.data[i] = wb[i] - wa[i]; wbSq += wb[i] * wb[i] }
+            for i in 0..<dw.data.count { dw.data[i] = wb[i] - wa[i] }
             let base = try spectrum(of: ea, values: wa)!
             var entry = RestrainedMatrix(name: name, sigmaMaxBase: base.sigmaMax, restrainedFrom: [], restrainedTo: [])
             let correction: Matrix
             switch method {
             case let .prune(alpha):
-                let r = try Restrain.correction(delta: dw, sigmaMaxBase: base.sigmaMax, alpha: alpha,
-                                                noise: 2 * TensorMath.unitRoundoff(eb.dtype) * wbSq.squareRoot())
+                let r = try Restrain.correction(delta: dw, sigmaMaxBase: base.sigmaMax, alpha: alpha)
                 entry.restrainedFrom = r.before
                 entry.restrainedTo = r.after
                 entry.svd = r.method

@@ -15,7 +15,7 @@ final class RestrainTests: XCTestCase {
     func testRestrainedSingularValuesFollowTheFormula() throws {
         for alpha in [M_E, 2, 1.5, 1.2] {
             let dw = rankTwo(m: 60, n: 45, s1: 10, s2: 1.5)
-            let r = try Restrain.correction(delta: dw, sigmaMaxBase: 2, alpha: alpha, noise: 0)
+            let r = try Restrain.correction(delta: dw, sigmaMaxBase: 2, alpha: alpha)
             var out = dw
             for i in 0..<out.data.count { out.data[i] += r.correction.data[i] }
             let s = try BLAS.singularValues(out.data, rows: 60, cols: 45)

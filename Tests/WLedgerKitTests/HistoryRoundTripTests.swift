@@ -11,31 +11,6 @@ final class HistoryRoundTripTests: XCTestCase {
     func testFiftyEditsF32() throws { try runHistory(dtype: "f32") }
     func testFiftyEditsBF16() throws { try runHistory(dtype: "bf16") }
 
-    /// ΔW statistics computed here from raw bytes, without wledger's kernels.
-    struct Reference { var changed = 0; var l1 = 0.0; var sumSq = 0.0; var maxAbs = 0.0 }
-
-    static func reference(parent: [UInt8], child: [UInt8], dtype: String) -> Reference {
-        var r = Reference()
-        let size = dtype == "f32" ? 4 : 2
-        for i in 0..<(parent.count / size) {
-            var a = 0.0, b = 0.0
-            if size == 4 {
-                let ua = UInt32(parent[4 * i]) | UInt32(parent[4 * i + 1]) << 8 | UInt32(parent[4 * i + 2]) << 16 | UInt32(parent[4 * i + 3]) << 24
-                let ub = UInt32(child[4 * i]) | UInt32(child[4 * i + 1]) << 8 | UInt32(child[4 * i + 2]) << 16 | UInt32(child[4 * i + 3]) << 24
-                if ua != ub { r.changed += 1 }
-                a = Double(Float(bitPattern: ua)); b = Double(Float(bitPattern: ub))
-            } else {
-                let ua = UInt32(parent[2 * i]) | UInt32(parent[2 * i + 1]) << 8
-                let ub = UInt32(child[2 * i]) | UInt32(child[2 * i + 1]) << 8
-                if ua != ub { r.changed += 1 }
-                a = Double(Float(bitPattern: ua << 16)); b = Double(Float(bitPattern: ub << 16))
-            }
-            let d = b - a
-            r.l1 += abs(d); r.sumSq += d * d; r.maxAbs = max(r.maxAbs, abs(d))
-        }
-        return r
-    }
-
     func runHistory(dtype: String) throws {
         let fixture = try Fixtures.smolLM2(dtype)
         let tmp = try TemporaryDirectory("history-\(dtype)")
@@ -87,17 +62,18 @@ final class HistoryRoundTripTests: XCTestCase {
             let d = try repo.diff(commits[i - 1], commits[i])
             XCTAssertEqual(d.tensors.count, deltas[i]!.count)
             for e in deltas[i]! {
-                let ref = Self.reference(parent: e.parent, child: e.child, dtype: dtype)
+                let ref = ReferenceDecode.deltaStats(parent: e.parent, child: e.child, dtype: dtype)
                 guard let got = d.tensors.first(where: { $0.name == e.name }) else { XCTFail("missing \(e.name)"); continue }
                 XCTAssertEqual(got.changed, ref.changed)
                 XCTAssertEqual(got.l1, ref.l1, accuracy: 1e-9 * ref.l1)
-                XCTAssertEqual(got.frobenius, ref.sumSq.squareRoot(), accuracy: 1e-9 * ref.sumSq.squareRoot())
+                XCTAssertEqual(got.frobenius, ref.frobenius, accuracy: 1e-9 * ref.frobenius)
                 XCTAssertEqual(got.maxAbs, ref.maxAbs, accuracy: 1e-12)
             }
             // The statistics recorded at commit time (show) are the same numbers.
             let shown = try repo.show(commits[i])
             for t in shown.tensors ?? [] {
-                let ref = Self.reference(parent: deltas[i]!.first { $0.name == t.name }!.parent, child: deltas[i]!.first { $0.name == t.name }!.child, dtype: dtype)
+                let edit = deltas[i]!.first { $0.name == t.name }!
+                let ref = ReferenceDecode.deltaStats(parent: edit.parent, child: edit.child, dtype: dtype)
                 XCTAssertEqual(t.l1, ref.l1, accuracy: 1e-9 * ref.l1)
             }
         }
