@@ -28,16 +28,21 @@ public enum Restrain {
         public var residual: Double
     }
 
-    /// Relative residual at which the range finder's result is accepted: ‖ΔW − Q·Qᵀ·ΔW‖F ≤
-    /// 1e-5·σmax(W_base). Every singular value it could miss is then far below the restraint
-    /// threshold, and the restrained triplets are perturbed only at second order in the residual.
+    /// The range finder's result is accepted when the spectral norm of what it leaves out is at
+    /// most max(1e-5·σmax(W_base), `noiseFloor`) (and never more than σmax(W_base)/2): every
+    /// singular value it could miss is then below the restraint threshold, and the restrained
+    /// triplets are perturbed far less than the storage precision of the result.
     public static let acceptedResidual = 1e-5
 
     /// Computes the PRUNE correction for `delta` (row-major, shape of W).
-    /// - Parameter forceFull: use LAPACK's full SVD (benchmarks, tests).
-    public static func correction(delta: Matrix, sigmaMaxBase: Double, alpha: Double, forceFull: Bool = false) throws -> Result {
+    /// - Parameters:
+    ///   - noiseFloor: spectral norm of the storage rounding noise in ΔW
+    ///     (`TensorMath.roundingNoise`); 0 for exact inputs.
+    ///   - forceFull: use LAPACK's full SVD (benchmarks, tests).
+    public static func correction(delta: Matrix, sigmaMaxBase: Double, alpha: Double, noiseFloor: Double = 0,
+                                  forceFull: Bool = false) throws -> Result {
         precondition(alpha > 1, "alpha must exceed 1")
-        let tol = acceptedResidual * sigmaMaxBase
+        let tol = min(max(acceptedResidual * sigmaMaxBase, noiseFloor), 0.5 * sigmaMaxBase)
         let svd = try BLAS.lowRankSVD(delta, tolerance: tol, forceFull: forceFull)
         var correction = Matrix(zeros: delta.rows, delta.cols)
         var before: [Double] = [], after: [Double] = []

@@ -40,6 +40,13 @@ public enum TensorMath {
         shape.count == 2 ? (shape[0], shape[1]) : nil
     }
 
+    /// An upper estimate of the spectral norm of elementwise rounding noise in a stored matrix:
+    /// 2·u·max|W|·(√m + √n), u the dtype's unit roundoff. Singular values of a ΔW below this are
+    /// indistinguishable from rounding.
+    public static func roundingNoise(dtype: DType, maxAbs: Double, rows: Int, cols: Int) -> Double {
+        2 * unitRoundoff(dtype) * maxAbs * (Double(rows).squareRoot() + Double(cols).squareRoot())
+    }
+
     /// Unit roundoff of a dtype (half an ulp at 1): the relative size of storage rounding noise.
     public static func unitRoundoff(_ dtype: DType) -> Double {
         switch dtype {

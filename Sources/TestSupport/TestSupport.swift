@@ -119,7 +119,8 @@ public func fileSHA256(_ path: String) throws -> String {
 }
 
 /// sha256 of every regular file in a directory (recursively, including `.wledger/` but not its
-/// lock file or SQLite's `-shm` index), for asserting that a failed command changed nothing.
+/// lock file, SQLite's `-shm` index or an empty `-wal`), for asserting that a failed command
+/// changed nothing.
 public func directoryDigest(_ dir: String) throws -> [String: String] {
     var out: [String: String] = [:]
     let fm = FileManager.default
@@ -128,8 +129,10 @@ public func directoryDigest(_ dir: String) throws -> [String: String] {
         var isDir: ObjCBool = false
         let p = dir + "/" + rel
         if fm.fileExists(atPath: p, isDirectory: &isDir), !isDir.boolValue {
-            // The lock file and SQLite's shared-memory WAL index change on every open; they hold no ledger content.
+            // The lock file, SQLite's shared-memory WAL index and an empty WAL appear or change on any
+            // open of the ledger; they hold no ledger content.
             if rel == ".wledger/lock" || rel.hasSuffix("-shm") { continue }
+            if rel.hasSuffix("-wal"), (try? fm.attributesOfItem(atPath: p)[.size] as? Int) == 0 { continue }
             out[rel] = try fileSHA256(p)
         }
     }

@@ -131,7 +131,7 @@ extension Repository {
     static func deltaRank(_ dw: [Double], rows: Int, cols: Int, child: [Double], dtype: DType, top: Int) throws -> (Int, [Double]) {
         let maxAbs = child.reduce(0) { max($0, abs($1)) }
         let u = TensorMath.unitRoundoff(dtype)
-        let noise = 2 * u * maxAbs * (Double(rows).squareRoot() + Double(cols).squareRoot())
+        let noise = TensorMath.roundingNoise(dtype: dtype, maxAbs: maxAbs, rows: rows, cols: cols)
         let childNorm = child.reduce(0) { $0 + $1 * $1 }.squareRoot()
         let m = Matrix(rows: rows, cols: cols, data: dw)
         let s: [Double]

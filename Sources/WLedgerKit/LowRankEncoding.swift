@@ -27,7 +27,7 @@ enum LowRankEncoding {
         let u = TensorMath.unitRoundoff(dtype)
         let frobeniusNoise = 2 * u * childSq.squareRoot()
         guard let svd = try BLAS.lowRankApproximation(dw, tolerance: frobeniusNoise, maxSampled: 2 * maxRank) else { return nil }
-        let spectralNoise = 2 * u * maxAbs * (Double(rows).squareRoot() + Double(cols).squareRoot())
+        let spectralNoise = TensorMath.roundingNoise(dtype: dtype, maxAbs: maxAbs, rows: rows, cols: cols)
         let rank = svd.s.prefix { $0 > spectralNoise }.count
         guard rank > 0, rank <= maxRank, (rows + cols) * rank * precision < budget else { return nil }
         var a = [Double](repeating: 0, count: rows * rank), b = [Double](repeating: 0, count: cols * rank)

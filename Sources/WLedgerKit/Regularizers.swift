@@ -194,7 +194,9 @@ extension Repository {
             let correction: Matrix
             switch method {
             case let .prune(alpha):
-                let r = try Restrain.correction(delta: dw, sigmaMaxBase: base.sigmaMax, alpha: alpha)
+                let maxAbs = max(wa.reduce(0) { max($0, abs($1)) }, wb.reduce(0) { max($0, abs($1)) })
+                let r = try Restrain.correction(delta: dw, sigmaMaxBase: base.sigmaMax, alpha: alpha,
+                                                noiseFloor: TensorMath.roundingNoise(dtype: eb.dtype, maxAbs: maxAbs, rows: rows, cols: cols))
                 entry.restrainedFrom = r.before
                 entry.restrainedTo = r.after
                 entry.svd = r.method
