@@ -38,6 +38,9 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // Benchmarks that need library access (bench/swift; results in BENCHMARKS.md).
+        .executableTarget(name: "wledger-bench", dependencies: ["WLedgerKit", "Ledger", "LinAlg", "Ops", "TensorIO"], path: "bench/swift"),
+
         // Test helpers: fixture paths, temp dirs, running the binary, simulated edits.
         .target(name: "TestSupport", dependencies: ["TensorIO"], path: "Sources/TestSupport"),
 

@@ -1,0 +1,115 @@
+// wledger-bench: micro-benchmarks for issue targets that need more than the CLI.
+//
+//   wledger-bench restrain [--rows 4096] [--cols 11008] [--rank 50]
+//       PRUNE correction of a rank-50 accumulated ΔW on a BF16-stored 4096×11008 matrix:
+//       randomized fast path vs LAPACK's full SVD, same run, with the max difference.
+//   wledger-bench lowrank-bytes [--rows 4096] [--cols 11008]
+//       Ledger bytes of one rank-one edit of a BF16 matrix committed through the real ledger.
+// Prints one JSON object per run on stdout.
+import Foundation
+import Ledger
+import LinAlg
+import Ops
+import TensorIO
+import WLedgerKit
+
+func arg(_ name: String, _ def: Int) -> Int {
+    let a = CommandLine.arguments
+    if let i = a.firstIndex(of: "--" + name), i + 1 < a.count, let v = Int(a[i + 1]) { return v }
+    return def
+}
+
+func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+func bf16Round(_ x: [Double]) -> [Double] {
+    let bytes = TensorMath.bytes(x, dtype: .bf16)
+    return TensorMath.doubles(bytes, dtype: .bf16)
+}
+
+/// W_base ~ N(0, 0.02²) and ΔW = Σ_k s_k·u_k·v_kᵀ with s_k from 30 down to 0.5 (geometric).
+func syntheticPair(rows m: Int, cols n: Int, rank r: Int) throws -> (base: [Double], edited: [Double]) {
+    let base = bf16Round(Matrix.gaussian(rows: m, cols: n, seed: 1).data.map { 0.02 * $0 })
+    let u = try BLAS.orthonormalColumns(Matrix.gaussian(rows: m, cols: r, seed: 2))
+    let v = try BLAS.orthonormalColumns(Matrix.gaussian(rows: n, cols: r, seed: 3))
+    var us = u
+    for i in 0..<m { for k in 0..<r { us[i, k] *= 30 * pow(0.5 / 30, Double(k) / Double(max(r - 1, 1))) } }
+    let dw = BLAS.multiply(us, v, transB: true)
+    return (base, bf16Round(zip(base, dw.data).map(+)))
+}
+
+func restrainBench() throws {
+    let m = arg("rows", 4096), n = arg("cols", 11008), r = arg("rank", 50)
+    let (base, edited) = try syntheticPair(rows: m, cols: n, rank: r)
+    let dw = Matrix(rows: m, cols: n, data: zip(edited, base).map { $0 - $1 })
+    let sigmaMaxBase = try BLAS.lowRankSVD(Matrix(rows: m, cols: n, data: base), tolerance: 0, forceFull: true).s[0]
+    let maxAbs = max(base.reduce(0) { max($0, abs($1)) }, edited.reduce(0) { max($0, abs($1)) })
+    let noise = TensorMath.roundingNoise(dtype: .bf16, maxAbs: maxAbs, rows: m, cols: n)
+    var t = now()
+    let fast = try Restrain.correction(delta: dw, sigmaMaxBase: sigmaMaxBase, alpha: M_E, noiseFloor: noise)
+    let fastSeconds = now() - t
+    t = now()
+    let full = try Restrain.correction(delta: dw, sigmaMaxBase: sigmaMaxBase, alpha: M_E, noiseFloor: noise, forceFull: true)
+    let fullSeconds = now() - t
+    var maxDiff = 0.0, maxCorr = 0.0
+    for i in 0..<fast.correction.data.count {
+        maxDiff = max(maxDiff, abs(fast.correction.data[i] - full.correction.data[i]))
+        maxCorr = max(maxCorr, abs(full.correction.data[i]))
+    }
+    // Largest difference after rounding both results to BF16, in units of the result's ulp.
+    let a = TensorMath.bytes(zip(edited, fast.correction.data).map(+), dtype: .bf16)
+    let b = TensorMath.bytes(zip(edited, full.correction.data).map(+), dtype: .bf16)
+    var differing = 0
+    for i in stride(from: 0, to: a.count, by: 2) where a[i] != b[i] || a[i + 1] != b[i + 1] { differing += 1 }
+    let out: [String: Any] = [
+        "benchmark": "restrain", "rows": m, "cols": n, "rank": r, "dtype": "BF16",
+        "sigmaMaxBase": sigmaMaxBase, "restrained": fast.before.count, "restrainedFull": full.before.count,
+        "fastMethod": fast.method, "fastSeconds": fastSeconds, "fullSeconds": fullSeconds, "speedup": fullSeconds / fastSeconds,
+        "maxAbsDifference": maxDiff, "maxAbsCorrection": maxCorr, "bf16ElementsDiffering": differing,
+        "residualSpectralBound": fast.residual, "noiseFloor": noise,
+    ]
+    print(String(decoding: try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys]), as: UTF8.self))
+}
+
+func lowRankBytesBench() throws {
+    let m = arg("rows", 4096), n = arg("cols", 11008)
+    let dir = NSTemporaryDirectory() + "/wledger-lowrank-\(getpid())"
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let base = Matrix.gaussian(rows: m, cols: n, seed: 5).data.map { 0.02 * $0 }
+    let header = SafetensorsHeader.make(tensors: [("model.layers.0.mlp.down_proj.weight", .bf16, [m, n])])
+    try Data(header.prefixBytes + TensorMath.bytes(base, dtype: .bf16)).write(to: URL(fileURLWithPath: dir + "/model.safetensors"))
+    _ = try Repository.initialize(at: dir)
+    // A ROME-like rank-one update W += u·vᵀ with ‖u‖·‖v‖ ≈ 5.
+    let u = Matrix.gaussian(rows: m, cols: 1, seed: 6).data, v = Matrix.gaussian(rows: n, cols: 1, seed: 7).data
+    let scale = 5 / (u.reduce(0) { $0 + $1 * $1 }.squareRoot() * v.reduce(0) { $0 + $1 * $1 }.squareRoot())
+    let stored = TensorMath.doubles(TensorMath.bytes(base, dtype: .bf16), dtype: .bf16)
+    var edited = stored
+    for i in 0..<m { for j in 0..<n { edited[i * n + j] += scale * u[i] * v[j] } }
+    let fh = FileHandle(forUpdatingAtPath: dir + "/model.safetensors")!
+    try fh.seek(toOffset: UInt64(header.dataStart))
+    fh.write(Data(TensorMath.bytes(edited, dtype: .bf16)))
+    try fh.close()
+    let repo = try Repository.open(at: dir, forWriting: true)
+    let r = try repo.commit(CommitOptions(message: "rank-one"))
+    let dense = m * n * 2
+    let target = 4 * (m + n) * 2
+    let out: [String: Any] = [
+        "benchmark": "lowrank-bytes", "rows": m, "cols": n, "dtype": "BF16", "encoding": r.tensors.first?.encoding ?? "?",
+        "storedBytes": r.storedBytes, "denseBytes": dense, "factorBudget": target, "factorBytesRaw": (m + n) * 4,
+        "residualBytesAtMost": max(0, r.storedBytes - (m + n) * 4), "ratioToDense": Double(r.storedBytes) / Double(dense),
+    ]
+    print(String(decoding: try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys]), as: UTF8.self))
+}
+
+do {
+    switch CommandLine.arguments.dropFirst().first {
+    case "restrain": try restrainBench()
+    case "lowrank-bytes": try lowRankBytesBench()
+    default:
+        FileHandle.standardError.write("usage: wledger-bench restrain|lowrank-bytes [--rows M] [--cols N] [--rank R]\n".data(using: .utf8)!)
+        exit(2)
+    }
+} catch {
+    FileHandle.standardError.write("error: \(error)\n".data(using: .utf8)!)
+    exit(1)
+}
