@@ -44,19 +44,16 @@ public enum Restrain {
         precondition(alpha > 1, "alpha must exceed 1")
         let tol = min(max(acceptedResidual * sigmaMaxBase, noiseFloor), 0.5 * sigmaMaxBase)
         let svd = try BLAS.lowRankSVD(delta, tolerance: tol, forceFull: forceFull)
-        var correction = Matrix(zeros: delta.rows, delta.cols)
         var before: [Double] = [], after: [Double] = []
-        for (i, s) in svd.s.enumerated() where s >= sigmaMaxBase {
-            let t = restrained(s, sigmaMaxBase: sigmaMaxBase, alpha: alpha)
-            before.append(s); after.append(t)
-            let scale = t - s
-            for r in 0..<delta.rows {
-                let ur = svd.u[r, i] * scale
-                if ur == 0 { continue }
-                let rowBase = r * delta.cols
-                for c in 0..<delta.cols { correction.data[rowBase + c] += ur * svd.vt[i, c] }
-            }
+        for s in svd.s where s >= sigmaMaxBase {
+            before.append(s)
+            after.append(restrained(s, sigmaMaxBase: sigmaMaxBase, alpha: alpha))
         }
+        // C = U_r·diag(σ′ − σ)·Vt_r as one product.
+        let r = before.count
+        var scaled = Matrix(zeros: delta.rows, r)
+        for i in 0..<delta.rows { for k in 0..<r { scaled[i, k] = svd.u[i, k] * (after[k] - before[k]) } }
+        let correction = r == 0 ? Matrix(zeros: delta.rows, delta.cols) : BLAS.multiply(scaled, svd.vt.leadingRows(r))
         return Result(correction: correction, before: before, after: after, method: svd.method, residual: svd.residual)
     }
 }
