@@ -26,12 +26,22 @@ func fail(_ message: String, _ code: Int32) -> Never {
     exit(code)
 }
 
+/// A usage error as one line: ArgumentParser's first message line and where to find help.
+func usageLine(_ error: Error) -> String {
+    let first = WLedger.message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid arguments"
+    let words = CommandLine.arguments.dropFirst().prefix { !$0.hasPrefix("-") }
+    let known = Set(WLedger.configuration.subcommands.map { $0._commandName })
+    let command = words.first.flatMap { known.contains($0) ? " " + $0 : nil } ?? ""
+    let body = first.hasPrefix("Error: ") ? String(first.dropFirst(7)) : first
+    return "error: \(body) (see 'wledger\(command) --help')"
+}
+
 let parsed: ParsableCommand
 do {
     parsed = try WLedger.parseAsRoot()
 } catch {
     if WLedger.exitCode(for: error) == .success { WLedger.exit(withError: error) }
-    fail(WLedger.fullMessage(for: error), 2)
+    fail(usageLine(error), 2)
 }
 do {
     var command = parsed
@@ -40,6 +50,6 @@ do {
     exit(code.rawValue)
 } catch {
     if WLedger.exitCode(for: error) == .success { WLedger.exit(withError: error) }
-    if error is ValidationError { fail(WLedger.fullMessage(for: error), 2) }
+    if error is ValidationError { fail(usageLine(error), 2) }
     fail("error: \(error)", exitCode(for: error))
 }

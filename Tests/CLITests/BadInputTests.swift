@@ -608,4 +608,54 @@ final class BadInputTests: XCTestCase {
         try expectSuccess(["init", "-q"], in: dir)
         try expectRejected(["show", "nope"], in: dir, mentions: ["unknown revision 'nope'"])
     }
+
+    // MARK: revert, prune, restrain
+
+    /// Bad arguments and refusals of the regularizers change nothing.
+    func testRegularizersRejectBadInputAndChangeNothing() throws {
+        let dir = try realModelDir()
+        try initialize(dir)
+        try expectRejected(["revert", "base"], in: dir, mentions: ["base snapshot"])
+        try expectRejected(["prune", "HEAD", "--keep", "40%"], in: dir, mentions: ["base snapshot"])
+        try expectRejected(["restrain"], in: dir, code: 1, mentions: ["nothing to restrain"])
+        try expectRejected(["revert", "nope"], in: dir, mentions: ["unknown revision 'nope'"])
+        try expectRejected(["prune", "HEAD", "--keep", "140%"], in: dir, mentions: ["--keep"])
+        try expectRejected(["restrain", "--alpha", "1"], in: dir, mentions: ["--alpha"])
+        try expectRejected(["restrain", "--method", "sphere", "--eta", "0"], in: dir, mentions: ["--eta"])
+        // An edit, then a dirty work tree: revert and prune refuse (exit 1) and leave everything.
+        try SimulatedEdit.rankOne(file: dir + "/model.safetensors", tensor: "model.layers.1.mlp.down_proj.weight", seed: 1)
+        try expectSuccess(["commit", "-q", "-m", "edit"], in: dir)
+        try expectSuccess(["status"], in: dir)
+        try SimulatedEdit.rankOne(file: dir + "/model.safetensors", tensor: "model.layers.2.mlp.down_proj.weight", seed: 2)
+        try expectRejected(["revert", "HEAD"], in: dir, code: 1, mentions: ["uncommitted changes"])
+        try expectRejected(["prune", "HEAD", "--keep", "40%"], in: dir, code: 1, mentions: ["uncommitted changes"])
+        // commit --prune refuses side-file changes alongside the tensor change.
+        try Data("{}".utf8).write(to: URL(fileURLWithPath: dir + "/generation_config.json"))
+        try expectRejected(["commit", "-m", "x", "--prune", "40%"], in: dir, mentions: ["--prune"])
+    }
+
+    /// commit --prune records the pruned edit and rewrites the work tree to it; revert undoes it.
+    func testCommitPruneRewritesTheWorkTree() throws {
+        let dir = try realModelDir()
+        try initialize(dir)
+        let file = dir + "/model.safetensors", tensor = "model.layers.4.mlp.down_proj.weight"
+        let before = try readTensorBytes(file: file, tensor: tensor)
+        let edit = try SimulatedEdit.rankOne(file: file, tensor: tensor, seed: 9)
+        let r = try expectSuccess(["commit", "-m", "pruned edit", "--prune", "40%", "--json"], in: dir)
+        XCTAssertTrue(r.stdout.contains("\"kind\" : \"edit\""), r.stdout)
+        let after = try readTensorBytes(file: file, tensor: tensor)
+        var kept = 0, restored = 0
+        for i in stride(from: 0, to: after.count, by: 2) {
+            let a = after[i..<(i + 2)]
+            if a == edit.child[i..<(i + 2)] && a != before[i..<(i + 2)] { kept += 1 } else if a == before[i..<(i + 2)] { restored += 1 }
+        }
+        XCTAssertEqual(kept + restored, after.count / 2, "every element is either the edit's or the original")
+        XCTAssertEqual(kept, Int((0.4 * Double(after.count / 2)).rounded(.up)))
+        try expectSuccess(["status"], in: dir)
+        XCTAssertTrue(try CLI.run(["status", "-C", dir]).stdout.contains("work tree clean"))
+        try expectSuccess(["revert", "HEAD"], in: dir)
+        XCTAssertEqual(try readTensorBytes(file: file, tensor: tensor), before)
+        let show = try expectSuccess(["show", "HEAD~1", "--json"], in: dir)
+        XCTAssertTrue(show.stdout.contains("\"prune\""), show.stdout)
+    }
 }

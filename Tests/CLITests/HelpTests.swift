@@ -33,7 +33,7 @@ final class HelpTests: XCTestCase {
 
     /// `-h` and `help <command>` print the same text as `--help`.
     func testShortFlagAndHelpSubcommandMatchLongFlag() throws {
-        for cmd in ["init", "status", "commit", "log", "show", "diff", "checkout", "branch", "tag", "fsck"] {
+        for cmd in ["init", "status", "commit", "log", "show", "diff", "checkout", "branch", "tag", "revert", "prune", "restrain", "fsck"] {
             let long = try CLI.run([cmd, "--help"], environment: ["COLUMNS": "80"])
             let short = try CLI.run([cmd, "-h"], environment: ["COLUMNS": "80"])
             XCTAssertEqual(short.status, 0)
@@ -323,6 +323,106 @@ final class HelpTests: XCTestCase {
           -q, --quiet             Show no progress or notices.
           -d, --delete            Delete the tag.
           -f, --force             Move the tag if it exists.
+          --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testRevertHelp() throws {
+        try assertHelp(["revert", "--help"], #"""
+        OVERVIEW: Commit the inverse of one edit's ΔW onto HEAD (any commit, not only
+        HEAD).
+
+        For every tensor the commit changed, HEAD − ΔW_rev is computed in float64 and
+        rounded to the tensor's dtype; where HEAD still holds exactly what the commit
+        wrote, the parent's bytes come back exactly. Later edits to the same matrices
+        are kept. Reverting a revert restores the edit.
+
+        Example: wledger revert HEAD~3
+
+        USAGE: wledger revert [-C <path>] [--quiet] <revision> [--message <message>] [--author <author>] [--json]
+
+        ARGUMENTS:
+          <revision>              The commit to revert.
+
+        OPTIONS:
+          -C <path>               Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          -m, --message <message> Message (default: Revert "<original message>").
+          --author <author>       Author (default: $WLEDGER_AUTHOR or $USER).
+          --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testPruneHelp() throws {
+        try assertHelp(["prune", "--help"], #"""
+        OVERVIEW: RECT: keep only the top K% of one edit's ΔW (by relative change) and
+        commit the rest's removal.
+
+        For every tensor the commit changed, δ = |ΔW / W| is computed against the
+        commit's parent (where W = 0 the denominator is 2^-126, so δ is finite); the
+        ⌈K·N/100⌉ elements with the largest δ keep their exact values (ties: lower
+        index first) and the others return to their pre-edit values. The paper's
+        default keeps 40%.
+
+        Example: wledger prune HEAD --keep 40%
+
+        USAGE: wledger prune [-C <path>] [--quiet] <revision> --keep <keep> [--by <by>] [--message <message>] [--author <author>] [--json]
+
+        ARGUMENTS:
+          <revision>              The edit to prune.
+
+        OPTIONS:
+          -C <path>               Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          --keep <keep>           Share of ΔW's elements to keep, e.g. 40%.
+          --by <by>               Ranking: relative (|ΔW/W|, RECT) or magnitude (|ΔW|).
+                                  (values: relative, magnitude; default: relative)
+          -m, --message <message> Message.
+          --author <author>       Author (default: $WLEDGER_AUTHOR or $USER).
+          --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testRestrainHelp() throws {
+        try assertHelp(["restrain", "--help"], #"""
+        OVERVIEW: PRUNE: restrain the large singular values of the accumulated ΔW of
+        every edited matrix.
+
+        For each 2-D tensor that changed in the range (default base..HEAD), ΔW = W_b −
+        W_a is decomposed (randomized low-rank SVD with a residual check, falling back
+        to LAPACK's full SVD); every singular value σ ≥ σmax(W_a) becomes log_α(σ) −
+        log_α(σmax(W_a)) + σmax(W_a), and the difference is committed onto HEAD. The
+        condition number κ of each matrix is reported before and after. --method sphere
+        instead projects ΔW off the base matrix's dominant input directions: ΔW·(I −
+        β·U·Uᵀ), U covering a share η of the energy of Ŵᵀ·Ŵ.
+
+        Examples: wledger restrain; wledger restrain base..HEAD --alpha 2; wledger
+        restrain --method sphere
+
+        USAGE: wledger restrain [-C <path>] [--quiet] [<range>] [--alpha <alpha>] [--method <method>] [--eta <eta>] [--beta <beta>] [--message <message>] [--author <author>] [--json]
+
+        ARGUMENTS:
+          <range>                 Range <a>..<b> (default base..HEAD; '<a>' alone means
+                                  <a>..HEAD).
+
+        OPTIONS:
+          -C <path>               Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          --alpha <alpha>         Base α of the logarithm: e, 2, 1.5, 1.2 or any number
+                                  > 1. (default: e)
+          --method <method>       prune (PRUNE, the default) or sphere. (values: prune,
+                                  sphere; default: prune)
+          --eta <eta>             Sphere: cumulative energy η of the directions kept.
+                                  (default: 0.5)
+          --beta <beta>           Sphere: strength β of the projection. (default: 0.5)
+          -m, --message <message> Message.
+          --author <author>       Author (default: $WLEDGER_AUTHOR or $USER).
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
