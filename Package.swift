@@ -32,6 +32,8 @@ let package = Package(
         .target(name: "Ledger", dependencies: ["TensorIO", "Codec", "CSQLite"]),
         // Weight-space algorithms: δ statistics, RECT, PRUNE, the sphere projection.
         .target(name: "Ops", dependencies: ["TensorIO", "LinAlg"]),
+        // CPU inference for LLaMA-family models: tokenizer, forward pass, scoring.
+        .target(name: "Engine", dependencies: ["TensorIO", "LinAlg"]),
         .target(name: "WLedgerKit", dependencies: ["TensorIO", "Codec", "LinAlg", "Ledger", "Ops"]),
         .executableTarget(name: "wledger", dependencies: [
             "WLedgerKit", "Ops",
@@ -48,6 +50,7 @@ let package = Package(
         .testTarget(name: "CodecTests", dependencies: ["Codec", "TensorIO"]),
         .testTarget(name: "LinAlgTests", dependencies: ["LinAlg", "TensorIO"]),
         .testTarget(name: "OpsTests", dependencies: ["Ops", "LinAlg", "TensorIO"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "TensorIO", "LinAlg", "TestSupport"]),
         .testTarget(name: "LedgerTests", dependencies: ["Ledger", "TensorIO", "TestSupport"]),
         .testTarget(name: "WLedgerKitTests", dependencies: ["WLedgerKit", "Ledger", "TensorIO", "LinAlg", "Codec", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TensorIO", "TestSupport"]),

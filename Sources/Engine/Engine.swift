@@ -1,0 +1,2 @@
+/// Engine: the CPU inference engine for LLaMA-family models (tokenizer, forward pass, scoring).
+public enum Engine {}
