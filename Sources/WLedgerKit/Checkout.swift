@@ -36,8 +36,21 @@ extension Repository {
             try prepareOutputDirectory(dir)
             var result = CheckoutResult(commit: target, branch: nil, directory: dir, written: [], unchanged: [], removed: [],
                                         tensorsRebuilt: 0, bytesWritten: 0)
-            try writeFiles(Array(files.values), into: dir, manifest: manifest, sources: [:], verifySHA256: verifySHA256,
+            // Tensors the target shares with a clean work tree are copied from it (as fast as cp);
+            // the rest are rebuilt from the ledger. An unreadable or dirty work tree is not used.
+            let head = try ledger.head()
+            let cmp = try? WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName,
+                                                      rehash: false, progress: .silent)
+            var sources: [String: RawView] = [:]
+            if let cmp, cmp.report.structural.isEmpty {
+                let dirty = Set(cmp.report.modifiedTensors.map(\.name))
+                for (name, e) in manifest where cmp.manifest[name]?.hash == e.hash && !dirty.contains(name) {
+                    if let b = cmp.weights.bytes(name) { sources[name] = RawView(bytes: b) }
+                }
+            }
+            try writeFiles(Array(files.values), into: dir, manifest: manifest, sources: sources, verifySHA256: verifySHA256,
                            progress: progress, result: &result)
+            withExtendedLifetime(cmp) {}
             return result
         }
 

@@ -60,7 +60,12 @@ extension Repository {
                 try parallelFor(items.count) { i in
                     let (t, src) = items[i]
                     switch src {
-                    case let .view(v): try writer.writer.write(v, at: dataStart + t.begin)
+                    case let .view(v):
+                        // Bytes copied from the work tree are checked against the manifest too.
+                        if verifySHA256, SHA256Digest.hash(v).hex != manifest[t.name]!.hash {
+                            throw LedgerError.corruptObject(id: manifest[t.name]!.hash, reason: "work-tree copy of '\(t.name)' changed while checking out")
+                        }
+                        try writer.writer.write(v, at: dataStart + t.begin)
                     case let .bytes(b): try writer.writer.write(b, at: dataStart + t.begin)
                     case let .recipe(r):
                         let bytes = try r.build(verifySHA256: verifySHA256)
