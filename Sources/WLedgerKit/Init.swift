@@ -55,7 +55,10 @@ extension Repository {
             var raw = 0
             let names = weights.tensors.keys.sorted()
             progress.start("snapshotting tensors", total: names.count)
-            try ledger.transaction {
+            // The ledger is private to this temporary directory until it is renamed into place, so
+            // each batch is its own transaction: the WAL stays at one batch instead of holding (and
+            // later copying) the whole snapshot. Refs are written last.
+            do {
                 // Encode in batches of ~1 GiB raw so memory stays bounded on large models.
                 var start = 0
                 while start < names.count {
@@ -72,6 +75,7 @@ extension Repository {
                         slots[i] = try Snapshot.keyframe(name: batch[i], bytes: weights.bytes(batch[i])!, dtype: loc.info.dtype, policy: policy)
                         progress.advance()
                     }
+                    try ledger.transaction {
                     for (i, name) in batch.enumerated() {
                         let p = slots[i]!
                         stored += try ledger.insert(p.object!)
@@ -80,8 +84,12 @@ extension Repository {
                         raw += loc.info.byteCount
                         manifest[name] = ManifestEntry(name: name, file: loc.file, dtype: loc.info.dtype, shape: loc.info.shape, hash: p.hash)
                     }
+                    }
+                    try ledger.checkpoint()
                     start = end
                 }
+            }
+            try ledger.transaction {
                 for f in dir.weightFiles {
                     let prefix = weights.files[f]!.header.prefixBytes
                     let obj = try Snapshot.blob(prefix)

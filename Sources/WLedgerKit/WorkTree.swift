@@ -62,6 +62,13 @@ struct WorkTreeComparison {
     /// Stat of each weight and side file at scan time.
     var stats: [String: FileStat]
 
+    /// Weight files that were hashed this time and found equal to the commit (header and every
+    /// tensor): their stat can be recorded so the next scan skips them.
+    var verifiedCleanFiles: [String] {
+        let dirtyFiles = Set(report.modifiedTensors.map(\.file)).union(report.modifiedHeaders)
+        return directory.weightFiles.filter { !statClean.contains($0) && !dirtyFiles.contains($0) && files[$0] != nil }
+    }
+
     /// Scans `root` and compares it with `commit`.
     /// - Parameter rehash: ignore recorded stats and hash everything.
     static func compare(root: String, ledger: Ledger, commit: String, branch: String?, rehash: Bool,
@@ -164,6 +171,10 @@ extension Repository {
         let head = try ledger.head()
         let cmp = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName,
                                                  rehash: rehash, progress: progress)
+        // Files just proven clean get their stat recorded, so the next status does not rehash them
+        // (a read command may race a writer; the cache is only an optimization, so failures are ignored).
+        if !cmp.report.structural.isEmpty { return cmp.report }
+        try? recordStats(cmp.verifiedCleanFiles, commit: head.commit, scanned: cmp.stats)
         return cmp.report
     }
 
