@@ -7,6 +7,7 @@
 #     gguf/SmolLM2-135M-Instruct.Q4_1.gguf
 #     models/smollm2-135m/{f32,f16,bf16}/   HF layout (safetensors + json)
 #     bigbench/benchmark_tasks/**/task.json
+#     fixtures/tokenizer_cases.json  HF tokenizers reference ids (scripts/tokenizer_cases.py)
 #
 # Every step is skipped when its output is already complete (a marker file
 # written last). Re-running with everything cached takes a few seconds.
@@ -160,7 +161,22 @@ else
   swap_dir "$BIGBENCH.tmp" "$BIGBENCH"
 fi
 
-# --- 6. optional reference check ----------------------------------------------
+# --- 6. tokenizer reference cases (HF tokenizers) ------------------------------
+FIXTURES=$CACHE/fixtures
+TOKENIZER_CASES=$FIXTURES/tokenizer_cases.json
+tokenizer_stamp="$(sha "$SCRIPT_DIR/tokenizer_cases.py" "$MODELS/f32/tokenizer.json")$("$VPY" -c 'import tokenizers; print(tokenizers.__version__)')"
+if marker_ok "$FIXTURES/.tokenizer-cases-complete" "$tokenizer_stamp" && [[ -s $TOKENIZER_CASES ]]; then
+  log "tokenizer cases: cached ($TOKENIZER_CASES)"
+else
+  log "tokenizer cases: writing $TOKENIZER_CASES"
+  mkdir -p "$FIXTURES"
+  rm -f -- "$FIXTURES/.tokenizer-cases-complete"
+  "$VPY" "$SCRIPT_DIR/tokenizer_cases.py" --tokenizer "$MODELS/f32/tokenizer.json" \
+    --bigbench "$BIGBENCH/benchmark_tasks" --out "$TOKENIZER_CASES" >&2
+  printf '%s' "$tokenizer_stamp" >"$FIXTURES/.tokenizer-cases-complete"
+fi
+
+# --- 7. optional reference check ----------------------------------------------
 if [[ $RUN_CHECK -eq 1 ]]; then
   log "check: running reference_check.py"
   "$VPY" "$SCRIPT_DIR/reference_check.py" --models "$MODELS" >&2
@@ -175,4 +191,5 @@ WLEDGER_SMOLLM2_F32=$MODELS/f32
 WLEDGER_SMOLLM2_F16=$MODELS/f16
 WLEDGER_SMOLLM2_BF16=$MODELS/bf16
 WLEDGER_BIGBENCH_TASKS=$BIGBENCH/benchmark_tasks
+WLEDGER_TOKENIZER_CASES=$TOKENIZER_CASES
 EOF

@@ -11,6 +11,44 @@ public enum BLAS {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), alpha, a, Int32(k), b, Int32(n), beta, c, Int32(n))
     }
 
+    /// C = alpha·op(A)·op(B) + beta·C for row-major matrices with explicit leading dimensions
+    /// (row strides): op(A) is (m, k), op(B) is (k, n), C is (m, n). A stored untransposed is
+    /// (m, k) with stride `lda`; transposed it is stored (k, m). Likewise B: (k, n) or (n, k).
+    ///
+    /// The corresponding C function is `cblas_sgemm`.
+    public static func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                             a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                             beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if m == 0 || n == 0 { return }
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    /// y = alpha·op(A)·x + beta·y for a row-major A of (m, n) with row stride `lda`: untransposed,
+    /// x has n entries and y has m; transposed (Aᵀ·x), x has m entries and y has n.
+    ///
+    /// For a single vector this is several times faster than `sgemm` with m = 1.
+    /// The corresponding C function is `cblas_sgemv`.
+    public static func sgemv(trans: Bool, m: Int, n: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+                             x: UnsafePointer<Float>, beta: Float, y: UnsafeMutablePointer<Float>) {
+        if m == 0 || n == 0 { return }
+        cblas_sgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, Int32(m), Int32(n), alpha, a, Int32(lda), x, 1, beta, y, 1)
+    }
+
+    /// Sets how many threads OpenBLAS uses for every later call in this process (a setting of the
+    /// C library, shared by all callers).
+    ///
+    /// The corresponding C function is `openblas_set_num_threads`.
+    public static func setThreadCount(_ count: Int) {
+        precondition(count >= 1, "thread count must be positive")
+        openblas_set_num_threads(Int32(count))
+    }
+
+    /// How many threads OpenBLAS currently uses.
+    ///
+    /// The corresponding C function is `openblas_get_num_threads`.
+    public static var threadCount: Int { Int(openblas_get_num_threads()) }
+
     /// op(A)·op(B) in double, row-major; `transA`/`transB` transpose the operands.
     ///
     /// The corresponding C function is `cblas_dgemm`.

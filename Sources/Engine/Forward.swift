@@ -1,0 +1,373 @@
+import LinAlg
+import TensorIO
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Scratch buffers of the forward pass, owned by the caller and reused across calls (one per
+/// thread). Sized for batches of up to `maxTokens` tokens; the attention scores grow with the
+/// context and the logits buffer is allocated on first use.
+///
+/// Buffers, with T ≤ maxTokens, C = hidden, Q = heads × head_dim, I = intermediate, V = vocab:
+/// `x` (T, C) residual stream, `h` (T, C) normalized input, `q` (T, Q), `o` (T, Q) attention
+/// output, `g`, `u` (T, I) MLP gate and up, `scores` (T, S) one head's attention weights,
+/// `logits` (T, V), `tile` converted weight rows, `ropeCos`/`ropeSin` (T, head_dim/2).
+public final class ForwardWorkspace {
+    /// The largest batch one pass runs; longer inputs are processed in batches of this size.
+    public let maxTokens: Int
+    /// Weight elements converted to F32 at a time for F16/BF16 matrices.
+    public let tileElements: Int
+    let config: ModelConfig
+    let x, h, q, o, g, u, ropeCos, ropeSin, tile: UnsafeMutablePointer<Float>
+    private(set) var scores: UnsafeMutablePointer<Float>
+    private(set) var scoresContext: Int
+    private var logitsStorage: UnsafeMutablePointer<Float>?
+
+    /// - Parameters:
+    ///   - maxTokens: batch size of prompt processing (memory grows linearly with it).
+    ///   - tileElements: size of the F16/BF16 conversion tile (default 256 Ki floats, 1 MiB, sized
+    ///     to stay in L2 while `sgemm` reads it); raised to at least one matrix row.
+    public init(config: ModelConfig, maxTokens: Int = 128, tileElements: Int = 1 << 18) {
+        precondition(maxTokens >= 1, "maxTokens must be positive")
+        self.config = config
+        self.maxTokens = maxTokens
+        let widest = max(config.hiddenSize, config.intermediateSize, config.queryWidth)
+        self.tileElements = max(tileElements, widest)
+        func alloc(_ n: Int) -> UnsafeMutablePointer<Float> {
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1))
+            p.initialize(repeating: 0, count: max(n, 1))
+            return p
+        }
+        let T = maxTokens
+        x = alloc(T * config.hiddenSize)
+        h = alloc(T * config.hiddenSize)
+        q = alloc(T * config.queryWidth)
+        o = alloc(T * config.queryWidth)
+        g = alloc(T * config.intermediateSize)
+        u = alloc(T * config.intermediateSize)
+        ropeCos = alloc(T * config.headDim / 2)
+        ropeSin = alloc(T * config.headDim / 2)
+        tile = alloc(self.tileElements)
+        scoresContext = 256
+        scores = alloc(T * scoresContext)
+    }
+
+    deinit {
+        for p in [x, h, q, o, g, u, ropeCos, ropeSin, tile, scores] { p.deallocate() }
+        logitsStorage?.deallocate()
+    }
+
+    /// Makes `scores` hold (maxTokens, context).
+    func reserveScores(context: Int) {
+        guard context > scoresContext else { return }
+        scores.deallocate()
+        scoresContext = max(context, 2 * scoresContext)
+        scores = .allocate(capacity: maxTokens * scoresContext)
+    }
+
+    /// The (maxTokens, vocab) logits buffer.
+    var logits: UnsafeMutablePointer<Float> {
+        if let p = logitsStorage { return p }
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: maxTokens * config.vocabSize)
+        logitsStorage = p
+        return p
+    }
+}
+
+extension Model {
+    /// Runs `tokens` at the positions after those already in `cache`, appends their keys and
+    /// values to it, and hands the logits of the positions in `logitRows` to `visit`.
+    ///
+    /// Inputs longer than `workspace.maxTokens` are processed in batches (with the cache, the
+    /// result is the same up to rounding). A batch of several tokens multiplies by each weight
+    /// matrix with `sgemm`; a single token uses `sgemv`.
+    /// - Parameters:
+    ///   - tokens: ids to append, each below `config.vocabSize`.
+    ///   - logitRows: indices into `tokens` whose next-token logits are wanted (default none).
+    ///   - visit: called in order with (index into `tokens`, logits of length vocab); the buffer is
+    ///     valid only during the call.
+    /// - Throws: `ModelError.invalidInput` for an id outside the vocabulary or positions beyond
+    ///   `max_position_embeddings` (the cache is then unchanged); whatever `visit` throws (the cache
+    ///   then holds the batches run so far).
+    /// - Precondition: `cache` and `workspace` were made for this model's config, and `logitRows`
+    ///   lies within `tokens.indices`; violations are programmer errors and trap.
+    public func forward(_ tokens: [Int], cache: KVCache, workspace: ForwardWorkspace, logitRows: Range<Int> = 0..<0,
+                        _ visit: (Int, UnsafeBufferPointer<Float>) throws -> Void = { _, _ in }) throws {
+        precondition(workspace.config == config && cache.layerCount == config.layerCount && cache.kvWidth == config.kvWidth,
+                     "cache or workspace made for another model")
+        precondition(logitRows.isEmpty || (logitRows.lowerBound >= 0 && logitRows.upperBound <= tokens.count),
+                     "logitRows outside the tokens")
+        if let bad = tokens.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
+            throw ModelError.invalidInput(path: path, reason: "token id \(bad) is outside the vocabulary of \(config.vocabSize)")
+        }
+        let end = cache.count + tokens.count
+        guard end <= config.maxPositionEmbeddings else {
+            throw ModelError.invalidInput(path: path, reason: "\(end) positions exceed max_position_embeddings \(config.maxPositionEmbeddings)")
+        }
+        cache.reserve(end)
+        workspace.reserveScores(context: end)
+        var start = 0
+        while start < tokens.count {
+            let stop = min(start + workspace.maxTokens, tokens.count)
+            forwardBatch(tokens[start..<stop], cache: cache, workspace: workspace)
+            let rows = logitRows.clamped(to: start..<stop)
+            if !rows.isEmpty {
+                let V = config.vocabSize
+                logitsForward(rows: (rows.lowerBound - start)..<(rows.upperBound - start), workspace: workspace)
+                for r in rows {
+                    try visit(r, UnsafeBufferPointer(start: workspace.logits + (r - rows.lowerBound) * V, count: V))
+                }
+            }
+            start = stop
+        }
+    }
+
+    /// One batch of T ≤ maxTokens tokens through every layer; leaves the final residual stream in
+    /// `workspace.x` (T, C) and the batch's keys and values in the cache.
+    func forwardBatch(_ ids: ArraySlice<Int>, cache: KVCache, workspace ws: ForwardWorkspace) {
+        let c = config
+        let T = ids.count, P = cache.count, C = c.hiddenSize
+        for (t, id) in ids.enumerated() {
+            embedding.decodeRows(id..<(id + 1), into: ws.x + t * C)
+        }
+        ropeTables(positions: P..<(P + T), cos: ws.ropeCos, sin: ws.ropeSin)
+        for (l, w) in layers.enumerated() {
+            let keys = cache.keys(l) + P * c.kvWidth, values = cache.values(l) + P * c.kvWidth
+            // Attention block: x += o_proj(attention(rope(q), rope(k), v)).
+            rmsnormForward(out: ws.h, x: ws.x, gain: w.inputNorm, tokens: T, width: C, eps: Float(c.rmsNormEps))
+            matmulForward(out: ws.q, x: ws.h, weight: w.q, bias: w.qBias, tokens: T, accumulate: false, workspace: ws)
+            matmulForward(out: keys, x: ws.h, weight: w.k, bias: w.kBias, tokens: T, accumulate: false, workspace: ws)
+            matmulForward(out: values, x: ws.h, weight: w.v, bias: w.vBias, tokens: T, accumulate: false, workspace: ws)
+            ropeForward(ws.q, tokens: T, heads: c.headCount, headDim: c.headDim, cos: ws.ropeCos, sin: ws.ropeSin)
+            ropeForward(keys, tokens: T, heads: c.kvHeadCount, headDim: c.headDim, cos: ws.ropeCos, sin: ws.ropeSin)
+            attentionForward(out: ws.o, q: ws.q, keys: cache.keys(l), values: cache.values(l), past: P, tokens: T, workspace: ws)
+            matmulForward(out: ws.x, x: ws.o, weight: w.o, bias: w.oBias, tokens: T, accumulate: true, workspace: ws)
+            // MLP block: x += down(silu(gate(h)) · up(h)).
+            rmsnormForward(out: ws.h, x: ws.x, gain: w.postNorm, tokens: T, width: C, eps: Float(c.rmsNormEps))
+            matmulForward(out: ws.g, x: ws.h, weight: w.gate, bias: nil, tokens: T, accumulate: false, workspace: ws)
+            matmulForward(out: ws.u, x: ws.h, weight: w.up, bias: nil, tokens: T, accumulate: false, workspace: ws)
+            swigluForward(gate: ws.g, up: ws.u, count: T * c.intermediateSize)
+            matmulForward(out: ws.x, x: ws.g, weight: w.down, bias: nil, tokens: T, accumulate: true, workspace: ws)
+        }
+        cache.commit(ids)
+    }
+
+    /// Final norm and output projection of rows `rows` of `workspace.x` into `workspace.logits`
+    /// (rows.count, V).
+    func logitsForward(rows: Range<Int>, workspace ws: ForwardWorkspace) {
+        let C = config.hiddenSize
+        rmsnormForward(out: ws.h, x: ws.x + rows.lowerBound * C, gain: finalNorm, tokens: rows.count, width: C,
+                       eps: Float(config.rmsNormEps))
+        matmulForward(out: ws.logits, x: ws.h, weight: head, bias: nil, tokens: rows.count, accumulate: false, workspace: ws)
+    }
+
+    // MARK: - Layers
+
+    /// cos and sin of the rotary angles, (T, head_dim/2): entry (t, j) is for position
+    /// positions[t] / factor · θ^(−2j/head_dim), computed in double.
+    func ropeTables(positions: Range<Int>, cos cosOut: UnsafeMutablePointer<Float>, sin sinOut: UnsafeMutablePointer<Float>) {
+        let half = config.headDim / 2
+        for (t, pos) in positions.enumerated() {
+            for j in 0..<half {
+                let freq = pow(config.ropeTheta, -Double(2 * j) / Double(config.headDim))
+                let angle = Double(pos) / config.ropeLinearFactor * freq
+                cosOut[t * half + j] = Float(cos(angle))
+                sinOut[t * half + j] = Float(sin(angle))
+            }
+        }
+    }
+
+    /// out = x · gain / sqrt(mean(x²) + eps), per row: x and out are (T, C) (may not alias).
+    func rmsnormForward(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, gain: [Float], tokens T: Int, width C: Int, eps: Float) {
+        gain.withUnsafeBufferPointer { w in
+            for t in 0..<T {
+                let row = x + t * C, dst = out + t * C
+                var sum: Double = 0
+                for i in 0..<C { sum += Double(row[i]) * Double(row[i]) }
+                let scale = Float(1 / (sum / Double(C) + Double(eps)).squareRoot())
+                for i in 0..<C { dst[i] = w[i] * (row[i] * scale) }
+            }
+        }
+    }
+
+    /// Rotates x in place, (T, heads × head_dim): in each head, the pair (j, j + head_dim/2) of
+    /// token t turns by the angle in the tables (the Hugging Face rotate-half layout).
+    func ropeForward(_ x: UnsafeMutablePointer<Float>, tokens T: Int, heads: Int, headDim: Int,
+                     cos: UnsafePointer<Float>, sin: UnsafePointer<Float>) {
+        let half = headDim / 2
+        for t in 0..<T {
+            let cs = cos + t * half, sn = sin + t * half
+            for hd in 0..<heads {
+                let v = x + (t * heads + hd) * headDim
+                for j in 0..<half {
+                    let a = v[j], b = v[j + half]
+                    v[j] = a * cs[j] - b * sn[j]
+                    v[j + half] = b * cs[j] + a * sn[j]
+                }
+            }
+        }
+    }
+
+    /// gate = silu(gate) · up, elementwise over `count` values.
+    func swigluForward(gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, count: Int) {
+        for i in 0..<count {
+            let z = gate[i]
+            gate[i] = z / (1 + expf(-z)) * up[i]
+        }
+    }
+
+    /// out = x · Wᵀ (+ bias) (+ out when `accumulate`): x is (T, K), the stored W is (N, K), out is (T, N).
+    func matmulForward(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, weight w: StoredMatrix, bias: [Float]?,
+                       tokens T: Int, accumulate: Bool, workspace ws: ForwardWorkspace) {
+        switch kernels {
+        case .blas: matmulForwardBLAS(out: out, x: x, weight: w, tokens: T, accumulate: accumulate, workspace: ws)
+        case .naive: matmulForwardNaive(out: out, x: x, weight: w, tokens: T, accumulate: accumulate, workspace: ws)
+        }
+        if let bias {
+            bias.withUnsafeBufferPointer { b in
+                for t in 0..<T {
+                    let row = out + t * w.rows
+                    for n in 0..<w.rows { row[n] += b[n] }
+                }
+            }
+        }
+    }
+
+    /// BLAS path of `matmulForward`: F32 weights are used in place; F16/BF16 ones are converted in
+    /// tiles of whole rows, each multiplied as soon as it is converted. One token takes `sgemv`,
+    /// several take `sgemm` with the weight transposed.
+    func matmulForwardBLAS(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, weight w: StoredMatrix,
+                           tokens T: Int, accumulate: Bool, workspace ws: ForwardWorkspace) {
+        let N = w.rows, K = w.cols
+        let beta: Float = accumulate ? 1 : 0
+        func product(_ weights: UnsafePointer<Float>, rows: Range<Int>) {
+            if T == 1 {
+                BLAS.sgemv(trans: false, m: rows.count, n: K, alpha: 1, a: weights, lda: K, x: x, beta: beta, y: out + rows.lowerBound)
+            } else {
+                BLAS.sgemm(transA: false, transB: true, m: T, n: rows.count, k: K, alpha: 1, a: x, lda: K, b: weights, ldb: K,
+                           beta: beta, c: out + rows.lowerBound, ldc: N)
+            }
+        }
+        if let f32 = w.f32 {
+            product(f32, rows: 0..<N)
+            return
+        }
+        let tileRows = max(1, ws.tileElements / K)
+        var r0 = 0
+        while r0 < N {
+            let r1 = min(r0 + tileRows, N)
+            w.decodeRows(r0..<r1, into: ws.tile)
+            product(ws.tile, rows: r0..<r1)
+            r0 = r1
+        }
+    }
+
+    /// Reference path of `matmulForward`: one converted weight row at a time, dot products in plain
+    /// loops with double accumulation.
+    func matmulForwardNaive(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, weight w: StoredMatrix,
+                            tokens T: Int, accumulate: Bool, workspace ws: ForwardWorkspace) {
+        let N = w.rows, K = w.cols
+        for n in 0..<N {
+            w.decodeRows(n..<(n + 1), into: ws.tile)
+            for t in 0..<T {
+                var sum: Double = 0
+                for k in 0..<K { sum += Double(x[t * K + k]) * Double(ws.tile[k]) }
+                out[t * N + n] = Float(sum) + (accumulate ? out[t * N + n] : 0)
+            }
+        }
+    }
+
+    /// Causal grouped-query attention for T new tokens after `past` cached positions.
+    ///
+    /// q is (T, heads × head_dim); keys and values are the layer's cache, (past + T, kv heads ×
+    /// head_dim) with the new rows already written; out is (T, heads × head_dim). Query head h
+    /// reads key/value head h / (heads / kv heads); token t sees positions 0...past + t.
+    func attentionForward(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, keys: UnsafePointer<Float>,
+                          values: UnsafePointer<Float>, past P: Int, tokens T: Int, workspace ws: ForwardWorkspace) {
+        switch kernels {
+        case .blas: attentionForwardBLAS(out: out, q: q, keys: keys, values: values, past: P, tokens: T, workspace: ws)
+        case .naive: attentionForwardNaive(out: out, q: q, keys: keys, values: values, past: P, tokens: T, workspace: ws)
+        }
+    }
+
+    /// BLAS path of `attentionForward`: per head, scores = q·Kᵀ/√d with `sgemm` (`sgemv` for one
+    /// token), a masked softmax per row, then out = scores·V.
+    func attentionForwardBLAS(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, keys: UnsafePointer<Float>,
+                              values: UnsafePointer<Float>, past P: Int, tokens T: Int, workspace ws: ForwardWorkspace) {
+        let c = config
+        let S = P + T, d = c.headDim, QW = c.queryWidth, KW = c.kvWidth
+        let group = c.headCount / c.kvHeadCount
+        let scale = 1 / Float(d).squareRoot()
+        let scores = ws.scores
+        for head in 0..<c.headCount {
+            let kv = head / group
+            let qh = q + head * d, kh = keys + kv * d, vh = values + kv * d, oh = out + head * d
+            if T == 1 {
+                BLAS.sgemv(trans: false, m: S, n: d, alpha: scale, a: kh, lda: KW, x: qh, beta: 0, y: scores)
+                softmaxRows(scores, rows: 1, stride: S, past: P)
+                BLAS.sgemv(trans: true, m: S, n: d, alpha: 1, a: vh, lda: KW, x: scores, beta: 0, y: oh)
+            } else {
+                BLAS.sgemm(transA: false, transB: true, m: T, n: S, k: d, alpha: scale, a: qh, lda: QW, b: kh, ldb: KW,
+                           beta: 0, c: scores, ldc: S)
+                softmaxRows(scores, rows: T, stride: S, past: P)
+                BLAS.sgemm(transA: false, transB: false, m: T, n: d, k: S, alpha: 1, a: scores, lda: S, b: vh, ldb: KW,
+                           beta: 0, c: oh, ldc: QW)
+            }
+        }
+    }
+
+    /// Row t of scores (rows, stride) becomes the softmax of its first past + t + 1 entries; the
+    /// rest (future positions) become 0.
+    func softmaxRows(_ scores: UnsafeMutablePointer<Float>, rows: Int, stride: Int, past P: Int) {
+        for t in 0..<rows {
+            let row = scores + t * stride
+            let visible = P + t + 1
+            var m = -Float.infinity
+            for s in 0..<visible { m = max(m, row[s]) }
+            var sum: Float = 0
+            for s in 0..<visible {
+                let e = expf(row[s] - m)
+                row[s] = e
+                sum += e
+            }
+            let inv = 1 / sum
+            for s in 0..<visible { row[s] *= inv }
+            for s in visible..<stride { row[s] = 0 }
+        }
+    }
+
+    /// Reference path of `attentionForward`: explicit loops, double accumulation.
+    func attentionForwardNaive(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, keys: UnsafePointer<Float>,
+                               values: UnsafePointer<Float>, past P: Int, tokens T: Int, workspace ws: ForwardWorkspace) {
+        let c = config
+        let d = c.headDim, QW = c.queryWidth, KW = c.kvWidth
+        let group = c.headCount / c.kvHeadCount
+        var weights = [Double](repeating: 0, count: P + T)
+        for t in 0..<T {
+            for head in 0..<c.headCount {
+                let kv = head / group
+                let qv = q + t * QW + head * d
+                let visible = P + t + 1
+                var m = -Double.infinity
+                for s in 0..<visible {
+                    var dot: Double = 0
+                    for i in 0..<d { dot += Double(qv[i]) * Double(keys[s * KW + kv * d + i]) }
+                    weights[s] = dot / Double(d).squareRoot()
+                    m = max(m, weights[s])
+                }
+                var sum: Double = 0
+                for s in 0..<visible {
+                    weights[s] = exp(weights[s] - m)
+                    sum += weights[s]
+                }
+                for i in 0..<d {
+                    var acc: Double = 0
+                    for s in 0..<visible { acc += weights[s] * Double(values[s * KW + kv * d + i]) }
+                    out[t * QW + head * d + i] = Float(acc / sum)
+                }
+            }
+        }
+    }
+}
