@@ -1,0 +1,85 @@
+import Foundation
+import TensorIO
+import TestSupport
+import XCTest
+
+/// A full disk during commit or checkout: a clear error, non-zero exit, and the ledger and work
+/// tree exactly as they were. Needs permission to mount a small tmpfs (root); skipped otherwise.
+final class DiskFullTests: XCTestCase {
+    var mountPoint: String?
+
+    override func tearDown() {
+        if let m = mountPoint {
+            _ = try? runProcess("/bin/umount", [m])
+            try? FileManager.default.removeItem(atPath: m)
+        }
+    }
+
+    func mountTmpfs(megabytes: Int) throws -> String {
+        let dir = NSTemporaryDirectory() + "wledger-diskfull-\(getpid())-\(UUID().uuidString.prefix(6))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let r = try runProcess("/bin/mount", ["-t", "tmpfs", "-o", "size=\(megabytes)M", "tmpfs", dir])
+        guard r.status == 0 else {
+            try? FileManager.default.removeItem(atPath: dir)
+            throw XCTSkip("cannot mount a tmpfs here (\(r.stderr.trimmingCharacters(in: .whitespacesAndNewlines))); disk-full tests need root")
+        }
+        mountPoint = dir
+        return dir
+    }
+
+    /// Fills the filesystem holding `dir` until fewer than `leave` bytes are free.
+    func fill(_ dir: String, leave: Int) throws {
+        let fh = FileHandle(forWritingAtPath: dir + "/filler") ?? {
+            FileManager.default.createFile(atPath: dir + "/filler", contents: nil)
+            return FileHandle(forWritingAtPath: dir + "/filler")!
+        }()
+        defer { try? fh.close() }
+        let chunk = Data(count: 1 << 20)
+        while true {
+            let attrs = try FileManager.default.attributesOfFileSystem(forPath: dir)
+            let free = (attrs[.systemFreeSize] as? NSNumber)?.intValue ?? 0
+            if free < leave { return }
+            let n = min(chunk.count, max(4096, free - leave / 2))
+            do { try fh.write(contentsOf: chunk.prefix(n)) } catch { return }
+        }
+    }
+
+    func tinyModel(_ dir: String) throws {
+        var rng = SplitMix64(seed: 1)
+        let values = (0..<(256 * 1024)).map { _ in rng.nextGaussian() * 0.02 }   // 1 MiB of F32
+        let header = SafetensorsHeader.make(tensors: [("w", .f32, [512, 512])])
+        try Data(header.prefixBytes + values.withUnsafeBytes { Array($0) }).write(to: URL(fileURLWithPath: dir + "/model.safetensors"))
+        try Data(#"{"architectures":["Tiny"]}"#.utf8).write(to: URL(fileURLWithPath: dir + "/config.json"))
+    }
+
+    func testCommitAndCheckoutOnAFullDiskLoseNothing() throws {
+        let fs = try mountTmpfs(megabytes: 16)
+        let model = fs + "/m"
+        try FileManager.default.createDirectory(atPath: model, withIntermediateDirectories: true)
+        try tinyModel(model)
+        XCTAssertEqual(try CLI.run(["init", "-q", "-C", model]).status, 0)
+        XCTAssertEqual(try CLI.run(["log", "-q", "-C", model]).status, 0)
+        // A dense edit (every element) so the commit needs more space than is left.
+        try SimulatedEdit.modify(file: model + "/model.safetensors", tensor: "w") { w, _ in
+            var rng = SplitMix64(seed: 2)
+            for i in 0..<w.count { w[i] += rng.nextGaussian() * 0.01 }
+        }
+        let before = try directoryDigest(model)
+        try fill(fs, leave: 64 * 1024)
+        let r = try CLI.run(["commit", "-C", model, "-m", "does not fit"])
+        XCTAssertNotEqual(r.status, 0, r.stdout)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        XCTAssertTrue(r.stderr.lowercased().contains("full") || r.stderr.contains("No space"), r.stderr)
+        XCTAssertEqual(try directoryDigest(model), before, "a failed commit changed the ledger or work tree")
+        // Checkout needs a temporary copy of the weight file: it must fail the same way.
+        let c = try CLI.run(["checkout", "-C", model, "--force", "base"])
+        XCTAssertNotEqual(c.status, 0, c.stdout)
+        XCTAssertEqual(try directoryDigest(model), before, "a failed checkout changed the ledger or work tree")
+        // With space again, the same commit succeeds and the ledger is sound.
+        try FileManager.default.removeItem(atPath: fs + "/filler")
+        XCTAssertEqual(try CLI.run(["commit", "-q", "-C", model, "-m", "fits now"]).status, 0)
+        let fsck = try CLI.run(["fsck", "-C", model])
+        XCTAssertEqual(fsck.status, 0, fsck.stdout + fsck.stderr)
+        XCTAssertEqual(try CLI.run(["log", "--oneline", "-C", model]).stdout.split(separator: "\n").count, 2)
+    }
+}
