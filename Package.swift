@@ -3,7 +3,7 @@ import PackageDescription
 
 /// wledger: version control for edits to large-language-model weights.
 ///
-/// Dependencies point downward: CLI → WLedgerKit → (Ledger, Codec, LinAlg, TensorIO) → C shims.
+/// Dependencies point downward: CLI → WLedgerKit → (Engine, Ops, Ledger, Codec, LinAlg, TensorIO) → C shims.
 /// Only `LinAlg` touches BLAS/LAPACK, only `Codec` zstd, only `Ledger` SQLite, only
 /// `TensorIO` the hash libraries; each through one wrapper file.
 let package = Package(
@@ -34,9 +34,9 @@ let package = Package(
         .target(name: "Ops", dependencies: ["TensorIO", "LinAlg"]),
         // CPU inference for LLaMA-family models: tokenizer, forward pass, scoring.
         .target(name: "Engine", dependencies: ["TensorIO", "LinAlg"]),
-        .target(name: "WLedgerKit", dependencies: ["TensorIO", "Codec", "LinAlg", "Ledger", "Ops"]),
+        .target(name: "WLedgerKit", dependencies: ["TensorIO", "Codec", "LinAlg", "Ledger", "Ops", "Engine"]),
         .executableTarget(name: "wledger", dependencies: [
-            "WLedgerKit", "Ops",
+            "WLedgerKit", "Ops", "Engine",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

@@ -36,6 +36,14 @@ public indirect enum JSONValue: Equatable, Sendable {
     public var intValue: Int64? { if case let .int(i) = self { return i }; return nil }
     public var arrayValue: [JSONValue]? { if case let .array(a) = self { return a }; return nil }
     public var objectValue: [(String, JSONValue)]? { if case let .object(o) = self { return o }; return nil }
+    /// An int or double as Double.
+    public var numberValue: Double? {
+        switch self {
+        case let .int(i): return Double(i)
+        case let .double(d): return d
+        default: return nil
+        }
+    }
 }
 
 /// Why a JSON document was rejected; `offset` is the byte position of the problem.

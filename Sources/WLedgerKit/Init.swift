@@ -44,6 +44,9 @@ extension Repository {
         }
         do {
             let lock = try takeLock(temp, progress: progress)
+            guard FileManager.default.createFile(atPath: temp + "/config", contents: Data(ConfigFile.initialText.utf8)) else {
+                throw TensorIOError.io(path: temp + "/config", operation: "create", reason: "cannot write")
+            }
             // Build the ledger in a scope of its own so its connection is closed (WAL checkpointed
             // and removed) before the directory is renamed into place.
             let (commit, tensorCount, fileCount, raw, stored) = try { () throws -> (String, Int, Int, Int, Int) in

@@ -78,6 +78,10 @@ final class HelpTests: XCTestCase {
                                   relative change) and commit the rest's removal.
           restrain                PRUNE: restrain the large singular values of the
                                   accumulated ΔW of every edited matrix.
+          health                  Evaluate general abilities and edit retention of a
+                                  commit, next to the base.
+          config                  Get, set and list settings in .wledger/config
+                                  (suites, tasks, thresholds, evaluators, gates).
           fsck                    Verify every object, tensor version and commit in the
                                   ledger.
 

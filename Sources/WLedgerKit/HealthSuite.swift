@@ -1,0 +1,150 @@
+import Engine
+import Foundation
+import TensorIO
+
+/// One task of a health suite: where its examples come from and how it is asked.
+public struct HealthTask: Sendable, Equatable {
+    public var name: String
+    public var source: TaskSource
+    public var mode: TaskMode
+    public var shots: Int
+    public var limit: Int?
+    public var seed: UInt64
+    /// The metric shown first and used by default in thresholds and bisect.
+    public var metric: String?
+    /// External tasks: the evaluator's task names, substituted for {tasks}.
+    public var externalTasks: String?
+
+    public init(name: String, source: TaskSource, mode: TaskMode = .automatic, shots: Int = 0, limit: Int? = nil, seed: UInt64 = 42,
+                metric: String? = nil, externalTasks: String? = nil) {
+        self.name = name; self.source = source; self.mode = mode; self.shots = shots; self.limit = limit; self.seed = seed
+        self.metric = metric; self.externalTasks = externalTasks
+    }
+
+    /// The headline metric: the configured one, else `acc` / `exact_match` / `efficacy` /
+    /// `perplexity` by kind.
+    public func headlineMetric(kind: String?) -> String {
+        if let metric { return metric }
+        switch source {
+        case .edits: return "efficacy"
+        case .perplexity: return "perplexity"
+        case .external: return "acc"
+        default: return kind == TaskMode.exactMatch.rawValue || mode == .exactMatch ? "exact_match" : "acc"
+        }
+    }
+}
+
+/// The built-in default suite, chosen by measuring SmolLM2-135M-Instruct on BIG-bench (see the
+/// README's "Health" section): tasks where the model is far above chance, whose scores fall when
+/// the weights are damaged, and that together take about 1.5 minutes on one core.
+public enum BuiltinSuite {
+    public static let name = "default"
+
+    public static let tasks: [HealthTask] = [
+        HealthTask(name: "addition", source: .bigbench("arithmetic/2_digit_addition"), mode: .exactMatch, shots: 2, limit: 40),
+        HealthTask(name: "units", source: .bigbench("unit_conversion/unit_identification"), mode: .multipleChoice, shots: 0, limit: 50),
+        HealthTask(name: "similarities", source: .bigbench("similarities_abstraction"), mode: .multipleChoice, shots: 0),
+        HealthTask(name: "reorder", source: .bigbench("undo_permutation/reorder_words"), mode: .multipleChoice, shots: 2, limit: 40),
+        HealthTask(name: "cause_effect", source: .bigbench("cause_and_effect/one_sentence_no_prompt"), mode: .multipleChoice, shots: 0),
+        HealthTask(name: "edits", source: .edits),
+    ]
+}
+
+/// Suites, tasks, thresholds and evaluators: the built-ins overlaid with `.wledger/config`.
+public struct HealthSettings: Sendable {
+    public var tasks: [String: HealthTask]
+    public var suites: [String: [String]]
+    public var thresholds: [String: Threshold]
+    public var evaluators: [String: String]
+    public var defaultSuite: String
+    public var threads: Int?
+    public var bigbenchDirectory: String
+    public let configPath: String
+
+    /// Reads the repository's config (validated key by key).
+    /// - Throws: `KitError.usage` naming the config file and the bad key or reference.
+    public static func load(_ repo: Repository) throws -> HealthSettings {
+        try load(config: try ConfigFile.load(repo.configPath))
+    }
+
+    public static func load(config: ConfigFile) throws -> HealthSettings {
+        try config.validateAll()
+        let path = config.path
+        func bad(_ m: String) -> KitError { .usage("'\(path)': \(m)") }
+        var tasks: [String: HealthTask] = [:]
+        for t in BuiltinSuite.tasks { tasks[t.name] = t }
+        for name in config.subsections(of: "task") {
+            guard ConfigFile.isValidName(name) else { throw bad("task name '\(name)' must be letters, digits, '-' or '_'") }
+            var t = tasks[name] ?? HealthTask(name: name, source: .edits)
+            if tasks[name] == nil {
+                guard let s = config.get("task.\(name).source") else { throw bad("task '\(name)' has no source") }
+                t.source = TaskSource(s)!
+            } else if let s = config.get("task.\(name).source") {
+                t.source = TaskSource(s)!
+            }
+            if let m = config.get("task.\(name).mode") { t.mode = TaskMode(rawValue: m)! }
+            if let s = config.get("task.\(name).shots") { t.shots = Int(s)! }
+            if let l = config.get("task.\(name).limit") { t.limit = Int(l)! }
+            if let s = config.get("task.\(name).seed") { t.seed = UInt64(s)! }
+            if let m = config.get("task.\(name).metric") { t.metric = m }
+            if let x = config.get("task.\(name).tasks") { t.externalTasks = x }
+            tasks[name] = t
+        }
+        var suites: [String: [String]] = [BuiltinSuite.name: BuiltinSuite.tasks.map(\.name)]
+        for name in config.subsections(of: "suite") {
+            let list = (config.get("suite.\(name).tasks") ?? "").split(whereSeparator: { $0 == " " || $0 == "," || $0 == "\t" }).map(String.init)
+            guard !list.isEmpty else { throw bad("suite '\(name)' has no tasks") }
+            for t in list where tasks[t] == nil { throw bad("suite '\(name)' names unknown task '\(t)'") }
+            suites[name] = list
+        }
+        var evaluators: [String: String] = [:]
+        for name in config.subsections(of: "evaluator") {
+            if let c = config.get("evaluator.\(name).command") { evaluators[name] = c }
+        }
+        for t in tasks.values {
+            if case let .external(e) = t.source, evaluators[e] == nil {
+                throw bad("task '\(t.name)' uses evaluator '\(e)', which has no [evaluator \"\(e)\"] command")
+            }
+        }
+        var thresholds: [String: Threshold] = [:]
+        for sub in config.subsections(of: "threshold") {
+            let parts = sub.split(separator: ".")
+            guard parts.count == 2, tasks[String(parts[0])] != nil else {
+                throw bad("threshold '\(sub)' must name TASK.METRIC of a known task")
+            }
+            thresholds[sub] = Threshold(metric: sub, min: config.get("threshold.\(sub).min").flatMap(Double.init),
+                                        maxDrop: config.get("threshold.\(sub).max-drop").flatMap(Threshold.Amount.init))
+        }
+        let defaultSuite = config.get("health.suite") ?? BuiltinSuite.name
+        guard suites[defaultSuite] != nil else { throw bad("health.suite names unknown suite '\(defaultSuite)'") }
+        let env = ProcessInfo.processInfo.environment
+        let bb = config.get("health.bigbench") ?? env["WLEDGER_BIGBENCH"]
+            ?? ((env["WLEDGER_CACHE"] ?? (NSHomeDirectory() + "/.cache/wledger")) + "/bigbench/benchmark_tasks")
+        return HealthSettings(tasks: tasks, suites: suites, thresholds: thresholds, evaluators: evaluators, defaultSuite: defaultSuite,
+                              threads: config.get("health.threads").flatMap(Int.init), bigbenchDirectory: bb, configPath: path)
+    }
+
+    /// The tasks of a suite, in order.
+    public func suite(_ name: String?) throws -> [HealthTask] {
+        let n = name ?? defaultSuite
+        guard let list = suites[n] else {
+            throw KitError.usage("unknown suite '\(n)' (known: \(suites.keys.sorted().joined(separator: ", ")); define one with 'wledger config set suite.\(n).tasks ...')")
+        }
+        return list.map { tasks[$0]! }
+    }
+
+    /// Named tasks (for --task).
+    public func tasks(named names: [String]) throws -> [HealthTask] {
+        try names.map { n in
+            guard let t = tasks[n] else {
+                throw KitError.usage("unknown task '\(n)' (known: \(tasks.keys.sorted().joined(separator: ", ")))")
+            }
+            return t
+        }
+    }
+}
+
+extension Repository {
+    /// `.wledger/config`.
+    public var configPath: String { wledgerDirectory + "/config" }
+}
