@@ -52,7 +52,7 @@ let package = Package(
         .testTarget(name: "OpsTests", dependencies: ["Ops", "LinAlg", "TensorIO"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "TensorIO", "LinAlg", "TestSupport"]),
         .testTarget(name: "LedgerTests", dependencies: ["Ledger", "TensorIO", "TestSupport"]),
-        .testTarget(name: "WLedgerKitTests", dependencies: ["WLedgerKit", "Ledger", "TensorIO", "LinAlg", "Codec", "TestSupport"]),
+        .testTarget(name: "WLedgerKitTests", dependencies: ["WLedgerKit", "Ledger", "TensorIO", "LinAlg", "Codec", "Engine", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TensorIO", "TestSupport"]),
     ]
 )

@@ -4,7 +4,8 @@
 # edits (two ROME-like rank-one updates, one KN-like column edit) with their edit requests,
 # shows history and ΔW statistics, branches and tags, materializes the base into another
 # directory and checks it is byte-identical to the original download, then runs fsck.
-# Native editing, health and the regularizers arrive with their issues; see README.
+# It ends with a health check of HEAD vs base on the default suite. Native editing arrives with
+# its issue; see README.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE=${WLEDGER_CACHE:-$HOME/.cache/wledger}
@@ -61,6 +62,11 @@ echo "$b  original/model.safetensors"
 run "$W" checkout experiment
 run "$W" status
 run "$W" checkout main
+run "$W" config set threshold.addition.exact_match.max-drop 25%
+run "$W" config set threshold.units.acc.min 0.9
+say "health of HEAD vs base on the default suite (the base is evaluated too; both are cached)"
+"$W" health --threads 2
+run "$W" health --threads 2 --task units
 run "$W" fsck
 say "ledger size"
 du -h .wledger/ledger

@@ -79,10 +79,16 @@ struct ExternalEvaluator {
         guard case let .object(results)? = json["results"] else {
             throw KitError.usage("'\(path)': evaluator results have no \"results\" object (lm-evaluation-harness format expected)")
         }
-        let names = wanted.split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
+        // A wanted name matches a result by itself or by its file name without extension (so a
+        // task given as a path, like data/capitals.jsonl, matches results for "capitals").
+        let names = wanted.split(whereSeparator: { $0 == "," || $0 == " " }).flatMap { w -> [String] in
+            let base = URL(fileURLWithPath: String(w)).deletingPathExtension().lastPathComponent
+            return [String(w), base]
+        }
         let chosen = results.filter { names.isEmpty || names.contains($0.0) }
         guard !chosen.isEmpty else {
-            throw KitError.usage("'\(path)': evaluator results have none of the tasks \(names.joined(separator: ", ")) (found: \(results.map(\.0).joined(separator: ", ")))")
+            let requested = wanted.split(whereSeparator: { $0 == "," || $0 == " " }).joined(separator: ", ")
+            throw KitError.usage("'\(path)': evaluator results have none of the tasks \(requested) (found: \(results.map(\.0).joined(separator: ", ")))")
         }
         var metrics: [String: MetricValue] = [:]
         for (task, value) in chosen {

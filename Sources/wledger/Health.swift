@@ -76,7 +76,7 @@ struct Health: ParsableCommand {
                           row.change.map { ($0 >= 0 ? "+" : "") + fmt($0) } ?? "-", th])
         }
         for t in r.tasks where !r.rows.contains(where: { $0.task == t.task }) {
-            lines.append([t.task, "-", "-", "no items", "-", "-"])
+            lines.append([t.task, "-", "-", t.task == "edits" || t.result.kind == "edits" ? "no edit requests in force" : "no items", "-", "-"])
         }
         let widths = (0..<header.count).map { i in max(header[i].count, lines.map { $0[i].count }.max() ?? 0) }
         func render(_ cells: [String]) -> String {

@@ -33,7 +33,7 @@ final class HelpTests: XCTestCase {
 
     /// `-h` and `help <command>` print the same text as `--help`.
     func testShortFlagAndHelpSubcommandMatchLongFlag() throws {
-        for cmd in ["init", "status", "commit", "log", "show", "diff", "checkout", "branch", "tag", "revert", "prune", "restrain", "fsck"] {
+        for cmd in ["init", "status", "commit", "log", "show", "diff", "checkout", "branch", "tag", "revert", "prune", "restrain", "health", "config", "fsck"] {
             let long = try CLI.run([cmd, "--help"], environment: ["COLUMNS": "80"])
             let short = try CLI.run([cmd, "-h"], environment: ["COLUMNS": "80"])
             XCTAssertEqual(short.status, 0)
@@ -447,6 +447,96 @@ final class HelpTests: XCTestCase {
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
+        """#)
+    }
+
+    func testHealthHelp() throws {
+        try assertHelp(["health", "--help"], #"""
+        OVERVIEW: Evaluate general abilities and edit retention of a commit, next to
+        the base.
+
+        Runs a suite of tasks (BIG-bench JSON, lm-eval JSONL, perplexity, the retention
+        of every edit request in force, or an external evaluator) on a commit's
+        weights, materialized outside the work tree, and on the base commit. Results
+        are cached in the ledger per weights × task × evaluator. Suites, tasks and
+        thresholds come from .wledger/config (see 'wledger config --help'); the
+        built-in suite 'default' runs addition, units, similarities, reorder,
+        cause_effect and edits.
+        Examples: wledger health; wledger health HEAD~3 --json; wledger health
+        --candidate --check
+
+        USAGE: wledger health [-C <path>] [--quiet] [<revision>] [--suite <suite>] [--task <name> ...] [--candidate] [--check] [--refresh] [--all] [--threads <threads>] [--json]
+
+        ARGUMENTS:
+          <revision>              Revision to evaluate (default HEAD).
+
+        OPTIONS:
+          -C <path>               Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          --suite <suite>         Suite to run (default: config health.suite, else
+                                  'default').
+          --task <name>           Run only this task (repeatable).
+          --candidate             Evaluate the uncommitted weights: $WLEDGER_CANDIDATE
+                                  when set (hooks), else the work tree.
+          --check                 Exit 1 when a threshold fails.
+          --refresh               Evaluate again even when cached.
+          --all                   Show every metric, not only each task's headline
+                                  metric and thresholded ones.
+          --threads <threads>     BLAS threads (default: config health.threads, else
+                                  every core).
+          --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testConfigHelp() throws {
+        try assertHelp(["config", "--help"], #"""
+        OVERVIEW: Get, set and list settings in .wledger/config (suites, tasks,
+        thresholds, evaluators, gates).
+
+        Keys:
+          health.suite: suite `wledger health` runs when no --suite is given (default:
+        default)
+          health.threads: BLAS threads for evaluation (default: every core)
+          health.bigbench: directory of BIG-bench tasks (default: $WLEDGER_BIGBENCH,
+        then ~/.cache/wledger/bigbench/benchmark_tasks)
+          suite.*.tasks: task names of a suite, separated by spaces or commas
+          task.*.source: bigbench:DIR[/SUBTASK], jsonl:FILE, perplexity:FILE, edits, or
+        external:EVALUATOR
+          task.*.mode: automatic, multiple_choice or exact_match (BIG-bench tasks)
+          task.*.shots: worked examples before each question
+          task.*.limit: evaluate a seeded subsample of this many examples
+          task.*.seed: seed of the subsample, shots and choice order (default 42)
+          task.*.metric: headline metric of the task, shown first
+          task.*.tasks: external tasks: the evaluator's task names (its {tasks})
+          threshold.*.min: TASK.METRIC must be at least this
+          threshold.*.max-drop: TASK.METRIC may fall at most this much below base
+        (absolute, or N% of base)
+          evaluator.*.command: external evaluator command template with {weights},
+        {out} and {tasks}
+          gate.max-l1: weight gate: largest Σ|ΔW| vs base allowed in one matrix
+          gate.max-delta-share: weight gate: largest share of elements with δ = |ΔW/W|
+        > 0.171 vs base
+          gate.max-kappa-growth: weight gate: largest κ(W)/κ(W_base) allowed
+        '*' is a name of your choice (a task, suite, evaluator, or TASK.METRIC for
+        thresholds).
+        Examples: wledger config set threshold.addition.exact_match.min 0.3; wledger
+        config get health.suite; wledger config list
+
+        USAGE: wledger config <subcommand>
+
+        OPTIONS:
+          --version               Show the version.
+          -h, --help              Show help information.
+
+        SUBCOMMANDS:
+          get                     Print a key's value (exit 1 when unset).
+          set                     Set a key (checked against the documented keys).
+          unset                   Remove a key (exit 1 when it was not set).
+          list                    List every key that is set, in file order.
+
+          See 'wledger help config <subcommand>' for detailed help.
         """#)
     }
 }

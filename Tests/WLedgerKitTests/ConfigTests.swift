@@ -1,0 +1,133 @@
+import Engine
+import Foundation
+@testable import WLedgerKit
+import XCTest
+
+/// `.wledger/config` parsing and editing, settings resolution, and lm-eval results parsing.
+final class ConfigTests: XCTestCase {
+    let sample = """
+        # a comment
+        [health]
+        \tsuite = quick   ; trailing comment
+        [task "add10"]
+        \tsource = bigbench:arithmetic/2_digit_addition
+        \tmode = exact_match
+        \tshots = 2
+        \tlimit = 10
+        [suite "quick"]
+        \ttasks = add10, edits
+        [threshold "add10.exact_match"]
+        \tmin = 0.2
+        \tmax-drop = "25%"
+        [evaluator "ext"]
+        \tcommand = "run {weights} > {out} # not a comment"
+        """
+
+    func testParsesSectionsSubsectionsQuotesAndComments() throws {
+        let c = try ConfigFile(text: sample, path: "cfg")
+        XCTAssertEqual(c.get("health.suite"), "quick")
+        XCTAssertEqual(c.get("task.add10.limit"), "10")
+        XCTAssertEqual(c.get("suite.quick.tasks"), "add10, edits")
+        XCTAssertEqual(c.get("threshold.add10.exact_match.max-drop"), "25%")
+        XCTAssertEqual(c.get("evaluator.ext.command"), "run {weights} > {out} # not a comment")
+        XCTAssertNil(c.get("task.add10.seed"))
+        XCTAssertEqual(c.subsections(of: "task"), ["add10"])
+        XCTAssertEqual(c.list().map(\.key), ["health.suite", "task.add10.source", "task.add10.mode", "task.add10.shots", "task.add10.limit",
+                                              "suite.quick.tasks", "threshold.add10.exact_match.min", "threshold.add10.exact_match.max-drop",
+                                              "evaluator.ext.command"])
+        let s = try HealthSettings.load(config: c)
+        XCTAssertEqual(s.defaultSuite, "quick")
+        XCTAssertEqual(try s.suite(nil).map(\.name), ["add10", "edits"])
+        let t = try s.suite(nil)[0]
+        XCTAssertEqual(t.source, .bigbench("arithmetic/2_digit_addition"))
+        XCTAssertEqual(t.mode, .exactMatch)
+        XCTAssertEqual(t.shots, 2)
+        XCTAssertEqual(t.limit, 10)
+        XCTAssertEqual(t.headlineMetric(kind: nil), "exact_match")
+        XCTAssertEqual(s.thresholds["add10.exact_match"], Threshold(metric: "add10.exact_match", min: 0.2, maxDrop: .percent(25)))
+        XCTAssertEqual(Threshold.Amount.percent(25).allowed(base: 0.4), 0.1, accuracy: 1e-15)
+        // Built-ins stay available next to the configured suite.
+        XCTAssertEqual(try s.suite("default").map(\.name), ["addition", "units", "similarities", "reorder", "cause_effect", "edits"])
+    }
+
+    func testSetKeepsCommentsAndOrderAndRoundTrips() throws {
+        var c = try ConfigFile(text: sample, path: "cfg")
+        try c.set("task.add10.limit", "20")
+        try c.set("task.new.source", "jsonl:data/q.jsonl")
+        try c.set("health.threads", "2")
+        try c.set("evaluator.ext.command", "say \"hi\"; x {weights}")
+        let text = c.text
+        XCTAssertTrue(text.hasPrefix("# a comment\n[health]\n\tsuite = quick   ; trailing comment\n\tthreads = 2\n"), text)
+        XCTAssertTrue(text.contains("\tlimit = 20\n"))
+        XCTAssertTrue(text.contains("[task \"new\"]\n\tsource = jsonl:data/q.jsonl\n"))
+        let again = try ConfigFile(text: text, path: "cfg")
+        XCTAssertEqual(again.get("task.add10.limit"), "20")
+        XCTAssertEqual(again.get("task.new.source"), "jsonl:data/q.jsonl")
+        XCTAssertEqual(again.get("evaluator.ext.command"), "say \"hi\"; x {weights}")
+        XCTAssertEqual(again.list().count, c.list().count)
+        var d = again
+        XCTAssertTrue(d.unset("task.add10.limit"))
+        XCTAssertFalse(d.unset("task.add10.limit"))
+        XCTAssertNil(try ConfigFile(text: d.text, path: "cfg").get("task.add10.limit"))
+    }
+
+    func testRejectsMalformedFilesKeysAndValues() {
+        func parseError(_ text: String) -> String {
+            do { _ = try ConfigFile(text: text, path: "/r/.wledger/config"); return "parsed" } catch { return "\(error)" }
+        }
+        XCTAssertEqual(parseError("suite = x"), "'/r/.wledger/config': line 1: key outside any [section]")
+        XCTAssertEqual(parseError("[health\nsuite = x"), "'/r/.wledger/config': line 1: section header without ']'")
+        XCTAssertEqual(parseError("[health]\nsuite x"), "'/r/.wledger/config': line 2: expected 'key = value'")
+        XCTAssertEqual(parseError("[health]\nsuite = \"x"), "'/r/.wledger/config': line 2: unterminated quoted value")
+        XCTAssertEqual(parseError("[task \"a\"b]"), "'/r/.wledger/config': line 1: unterminated subsection name")
+        var c = try! ConfigFile(text: "", path: "cfg")
+        func setError(_ k: String, _ v: String) -> String {
+            do { try c.set(k, v); return "set" } catch { return "\(error)" }
+        }
+        XCTAssertEqual(setError("health.suit", "x"), "unknown key 'health.suit' (see 'wledger config --help' for the documented keys)")
+        XCTAssertEqual(setError("task.a.shots", "-1"), "'task.a.shots' must be a non-negative integer, got '-1'")
+        XCTAssertEqual(setError("task.a.limit", "0"), "'task.a.limit' must be a positive integer, got '0'")
+        XCTAssertEqual(setError("task.a.mode", "mc"), "'task.a.mode' must be automatic, multiple_choice or exact_match, got 'mc'")
+        XCTAssertEqual(setError("task.a.source", "hf:x"),
+                       "'task.a.source': unknown task source 'hf:x' (bigbench:DIR, jsonl:FILE, perplexity:FILE, edits, external:NAME)")
+        XCTAssertEqual(setError("threshold.a.acc.max-drop", "ten"), "'threshold.a.acc.max-drop' must be a number or a percentage like 10%, got 'ten'")
+        XCTAssertEqual(setError("evaluator.e.command", "lm_eval"), "'evaluator.e.command' must contain {weights}")
+        XCTAssertEqual(c.list().count, 0, "failed sets change nothing")
+        // Settings: references must resolve.
+        func settingsError(_ text: String) -> String {
+            do { _ = try HealthSettings.load(config: try ConfigFile(text: text, path: "cfg")); return "loaded" } catch { return "\(error)" }
+        }
+        XCTAssertEqual(settingsError("[suite \"s\"]\ntasks = nope"), "'cfg': suite 's' names unknown task 'nope'")
+        XCTAssertEqual(settingsError("[task \"t\"]\nshots = 1"), "'cfg': task 't' has no source")
+        XCTAssertEqual(settingsError("[task \"t\"]\nsource = external:e"), "'cfg': task 't' uses evaluator 'e', which has no [evaluator \"e\"] command")
+        XCTAssertEqual(settingsError("[threshold \"nope.acc\"]\nmin = 1"), "'cfg': threshold 'nope.acc' must name TASK.METRIC of a known task")
+        XCTAssertEqual(settingsError("[health]\nsuite = s"), "'cfg': health.suite names unknown suite 's'")
+    }
+
+    /// Results as lm-evaluation-harness 0.4 writes them (abridged from a real hellaswag run).
+    func testParsesLMEvalResults() throws {
+        let json = """
+            {"results": {"hellaswag": {"alias": "hellaswag", "acc,none": 0.4262, "acc_stderr,none": 0.004935,
+                                       "acc_norm,none": 0.5557, "acc_norm_stderr,none": 0.004959}},
+             "groups": {}, "n-samples": {"hellaswag": {"original": 10042, "effective": 10042}},
+             "config": {"model": "hf"}, "versions": {"hellaswag": 1.0}}
+            """
+        let r = try ExternalEvaluator.parse(Array(json.utf8), path: "r.json", wanted: "hellaswag")
+        XCTAssertEqual(r.metrics["acc"], MetricValue(value: 0.4262, n: 10042, stderr: 0.004935))
+        XCTAssertEqual(r.metrics["acc_norm"], MetricValue(value: 0.5557, n: 10042, stderr: 0.004959))
+        XCTAssertEqual(r.metrics.count, 2)
+        // Several tasks: prefixed; other filters: suffixed; "N/A" stderr strings are ignored.
+        let two = """
+            {"results": {"a": {"acc,none": 0.5, "acc_stderr,none": "N/A"}, "b": {"exact_match,strict-match": 0.25}}}
+            """
+        let r2 = try ExternalEvaluator.parse(Array(two.utf8), path: "r.json", wanted: "a,b")
+        XCTAssertEqual(r2.metrics["a.acc"], MetricValue(value: 0.5, n: 0, stderr: 0))
+        XCTAssertEqual(r2.metrics["b.exact_match@strict-match"], MetricValue(value: 0.25, n: 0, stderr: 0))
+        XCTAssertThrowsError(try ExternalEvaluator.parse(Array("{\"res\": 1}".utf8), path: "r.json", wanted: "a")) {
+            XCTAssertEqual("\($0)", "'r.json': evaluator results have no \"results\" object (lm-evaluation-harness format expected)")
+        }
+        XCTAssertThrowsError(try ExternalEvaluator.parse(Array(two.utf8), path: "r.json", wanted: "c")) {
+            XCTAssertEqual("\($0)", "'r.json': evaluator results have none of the tasks c (found: a, b)")
+        }
+    }
+}
