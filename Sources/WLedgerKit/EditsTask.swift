@@ -46,27 +46,34 @@ struct EditProbe: Sendable, Equatable {
         var out: [EditProbe] = []
         for c in oldestFirst where c.kind != .revert && active[c.id] == true {
             guard let text = c.request else { continue }
-            let json = try JSONParser.parse(Array(text.utf8))
-            let items: [JSONValue]
-            if case let .array(a) = json { items = a } else { items = [json] }
-            for item in items {
-                guard let prompt = item["prompt"]?.stringValue, let tn = item["target_new"]?.stringValue,
-                      let gt = item["ground_truth"]?.stringValue else { continue }
-                var rephrases: [String] = []
-                if let r = item["rephrase_prompt"] {
-                    if let s = r.stringValue { rephrases = [s] } else { rephrases = r.arrayValue?.compactMap(\.stringValue) ?? [] }
-                }
-                var locality: [(String, String)] = []
-                if case let .object(sets)? = item["locality"] {
-                    for (_, set) in sets {
-                        let ps = set["prompt"].map { $0.stringValue.map { [$0] } ?? ($0.arrayValue?.compactMap(\.stringValue) ?? []) } ?? []
-                        let gs = set["ground_truth"].map { $0.stringValue.map { [$0] } ?? ($0.arrayValue?.compactMap(\.stringValue) ?? []) } ?? []
-                        for (p, g) in zip(ps, gs) { locality.append((p, g)) }
-                    }
-                }
-                out.append(EditProbe(commit: c.id, prompt: prompt, targetNew: tn, groundTruth: gt, rephrases: rephrases,
-                                     locality: locality, canonical: c.id + "\u{0}" + item.serialized()))
+            out += try parse(text, commit: c.id)
+        }
+        return out
+    }
+
+    /// The probes of one stored request (a JSON object or an array of them).
+    static func parse(_ text: String, commit: String) throws -> [EditProbe] {
+        var out: [EditProbe] = []
+        let json = try JSONParser.parse(Array(text.utf8))
+        let items: [JSONValue]
+        if case let .array(a) = json { items = a } else { items = [json] }
+        for item in items {
+            guard let prompt = item["prompt"]?.stringValue, let tn = item["target_new"]?.stringValue,
+                  let gt = item["ground_truth"]?.stringValue else { continue }
+            var rephrases: [String] = []
+            if let r = item["rephrase_prompt"] {
+                if let s = r.stringValue { rephrases = [s] } else { rephrases = r.arrayValue?.compactMap(\.stringValue) ?? [] }
             }
+            var locality: [(String, String)] = []
+            if case let .object(sets)? = item["locality"] {
+                for (_, set) in sets {
+                    let ps = set["prompt"].map { $0.stringValue.map { [$0] } ?? ($0.arrayValue?.compactMap(\.stringValue) ?? []) } ?? []
+                    let gs = set["ground_truth"].map { $0.stringValue.map { [$0] } ?? ($0.arrayValue?.compactMap(\.stringValue) ?? []) } ?? []
+                    for (p, g) in zip(ps, gs) { locality.append((p, g)) }
+                }
+            }
+            out.append(EditProbe(commit: commit, prompt: prompt, targetNew: tn, groundTruth: gt, rephrases: rephrases,
+                                 locality: locality, canonical: commit + "\u{0}" + item.serialized()))
         }
         return out
     }

@@ -329,6 +329,15 @@ struct TaskRunner {
                 case .directory: history = try repository.ledger.history(from: try repository.ledger.head().commit)
                 }
                 requests = try EditProbe.active(in: history)
+                // A candidate about to be committed with a request (pre-commit hooks set
+                // WLEDGER_REQUEST to the request file) is asked that request too.
+                if case .directory = subject, let file = ProcessInfo.processInfo.environment["WLEDGER_REQUEST"], !file.isEmpty {
+                    guard let data = FileManager.default.contents(atPath: file) else {
+                        throw KitError.usage("'\(file)': cannot read the edit request (WLEDGER_REQUEST)")
+                    }
+                    let canonical = try EditRequest.validate(Array(data), source: file)
+                    requests += try EditProbe.parse(canonical, commit: "candidate")
+                }
             }
             let h = SHA256Hasher()
             for r in requests { h.update(Array(r.canonical.utf8)); h.update([0]) }

@@ -150,6 +150,10 @@ final class HealthTests: XCTestCase {
         XCTAssertEqual(cand.candidate, dir)
         XCTAssertNotEqual(cand.value("cap", "gold_logprob"), edited.value("cap", "gold_logprob"))
         XCTAssertEqual(try health(["--candidate", "--task", "cap"], in: dir).tasks.map(\.cached), [false])
+        // A pending request (WLEDGER_REQUEST, as pre-commit hooks get it) is asked next to those in force.
+        let pending = try health(["--candidate", "--task", "edits"], in: dir, env: ["WLEDGER_REQUEST": tmp.path + "/request.json"])
+        XCTAssertEqual(pending.rows.first { $0.metric == "efficacy" }?.value.n, 2)
+        XCTAssertEqual(try health(["--candidate", "--task", "edits"], in: dir).rows.first { $0.metric == "efficacy" }?.value.n, 1)
         try wl(["checkout", "-q", "--force", "HEAD"], in: dir)
 
         // 6. A reverted edit is no longer in force.
