@@ -119,7 +119,6 @@ extension Model {
         let targetRows = loss?.targets.map { logitRow($0.sequence, $0.position) } ?? []
         let klRows = loss?.klTerms.map { logitRow($0.sequence, $0.position) } ?? []
         let R = logitRows.count
-        guard R > 0 else { return result }
         let logits = run.logits(rows: logitRows)
         // log Σ exp per row, in double (as `Scorer.logSoftmax`).
         var lse = [Double](repeating: 0, count: R)
@@ -137,44 +136,34 @@ extension Model {
         }
         guard let loss else { return result }
 
-        // Loss and its gradient with respect to the logits: for −log p(tok), p − e_tok; for
-        // KL(ref ‖ p), p − p_ref; each times its coefficient.
+        // The loss: weighted means of −log p(token) and of KL(ref ‖ p).
         let targetWeight = loss.targets.reduce(0) { $0 + $1.weight }
         let klWeight = loss.klTerms.reduce(0) { $0 + $1.weight }
-        var coefficient = [Double](repeating: 0, count: R)  // multiplies p in row r
-        var dLogits = [Double](repeating: 0, count: backward ? R * V : 0)
         var nll: Double = 0
         for (i, t) in loss.targets.enumerated() {
             let r = targetRows[i]
             let lp = Double(logits.p[r * V + t.token]) - lse[r]
             result.targetLogProbs.append(lp)
-            guard targetWeight > 0 else { continue }
-            let w = t.weight / targetWeight
-            nll -= w * lp
-            coefficient[r] += w
-            if backward { dLogits[r * V + t.token] -= w }
+            if targetWeight > 0 { nll -= t.weight / targetWeight * lp }
+        }
+        // log Σ exp of each reference, which may come unnormalized.
+        let referenceLSE = loss.klTerms.map { term in
+            let m = term.referenceLogProbs.max() ?? 0
+            var sum: Double = 0
+            for x in term.referenceLogProbs { sum += exp(Double(x - m)) }
+            return Double(m) + log(sum)
         }
         var kl: Double = 0
         if klWeight > 0 {
             for (j, term) in loss.klTerms.enumerated() {
                 let r = klRows[j]
-                let w = term.weight / klWeight
-                let ref = term.referenceLogProbs
-                var m = -Float.infinity
-                for v in 0..<V { m = max(m, ref[v]) }
-                var sum: Double = 0
-                for v in 0..<V { sum += exp(Double(ref[v] - m)) }
-                let refLSE = Double(m) + log(sum)
                 var divergence: Double = 0
                 for v in 0..<V {
-                    let lq = Double(ref[v]) - refLSE
+                    let lq = Double(term.referenceLogProbs[v]) - referenceLSE[j]
                     let q = exp(lq)
-                    guard q > 0 else { continue }
-                    divergence += q * (lq - (Double(logits.p[r * V + v]) - lse[r]))
-                    if backward { dLogits[r * V + v] -= loss.klFactor * w * q }
+                    if q > 0 { divergence += q * (lq - (Double(logits.p[r * V + v]) - lse[r])) }
                 }
-                kl += w * divergence
-                coefficient[r] += loss.klFactor * w
+                kl += term.weight / klWeight * divergence
             }
         }
         result.nll = nll
@@ -182,15 +171,38 @@ extension Model {
         result.loss = nll + loss.klFactor * kl
         guard backward else { return result }
 
-        // dLogits (in place over the logits) = coefficient · p + the terms above.
-        for r in 0..<R {
-            let z = logits.p + r * V
-            for v in 0..<V {
-                let p = exp(Double(z[v]) - lse[r])
-                z[v] = Float(coefficient[r] * p + dLogits[r * V + v])
+        // ∂loss/∂logits, in double per row: −log p(token) contributes w·(p − e_token) and
+        // KL(ref ‖ p) contributes w·(p − p_ref). Only rows with a term of positive weight are
+        // back-propagated.
+        var targetsAt = [[Int]](repeating: [], count: R), klAt = [[Int]](repeating: [], count: R)
+        var coefficient = [Double](repeating: 0, count: R)
+        if targetWeight > 0 {
+            for (i, t) in loss.targets.enumerated() where t.weight > 0 {
+                targetsAt[targetRows[i]].append(i)
+                coefficient[targetRows[i]] += t.weight / targetWeight
             }
         }
-        run.backward(dLogits: logits, rows: logitRows, points: points, into: &result)
+        if klWeight > 0 && loss.klFactor != 0 {
+            for (j, term) in loss.klTerms.enumerated() where term.weight > 0 {
+                klAt[klRows[j]].append(j)
+                coefficient[klRows[j]] += loss.klFactor * term.weight / klWeight
+            }
+        }
+        let active = (0..<R).filter { !targetsAt[$0].isEmpty || !klAt[$0].isEmpty }
+        let dLogits = TraceBuffer(active.count * V)
+        var row = [Double](repeating: 0, count: V)
+        for (a, r) in active.enumerated() {
+            let z = logits.p + r * V
+            for v in 0..<V { row[v] = coefficient[r] * exp(Double(z[v]) - lse[r]) }
+            for i in targetsAt[r] { row[loss.targets[i].token] -= loss.targets[i].weight / targetWeight }
+            for j in klAt[r] {
+                let term = loss.klTerms[j], w = loss.klFactor * term.weight / klWeight
+                for v in 0..<V { row[v] -= w * exp(Double(term.referenceLogProbs[v]) - referenceLSE[j]) }
+            }
+            let dst = dLogits.p + a * V
+            for v in 0..<V { dst[v] = Float(row[v]) }
+        }
+        run.backward(dLogits: dLogits, rows: active.map { logitRows[$0] }, points: points, into: &result)
         return result
     }
 }
@@ -378,13 +390,12 @@ final class TraceRun {
                 let z = g[i]
                 act.p[i] = z / (1 + expf(-z)) * u[i]
             }
+            product(out: x.p, x: act.p, weight: w.down, bias: nil, rows: N, accumulate: true)
             if captureLayers.contains(l) {
+                // A separate product, so that capturing leaves the stream bit for bit unchanged.
                 product(out: mlpOut.p, x: act.p, weight: w.down, bias: nil, rows: N, accumulate: false)
-                for i in 0..<(N * C) { x.p[i] += mlpOut.p[i] }
                 result.mlpKeys[l] = perSequence(act, width: I)
                 result.mlpOutputs[l] = perSequence(mlpOut, width: C)
-            } else {
-                product(out: x.p, x: act.p, weight: w.down, bias: nil, rows: N, accumulate: true)
             }
             intervene(at: 2 * l + 2, into: &result)
         }
@@ -430,6 +441,11 @@ final class TraceRun {
             for p in wanted where p.index == index {
                 result.streamGradients[p] = perSequence(dX, width: C)
             }
+        }
+
+        if R == 0 {  // No loss term with a positive weight: every gradient is zero.
+            for p in wanted { result.streamGradients[p] = perSequence(dX, width: C) }
+            return
         }
 
         // Output projection and final norm.
