@@ -1,6 +1,21 @@
 /// Types of the traced forward pass with interventions and its backward pass (`Model.trace`),
 /// the foundation of gradient-based editing (ROME and MEMIT optimize a vector added to one
 /// layer's MLP output, then solve for the weight change that produces it).
+///
+/// ROME's target value for one request, in outline (L the edited layer, `prompts` the context
+/// templates filled with the prompt and followed by the target's tokens but its last,
+/// `subjectLast` the last subject token of each, `targets` the target tokens at the positions
+/// predicting them, `kl` terms on "{subject} is a" prompts against an unedited trace):
+///
+///     var delta = [Float](repeating: 0, count: model.config.hiddenSize)
+///     for _ in 0..<steps {
+///         let t = try model.trace(prompts,
+///                                 interventions: [Intervention(point: .mlpOutput(layer: L), vector: delta, sites: subjectLast)],
+///                                 loss: EditLoss(targets: targets, klTerms: kl, klFactor: 0.0625))
+///         adam.step(&delta, gradient: t.interventionGradients[0])  // plus weight decay, norm clamp
+///     }
+///     // k*: mean of trace(prompts, captureMLP: [L]).mlpKeys[L] at subjectLast;
+///     // v*: the MLP output there (mlpOutputs[L]) + delta.
 
 /// A point of the residual stream: where an intervention adds a vector and where gradients are
 /// taken.
@@ -104,7 +119,9 @@ public struct KLTerm: Sendable {
 ///
 /// (each weighted mean is 0 when its list is empty). With unit weights this is ROME's
 /// objective without the weight decay on the vector: the mean negative log-likelihood of the
-/// target tokens plus `klFactor` times the mean KL divergence at the "essence" prompts.
+/// target tokens plus `klFactor` times the mean KL divergence at the "essence" prompts. Weights
+/// give other normalizations, e.g. 1 / (target length) per token for a mean over prompts of
+/// per-prompt means.
 public struct EditLoss: Sendable {
     public var targets: [TargetToken]
     public var klTerms: [KLTerm]
