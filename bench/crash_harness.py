@@ -145,7 +145,7 @@ def main():
             killed = True
         rc = p.returncode
         problems = []
-        fsck = repo.run("fsck", "-q", check=False)
+        fsck = repo.run("fsck", "-q", "--full", check=False)
         if fsck.returncode != 0:
             problems.append(f"fsck exit {fsck.returncode}: {(fsck.stdout + fsck.stderr).strip()[:300]}")
         st = repo.run("status", "--json", check=False, timeout=60)

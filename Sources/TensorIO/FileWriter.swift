@@ -62,6 +62,11 @@ public final class AtomicFileWriter {
         if sync { syncDirectory(parentDirectory(of: path)) }
     }
 
+    /// fsyncs the temporary file (before a journal records it as complete).
+    public func sync() throws {
+        if fsync(fd) != 0 { throw TensorIOError.io(path: tempPath, operation: "fsync", reason: errnoText()) }
+    }
+
     /// Removes the temporary file; the destination is untouched.
     public func abort() {
         if fd >= 0 { close(fd); fd = -1 }

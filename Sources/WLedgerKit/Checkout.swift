@@ -67,8 +67,13 @@ extension Repository {
             var result = CheckoutResult(commit: target, branch: branch, directory: root, written: [], unchanged: [], removed: [],
                                         tensorsRebuilt: 0, bytesWritten: 0)
             try writeFiles(Array(files.values), into: root, manifest: manifest, sources: [:], verifySHA256: verifySHA256,
-                           progress: progress, result: &result)
+                           progress: progress, result: &result) { staged in
+                try self.writeJournal(PendingOperation(kind: .checkout, commit: target, branch: branch,
+                                                       renames: staged.map { [self.relativeToRoot($0.tempPath), self.relativeToRoot($0.path)] },
+                                                       removes: []))
+            }
             try moveHead(to: target, branch: branch)
+            clearJournal()
             var written: [String: FileStat] = [:]
             for p in result.written { written[p] = FileStat.of(root + "/" + p) }
             try recordStats(result.written, commit: target, scanned: written)
@@ -108,12 +113,19 @@ extension Repository {
                 }
             }
         }
-        try writeFiles(toWrite, into: root, manifest: manifest, sources: sources, verifySHA256: verifySHA256, progress: progress, result: &result)
+        let removals = cmp.files.filter { $0.value.kind == .side && files[$0.key] == nil }.map(\.key).sorted()
+        try writeFiles(toWrite, into: root, manifest: manifest, sources: sources, verifySHA256: verifySHA256, progress: progress, result: &result) { staged in
+            try self.writeJournal(PendingOperation(kind: .checkout, commit: target, branch: branch,
+                                                   renames: staged.map { [self.relativeToRoot($0.tempPath), self.relativeToRoot($0.path)] },
+                                                   removes: removals))
+        }
+        FaultInjection.point("checkout-renamed")
         // Side files tracked at HEAD but not in the target are removed.
-        for (path, f) in cmp.files where f.kind == .side && files[path] == nil {
+        for path in removals {
             if unlink(root + "/" + path) == 0 || errno == ENOENT { result.removed.append(path) }
         }
         try moveHead(to: target, branch: branch)
+        clearJournal()
         var written: [String: FileStat] = [:]
         for p in result.written { written[p] = FileStat.of(root + "/" + p) }
         for p in result.unchanged { written[p] = cmp.stats[p] }
@@ -148,8 +160,11 @@ extension Repository {
     }
 
     /// Writes `files` of a commit into `dir`, each atomically (all staged first, then renamed).
+    /// `beforeRename` runs once every file is staged and fsynced, before the first rename (the
+    /// in-place checkout writes its journal there).
     private func writeFiles(_ files: [FileEntry], into dir: String, manifest: [String: ManifestEntry], sources: [String: RawView],
-                            verifySHA256: Bool, progress: ProgressReporter, result: inout CheckoutResult) throws {
+                            verifySHA256: Bool, progress: ProgressReporter, result: inout CheckoutResult,
+                            beforeRename: (([AtomicFileWriter]) throws -> Void)? = nil) throws {
         let byFile = Dictionary(grouping: manifest.values, by: \.file)
         let totalTensors = files.filter { $0.kind == .safetensors }.reduce(0) { $0 + (byFile[$1.path]?.count ?? 0) }
         progress.start("writing tensors", total: totalTensors)
@@ -177,7 +192,11 @@ extension Repository {
                 }
                 result.written.append(f.path)
             }
-            for w in staged { try w.commit() }
+            for w in staged { try w.sync() }
+            try beforeRename?(staged)
+            if beforeRename != nil { FaultInjection.point("checkout-journaled") }
+            for w in staged { try w.commit(sync: false) }
+            syncDirectory(dir)
         } catch {
             for w in staged { w.abort() }
             throw error

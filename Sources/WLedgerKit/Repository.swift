@@ -29,7 +29,16 @@ public final class Repository {
         let dir = root + "/" + directoryName
         let lock = forWriting ? try takeLock(dir, progress: progress) : nil
         let ledger = try Ledger.open(at: dir + "/" + ledgerName)
-        return Repository(root: root, ledger: ledger, lock: lock)
+        let repo = Repository(root: root, ledger: ledger, lock: lock)
+        // Finish what a killed process left half done (see Journal.swift) before anything else.
+        if forWriting {
+            if let notice = try repo.recoverInterruptedOperation() { progress?.message(notice) }
+        } else if FileManager.default.fileExists(atPath: repo.journalPath) {
+            let held = try takeLock(dir, progress: progress)
+            if let notice = try repo.recoverInterruptedOperation() { progress?.message(notice) }
+            withExtendedLifetime(held) {}
+        }
+        return repo
     }
 
     /// Takes the repository lock of a `.wledger` directory.

@@ -87,9 +87,24 @@ extension Repository {
                 staged.append((file, w))
             }
             progress.finish()
-            let recorded = try recordCommit(head: head, manifest: manifest, files: cmp.files, changes: changes, fileRows: [], objects: [],
+            // Durable staged files and a journal first, so a crash from here on is finished or
+            // undone by the next command (see Journal.swift).
+            for s in staged { try s.writer.sync() }
+            try writeJournal(PendingOperation(kind: .update, commit: head.commit, branch: nil,
+                                              renames: staged.map { [relativeToRoot($0.writer.tempPath), $0.path] }, removes: []))
+            FaultInjection.point("update-journaled")
+            let recorded: (id: String, tensors: [CommitResult.ChangedTensor], storedBytes: Int)
+            do {
+                recorded = try recordCommit(head: head, manifest: manifest, files: cmp.files, changes: changes, fileRows: [], objects: [],
                                             options: options)
-            for s in staged { try s.writer.commit() }
+            } catch {
+                clearJournal()
+                throw error
+            }
+            FaultInjection.point("update-recorded")
+            for s in staged { try s.writer.commit(sync: false) }
+            syncDirectory(root)
+            clearJournal()
             var stats: [String: FileStat] = [:]
             for s in staged { stats[s.path] = FileStat.of(root + "/" + s.path) }
             for p in cmp.directory.weightFiles + cmp.directory.sideFiles where stats[p] == nil { stats[p] = cmp.stats[p] }

@@ -26,3 +26,64 @@ final class CrashTests: XCTestCase {
         XCTAssertGreaterThan(out.summary.killed, 0, "some runs must actually be killed: \(r.stdout)")
     }
 }
+
+/// Deterministic kills at the four points between ledger change and work-tree change
+/// (`WLEDGER_FAULT`): the next command finishes or undoes the operation from the journal, so the
+/// work tree matches HEAD and fsck is clean.
+final class JournalRecoveryTests: XCTestCase {
+    func testKillsBetweenLedgerAndWorkTreeAreRecovered() throws {
+        let source = try Fixtures.smolLM2("f32")
+        let tmp = try TemporaryDirectory("journal")
+        let dir = (try tmp.copyModel(from: source) as NSString).standardizingPath
+        func wl(_ args: [String], env: [String: String] = [:]) throws -> ProcessOutput { try CLI.run(args, in: dir, environment: env) }
+        func head() throws -> String { String(try wl(["log", "-n", "1", "--oneline"]).stdout.prefix(12)) }
+        func files() throws -> [String: String] { try directoryDigest(dir).filter { !$0.key.hasPrefix(".wledger/") } }
+        XCTAssertEqual(try wl(["init", "-q"]).status, 0)
+        _ = try SimulatedEdit.rankOne(file: dir + "/model.safetensors", tensor: "model.layers.4.mlp.down_proj.weight", seed: 3, scale: 0.3)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "edit"]).status, 0)
+        let editHead = try head()
+        let editFiles = try files()
+
+        // update-journaled: killed before the commit was recorded → rolled back.
+        var r = try wl(["revert", "-q", "HEAD"], env: ["WLEDGER_FAULT": "update-journaled"])
+        XCTAssertEqual(r.status, 9, "killed by SIGKILL: \(r.stderr)")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/.wledger/pending.json"))
+        r = try wl(["status", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("rolled back an interrupted update"), r.stderr)
+        XCTAssertTrue(r.stdout.contains("\"clean\" : true"), r.stdout)
+        XCTAssertEqual(try head(), editHead)
+        XCTAssertEqual(try files(), editFiles)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/.wledger/pending.json"))
+
+        // update-recorded: killed after the commit, before the rename → rolled forward.
+        r = try wl(["revert", "-q", "HEAD"], env: ["WLEDGER_FAULT": "update-recorded"])
+        XCTAssertEqual(r.status, 9, r.stderr)
+        r = try wl(["status", "--rehash", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("completed an interrupted update"), r.stderr)
+        XCTAssertNotEqual(try head(), editHead, "the revert commit was recorded")
+        XCTAssertTrue(r.stdout.contains("\"clean\" : true"), "work tree equals the revert commit: \(r.stdout)")
+        let revertHead = try head()
+        let revertFiles = try files()
+        XCTAssertNotEqual(revertFiles, editFiles)
+
+        // checkout-journaled and checkout-renamed: rolled forward to the target.
+        for fault in ["checkout-journaled", "checkout-renamed"] {
+            r = try wl(["checkout", "-q", "HEAD~1"], env: ["WLEDGER_FAULT": fault])
+            XCTAssertEqual(r.status, 9, "\(fault): \(r.stderr)")
+            r = try wl(["status", "--rehash", "--json"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertTrue(r.stderr.contains("completed an interrupted checkout"), "\(fault): \(r.stderr)")
+            XCTAssertTrue(r.stdout.contains("\"clean\" : true"), "\(fault): \(r.stdout)")
+            XCTAssertEqual(try head(), editHead, fault)
+            XCTAssertEqual(try files(), editFiles, fault)
+            XCTAssertEqual(try wl(["checkout", "-q", "main"]).status, 0)
+            XCTAssertEqual(try head(), revertHead)
+            XCTAssertEqual(try files(), revertFiles)
+        }
+        r = try wl(["fsck", "-q", "--full"])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertFalse(try FileManager.default.contentsOfDirectory(atPath: dir).contains { $0.contains("wledger-tmp") }, "no temporary files left")
+    }
+}

@@ -24,7 +24,7 @@ final class ConcurrencyTests: XCTestCase {
         XCTAssertTrue(loser.stderr.contains("nothing to commit"), loser.stderr)
         let repo = try Repository.open(at: model, forWriting: false)
         XCTAssertEqual(try repo.log().count, 2)
-        XCTAssertEqual(try repo.fsck().problems, [])
+        XCTAssertEqual(try repo.fsck(full: true).problems, [])
         XCTAssertTrue(try repo.status().clean)
     }
 

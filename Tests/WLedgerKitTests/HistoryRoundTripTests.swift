@@ -95,7 +95,7 @@ final class HistoryRoundTripTests: XCTestCase {
             XCTAssertEqual(try sideAndWeightHashes(out), fileHashes[i], "checkout --output of commit \(i) differs")
             try FileManager.default.removeItem(atPath: out)
         }
-        let fsck = try repo.fsck()
+        let fsck = try repo.fsck(full: true)
         XCTAssertEqual(fsck.problems, [])
         XCTAssertEqual(fsck.commits, 51)
     }

@@ -84,7 +84,7 @@ final class RegularizerTests: XCTestCase {
         let again = try repo.commit(CommitOptions(message: "edit again")).commit
         _ = try repo.prune(again, keepPercent: 25, by: .magnitude)
         XCTAssertEqual(try read(dir, "w", "F32"), [1, 2, 4, 12, -1, 0.5, 3, 11].map { Double(Float($0)) })
-        XCTAssertEqual(try repo.fsck().problems, [])
+        XCTAssertEqual(try repo.fsck(full: true).problems, [])
     }
 
     /// Reverting a middle commit removes exactly its ΔW: later and earlier edits to the same matrix
@@ -210,7 +210,7 @@ final class RegularizerTests: XCTestCase {
         let s = try BLAS.singularValues(zip(restrained, base).map { $0 - $1 }, rows: 576, cols: 1536)
         let top = log(m.restrainedFrom[0]) - log(m.sigmaMaxBase) + m.sigmaMaxBase
         XCTAssertEqual(s[0], top, accuracy: 1e-3 * top)
-        XCTAssertEqual(try repo.fsck().problems, [])
+        XCTAssertEqual(try repo.fsck(full: true).problems, [])
         XCTAssertTrue(try repo.status().clean)
     }
 }

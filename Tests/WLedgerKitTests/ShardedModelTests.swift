@@ -63,6 +63,6 @@ final class ShardedModelTests: XCTestCase {
         let out = tmp.path + "/out"
         _ = try repo.checkout("base", output: out, verifySHA256: true)
         XCTAssertEqual(try hashes(out), base)
-        XCTAssertEqual(try repo.fsck().problems, [])
+        XCTAssertEqual(try repo.fsck(full: true).problems, [])
     }
 }

@@ -1,0 +1,116 @@
+import Foundation
+import Ledger
+import TensorIO
+
+/// A journal that makes "move HEAD and rename files into the work tree" crash-safe.
+///
+/// The ledger (SQLite) and the work tree (files) cannot change in one atomic step. Operations
+/// that do both — checkout, and revert/prune/restrain/`commit --prune` — first stage every new
+/// file completely (written and fsynced as a temporary file next to its destination), then
+/// write `.wledger/pending.json` naming the temporary files, the destinations and the commit,
+/// then make their ledger change and rename the files, and finally remove the journal. If the
+/// process dies in between, the next wledger command that opens the repository finishes the
+/// job before doing anything else:
+///
+/// - `update` (a new commit whose files are being renamed in): if HEAD is no longer the commit
+///   the operation started from, its transaction was recorded and the remaining temporary files
+///   are renamed into place (roll forward); otherwise the transaction never happened and the
+///   temporary files are deleted (roll back).
+/// - `checkout`: the staged files are complete, so the remaining renames and removals are done
+///   and HEAD is moved to the target (roll forward).
+///
+/// Either way the work tree ends up exactly at the old or the new commit, matching HEAD.
+struct PendingOperation: Codable {
+    enum Kind: String, Codable { case update, checkout }
+    var kind: Kind
+    /// Update: HEAD before the operation (if HEAD has moved, the commit was recorded);
+    /// checkout: the target.
+    var commit: String
+    /// Checkout: the branch HEAD will follow (nil: detached).
+    var branch: String?
+    /// (temporary file, destination), paths relative to the work tree.
+    var renames: [[String]]
+    /// Checkout: side files to remove, relative to the work tree.
+    var removes: [String]
+}
+
+extension Repository {
+    static let journalName = "pending.json"
+
+    var journalPath: String { wledgerDirectory + "/" + Repository.journalName }
+
+    /// Records an operation about to change ledger and work tree (durably).
+    func writeJournal(_ op: PendingOperation) throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        try writeFileAtomically(journalPath, Array(try enc.encode(op)), sync: true)
+    }
+
+    /// Removes the journal once the operation is complete.
+    func clearJournal() {
+        unlink(journalPath)
+        syncDirectory(wledgerDirectory)
+    }
+
+    /// The relative name of a path inside the work tree.
+    func relativeToRoot(_ path: String) -> String {
+        path.hasPrefix(root + "/") ? String(path.dropFirst(root.count + 1)) : path
+    }
+
+    /// Finishes or undoes an operation a killed process left in the journal, and removes
+    /// temporary files such a process left behind. Call with the repository lock held.
+    /// - Returns: a notice for the user, or nil when there was nothing to do.
+    @discardableResult
+    func recoverInterruptedOperation() throws -> String? {
+        var notice: String?
+        if FileManager.default.fileExists(atPath: journalPath) {
+            let data = try readFile(journalPath)
+            guard let op = try? JSONDecoder().decode(PendingOperation.self, from: Data(data)) else {
+                throw LedgerError.invalid("'\(journalPath)': unreadable journal of an interrupted operation")
+            }
+            let head = try ledger.head()
+            let rollForward = op.kind == .checkout || head.commit != op.commit
+            for pair in op.renames where pair.count == 2 {
+                let temp = root + "/" + pair[0]
+                guard FileManager.default.fileExists(atPath: temp) else { continue }
+                if rollForward {
+                    guard rename(temp, root + "/" + pair[1]) == 0 else {
+                        throw TensorIOError.io(path: root + "/" + pair[1], operation: "rename into place (recovery)", reason: String(cString: strerror(errno)))
+                    }
+                } else {
+                    unlink(temp)
+                }
+            }
+            if op.kind == .checkout {
+                for path in op.removes { unlink(root + "/" + path) }
+                try ledger.transaction {
+                    if let b = op.branch {
+                        try ledger.setHead(.branch(name: b, commit: op.commit))
+                    } else {
+                        try ledger.setHead(.detached(commit: op.commit))
+                    }
+                }
+            }
+            syncDirectory(root)
+            clearJournal()
+            notice = rollForward ? "completed an interrupted \(op.kind.rawValue) (HEAD is \(try ledger.head().commit.prefix(12)))"
+                : "rolled back an interrupted update (its commit was never recorded)"
+        }
+        // Temporary files of killed writers (named .NAME.wledger-tmp-PID) are garbage now.
+        if let entries = try? FileManager.default.contentsOfDirectory(atPath: root) {
+            for e in entries where e.hasPrefix(".") && e.contains(".wledger-tmp-") { unlink(root + "/" + e) }
+        }
+        return notice
+    }
+}
+
+/// Fault injection for crash tests: `WLEDGER_FAULT=NAME` makes the process SIGKILL itself at the
+/// point called NAME (`update-journaled`, `update-recorded`, `checkout-journaled`,
+/// `checkout-renamed`). Does nothing otherwise.
+enum FaultInjection {
+    static let target = ProcessInfo.processInfo.environment["WLEDGER_FAULT"]
+
+    static func point(_ name: String) {
+        if target == name { kill(getpid(), SIGKILL) }
+    }
+}
