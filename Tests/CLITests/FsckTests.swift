@@ -1,0 +1,68 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// A single flipped bit in stored data is found by fsck and reported with the commits and
+/// tensors it affects; exit 1.
+final class FsckTests: XCTestCase {
+    /// Flips one bit in the middle of the first chunk of the object chosen by `sql` (a query
+    /// returning an object id) in the SQLite ledger, with Python's sqlite3 module.
+    func flipBit(ledger: String, objectQuery sql: String) throws -> String {
+        let script = """
+            import sqlite3, sys
+            db = sqlite3.connect(sys.argv[1])
+            obj = db.execute(sys.argv[2]).fetchone()[0]
+            data = bytearray(db.execute("SELECT data FROM objectChunk WHERE object = ? AND seq = 0", (obj,)).fetchone()[0])
+            data[len(data) // 2] ^= 0x10
+            db.execute("UPDATE objectChunk SET data = ? WHERE object = ? AND seq = 0", (bytes(data), obj))
+            db.commit()
+            print(obj)
+            """
+        let r = try runProcess("/usr/bin/env", ["python3", "-c", script, ledger, sql])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    func testFlippedBitsAreReportedWithCommitAndTensor() throws {
+        let source = try Fixtures.smolLM2("f32")
+        let tmp = try TemporaryDirectory("fsck")
+        let dir = try tmp.copyModel(from: source)
+        let tensor = "model.layers.4.mlp.down_proj.weight"
+        XCTAssertEqual(try CLI.run(["init", "-q"], in: dir).status, 0)
+        for seed in [1, 2] as [UInt64] {
+            _ = try SimulatedEdit.rankOne(file: dir + "/model.safetensors", tensor: tensor, seed: seed, scale: 0.05)
+            XCTAssertEqual(try CLI.run(["commit", "-q", "-m", "edit \(seed)"], in: dir).status, 0)
+        }
+        let log = try CLI.run(["log", "--oneline"], in: dir).stdout.split(separator: "\n").map { String($0.prefix(12)) }
+        XCTAssertEqual(log.count, 3)
+        let (second, first, base) = (log[0], log[1], log[2])
+        XCTAssertEqual(try CLI.run(["fsck", "--full"], in: dir).status, 0)
+        let ledger = dir + "/.wledger/ledger"
+
+        // A bit in the second edit's patch: that commit and tensor, nothing else.
+        let patch = try flipBit(ledger: ledger, objectQuery:
+            "SELECT v.object FROM tensorVersion v JOIN commitTensor t ON t.hash = v.hash JOIN \"commit\" c ON c.id = t.\"commit\" WHERE c.message = 'edit 2'")
+        var r = try CLI.run(["fsck"], in: dir)
+        XCTAssertEqual(r.status, 1, r.stdout)
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        XCTAssertTrue(lines[0].hasPrefix("commit \(second): tensor '\(tensor)' version "), r.stdout)
+        XCTAssertTrue(lines[0].contains("stored object \(patch.prefix(12)) is corrupt"), r.stdout)
+        XCTAssertEqual(lines.count, 2, "one problem and the summary: \(r.stdout)")
+        XCTAssertTrue(lines[1].hasSuffix("1 problem(s)"), r.stdout)
+        _ = try flipBit(ledger: ledger, objectQuery: "SELECT '\(patch)'")  // flip it back
+        XCTAssertEqual(try CLI.run(["fsck", "--full"], in: dir).status, 0)
+
+        // A bit in the base keyframe of that tensor: the base and both edits patched from it.
+        _ = try flipBit(ledger: ledger, objectQuery:
+            "SELECT v.object FROM tensorVersion v JOIN commitTensor t ON t.hash = v.hash JOIN \"commit\" c ON c.id = t.\"commit\" WHERE c.kind = 'base' AND t.name = '\(tensor)'")
+        r = try CLI.run(["fsck", "--json"], in: dir)
+        XCTAssertEqual(r.status, 1)
+        struct Report: Decodable { var problems: [String] }
+        let problems = try JSONDecoder().decode(Report.self, from: Data(r.stdout.utf8)).problems
+        XCTAssertEqual(problems.count, 3, "\(problems)")
+        for c in [base, first, second] {
+            XCTAssertTrue(problems.contains { $0.hasPrefix("commit \(c): tensor '\(tensor)'") }, "\(c): \(problems)")
+        }
+        XCTAssertTrue(problems.filter { $0.contains("patched from damaged version") }.count == 2, "\(problems)")
+    }
+}
