@@ -43,6 +43,12 @@ let package = Package(
         // Benchmarks that need library access (bench/swift; results in BENCHMARKS.md).
         .executableTarget(name: "wledger-bench", dependencies: ["WLedgerKit", "Ledger", "LinAlg", "Ops", "TensorIO"], path: "bench/swift"),
 
+        // libFuzzer targets for every parser of untrusted bytes (Fuzz/; see README "Fuzzing").
+        // A normal build makes a replay tool; `-Xswiftc -DFUZZING -Xswiftc -sanitize=fuzzer,address`
+        // makes the fuzzer.
+        .executableTarget(name: "wledger-fuzz", dependencies: ["TensorIO", "Codec", "Engine", "WLedgerKit"], path: "Fuzz",
+                          exclude: ["corpus", "run.sh"], swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
+
         // Test helpers: fixture paths, temp dirs, running the binary, simulated edits.
         .target(name: "TestSupport", dependencies: ["TensorIO"], path: "Sources/TestSupport"),
 
