@@ -33,7 +33,8 @@ let package = Package(
         // Weight-space algorithms: δ statistics, RECT, PRUNE, the sphere projection.
         .target(name: "Ops", dependencies: ["TensorIO", "LinAlg"]),
         // CPU inference for LLaMA-family models: tokenizer, forward pass, scoring.
-        .target(name: "Engine", dependencies: ["TensorIO", "LinAlg"]),
+        // Optimized even in debug builds: the real-model tests run forward and backward passes.
+        .target(name: "Engine", dependencies: ["TensorIO", "LinAlg"], swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         .target(name: "WLedgerKit", dependencies: ["TensorIO", "Codec", "LinAlg", "Ledger", "Ops", "Engine"]),
         .executableTarget(name: "wledger", dependencies: [
             "WLedgerKit", "Ops", "Engine",

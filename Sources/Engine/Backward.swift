@@ -208,6 +208,32 @@ extension Model {
     }
 }
 
+extension Model {
+    /// The keys (inputs of `mlp.down_proj`) of `layers` at every token of `sequences`, per layer
+    /// and sequence (tokens, intermediate): a forward pass that stops after the last of the
+    /// layers and computes no logits. Equal to `trace(sequences, captureMLP: layers).mlpKeys`.
+    /// - Throws: `ModelError.invalidInput` as `trace` does.
+    public func mlpKeys(_ sequences: [[Int]], layers: [Int]) throws -> [Int: [[Float]]] {
+        precondition(layers.allSatisfy { $0 >= 0 && $0 < config.layerCount }, "layers \(layers) do not all exist")
+        guard let last = layers.max() else { return [:] }
+        for (s, seq) in sequences.enumerated() {
+            if seq.isEmpty { throw ModelError.invalidInput(path: path, reason: "sequence \(s) has no tokens") }
+            if let bad = seq.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
+                throw ModelError.invalidInput(path: path, reason: "token id \(bad) in sequence \(s) is outside the vocabulary of \(config.vocabSize)")
+            }
+            if seq.count > config.maxPositionEmbeddings {
+                throw ModelError.invalidInput(path: path, reason: "sequence \(s) has \(seq.count) positions, more than max_position_embeddings \(config.maxPositionEmbeddings)")
+            }
+        }
+        let run = TraceRun(model: self, sequences: sequences, layout: TraceLayout(sequences: sequences, heads: config.headCount),
+                           interventions: [], firstPoint: Int.max, captureLayers: Set(layers), capturePoints: [], tileElements: 1 << 18)
+        run.lastLayer = last
+        var result = ModelTrace()
+        run.forward(into: &result)
+        return result.mlpKeys
+    }
+}
+
 /// A zero-filled `Float` buffer freed on deinit.
 final class TraceBuffer {
     let p: UnsafeMutablePointer<Float>
@@ -292,6 +318,8 @@ final class TraceRun {
     let firstLayer: Int
     let captureLayers: Set<Int>
     let capturePoints: Set<StreamPoint>
+    /// The forward pass stops after this layer (`mlpKeys`); the last layer otherwise.
+    var lastLayer: Int
     /// The residual stream (N, C).
     let x: TraceBuffer
     var tapes: [LayerTape?]
@@ -310,6 +338,7 @@ final class TraceRun {
         firstLayer = min(firstPoint / 2, model.config.layerCount)
         self.captureLayers = captureLayers
         self.capturePoints = capturePoints
+        lastLayer = model.config.layerCount - 1
         x = TraceBuffer(layout.rows * config.hiddenSize)
         tapes = Array(repeating: nil, count: config.layerCount)
         // At least one row of the widest matrix (the output projection has hidden columns).
@@ -367,7 +396,7 @@ final class TraceRun {
         let scores = TraceBuffer(layout.longest * layout.longest)
         let mlpOut = TraceBuffer(captureLayers.isEmpty ? 0 : N * C)
         let eps = Float(c.rmsNormEps)
-        for l in 0..<c.layerCount {
+        for l in 0...lastLayer {
             let w = model.layers[l]
             let tape: LayerTape? = l >= firstLayer ? LayerTape(config: c, layout: layout) : nil
             tapes[l] = tape

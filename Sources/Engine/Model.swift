@@ -69,6 +69,8 @@ public final class Model: @unchecked Sendable {
     let layers: [LayerWeights]
     let finalNorm: [Float]
     let head: StoredMatrix
+    /// F32 copies that replace stored matrices (`replacingMLPDown`), kept alive with the model.
+    private let owned: [OwnedFloats]
 
     /// Opens `directory` (config.json and safetensors weights, sharded or not).
     /// - Throws: `ModelError` for an unsupported or malformed config and missing or ill-shaped
@@ -85,6 +87,7 @@ public final class Model: @unchecked Sendable {
         self.config = config
         self.weights = weights
         self.kernels = kernels
+        owned = []
         let path = weights.directory.path
         self.path = path
         let c = config
@@ -149,6 +152,39 @@ public final class Model: @unchecked Sendable {
         }
     }
 
+    private init(_ m: Model, layers: [LayerWeights], owned: [OwnedFloats]) {
+        config = m.config; weights = m.weights; kernels = m.kernels; path = m.path
+        embedding = m.embedding; finalNorm = m.finalNorm; head = m.head
+        self.layers = layers
+        self.owned = owned
+    }
+
+    /// This model with layer `layer`'s `mlp.down_proj` replaced by `values` (row-major
+    /// (hidden, intermediate), F32): how MEMIT sees the effect of the layers it has already
+    /// updated. The other weights stay shared with this model.
+    /// - Precondition: `values` has hidden × intermediate entries and the layer exists.
+    public func replacingMLPDown(layer: Int, with values: [Float]) -> Model {
+        let c = config
+        precondition(layer >= 0 && layer < c.layerCount, "layer \(layer) does not exist")
+        precondition(values.count == c.hiddenSize * c.intermediateSize, "down_proj needs \(c.hiddenSize)×\(c.intermediateSize) values")
+        let buffer = OwnedFloats(values)
+        var ls = layers
+        let l = ls[layer]
+        let down = StoredMatrix(name: l.down.name, dtype: .f32, rows: c.hiddenSize, cols: c.intermediateSize,
+                                bytes: UnsafeRawBufferPointer(start: buffer.p, count: values.count * 4))
+        ls[layer] = LayerWeights(inputNorm: l.inputNorm, q: l.q, k: l.k, v: l.v, o: l.o, qBias: l.qBias, kBias: l.kBias, vBias: l.vBias,
+                                 oBias: l.oBias, postNorm: l.postNorm, gate: l.gate, up: l.up, down: down)
+        return Model(self, layers: ls, owned: owned + [buffer])
+    }
+
+    /// Layer `layer`'s `mlp.down_proj` as F32, row-major (hidden, intermediate).
+    public func mlpDown(layer: Int) -> [Float] {
+        let d = layers[layer].down
+        var out = [Float](repeating: 0, count: d.rows * d.cols)
+        out.withUnsafeMutableBufferPointer { d.decodeRows(0..<d.rows, into: $0.baseAddress!) }
+        return out
+    }
+
     /// An empty cache for this model's layer and head sizes.
     /// - Parameter capacity: positions to allocate up front; the cache grows as needed.
     public func makeCache(capacity: Int = 256) -> KVCache {
@@ -159,4 +195,16 @@ public final class Model: @unchecked Sendable {
     public func makeWorkspace(maxTokens: Int = 128) -> ForwardWorkspace {
         ForwardWorkspace(config: config, maxTokens: maxTokens)
     }
+}
+
+/// An aligned F32 buffer owned by a `Model`.
+final class OwnedFloats: @unchecked Sendable {
+    let p: UnsafeMutablePointer<Float>
+
+    init(_ values: [Float]) {
+        p = .allocate(capacity: max(values.count, 1))
+        values.withUnsafeBufferPointer { p.initialize(from: $0.baseAddress!, count: values.count) }
+    }
+
+    deinit { p.deallocate() }
 }

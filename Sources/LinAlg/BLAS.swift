@@ -114,6 +114,25 @@ public enum BLAS {
         return (s, uT, vtT)
     }
 
+    /// Solves A·X = B for a symmetric positive definite (n, n) matrix A and a row-major (n, k)
+    /// right-hand side B, by Cholesky factorization.
+    ///
+    /// The corresponding C function is LAPACK's `dposv_` (uplo = "L"); A is symmetric, so its
+    /// row-major and column-major views agree, and B is passed as its column-major copy.
+    /// - Throws: `LinAlgError.lapack` when A is not positive definite (info > 0) or the call fails.
+    public static func solvePositiveDefinite(_ a: Matrix, _ b: Matrix) throws -> Matrix {
+        precondition(a.rows == a.cols && b.rows == a.rows, "solve: A is \(a.rows)×\(a.cols), B is \(b.rows)×\(b.cols)")
+        if b.cols == 0 || a.rows == 0 { return b }
+        var factor = a.data
+        var rhs = b.transposed.data  // row-major (k, n) = column-major (n, k)
+        var N = Int32(a.rows), NRHS = Int32(b.cols), lda = Int32(a.rows), ldb = Int32(a.rows)
+        var info: Int32 = 0
+        var uplo = CChar(UInt8(ascii: "L"))
+        dposv_(&uplo, &N, &NRHS, &factor, &lda, &rhs, &ldb, &info, 1)
+        guard info == 0 else { throw LinAlgError.lapack(routine: "dposv", info: Int(info)) }
+        return Matrix(rows: b.cols, cols: b.rows, data: rhs).transposed
+    }
+
     /// Orthonormal basis Q (m, k) of the columns of a row-major (m, k) matrix, k ≤ m.
     ///
     /// The corresponding C functions are LAPACK's `dgeqrf_` and `dorgqr_` (on a column-major copy).
