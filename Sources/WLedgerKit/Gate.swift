@@ -29,6 +29,8 @@ public struct GateReport: Encodable, Sendable {
     public var tensors: [GateTensor]
     public var failures: [String]
     public var elapsedSeconds: Double
+    /// CPU time of the process while gating (all threads).
+    public var cpuSeconds: Double
 
     public struct Limits: Encodable, Sendable {
         public var maxL1: Double?
@@ -46,6 +48,7 @@ extension Repository {
     public func gate(candidate: String? = nil) throws -> GateReport {
         let clock = ContinuousClock()
         let start = clock.now
+        let cpuStart = Self.processCPUSeconds()
         let config = try ConfigFile.load(configPath)
         try config.validateAll()
         let maxL1 = config.get("gate.max-l1").flatMap(Double.init)
@@ -62,7 +65,8 @@ extension Repository {
         let baseID = try resolve("base")
         let headManifest = try ledger.manifest(of: head)
         let baseManifest = try ledger.manifest(of: baseID)
-        let weights = try ModelDirectory.scan(dir).open()
+        let scanned = try ModelDirectory.scan(dir)
+        let weights = try scanned.open(populate: Set(scanned.weightFiles))
         var tensors: [GateTensor] = []
         var failures: [String] = []
         for (name, e) in headManifest.sorted(by: { $0.key < $1.key }) where e.dtype.isFloat {
@@ -105,6 +109,13 @@ extension Repository {
         }
         return GateReport(candidate: dir, head: head, base: baseID,
                           limits: .init(maxL1: maxL1, maxDeltaShare: maxShare, maxKappaGrowth: maxKappa),
-                          tensors: tensors, failures: failures, elapsedSeconds: TaskEvaluator.secondsOf(clock.now - start))
+                          tensors: tensors, failures: failures, elapsedSeconds: TaskEvaluator.secondsOf(clock.now - start),
+                          cpuSeconds: Self.processCPUSeconds() - cpuStart)
+    }
+
+    static func processCPUSeconds() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
     }
 }
