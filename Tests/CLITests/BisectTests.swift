@@ -5,21 +5,17 @@ import XCTest
 
 /// `wledger bisect` and hooks on the real SmolLM2-135M (F32): a 64-commit history (base + 63
 /// simulated edits) in which commit 41 plants a damaging rank-one change in
-/// `model.layers.1.mlp.down_proj` (scale 2: measured, it drops a small fact-completion task's
-/// mean gold log-probability from about −2.1 to about −14 and its accuracy from 1.0 to 0.375);
+/// `model.layers.1.mlp.down_proj` (scale 2: measured, it drops the mean gold log-probability of
+/// four fact completions far below twice the base value, the threshold used here);
 /// every other commit is a KN-like edit of three columns of a later layer's `down_proj`. The
 /// history is built once for the class.
 final class BisectTests: XCTestCase {
-    /// Eight short fact completions: a health task that runs in a few seconds.
+    /// Four short fact completions: a health task that takes about 2 s of CPU in a debug build.
     static let facts = [
         #"{"context": "The capital of France is", "choices": [" Paris", " London", " Berlin"], "gold": 0}"#,
         #"{"context": "The capital of Japan is", "choices": [" Seoul", " Tokyo", " Beijing"], "gold": 1}"#,
         #"{"context": "Water is made of hydrogen and", "choices": [" oxygen", " nitrogen", " carbon"], "gold": 0}"#,
-        #"{"context": "The opposite of hot is", "choices": [" cold", " warm", " red"], "gold": 0}"#,
         #"{"context": "One, two, three, four,", "choices": [" five", " nine", " seven"], "gold": 0}"#,
-        #"{"context": "The sun rises in the", "choices": [" east", " west", " north"], "gold": 0}"#,
-        #"{"context": "Monday, Tuesday,", "choices": [" Wednesday", " Friday", " Sunday"], "gold": 0}"#,
-        #"{"context": "A dog says", "choices": [" woof", " meow", " moo"], "gold": 0}"#,
     ].joined(separator: "\n") + "\n"
 
     static let damagedTensor = "model.layers.1.mlp.down_proj.weight"
@@ -122,7 +118,7 @@ final class BisectTests: XCTestCase {
 
     /// `.wledger/` without its lock file (which names the last holder).
     func ledgerDigest(_ h: History) throws -> [String: String] {
-        var d = try ledgerDigest(h)
+        var d = try directoryDigest(h.dir + "/.wledger")
         d["lock"] = nil
         return d
     }
