@@ -177,6 +177,7 @@ struct Bisect: ParsableCommand {
         var command: [String] = []
 
         func run() throws {
+            if command.first == "--help" || command.first == "-h" { throw CleanExit.helpRequest(self) }
             let repo = try global.openRepository(forWriting: true)
             let cmd = command.first == "--" ? Array(command.dropFirst()) : command
             guard !cmd.isEmpty else { throw ValidationError("missing the command to run") }

@@ -765,7 +765,24 @@ final class HelpTests: XCTestCase {
 
     func testBisectRunHelp() throws {
         try assertHelp(["bisect", "run", "--help"], #"""
+        OVERVIEW: Mark commits by running a command on each: exit 0 good, 125 skip,
+        1-127 bad, anything else stops.
 
+        The command runs in the work tree with WLEDGER_CANDIDATE (the candidate's
+        weights: the work tree, or a temporary directory with --no-checkout),
+        WLEDGER_LEDGER and WLEDGER_COMMIT (the candidate's id).
+        Example: wledger bisect run wledger health --candidate --check
+
+        USAGE: wledger bisect run [-C <path>] [--quiet] [<cmd> ...]
+
+        ARGUMENTS:
+          <cmd>                   The command and its arguments.
+
+        OPTIONS:
+          -C <path>               Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          --version               Show the version.
+          -h, --help              Show help information.
         """#)
     }
 
