@@ -284,6 +284,31 @@ final class BisectTests: XCTestCase {
         try wl(["bisect", "reset"], in: h.dir)
     }
 
+    /// Bad input: one line, exit 2 (1 for refusals), and the ledger stays as it was.
+    func testBisectBadInputChangesNothing() throws {
+        let h = try history()
+        try resetToMain(h)
+        let before = try ledgerDigest(h)
+        func refused(_ args: [String], _ status: Int32, _ text: String, file: StaticString = #filePath, line: UInt = #line) throws {
+            let r = try wl(args, in: h.dir, expect: status, file: file, line: line)
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr, file: file, line: line)
+            XCTAssertTrue(r.stderr.contains(text), r.stderr, file: file, line: line)
+            XCTAssertEqual(try ledgerDigest(h), before, "wledger \(args.joined(separator: " ")) changed the ledger", file: file, line: line)
+        }
+        try refused(["bisect", "start", "HEAD", "no-such-rev"], 2, "no-such-rev")
+        try refused(["bisect", "log"], 1, "not bisecting")
+        try refused(["bisect", "run", "true"], 1, "not bisecting")
+        try "wledger bisect start\nwledger bisect maybe HEAD\n".write(toFile: h.tmp.path + "/bad.log", atomically: true, encoding: .utf8)
+        try refused(["bisect", "replay", h.tmp.path + "/bad.log"], 2, "line 2: unknown bisect command 'maybe'")
+        try refused(["bisect", "replay", h.tmp.path + "/missing.log"], 2, "missing.log")
+        try refused(["hooks", "enable", "post-commit-none"], 2, "no such sample")
+        try refused(["bisect", "--metric", "nosuchtask.acc", "--below", "1"], 2, "nosuchtask")
+        // A dirty work tree is not overwritten by a bisect checkout.
+        try Self.harmless(h.dir + "/model.safetensors", 300)
+        try refused(["bisect", "start", "HEAD", "base"], 1, "uncommitted changes")
+        try wl(["checkout", "-q", "--force", "HEAD"], in: h.dir)
+    }
+
     // MARK: - Hooks
 
     func testHealthHookRejectsTheDamagingCommitAndAcceptsAHarmlessOne() throws {
