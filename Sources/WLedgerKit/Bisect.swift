@@ -378,6 +378,8 @@ extension Repository {
         for (k, v) in environment { env[k] = v }
         p.environment = env
         if stdoutToStderr { p.standardOutput = FileHandle.standardError }
+        // What we printed so far comes before the command's own output.
+        fflush(nil)
         do {
             try p.run()
         } catch {
