@@ -106,7 +106,10 @@ final class BisectTests: XCTestCase {
     /// Back to branch main with no bisect in progress.
     func resetToMain(_ h: History) throws {
         try wl(["bisect", "reset", "-q"], in: h.dir)
-        try wl(["checkout", "-q", "--force", "main"], in: h.dir)
+        // Without --force, files that already match are not rewritten.
+        if try CLI.run(["checkout", "-q", "main"], in: h.dir).status != 0 {
+            try wl(["checkout", "-q", "--force", "main"], in: h.dir)
+        }
     }
 
     /// The first bad commit's edit request is printed (canonical JSON of request.json).
@@ -360,7 +363,8 @@ final class BisectTests: XCTestCase {
         defer { try? resetToMain(h) }
         let file = h.dir + "/model.safetensors"
         let hooks = h.dir + "/.wledger/hooks"
-        try wl(["branch", "gated", h.ids[40]], in: h.dir)
+        // On top of HEAD (which already holds the damage): the gate looks only at what a change edits.
+        try wl(["branch", "gated", "HEAD"], in: h.dir)
         try wl(["checkout", "-q", "gated"], in: h.dir)
         try wl(["hooks", "enable", "pre-commit-gate"], in: h.dir)
         // Enabling another sample over a different pre-commit needs --force.
@@ -426,7 +430,7 @@ final class BisectTests: XCTestCase {
         chmod(hooks + "/pre-commit", 0o755)
         let headFile = try fileSHA256(file)
         try wl(["revert", h.ids[38]], in: h.dir)
-        XCTAssertEqual(try log(h.dir).count, 43)
+        XCTAssertEqual(try log(h.dir).count, 66)
         let seen = try String(contentsOfFile: h.tmp.path + "/cand.txt", encoding: .utf8).split(separator: "\n")
         XCTAssertNotEqual(String(seen[0]), h.dir)
         XCTAssertFalse(FileManager.default.fileExists(atPath: String(seen[0])), "the candidate directory was removed")
