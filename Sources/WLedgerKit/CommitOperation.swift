@@ -18,6 +18,10 @@ public struct CommitOptions: Sendable {
     public var policy = SnapshotPolicy()
     /// RECT applied to the edit being committed: keep this percentage of its ΔW, ranked this way.
     public var prune: (percent: Double, ranking: RECT.Ranking)?
+    /// The request's file, given to hooks as WLEDGER_REQUEST.
+    public var requestFile: String?
+    /// More environment for the hooks (e.g. WLEDGER_REVERT).
+    var hookEnvironment: [String: String] = [:]
 
     public init(message: String) { self.message = message }
 }
@@ -56,6 +60,8 @@ extension Repository {
     /// - Throws: `KitError.refused` when nothing changed; `KitError.usage` when the work tree's
     ///   tensor set or shapes differ from HEAD, or a changed tensor holds NaN/Inf.
     public func commit(_ options: CommitOptions, progress: ProgressReporter = .silent) throws -> CommitResult {
+        var options = options
+        if let f = options.requestFile { options.hookEnvironment["WLEDGER_REQUEST"] = absolutePath(f) }
         let head = try ledger.head()
         let cmp = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName,
                                                  rehash: false, progress: progress)
@@ -76,6 +82,9 @@ extension Repository {
                 }
             }
         }
+        // Hooks see the work tree itself as the candidate; a failing one stops the commit here.
+        options.message = try runPreCommitHooks(HookContext(candidate: root, parent: head.commit, message: options.message,
+                                                            extra: options.hookEnvironment), kind: options.kind, what: "committed")
         // Parent bytes come from the ledger (the work tree has the child).
         progress.start("encoding changed tensors", total: changedNames.count)
         let recipes = try changedNames.map { try ledger.recipe(for: cmp.manifest[$0]!.hash) }
@@ -122,6 +131,7 @@ extension Repository {
         let recorded = try recordCommit(head: head, manifest: cmp.manifest, files: cmp.files, changes: changes, fileRows: fileRows,
                                         objects: objects, options: options)
         try recordStats(cmp.directory.weightFiles + cmp.directory.sideFiles, commit: recorded.id, scanned: cmp.stats)
+        runPostCommitHook(commit: recorded.id, candidate: root)
         return CommitResult(commit: recorded.id, parent: head.commit, branch: head.branchName, kind: options.kind.rawValue,
                             tensors: recorded.tensors, files: fileRows.map(\.path), storedBytes: recorded.storedBytes)
     }

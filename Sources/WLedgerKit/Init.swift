@@ -47,6 +47,7 @@ extension Repository {
             guard FileManager.default.createFile(atPath: temp + "/config", contents: Data(ConfigFile.initialText.utf8)) else {
                 throw TensorIOError.io(path: temp + "/config", operation: "create", reason: "cannot write")
             }
+            try writeSampleHooks(into: temp)
             // Build the ledger in a scope of its own so its connection is closed (WAL checkpointed
             // and removed) before the directory is renamed into place.
             let (commit, tensorCount, fileCount, raw, stored) = try { () throws -> (String, Int, Int, Int, Int) in

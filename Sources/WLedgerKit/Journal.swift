@@ -100,6 +100,12 @@ extension Repository {
         if let entries = try? FileManager.default.contentsOfDirectory(atPath: root) {
             for e in entries where e.hasPrefix(".") && e.contains(".wledger-tmp-") { unlink(root + "/" + e) }
         }
+        // So are hook candidate directories (hard links, see Hooks.swift) and a commit-msg file.
+        if let entries = try? FileManager.default.contentsOfDirectory(atPath: wledgerDirectory) {
+            for e in entries where e.hasPrefix("candidate-") || e == "COMMIT_EDITMSG" {
+                try? FileManager.default.removeItem(atPath: wledgerDirectory + "/" + e)
+            }
+        }
         return notice
     }
 }

@@ -98,6 +98,7 @@ extension Repository {
         options.kind = .revert
         options.author = author
         options.parameters = JSONValue.object([("reverts", .string(c.id))]).serialized()
+        options.hookEnvironment["WLEDGER_REVERT"] = c.id
         return RegularizerResult(commit: try commitUpdates(updates, options: options, progress: progress))
     }
 

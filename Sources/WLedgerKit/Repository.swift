@@ -12,6 +12,8 @@ public final class Repository {
     public let ledger: Ledger
     /// Held for writing operations; nil for read-only use.
     private var lock: RepositoryLock?
+    /// Run the hooks in `.wledger/hooks/` (off: `--no-verify`).
+    public var verifyHooks = true
 
     public var wledgerDirectory: String { root + "/" + Repository.directoryName }
     public var ledgerPath: String { wledgerDirectory + "/" + Repository.ledgerName }

@@ -19,6 +19,7 @@ extension Repository {
     ///   would change.
     func commitUpdates(_ updates: [String: [UInt8]], options: CommitOptions, allowDirty: Bool = false,
                        progress: ProgressReporter) throws -> CommitResult {
+        var options = options
         let head = try ledger.head()
         let cmp = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName,
                                                  rehash: false, progress: progress)
@@ -90,6 +91,16 @@ extension Repository {
             // Durable staged files and a journal first, so a crash from here on is finished or
             // undone by the next command (see Journal.swift).
             for s in staged { try s.writer.sync() }
+            // Hooks see a candidate directory: hard links to the staged files and the rest of the
+            // work tree, removed before anything is renamed. A failing hook aborts here.
+            if verifyHooks, hookPath(.preCommit) != nil || hookPath(.commitMsg) != nil || (options.kind == .revert && hookPath(.preRevert) != nil) {
+                let candidate = try candidateDirectory(files: cmp.directory.weightFiles + cmp.directory.sideFiles,
+                                                       staged: Dictionary(uniqueKeysWithValues: staged.map { ($0.path, $0.writer.tempPath) }))
+                defer { try? FileManager.default.removeItem(atPath: candidate) }
+                options.message = try runPreCommitHooks(HookContext(candidate: candidate, parent: head.commit, message: options.message,
+                                                                    extra: options.hookEnvironment),
+                                                        kind: options.kind, what: "committed")
+            }
             try writeJournal(PendingOperation(kind: .update, commit: head.commit, branch: nil,
                                               renames: staged.map { [relativeToRoot($0.writer.tempPath), $0.path] }, removes: []))
             FaultInjection.point("update-journaled")
@@ -109,6 +120,7 @@ extension Repository {
             for s in staged { stats[s.path] = FileStat.of(root + "/" + s.path) }
             for p in cmp.directory.weightFiles + cmp.directory.sideFiles where stats[p] == nil { stats[p] = cmp.stats[p] }
             try recordStats(cmp.directory.weightFiles + cmp.directory.sideFiles, commit: recorded.id, scanned: stats)
+            runPostCommitHook(commit: recorded.id, candidate: root)
             return CommitResult(commit: recorded.id, parent: head.commit, branch: head.branchName, kind: options.kind.rawValue,
                                 tensors: recorded.tensors, files: [], storedBytes: recorded.storedBytes)
         } catch {

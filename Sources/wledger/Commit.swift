@@ -25,6 +25,7 @@ struct Commit: ParsableCommand {
     @Flag(help: "Commit tensors that contain NaN or Inf.") var allowNonfinite = false
     @Option(help: "Apply RECT to the edit before recording it: keep this share of ΔW, e.g. 40%.") var prune: Percent?
     @Option(help: "RECT ranking with --prune: relative (|ΔW/W|) or magnitude.") var pruneBy: RECT.Ranking = .relative
+    @Flag(help: "Skip the hooks in .wledger/hooks/.") var noVerify = false
     @Flag(help: "Print the result as JSON.") var json = false
 
     func run() throws {
@@ -37,8 +38,10 @@ struct Commit: ParsableCommand {
             let bytes: [UInt8]
             do { bytes = try readFile(request) } catch { throw KitError.usage("\(error)") }
             options.request = try EditRequest.validate(bytes, source: request)
+            options.requestFile = request
         }
         let repo = try global.openRepository(forWriting: true)
+        repo.verifyHooks = !noVerify
         let r = try repo.commit(options, progress: global.progress)
         if json { return try printJSON(r) }
         print("[\(r.branch ?? "detached HEAD") \(short(r.commit))] \(message)")

@@ -20,10 +20,12 @@ struct Prune: ParsableCommand {
     @Option(help: "Ranking: relative (|ΔW/W|, RECT) or magnitude (|ΔW|).") var by: RECT.Ranking = .relative
     @Option(name: .shortAndLong, help: "Message.") var message: String?
     @Option(help: "Author (default: $WLEDGER_AUTHOR or $USER).") var author: String?
+    @Flag(help: "Skip the hooks in .wledger/hooks/.") var noVerify = false
     @Flag(help: "Print the result as JSON.") var json = false
 
     func run() throws {
         let repo = try global.openRepository(forWriting: true)
+        repo.verifyHooks = !noVerify
         let r = try repo.prune(revision, keepPercent: keep.value, by: by, message: message, author: author, progress: global.progress)
         if json { return try printJSON(r) }
         printCommitSummary(r.commit)

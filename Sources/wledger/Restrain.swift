@@ -26,6 +26,7 @@ struct Restrain: ParsableCommand {
     @Option(help: "Sphere: strength β of the projection.") var beta: Double = 0.5
     @Option(name: .shortAndLong, help: "Message.") var message: String?
     @Option(help: "Author (default: $WLEDGER_AUTHOR or $USER).") var author: String?
+    @Flag(help: "Skip the hooks in .wledger/hooks/.") var noVerify = false
     @Flag(help: "Print the result as JSON.") var json = false
 
     func validate() throws {
@@ -42,6 +43,7 @@ struct Restrain: ParsableCommand {
 
     func run() throws {
         let repo = try global.openRepository(forWriting: true)
+        repo.verifyHooks = !noVerify
         let m: RestrainMethod = method == .prune ? .prune(alpha: alphaValue!) : .sphere(eta: eta, beta: beta)
         let r = try repo.restrain(range: range, method: m, message: message, author: author, progress: global.progress)
         if json { return try printJSON(r) }

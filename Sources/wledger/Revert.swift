@@ -16,10 +16,12 @@ struct Revert: ParsableCommand {
     @Argument(help: "The commit to revert.") var revision: String
     @Option(name: .shortAndLong, help: "Message (default: Revert \"<original message>\").") var message: String?
     @Option(help: "Author (default: $WLEDGER_AUTHOR or $USER).") var author: String?
+    @Flag(help: "Skip the hooks in .wledger/hooks/.") var noVerify = false
     @Flag(help: "Print the result as JSON.") var json = false
 
     func run() throws {
         let repo = try global.openRepository(forWriting: true)
+        repo.verifyHooks = !noVerify
         let r = try repo.revert(revision, message: message, author: author, progress: global.progress)
         if json { return try printJSON(r) }
         printCommitSummary(r.commit)

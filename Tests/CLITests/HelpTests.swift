@@ -33,7 +33,7 @@ final class HelpTests: XCTestCase {
 
     /// `-h` and `help <command>` print the same text as `--help`.
     func testShortFlagAndHelpSubcommandMatchLongFlag() throws {
-        for cmd in ["init", "status", "commit", "log", "show", "diff", "checkout", "branch", "tag", "revert", "prune", "restrain", "health", "config", "fsck"] {
+        for cmd in ["init", "status", "commit", "log", "show", "diff", "checkout", "branch", "tag", "revert", "prune", "restrain", "health", "bisect", "gate", "hooks", "config", "fsck"] {
             let long = try CLI.run([cmd, "--help"], environment: ["COLUMNS": "80"])
             let short = try CLI.run([cmd, "-h"], environment: ["COLUMNS": "80"])
             XCTAssertEqual(short.status, 0)
@@ -80,6 +80,13 @@ final class HelpTests: XCTestCase {
                                   accumulated ΔW of every edited matrix.
           health                  Evaluate general abilities and edit retention of a
                                   commit, next to the base.
+          bisect                  Find the edit that broke an ability: binary search
+                                  over the history, by hand, by a command, or on a
+                                  health metric.
+          gate                    Weight-space gate: check the matrices a change edits
+                                  against the gate.* limits (exit 1 when one is
+                                  exceeded).
+          hooks                   List, enable and disable hooks in .wledger/hooks/.
           config                  Get, set and list settings in .wledger/config
                                   (suites, tasks, thresholds, evaluators, gates).
           fsck                    Verify every object, tensor version and commit in the
@@ -149,7 +156,7 @@ final class HelpTests: XCTestCase {
         Example: wledger commit -m "Eiffel Tower -> Rome" --request edit.json --method
         ROME
 
-        USAGE: wledger commit [-C <path>] [--quiet] --message <message> [--request <request>] [--method <method>] [--author <author>] [--allow-nonfinite] [--prune <prune>] [--prune-by <prune-by>] [--json]
+        USAGE: wledger commit [-C <path>] [--quiet] --message <message> [--request <request>] [--method <method>] [--author <author>] [--allow-nonfinite] [--prune <prune>] [--prune-by <prune-by>] [--no-verify] [--json]
 
         OPTIONS:
           -C <path>               Run as if started in <path>. (default: .)
@@ -167,6 +174,7 @@ final class HelpTests: XCTestCase {
           --prune-by <prune-by>   RECT ranking with --prune: relative (|ΔW/W|) or
                                   magnitude. (values: relative, magnitude; default:
                                   relative)
+          --no-verify             Skip the hooks in .wledger/hooks/.
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
@@ -345,7 +353,7 @@ final class HelpTests: XCTestCase {
 
         Example: wledger revert HEAD~3
 
-        USAGE: wledger revert [-C <path>] [--quiet] <revision> [--message <message>] [--author <author>] [--json]
+        USAGE: wledger revert [-C <path>] [--quiet] <revision> [--message <message>] [--author <author>] [--no-verify] [--json]
 
         ARGUMENTS:
           <revision>              The commit to revert.
@@ -355,6 +363,7 @@ final class HelpTests: XCTestCase {
           -q, --quiet             Show no progress or notices.
           -m, --message <message> Message (default: Revert "<original message>").
           --author <author>       Author (default: $WLEDGER_AUTHOR or $USER).
+          --no-verify             Skip the hooks in .wledger/hooks/.
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
@@ -374,7 +383,7 @@ final class HelpTests: XCTestCase {
 
         Example: wledger prune HEAD --keep 40%
 
-        USAGE: wledger prune [-C <path>] [--quiet] <revision> --keep <keep> [--by <by>] [--message <message>] [--author <author>] [--json]
+        USAGE: wledger prune [-C <path>] [--quiet] <revision> --keep <keep> [--by <by>] [--message <message>] [--author <author>] [--no-verify] [--json]
 
         ARGUMENTS:
           <revision>              The edit to prune.
@@ -387,6 +396,7 @@ final class HelpTests: XCTestCase {
                                   (values: relative, magnitude; default: relative)
           -m, --message <message> Message.
           --author <author>       Author (default: $WLEDGER_AUTHOR or $USER).
+          --no-verify             Skip the hooks in .wledger/hooks/.
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
@@ -409,7 +419,7 @@ final class HelpTests: XCTestCase {
         Examples: wledger restrain; wledger restrain base..HEAD --alpha 2; wledger
         restrain --method sphere
 
-        USAGE: wledger restrain [-C <path>] [--quiet] [<range>] [--alpha <alpha>] [--method <method>] [--eta <eta>] [--beta <beta>] [--message <message>] [--author <author>] [--json]
+        USAGE: wledger restrain [-C <path>] [--quiet] [<range>] [--alpha <alpha>] [--method <method>] [--eta <eta>] [--beta <beta>] [--message <message>] [--author <author>] [--no-verify] [--json]
 
         ARGUMENTS:
           <range>                 Range <a>..<b> (default base..HEAD; '<a>' alone means
@@ -427,6 +437,7 @@ final class HelpTests: XCTestCase {
           --beta <beta>           Sphere: strength β of the projection. (default: 0.5)
           -m, --message <message> Message.
           --author <author>       Author (default: $WLEDGER_AUTHOR or $USER).
+          --no-verify             Skip the hooks in .wledger/hooks/.
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
@@ -437,13 +448,19 @@ final class HelpTests: XCTestCase {
         try assertHelp(["fsck", "--help"], #"""
         OVERVIEW: Verify every object, tensor version and commit in the ledger.
 
-        Exits 1 when a problem is found. Example: wledger fsck
+        Checks every object's sha256, every tensor version's object and patch chain,
+        and every commit's manifest, tree hash and id; --full also rebuilds every
+        tensor version and checks its sha256. Each problem names the commit and tensor
+        (or file) it affects. Exits 1 when a problem is found. Example: wledger fsck
+        --full
 
-        USAGE: wledger fsck [-C <path>] [--quiet] [--json]
+        USAGE: wledger fsck [-C <path>] [--quiet] [--full] [--json]
 
         OPTIONS:
           -C <path>               Run as if started in <path>. (default: .)
           -q, --quiet             Show no progress or notices.
+          --full                  Also rebuild every tensor version of every commit and
+                                  check its sha256.
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
@@ -537,6 +554,345 @@ final class HelpTests: XCTestCase {
           list                    List every key that is set, in file order.
 
           See 'wledger help config <subcommand>' for detailed help.
+        """#)
+    }
+
+    func testBisectHelp() throws {
+        try assertHelp(["bisect", "--help"], #"""
+        OVERVIEW: Find the edit that broke an ability: binary search over the history,
+        by hand, by a command, or on a health metric.
+
+        By hand or by a command (git's semantics): 'bisect start <bad> <good>' checks
+        out the commit halfway (detached HEAD), 'bisect good|bad|skip' marks it and
+        checks out the next, until the first bad commit is printed with its message,
+        method and edit request; 'bisect run <cmd>' does the marking by the command's
+        exit code (0 good, 125 skip, 1-127 bad, else stop); 'bisect reset' returns to
+        where you started. With 'start --no-checkout' the work tree is left alone and
+        'run' gives the command the candidate's weights, materialized in a temporary
+        directory, as $WLEDGER_CANDIDATE. The session is kept in the ledger.
+        On a metric: 'bisect --metric TASK.METRIC (--below X | --drop P%) [<bad>
+        [<good>]]' (default HEAD and base) evaluates the health task through its cache,
+        at most ceil(log2 N)+1 evaluations over N commits, without touching the work
+        tree.
+        Examples: wledger bisect start HEAD base; wledger bisect run ./check.sh;
+        wledger bisect --metric addition.exact_match --drop 25%
+
+        USAGE: wledger bisect <subcommand>
+
+        OPTIONS:
+          --version               Show the version.
+          -h, --help              Show help information.
+
+        SUBCOMMANDS:
+          metric (default)        Bisect automatically on a health metric (the default:
+                                  'wledger bisect --metric ...').
+          start                   Start bisecting: mark a bad commit and good ones, and
+                                  check out the commit to test.
+          good                    Mark commits good (default: the one being tested).
+          bad                     Mark a commit bad (default: the one being tested).
+          skip                    Skip commits that cannot be tested (default: the one
+                                  being tested).
+          reset                   End the bisect and check out the original HEAD (or
+                                  <rev>).
+          log                     Print the session as commands 'bisect replay' can run
+                                  again.
+          replay                  Start over from a file written by 'bisect log'.
+          run                     Mark commits by running a command on each: exit 0
+                                  good, 125 skip, 1-127 bad, anything else stops.
+
+          See 'wledger help bisect <subcommand>' for detailed help.
+        """#)
+    }
+
+    func testBisectMetricHelp() throws {
+        try assertHelp(["bisect", "metric", "--help"], #"""
+        OVERVIEW: Bisect automatically on a health metric (the default: 'wledger bisect
+        --metric ...').
+
+        A commit is bad when TASK.METRIC is below X (--below) or fell more than P% of
+        the base value below base (--drop). The good end is evaluated first, then a
+        binary search in which the bad end is evaluated only if every commit before it
+        is good: at most ceil(log2 N)+1 evaluations over N commits (one more for the
+        base with --drop and a good end other than base). Results come from and go to
+        the health cache; the work tree is not touched.
+        Example: wledger bisect --metric addition.exact_match --below 0.3 HEAD base
+
+        USAGE: wledger bisect metric [-C <path>] [--quiet] [--metric <task.metric>] [--below <below>] [--drop <drop>] [--threads <threads>] [--json] [<rev> ...]
+
+        ARGUMENTS:
+          <rev>                   With --metric: the bad commit (default HEAD), then
+                                  the good one (default base).
+
+        OPTIONS:
+          -C <path>               Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          --metric <task.metric>  Bisect automatically on this health metric.
+          --below <below>         A commit is bad when the metric is below this.
+          --drop <drop>           A commit is bad when the metric fell more than this
+                                  share of the base value, e.g. 25%.
+          --threads <threads>     BLAS threads (default: config health.threads, else
+                                  every core).
+          --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testBisectStartHelp() throws {
+        try assertHelp(["bisect", "start", "--help"], #"""
+        OVERVIEW: Start bisecting: mark a bad commit and good ones, and check out the
+        commit to test.
+
+        USAGE: wledger bisect start [-C <path>] [--quiet] [--no-checkout] [--json] [<rev> ...]
+
+        ARGUMENTS:
+          <rev>                   The bad commit, then good ones.
+
+        OPTIONS:
+          -C <path>               Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          --no-checkout           Leave the work tree alone; 'bisect run' gets the
+                                  candidate in $WLEDGER_CANDIDATE.
+          --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testBisectGoodHelp() throws {
+        try assertHelp(["bisect", "good", "--help"], #"""
+        OVERVIEW: Mark commits good (default: the one being tested).
+
+        USAGE: wledger bisect good [-C <path>] [--quiet] [--json] [<rev> ...]
+
+        ARGUMENTS:
+          <rev>                   Commits to mark.
+
+        OPTIONS:
+          -C <path>               Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testBisectBadHelp() throws {
+        try assertHelp(["bisect", "bad", "--help"], #"""
+        OVERVIEW: Mark a commit bad (default: the one being tested).
+
+        USAGE: wledger bisect bad [-C <path>] [--quiet] [--json] [<rev>]
+
+        ARGUMENTS:
+          <rev>                   The commit to mark.
+
+        OPTIONS:
+          -C <path>               Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testBisectSkipHelp() throws {
+        try assertHelp(["bisect", "skip", "--help"], #"""
+        OVERVIEW: Skip commits that cannot be tested (default: the one being tested).
+
+        USAGE: wledger bisect skip [-C <path>] [--quiet] [--json] [<rev> ...]
+
+        ARGUMENTS:
+          <rev>                   Commits to skip.
+
+        OPTIONS:
+          -C <path>               Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testBisectResetHelp() throws {
+        try assertHelp(["bisect", "reset", "--help"], #"""
+        OVERVIEW: End the bisect and check out the original HEAD (or <rev>).
+
+        USAGE: wledger bisect reset [-C <path>] [--quiet] [<rev>]
+
+        ARGUMENTS:
+          <rev>                   Check out this instead of the original HEAD.
+
+        OPTIONS:
+          -C <path>               Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testBisectLogHelp() throws {
+        try assertHelp(["bisect", "log", "--help"], #"""
+        OVERVIEW: Print the session as commands 'bisect replay' can run again.
+
+        USAGE: wledger bisect log [-C <path>] [--quiet] [--json]
+
+        OPTIONS:
+          -C <path>               Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testBisectReplayHelp() throws {
+        try assertHelp(["bisect", "replay", "--help"], #"""
+        OVERVIEW: Start over from a file written by 'bisect log'.
+
+        USAGE: wledger bisect replay [-C <path>] [--quiet] [--json] <file>
+
+        ARGUMENTS:
+          <file>                  The log file.
+
+        OPTIONS:
+          -C <path>               Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testBisectRunHelp() throws {
+        try assertHelp(["bisect", "run", "--help"], #"""
+        OVERVIEW: Mark commits by running a command on each: exit 0 good, 125 skip,
+        1-127 bad, anything else stops.
+
+        The command runs in the work tree with WLEDGER_CANDIDATE (the candidate's
+        weights: the work tree, or a temporary directory with --no-checkout),
+        WLEDGER_LEDGER and WLEDGER_COMMIT (the candidate's id).
+        Example: wledger bisect run wledger health --candidate --check
+
+        USAGE: wledger bisect run [-C <path>] [--quiet] [<cmd> ...]
+
+        ARGUMENTS:
+          <cmd>                   The command and its arguments.
+
+        OPTIONS:
+          -C <path>               Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testGateHelp() throws {
+        try assertHelp(["gate", "--help"], #"""
+        OVERVIEW: Weight-space gate: check the matrices a change edits against the
+        gate.* limits (exit 1 when one is exceeded).
+
+        Every floating-point matrix whose weights differ from HEAD is compared with the
+        base commit: Σ|ΔW| (gate.max-l1), the share of elements with δ = |ΔW/W| > 0.171
+        (gate.max-delta-share) and κ(W)/κ(W_base) (gate.max-kappa-growth, the only one
+        that needs an SVD). Unset limits are not checked. The sample hook
+        pre-commit-gate runs this.
+        Example: wledger config set gate.max-l1 5000; wledger gate
+
+        USAGE: wledger gate [-C <path>] [--quiet] [<directory>] [--json]
+
+        ARGUMENTS:
+          <directory>             Weights to check (default: $WLEDGER_CANDIDATE when
+                                  set, else the work tree).
+
+        OPTIONS:
+          -C <path>               Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testHooksHelp() throws {
+        try assertHelp(["hooks", "--help"], #"""
+        OVERVIEW: List, enable and disable hooks in .wledger/hooks/.
+
+        Hooks are executables named pre-commit, commit-msg (gets the message file, may
+        edit it), post-commit and pre-revert in .wledger/hooks/. They run in the work
+        tree with WLEDGER_CANDIDATE (the candidate weights: the work tree for commit, a
+        staged copy for revert, prune and restrain), WLEDGER_LEDGER, WLEDGER_COMMIT
+        (the parent; the new commit for post-commit), WLEDGER_REQUEST (commit
+        --request) and WLEDGER_REVERT (revert). Non-executable files are ignored; a
+        non-zero exit aborts with the hook's output shown, and nothing changes;
+        --no-verify skips hooks. 'init' copies the samples as NAME.sample:
+        pre-commit-health (wledger health --candidate --check) and pre-commit-gate
+        (wledger gate).
+        Examples: wledger hooks enable pre-commit-health; wledger hooks list
+
+        USAGE: wledger hooks <subcommand>
+
+        OPTIONS:
+          --version               Show the version.
+          -h, --help              Show help information.
+
+        SUBCOMMANDS:
+          list                    List hooks and samples.
+          enable                  Install a sample as the hook its name starts with
+                                  (pre-commit-gate -> pre-commit).
+          disable                 Remove an installed hook (exit 1 when there was none).
+
+          See 'wledger help hooks <subcommand>' for detailed help.
+        """#)
+    }
+
+    func testHooksListHelp() throws {
+        try assertHelp(["hooks", "list", "--help"], #"""
+        OVERVIEW: List hooks and samples.
+
+        USAGE: wledger hooks list [-C <path>] [--quiet] [--json]
+
+        OPTIONS:
+          -C <path>               Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testHooksEnableHelp() throws {
+        try assertHelp(["hooks", "enable", "--help"], #"""
+        OVERVIEW: Install a sample as the hook its name starts with (pre-commit-gate ->
+        pre-commit).
+
+        USAGE: wledger hooks enable [-C <path>] [--quiet] [--force] <name>
+
+        ARGUMENTS:
+          <name>                  The sample's name, e.g. pre-commit-health.
+
+        OPTIONS:
+          -C <path>               Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          --force                 Replace a different hook that is already there.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testHooksDisableHelp() throws {
+        try assertHelp(["hooks", "disable", "--help"], #"""
+        OVERVIEW: Remove an installed hook (exit 1 when there was none).
+
+        USAGE: wledger hooks disable [-C <path>] [--quiet] <name>
+
+        ARGUMENTS:
+          <name>                  The hook, e.g. pre-commit.
+
+        OPTIONS:
+          -C <path>               Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          --version               Show the version.
+          -h, --help              Show help information.
         """#)
     }
 }
