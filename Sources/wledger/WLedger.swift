@@ -13,7 +13,7 @@ struct WLedger: ParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [Init.self, Status.self, Commit.self, Log.self, Show.self, Diff.self, Checkout.self, Branch.self, Tag.self,
-                      Revert.self, Prune.self, Restrain.self, Health.self, Config.self, Fsck.self]
+                      Revert.self, Prune.self, Restrain.self, Health.self, Report.self, Config.self, Fsck.self]
     )
 }
 
