@@ -122,9 +122,11 @@ extension Repository {
         var diffs: [String: DiffReport] = [:]
         var diffOptions = DiffOptions()
         diffOptions.thresholds = RelativeChange.defaultThresholds
+        // Tensor versions shared by several commits are compared with the base once.
+        let memo = DiffMemo()
         progress.start("weight drift", total: order.count)
         for id in order {
-            diffs[id] = try diff(baseID, id, options: diffOptions)
+            diffs[id] = try diff(baseID, id, options: diffOptions, memo: memo)
             progress.advance()
         }
         progress.finish()

@@ -15,7 +15,7 @@ public enum ReportHTML {
             .joined(separator: ", ")
         h += "</p>\n"
         h += "<p class=\"note\">x = commits since the start of each range (0 = its first commit). Vertical lines mark revert (R), "
-        h += "prune (P) and restrain (S) commits. Hover a point for its commit and value.</p>\n"
+        h += "prune (P) and restrain (S) commits. Dots are commits with a value; lines join them. Hover a dot for its commit and value.</p>\n"
         h += abilities(data)
         h += drift(data)
         h += table(data)
@@ -309,10 +309,8 @@ public enum ReportHTML {
         }
         // Reference lines, then data lines with points.
         for l in c.references + c.lines {
-            var segments: [[(Double, Double)]] = [[]]
-            for p in l.points {
-                if let v = p.y, v.isFinite { segments[segments.count - 1].append((sx(p.x), sy(v))) } else if !segments[segments.count - 1].isEmpty { segments.append([]) }
-            }
+            // Commits without a value (no cached result) are skipped: the line joins its neighbours.
+            let segments = [l.points.compactMap { p in p.y.flatMap { $0.isFinite ? (sx(p.x), sy($0)) : nil } }]
             let dash = l.dash.map { " stroke-dasharray=\"\($0)\"" } ?? ""
             let widthAttr = l.dots ? "2" : "1.5"
             for seg in segments where seg.count > 1 {
@@ -321,7 +319,7 @@ public enum ReportHTML {
             if l.dots {
                 for p in l.points {
                     guard let v = p.y, v.isFinite else { continue }
-                    s += "<circle cx=\"\(f(sx(p.x)))\" cy=\"\(f(sy(v)))\" r=\"3\" fill=\"\(l.color)\" data-x=\"\(p.x)\" data-y=\"\(num(v))\"><title>\(esc(p.tip))</title></circle>\n"
+                    s += "<circle cx=\"\(f(sx(p.x)))\" cy=\"\(f(sy(v)))\" r=\"3\" fill=\"\(l.color)\" data-series=\"\(esc(l.label))\" data-x=\"\(p.x)\" data-y=\"\(num(v))\"><title>\(esc(p.tip))</title></circle>\n"
                 }
             }
         }

@@ -33,7 +33,7 @@ final class HelpTests: XCTestCase {
 
     /// `-h` and `help <command>` print the same text as `--help`.
     func testShortFlagAndHelpSubcommandMatchLongFlag() throws {
-        for cmd in ["init", "status", "commit", "log", "show", "diff", "checkout", "branch", "tag", "revert", "prune", "restrain", "health", "config", "fsck"] {
+        for cmd in ["init", "status", "commit", "log", "show", "diff", "checkout", "branch", "tag", "revert", "prune", "restrain", "health", "report", "config", "fsck"] {
             let long = try CLI.run([cmd, "--help"], environment: ["COLUMNS": "80"])
             let short = try CLI.run([cmd, "-h"], environment: ["COLUMNS": "80"])
             XCTAssertEqual(short.status, 0)
@@ -80,6 +80,8 @@ final class HelpTests: XCTestCase {
                                   accumulated ΔW of every edited matrix.
           health                  Evaluate general abilities and edit retention of a
                                   commit, next to the base.
+          report                  Write one self-contained HTML page showing what the
+                                  edits did to the model.
           config                  Get, set and list settings in .wledger/config
                                   (suites, tasks, thresholds, evaluators, gates).
           fsck                    Verify every object, tensor version and commit in the
@@ -437,13 +439,19 @@ final class HelpTests: XCTestCase {
         try assertHelp(["fsck", "--help"], #"""
         OVERVIEW: Verify every object, tensor version and commit in the ledger.
 
-        Exits 1 when a problem is found. Example: wledger fsck
+        Checks every object's sha256, every tensor version's object and patch chain,
+        and every commit's manifest, tree hash and id; --full also rebuilds every
+        tensor version and checks its sha256. Each problem names the commit and tensor
+        (or file) it affects. Exits 1 when a problem is found. Example: wledger fsck
+        --full
 
-        USAGE: wledger fsck [-C <path>] [--quiet] [--json]
+        USAGE: wledger fsck [-C <path>] [--quiet] [--full] [--json]
 
         OPTIONS:
           -C <path>               Run as if started in <path>. (default: .)
           -q, --quiet             Show no progress or notices.
+          --full                  Also rebuild every tensor version of every commit and
+                                  check its sha256.
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
@@ -485,6 +493,45 @@ final class HelpTests: XCTestCase {
           --threads <threads>     BLAS threads (default: config health.threads, else
                                   every core).
           --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testReportHelp() throws {
+        try assertHelp(["report", "--help"], #"""
+        OVERVIEW: Write one self-contained HTML page showing what the edits did to the
+        model.
+
+        Charts, drawn as inline SVG (no external requests; prints well): each cached
+        health metric vs commits with the base value and threshold bands; weight drift
+        of every edited matrix vs commits (Σ|ΔW| since base, ‖ΔW‖F/‖W‖F, shares of δ >
+        0.077 and > 0.171, κ), computed as 'wledger diff base COMMIT' does; a sortable
+        table of the commits. Several ranges or revisions are drawn as overlaid lines.
+        Health results are read from the cache ('wledger health REV' fills it);
+        --evaluate runs what is missing. Prints the path of the page.
+
+        Examples: wledger report; wledger report main prune restrain --output
+        report.html
+
+        USAGE: wledger report [-C <path>] [--quiet] [<range-or-rev> ...] [--output <file>] [--suite <suite>] [--task <name> ...] [--evaluate] [--threads <threads>] [--json]
+
+        ARGUMENTS:
+          <range-or-rev>          Ranges <a>..<b> or revisions (meaning base..<rev>),
+                                  one line each (default base..HEAD).
+
+        OPTIONS:
+          -C <path>               Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          -o, --output <file>     Write the page here (default .wledger/report.html).
+          --suite <suite>         Health suite to show (default: config health.suite,
+                                  else 'default').
+          --task <name>           Show only this task (repeatable).
+          --evaluate              Evaluate health where no cached result exists (slow).
+          --threads <threads>     BLAS threads for --evaluate (default: config
+                                  health.threads, else every core).
+          --json                  Print the collected data as JSON instead (the page is
+                                  written only with --output).
           --version               Show the version.
           -h, --help              Show help information.
         """#)
