@@ -11,7 +11,7 @@ public enum ReportHTML {
         h += "<title>wledger report: \(esc(data.model))</title>\n<style>\(css)</style>\n</head>\n<body>\n"
         h += "<h1>wledger report: \(esc(data.model))</h1>\n"
         h += "<p class=\"meta\">base \(esc(short(data.base))) · suite \(esc(data.suite)) (\(esc(data.evaluator))) · "
-        h += data.series.map { s in "<span style=\"color:\(seriesColor(data, s.label))\">\(esc(s.label))</span> (\(s.commits.count) commits, \(esc(short(s.from)))..\(esc(short(s.to))))" }
+        h += data.series.map { s in "<span style=\"color:\(seriesColor(data, s.label))\">\(esc(s.label))</span> (\(s.commits.count) commit\(s.commits.count == 1 ? "" : "s"), \(esc(short(s.from)))..\(esc(short(s.to))))" }
             .joined(separator: ", ")
         h += "</p>\n"
         h += "<p class=\"note\">x = commits since the start of each range (0 = its first commit). Vertical lines mark revert (R), "

@@ -80,7 +80,7 @@ final class ReportTests: XCTestCase {
         try wl(["commit", "-q", "-m", "Eiffel Tower -> Rome", "--method", "ROME", "--request", tmp.path + "/eiffel.json"], in: dir)
         try health()
         _ = try SimulatedEdit.rankOne(file: dir + "/model.safetensors", tensor: l12, seed: 2, scale: 0.05)
-        try wl(["commit", "-q", "-m", "Danube -> North Sea", "--method", "ROME", "--request", tmp.path + "/danube.json"], in: dir)
+        try wl(["commit", "-q", "-m", #"Danube -> "North Sea" <&> 'x'"#, "--method", "ROME", "--request", tmp.path + "/danube.json"], in: dir)
         try health()
         try wl(["branch", "plain"], in: dir)
         try wl(["prune", "-q", "HEAD", "--keep", "40%"], in: dir)
@@ -167,6 +167,7 @@ final class ReportTests: XCTestCase {
             XCTAssertFalse(stripped.contains(needle), "the page must not reference '\(needle)'")
         }
         XCTAssertTrue(html.contains("<script>"), "the table sorter is inline")
+        XCTAssertTrue(html.contains("Danube -&gt; &quot;North Sea&quot; &lt;&amp;&gt; &#39;x&#39;"), "messages are escaped")
         func point(_ figure: String, _ series: String, _ x: Int) -> Double? {
             scan.points.first { $0.figure == figure && $0.series == series && $0.x == x }?.y
         }
