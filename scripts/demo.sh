@@ -70,3 +70,10 @@ run "$W" health --threads 2 --task units
 run "$W" fsck
 say "ledger size"
 du -h .wledger/ledger
+
+# ---- report (issue 8): keep this block last ---------------------------------------------------
+# One self-contained HTML page: health (cached above, for base and HEAD) and weight drift vs
+# commits for main and the experiment branch, and a sortable table of the commits.
+say "wledger report main experiment (self-contained HTML, no external requests)"
+report=$("$W" report main experiment --output "$WORK/report.html")
+echo "report: $report"

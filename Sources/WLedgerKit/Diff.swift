@@ -44,6 +44,12 @@ public struct DiffReport: Encodable, Sendable {
     }
 }
 
+/// Per-tensor `diff` results kept between calls (keyed by tensor name and both versions' hashes).
+public final class DiffMemo {
+    var tensors: [String: DiffReport.TensorDiff] = [:]
+    public init() {}
+}
+
 /// What `diff` computes beyond the basic statistics.
 public struct DiffOptions: Sendable {
     /// δ thresholds for the shares (default: RECT's 0.077 and 0.171).
@@ -61,8 +67,10 @@ public struct DiffOptions: Sendable {
 extension Repository {
     /// `wledger diff [<a> [<b>]]`: ΔW = b − a per changed tensor. With no revisions: HEAD vs the
     /// work tree; with one: that revision vs the work tree; with two: a vs b.
+    /// - Parameter memo: results per (tensor, from version, to version) to reuse across calls with
+    ///   the same options (`report` diffs many commits against one base).
     public func diff(_ a: String? = nil, _ b: String? = nil, options: DiffOptions = DiffOptions(),
-                     progress: ProgressReporter = .silent) throws -> DiffReport {
+                     progress: ProgressReporter = .silent, memo: DiffMemo? = nil) throws -> DiffReport {
         let fromID = try resolve(a ?? "HEAD")
         let fromManifest = try ledger.manifest(of: fromID)
         var toManifest: [String: ManifestEntry]
@@ -94,34 +102,47 @@ extension Repository {
         progress.start("comparing tensors", total: names.count)
         for name in names {
             let e = fromManifest[name]!
-            let parent = try ledger.tensorBytes(e.hash)
-            let child: [UInt8] = try workTree.map { Array($0.weights.bytes(name)!) } ?? ledger.tensorBytes(toManifest[name]!.hash)
-            let st = parent.withUnsafeBytes { p in child.withUnsafeBytes { DeltaStatistics.compute(parent: p, child: $0, dtype: e.dtype) } }
-            var d = DiffReport.TensorDiff(name: name, file: e.file, dtype: e.dtype.rawValue, shape: e.shape, count: st.count, changed: st.changed,
-                                          l1: st.l1, frobenius: st.frobenius, relativeFrobenius: st.relativeFrobenius, maxAbs: st.maxAbs)
-            if e.dtype.isFloat {
-                let p = TensorMath.doubles(parent, dtype: e.dtype), c = TensorMath.doubles(child, dtype: e.dtype)
-                let dw = zip(c, p).map { $0 - $1 }
-                d.delta = RelativeChange.summarize(base: p, delta: dw, thresholds: options.thresholds)
-                if options.spectrum, let (rows, cols) = TensorMath.matrixShape(e.shape) {
-                    d.fromSpectrum = try spectrum(of: e, values: p)
-                    if workTree == nil {
-                        d.toSpectrum = try spectrum(of: toManifest[name]!, values: c)
-                    } else {
-                        d.toSpectrum = try SpectrumInfo.of(c, rows: rows, cols: cols)
-                    }
-                    let (rank, top) = try Repository.deltaRank(dw, rows: rows, cols: cols, child: c, dtype: e.dtype, top: options.topSingularValues)
-                    d.deltaRank = rank
-                    d.deltaSingularValues = top
-                }
+            let key = "\(name) \(e.hash) \(workTree == nil ? toManifest[name]!.hash : "worktree")"
+            if workTree == nil, let hit = memo?.tensors[key] {
+                out.append(hit)
+            } else {
+                let d = try tensorDiff(name: name, from: e, to: toManifest[name]!, workTree: workTree, options: options)
+                if workTree == nil { memo?.tensors[key] = d }
+                out.append(d)
             }
-            out.append(d)
             progress.advance()
         }
         progress.finish()
         let totals = DiffReport.Totals(tensors: out.count, changed: out.reduce(0) { $0 + $1.changed }, l1: out.reduce(0) { $0 + $1.l1 },
                                        frobenius: out.reduce(0) { $0 + $1.frobenius * $1.frobenius }.squareRoot())
         return DiffReport(from: fromID, to: toLabel, thresholds: options.thresholds, tensors: out, totals: totals)
+    }
+
+    /// ΔW statistics of one tensor between two versions (`to` from the work tree when given).
+    func tensorDiff(name: String, from e: ManifestEntry, to: ManifestEntry, workTree: WorkTreeComparison?,
+                    options: DiffOptions) throws -> DiffReport.TensorDiff {
+        let parent = try ledger.tensorBytes(e.hash)
+        let child: [UInt8] = try workTree.map { Array($0.weights.bytes(name)!) } ?? ledger.tensorBytes(to.hash)
+        let st = parent.withUnsafeBytes { p in child.withUnsafeBytes { DeltaStatistics.compute(parent: p, child: $0, dtype: e.dtype) } }
+        var d = DiffReport.TensorDiff(name: name, file: e.file, dtype: e.dtype.rawValue, shape: e.shape, count: st.count, changed: st.changed,
+                                      l1: st.l1, frobenius: st.frobenius, relativeFrobenius: st.relativeFrobenius, maxAbs: st.maxAbs)
+        if e.dtype.isFloat {
+            let p = TensorMath.doubles(parent, dtype: e.dtype), c = TensorMath.doubles(child, dtype: e.dtype)
+            let dw = zip(c, p).map { $0 - $1 }
+            d.delta = RelativeChange.summarize(base: p, delta: dw, thresholds: options.thresholds)
+            if options.spectrum, let (rows, cols) = TensorMath.matrixShape(e.shape) {
+                d.fromSpectrum = try spectrum(of: e, values: p)
+                if workTree == nil {
+                    d.toSpectrum = try spectrum(of: to, values: c)
+                } else {
+                    d.toSpectrum = try SpectrumInfo.of(c, rows: rows, cols: cols)
+                }
+                let (rank, top) = try Repository.deltaRank(dw, rows: rows, cols: cols, child: c, dtype: e.dtype, top: options.topSingularValues)
+                d.deltaRank = rank
+                d.deltaSingularValues = top
+            }
+        }
+        return d
     }
 
     /// Numerical rank of ΔW and its top singular values. Singular values count toward the rank

@@ -25,6 +25,9 @@ public struct HealthOptions: Sendable {
     /// Do not evaluate the base for the change column (thresholds with max-drop then fail).
     public var compareWithBase = true
     public var threads: Int?
+    /// Only report cached results: tasks without one are left out (listed in `missing`) and
+    /// nothing is evaluated or materialized (used by `report`).
+    public var cachedOnly = false
 
     public init() {}
 }
@@ -70,6 +73,8 @@ public struct HealthReport: Encodable, Sendable {
     public var rows: [HealthRow]
     /// Failed thresholds as "TASK.METRIC: why".
     public var failures: [String]
+    /// Tasks left out because they have no cached result (`cachedOnly` only).
+    public var missing: [String]? = nil
     public var elapsedSeconds: Double
 }
 
@@ -112,8 +117,13 @@ extension Repository {
         var outcomes: [HealthTaskOutcome] = []
         var rows: [HealthRow] = []
         var failures: [String] = []
+        var missing: [String] = []
         for task in tasks {
             let runner = try TaskRunner(task: task, settings: settings, repository: self, subject: subject, base: baseCommit)
+            if options.cachedOnly, try !runner.isCached(tree: subject.tree) {
+                missing.append(task.name)
+                continue
+            }
             let (result, cached) = try runner.run(on: thisWeights, tree: subject.tree, baseWeights: baseWeights,
                                                   refresh: options.refresh, progress: progress)
             var baseResult: TaskResult?
@@ -126,10 +136,12 @@ extension Repository {
                     // The edits task asks the base the same requests, to show what the edits changed.
                     let baseRunner = try TaskRunner(task: task, settings: settings, repository: self, subject: .commit(baseCommit), base: baseCommit,
                                                     probes: runner.requests)
-                    let (r, c) = try baseRunner.run(on: baseWeights, tree: baseCommit.tree, baseWeights: baseWeights,
-                                                    refresh: false, progress: progress, label: "base")
-                    baseResult = r
-                    baseCached = c
+                    if try !options.cachedOnly || baseRunner.isCached(tree: baseCommit.tree) {
+                        let (r, c) = try baseRunner.run(on: baseWeights, tree: baseCommit.tree, baseWeights: baseWeights,
+                                                        refresh: false, progress: progress, label: "base")
+                        baseResult = r
+                        baseCached = c
+                    }
                 }
             }
             outcomes.append(HealthTaskOutcome(task: task.name, spec: runner.spec, result: result, baseResult: baseResult,
@@ -179,7 +191,7 @@ extension Repository {
         case let .directory(d): commitID = nil; tree = nil; candidate = d
         }
         return HealthReport(commit: commitID, tree: tree, candidate: candidate, base: baseID, suite: suiteName, evaluator: TaskEvaluator.version,
-                            tasks: outcomes, rows: rows, failures: failures,
+                            tasks: outcomes, rows: rows, failures: failures, missing: options.cachedOnly ? missing : nil,
                             elapsedSeconds: TaskEvaluator.secondsOf(clock.now - start))
     }
 }
@@ -363,6 +375,12 @@ struct TaskRunner {
             throw KitError.usage("'\(path)': task '\(task)': cannot read (no such file or not readable)")
         }
         return String(SHA256Digest.hash(Array(data)).hex.prefix(16))
+    }
+
+    /// Whether the cache holds a result for these weights.
+    func isCached(tree: String?) throws -> Bool {
+        guard let tree, let hit = try repository.ledger.evaluation(tree: tree, spec: spec, evaluator: evaluatorID) else { return false }
+        return (try? JSONDecoder().decode(TaskResult.self, from: Data(hit.result.utf8))) != nil
     }
 
     /// The task's result on `weights`, from the cache when it has one.

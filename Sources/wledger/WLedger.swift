@@ -13,7 +13,8 @@ struct WLedger: ParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [Init.self, Status.self, Commit.self, Log.self, Show.self, Diff.self, Checkout.self, Branch.self, Tag.self,
-                      Revert.self, Prune.self, Restrain.self, Edit.self, Health.self, Bisect.self, Gate.self, Hooks.self, Config.self, Fsck.self]
+                      Revert.self, Prune.self, Restrain.self, Edit.self, Health.self, Bisect.self, Gate.self, Hooks.self, Report.self,
+                      Config.self, Fsck.self]
     )
 }
 

@@ -33,7 +33,7 @@ final class HelpTests: XCTestCase {
 
     /// `-h` and `help <command>` print the same text as `--help`.
     func testShortFlagAndHelpSubcommandMatchLongFlag() throws {
-        for cmd in ["init", "status", "commit", "log", "show", "diff", "checkout", "branch", "tag", "revert", "prune", "restrain", "health", "bisect", "gate", "hooks", "config", "fsck"] {
+        for cmd in ["init", "status", "commit", "log", "show", "diff", "checkout", "branch", "tag", "revert", "prune", "restrain", "edit", "health", "bisect", "gate", "hooks", "report", "config", "fsck"] {
             let long = try CLI.run([cmd, "--help"], environment: ["COLUMNS": "80"])
             let short = try CLI.run([cmd, "-h"], environment: ["COLUMNS": "80"])
             XCTAssertEqual(short.status, 0)
@@ -78,6 +78,8 @@ final class HelpTests: XCTestCase {
                                   relative change) and commit the rest's removal.
           restrain                PRUNE: restrain the large singular values of the
                                   accumulated ΔW of every edited matrix.
+          edit                    Edit a fact natively (ROME or MEMIT) and commit the
+                                  edit with its request.
           health                  Evaluate general abilities and edit retention of a
                                   commit, next to the base.
           bisect                  Find the edit that broke an ability: binary search
@@ -87,6 +89,8 @@ final class HelpTests: XCTestCase {
                                   against the gate.* limits (exit 1 when one is
                                   exceeded).
           hooks                   List, enable and disable hooks in .wledger/hooks/.
+          report                  Write one self-contained HTML page showing what the
+                                  edits did to the model.
           config                  Get, set and list settings in .wledger/config
                                   (suites, tasks, thresholds, evaluators, gates).
           fsck                    Verify every object, tensor version and commit in the
@@ -502,6 +506,104 @@ final class HelpTests: XCTestCase {
           --threads <threads>     BLAS threads (default: config health.threads, else
                                   every core).
           --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testEditHelp() throws {
+        try assertHelp(["edit", "--help"], #"""
+        OVERVIEW: Edit a fact natively (ROME or MEMIT) and commit the edit with its
+        request.
+
+        ROME edits one request at a time (an array of requests becomes one commit
+        each): k* is the mean key at the subject's last token over context templates
+        generated once from the base model, v* is optimized with Adam (NLL of
+        target_new + KL on "{subject} is a" + weight decay, norm clamp), and
+        mlp.down_proj of the layer gets the rank-one update δ·(C⁻¹k*)ᵀ/(k·C⁻¹k*). MEMIT
+        edits a batch in one commit, spread over a layer range: ΔW_l = R·Kᵀ·(λC +
+        K·Kᵀ)⁻¹. C = E[kkᵀ] of the layer's keys over a text corpus (default: BIG-bench
+        example inputs) is computed once per model and layer and kept in the ledger;
+        --no-mom2 uses the identity. The work tree must be clean. Each edit prints
+        efficacy (target_new preferred over ground_truth), generalization (the same on
+        the rephrasings) and locality (locality prompts' top predictions unchanged by
+        the edit).
+
+        Example: wledger edit --method rome --request edit.json
+
+        USAGE: wledger edit [<options>] --request <file>
+
+        OPTIONS:
+          -C <path>               Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          --method <method>       Editing method: rome or memit. (values: rome, memit;
+                                  default: rome)
+          --request <file>        Edit request in EasyEdit's JSON format (an object or
+                                  an array).
+          --layer <layer>         ROME: the layer whose mlp.down_proj is edited
+                                  (default: 5/32 of the depth).
+          --layers <range>        MEMIT: the layers, e.g. 3-7 or 3,4,5 (default: 5
+                                  layers ending at ROME's layer + 2).
+          --steps <steps>         Adam steps on the value vector. (default: 20)
+          --lr <lr>               Adam learning rate. (default: 0.5)
+          --weight-decay <weight-decay>
+                                  Weight decay on the value vector. (default: 0.001)
+          --clamp-norm-factor <clamp-norm-factor>
+                                  Clamp ‖δ‖ to this multiple of the original output's
+                                  norm. (default: 4.0)
+          --kl-factor <kl-factor> Weight of the KL term on "{subject} is a". (default:
+                                  0.0625)
+          --mom2-update-weight <mom2-update-weight>
+                                  MEMIT: weight λ of the covariance term. (default:
+                                  15000.0)
+          --no-mom2               Use the identity instead of the keys' second moment C.
+          --mom2-corpus <file>    Text file for the key statistics C (default:
+                                  BIG-bench example inputs).
+          --mom2-tokens <mom2-tokens>
+                                  Tokens over which C is estimated. (default: 16384)
+          -m, --message <message> Message (default: method, subject, ground truth ->
+                                  target).
+          --author <author>       Author (default: $WLEDGER_AUTHOR or $USER).
+          --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testReportHelp() throws {
+        try assertHelp(["report", "--help"], #"""
+        OVERVIEW: Write one self-contained HTML page showing what the edits did to the
+        model.
+
+        Charts, drawn as inline SVG (no external requests; prints well): each cached
+        health metric vs commits with the base value and threshold bands; weight drift
+        of every edited matrix vs commits (Σ|ΔW| since base, ‖ΔW‖F/‖W‖F, shares of δ >
+        0.077 and > 0.171, κ), computed as 'wledger diff base COMMIT' does; a sortable
+        table of the commits. Several ranges or revisions are drawn as overlaid lines.
+        Health results are read from the cache ('wledger health REV' fills it);
+        --evaluate runs what is missing. Prints the path of the page.
+
+        Examples: wledger report; wledger report main prune restrain --output
+        report.html
+
+        USAGE: wledger report [-C <path>] [--quiet] [<range-or-rev> ...] [--output <file>] [--suite <suite>] [--task <name> ...] [--evaluate] [--threads <threads>] [--json]
+
+        ARGUMENTS:
+          <range-or-rev>          Ranges <a>..<b> or revisions (meaning base..<rev>),
+                                  one line each (default base..HEAD).
+
+        OPTIONS:
+          -C <path>               Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          -o, --output <file>     Write the page here (default .wledger/report.html).
+          --suite <suite>         Health suite to show (default: config health.suite,
+                                  else 'default').
+          --task <name>           Show only this task (repeatable).
+          --evaluate              Evaluate health where no cached result exists (slow).
+          --threads <threads>     BLAS threads for --evaluate (default: config
+                                  health.threads, else every core).
+          --json                  Print the collected data as JSON instead (the page is
+                                  written only with --output).
           --version               Show the version.
           -h, --help              Show help information.
         """#)
