@@ -252,6 +252,28 @@ final class BadInputTests: XCTestCase {
         }
     }
 
+    /// More tensors in one file than the limit (100,000): refused while the header is parsed,
+    /// before the work of snapshotting them starts. 100,000 plus `__metadata__` is within it.
+    func testMoreTensorsThanTheLimit() throws {
+        func header(_ n: Int, metadata: Bool) -> String {
+            var parts = metadata ? [#""__metadata__":{"format":"pt"}"#] : []
+            parts += (0..<n).map { #""t\#($0)":{"dtype":"U8","shape":[0],"data_offsets":[0,0]}"# }
+            return "{" + parts.joined(separator: ",") + "}"
+        }
+        let limit = SafetensorsHeader.maxTensors
+        XCTAssertEqual(limit, 100_000)
+        let dir = try emptyModelDir()
+        try writeSafetensors(dir + "/model.safetensors", json: header(limit + 1, metadata: false), data: [])
+        let clock = ContinuousClock()
+        let start = clock.now
+        try expectRejected(["init"], in: dir, mentions: [canonical(dir + "/model.safetensors"), "more than the limit of 100000 tensors"])
+        XCTAssertLessThan(clock.now - start, .seconds(60))
+        // The limit is on tensors: the same count with __metadata__ parses.
+        let ok = Array(header(limit, metadata: true).utf8)
+        XCTAssertEqual(try SafetensorsHeader.parse(json: ok, dataSize: 0, path: "ok").tensors.count, limit)
+        XCTAssertThrowsError(try SafetensorsHeader.parse(json: Array(header(limit + 1, metadata: true).utf8), dataSize: 0, path: "x"))
+    }
+
     func testNegativeAndFractionalShapeEntries() throws {
         for shape in ["[-1,4]", "[2.5,2]", "[\"2\",2]"] {
             let dir = try emptyModelDir()

@@ -69,7 +69,7 @@ final class DiskFullTests: XCTestCase {
         let r = try CLI.run(["commit", "-C", model, "-m", "does not fit"])
         XCTAssertNotEqual(r.status, 0, r.stdout)
         XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
-        XCTAssertTrue(r.stderr.lowercased().contains("full") || r.stderr.contains("No space"), r.stderr)
+        XCTAssertTrue(r.stderr.lowercased().contains("full") || r.stderr.contains("no space"), r.stderr)
         XCTAssertEqual(try directoryDigest(model), before, "a failed commit changed the ledger or work tree")
         // Checkout needs a temporary copy of the weight file: it must fail the same way.
         let c = try CLI.run(["checkout", "-C", model, "--force", "base"])
