@@ -67,13 +67,16 @@ final class DiskFullTests: XCTestCase {
         let before = try directoryDigest(model)
         try fill(fs, leave: 64 * 1024)
         let r = try CLI.run(["commit", "-C", model, "-m", "does not fit"])
-        XCTAssertNotEqual(r.status, 0, r.stdout)
+        XCTAssertEqual(r.status, 2, r.stdout + r.stderr)
         XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("'\(model)/"), "names the file: \(r.stderr)")
         XCTAssertTrue(r.stderr.lowercased().contains("full") || r.stderr.contains("no space"), r.stderr)
         XCTAssertEqual(try directoryDigest(model), before, "a failed commit changed the ledger or work tree")
         // Checkout needs a temporary copy of the weight file: it must fail the same way.
         let c = try CLI.run(["checkout", "-C", model, "--force", "base"])
-        XCTAssertNotEqual(c.status, 0, c.stdout)
+        XCTAssertEqual(c.status, 2, c.stdout + c.stderr)
+        XCTAssertEqual(c.stderr.split(separator: "\n").count, 1, c.stderr)
+        XCTAssertTrue(c.stderr.contains("'\(model)/") && c.stderr.contains("no space left on device"), c.stderr)
         XCTAssertEqual(try directoryDigest(model), before, "a failed checkout changed the ledger or work tree")
         // With space again, the same commit succeeds and the ledger is sound.
         try FileManager.default.removeItem(atPath: fs + "/filler")
