@@ -396,6 +396,21 @@ final class BadInputTests: XCTestCase {
         try expectRejected(["commit", "-m", "reshape"], in: dir, mentions: [canonical(dir), "'\(name)'", "[576]", "[24,24]"])
     }
 
+    /// A tensor added to the work tree, or one whose dtype changed, is a structural change too.
+    func testCommitWithAddedOrRetypedTensorIsRejected() throws {
+        let cases: [([(String, String, String, String)], Int, [String])] = [
+            (goodEntries + [("c", "F32", "[1]", "[32,36]")], 36, ["new tensor 'c'"]),
+            ([("a", "F32", "[2,2]", "[0,16]"), ("b", "F16", "[4]", "[16,24]")], 24, ["'b'", "F32", "F16"]),
+        ]
+        for (entries, size, words) in cases {
+            let dir = try tinyModelDir()
+            try initialize(dir)
+            try writeSafetensors(dir + "/model.safetensors", json: headerJSON(entries), data: [UInt8](repeating: 0, count: size))
+            try expectRejected(["commit", "-m", "structure"], in: dir, mentions: [canonical(dir), "structure"] + words)
+            try expectRejected(["commit", "-m", "structure", "--allow-nonfinite"], in: dir, mentions: words)
+        }
+    }
+
     func testCommitWithNaNIsRejectedUnlessAllowed() throws {
         let dir = try realModelDir()
         try initialize(dir)
