@@ -48,7 +48,7 @@ let package = Package(
         // A normal build makes a replay tool; `-Xswiftc -DFUZZING -Xswiftc -sanitize=fuzzer,address`
         // makes the fuzzer.
         .executableTarget(name: "wledger-fuzz", dependencies: ["TensorIO", "Codec", "Engine", "WLedgerKit"], path: "Fuzz",
-                          exclude: ["corpus", "run.sh"], swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
+                          exclude: ["corpus", "regressions", "run.sh"], swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
 
         // Test helpers: fixture paths, temp dirs, running the binary, simulated edits.
         .target(name: "TestSupport", dependencies: ["TensorIO"], path: "Sources/TestSupport"),

@@ -26,34 +26,36 @@ enum FuzzTargets {
     static func writeScratch(_ data: UnsafeRawBufferPointer, name: String) -> String {
         try? FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
         let path = scratch + "/" + name
-        FileManager.default.createFile(atPath: path, contents: Data(data))
+        _ = FileManager.default.createFile(atPath: path, contents: Data(data))
         return path
     }
 
-    static func run(_ target: String, _ data: UnsafeRawBufferPointer) {
+    /// Runs one input through `target`; true if it was accepted (parsed or decoded without error).
+    @discardableResult
+    static func run(_ target: String, _ data: UnsafeRawBufferPointer) -> Bool {
         switch target {
         case "safetensors":
             // The header parser on the whole file, as SafetensorsFile does after mapping it.
-            _ = try? SafetensorsHeader.parse(file: data, path: "fuzz.safetensors")
             _ = SafetensorsHeader.sniffForeignFormat(data)
+            return (try? SafetensorsHeader.parse(file: data, path: "fuzz.safetensors")) != nil
         case "index":
-            _ = try? ModelDirectory.parseIndex(at: writeScratch(data, name: "model.safetensors.index.json"))
+            return (try? ModelDirectory.parseIndex(at: writeScratch(data, name: "model.safetensors.index.json"))) != nil
         case "tokenizer":
-            if let t = try? Tokenizer(path: writeScratch(data, name: "tokenizer.json")) {
-                let ids = t.encode("The capital of France is 1, 2, 3 — ünïcödé 🙂 <|endoftext|>")
-                _ = t.decode(ids)
-            }
+            guard let t = try? Tokenizer(path: writeScratch(data, name: "tokenizer.json")) else { return false }
+            let ids = t.encode("The capital of France is 1, 2, 3 — ünïcödé 🙂 <|endoftext|>")
+            _ = t.decode(ids)
+            return true
         case "bigbench":
-            if let tasks = try? BigBenchTask.load(writeScratch(data, name: "task.json")) {
-                for task in tasks {
-                    for i in task.examples.indices.prefix(4) {
-                        _ = try? task.prompt(for: i, shots: min(2, task.examples.count - 1), seed: 42)
-                        if task.examples[i].isMultipleChoice { _ = try? task.multipleChoiceQuestion(i, shots: 1, seed: 42) }
-                    }
+            guard let tasks = try? BigBenchTask.load(writeScratch(data, name: "task.json")) else { return false }
+            for task in tasks {
+                for i in task.examples.indices.prefix(4) {
+                    _ = try? task.prompt(for: i, shots: min(2, task.examples.count - 1), seed: 42)
+                    if task.examples[i].isMultipleChoice { _ = try? task.multipleChoiceQuestion(i, shots: 1, seed: 42) }
                 }
             }
+            return true
         case "request":
-            _ = try? EditRequest.validate(Array(data), source: "request.json")
+            return (try? EditRequest.validate(Array(data), source: "request.json")) != nil
         case "patch":
             // The parent's size comes from the patch header, so decoding gets past the size check.
             var parentSize = 64
@@ -66,19 +68,20 @@ enum FuzzTargets {
             var parent = [UInt8](repeating: 0, count: parentSize)
             for i in parent.indices { parent[i] = UInt8(truncatingIfNeeded: i &* 31) }
             var out = [UInt8](repeating: 0, count: parentSize)
-            parent.withUnsafeBytes { p in
-                out.withUnsafeMutableBytes { o in _ = try? Patch.apply(data, to: p, into: o) }
+            return parent.withUnsafeBytes { p in
+                out.withUnsafeMutableBytes { o in (try? Patch.apply(data, to: p, into: o)) != nil }
             }
         case "chunk":
-            // codec byte, element-size byte, 3 bytes of raw size (≤ 16 MiB), then the stored data.
-            guard data.count >= 5, let codec = ChunkCodec(rawValue: Int(data[0] % 3)) else { return }
+            // codec byte, element-size byte, 3 bytes of raw size (low 20 bits: < 1 MiB, so an
+            // execution does not spend its time clearing a 16 MiB buffer), then the stored data.
+            guard data.count >= 5, let codec = ChunkCodec(rawValue: Int(data[0] % 3)) else { return false }
             let elem = Int(data[1] % 16) + 1
-            let raw = Int(data[2]) | Int(data[3]) << 8 | Int(data[4]) << 16
+            let raw = (Int(data[2]) | Int(data[3]) << 8 | Int(data[4]) << 16) & 0xFFFFF
             var dst = [UInt8](repeating: 0, count: raw)
             var scratch: [UInt8] = []
-            dst.withUnsafeMutableBytes { d in
-                _ = try? Chunker.decodeChunk(codec: codec, elementSize: elem, data: UnsafeRawBufferPointer(rebasing: data[5...]),
-                                                into: d, scratch: &scratch)
+            return dst.withUnsafeMutableBytes { d in
+                (try? Chunker.decodeChunk(codec: codec, elementSize: elem, data: UnsafeRawBufferPointer(rebasing: data[5...]),
+                                             into: d, scratch: &scratch)) != nil
             }
         default:
             fatalError("unknown fuzz target '\(target)' (known: \(names.joined(separator: ", ")))")
@@ -145,9 +148,33 @@ enum FuzzSeeds {
 #if FUZZING
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ bytes: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
-    let target = ProcessInfo.processInfo.environment["WLEDGER_FUZZ_TARGET"] ?? "safetensors"
-    FuzzTargets.run(target, UnsafeRawBufferPointer(start: bytes, count: size))
+    FuzzTargets.run(fuzzTarget, UnsafeRawBufferPointer(start: bytes, count: size))
     return 0
+}
+
+/// Read once: the environment lookup is not part of what is fuzzed.
+let fuzzTarget: String = {
+    let t = ProcessInfo.processInfo.environment["WLEDGER_FUZZ_TARGET"] ?? "safetensors"
+    guard FuzzTargets.names.contains(t) else { fatalError("unknown fuzz target '\(t)' (known: \(FuzzTargets.names.joined(separator: ", ")))") }
+    return t
+}()
+
+/// libFuzzer's driver (in the runtime that `-sanitize=fuzzer` links). SwiftPM renames an
+/// executable's entry point and points `main` at it, so libFuzzer's own `main` is not linked;
+/// this `@main` hands control to the driver instead.
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<Int32>,
+                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32) -> Int32
+
+@main
+struct FuzzDriver {
+    static func main() {
+        var argc = CommandLine.argc
+        var argv = CommandLine.unsafeArgv
+        _ = fuzzTarget
+        exit(LLVMFuzzerRunDriver(&argc, &argv, { fuzzOne($0, $1) }))
+    }
 }
 #else
 @main
@@ -159,7 +186,7 @@ struct FuzzReplay {
                 for (target, inputs) in try FuzzSeeds.make() {
                     try FileManager.default.createDirectory(atPath: dir + "/" + target, withIntermediateDirectories: true)
                     for (i, bytes) in inputs.enumerated() {
-                        FileManager.default.createFile(atPath: "\(dir)/\(target)/seed-\(i)", contents: Data(bytes))
+                        _ = FileManager.default.createFile(atPath: "\(dir)/\(target)/seed-\(i)", contents: Data(bytes))
                     }
                 }
             } catch {
@@ -172,17 +199,17 @@ struct FuzzReplay {
             FileHandle.standardError.write(Data("usage: wledger-fuzz TARGET FILE… (targets: \(FuzzTargets.names.joined(separator: ", ")))\n".utf8))
             exit(2)
         }
-        var count = 0
+        var count = 0, accepted = 0
         for file in args.dropFirst() {
             guard let data = FileManager.default.contents(atPath: file) else {
                 FileHandle.standardError.write(Data("'\(file)': cannot read\n".utf8))
                 exit(2)
             }
-            data.withUnsafeBytes { FuzzTargets.run(target, $0) }
+            if data.withUnsafeBytes({ FuzzTargets.run(target, $0) }) { accepted += 1 }
             count += 1
         }
         try? FileManager.default.removeItem(atPath: FuzzTargets.scratch)
-        print("\(target): \(count) inputs, no crash")
+        print("\(target): \(count) inputs, \(accepted) accepted, no crash")
     }
 }
 #endif

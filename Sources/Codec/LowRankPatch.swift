@@ -84,14 +84,19 @@ public enum LowRankPatch {
         guard body.count >= 48 else { throw bad("truncated header") }
         let code = body[0], precision = Int(body[1])
         guard (1...4).contains(code), precision == 4 || precision == 8 else { throw bad("bad dtype code or precision") }
-        let rows = Int(body.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
-        let cols = Int(body.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
-        let rank = Int(body.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
+        // Each dimension fits in an Int (a larger stored value is corruption, not a trap); the
+        // rank of a factorization is at most min(rows, cols), which also bounds the factors'
+        // size by twice the tensor's.
+        guard let rows = Int(exactly: body.loadUnaligned(fromByteOffset: 8, as: UInt64.self)),
+              let cols = Int(exactly: body.loadUnaligned(fromByteOffset: 16, as: UInt64.self)),
+              let rank = Int(exactly: body.loadUnaligned(fromByteOffset: 24, as: UInt64.self)) else {
+            throw bad("dimensions out of range")
+        }
         let fLen = body.loadUnaligned(fromByteOffset: 32, as: UInt64.self)
         let rLen = body.loadUnaligned(fromByteOffset: 40, as: UInt64.self)
         let sizes: [UInt8: Int] = [1: 4, 2: 2, 3: 2, 4: 8]
         guard sizes[code] == elementSize, rows.multipliedReportingOverflow(by: cols) == (parent.count / max(elementSize, 1), false),
-              rank >= 0, rank <= 4096, fLen <= UInt64(body.count), rLen <= UInt64(body.count), 48 + Int(fLen) + Int(rLen) == body.count else {
+              rank <= min(rows, cols), rank <= 4096, fLen <= UInt64(body.count), rLen <= UInt64(body.count), 48 + Int(fLen) + Int(rLen) == body.count else {
             throw bad("dimensions or section lengths do not fit the parent")
         }
         let factorCount = (rows + cols) * rank

@@ -98,12 +98,13 @@ public struct Patch: Sendable {
         guard patch.count >= 24, Array(patch[0..<4]) == magic else { throw bad("bad magic or truncated header") }
         guard let enc = PatchEncoding(rawValue: patch[4]) else { throw bad("unknown encoding \(patch[4])") }
         let elem = Int(patch[5])
-        let count = Int(patch.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
-        let changed = Int(patch.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
-        guard elem >= 1, count.multipliedReportingOverflow(by: elem) == (parent.count, false), out.count == parent.count else {
-            throw bad("patch is for \(count) elements of \(elem) bytes, parent has \(parent.count) bytes")
+        let count64 = patch.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+        let changed64 = patch.loadUnaligned(fromByteOffset: 16, as: UInt64.self)
+        guard elem >= 1, let count = Int(exactly: count64), count.multipliedReportingOverflow(by: elem) == (parent.count, false),
+              out.count == parent.count else {
+            throw bad("patch is for \(count64) elements of \(elem) bytes, parent has \(parent.count) bytes")
         }
-        guard changed <= count else { throw bad("changed count \(changed) exceeds element count \(count)") }
+        guard let changed = Int(exactly: changed64), changed <= count else { throw bad("changed count \(changed64) exceeds element count \(count)") }
         if out.count > 0 { out.baseAddress!.copyMemory(from: parent.baseAddress!, byteCount: parent.count) }
         let body = UnsafeRawBufferPointer(rebasing: patch[24...])
         switch enc {
@@ -163,7 +164,8 @@ public struct Patch: Sendable {
     /// Reads the encoding and changed count from a stored patch header.
     public static func peek(_ patch: UnsafeRawBufferPointer) -> (encoding: PatchEncoding, changed: Int)? {
         guard patch.count >= 24, Array(patch[0..<4]) == magic, let e = PatchEncoding(rawValue: patch[4]) else { return nil }
-        return (e, Int(patch.loadUnaligned(fromByteOffset: 16, as: UInt64.self)))
+        guard let changed = Int(exactly: patch.loadUnaligned(fromByteOffset: 16, as: UInt64.self)) else { return nil }
+        return (e, changed)
     }
 
     private static func header(_ enc: PatchEncoding, elementSize: Int, count: Int, changed: Int) -> [UInt8] {

@@ -125,7 +125,7 @@ public struct BigBenchTask: Sendable {
     public static func load(_ path: String) throws -> [BigBenchTask] {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw TaskError.io(path: path, operation: "open", reason: "No such file or directory")
+            throw TaskError.io(path: path, operation: "open", reason: "no such file or directory")
         }
         let file = isDirectory.boolValue ? path + "/task.json" : path
         let directory = isDirectory.boolValue ? path : String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])

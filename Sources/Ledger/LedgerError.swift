@@ -22,6 +22,8 @@ public enum LedgerError: Error, CustomStringConvertible {
     case locked(path: String, holder: String)
     /// Anything else the ledger refuses (one-line reason).
     case invalid(String)
+    /// SQLite could not write the ledger for lack of space; the transaction was rolled back.
+    case diskFull(path: String)
 
     public var description: String {
         switch self {
@@ -39,6 +41,7 @@ public enum LedgerError: Error, CustomStringConvertible {
         case let .ref(name, reason): return "ref '\(name)': \(reason)"
         case let .locked(path, holder): return "'\(path)' is locked by another wledger process (\(holder)); try again when it finishes"
         case let .invalid(reason): return reason
+        case let .diskFull(path): return "cannot write '\(path)': no space left on device (nothing was recorded; free some space and run the command again)"
         }
     }
 }

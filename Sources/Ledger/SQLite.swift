@@ -45,7 +45,12 @@ public final class Database {
     deinit { sqlite3_close_v2(handle) }
 
     private func error(_ rc: Int32, _ sql: String?) -> LedgerError {
-        .sqlite(code: rc, message: String(cString: sqlite3_errmsg(handle)), sql: sql)
+        failure(rc, String(cString: sqlite3_errmsg(handle)), sql)
+    }
+
+    /// The error for a failed call: a full disk names the ledger file, anything else is an SQLite error.
+    func failure(_ rc: Int32, _ message: String, _ sql: String?) -> LedgerError {
+        rc & 0xFF == SQLITE_FULL ? .diskFull(path: path) : .sqlite(code: rc, message: message, sql: sql)
     }
 
     /// Runs one or more statements without results.
@@ -55,7 +60,7 @@ public final class Database {
         if rc != SQLITE_OK {
             let msg = err.map { String(cString: $0) } ?? "error"
             sqlite3_free(err)
-            throw LedgerError.sqlite(code: rc, message: msg, sql: sql)
+            throw failure(rc, msg, sql)
         }
     }
 
@@ -141,14 +146,14 @@ public final class Statement {
             case let .blob(b):
                 rc = b.withUnsafeBytes { sqlite3_bind_blob64(stmt, idx, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1), sqlite3_uint64($0.count), Statement.transient) }
             }
-            guard rc == SQLITE_OK else { throw LedgerError.sqlite(code: rc, message: String(cString: sqlite3_errmsg(db.handle)), sql: sql) }
+            guard rc == SQLITE_OK else { throw db.failure(rc, String(cString: sqlite3_errmsg(db.handle)), sql) }
         }
     }
 
     /// Binds a blob parameter without copying; `bytes` must stay valid until the statement is stepped.
     public func bindBlobNoCopy(_ index: Int, _ bytes: UnsafeRawBufferPointer) throws {
         let rc = sqlite3_bind_blob64(stmt, Int32(index), bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1), sqlite3_uint64(bytes.count), nil)
-        guard rc == SQLITE_OK else { throw LedgerError.sqlite(code: rc, message: String(cString: sqlite3_errmsg(db.handle)), sql: sql) }
+        guard rc == SQLITE_OK else { throw db.failure(rc, String(cString: sqlite3_errmsg(db.handle)), sql) }
     }
 
     /// Advances; true when a row is available.
@@ -157,7 +162,7 @@ public final class Statement {
         let rc = sqlite3_step(stmt)
         if rc == SQLITE_ROW { return true }
         if rc == SQLITE_DONE { return false }
-        throw LedgerError.sqlite(code: rc, message: String(cString: sqlite3_errmsg(db.handle)), sql: sql)
+        throw db.failure(rc, String(cString: sqlite3_errmsg(db.handle)), sql)
     }
 
     public func isNull(_ col: Int) -> Bool { sqlite3_column_type(stmt, Int32(col)) == SQLITE_NULL }

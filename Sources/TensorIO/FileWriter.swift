@@ -20,7 +20,10 @@ public final class AtomicFileWriter {
         let base = String(path.split(separator: "/").last ?? "")
         tempPath = dir + "/.\(base).wledger-tmp-\(getpid())"
         fd = open(tempPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
-        guard fd >= 0 else { throw TensorIOError.io(path: tempPath, operation: "create", reason: errnoText()) }
+        guard fd >= 0 else {
+            // Name the file being written (the temporary name means nothing to the user).
+            throw TensorIOError.io(path: path, operation: "write", reason: "\(errnoText()) (creating a temporary file in '\(dir)')")
+        }
         if ftruncate(fd, off_t(size)) != 0 {
             let reason = errnoText()
             abort()

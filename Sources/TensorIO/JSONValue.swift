@@ -50,6 +50,8 @@ public indirect enum JSONValue: Equatable, Sendable {
 public struct JSONParseError: Error, CustomStringConvertible, Equatable {
     public var offset: Int
     public var reason: String
+    /// The top-level object has more members than the parse allowed (`maxTopLevelMembers`).
+    public var tooManyMembers = false
     public var description: String { "\(reason) at byte \(offset)" }
 }
 
@@ -58,13 +60,15 @@ public struct JSONParser {
     private let bytes: UnsafeBufferPointer<UInt8>
     private var pos = 0
     private let maxDepth: Int
+    private let maxTopLevelMembers: Int
 
     /// Parses one JSON document that spans all of `bytes`; trailing whitespace is allowed (the
     /// safetensors format pads headers with spaces).
-    /// - Throws: `JSONParseError` for any syntax error, a duplicate key or nesting deeper than
-    ///   `maxDepth`.
-    public static func parse(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int = 64) throws -> JSONValue {
-        var parser = JSONParser(bytes: bytes, maxDepth: maxDepth)
+    /// - Throws: `JSONParseError` for any syntax error, a duplicate key, nesting deeper than
+    ///   `maxDepth`, or a top-level object with more than `maxTopLevelMembers` members (checked
+    ///   while parsing, so a hostile document is refused before it is all in memory).
+    public static func parse(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int = 64, maxTopLevelMembers: Int = .max) throws -> JSONValue {
+        var parser = JSONParser(bytes: bytes, maxDepth: maxDepth, maxTopLevelMembers: maxTopLevelMembers)
         parser.skipWhitespace()
         let value = try parser.parseValue(depth: 0)
         parser.skipWhitespace()
@@ -73,13 +77,14 @@ public struct JSONParser {
     }
 
     /// Parses a JSON document held in a byte array.
-    public static func parse(_ bytes: [UInt8], maxDepth: Int = 64) throws -> JSONValue {
-        try bytes.withUnsafeBufferPointer { try parse($0, maxDepth: maxDepth) }
+    public static func parse(_ bytes: [UInt8], maxDepth: Int = 64, maxTopLevelMembers: Int = .max) throws -> JSONValue {
+        try bytes.withUnsafeBufferPointer { try parse($0, maxDepth: maxDepth, maxTopLevelMembers: maxTopLevelMembers) }
     }
 
-    private init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
+    private init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int, maxTopLevelMembers: Int) {
         self.bytes = bytes
         self.maxDepth = maxDepth
+        self.maxTopLevelMembers = maxTopLevelMembers
     }
 
     private func error(_ reason: String) -> JSONParseError { JSONParseError(offset: pos, reason: reason) }
@@ -126,6 +131,11 @@ public struct JSONParser {
             skipWhitespace()
             guard pos < bytes.count, bytes[pos] == UInt8(ascii: "\"") else { throw error("expected object key") }
             let keyStart = pos
+            if depth == 0 && members.count == maxTopLevelMembers {
+                var e = error("more than \(maxTopLevelMembers) members")
+                e.tooManyMembers = true
+                throw e
+            }
             let key = try parseString()
             guard seen.insert(key).inserted else {
                 throw JSONParseError(offset: keyStart, reason: "duplicate key \"\(key)\"")

@@ -87,6 +87,8 @@ private func statPath(_ path: String, _ st: inout Glibc.stat) -> Int32 {
 }
 
 /// The text of the current `errno`.
+/// `strerror(errno)` with a lowercase first letter, for one-line messages ("permission denied").
 public func errnoText() -> String {
-    String(cString: strerror(errno))
+    let s = String(cString: strerror(errno))
+    return s.prefix(1).lowercased() + s.dropFirst()
 }

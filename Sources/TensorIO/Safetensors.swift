@@ -18,9 +18,11 @@ public struct TensorInfo: Sendable, Equatable {
 
 /// A parsed and fully validated safetensors header.
 public struct SafetensorsHeader: Sendable, Equatable {
-    /// Limits that keep hostile files from exhausting memory.
+    /// Limits that keep hostile files from exhausting memory and time: a header of at most
+    /// 100 MB and at most 100,000 tensors per file (far more than real checkpoint files hold:
+    /// even mixture-of-experts models split their tensors over many shards).
     public static let maxHeaderBytes = 100_000_000
-    public static let maxTensors = 1_000_000
+    public static let maxTensors = 100_000
 
     /// The exact header JSON bytes as stored in the file (padding included).
     public var json: [UInt8]
@@ -76,12 +78,16 @@ public struct SafetensorsHeader: Sendable, Equatable {
         guard json.first == UInt8(ascii: "{") else { throw bad("header does not start with '{'") }
         let value: JSONValue
         do {
-            value = try JSONParser.parse(json)
+            // Counted while parsing: one member more than the limit may be __metadata__.
+            value = try JSONParser.parse(json, maxTopLevelMembers: maxTensors + 1)
         } catch let e as JSONParseError {
+            if e.tooManyMembers { throw bad("more than the limit of \(maxTensors) tensors in one file") }
             throw bad("header JSON: \(e.reason) at byte \(e.offset + 8)")
         }
         guard case let .object(members) = value else { throw bad("header is not a JSON object") }
-        guard members.count <= maxTensors + 1 else { throw bad("more than \(maxTensors) tensors") }
+        guard members.count <= maxTensors + (members.contains { $0.0 == "__metadata__" } ? 1 : 0) else {
+            throw bad("more than the limit of \(maxTensors) tensors in one file")
+        }
         var tensors: [TensorInfo] = []
         tensors.reserveCapacity(members.count)
         var metadata: [(String, String)] = []

@@ -37,10 +37,8 @@ extension Repository {
 
         let temp = root + "/.wledger.tmp-\(getpid())"
         try? FileManager.default.removeItem(atPath: temp)
-        do {
-            try FileManager.default.createDirectory(atPath: temp, withIntermediateDirectories: false)
-        } catch {
-            throw TensorIOError.io(path: temp, operation: "create", reason: "\(error.localizedDescription)")
+        guard mkdir(temp, 0o755) == 0 else {
+            throw TensorIOError.io(path: final, operation: "create", reason: errnoText())
         }
         do {
             let lock = try takeLock(temp, progress: progress)

@@ -75,7 +75,7 @@ extension Repository {
                 guard FileManager.default.fileExists(atPath: temp) else { continue }
                 if rollForward {
                     guard rename(temp, root + "/" + pair[1]) == 0 else {
-                        throw TensorIOError.io(path: root + "/" + pair[1], operation: "rename into place (recovery)", reason: String(cString: strerror(errno)))
+                        throw TensorIOError.io(path: root + "/" + pair[1], operation: "rename into place (recovery)", reason: errnoText())
                     }
                 } else {
                     unlink(temp)

@@ -252,6 +252,28 @@ final class BadInputTests: XCTestCase {
         }
     }
 
+    /// More tensors in one file than the limit (100,000): refused while the header is parsed,
+    /// before the work of snapshotting them starts. 100,000 plus `__metadata__` is within it.
+    func testMoreTensorsThanTheLimit() throws {
+        func header(_ n: Int, metadata: Bool) -> String {
+            var parts = metadata ? [#""__metadata__":{"format":"pt"}"#] : []
+            parts += (0..<n).map { #""t\#($0)":{"dtype":"U8","shape":[0],"data_offsets":[0,0]}"# }
+            return "{" + parts.joined(separator: ",") + "}"
+        }
+        let limit = SafetensorsHeader.maxTensors
+        XCTAssertEqual(limit, 100_000)
+        let dir = try emptyModelDir()
+        try writeSafetensors(dir + "/model.safetensors", json: header(limit + 1, metadata: false), data: [])
+        let clock = ContinuousClock()
+        let start = clock.now
+        try expectRejected(["init"], in: dir, mentions: [canonical(dir + "/model.safetensors"), "more than the limit of 100000 tensors"])
+        XCTAssertLessThan(clock.now - start, .seconds(60))
+        // The limit is on tensors: the same count with __metadata__ parses.
+        let ok = Array(header(limit, metadata: true).utf8)
+        XCTAssertEqual(try SafetensorsHeader.parse(json: ok, dataSize: 0, path: "ok").tensors.count, limit)
+        XCTAssertThrowsError(try SafetensorsHeader.parse(json: Array(header(limit + 1, metadata: true).utf8), dataSize: 0, path: "x"))
+    }
+
     func testNegativeAndFractionalShapeEntries() throws {
         for shape in ["[-1,4]", "[2.5,2]", "[\"2\",2]"] {
             let dir = try emptyModelDir()
@@ -372,6 +394,21 @@ final class BadInputTests: XCTestCase {
         let name = "model.layers.0.input_layernorm.weight"   // [576]
         try rewrite(dir + "/model.safetensors", reshaping: (name, [24, 24]))
         try expectRejected(["commit", "-m", "reshape"], in: dir, mentions: [canonical(dir), "'\(name)'", "[576]", "[24,24]"])
+    }
+
+    /// A tensor added to the work tree, or one whose dtype changed, is a structural change too.
+    func testCommitWithAddedOrRetypedTensorIsRejected() throws {
+        let cases: [([(String, String, String, String)], Int, [String])] = [
+            (goodEntries + [("c", "F32", "[1]", "[32,36]")], 36, ["new tensor 'c'"]),
+            ([("a", "F32", "[2,2]", "[0,16]"), ("b", "F16", "[4]", "[16,24]")], 24, ["'b'", "F32", "F16"]),
+        ]
+        for (entries, size, words) in cases {
+            let dir = try tinyModelDir()
+            try initialize(dir)
+            try writeSafetensors(dir + "/model.safetensors", json: headerJSON(entries), data: [UInt8](repeating: 0, count: size))
+            try expectRejected(["commit", "-m", "structure"], in: dir, mentions: [canonical(dir), "structure"] + words)
+            try expectRejected(["commit", "-m", "structure", "--allow-nonfinite"], in: dir, mentions: words)
+        }
     }
 
     func testCommitWithNaNIsRejectedUnlessAllowed() throws {

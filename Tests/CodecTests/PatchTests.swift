@@ -50,6 +50,25 @@ final class PatchTests: XCTestCase {
         XCTAssertThrowsError(try apply(patch.bytes, parent: Array(parent.dropLast(4)))) // wrong parent size
         var flipped = patch.bytes; flipped[flipped.count - 2] ^= 0xFF
         XCTAssertThrowsError(try apply(flipped, parent: parent))
+        // Element or changed counts of 2⁶³ and more do not fit an Int: an error, not a trap
+        // (found by fuzzing: Fuzz/regressions/patch-count-over-int-max).
+        for offset in [8, 16] {
+            var huge = patch.bytes
+            for b in 0..<8 { huge[offset + b] = 0xFF }
+            XCTAssertThrowsError(try apply(huge, parent: parent)) { XCTAssertTrue("\($0)".contains("patch"), "\($0)") }
+            if offset == 16 { XCTAssertNil(huge.withUnsafeBytes { Patch.peek($0) }) }
+        }
+        // Low-rank headers with dimensions beyond Int, or a rank above min(rows, cols) (which
+        // would make the factors far larger than the tensor), are corrupt too.
+        func lowRank(rows: UInt64, cols: UInt64, rank: UInt64) -> [UInt8] {
+            var b = Patch.magic + [4, 4, 0, 0]
+            for v in [UInt64(100), 0, 0x0801, rows, cols, rank, 0, 0] { withUnsafeBytes(of: v.littleEndian) { b += $0 } }
+            return b
+        }
+        XCTAssertThrowsError(try apply(lowRank(rows: 10, cols: 10, rank: 1), parent: parent))   // empty sections
+        XCTAssertThrowsError(try apply(lowRank(rows: 1 << 63, cols: 0, rank: 0), parent: parent))
+        XCTAssertThrowsError(try apply(lowRank(rows: 100, cols: 1, rank: 2), parent: parent))
+        XCTAssertThrowsError(try apply(lowRank(rows: 0, cols: 0, rank: UInt64.max), parent: parent))
     }
 
     func testChunkerSplitsAndRestores() throws {

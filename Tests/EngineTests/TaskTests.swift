@@ -246,7 +246,7 @@ final class TaskTests: XCTestCase {
         XCTAssertEqual(message { _ = try BigBenchTask.load(dir) },
                        "'\(dir)/task.json': not valid JSON: duplicate key \"name\" at byte 14")
         XCTAssertEqual(message { _ = try BigBenchTask.load(tmp.path + "/none") },
-                       "cannot open '\(tmp.path)/none': No such file or directory")
+                       "cannot open '\(tmp.path)/none': no such file or directory")
         // A task that cannot be asked as requested.
         dir = try write("{" + head + #", "examples": [{"input": "q", "target": "x"}]}"#)
         let generative = try BigBenchTask.load(dir)[0]
@@ -328,7 +328,7 @@ final class TaskTests: XCTestCase {
         try check("[1, 2]", "line 1: expected an object")
         try check("\n  \n", "no questions")
         XCTAssertEqual(message { _ = try JSONLTask(path: tmp.path + "/missing.jsonl") },
-                       "cannot open '\(tmp.path)/missing.jsonl': No such file or directory")
+                       "cannot open '\(tmp.path)/missing.jsonl': no such file or directory")
     }
 
     // MARK: - With the model (SmolLM2-135M F32)

@@ -324,7 +324,7 @@ final class TokenizerTests: XCTestCase {
 
         let missing = dir.path + "/absent.json"
         XCTAssertThrowsError(try Tokenizer(path: missing)) { e in
-            XCTAssertEqual("\(e)", "cannot open '\(missing)': No such file or directory")
+            XCTAssertEqual("\(e)", "cannot open '\(missing)': no such file or directory")
         }
     }
 
