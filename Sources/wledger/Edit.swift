@@ -26,7 +26,7 @@ struct Edit: ParsableCommand {
     @Option(help: "Editing method: rome or memit.") var method: EditMethod = .rome
     @Option(help: ArgumentHelp("Edit request in EasyEdit's JSON format (an object or an array).", valueName: "file")) var request: String
     @Option(help: "ROME: the layer whose mlp.down_proj is edited (default: 5/32 of the depth).") var layer: Int?
-    @Option(help: ArgumentHelp("MEMIT: the layers, e.g. 3-7 or 3,4,5 (default: 5 layers ending at ROME's layer + 2).", valueName: "range")) var layers: String?
+    @Option(help: ArgumentHelp("MEMIT: the layers, e.g. 3-7 or 3,4,5 (default: 4/32 to 8/32 of the depth).", valueName: "range")) var layers: String?
     @Option(help: "Adam steps on the value vector.") var steps: Int = 20
     @Option(help: "Adam learning rate.") var lr: Double = 0.5
     @Option(help: "Weight decay on the value vector.") var weightDecay: Double = 1e-3

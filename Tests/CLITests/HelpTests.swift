@@ -542,8 +542,8 @@ final class HelpTests: XCTestCase {
                                   an array).
           --layer <layer>         ROME: the layer whose mlp.down_proj is edited
                                   (default: 5/32 of the depth).
-          --layers <range>        MEMIT: the layers, e.g. 3-7 or 3,4,5 (default: 5
-                                  layers ending at ROME's layer + 2).
+          --layers <range>        MEMIT: the layers, e.g. 3-7 or 3,4,5 (default: 4/32
+                                  to 8/32 of the depth).
           --steps <steps>         Adam steps on the value vector. (default: 20)
           --lr <lr>               Adam learning rate. (default: 0.5)
           --weight-decay <weight-decay>
