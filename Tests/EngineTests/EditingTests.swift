@@ -18,15 +18,8 @@ import XCTest
 ///   far; ΔW has rank ≤ the batch size; and the batch's targets win afterwards.
 /// - `ROME.secondMoments` equals a direct double sum of the traced keys (1e-4 relative).
 final class EditingTests: XCTestCase {
-    nonisolated(unsafe) static var smol: (Model, Tokenizer)?
-
-    static func smolLM2() throws -> (Model, Tokenizer) {
-        if let s = smol { return s }
-        let dir = try Fixtures.smolLM2("f32")
-        let s = (try Model(directory: dir), try Tokenizer(path: dir + "/tokenizer.json"))
-        smol = s
-        return s
-    }
+    /// The model and tokenizer, shared with the backward-pass tests.
+    static func smolLM2() throws -> (Model, Tokenizer) { try BackwardTests.smolLM2() }
 
     /// log p(continuation | prompt) summed, with the model's own scorer.
     func logProb(_ model: Model, _ tok: Tokenizer, _ prompt: String, _ answer: String) throws -> Double {
