@@ -79,16 +79,19 @@ extension Repository {
         }
         let resolver = RevisionResolver(ledger: ledger)
         let baseID = try resolver.resolve("base")
+        // Hooks see the pending request (as for `commit --request`) when the commit carries the
+        // whole file: MEMIT, or ROME with a single request.
+        let requestFile = (options.method == .memit || items.count == 1) ? absolutePath(source) : nil
         var reports: [EditReport] = []
         switch options.method {
         case .rome:
             for item in items {
-                let r = try romeEdit(item, baseID: baseID, options: options, progress: progress)
+                let r = try romeEdit(item, baseID: baseID, requestFile: requestFile, options: options, progress: progress)
                 onEdit?(r)
                 reports.append(r)
             }
         case .memit:
-            let r = try memitEdit(items, baseID: baseID, options: options, progress: progress)
+            let r = try memitEdit(items, baseID: baseID, requestFile: requestFile, options: options, progress: progress)
             for x in r { onEdit?(x) }
             reports += r
         }
@@ -96,7 +99,7 @@ extension Repository {
     }
 
     /// One ROME edit of the current HEAD, committed.
-    private func romeEdit(_ item: JSONValue, baseID: String, options: EditOptions, progress: ProgressReporter) throws -> EditReport {
+    private func romeEdit(_ item: JSONValue, baseID: String, requestFile: String?, options: EditOptions, progress: ProgressReporter) throws -> EditReport {
         let clock = ContinuousClock()
         let start = clock.now
         let request = EditTarget(prompt: item["prompt"]!.stringValue!, subject: item["subject"]!.stringValue!,
@@ -128,6 +131,7 @@ extension Repository {
         co.method = "ROME"
         co.author = options.author
         co.request = item.serialized()
+        if let requestFile { co.hookEnvironment["WLEDGER_REQUEST"] = requestFile }
         co.parameters = JSONValue.object([
             ("layer", .double(Double(o.layer))), ("steps", .double(Double(o.steps))), ("lr", .double(o.learningRate)),
             ("weight_decay", .double(o.weightDecay)), ("clamp_norm_factor", .double(o.clampNormFactor)),
@@ -147,7 +151,7 @@ extension Repository {
     }
 
     /// One MEMIT edit of a batch of requests on the current HEAD, committed as one commit.
-    private func memitEdit(_ items: [JSONValue], baseID: String, options: EditOptions, progress: ProgressReporter) throws -> [EditReport] {
+    private func memitEdit(_ items: [JSONValue], baseID: String, requestFile: String?, options: EditOptions, progress: ProgressReporter) throws -> [EditReport] {
         let clock = ContinuousClock()
         let start = clock.now
         let requests = items.map {
@@ -161,11 +165,12 @@ extension Repository {
             throw KitError.usage("--layers: layer \(bad) is outside the model's \(model.config.layerCount) layers")
         }
         return try memitEdit(requests, items: items, layers: layers, model: model, tokenizer: tokenizer, prompts: prompts, baseID: baseID,
-                             options: options, progress: progress, start: start)
+                             requestFile: requestFile, options: options, progress: progress, start: start)
     }
 
     private func memitEdit(_ requests: [EditTarget], items: [JSONValue], layers: [Int], model: Model, tokenizer: Tokenizer, prompts: EditPrompts,
-                           baseID: String, options: EditOptions, progress: ProgressReporter, start: ContinuousClock.Instant) throws -> [EditReport] {
+                           baseID: String, requestFile: String?, options: EditOptions, progress: ProgressReporter,
+                           start: ContinuousClock.Instant) throws -> [EditReport] {
         let o = options.rome
         let templates = try contextTemplates(model: model, prompts: prompts, lengths: o.templates, baseID: baseID, progress: progress)
         var moments: [Int: Matrix]? = nil
@@ -197,6 +202,7 @@ extension Repository {
         co.method = "MEMIT"
         co.author = options.author
         co.request = JSONValue.array(items).serialized()
+        if let requestFile { co.hookEnvironment["WLEDGER_REQUEST"] = requestFile }
         co.parameters = JSONValue.object([
             ("layers", .array(layers.map { .double(Double($0)) })), ("mom2_update_weight", .double(options.memitLambda)),
             ("steps", .double(Double(o.steps))), ("lr", .double(o.learningRate)), ("weight_decay", .double(o.weightDecay)),

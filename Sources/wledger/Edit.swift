@@ -38,6 +38,7 @@ struct Edit: ParsableCommand {
     @Option(help: "Tokens over which C is estimated.") var mom2Tokens: Int = 16_384
     @Option(name: .shortAndLong, help: "Message (default: method, subject, ground truth -> target).") var message: String?
     @Option(help: "Author (default: $WLEDGER_AUTHOR or $USER).") var author: String?
+    @Flag(help: "Skip the hooks in .wledger/hooks/.") var noVerify = false
     @Flag(help: "Print the result as JSON.") var json = false
 
     func validate() throws {
@@ -67,6 +68,7 @@ struct Edit: ParsableCommand {
         o.message = message
         o.author = author
         let repo = try global.openRepository(forWriting: true)
+        repo.verifyHooks = !noVerify
         let reports = try repo.edit(requestBytes: bytes, source: request, options: o, progress: global.progress) { r in
             if !json { Edit.printReport(r) }
         }

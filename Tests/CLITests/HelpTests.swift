@@ -564,6 +564,7 @@ final class HelpTests: XCTestCase {
           -m, --message <message> Message (default: method, subject, ground truth ->
                                   target).
           --author <author>       Author (default: $WLEDGER_AUTHOR or $USER).
+          --no-verify             Skip the hooks in .wledger/hooks/.
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
