@@ -4,8 +4,8 @@
 # `wledger health` wall time, and peak RSS of `health` on the BF16 model.
 #
 # Needs (outside the clone): a release build (`swift build -c release --product wledger-bench`
-# and `--product wledger`), llama.cpp's llama-bench/llama-cli built from the llama-cpp-python sdist
-# (bench/llamacpp/build.sh) and the F32 GGUF (bench/llamacpp/make_gguf_f32.py).
+# and `--product wledger`), llama.cpp's llama-bench/llama-simple built from the llama-cpp-python sdist
+# and the F32 GGUF (both made by bench/llamacpp/build.sh, outside the clone).
 # Usage: bench/inference.sh [prompt|numpy|health|rss|all]   (from the repository root)
 # Raw results: one JSON/text record per measurement appended to $OUT (default bench-inference.log).
 set -euo pipefail
@@ -21,7 +21,14 @@ BIN=.build/release
 log() { echo "$*" | tee -a "$OUT"; }
 load() { log "# load: $(uptime)"; }
 
+paris() {
+  # Same weights check: llama.cpp's greedy continuation of "The capital of France is".
+  log "\$ llama-simple -m $GGUF -n 1 'The capital of France is'"
+  log "$("$LLAMA_BIN/llama-simple" -m "$GGUF" -n 1 "The capital of France is" 2>/dev/null)"
+}
+
 prompt() {
+  paris
   # Alternate engine and llama.cpp in each round so both see the same load; best over rounds.
   for round in $(seq "$ROUNDS"); do
     load
@@ -91,7 +98,7 @@ rss() {
 }
 
 case $WHAT in
-  prompt) prompt ;; numpy) numpy ;; health) health ;; rss) rss ;;
+  prompt) prompt ;; paris) paris ;; numpy) numpy ;; health) health ;; rss) rss ;;
   all) prompt; numpy; health; rss ;;
   *) echo "usage: bench/inference.sh [prompt|numpy|health|rss|all]" >&2; exit 2 ;;
 esac

@@ -7,7 +7,8 @@ fixed pseudo-random ids as `wledger-bench prompt`. Best of --repeat runs after o
 Prints one JSON object, including the BLAS library and kernel numpy uses (threadpoolctl).
 
 With --matmul, the reference's `linear` (np.einsum("tc,oc->to"), which numpy runs in its own
-loops, not BLAS) is replaced by `x @ W.T` (OpenBLAS gemm): numpy's best case, same math.
+loops, not BLAS) is replaced by `x @ W.T` (OpenBLAS gemm) in the weights' dtype: numpy's best case, same math. Without it,
+float32 weights are upcast to float64 inside every einsum (RoPE's complex128 promotes q/k).
 
 Usage: numpy_prompt.py MODEL_DIR [--tokens 128] [--threads 1] [--repeat 3] [--dtype float64] [--matmul]
 """
@@ -46,7 +47,10 @@ def main() -> None:
     a = ap.parse_args()
     if a.matmul:
         def linear(x, W, name):
-            y = x @ W[name + ".weight"].T
+            w = W[name + ".weight"]
+            # Activations that RoPE's complex128 or a float64 scalar promoted go back to the
+            # weights' dtype, so the weights are never upcast per call.
+            y = x.astype(w.dtype, copy=False) @ w.T
             return y + W[name + ".bias"] if name + ".bias" in W else y
         ref.linear = linear
     with open(os.path.join(a.model_dir, "config.json")) as fh:
