@@ -42,7 +42,7 @@ let package = Package(
         ]),
 
         // Benchmarks that need library access (bench/swift; results in BENCHMARKS.md).
-        .executableTarget(name: "wledger-bench", dependencies: ["WLedgerKit", "Ledger", "LinAlg", "Ops", "TensorIO"], path: "bench/swift"),
+        .executableTarget(name: "wledger-bench", dependencies: ["WLedgerKit", "Ledger", "LinAlg", "Ops", "TensorIO", "Engine"], path: "bench/swift"),
 
         // libFuzzer targets for every parser of untrusted bytes (Fuzz/; see README "Fuzzing").
         // A normal build makes a replay tool; `-Xswiftc -DFUZZING -Xswiftc -sanitize=fuzzer,address`

@@ -5,7 +5,13 @@
 //       randomized fast path vs LAPACK's full SVD, same run, with the max difference.
 //   wledger-bench lowrank-bytes [--rows 4096] [--cols 11008]
 //       Ledger bytes of one rank-one edit of a BF16 matrix committed through the real ledger.
+//   wledger-bench prompt --model DIR [--tokens 128] [--threads 1] [--repeat 5] [--batch N] [--all-logits]
+//       Prompt-processing throughput of the Engine: one `Model.forward` over a fresh KV cache of
+//       `tokens` ids (a fixed pseudo-random sequence), logits for the last position only (as
+//       llama-bench's pp test) or for every position (`--all-logits`, as scoring does). Best of
+//       `repeat` timed runs after one warm-up run.
 // Prints one JSON object per run on stdout.
+import Engine
 import Foundation
 import Ledger
 import LinAlg
@@ -20,6 +26,14 @@ func arg(_ name: String, _ def: Int) -> Int {
 }
 
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+/// CPU seconds of the whole process (all threads): on a loaded machine, a 1-thread run's CPU time
+/// is close to its wall time on an idle one.
+func cpuNow() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
 
 func bf16Round(_ x: [Double]) -> [Double] {
     let bytes = TensorMath.bytes(x, dtype: .bf16)
@@ -101,12 +115,55 @@ func lowRankBytesBench() throws {
     print(String(decoding: try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys]), as: UTF8.self))
 }
 
+func stringArg(_ name: String) -> String? {
+    let a = CommandLine.arguments
+    if let i = a.firstIndex(of: "--" + name), i + 1 < a.count { return a[i + 1] }
+    return nil
+}
+
+func promptBench() throws {
+    guard let dir = stringArg("model") else { throw ModelError.invalidInput(path: "", reason: "--model DIR is required") }
+    let n = arg("tokens", 128), threads = arg("threads", 1), repeats = arg("repeat", 5)
+    let batch = arg("batch", n)
+    let allLogits = CommandLine.arguments.contains("--all-logits")
+    BLAS.setThreadCount(threads)
+    var t = now()
+    let model = try Model(directory: dir)
+    let loadSeconds = now() - t
+    // A fixed sequence of ordinary (non-special) ids; throughput does not depend on the values.
+    var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+    let ids = (0..<n).map { _ -> Int in
+        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        return 100 + Int((state >> 33) % UInt64(model.config.vocabSize - 200))
+    }
+    let workspace = model.makeWorkspace(maxTokens: batch)
+    let rows = allLogits ? 0..<n : (n - 1)..<n
+    var times: [Double] = [], cpuTimes: [Double] = []
+    var checksum: Float = 0
+    for r in 0...repeats {
+        let cache = model.makeCache(capacity: n)
+        t = now()
+        let c = cpuNow()
+        try model.forward(ids, cache: cache, workspace: workspace, logitRows: rows) { _, logits in checksum += logits[0] }
+        if r > 0 { times.append(now() - t); cpuTimes.append(cpuNow() - c) }
+    }
+    let best = times.min()!
+    let out: [String: Any] = [
+        "benchmark": "prompt", "model": dir, "dtype": "\(model.storageDType)", "tokens": n, "threads": threads,
+        "batch": batch, "logitRows": rows.count, "repeats": repeats, "loadSeconds": loadSeconds,
+        "bestSeconds": best, "medianSeconds": times.sorted()[times.count / 2],
+        "tokensPerSecond": Double(n) / best, "bestCPUSeconds": cpuTimes.min()!, "checksum": Double(checksum),
+    ]
+    print(String(decoding: try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys]), as: UTF8.self))
+}
+
 do {
     switch CommandLine.arguments.dropFirst().first {
     case "restrain": try restrainBench()
     case "lowrank-bytes": try lowRankBytesBench()
+    case "prompt": try promptBench()
     default:
-        FileHandle.standardError.write("usage: wledger-bench restrain|lowrank-bytes [--rows M] [--cols N] [--rank R]\n".data(using: .utf8)!)
+        FileHandle.standardError.write("usage: wledger-bench restrain|lowrank-bytes|prompt [options] (see bench/swift/main.swift)\n".data(using: .utf8)!)
         exit(2)
     }
 } catch {
