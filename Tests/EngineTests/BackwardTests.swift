@@ -350,9 +350,13 @@ final class BackwardTests: XCTestCase {
             let mlp = trace.mlpOutputs[1]![s]
             for i in mlp.indices { XCTAssertEqual(after[i] - before[i], mlp[i], accuracy: 1e-5) }
         }
-        // The second sequence's captures do not depend on the first.
+        // The second sequence's captures do not depend on the first: equal up to F32 rounding
+        // (batched, the products have more rows, and OpenBLAS picks its kernels by size; on some
+        // CPUs that changes the last bits).
         let alone = try model.trace([sequences[1]], captureMLP: [1])
-        XCTAssertEqual(alone.mlpKeys[1]![0], trace.mlpKeys[1]![1])
+        let a = alone.mlpKeys[1]![0], b = trace.mlpKeys[1]![1]
+        XCTAssertEqual(a.count, b.count)
+        for i in a.indices { XCTAssertEqual(a[i], b[i], accuracy: 1e-5 * max(1, abs(b[i]))) }
         XCTAssertThrowsError(try model.trace([[3, 48]])) { XCTAssertTrue("\($0)".contains("outside the vocabulary")) }
         XCTAssertThrowsError(try model.trace([[]]))
     }
