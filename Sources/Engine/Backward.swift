@@ -59,16 +59,7 @@ extension Model {
                tileElements: Int) throws -> ModelTrace {
         let c = config
         let C = c.hiddenSize, V = c.vocabSize
-        // Validation.
-        for (s, seq) in sequences.enumerated() {
-            if seq.isEmpty { throw ModelError.invalidInput(path: path, reason: "sequence \(s) has no tokens") }
-            if let bad = seq.first(where: { $0 < 0 || $0 >= V }) {
-                throw ModelError.invalidInput(path: path, reason: "token id \(bad) in sequence \(s) is outside the vocabulary of \(V)")
-            }
-            if seq.count > c.maxPositionEmbeddings {
-                throw ModelError.invalidInput(path: path, reason: "sequence \(s) has \(seq.count) positions, more than max_position_embeddings \(c.maxPositionEmbeddings)")
-            }
-        }
+        try validate(sequences)
         let layout = TraceLayout(sequences: sequences, heads: c.headCount)
         func checkPoint(_ p: StreamPoint) {
             precondition(p.layer < c.layerCount, "\(p) does not exist in a model of \(c.layerCount) layers")
@@ -209,6 +200,22 @@ extension Model {
 }
 
 extension Model {
+    /// Checks token sequences before a traced pass: none empty, ids inside the vocabulary, no
+    /// more positions than `max_position_embeddings`.
+    /// - Throws: `ModelError.invalidInput` naming the sequence.
+    func validate(_ sequences: [[Int]]) throws {
+        let c = config
+        for (s, seq) in sequences.enumerated() {
+            if seq.isEmpty { throw ModelError.invalidInput(path: path, reason: "sequence \(s) has no tokens") }
+            if let bad = seq.first(where: { $0 < 0 || $0 >= c.vocabSize }) {
+                throw ModelError.invalidInput(path: path, reason: "token id \(bad) in sequence \(s) is outside the vocabulary of \(c.vocabSize)")
+            }
+            if seq.count > c.maxPositionEmbeddings {
+                throw ModelError.invalidInput(path: path, reason: "sequence \(s) has \(seq.count) positions, more than max_position_embeddings \(c.maxPositionEmbeddings)")
+            }
+        }
+    }
+
     /// The keys (inputs of `mlp.down_proj`) of `layers` at every token of `sequences`, per layer
     /// and sequence (tokens, intermediate): a forward pass that stops after the last of the
     /// layers and computes no logits. Equal to `trace(sequences, captureMLP: layers).mlpKeys`.
@@ -216,15 +223,7 @@ extension Model {
     public func mlpKeys(_ sequences: [[Int]], layers: [Int]) throws -> [Int: [[Float]]] {
         precondition(layers.allSatisfy { $0 >= 0 && $0 < config.layerCount }, "layers \(layers) do not all exist")
         guard let last = layers.max() else { return [:] }
-        for (s, seq) in sequences.enumerated() {
-            if seq.isEmpty { throw ModelError.invalidInput(path: path, reason: "sequence \(s) has no tokens") }
-            if let bad = seq.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
-                throw ModelError.invalidInput(path: path, reason: "token id \(bad) in sequence \(s) is outside the vocabulary of \(config.vocabSize)")
-            }
-            if seq.count > config.maxPositionEmbeddings {
-                throw ModelError.invalidInput(path: path, reason: "sequence \(s) has \(seq.count) positions, more than max_position_embeddings \(config.maxPositionEmbeddings)")
-            }
-        }
+        try validate(sequences)
         let run = TraceRun(model: self, sequences: sequences, layout: TraceLayout(sequences: sequences, heads: config.headCount),
                            interventions: [], firstPoint: Int.max, captureLayers: Set(layers), capturePoints: [], tileElements: 1 << 18)
         run.lastLayer = last
