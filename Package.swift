@@ -28,7 +28,7 @@ let package = Package(
 
         .target(name: "TensorIO", dependencies: ["CShims", "CCrypto", "CXXHash"]),
         .target(name: "Codec", dependencies: ["TensorIO", "CZstd", "CShims"]),
-        .target(name: "LinAlg", dependencies: ["TensorIO", "COpenBLAS", "CShims"]),
+        .target(name: "LinAlg", dependencies: ["TensorIO", "COpenBLAS", "CShims"], swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         .target(name: "Ledger", dependencies: ["TensorIO", "Codec", "CSQLite"]),
         // Weight-space algorithms: δ statistics, RECT, PRUNE, the sphere projection.
         .target(name: "Ops", dependencies: ["TensorIO", "LinAlg"]),
@@ -37,7 +37,7 @@ let package = Package(
         .target(name: "Engine", dependencies: ["TensorIO", "LinAlg"], swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         .target(name: "WLedgerKit", dependencies: ["TensorIO", "Codec", "LinAlg", "Ledger", "Ops", "Engine"]),
         .executableTarget(name: "wledger", dependencies: [
-            "WLedgerKit", "Ops", "Engine",
+            "WLedgerKit", "Ops", "Engine", "LinAlg",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -60,6 +60,6 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["Engine", "TensorIO", "LinAlg", "TestSupport"]),
         .testTarget(name: "LedgerTests", dependencies: ["Ledger", "TensorIO", "TestSupport"]),
         .testTarget(name: "WLedgerKitTests", dependencies: ["WLedgerKit", "Ledger", "TensorIO", "LinAlg", "Codec", "Engine", "TestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["TensorIO", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["TensorIO", "LinAlg", "TestSupport"]),
     ]
 )

@@ -76,6 +76,8 @@ public struct HealthReport: Encodable, Sendable {
     /// Tasks left out because they have no cached result (`cachedOnly` only).
     public var missing: [String]? = nil
     public var elapsedSeconds: Double
+    /// The OpenBLAS kernel set this process ran (see `BLASKernel`).
+    public var blasKernel: String = BLASKernel.coreName
 }
 
 extension Repository {

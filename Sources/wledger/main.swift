@@ -2,6 +2,7 @@ import ArgumentParser
 import Codec
 import Foundation
 import Ledger
+import LinAlg
 import TensorIO
 import WLedgerKit
 
@@ -35,6 +36,8 @@ func usageLine(_ error: Error) -> String {
     let body = first.hasPrefix("Error: ") ? String(first.dropFirst(7)) : first
     return "error: \(body) (see 'wledger\(command) --help')"
 }
+
+BLASKernel.selectAtLaunch()
 
 let parsed: ParsableCommand
 do {

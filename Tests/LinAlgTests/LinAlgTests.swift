@@ -53,3 +53,35 @@ final class LinAlgTests: XCTestCase {
         }
     }
 }
+
+/// `BLASKernel`: which OpenBLAS fallbacks wledger overrides, and the kernel self-check.
+final class BLASKernelChoiceTests: XCTestCase {
+    func testOverridesOnlySSEFallbacksAndOnlyWithSupportedInstructions() {
+        let skx: Set<String> = ["sse3", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"]
+        XCTAssertEqual(BLASKernel.override(current: "Prescott", cpuFlags: skx.union(["avx512_bf16"])), "Cooperlake")
+        XCTAssertEqual(BLASKernel.override(current: "Prescott", cpuFlags: skx), "SkylakeX")
+        XCTAssertEqual(BLASKernel.override(current: "Nehalem", cpuFlags: ["sse3", "avx", "avx2", "fma"]), "Haswell")
+        // AVX-512 without VL (Knights Landing) is no SkylakeX.
+        XCTAssertEqual(BLASKernel.override(current: "Prescott", cpuFlags: skx.subtracting(["avx512vl"])), "Haswell")
+        XCTAssertNil(BLASKernel.override(current: "Prescott", cpuFlags: ["sse3", "avx"]))
+        // A kernel OpenBLAS recognized is kept, even a weaker one.
+        XCTAssertNil(BLASKernel.override(current: "Haswell", cpuFlags: skx))
+        XCTAssertNil(BLASKernel.override(current: "Zen", cpuFlags: skx))
+        XCTAssertNil(BLASKernel.override(current: "Cooperlake", cpuFlags: skx))
+    }
+
+    func testCPUFlagsParsesProcCpuinfo() throws {
+        let path = NSTemporaryDirectory() + "cpuinfo-\(getpid())"
+        try "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu sse3 avx2 fma avx512f\nbugs\t\t: spectre_v1\n\nprocessor\t: 1\nflags\t\t: fpu\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        defer { unlink(path) }
+        XCTAssertEqual(BLASKernel.cpuFlags(cpuinfo: path), ["fpu", "sse3", "avx2", "fma", "avx512f"])
+        XCTAssertEqual(BLASKernel.cpuFlags(cpuinfo: "/nonexistent/cpuinfo"), [])
+    }
+
+    /// The self-check's reference is written out in double; the process's kernels (whatever
+    /// OpenBLAS picked for this test process) must meet it to F32 rounding.
+    func testSelfCheckPassesOnThisProcessKernels() {
+        XCTAssertLessThan(BLASKernel.selfCheckError(), 1e-5, "kernels \(BLASKernel.coreName)")
+    }
+}

@@ -19,6 +19,8 @@ import Ops
 import TensorIO
 import WLedgerKit
 
+BLASKernel.selectAtLaunch()
+
 func arg(_ name: String, _ def: Int) -> Int {
     let a = CommandLine.arguments
     if let i = a.firstIndex(of: "--" + name), i + 1 < a.count, let v = Int(a[i + 1]) { return v }
