@@ -124,15 +124,78 @@ extension Model {
         }
     }
 
+    /// Runs several continuations ("branches") of the cached context in one batch: each branch is
+    /// placed at the positions right after the cache and attends to the cached positions and to its
+    /// own earlier tokens only, exactly as if it ran alone after the cache. The cache is unchanged
+    /// afterwards.
+    ///
+    /// One batch reads every weight matrix once for all branches, where separate calls read it once
+    /// per branch; multiple-choice scoring, whose choices share a context, spends most of its time
+    /// there.
+    /// - Parameters:
+    ///   - branches: non-empty token lists whose lengths sum to at most `workspace.maxTokens`.
+    ///   - visit: called for every branch b and index i in it with the logits after branch[...i].
+    /// - Throws: `ModelError.invalidInput` for ids outside the vocabulary or too many positions;
+    ///   whatever `visit` throws. The cache is unchanged in every case.
+    /// - Precondition: as `forward`, and the lengths fit the workspace (a programmer error).
+    public func forwardBranches(_ branches: [[Int]], cache: KVCache, workspace ws: ForwardWorkspace,
+                                _ visit: (_ branch: Int, _ index: Int, UnsafeBufferPointer<Float>) throws -> Void) throws {
+        precondition(ws.config == config && cache.layerCount == config.layerCount && cache.kvWidth == config.kvWidth,
+                     "cache or workspace made for another model")
+        let ids = branches.flatMap { $0 }
+        precondition(!branches.contains { $0.isEmpty } && ids.count <= ws.maxTokens, "branches must be non-empty and fit the workspace")
+        if let bad = ids.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
+            throw ModelError.invalidInput(path: path, reason: "token id \(bad) is outside the vocabulary of \(config.vocabSize)")
+        }
+        let P = cache.count
+        let longest = branches.map(\.count).max() ?? 0
+        guard P + longest <= config.maxPositionEmbeddings else {
+            throw ModelError.invalidInput(path: path, reason: "\(P + longest) positions exceed max_position_embeddings \(config.maxPositionEmbeddings)")
+        }
+        var offsets: [Int] = [], starts: [Int] = []
+        for b in branches {
+            let first = offsets.count
+            for j in b.indices {
+                offsets.append(j)
+                starts.append(first)
+            }
+        }
+        cache.reserve(P + ids.count)
+        ws.reserveScores(context: P + ids.count)
+        defer { cache.truncate(to: P) }
+        forwardBatch(ids[...], cache: cache, workspace: ws, layout: BranchLayout(offsets: offsets, segmentStarts: starts))
+        logitsForward(rows: 0..<ids.count, workspace: ws)
+        let V = config.vocabSize
+        var row = 0
+        for (b, branch) in branches.enumerated() {
+            for i in branch.indices {
+                try visit(b, i, UnsafeBufferPointer(start: ws.logits + row * V, count: V))
+                row += 1
+            }
+        }
+    }
+
+    /// Where the rows of a batch of branches sit: row t is at position cache.count + offsets[t]
+    /// and sees the cached positions and the batch rows segmentStarts[t]...t.
+    struct BranchLayout {
+        var offsets: [Int]
+        var segmentStarts: [Int]
+    }
+
     /// One batch of T ≤ maxTokens tokens through every layer; leaves the final residual stream in
     /// `workspace.x` (T, C) and the batch's keys and values in the cache.
-    func forwardBatch(_ ids: ArraySlice<Int>, cache: KVCache, workspace ws: ForwardWorkspace) {
+    /// With a `layout`, the rows are branches (see `forwardBranches`) instead of one sequence.
+    func forwardBatch(_ ids: ArraySlice<Int>, cache: KVCache, workspace ws: ForwardWorkspace, layout: BranchLayout? = nil) {
         let c = config
         let T = ids.count, P = cache.count, C = c.hiddenSize
         for (t, id) in ids.enumerated() {
             embedding.decodeRows(id..<(id + 1), into: ws.x + t * C)
         }
-        ropeTables(positions: P..<(P + T), cos: ws.ropeCos, sin: ws.ropeSin)
+        if let layout {
+            ropeTables(positions: layout.offsets.map { P + $0 }, cos: ws.ropeCos, sin: ws.ropeSin)
+        } else {
+            ropeTables(positions: P..<(P + T), cos: ws.ropeCos, sin: ws.ropeSin)
+        }
         for (l, w) in layers.enumerated() {
             let keys = cache.keys(l) + P * c.kvWidth, values = cache.values(l) + P * c.kvWidth
             // Attention block: x += o_proj(attention(rope(q), rope(k), v)).
@@ -142,7 +205,8 @@ extension Model {
             matmulForward(out: values, x: ws.h, weight: w.v, bias: w.vBias, tokens: T, accumulate: false, workspace: ws)
             ropeForward(ws.q, tokens: T, heads: c.headCount, headDim: c.headDim, cos: ws.ropeCos, sin: ws.ropeSin)
             ropeForward(keys, tokens: T, heads: c.kvHeadCount, headDim: c.headDim, cos: ws.ropeCos, sin: ws.ropeSin)
-            attentionForward(out: ws.o, q: ws.q, keys: cache.keys(l), values: cache.values(l), past: P, tokens: T, workspace: ws)
+            attentionForward(out: ws.o, q: ws.q, keys: cache.keys(l), values: cache.values(l), past: P, tokens: T,
+                             segmentStarts: layout?.segmentStarts, workspace: ws)
             matmulForward(out: ws.x, x: ws.o, weight: w.o, bias: w.oBias, tokens: T, accumulate: true, workspace: ws)
             // MLP block: x += down(silu(gate(h)) · up(h)).
             rmsnormForward(out: ws.h, x: ws.x, gain: w.postNorm, tokens: T, width: C, eps: Float(c.rmsNormEps))
@@ -167,7 +231,7 @@ extension Model {
 
     /// cos and sin of the rotary angles, (T, head_dim/2): entry (t, j) is for position
     /// positions[t] / factor · θ^(−2j/head_dim), computed in double.
-    func ropeTables(positions: Range<Int>, cos cosOut: UnsafeMutablePointer<Float>, sin sinOut: UnsafeMutablePointer<Float>) {
+    func ropeTables<S: Sequence<Int>>(positions: S, cos cosOut: UnsafeMutablePointer<Float>, sin sinOut: UnsafeMutablePointer<Float>) {
         let half = config.headDim / 2
         for (t, pos) in positions.enumerated() {
             for j in 0..<half {
@@ -283,19 +347,29 @@ extension Model {
     ///
     /// q is (T, heads × head_dim); keys and values are the layer's cache, (past + T, kv heads ×
     /// head_dim) with the new rows already written; out is (T, heads × head_dim). Query head h
-    /// reads key/value head h / (heads / kv heads); token t sees positions 0...past + t.
+    /// reads key/value head h / (heads / kv heads); token t sees positions 0...past + t, or, with
+    /// `segmentStarts`, positions 0..<past and past + segmentStarts[t] ... past + t.
     func attentionForward(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, keys: UnsafePointer<Float>,
-                          values: UnsafePointer<Float>, past P: Int, tokens T: Int, workspace ws: ForwardWorkspace) {
+                          values: UnsafePointer<Float>, past P: Int, tokens T: Int, segmentStarts: [Int]? = nil,
+                          workspace ws: ForwardWorkspace) {
         switch kernels {
-        case .blas: attentionForwardBLAS(out: out, q: q, keys: keys, values: values, past: P, tokens: T, workspace: ws)
-        case .naive: attentionForwardNaive(out: out, q: q, keys: keys, values: values, past: P, tokens: T, workspace: ws)
+        case .blas: attentionForwardBLAS(out: out, q: q, keys: keys, values: values, past: P, tokens: T, segmentStarts: segmentStarts, workspace: ws)
+        case .naive: attentionForwardNaive(out: out, q: q, keys: keys, values: values, past: P, tokens: T, segmentStarts: segmentStarts, workspace: ws)
         }
+    }
+
+    /// The positions row t of a batch attends to, as two ranges (the second may be empty).
+    @inline(__always)
+    static func visible(row t: Int, past P: Int, segmentStarts: [Int]?) -> (Range<Int>, ClosedRange<Int>) {
+        let start = segmentStarts?[t] ?? 0
+        return (0..<P, (P + start)...(P + t))
     }
 
     /// BLAS path of `attentionForward`: per head, scores = q·Kᵀ/√d with `sgemm` (`sgemv` for one
     /// token), a masked softmax per row, then out = scores·V.
     func attentionForwardBLAS(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, keys: UnsafePointer<Float>,
-                              values: UnsafePointer<Float>, past P: Int, tokens T: Int, workspace ws: ForwardWorkspace) {
+                              values: UnsafePointer<Float>, past P: Int, tokens T: Int, segmentStarts: [Int]?,
+                              workspace ws: ForwardWorkspace) {
         let c = config
         let S = P + T, d = c.headDim, QW = c.queryWidth, KW = c.kvWidth
         let group = c.headCount / c.kvHeadCount
@@ -311,36 +385,45 @@ extension Model {
             } else {
                 BLAS.sgemm(transA: false, transB: true, m: T, n: S, k: d, alpha: scale, a: qh, lda: QW, b: kh, ldb: KW,
                            beta: 0, c: scores, ldc: S)
-                softmaxRows(scores, rows: T, stride: S, past: P)
+                softmaxRows(scores, rows: T, stride: S, past: P, segmentStarts: segmentStarts)
                 BLAS.sgemm(transA: false, transB: false, m: T, n: d, k: S, alpha: 1, a: scores, lda: S, b: vh, ldb: KW,
                            beta: 0, c: oh, ldc: QW)
             }
         }
     }
 
-    /// Row t of scores (rows, stride) becomes the softmax of its first past + t + 1 entries; the
-    /// rest (future positions) become 0.
-    func softmaxRows(_ scores: UnsafeMutablePointer<Float>, rows: Int, stride: Int, past P: Int) {
+    /// Row t of scores (rows, stride) becomes the softmax of its first past + t + 1 entries (with
+    /// `segmentStarts`, of the entries `Model.visible` names); the rest become 0.
+    func softmaxRows(_ scores: UnsafeMutablePointer<Float>, rows: Int, stride: Int, past P: Int, segmentStarts: [Int]? = nil) {
         for t in 0..<rows {
             let row = scores + t * stride
-            let visible = P + t + 1
+            let (shared, own) = Self.visible(row: t, past: P, segmentStarts: segmentStarts)
             var m = -Float.infinity
-            for s in 0..<visible { m = max(m, row[s]) }
+            for s in shared { m = max(m, row[s]) }
+            for s in own { m = max(m, row[s]) }
             var sum: Float = 0
-            for s in 0..<visible {
+            for s in shared {
+                let e = expf(row[s] - m)
+                row[s] = e
+                sum += e
+            }
+            for s in own {
                 let e = expf(row[s] - m)
                 row[s] = e
                 sum += e
             }
             let inv = 1 / sum
-            for s in 0..<visible { row[s] *= inv }
-            for s in visible..<stride { row[s] = 0 }
+            for s in shared { row[s] *= inv }
+            for s in own { row[s] *= inv }
+            for s in shared.upperBound..<own.lowerBound { row[s] = 0 }
+            for s in (own.upperBound + 1)..<max(stride, own.upperBound + 1) { row[s] = 0 }
         }
     }
 
     /// Reference path of `attentionForward`: explicit loops, double accumulation.
     func attentionForwardNaive(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, keys: UnsafePointer<Float>,
-                               values: UnsafePointer<Float>, past P: Int, tokens T: Int, workspace ws: ForwardWorkspace) {
+                               values: UnsafePointer<Float>, past P: Int, tokens T: Int, segmentStarts: [Int]?,
+                               workspace ws: ForwardWorkspace) {
         let c = config
         let d = c.headDim, QW = c.queryWidth, KW = c.kvWidth
         let group = c.headCount / c.kvHeadCount
@@ -349,22 +432,23 @@ extension Model {
             for head in 0..<c.headCount {
                 let kv = head / group
                 let qv = q + t * QW + head * d
-                let visible = P + t + 1
+                let (shared, own) = Self.visible(row: t, past: P, segmentStarts: segmentStarts)
+                let visible = Array(shared) + Array(own)
                 var m = -Double.infinity
-                for s in 0..<visible {
+                for s in visible {
                     var dot: Double = 0
                     for i in 0..<d { dot += Double(qv[i]) * Double(keys[s * KW + kv * d + i]) }
                     weights[s] = dot / Double(d).squareRoot()
                     m = max(m, weights[s])
                 }
                 var sum: Double = 0
-                for s in 0..<visible {
+                for s in visible {
                     weights[s] = exp(weights[s] - m)
                     sum += weights[s]
                 }
                 for i in 0..<d {
                     var acc: Double = 0
-                    for s in 0..<visible { acc += weights[s] * Double(values[s * KW + kv * d + i]) }
+                    for s in visible { acc += weights[s] * Double(values[s * KW + kv * d + i]) }
                     out[t * QW + head * d + i] = Float(acc / sum)
                 }
             }

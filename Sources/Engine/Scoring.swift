@@ -57,6 +57,63 @@ public final class Scorer {
         return (sum, greedy)
     }
 
+    /// `scoreContinuation` for several (prefix, continuation) pairs at once, in the same order.
+    ///
+    /// The prefixes' longest common part goes through the model once (or comes from the cache);
+    /// the rest of each pair runs as one branch of a batch (`Model.forwardBranches`), so the
+    /// weights are read once per batch instead of once per pair. Results equal `scoreContinuation`'s
+    /// up to F32 rounding. Pairs too long for one batch are scored one by one.
+    /// - Throws: as `scoreContinuation`.
+    public func scoreContinuations(_ pairs: [(prefix: [Int], continuation: [Int])]) throws -> [(sumLogProb: Double, isGreedy: Bool)] {
+        for p in pairs where p.prefix.isEmpty || p.continuation.isEmpty {
+            throw ModelError.invalidInput(path: model.path, reason: "scoring needs a non-empty prefix and continuation")
+        }
+        guard pairs.count > 1 else { return try pairs.map { try scoreContinuation(prefix: $0.prefix, continuation: $0.continuation) } }
+        // The shared context: common to every prefix, leaving each pair at least its last prefix token.
+        var shared = pairs.map { $0.prefix.count - 1 }.min()!
+        let first = pairs[0].prefix
+        for p in pairs.dropFirst() {
+            var n = 0
+            while n < shared && p.prefix[n] == first[n] { n += 1 }
+            shared = n
+        }
+        var results = [(sumLogProb: Double, isGreedy: Bool)](repeating: (0, true), count: pairs.count)
+        var pending: [Int] = []
+        var pendingTokens = 0
+        func flush() throws {
+            guard !pending.isEmpty else { return }
+            let reuse = min(cache.sharedPrefixLength(with: first[..<shared]), shared)
+            cache.truncate(to: reuse)
+            lastReusedPositions = reuse
+            if reuse < shared {
+                try model.forward(Array(first[reuse..<shared]), cache: cache, workspace: workspace)
+            }
+            let branches = pending.map { Array(pairs[$0].prefix[shared...]) + pairs[$0].continuation }
+            try model.forwardBranches(branches, cache: cache, workspace: workspace) { b, i, logits in
+                let pair = pairs[pending[b]]
+                let firstLogit = pair.prefix.count - 1 - shared
+                guard i >= firstLogit, i + 1 < branches[b].count else { return }
+                let next = branches[b][i + 1]
+                results[pending[b]].sumLogProb += Self.logSoftmax(logits, at: next)
+                if Self.argmax(logits) != next { results[pending[b]].isGreedy = false }
+            }
+            pending.removeAll()
+            pendingTokens = 0
+        }
+        for (k, p) in pairs.enumerated() {
+            let length = p.prefix.count - shared + p.continuation.count
+            if length > workspace.maxTokens {
+                results[k] = try scoreContinuation(prefix: p.prefix, continuation: p.continuation)
+                continue
+            }
+            if pendingTokens + length > workspace.maxTokens { try flush() }
+            pending.append(k)
+            pendingTokens += length
+        }
+        try flush()
+        return results
+    }
+
     /// The most likely token after `tokens` and its probability.
     /// - Throws: `ModelError.invalidInput` for no tokens, ids outside the vocabulary or too many positions.
     public func greedyNext(tokens: [Int]) throws -> (id: Int, prob: Float) {

@@ -130,8 +130,8 @@ public final class TaskEvaluator {
 
     // MARK: Multiple choice
 
-    /// Scores every choice of `question` as a continuation of its context (the context's keys and
-    /// values are computed once and reused for the other choices).
+    /// Scores every choice of `question` as a continuation of its context: the context runs once and
+    /// the choices run together as branches of one batch (`Scorer.scoreContinuations`).
     /// - Parameters:
     ///   - question: the context and choices.
     ///   - example: the index recorded in the outcome.
@@ -141,7 +141,7 @@ public final class TaskEvaluator {
     ///   `emptyPromptToken`) has no tokens;
     ///   `ModelError.invalidInput` when the prompt is longer than the model allows.
     public func score(_ question: MultipleChoiceQuestion, example: Int = 0, task: String = "") throws -> MultipleChoiceOutcome {
-        var logProbs: [Double] = [], bytes: [Int] = []
+        var pairs: [(prefix: [Int], continuation: [Int])] = [], bytes: [Int] = []
         for (c, choice) in question.choices.enumerated() {
             let (context, continuation) = encode(context: question.context, continuation: choice)
             guard !context.isEmpty else {
@@ -150,9 +150,10 @@ public final class TaskEvaluator {
             guard !continuation.isEmpty else {
                 throw TaskError.invalidRequest(task: task, reason: "example \(example): choice \(c) '\(choice)' has no tokens")
             }
-            logProbs.append(try scorer.scoreContinuation(prefix: context, continuation: continuation).sumLogProb)
+            pairs.append((context, continuation))
             bytes.append(max(1, choice.utf8.count))
         }
+        let logProbs = try scorer.scoreContinuations(pairs).map(\.sumLogProb)
         return MultipleChoiceOutcome(example: example, logProbs: logProbs, byteCounts: bytes, gold: question.gold, correct: question.correct)
     }
 

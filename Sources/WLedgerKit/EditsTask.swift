@@ -89,9 +89,8 @@ struct EditProbe: Sendable, Equatable {
     static func preference(_ ev: TaskEvaluator, prompt: String, targetNew: String, groundTruth: String) throws -> Double {
         let a = ev.encode(context: prompt, continuation: continuation(prompt, targetNew))
         let b = ev.encode(context: prompt, continuation: continuation(prompt, groundTruth))
-        let lpNew = try ev.scorer.scoreContinuation(prefix: a.context, continuation: a.continuation).sumLogProb
-        let lpOld = try ev.scorer.scoreContinuation(prefix: b.context, continuation: b.continuation).sumLogProb
-        return lpNew - lpOld
+        let lp = try ev.scorer.scoreContinuations([(a.context, a.continuation), (b.context, b.continuation)])
+        return lp[0].sumLogProb - lp[1].sumLogProb
     }
 
     /// The model's top-1 prediction at each position of `answer` after `prompt`, teacher-forced.

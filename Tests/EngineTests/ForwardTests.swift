@@ -146,6 +146,35 @@ final class ForwardTests: XCTestCase {
         XCTAssertFalse(try scorer.scoreContinuation(prefix: Self.parisPrompt, continuation: [49151]).isGreedy)
     }
 
+    /// Choices scored together as branches of one batch equal choices scored one at a time:
+    /// three choices after one prompt, one pair with its own prompt (a shorter shared part), and
+    /// with batches of 16 tokens a pair too long for a batch and choices split over two batches.
+    func testBatchedChoicesEqualOneAtATime() throws {
+        let model = try Self.smolLM2("f32")
+        let prompt = Array(Self.eiffel[..<14])
+        let other = Array(Self.eiffel[..<9]) + [4649, 314]
+        let pairs: [(prefix: [Int], continuation: [Int])] = [
+            (prompt, Array(Self.eiffel[14..<18])), (prompt, [Self.paris]), (prompt, [4649, 30, 657]),
+            (other, [Self.paris, 30]), (Self.parisPrompt, [Self.paris]), (Self.parisPrompt, [49151]),
+        ]
+        for maxTokens in [128, 16] {
+            let single = Scorer(model: model, maxTokens: maxTokens), batched = Scorer(model: model, maxTokens: maxTokens)
+            let expected = try pairs.map { try single.scoreContinuation(prefix: $0.prefix, continuation: $0.continuation) }
+            let got = try batched.scoreContinuations(pairs)
+            for (k, (e, g)) in zip(expected, got).enumerated() {
+                XCTAssertEqual(g.sumLogProb, e.sumLogProb, accuracy: 1e-4, "pair \(k), batches of \(maxTokens)")
+                XCTAssertEqual(g.isGreedy, e.isGreedy, "pair \(k)")
+            }
+            // The France pairs: " Paris" greedy, the last vocabulary entry not.
+            XCTAssertTrue(got[4].isGreedy)
+            XCTAssertFalse(got[5].isGreedy)
+            // Again on the same scorer: the shared part now comes from the cache.
+            let again = try batched.scoreContinuations(Array(pairs[..<3]))
+            XCTAssertGreaterThan(batched.lastReusedPositions, 0)
+            for k in 0..<3 { XCTAssertEqual(again[k].sumLogProb, expected[k].sumLogProb, accuracy: 1e-4) }
+        }
+    }
+
     func testHalfPrecisionModelsAgreeOnGreedyToken() throws {
         for dtype in ["bf16", "f16"] {
             let model = try Self.smolLM2(dtype)
@@ -245,6 +274,34 @@ final class ForwardTests: XCTestCase {
         var out: [Float] = []
         try model.forward(tokens, cache: cache, workspace: ws, logitRows: 0..<tokens.count) { _, logits in out += logits }
         return out
+    }
+
+    /// `forwardBranches` on both kernels: each branch's logits equal a full pass over the cached
+    /// prefix followed by that branch alone (naive kernels), and the cache is left as it was.
+    func testBranchesMatchSeparatePassesOnTinyModel() throws {
+        let tmp = try TemporaryDirectory("fwd-branches")
+        let dir = tmp.path + "/llama-f32"
+        try Self.writeTinyLlama(dir, dtype: .f32, qwen: false)
+        let prefix = [3, 17, 42, 5, 63]
+        let branches = [[0, 9, 9], [28], [51, 7, 2, 11], [9, 3]]
+        for kernels in [Kernels.blas, .naive] {
+            let model = try Model(directory: dir, kernels: kernels)
+            let naive = try Model(directory: dir, kernels: .naive)
+            let cache = model.makeCache(capacity: 2), ws = model.makeWorkspace(maxTokens: 16)
+            try model.forward(prefix, cache: cache, workspace: ws)
+            var got = branches.map { [[Float]](repeating: [], count: $0.count) }
+            try model.forwardBranches(branches, cache: cache, workspace: ws) { b, i, logits in got[b][i] = Array(logits) }
+            XCTAssertEqual(cache.tokens, prefix, "the cache is unchanged")
+            let V = model.config.vocabSize
+            for (b, branch) in branches.enumerated() {
+                let whole = try Self.allLogits(naive, prefix + branch, batch: 64)
+                for i in branch.indices {
+                    let expected = whole[((prefix.count + i) * V)..<((prefix.count + i + 1) * V)]
+                    let diff = zip(got[b][i], expected).map { abs($0 - $1) }.max()!
+                    XCTAssertLessThanOrEqual(diff, 1e-4, "\(kernels) branch \(b) token \(i)")
+                }
+            }
+        }
     }
 
     func testBLASMatchesNaiveKernelsAndReferenceOnTinyModels() throws {
