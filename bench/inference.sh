@@ -38,10 +38,11 @@ prompt() {
         r=$([ "$n" = 128 ] && echo 3 || echo 1)
         log "\$ $BIN/wledger-bench prompt --model $MODELS/f32 --tokens $n --threads $t --repeat $r"
         log "$($BIN/wledger-bench prompt --model "$MODELS/f32" --tokens "$n" --threads "$t" --repeat "$r")"
-        # Not the default: Debian's OpenBLAS 0.3.21 does not know this CPU model and falls back to
-        # its PRESCOTT (SSE3) kernels; forcing the AVX-512 kernels shows what the BLAS costs.
-        log "\$ OPENBLAS_CORETYPE=SkylakeX $BIN/wledger-bench prompt --model $MODELS/f32 --tokens $n --threads $t --repeat 3"
-        log "$(OPENBLAS_CORETYPE=SkylakeX $BIN/wledger-bench prompt --model "$MODELS/f32" --tokens "$n" --threads "$t" --repeat 3)"
+        # The kernels OpenBLAS picks by itself (on this CPU Debian's 0.3.21 falls back to its SSE3
+        # "Prescott" ones; wledger re-executes with AVX-512 ones unless told not to): what the
+        # kernel choice is worth. Each record's "blas" field names the kernels that ran.
+        log "\$ WLEDGER_BLAS_KERNEL=openblas $BIN/wledger-bench prompt --model $MODELS/f32 --tokens $n --threads $t --repeat $r"
+        log "$(WLEDGER_BLAS_KERNEL=openblas $BIN/wledger-bench prompt --model "$MODELS/f32" --tokens "$n" --threads "$t" --repeat "$r")"
         log "\$ pp_bench $GGUF $n $t 3   (llama.cpp)"
         log "$("$LLAMA/pp_bench" "$GGUF" "$n" "$t" 3)"
       done

@@ -18,13 +18,9 @@ WORK=${WLEDGER_DEMO_DIR:-$CACHE/demo}
 EDITS=${WLEDGER_DEMO_EDITS:-50}
 THREADS=${WLEDGER_DEMO_THREADS:-2}
 
-# Debian's OpenBLAS 0.3.21 runs its SSE3 (Prescott) kernels on some AVX-512 CPUs, 3–10× slower
-# than its AVX-512 ones (BENCHMARKS.md, "Inference engine"). When the CPU has AVX-512 and no core
-# type is set, the demo asks OpenBLAS for the SkylakeX kernels (the engine's tests pass with them
-# too); WLEDGER_DEMO_CORETYPE=default keeps OpenBLAS's own choice.
-if [ -z "${OPENBLAS_CORETYPE:-}" ] && [ "${WLEDGER_DEMO_CORETYPE:-}" != default ] && grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
-  export OPENBLAS_CORETYPE=${WLEDGER_DEMO_CORETYPE:-SkylakeX}
-fi
+# OpenBLAS kernels: wledger itself moves Debian's OpenBLAS 0.3.21 off its SSE3 fallback on CPUs it
+# does not recognise (README, "Speed: OpenBLAS kernels"); WLEDGER_BLAS_KERNEL=openblas keeps
+# OpenBLAS's own choice.
 
 swift build -c release --product wledger >/dev/null
 W=$(swift build -c release --show-bin-path)/wledger

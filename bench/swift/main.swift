@@ -151,7 +151,7 @@ func promptBench() throws {
     }
     let best = times.min()!
     let out: [String: Any] = [
-        "benchmark": "prompt", "model": dir, "dtype": "\(model.storageDType)", "tokens": n, "threads": threads,
+        "benchmark": "prompt", "blas": BLASKernel.coreName, "model": dir, "dtype": "\(model.storageDType)", "tokens": n, "threads": threads,
         "batch": batch, "logitRows": rows.count, "repeats": repeats, "loadSeconds": loadSeconds,
         "bestSeconds": best, "medianSeconds": times.sorted()[times.count / 2],
         "tokensPerSecond": Double(n) / best, "bestCPUSeconds": cpuTimes.min()!, "checksum": Double(checksum),
