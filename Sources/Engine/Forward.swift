@@ -127,7 +127,7 @@ extension Model {
     /// Runs several continuations ("branches") of the cached context in one batch: each branch is
     /// placed at the positions right after the cache and attends to the cached positions and to its
     /// own earlier tokens only, exactly as if it ran alone after the cache. The cache is unchanged
-    /// afterwards.
+    /// afterwards. The logits of every branch position are visited.
     ///
     /// One batch reads every weight matrix once for all branches, where separate calls read it once
     /// per branch; multiple-choice scoring, whose choices share a context, spends most of its time
@@ -140,50 +140,98 @@ extension Model {
     /// - Precondition: as `forward`, and the lengths fit the workspace (a programmer error).
     public func forwardBranches(_ branches: [[Int]], cache: KVCache, workspace ws: ForwardWorkspace,
                                 _ visit: (_ branch: Int, _ index: Int, UnsafeBufferPointer<Float>) throws -> Void) throws {
+        try forwardTree(branches.map { BranchNode(tokens: $0) }, cache: cache, workspace: ws, visit)
+    }
+
+    /// One node of a `forwardTree` batch: tokens that continue the cached context directly
+    /// (`parent` nil) or continue an earlier root node.
+    public struct BranchNode: Sendable {
+        public var tokens: [Int]
+        /// Index of the node these tokens follow; that node must itself have no parent.
+        public var parent: Int?
+        /// Indices of this node whose logits are visited (clamped to the tokens).
+        public var logits: Range<Int>
+
+        /// - Parameter logits: default every index.
+        public init(tokens: [Int], parent: Int? = nil, logits: Range<Int>? = nil) {
+            self.tokens = tokens
+            self.parent = parent
+            self.logits = (logits ?? tokens.indices).clamped(to: tokens.indices)
+        }
+    }
+
+    /// `forwardBranches` with two levels: root nodes continue the cache and see only it and
+    /// themselves; a child node continues its root and sees the cache, that root and itself.
+    /// Several multiple-choice questions (a root per context, a child per choice) thus run in one
+    /// batch, each as if alone after the cache.
+    /// - Parameters:
+    ///   - nodes: non-empty token lists, lengths summing to at most `workspace.maxTokens`; a parent
+    ///     comes before its children and has no parent itself.
+    ///   - visit: called with (node, index in node, logits after node[...index]) for the indices
+    ///     each node asks for, in node order.
+    /// - Throws: as `forwardBranches`. The cache is unchanged in every case.
+    /// - Precondition: as `forwardBranches`, and the parent rules above (programmer errors).
+    public func forwardTree(_ nodes: [BranchNode], cache: KVCache, workspace ws: ForwardWorkspace,
+                            _ visit: (_ node: Int, _ index: Int, UnsafeBufferPointer<Float>) throws -> Void) throws {
         precondition(ws.config == config && cache.layerCount == config.layerCount && cache.kvWidth == config.kvWidth,
                      "cache or workspace made for another model")
-        let ids = branches.flatMap { $0 }
-        precondition(!branches.contains { $0.isEmpty } && ids.count <= ws.maxTokens, "branches must be non-empty and fit the workspace")
+        let ids = nodes.flatMap(\.tokens)
+        precondition(!nodes.contains { $0.tokens.isEmpty } && ids.count <= ws.maxTokens, "nodes must be non-empty and fit the workspace")
         if let bad = ids.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
             throw ModelError.invalidInput(path: path, reason: "token id \(bad) is outside the vocabulary of \(config.vocabSize)")
         }
         let P = cache.count
-        let longest = branches.map(\.count).max() ?? 0
+        var offsets: [Int] = [], starts: [Int] = [], parents: [Range<Int>] = []
+        var rowsOf: [Range<Int>] = []
+        var longest = 0
+        for (k, node) in nodes.enumerated() {
+            var base = 0
+            var parentRows = 0..<0
+            if let p = node.parent {
+                precondition(p < k && nodes[p].parent == nil, "a node's parent must be an earlier root node")
+                base = nodes[p].tokens.count
+                parentRows = rowsOf[p]
+            }
+            let first = offsets.count
+            for j in node.tokens.indices {
+                offsets.append(base + j)
+                starts.append(first)
+                parents.append(parentRows)
+            }
+            rowsOf.append(first..<offsets.count)
+            longest = max(longest, base + node.tokens.count)
+        }
         guard P + longest <= config.maxPositionEmbeddings else {
             throw ModelError.invalidInput(path: path, reason: "\(P + longest) positions exceed max_position_embeddings \(config.maxPositionEmbeddings)")
-        }
-        var offsets: [Int] = [], starts: [Int] = []
-        for b in branches {
-            let first = offsets.count
-            for j in b.indices {
-                offsets.append(j)
-                starts.append(first)
-            }
         }
         cache.reserve(P + ids.count)
         ws.reserveScores(context: P + ids.count)
         defer { cache.truncate(to: P) }
-        forwardBatch(ids[...], cache: cache, workspace: ws, layout: BranchLayout(offsets: offsets, segmentStarts: starts))
-        logitsForward(rows: 0..<ids.count, workspace: ws)
+        forwardBatch(ids[...], cache: cache, workspace: ws, layout: BranchLayout(offsets: offsets, segmentStarts: starts, parents: parents))
+        var wanted: [Int] = []
+        for (k, node) in nodes.enumerated() {
+            wanted += node.logits.map { rowsOf[k].lowerBound + $0 }
+        }
+        logitsForward(rowList: wanted, workspace: ws)
         let V = config.vocabSize
-        var row = 0
-        for (b, branch) in branches.enumerated() {
-            for i in branch.indices {
-                try visit(b, i, UnsafeBufferPointer(start: ws.logits + row * V, count: V))
-                row += 1
+        var slot = 0
+        for (k, node) in nodes.enumerated() {
+            for i in node.logits {
+                try visit(k, i, UnsafeBufferPointer(start: ws.logits + slot * V, count: V))
+                slot += 1
             }
         }
     }
 
     /// Where the rows of a batch of branches sit: row t is at position cache.count + offsets[t]
-    /// and sees the cached positions and the batch rows segmentStarts[t]...t.
+    /// and sees the cached positions, the batch rows parents[t] and the batch rows
+    /// segmentStarts[t]...t.
     struct BranchLayout {
         var offsets: [Int]
         var segmentStarts: [Int]
+        var parents: [Range<Int>]
     }
 
-    /// One batch of T ≤ maxTokens tokens through every layer; leaves the final residual stream in
-    /// `workspace.x` (T, C) and the batch's keys and values in the cache.
     /// With a `layout`, the rows are branches (see `forwardBranches`) instead of one sequence.
     func forwardBatch(_ ids: ArraySlice<Int>, cache: KVCache, workspace ws: ForwardWorkspace, layout: BranchLayout? = nil) {
         let c = config
@@ -206,7 +254,7 @@ extension Model {
             ropeForward(ws.q, tokens: T, heads: c.headCount, headDim: c.headDim, cos: ws.ropeCos, sin: ws.ropeSin)
             ropeForward(keys, tokens: T, heads: c.kvHeadCount, headDim: c.headDim, cos: ws.ropeCos, sin: ws.ropeSin)
             attentionForward(out: ws.o, q: ws.q, keys: cache.keys(l), values: cache.values(l), past: P, tokens: T,
-                             segmentStarts: layout?.segmentStarts, workspace: ws)
+                             layout: layout, workspace: ws)
             matmulForward(out: ws.x, x: ws.o, weight: w.o, bias: w.oBias, tokens: T, accumulate: true, workspace: ws)
             // MLP block: x += down(silu(gate(h)) · up(h)).
             rmsnormForward(out: ws.h, x: ws.x, gain: w.postNorm, tokens: T, width: C, eps: Float(c.rmsNormEps))
@@ -216,6 +264,17 @@ extension Model {
             matmulForward(out: ws.x, x: ws.g, weight: w.down, bias: nil, tokens: T, accumulate: true, workspace: ws)
         }
         cache.commit(ids)
+    }
+
+    /// Final norm and output projection of the rows `rowList` of `workspace.x` (any order) into
+    /// `workspace.logits` (rowList.count, V).
+    func logitsForward(rowList: [Int], workspace ws: ForwardWorkspace) {
+        guard !rowList.isEmpty else { return }
+        let C = config.hiddenSize
+        for (i, r) in rowList.enumerated() {
+            rmsnormForward(out: ws.h + i * C, x: ws.x + r * C, gain: finalNorm, tokens: 1, width: C, eps: Float(config.rmsNormEps))
+        }
+        matmulForward(out: ws.logits, x: ws.h, weight: head, bias: nil, tokens: rowList.count, accumulate: false, workspace: ws)
     }
 
     /// Final norm and output projection of rows `rows` of `workspace.x` into `workspace.logits`
@@ -348,27 +407,29 @@ extension Model {
     /// q is (T, heads × head_dim); keys and values are the layer's cache, (past + T, kv heads ×
     /// head_dim) with the new rows already written; out is (T, heads × head_dim). Query head h
     /// reads key/value head h / (heads / kv heads); token t sees positions 0...past + t, or, with
-    /// `segmentStarts`, positions 0..<past and past + segmentStarts[t] ... past + t.
+    /// a branch `layout`, the positions `Model.visible` names.
     func attentionForward(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, keys: UnsafePointer<Float>,
-                          values: UnsafePointer<Float>, past P: Int, tokens T: Int, segmentStarts: [Int]? = nil,
+                          values: UnsafePointer<Float>, past P: Int, tokens T: Int, layout: BranchLayout? = nil,
                           workspace ws: ForwardWorkspace) {
         switch kernels {
-        case .blas: attentionForwardBLAS(out: out, q: q, keys: keys, values: values, past: P, tokens: T, segmentStarts: segmentStarts, workspace: ws)
-        case .naive: attentionForwardNaive(out: out, q: q, keys: keys, values: values, past: P, tokens: T, segmentStarts: segmentStarts, workspace: ws)
+        case .blas: attentionForwardBLAS(out: out, q: q, keys: keys, values: values, past: P, tokens: T, layout: layout, workspace: ws)
+        case .naive: attentionForwardNaive(out: out, q: q, keys: keys, values: values, past: P, tokens: T, layout: layout, workspace: ws)
         }
     }
 
-    /// The positions row t of a batch attends to, as two ranges (the second may be empty).
+    /// The positions row t of a batch attends to, as three ascending, disjoint ranges: the cache,
+    /// the row's parent rows (usually empty) and its own segment up to itself.
     @inline(__always)
-    static func visible(row t: Int, past P: Int, segmentStarts: [Int]?) -> (Range<Int>, ClosedRange<Int>) {
-        let start = segmentStarts?[t] ?? 0
-        return (0..<P, (P + start)...(P + t))
+    static func visible(row t: Int, past P: Int, layout: BranchLayout?) -> (Range<Int>, Range<Int>, ClosedRange<Int>) {
+        guard let layout else { return (0..<P, P..<P, P...(P + t)) }
+        let parent = layout.parents[t]
+        return (0..<P, (P + parent.lowerBound)..<(P + parent.upperBound), (P + layout.segmentStarts[t])...(P + t))
     }
 
     /// BLAS path of `attentionForward`: per head, scores = q·Kᵀ/√d with `sgemm` (`sgemv` for one
     /// token), a masked softmax per row, then out = scores·V.
     func attentionForwardBLAS(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, keys: UnsafePointer<Float>,
-                              values: UnsafePointer<Float>, past P: Int, tokens T: Int, segmentStarts: [Int]?,
+                              values: UnsafePointer<Float>, past P: Int, tokens T: Int, layout: BranchLayout?,
                               workspace ws: ForwardWorkspace) {
         let c = config
         let S = P + T, d = c.headDim, QW = c.queryWidth, KW = c.kvWidth
@@ -385,7 +446,7 @@ extension Model {
             } else {
                 BLAS.sgemm(transA: false, transB: true, m: T, n: S, k: d, alpha: scale, a: qh, lda: QW, b: kh, ldb: KW,
                            beta: 0, c: scores, ldc: S)
-                softmaxRows(scores, rows: T, stride: S, past: P, segmentStarts: segmentStarts)
+                softmaxRows(scores, rows: T, stride: S, past: P, layout: layout)
                 BLAS.sgemm(transA: false, transB: false, m: T, n: d, k: S, alpha: 1, a: scores, lda: S, b: vh, ldb: KW,
                            beta: 0, c: oh, ldc: QW)
             }
@@ -393,36 +454,32 @@ extension Model {
     }
 
     /// Row t of scores (rows, stride) becomes the softmax of its first past + t + 1 entries (with
-    /// `segmentStarts`, of the entries `Model.visible` names); the rest become 0.
-    func softmaxRows(_ scores: UnsafeMutablePointer<Float>, rows: Int, stride: Int, past P: Int, segmentStarts: [Int]? = nil) {
+    /// a branch `layout`, of the entries `Model.visible` names); the rest become 0.
+    func softmaxRows(_ scores: UnsafeMutablePointer<Float>, rows: Int, stride: Int, past P: Int, layout: BranchLayout? = nil) {
         for t in 0..<rows {
             let row = scores + t * stride
-            let (shared, own) = Self.visible(row: t, past: P, segmentStarts: segmentStarts)
+            let (shared, parent, own) = Self.visible(row: t, past: P, layout: layout)
             var m = -Float.infinity
             for s in shared { m = max(m, row[s]) }
+            for s in parent { m = max(m, row[s]) }
             for s in own { m = max(m, row[s]) }
             var sum: Float = 0
-            for s in shared {
-                let e = expf(row[s] - m)
-                row[s] = e
-                sum += e
-            }
-            for s in own {
-                let e = expf(row[s] - m)
-                row[s] = e
-                sum += e
-            }
+            for s in shared { row[s] = expf(row[s] - m); sum += row[s] }
+            for s in parent { row[s] = expf(row[s] - m); sum += row[s] }
+            for s in own { row[s] = expf(row[s] - m); sum += row[s] }
             let inv = 1 / sum
             for s in shared { row[s] *= inv }
+            for s in parent { row[s] *= inv }
             for s in own { row[s] *= inv }
-            for s in shared.upperBound..<own.lowerBound { row[s] = 0 }
+            for s in shared.upperBound..<parent.lowerBound { row[s] = 0 }
+            for s in parent.upperBound..<own.lowerBound { row[s] = 0 }
             for s in (own.upperBound + 1)..<max(stride, own.upperBound + 1) { row[s] = 0 }
         }
     }
 
     /// Reference path of `attentionForward`: explicit loops, double accumulation.
     func attentionForwardNaive(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, keys: UnsafePointer<Float>,
-                               values: UnsafePointer<Float>, past P: Int, tokens T: Int, segmentStarts: [Int]?,
+                               values: UnsafePointer<Float>, past P: Int, tokens T: Int, layout: BranchLayout?,
                                workspace ws: ForwardWorkspace) {
         let c = config
         let d = c.headDim, QW = c.queryWidth, KW = c.kvWidth
@@ -432,8 +489,8 @@ extension Model {
             for head in 0..<c.headCount {
                 let kv = head / group
                 let qv = q + t * QW + head * d
-                let (shared, own) = Self.visible(row: t, past: P, segmentStarts: segmentStarts)
-                let visible = Array(shared) + Array(own)
+                let (shared, parent, own) = Self.visible(row: t, past: P, layout: layout)
+                let visible = Array(shared) + Array(parent) + Array(own)
                 var m = -Double.infinity
                 for s in visible {
                     var dot: Double = 0

@@ -57,60 +57,119 @@ public final class Scorer {
         return (sum, greedy)
     }
 
-    /// `scoreContinuation` for several (prefix, continuation) pairs at once, in the same order.
-    ///
-    /// The prefixes' longest common part goes through the model once (or comes from the cache);
-    /// the rest of each pair runs as one branch of a batch (`Model.forwardBranches`), so the
-    /// weights are read once per batch instead of once per pair. Results equal `scoreContinuation`'s
-    /// up to F32 rounding. Pairs too long for one batch are scored one by one.
+    /// `scoreContinuation` for several (prefix, continuation) pairs at once, in the same order
+    /// (one question's choices: see `scoreQuestions`).
     /// - Throws: as `scoreContinuation`.
     public func scoreContinuations(_ pairs: [(prefix: [Int], continuation: [Int])]) throws -> [(sumLogProb: Double, isGreedy: Bool)] {
-        for p in pairs where p.prefix.isEmpty || p.continuation.isEmpty {
-            throw ModelError.invalidInput(path: model.path, reason: "scoring needs a non-empty prefix and continuation")
+        try scoreQuestions([pairs])[0]
+    }
+
+    /// `scoreContinuation` for every (prefix, continuation) pair of several questions, grouped
+    /// as given. Results equal `scoreContinuation`'s up to F32 rounding.
+    ///
+    /// The part of the prefixes that all pairs share comes from (or goes into) the cache; then
+    /// as many questions as fit in one batch run together (`Model.forwardTree`): each question's
+    /// common context once, as a root, and each pair's remainder as a child of it, so a weight
+    /// matrix is read once per batch rather than once per pair. A question too long for one batch
+    /// is split over several (repeating its context); a pair too long even alone is scored by
+    /// `scoreContinuation`.
+    /// - Throws: as `scoreContinuation`.
+    public func scoreQuestions(_ questions: [[(prefix: [Int], continuation: [Int])]]) throws -> [[(sumLogProb: Double, isGreedy: Bool)]] {
+        for q in questions {
+            for p in q where p.prefix.isEmpty || p.continuation.isEmpty {
+                throw ModelError.invalidInput(path: model.path, reason: "scoring needs a non-empty prefix and continuation")
+            }
         }
-        guard pairs.count > 1 else { return try pairs.map { try scoreContinuation(prefix: $0.prefix, continuation: $0.continuation) } }
-        // The shared context: common to every prefix, leaving each pair at least its last prefix token.
-        var shared = pairs.map { $0.prefix.count - 1 }.min()!
-        let first = pairs[0].prefix
-        for p in pairs.dropFirst() {
-            var n = 0
-            while n < shared && p.prefix[n] == first[n] { n += 1 }
-            shared = n
+        var results = questions.map { [(sumLogProb: Double, isGreedy: Bool)](repeating: (0, true), count: $0.count) }
+        let all = questions.flatMap { $0 }
+        guard let firstPair = all.first else { return results }
+        if all.count == 1 {
+            results[questions.firstIndex { !$0.isEmpty }!][0] = try scoreContinuation(prefix: firstPair.prefix, continuation: firstPair.continuation)
+            return results
         }
-        var results = [(sumLogProb: Double, isGreedy: Bool)](repeating: (0, true), count: pairs.count)
-        var pending: [Int] = []
-        var pendingTokens = 0
+        /// Length of the common prefix of `prefixes`, leaving each at least its last token.
+        func common(_ prefixes: [[Int]], from: Int) -> Int {
+            var n = prefixes.map { $0.count - 1 }.min()!
+            let first = prefixes[0]
+            for p in prefixes.dropFirst() {
+                var k = from
+                while k < n && p[k] == first[k] { k += 1 }
+                n = k
+            }
+            return max(n, from)
+        }
+        let cached = common(all.map(\.prefix), from: 0)
+        let stem = Array(firstPair.prefix[..<cached])
+        // Per question: its root (context beyond the cached stem) and per pair the child tokens.
+        // A question whose root and children do not fit one batch is split into several plans,
+        // each repeating the root; a pair that does not fit even alone with its root is scored by
+        // itself.
+        struct Plan { var question: Int; var root: [Int]; var pairs: [Int]; var children: [[Int]]; var firstLogit: [Int]; var tokens: Int }
+        var plans: [Plan] = []
+        var alone: [(question: Int, pair: Int)] = []
+        for (qi, q) in questions.enumerated() where !q.isEmpty {
+            let shared = common(q.map(\.prefix), from: cached)
+            let root = Array(q[0].prefix[cached..<shared])
+            var plan = Plan(question: qi, root: root, pairs: [], children: [], firstLogit: [], tokens: root.count)
+            for (j, p) in q.enumerated() {
+                let child = Array(p.prefix[shared...]) + p.continuation
+                if root.count + child.count > workspace.maxTokens {
+                    alone.append((qi, j))
+                    continue
+                }
+                if plan.tokens + child.count > workspace.maxTokens {
+                    plans.append(plan)
+                    plan = Plan(question: qi, root: root, pairs: [], children: [], firstLogit: [], tokens: root.count)
+                }
+                plan.pairs.append(j)
+                plan.children.append(child)
+                plan.firstLogit.append(p.prefix.count - 1 - shared)
+                plan.tokens += child.count
+            }
+            if !plan.pairs.isEmpty { plans.append(plan) }
+        }
+        var batch: [Plan] = []
+        var batchTokens = 0
         func flush() throws {
-            guard !pending.isEmpty else { return }
-            let reuse = min(cache.sharedPrefixLength(with: first[..<shared]), shared)
+            guard !batch.isEmpty else { return }
+            let reuse = min(cache.sharedPrefixLength(with: stem), cached)
             cache.truncate(to: reuse)
             lastReusedPositions = reuse
-            if reuse < shared {
-                try model.forward(Array(first[reuse..<shared]), cache: cache, workspace: workspace)
+            if reuse < cached { try model.forward(Array(stem[reuse...]), cache: cache, workspace: workspace) }
+            var nodes: [Model.BranchNode] = []
+            var owner: [(plan: Int, pair: Int)?] = []
+            for (k, plan) in batch.enumerated() {
+                var parent: Int? = nil
+                if !plan.root.isEmpty {
+                    parent = nodes.count
+                    nodes.append(Model.BranchNode(tokens: plan.root, logits: 0..<0))
+                    owner.append(nil)
+                }
+                for (j, child) in plan.children.enumerated() {
+                    nodes.append(Model.BranchNode(tokens: child, parent: parent, logits: plan.firstLogit[j]..<(child.count - 1)))
+                    owner.append((k, plan.pairs[j]))
+                }
             }
-            let branches = pending.map { Array(pairs[$0].prefix[shared...]) + pairs[$0].continuation }
-            try model.forwardBranches(branches, cache: cache, workspace: workspace) { b, i, logits in
-                let pair = pairs[pending[b]]
-                let firstLogit = pair.prefix.count - 1 - shared
-                guard i >= firstLogit, i + 1 < branches[b].count else { return }
-                let next = branches[b][i + 1]
-                results[pending[b]].sumLogProb += Self.logSoftmax(logits, at: next)
-                if Self.argmax(logits) != next { results[pending[b]].isGreedy = false }
+            try model.forwardTree(nodes, cache: cache, workspace: workspace) { n, i, logits in
+                guard let (k, j) = owner[n] else { return }
+                let next = nodes[n].tokens[i + 1]
+                let q = batch[k].question
+                results[q][j].sumLogProb += Self.logSoftmax(logits, at: next)
+                if Self.argmax(logits) != next { results[q][j].isGreedy = false }
             }
-            pending.removeAll()
-            pendingTokens = 0
+            batch.removeAll()
+            batchTokens = 0
         }
-        for (k, p) in pairs.enumerated() {
-            let length = p.prefix.count - shared + p.continuation.count
-            if length > workspace.maxTokens {
-                results[k] = try scoreContinuation(prefix: p.prefix, continuation: p.continuation)
-                continue
-            }
-            if pendingTokens + length > workspace.maxTokens { try flush() }
-            pending.append(k)
-            pendingTokens += length
+        for plan in plans {
+            if batchTokens + plan.tokens > workspace.maxTokens { try flush() }
+            batch.append(plan)
+            batchTokens += plan.tokens
         }
         try flush()
+        for (q, j) in alone {
+            let p = questions[q][j]
+            results[q][j] = try scoreContinuation(prefix: p.prefix, continuation: p.continuation)
+        }
         return results
     }
 

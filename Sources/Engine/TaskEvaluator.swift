@@ -141,20 +141,56 @@ public final class TaskEvaluator {
     ///   `emptyPromptToken`) has no tokens;
     ///   `ModelError.invalidInput` when the prompt is longer than the model allows.
     public func score(_ question: MultipleChoiceQuestion, example: Int = 0, task: String = "") throws -> MultipleChoiceOutcome {
-        var pairs: [(prefix: [Int], continuation: [Int])] = [], bytes: [Int] = []
-        for (c, choice) in question.choices.enumerated() {
-            let (context, continuation) = encode(context: question.context, continuation: choice)
-            guard !context.isEmpty else {
-                throw TaskError.invalidRequest(task: task, reason: "example \(example) has an empty prompt")
+        try score([(question, example)], task: task)[0]
+    }
+
+    /// `score` for several questions, run together in as few batches as fit
+    /// (`Scorer.scoreQuestions`); outcomes in the same order.
+    /// - Throws: as `score`, before anything runs when a choice or context has no tokens.
+    public func score(_ questions: [(question: MultipleChoiceQuestion, example: Int)], task: String = "") throws -> [MultipleChoiceOutcome] {
+        var encoded: [[(prefix: [Int], continuation: [Int])]] = [], bytes: [[Int]] = []
+        for (question, example) in questions {
+            var pairs: [(prefix: [Int], continuation: [Int])] = [], counts: [Int] = []
+            for (c, choice) in question.choices.enumerated() {
+                let (context, continuation) = encode(context: question.context, continuation: choice)
+                guard !context.isEmpty else {
+                    throw TaskError.invalidRequest(task: task, reason: "example \(example) has an empty prompt")
+                }
+                guard !continuation.isEmpty else {
+                    throw TaskError.invalidRequest(task: task, reason: "example \(example): choice \(c) '\(choice)' has no tokens")
+                }
+                pairs.append((context, continuation))
+                counts.append(max(1, choice.utf8.count))
             }
-            guard !continuation.isEmpty else {
-                throw TaskError.invalidRequest(task: task, reason: "example \(example): choice \(c) '\(choice)' has no tokens")
-            }
-            pairs.append((context, continuation))
-            bytes.append(max(1, choice.utf8.count))
+            encoded.append(pairs)
+            bytes.append(counts)
         }
-        let logProbs = try scorer.scoreContinuations(pairs).map(\.sumLogProb)
-        return MultipleChoiceOutcome(example: example, logProbs: logProbs, byteCounts: bytes, gold: question.gold, correct: question.correct)
+        let logProbs = try scorer.scoreQuestions(encoded)
+        return questions.indices.map { k in
+            MultipleChoiceOutcome(example: questions[k].example, logProbs: logProbs[k].map(\.sumLogProb), byteCounts: bytes[k],
+                                  gold: questions[k].question.gold, correct: questions[k].question.correct)
+        }
+    }
+
+    /// How many multiple-choice questions `evaluate` scores together.
+    static let questionsPerBatch = 8
+
+    /// Scores the questions `question(i)` for `indices` in groups of `questionsPerBatch`,
+    /// reporting progress after each group.
+    func scoreInGroups(_ indices: [Int], task: String, progress: ((Int, Int) -> Void)?,
+                       question: (Int) throws -> MultipleChoiceQuestion) throws -> (outcomes: [MultipleChoiceOutcome], chance: Double) {
+        var outcomes: [MultipleChoiceOutcome] = []
+        var chance = 0.0
+        var start = 0
+        while start < indices.count {
+            let group = indices[start..<min(start + Self.questionsPerBatch, indices.count)]
+            let questions = try group.map { (question: try question($0), example: $0) }
+            outcomes += try score(questions, task: task)
+            chance += questions.reduce(0) { $0 + $1.question.chance }
+            start += group.count
+            progress?(start, indices.count)
+        }
+        return (outcomes, chance)
     }
 
     /// Runs a BIG-bench task.
@@ -182,13 +218,8 @@ public final class TaskEvaluator {
         let start = clock.now
         let indices = task.sampleIndices(limit: options.limit, seed: options.seed)
         if mode == .multipleChoice {
-            var outcomes: [MultipleChoiceOutcome] = []
-            var chance = 0.0
-            for (done, i) in indices.enumerated() {
-                let question = try task.multipleChoiceQuestion(i, shots: options.shots, seed: options.seed)
-                outcomes.append(try score(question, example: i, task: task.name))
-                chance += question.chance
-                progress?(done + 1, indices.count)
+            let (outcomes, chance) = try scoreInGroups(indices, task: task.name, progress: progress) {
+                try task.multipleChoiceQuestion($0, shots: options.shots, seed: options.seed)
             }
             let result = makeResult(task: task.name, kind: TaskMode.multipleChoice.rawValue, options: options,
                                     chance: chance / Double(max(indices.count, 1)), metrics: multipleChoiceMetrics(outcomes),
@@ -216,13 +247,8 @@ public final class TaskEvaluator {
         let clock = ContinuousClock()
         let start = clock.now
         let indices = sampleExampleIndices(count: task.questions.count, limit: options.limit, seed: options.seed)
-        var outcomes: [MultipleChoiceOutcome] = []
-        var chance = 0.0
-        for (done, i) in indices.enumerated() {
-            let question = try task.question(i, shots: options.shots, seed: options.seed)
-            outcomes.append(try score(question, example: i, task: task.name))
-            chance += question.chance
-            progress?(done + 1, indices.count)
+        let (outcomes, chance) = try scoreInGroups(indices, task: task.name, progress: progress) {
+            try task.question($0, shots: options.shots, seed: options.seed)
         }
         let result = makeResult(task: task.name, kind: TaskMode.multipleChoice.rawValue, options: options,
                                 chance: chance / Double(max(indices.count, 1)), metrics: multipleChoiceMetrics(outcomes),

@@ -175,6 +175,37 @@ final class ForwardTests: XCTestCase {
         }
     }
 
+    /// Several questions in one call: questions with a shared context and differing choices,
+    /// one whose choices have different contexts, one too long for a batch (split) and a pair
+    /// too long even alone; every score equals scoring the pair by itself.
+    func testQuestionsTogetherEqualOneAtATime() throws {
+        let model = try Self.smolLM2("f32")
+        let e = Self.eiffel
+        let questions: [[(prefix: [Int], continuation: [Int])]] = [
+            [(Array(e[..<14]), Array(e[14..<18])), (Array(e[..<14]), [Self.paris]), (Array(e[..<14]), [4649, 30, 657])],
+            [(Self.parisPrompt, [Self.paris]), (Self.parisPrompt, [49151])],
+            [(Array(e[..<9]) + [4649, 314], [Self.paris, 30]), (Array(e[..<6]), [253, 34554])],
+            [],
+            [(Array(e[..<10]), Array(e[10..<16])), (Array(e[..<10]), Array(e[10..<13])), (Array(e[..<10]), [4649, 314, 7042, 30]),
+             (Array(e[..<10]), Array(e[10..<20]))],
+            [(Array(e[..<12]), Array(e[12...]))],
+        ]
+        let single = Scorer(model: model, maxTokens: 24), together = Scorer(model: model, maxTokens: 24)
+        XCTAssertGreaterThan(questions[4].reduce(0) { $0 + $1.continuation.count } + 10, 24, "question 4 needs two batches")
+        XCTAssertGreaterThan(e.count - 12 + 1, 24, "the last pair does not fit a batch")
+        let got = try together.scoreQuestions(questions)
+        XCTAssertEqual(got.map(\.count), questions.map(\.count))
+        for (q, question) in questions.enumerated() {
+            for (j, pair) in question.enumerated() {
+                let expected = try single.scoreContinuation(prefix: pair.prefix, continuation: pair.continuation)
+                XCTAssertEqual(got[q][j].sumLogProb, expected.sumLogProb, accuracy: 1e-4, "question \(q) pair \(j)")
+                XCTAssertEqual(got[q][j].isGreedy, expected.isGreedy, "question \(q) pair \(j)")
+            }
+        }
+        XCTAssertTrue(got[1][0].isGreedy)
+        XCTAssertFalse(got[1][1].isGreedy)
+    }
+
     func testHalfPrecisionModelsAgreeOnGreedyToken() throws {
         for dtype in ["bf16", "f16"] {
             let model = try Self.smolLM2(dtype)
@@ -299,6 +330,41 @@ final class ForwardTests: XCTestCase {
                     let expected = whole[((prefix.count + i) * V)..<((prefix.count + i + 1) * V)]
                     let diff = zip(got[b][i], expected).map { abs($0 - $1) }.max()!
                     XCTAssertLessThanOrEqual(diff, 1e-4, "\(kernels) branch \(b) token \(i)")
+                }
+            }
+        }
+    }
+
+    /// `forwardTree` on both kernels: roots continue the cache, children continue their root, and
+    /// each node's logits equal a full naive pass over cache + (root) + node; nodes only see their
+    /// own ancestors, and the cache is left as it was.
+    func testTreeMatchesSeparatePassesOnTinyModel() throws {
+        let tmp = try TemporaryDirectory("fwd-tree")
+        let dir = tmp.path + "/llama-f32"
+        try Self.writeTinyLlama(dir, dtype: .f32, qwen: false)
+        let prefix = [3, 17, 42]
+        let nodes: [Model.BranchNode] = [
+            .init(tokens: [5, 63, 8]), .init(tokens: [0, 9], parent: 0), .init(tokens: [28], parent: 0),
+            .init(tokens: [51, 7, 2, 11], logits: 1..<3), .init(tokens: [9, 3, 1], parent: 3, logits: 0..<2),
+            .init(tokens: [44]),
+        ]
+        for kernels in [Kernels.blas, .naive] {
+            let model = try Model(directory: dir, kernels: kernels)
+            let naive = try Model(directory: dir, kernels: .naive)
+            let cache = model.makeCache(capacity: 2), ws = model.makeWorkspace(maxTokens: 16)
+            try model.forward(prefix, cache: cache, workspace: ws)
+            var got: [[Int: [Float]]] = nodes.map { _ in [:] }
+            try model.forwardTree(nodes, cache: cache, workspace: ws) { n, i, logits in got[n][i] = Array(logits) }
+            XCTAssertEqual(cache.tokens, prefix, "the cache is unchanged")
+            let V = model.config.vocabSize
+            for (n, node) in nodes.enumerated() {
+                XCTAssertEqual(got[n].keys.sorted(), Array(node.logits), "node \(n) visits the indices it asks for")
+                let before = prefix + (node.parent.map { nodes[$0].tokens } ?? [])
+                let whole = try Self.allLogits(naive, before + node.tokens, batch: 64)
+                for (i, logits) in got[n] {
+                    let expected = whole[((before.count + i) * V)..<((before.count + i + 1) * V)]
+                    let diff = zip(logits, expected).map { abs($0 - $1) }.max()!
+                    XCTAssertLessThanOrEqual(diff, 1e-4, "\(kernels) node \(n) token \(i)")
                 }
             }
         }
