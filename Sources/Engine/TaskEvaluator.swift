@@ -66,7 +66,7 @@ public final class TaskEvaluator {
     ///   - tokenizer: its tokenizer.
     ///   - tokenization: see `ContinuationTokenization` (default `.joined`).
     ///   - batchTokens: prompt-processing batch size of the scorer's workspace.
-    public convenience init(model: Model, tokenizer: Tokenizer, tokenization: ContinuationTokenization = .joined, batchTokens: Int = 128) {
+    public convenience init(model: Model, tokenizer: Tokenizer, tokenization: ContinuationTokenization = .joined, batchTokens: Int = 256) {
         self.init(scorer: Scorer(model: model, maxTokens: batchTokens), tokenizer: tokenizer, tokenization: tokenization)
     }
 
