@@ -34,7 +34,7 @@ let package = Package(
         .target(name: "Ops", dependencies: ["TensorIO", "LinAlg"]),
         // CPU inference for LLaMA-family models: tokenizer, forward pass, scoring.
         // Optimized even in debug builds: the real-model tests run forward and backward passes.
-        .target(name: "Engine", dependencies: ["TensorIO", "LinAlg"], swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
+        .target(name: "Engine", dependencies: ["TensorIO", "LinAlg", "CShims"], swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         .target(name: "WLedgerKit", dependencies: ["TensorIO", "Codec", "LinAlg", "Ledger", "Ops", "Engine"]),
         .executableTarget(name: "wledger", dependencies: [
             "WLedgerKit", "Ops", "Engine", "LinAlg",
@@ -57,7 +57,7 @@ let package = Package(
         .testTarget(name: "CodecTests", dependencies: ["Codec", "TensorIO"]),
         .testTarget(name: "LinAlgTests", dependencies: ["LinAlg", "TensorIO"]),
         .testTarget(name: "OpsTests", dependencies: ["Ops", "LinAlg", "TensorIO"]),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "TensorIO", "LinAlg", "TestSupport"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "TensorIO", "LinAlg", "CShims", "TestSupport"]),
         .testTarget(name: "LedgerTests", dependencies: ["Ledger", "TensorIO", "TestSupport"]),
         .testTarget(name: "WLedgerKitTests", dependencies: ["WLedgerKit", "Ledger", "TensorIO", "LinAlg", "Codec", "Engine", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TensorIO", "LinAlg", "TestSupport"]),

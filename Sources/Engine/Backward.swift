@@ -1,3 +1,4 @@
+import CShims
 import LinAlg
 import TensorIO
 #if canImport(Glibc)
@@ -415,10 +416,9 @@ final class TraceRun {
             traceRMSNorm(out: h.p, x: x.p, gain: w.postNorm, rows: N, width: C, eps: eps)
             product(out: g, x: h.p, weight: w.gate, bias: nil, rows: N, accumulate: false)
             product(out: u, x: h.p, weight: w.up, bias: nil, rows: N, accumulate: false)
-            for i in 0..<(N * I) {
-                let z = g[i]
-                act.p[i] = z / (1 + expf(-z)) * u[i]
-            }
+            // As `Model.swigluForward` (same kernel); g itself stays on the tape.
+            act.p.update(from: g, count: N * I)
+            wl_silu_mul_f32(act.p, u, N * I)
             product(out: x.p, x: act.p, weight: w.down, bias: nil, rows: N, accumulate: true)
             if captureLayers.contains(l) {
                 // A separate product, so that capturing leaves the stream bit for bit unchanged.
@@ -498,7 +498,7 @@ final class TraceRun {
             // MLP: x_out = x_mid + down(silu(g) · u), g = gate(h), u = up(h), h = norm(x_mid).
             productBackward(dx: dAct.p, dy: dX.p, weight: w.down, rows: N, accumulate: false)
             for i in 0..<(N * I) {
-                let z = tape.gate.p[i], sig = 1 / (1 + expf(-z))
+                let z = tape.gate.p[i], sig = 1 / (1 + wl_exp_f32(-z))
                 dGate.p[i] = dAct.p[i] * tape.up.p[i] * sig * (1 + z * (1 - sig))
                 dUp.p[i] = dAct.p[i] * z * sig
             }
@@ -622,16 +622,11 @@ final class TraceRun {
                            beta: 0, c: p, ldc: T)
                 for t in 0..<T {
                     let row = p + t * T
-                    var m = -Float.infinity
-                    for j in 0...t { m = max(m, row[j]) }
-                    var sum: Float = 0
-                    for j in 0...t {
-                        let e = expf(row[j] - m)
-                        row[j] = e
-                        sum += e
-                    }
-                    let inv = 1 / sum
-                    for j in 0...t { row[j] *= inv }
+                    // The same row kernels as `Model.softmaxRows`, so traced and forward
+                    // log-probabilities agree to F32 rounding.
+                    let m = wl_max_f32(row, t + 1)
+                    let inv = 1 / wl_expsum_f32(row, t + 1, m)
+                    wl_scale_f32(row, t + 1, inv)
                     for j in (t + 1)..<T { row[j] = 0 }
                 }
                 BLAS.sgemm(transA: false, transB: false, m: T, n: d, k: T, alpha: 1, a: p, lda: T, b: vh, ldb: KW,

@@ -1,3 +1,5 @@
+import CShims
+import Dispatch
 import LinAlg
 import TensorIO
 #if canImport(Glibc)
@@ -24,6 +26,8 @@ public final class ForwardWorkspace {
     private(set) var scores: UnsafeMutablePointer<Float>
     private(set) var scoresContext: Int
     private var logitsStorage: UnsafeMutablePointer<Float>?
+    /// Query rows per causal block of the BLAS attention (tests make it small to cross blocks).
+    var attentionBlockRows = 64
 
     /// - Parameters:
     ///   - maxTokens: batch size of prompt processing (memory grows linearly with it).
@@ -51,7 +55,7 @@ public final class ForwardWorkspace {
         ropeSin = alloc(T * config.headDim / 2)
         tile = alloc(self.tileElements)
         scoresContext = 256
-        scores = alloc(T * scoresContext)
+        scores = alloc(Self.scoreSlots * T * scoresContext)
     }
 
     deinit {
@@ -59,13 +63,19 @@ public final class ForwardWorkspace {
         logitsStorage?.deallocate()
     }
 
-    /// Makes `scores` hold (maxTokens, context).
+    /// Attention heads that run at once (each needs its own scores).
+    static let scoreSlots = 2
+
+    /// Makes `scores` hold `scoreSlots` × (maxTokens, context).
     func reserveScores(context: Int) {
         guard context > scoresContext else { return }
         scores.deallocate()
         scoresContext = max(context, 2 * scoresContext)
-        scores = .allocate(capacity: maxTokens * scoresContext)
+        scores = .allocate(capacity: Self.scoreSlots * maxTokens * scoresContext)
     }
+
+    /// The scores of slot `k` (< scoreSlots).
+    func scores(slot k: Int) -> UnsafeMutablePointer<Float> { scores + k * maxTokens * scoresContext }
 
     /// The (maxTokens, vocab) logits buffer.
     var logits: UnsafeMutablePointer<Float> {
@@ -335,10 +345,7 @@ extension Model {
 
     /// gate = silu(gate) · up, elementwise over `count` values.
     func swigluForward(gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, count: Int) {
-        for i in 0..<count {
-            let z = gate[i]
-            gate[i] = z / (1 + expf(-z)) * up[i]
-        }
+        wl_silu_mul_f32(gate, up, count)
     }
 
     /// out = x · Wᵀ (+ bias) (+ out when `accumulate`): x is (T, K), the stored W is (N, K), out is (T, N).
@@ -435,45 +442,69 @@ extension Model {
         let S = P + T, d = c.headDim, QW = c.queryWidth, KW = c.kvWidth
         let group = c.headCount / c.kvHeadCount
         let scale = 1 / Float(d).squareRoot()
-        let scores = ws.scores
-        for head in 0..<c.headCount {
-            let kv = head / group
-            let qh = q + head * d, kh = keys + kv * d, vh = values + kv * d, oh = out + head * d
-            if T == 1 {
-                BLAS.sgemv(trans: false, m: S, n: d, alpha: scale, a: kh, lda: KW, x: qh, beta: 0, y: scores)
-                softmaxRows(scores, rows: 1, stride: S, past: P)
-                BLAS.sgemv(trans: true, m: S, n: d, alpha: 1, a: vh, lda: KW, x: scores, beta: 0, y: oh)
-            } else {
-                BLAS.sgemm(transA: false, transB: true, m: T, n: S, k: d, alpha: scale, a: qh, lda: QW, b: kh, ldb: KW,
-                           beta: 0, c: scores, ldc: S)
-                softmaxRows(scores, rows: T, stride: S, past: P, layout: layout)
-                BLAS.sgemm(transA: false, transB: false, m: T, n: d, k: S, alpha: 1, a: scores, lda: S, b: vh, ldb: KW,
-                           beta: 0, c: oh, ldc: QW)
+        // With several BLAS threads and a batch, heads are split between that many workers (at
+        // most `scoreSlots`), each running single-threaded BLAS on its own scores: the products
+        // are small and the softmax between them is serial, so this scales where BLAS does not.
+        let workers = T > 1 ? min(BLAS.threadCount, ForwardWorkspace.scoreSlots, c.headCount) : 1
+        func heads(_ worker: Int) {
+            let scores = ws.scores(slot: worker)
+            for head in stride(from: worker, to: c.headCount, by: workers) {
+                let kv = head / group
+                let qh = q + head * d, kh = keys + kv * d, vh = values + kv * d, oh = out + head * d
+                if T == 1 {
+                    BLAS.sgemv(trans: false, m: S, n: d, alpha: scale, a: kh, lda: KW, x: qh, beta: 0, y: scores)
+                    softmaxRows(scores, rows: 0..<1, stride: S, width: S, past: P)
+                    BLAS.sgemv(trans: true, m: S, n: d, alpha: 1, a: vh, lda: KW, x: scores, beta: 0, y: oh)
+                    continue
+                }
+                // Causal blocks: rows r0..<r1 see no position past P + r1 - 1, so their scores
+                // and the product with V stop there (about half the work of the full square for
+                // a prompt on an empty cache).
+                var r0 = 0
+                while r0 < T {
+                    let r1 = min(T, r0 + ws.attentionBlockRows)
+                    let width = P + r1
+                    BLAS.sgemm(transA: false, transB: true, m: r1 - r0, n: width, k: d, alpha: scale, a: qh + r0 * QW, lda: QW,
+                               b: kh, ldb: KW, beta: 0, c: scores + r0 * S, ldc: S)
+                    softmaxRows(scores + r0 * S, rows: r0..<r1, stride: S, width: width, past: P, layout: layout)
+                    BLAS.sgemm(transA: false, transB: false, m: r1 - r0, n: d, k: width, alpha: 1, a: scores + r0 * S, lda: S,
+                               b: vh, ldb: KW, beta: 0, c: oh + r0 * QW, ldc: QW)
+                    r0 = r1
+                }
             }
+        }
+        if workers > 1 {
+            let threads = BLAS.threadCount
+            BLAS.setThreadCount(1)
+            // Each worker writes its own heads' columns of `out` and its own scores slot.
+            let work = UncheckedSendable(heads)
+            DispatchQueue.concurrentPerform(iterations: workers) { work.value($0) }
+            BLAS.setThreadCount(threads)
+        } else {
+            heads(0)
         }
     }
 
-    /// Row t of scores (rows, stride) becomes the softmax of its first past + t + 1 entries (with
-    /// a branch `layout`, of the entries `Model.visible` names); the rest become 0.
-    func softmaxRows(_ scores: UnsafeMutablePointer<Float>, rows: Int, stride: Int, past P: Int, layout: BranchLayout? = nil) {
-        for t in 0..<rows {
-            let row = scores + t * stride
+    /// For batch rows `rows` (their scores start at `scores`, `stride` apart, `width` columns
+    /// computed), row t becomes the softmax of its first past + t + 1 entries (with a branch
+    /// `layout`, of the entries `Model.visible` names); its other entries below `width` become 0.
+    func softmaxRows(_ scores: UnsafeMutablePointer<Float>, rows: Range<Int>, stride: Int, width: Int, past P: Int,
+                     layout: BranchLayout? = nil) {
+        for t in rows {
+            let row = scores + (t - rows.lowerBound) * stride
             let (shared, parent, own) = Self.visible(row: t, past: P, layout: layout)
-            var m = -Float.infinity
-            for s in shared { m = max(m, row[s]) }
-            for s in parent { m = max(m, row[s]) }
-            for s in own { m = max(m, row[s]) }
-            var sum: Float = 0
-            for s in shared { row[s] = expf(row[s] - m); sum += row[s] }
-            for s in parent { row[s] = expf(row[s] - m); sum += row[s] }
-            for s in own { row[s] = expf(row[s] - m); sum += row[s] }
+            let mine = own.lowerBound..<(own.upperBound + 1)
+            var m = max(wl_max_f32(row + shared.lowerBound, shared.count), wl_max_f32(row + parent.lowerBound, parent.count))
+            m = max(m, wl_max_f32(row + mine.lowerBound, mine.count))
+            let sum = wl_expsum_f32(row + shared.lowerBound, shared.count, m) + wl_expsum_f32(row + parent.lowerBound, parent.count, m)
+                + wl_expsum_f32(row + mine.lowerBound, mine.count, m)
             let inv = 1 / sum
-            for s in shared { row[s] *= inv }
-            for s in parent { row[s] *= inv }
-            for s in own { row[s] *= inv }
+            wl_scale_f32(row + shared.lowerBound, shared.count, inv)
+            wl_scale_f32(row + parent.lowerBound, parent.count, inv)
+            wl_scale_f32(row + mine.lowerBound, mine.count, inv)
             for s in shared.upperBound..<parent.lowerBound { row[s] = 0 }
             for s in parent.upperBound..<own.lowerBound { row[s] = 0 }
-            for s in (own.upperBound + 1)..<max(stride, own.upperBound + 1) { row[s] = 0 }
+            for s in (own.upperBound + 1)..<max(width, own.upperBound + 1) { row[s] = 0 }
         }
     }
 
@@ -511,4 +542,11 @@ extension Model {
             }
         }
     }
+}
+
+/// A value handed to concurrently running workers that touch disjoint memory (checked by the
+/// caller, not the compiler).
+struct UncheckedSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
 }

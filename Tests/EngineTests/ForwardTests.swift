@@ -1,4 +1,5 @@
 import Foundation
+import CShims
 import TensorIO
 import TestSupport
 import XCTest
@@ -300,8 +301,9 @@ final class ForwardTests: XCTestCase {
     }
 
     /// All logits of `tokens`, (T, V) flattened, fed in batches of `batch`.
-    static func allLogits(_ model: Model, _ tokens: [Int], batch: Int) throws -> [Float] {
+    static func allLogits(_ model: Model, _ tokens: [Int], batch: Int, blockRows: Int = 64) throws -> [Float] {
         let cache = model.makeCache(capacity: 2), ws = model.makeWorkspace(maxTokens: batch)
+        ws.attentionBlockRows = blockRows
         var out: [Float] = []
         try model.forward(tokens, cache: cache, workspace: ws, logitRows: 0..<tokens.count) { _, logits in out += logits }
         return out
@@ -352,6 +354,7 @@ final class ForwardTests: XCTestCase {
             let model = try Model(directory: dir, kernels: kernels)
             let naive = try Model(directory: dir, kernels: .naive)
             let cache = model.makeCache(capacity: 2), ws = model.makeWorkspace(maxTokens: 16)
+            ws.attentionBlockRows = 4  // blocks that split nodes
             try model.forward(prefix, cache: cache, workspace: ws)
             var got: [[Int: [Float]]] = nodes.map { _ in [:] }
             try model.forwardTree(nodes, cache: cache, workspace: ws) { n, i, logits in got[n][i] = Array(logits) }
@@ -381,10 +384,11 @@ final class ForwardTests: XCTestCase {
                 let naive = try Model(directory: dir, kernels: .naive)
                 XCTAssertEqual(blas.config.attentionBias, qwen)
                 let reference = try Self.allLogits(naive, tokens, batch: 64)
-                for batch in [64, 4, 1] {
-                    let got = try Self.allLogits(blas, tokens, batch: batch)
+                // Causal blocks of 3 query rows cross the batches' rows and the cache.
+                for (batch, blockRows) in [(64, 64), (64, 3), (4, 3), (1, 64)] {
+                    let got = try Self.allLogits(blas, tokens, batch: batch, blockRows: blockRows)
                     let diff = zip(got, reference).map { abs($0 - $1) }.max()!
-                    XCTAssertLessThanOrEqual(diff, 1e-4, "\(dir) batch \(batch)")
+                    XCTAssertLessThanOrEqual(diff, 1e-4, "\(dir) batch \(batch), attention blocks of \(blockRows)")
                 }
                 if dtype == .bf16 {
                     let ref = try Self.reference(model: dir, tokens: tokens)
@@ -392,6 +396,45 @@ final class ForwardTests: XCTestCase {
                     let diff = zip(got, ref.logprobs).map { abs(Double($0) - $1) }.max()!
                     XCTAssertLessThanOrEqual(diff, 1e-4, "\(dir) vs reference_logprobs.py")
                 }
+            }
+        }
+    }
+}
+
+/// The engine's vectorized row kernels (CShims/vmath.c) against libm in double.
+final class RowKernelTests: XCTestCase {
+    func testExpMatchesLibmWithinFewUlps() {
+        var worst = 0.0
+        var x: Float = -87
+        while x <= 88 {
+            let got = Double(wl_exp_f32(x)), want = Foundation.exp(Double(x))
+            worst = max(worst, abs(got - want) / want)
+            x += 0.001
+        }
+        XCTAssertLessThanOrEqual(worst, 3e-7, "relative error of exp over [-87, 88]")
+        XCTAssertEqual(wl_exp_f32(-1000), wl_exp_f32(-87), "inputs are clamped")
+    }
+
+    func testSoftmaxPiecesAndSiLUMatchDoubleReference() {
+        var rng = SystemRandomNumberGenerator()
+        for n in [0, 1, 15, 16, 17, 100, 1000] {
+            let xs = (0..<n).map { _ in Float.random(in: -30...30, using: &rng) }
+            let m = wl_max_f32(xs, n)
+            XCTAssertEqual(m, xs.max() ?? -.infinity)
+            var e = xs
+            let sum = wl_expsum_f32(&e, n, m)
+            let want = xs.map { Foundation.exp(Double($0 - m)) }  // the kernel subtracts in F32
+            XCTAssertEqual(Double(sum), want.reduce(0, +), accuracy: 1e-5 * max(1, want.reduce(0, +)), "n \(n)")
+            for i in 0..<n { XCTAssertEqual(Double(e[i]), want[i], accuracy: 3e-7 * want[i] + 1e-30, "n \(n) i \(i)") }
+            var scaled = e
+            wl_scale_f32(&scaled, n, 0.5)
+            for i in 0..<n { XCTAssertEqual(scaled[i], e[i] * 0.5) }
+            var gate = xs
+            let up = xs.reversed().map { $0 / 7 }
+            wl_silu_mul_f32(&gate, up, n)
+            for i in 0..<n {
+                let z = Double(xs[i]), expected = z / (1 + Foundation.exp(-z)) * Double(up[i])
+                XCTAssertEqual(Double(gate[i]), expected, accuracy: 1e-6 * max(1, abs(expected)), "silu n \(n) i \(i)")
             }
         }
     }

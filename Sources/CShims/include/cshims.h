@@ -54,4 +54,16 @@ size_t wl_nonzero_indices(const uint8_t *x, size_t bytes, size_t elem, uint64_t 
 void wl_lowrank_predict(const uint8_t *parent, uint8_t *out, int dtype, size_t rows, size_t cols,
                         size_t rank, const double *a, const double *b);
 
+// Engine row kernels (vmath.c). exp is Cephes' polynomial on [-87, 88] (inputs clamped).
+/// max of x[0..<n] (−inf for n = 0).
+float wl_max_f32(const float *x, long n);
+/// x[i] = exp(x[i] − m) for i < n; returns the sum of the new values.
+float wl_expsum_f32(float *x, long n, float m);
+/// x[i] *= a.
+void wl_scale_f32(float *x, long n, float a);
+/// gate[i] = silu(gate[i]) · up[i] = gate[i] / (1 + exp(−gate[i])) · up[i].
+void wl_silu_mul_f32(float *gate, const float *up, long n);
+/// The scalar exp the kernels use (for tests).
+float wl_exp_f32(float x);
+
 #endif
