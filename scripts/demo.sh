@@ -19,7 +19,7 @@ EDITS=${WLEDGER_DEMO_EDITS:-50}
 THREADS=${WLEDGER_DEMO_THREADS:-2}
 
 # OpenBLAS kernels: wledger itself moves Debian's OpenBLAS 0.3.21 off its SSE3 fallback on CPUs it
-# does not recognise (README, "Speed: OpenBLAS kernels"); WLEDGER_BLAS_KERNEL=openblas keeps
+# does not recognise (README, "Inference engine", OpenBLAS kernels); WLEDGER_BLAS_KERNEL=openblas keeps
 # OpenBLAS's own choice.
 
 swift build -c release --product wledger >/dev/null
