@@ -233,6 +233,77 @@ extension Model {
         }
     }
 
+    /// Appends one token to each of several independent sequences, each continuing its own
+    /// cache, in one batch, and visits every row's next-token logits.
+    ///
+    /// Row t is `ids[t]` at position `caches[t].count`; it attends to `caches[t]` and itself only,
+    /// exactly as `forward([ids[t]], cache: caches[t], …)` would (up to F32 rounding of the
+    /// batched products), and its keys and values are appended to `caches[t]`. Greedy decoding of
+    /// several prompts runs a batch per step this way: each weight matrix is read once per step
+    /// rather than once per sequence.
+    /// - Parameters:
+    ///   - ids: one id per sequence, each below `config.vocabSize`.
+    ///   - caches: distinct caches, one per id, made for this model.
+    ///   - visit: called for every row t in order with its logits (valid only during the call).
+    /// - Throws: `ModelError.invalidInput` for an id outside the vocabulary or a sequence at
+    ///   `max_position_embeddings` (every cache is then unchanged); whatever `visit` throws (the
+    ///   caches then hold the new positions).
+    /// - Precondition: as `forward`, `ids.count == caches.count`, at most `workspace.maxTokens`
+    ///   rows, and no cache given twice (programmer errors).
+    public func forwardSteps(_ ids: [Int], caches: [KVCache], workspace ws: ForwardWorkspace,
+                             _ visit: (Int, UnsafeBufferPointer<Float>) throws -> Void) throws {
+        precondition(ids.count == caches.count && ids.count <= ws.maxTokens, "one id per cache, at most maxTokens rows")
+        precondition(Set(caches.map(ObjectIdentifier.init)).count == caches.count, "a cache given twice")
+        precondition(ws.config == config && caches.allSatisfy { $0.layerCount == config.layerCount && $0.kvWidth == config.kvWidth },
+                     "cache or workspace made for another model")
+        guard !ids.isEmpty else { return }
+        if let bad = ids.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
+            throw ModelError.invalidInput(path: path, reason: "token id \(bad) is outside the vocabulary of \(config.vocabSize)")
+        }
+        let positions = caches.map(\.count)
+        let longest = positions.max()! + 1
+        guard longest <= config.maxPositionEmbeddings else {
+            throw ModelError.invalidInput(path: path, reason: "\(longest) positions exceed max_position_embeddings \(config.maxPositionEmbeddings)")
+        }
+        for (t, cache) in caches.enumerated() { cache.reserve(positions[t] + 1) }
+        ws.reserveScores(context: longest)
+        let c = config
+        let T = ids.count, C = c.hiddenSize, QW = c.queryWidth, KW = c.kvWidth
+        for (t, id) in ids.enumerated() {
+            embedding.decodeRows(id..<(id + 1), into: ws.x + t * C)
+        }
+        ropeTables(positions: positions, cos: ws.ropeCos, sin: ws.ropeSin)
+        // The new keys and values go to g and u (free until the MLP), then to each row's cache.
+        let newKeys = ws.g, newValues = ws.u
+        for (l, w) in layers.enumerated() {
+            rmsnormForward(out: ws.h, x: ws.x, gain: w.inputNorm, tokens: T, width: C, eps: Float(c.rmsNormEps))
+            matmulForward(out: ws.q, x: ws.h, weight: w.q, bias: w.qBias, tokens: T, accumulate: false, workspace: ws)
+            matmulForward(out: newKeys, x: ws.h, weight: w.k, bias: w.kBias, tokens: T, accumulate: false, workspace: ws)
+            matmulForward(out: newValues, x: ws.h, weight: w.v, bias: w.vBias, tokens: T, accumulate: false, workspace: ws)
+            ropeForward(ws.q, tokens: T, heads: c.headCount, headDim: c.headDim, cos: ws.ropeCos, sin: ws.ropeSin)
+            ropeForward(newKeys, tokens: T, heads: c.kvHeadCount, headDim: c.headDim, cos: ws.ropeCos, sin: ws.ropeSin)
+            for (t, cache) in caches.enumerated() {
+                let P = positions[t]
+                (cache.keys(l) + P * KW).update(from: newKeys + t * KW, count: KW)
+                (cache.values(l) + P * KW).update(from: newValues + t * KW, count: KW)
+                attentionForward(out: ws.o + t * QW, q: ws.q + t * QW, keys: cache.keys(l), values: cache.values(l), past: P, tokens: 1,
+                                 workspace: ws)
+            }
+            matmulForward(out: ws.x, x: ws.o, weight: w.o, bias: w.oBias, tokens: T, accumulate: true, workspace: ws)
+            rmsnormForward(out: ws.h, x: ws.x, gain: w.postNorm, tokens: T, width: C, eps: Float(c.rmsNormEps))
+            matmulForward(out: ws.g, x: ws.h, weight: w.gate, bias: nil, tokens: T, accumulate: false, workspace: ws)
+            matmulForward(out: ws.u, x: ws.h, weight: w.up, bias: nil, tokens: T, accumulate: false, workspace: ws)
+            swigluForward(gate: ws.g, up: ws.u, count: T * c.intermediateSize)
+            matmulForward(out: ws.x, x: ws.g, weight: w.down, bias: nil, tokens: T, accumulate: true, workspace: ws)
+        }
+        for (t, cache) in caches.enumerated() { cache.commit(ids[t...t]) }
+        logitsForward(rows: 0..<T, workspace: ws)
+        let V = c.vocabSize
+        for t in 0..<T {
+            try visit(t, UnsafeBufferPointer(start: ws.logits + t * V, count: V))
+        }
+    }
+
     /// Where the rows of a batch of branches sit: row t is at position cache.count + offsets[t]
     /// and sees the cached positions, the batch rows parents[t] and the batch rows
     /// segmentStarts[t]...t.

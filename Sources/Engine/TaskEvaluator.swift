@@ -228,11 +228,15 @@ public final class TaskEvaluator {
         }
         let extractor = try AnswerExtractor(task: task)
         var outcomes: [ExactMatchOutcome] = []
-        for (done, i) in indices.enumerated() {
-            let prompt = try task.prompt(for: i, shots: options.shots, seed: options.seed)
-            outcomes.append(try answer(prompt: prompt, targets: task.examples[i].targets, example: i, task: task.name,
-                                       maxTokens: options.maxGeneratedTokens, extractor: extractor))
-            progress?(done + 1, indices.count)
+        var done = 0
+        while done < indices.count {
+            let group = indices[done..<min(done + Self.sequencesPerBatch, indices.count)]
+            let items = try group.map { i in
+                (prompt: try task.prompt(for: i, shots: options.shots, seed: options.seed), targets: task.examples[i].targets, example: i)
+            }
+            outcomes += try answers(items, task: task.name, maxTokens: options.maxGeneratedTokens, extractor: extractor)
+            done += group.count
+            progress?(done, indices.count)
         }
         let result = makeResult(task: task.name, kind: TaskMode.exactMatch.rawValue, options: options, chance: nil,
                                 metrics: exactMatchMetrics(outcomes), elapsed: clock.now - start)

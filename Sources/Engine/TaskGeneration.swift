@@ -50,17 +50,104 @@ extension TaskEvaluator {
             if tokenizer.isSpecialToken(id) { break }
             tokens.append(id)
             sequence.append(id)
-            let text = tokenizer.decode(tokens)
-            let body = text.drop { $0.isWhitespace }
-            var first: (Range<String.Index>, String)?
-            for s in stops {
-                guard let r = body.firstRange(of: s) else { continue }
-                if let f = first, f.0.lowerBound <= r.lowerBound { continue }
-                first = (r, s)
-            }
-            if let (r, s) = first { return Generation(tokens: tokens, text: String(text[..<r.lowerBound]), stop: s) }
+            if let g = stopped(tokens, stops: stops) { return g }
         }
         return Generation(tokens: tokens, text: tokenizer.decode(tokens), stop: nil)
+    }
+
+    /// The generation `tokens` make if one of `stops` occurs in their text after its leading
+    /// whitespace (the earliest occurrence wins), else nil.
+    func stopped(_ tokens: [Int], stops: [String]) -> Generation? {
+        let text = tokenizer.decode(tokens)
+        let body = text.drop { $0.isWhitespace }
+        var first: (Range<String.Index>, String)?
+        for s in stops {
+            guard let r = body.firstRange(of: s) else { continue }
+            if let f = first, f.0.lowerBound <= r.lowerBound { continue }
+            first = (r, s)
+        }
+        guard let (r, s) = first else { return nil }
+        return Generation(tokens: tokens, text: String(text[..<r.lowerBound]), stop: s)
+    }
+
+    /// How many prompts `answers` decodes together.
+    static let sequencesPerBatch = 16
+
+    /// `answer` for several prompts at once, in the same order, with the same results up to F32
+    /// rounding: each prompt runs once with its first target appended (its log-probability comes
+    /// from that pass), then the prompts decode greedily together, one token per step for every
+    /// unfinished one (`Model.forwardSteps`, each with its own KV cache).
+    func answers(_ items: [(prompt: String, targets: [String], example: Int)], task: String, maxTokens: Int,
+                 extractor: AnswerExtractor) throws -> [ExactMatchOutcome] {
+        let stops = extractor.stops.filter { !$0.isEmpty }
+        let model = scorer.model, ws = scorer.workspace
+        struct Decoding {
+            var cache: KVCache
+            var tokens: [Int] = []
+            var result: Generation?
+            var goldLogProb = 0.0
+        }
+        /// Takes the greedy token `id` into `d` (as `generate` does).
+        func accept(_ id: Int, into d: inout Decoding) {
+            if tokenizer.isSpecialToken(id) {
+                d.result = Generation(tokens: d.tokens, text: tokenizer.decode(d.tokens), stop: nil)
+                return
+            }
+            d.tokens.append(id)
+            if let g = stopped(d.tokens, stops: stops) {
+                d.result = g
+            } else if d.tokens.count >= maxTokens {
+                d.result = Generation(tokens: d.tokens, text: tokenizer.decode(d.tokens), stop: nil)
+            }
+        }
+        var decodings: [Decoding] = []
+        for item in items {
+            let prefix = encodeGenerationPrefix(item.prompt)
+            guard !prefix.isEmpty else { throw TaskError.invalidRequest(task: task, reason: "example \(item.example) has an empty prompt") }
+            let (context, continuation) = encode(context: item.prompt, continuation: item.targets[0])
+            guard !continuation.isEmpty else {
+                throw TaskError.invalidRequest(task: task, reason: "example \(item.example): target '\(item.targets[0])' has no tokens")
+            }
+            var d = Decoding(cache: KVCache(config: model.config, capacity: prefix.count + max(continuation.count, maxTokens) + 1))
+            var first = 0
+            if context == prefix {
+                let all = prefix + continuation
+                try model.forward(all, cache: d.cache, workspace: ws, logitRows: (prefix.count - 1)..<(all.count - 1)) { r, logits in
+                    if r == prefix.count - 1 { first = Scorer.argmax(logits) }
+                    d.goldLogProb += Scorer.logSoftmax(logits, at: all[r + 1])
+                }
+                d.cache.truncate(to: prefix.count)
+            } else {
+                try model.forward(prefix, cache: d.cache, workspace: ws, logitRows: (prefix.count - 1)..<prefix.count) { _, logits in
+                    first = Scorer.argmax(logits)
+                }
+                d.goldLogProb = try scorer.scoreContinuation(prefix: context, continuation: continuation).sumLogProb
+            }
+            if maxTokens <= 0 {
+                d.result = Generation(tokens: [], text: "", stop: nil)
+            } else {
+                accept(first, into: &d)
+            }
+            decodings.append(d)
+        }
+        while true {
+            let active = decodings.indices.filter { decodings[$0].result == nil }
+            if active.isEmpty { break }
+            var next = [Int](repeating: 0, count: active.count)
+            try model.forwardSteps(active.map { decodings[$0].tokens.last! }, caches: active.map { decodings[$0].cache }, workspace: ws) { t, logits in
+                next[t] = Scorer.argmax(logits)
+            }
+            for (t, k) in active.enumerated() { accept(next[t], into: &decodings[k]) }
+        }
+        return zip(items, decodings).map { item, d in
+            let generation = d.result!
+            let generated = generation.text + (generation.stop ?? "")
+            let answer = extractor.extract(generated)
+            let trimmed = item.targets.map { $0.trimmingWhitespace() }
+            return ExactMatchOutcome(example: item.example, generated: generated, answer: answer, targets: trimmed,
+                                     isCorrect: trimmed.contains(answer), goldLogProb: d.goldLogProb,
+                                     goldBytes: max(1, item.targets[0].utf8.count))
+        }
     }
 
     /// `generate(prefix:maxTokens:stop:)` after the ids of `prompt` as `tokenization` splits a

@@ -373,6 +373,40 @@ final class ForwardTests: XCTestCase {
         }
     }
 
+    /// `forwardSteps`: three sequences of different lengths, each with its own cache, step
+    /// twice together; every row's logits equal a naive full pass over that sequence alone, and
+    /// a bad id leaves every cache as it was.
+    func testStepsMatchSeparatePassesOnTinyModel() throws {
+        let tmp = try TemporaryDirectory("fwd-steps")
+        for qwen in [false, true] {
+            let dir = tmp.path + "/\(qwen ? "qwen" : "llama")-f32"
+            try Self.writeTinyLlama(dir, dtype: .f32, qwen: qwen)
+            let naive = try Model(directory: dir, kernels: .naive)
+            for kernels in [Kernels.blas, .naive] {
+                let model = try Model(directory: dir, kernels: kernels)
+                let ws = model.makeWorkspace(maxTokens: 8)
+                var sequences = [[3, 17, 42, 5], [9], [51, 7, 2, 11, 0, 28, 63]]
+                let caches = sequences.map { _ in model.makeCache(capacity: 2) }
+                for (s, cache) in zip(sequences, caches) { try model.forward(s, cache: cache, workspace: ws) }
+                for next in [[8, 44, 1], [30, 30, 12]] {
+                    var got: [Int: [Float]] = [:]
+                    try model.forwardSteps(next, caches: caches, workspace: ws) { t, logits in got[t] = Array(logits) }
+                    XCTAssertEqual(got.keys.sorted(), [0, 1, 2])
+                    let V = model.config.vocabSize
+                    for t in 0..<3 {
+                        sequences[t].append(next[t])
+                        XCTAssertEqual(caches[t].tokens, sequences[t], "row \(t) appended to its own cache")
+                        let whole = try Self.allLogits(naive, sequences[t], batch: 64)
+                        let diff = zip(got[t]!, whole.suffix(V)).map { abs($0 - $1) }.max()!
+                        XCTAssertLessThanOrEqual(diff, 1e-4, "\(kernels) qwen \(qwen) row \(t)")
+                    }
+                }
+                XCTAssertThrowsError(try model.forwardSteps([1, 64, 2], caches: caches, workspace: ws) { _, _ in })
+                XCTAssertEqual(caches.map(\.tokens), sequences, "a refused step changes no cache")
+            }
+        }
+    }
+
     func testBLASMatchesNaiveKernelsAndReferenceOnTinyModels() throws {
         let tmp = try TemporaryDirectory("fwd-tiny")
         let tokens = [3, 17, 42, 5, 63, 0, 9, 9, 28, 51, 7]

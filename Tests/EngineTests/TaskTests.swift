@@ -419,6 +419,35 @@ final class TaskTests: XCTestCase {
         }
     }
 
+    /// Exact match decodes its prompts together (`answers`, one KV cache each); the outcomes
+    /// equal answering each prompt alone (`answer`: sequential greedy decoding and a separate
+    /// scoring of the target), also when `maxTokens` cuts the answers short.
+    func testBatchedAnswersEqualOneAtATime() throws {
+        let task = try BigBenchTask.load(try Self.bigBenchTask("arithmetic") + "/2_digit_addition")[0]
+        let evaluator = try Self.evaluator()
+        let extractor = try AnswerExtractor(task: task)
+        let items = try [3, 11, 25, 40].map { i in
+            (prompt: try task.prompt(for: i, shots: 2, seed: 7), targets: task.examples[i].targets, example: i)
+        }
+        for maxTokens in [32, 2] {
+            let together = try evaluator.answers(items, task: task.name, maxTokens: maxTokens, extractor: extractor)
+            XCTAssertEqual(together.map(\.example), items.map(\.example))
+            for (item, got) in zip(items, together) {
+                let alone = try evaluator.answer(prompt: item.prompt, targets: item.targets, example: item.example, task: task.name,
+                                                 maxTokens: maxTokens, extractor: extractor)
+                XCTAssertEqual(got.generated, alone.generated, "example \(item.example), maxTokens \(maxTokens)")
+                XCTAssertEqual(got.answer, alone.answer)
+                XCTAssertEqual(got.isCorrect, alone.isCorrect)
+                XCTAssertEqual(got.goldLogProb, alone.goldLogProb, accuracy: 1e-3)
+            }
+            if maxTokens == 2 {
+                XCTAssertTrue(together.allSatisfy { evaluator.tokenizer.encode($0.generated).count <= 2 }, "\(together.map(\.generated))")
+            } else {
+                print("TaskTests: batched answers \(together.map(\.generated))")
+            }
+        }
+    }
+
     func testJSONLEvaluationScoresEveryChoice() throws {
         let evaluator = try Self.evaluator()
         let task = JSONLTask(name: "capitals", questions: [
