@@ -75,18 +75,45 @@ public final class Scorer {
     /// `scoreContinuation`.
     /// - Throws: as `scoreContinuation`.
     public func scoreQuestions(_ questions: [[(prefix: [Int], continuation: [Int])]]) throws -> [[(sumLogProb: Double, isGreedy: Bool)]] {
+        var results = questions.map { [(sumLogProb: Double, isGreedy: Bool)](repeating: (0, true), count: $0.count) }
+        try visitQuestions(questions) { q, j, i, logits in
+            let next = questions[q][j].continuation[i]
+            results[q][j].sumLogProb += Self.logSoftmax(logits, at: next)
+            if Self.argmax(logits) != next { results[q][j].isGreedy = false }
+        }
+        return results
+    }
+
+    /// For every (prefix, continuation) pair, the model's most likely token at each position of
+    /// the continuation, teacher-forced: element i is the argmax after prefix + continuation[..<i].
+    /// The pairs run batched as in `scoreQuestions` (one question each).
+    /// - Throws: as `scoreContinuation`.
+    public func greedyTokens(_ pairs: [(prefix: [Int], continuation: [Int])]) throws -> [[Int]] {
+        var results = pairs.map { [Int](repeating: 0, count: $0.continuation.count) }
+        try visitQuestions(pairs.map { [$0] }) { q, _, i, logits in results[q][i] = Self.argmax(logits) }
+        return results
+    }
+
+    /// The batching behind `scoreQuestions`: visits, for every pair j of question q and every
+    /// index i of its continuation, the logits after prefix + continuation[..<i], in some order.
+    private func visitQuestions(_ questions: [[(prefix: [Int], continuation: [Int])]],
+                                _ visit: (_ question: Int, _ pair: Int, _ index: Int, UnsafeBufferPointer<Float>) -> Void) throws {
         for q in questions {
             for p in q where p.prefix.isEmpty || p.continuation.isEmpty {
                 throw ModelError.invalidInput(path: model.path, reason: "scoring needs a non-empty prefix and continuation")
             }
         }
-        var results = questions.map { [(sumLogProb: Double, isGreedy: Bool)](repeating: (0, true), count: $0.count) }
-        let all = questions.flatMap { $0 }
-        guard let firstPair = all.first else { return results }
-        if all.count == 1 {
-            results[questions.firstIndex { !$0.isEmpty }!][0] = try scoreContinuation(prefix: firstPair.prefix, continuation: firstPair.continuation)
-            return results
+        /// One pair on its own, through the cache.
+        func alone(_ q: Int, _ j: Int) throws {
+            let p = questions[q][j]
+            let tokens = p.prefix + p.continuation
+            try run(tokens, logitPositions: (p.prefix.count - 1)..<(tokens.count - 1)) { pos, logits in
+                visit(q, j, pos - (p.prefix.count - 1), logits)
+            }
         }
+        let all = questions.flatMap { $0 }
+        guard let firstPair = all.first else { return }
+        if all.count == 1 { return try alone(questions.firstIndex { !$0.isEmpty }!, 0) }
         /// Length of the common prefix of `prefixes`, leaving each at least its last token.
         func common(_ prefixes: [[Int]], from: Int) -> Int {
             var n = prefixes.map { $0.count - 1 }.min()!
@@ -106,7 +133,7 @@ public final class Scorer {
         // itself.
         struct Plan { var question: Int; var root: [Int]; var pairs: [Int]; var children: [[Int]]; var firstLogit: [Int]; var tokens: Int }
         var plans: [Plan] = []
-        var alone: [(question: Int, pair: Int)] = []
+        var lone: [(question: Int, pair: Int)] = []
         for (qi, q) in questions.enumerated() where !q.isEmpty {
             let shared = common(q.map(\.prefix), from: cached)
             let root = Array(q[0].prefix[cached..<shared])
@@ -114,7 +141,7 @@ public final class Scorer {
             for (j, p) in q.enumerated() {
                 let child = Array(p.prefix[shared...]) + p.continuation
                 if root.count + child.count > workspace.maxTokens {
-                    alone.append((qi, j))
+                    lone.append((qi, j))
                     continue
                 }
                 if plan.tokens + child.count > workspace.maxTokens {
@@ -147,15 +174,13 @@ public final class Scorer {
                 }
                 for (j, child) in plan.children.enumerated() {
                     nodes.append(Model.BranchNode(tokens: child, parent: parent, logits: plan.firstLogit[j]..<(child.count - 1)))
-                    owner.append((k, plan.pairs[j]))
+                    owner.append((k, j))
                 }
             }
             try model.forwardTree(nodes, cache: cache, workspace: workspace) { n, i, logits in
                 guard let (k, j) = owner[n] else { return }
-                let next = nodes[n].tokens[i + 1]
-                let q = batch[k].question
-                results[q][j].sumLogProb += Self.logSoftmax(logits, at: next)
-                if Self.argmax(logits) != next { results[q][j].isGreedy = false }
+                let plan = batch[k]
+                visit(plan.question, plan.pairs[j], i - plan.firstLogit[j], logits)
             }
             batch.removeAll()
             batchTokens = 0
@@ -166,11 +191,7 @@ public final class Scorer {
             batchTokens += plan.tokens
         }
         try flush()
-        for (q, j) in alone {
-            let p = questions[q][j]
-            results[q][j] = try scoreContinuation(prefix: p.prefix, continuation: p.continuation)
-        }
-        return results
+        for (q, j) in lone { try alone(q, j) }
     }
 
     /// The most likely token after `tokens` and its probability.

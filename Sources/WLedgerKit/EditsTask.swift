@@ -84,26 +84,34 @@ struct EditProbe: Sendable, Equatable {
         return " " + answer
     }
 
+    /// The two pairs whose log-probabilities `preference` compares: target_new, then
+    /// ground_truth, each after `prompt`.
+    static func preferencePairs(_ ev: TaskEvaluator, prompt: String, targetNew: String, groundTruth: String) -> [(prefix: [Int], continuation: [Int])] {
+        let a = ev.encode(context: prompt, continuation: continuation(prompt, targetNew))
+        let b = ev.encode(context: prompt, continuation: continuation(prompt, groundTruth))
+        return [(a.context, a.continuation), (b.context, b.continuation)]
+    }
+
     /// Whether the model prefers `targetNew` to `groundTruth` after `prompt`, and by how much
     /// (difference of summed log-probabilities).
     static func preference(_ ev: TaskEvaluator, prompt: String, targetNew: String, groundTruth: String) throws -> Double {
-        let a = ev.encode(context: prompt, continuation: continuation(prompt, targetNew))
-        let b = ev.encode(context: prompt, continuation: continuation(prompt, groundTruth))
-        let lp = try ev.scorer.scoreContinuations([(a.context, a.continuation), (b.context, b.continuation)])
+        let lp = try ev.scorer.scoreContinuations(preferencePairs(ev, prompt: prompt, targetNew: targetNew, groundTruth: groundTruth))
         return lp[0].sumLogProb - lp[1].sumLogProb
+    }
+
+    /// The (prompt, answer) pair whose teacher-forced top-1 predictions locality compares.
+    static func localityPair(_ ev: TaskEvaluator, prompt: String, answer: String) -> (prefix: [Int], continuation: [Int]) {
+        let e = ev.encode(context: prompt, continuation: continuation(prompt, answer))
+        return (e.context, e.continuation)
     }
 
     /// The model's top-1 prediction at each position of `answer` after `prompt`, teacher-forced.
     static func topPredictions(_ ev: TaskEvaluator, prompt: String, answer: String) throws -> [Int] {
-        let e = ev.encode(context: prompt, continuation: continuation(prompt, answer))
-        var out: [Int] = []
-        var prefix = e.context
-        for t in e.continuation {
-            out.append(try ev.scorer.greedyNext(tokens: prefix).id)
-            prefix.append(t)
-        }
-        return out
+        try ev.scorer.greedyTokens([localityPair(ev, prompt: prompt, answer: answer)])[0]
     }
+
+    /// Probes scored per batch call (progress is reported after each group).
+    static let probesPerGroup = 16
 
     /// Runs the `edits` task: efficacy (target_new more likely than ground_truth on the prompt),
     /// generalization (the same on the rephrasings), locality (share of teacher-forced top-1
@@ -123,32 +131,43 @@ struct EditProbe: Sendable, Equatable {
             var margins: [Double] = []
             var locality: [Double] = []
             var ours: [[Int]] = []
-            for p in probes {
-                let m = try preference(ev, prompt: p.prompt, targetNew: p.targetNew, groundTruth: p.groundTruth)
-                margins.append(m)
-                if m > 0 { efficacy += 1 }
-                progress.advance()
-                for r in p.rephrases {
-                    if try preference(ev, prompt: r, targetNew: p.targetNew, groundTruth: p.groundTruth) > 0 { general += 1 }
-                    generalN += 1
-                    progress.advance()
+            // A group of probes at a time: every preference question (prompt and rephrasings, two
+            // choices each) in one batched call, every locality prompt in another.
+            var first = 0
+            while first < probes.count {
+                let group = probes[first..<min(first + probesPerGroup, probes.count)]
+                var questions: [[(prefix: [Int], continuation: [Int])]] = []
+                for p in group {
+                    for prompt in [p.prompt] + p.rephrases {
+                        questions.append(preferencePairs(ev, prompt: prompt, targetNew: p.targetNew, groundTruth: p.groundTruth))
+                    }
                 }
-                for l in p.locality {
-                    ours.append(try topPredictions(ev, prompt: l.prompt, answer: l.answer))
-                    progress.advance()
+                let lp = try ev.scorer.scoreQuestions(questions)
+                var k = 0
+                for p in group {
+                    let m = lp[k][0].sumLogProb - lp[k][1].sumLogProb
+                    k += 1
+                    margins.append(m)
+                    if m > 0 { efficacy += 1 }
+                    for _ in p.rephrases {
+                        if lp[k][0].sumLogProb - lp[k][1].sumLogProb > 0 { general += 1 }
+                        generalN += 1
+                        k += 1
+                    }
                 }
+                ours += try ev.scorer.greedyTokens(group.flatMap { p in p.locality.map { localityPair(ev, prompt: $0.prompt, answer: $0.answer) } })
+                progress.advance(group.reduce(0) { $0 + 1 + $1.rephrases.count + $1.locality.count })
+                first += group.count
             }
             if localityCount > 0 {
                 // Base predictions (same weights when this is the base: no second model).
                 let baseEv = weights.subject.tree != nil && weights.subject.tree == baseWeights.subject.tree ? ev : try baseWeights.evaluator()
-                var i = 0
-                for p in probes {
-                    for l in p.locality {
-                        let theirs = try topPredictions(baseEv, prompt: l.prompt, answer: l.answer)
-                        let same = zip(ours[i], theirs).filter { $0 == $1 }.count
-                        locality.append(Double(same) / Double(max(theirs.count, 1)))
-                        i += 1
-                    }
+                let theirs = try baseEv.scorer.greedyTokens(probes.flatMap { p in
+                    p.locality.map { localityPair(baseEv, prompt: $0.prompt, answer: $0.answer) }
+                })
+                for (a, b) in zip(ours, theirs) {
+                    let same = zip(a, b).filter { $0 == $1 }.count
+                    locality.append(Double(same) / Double(max(b.count, 1)))
                 }
                 metrics["locality"] = MetricValue.mean(locality)
             }

@@ -207,6 +207,26 @@ final class ForwardTests: XCTestCase {
         XCTAssertFalse(got[1][1].isGreedy)
     }
 
+    /// `greedyTokens` (pairs batched as in `scoreQuestions`) gives, at every continuation
+    /// position, the token `greedyNext` picks after the same teacher-forced prefix.
+    func testGreedyTokensEqualStepByStepGreedyNext() throws {
+        let model = try Self.smolLM2("f32")
+        let e = Self.eiffel
+        let pairs: [(prefix: [Int], continuation: [Int])] = [
+            (Self.parisPrompt, [Self.paris, 30]), (Array(e[..<6]), Array(e[6..<12])), (Array(e[..<9]), [4649, 314, 7042]),
+            (Array(e[..<2]), Array(e[2...])),   // too long for one batch of 24: scored alone
+        ]
+        let got = try Scorer(model: model, maxTokens: 24).greedyTokens(pairs)
+        let single = Scorer(model: model)
+        var expected: [[Int]] = []
+        for p in pairs {
+            expected.append(try p.continuation.indices.map { i in try single.greedyNext(tokens: p.prefix + p.continuation[..<i]).id })
+        }
+        XCTAssertEqual(got, expected)
+        XCTAssertEqual(got[0][0], Self.paris)
+        XCTAssertEqual(try Scorer(model: model).greedyTokens([]), [])
+    }
+
     func testHalfPrecisionModelsAgreeOnGreedyToken() throws {
         for dtype in ["bf16", "f16"] {
             let model = try Self.smolLM2(dtype)
