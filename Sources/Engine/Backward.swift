@@ -39,29 +39,53 @@ extension Model {
     ///   - layers: layers whose MLP keys (input of `down_proj`) and MLP outputs are returned.
     ///   - streamPoints: points whose residual-stream values are returned.
     ///   - positions: tokens whose next-token log-probabilities are returned in full.
+    ///   - keepContext: also return what a later trace needs to resume at this point
+    ///     (`ModelTrace.context`).
+    ///   - resuming: the context of an earlier trace of the same sequences: this trace starts at
+    ///     its layer and computes only the tokens from its starts on, the others' keys and values
+    ///     taken from it. Interventions, gradient points, captured points and layers must lie at
+    ///     or after the context's layer, and every token they or the loss name at or after its
+    ///     sequence's start; per-sequence results then hold only the tokens from the start on.
+    ///     Equal to the full trace up to F32 rounding when the earlier trace had no intervention
+    ///     before the resume point.
     /// - Returns: the loss, the gradients of every intervention vector and requested point, the
     ///   requested activations and log-probabilities.
     /// - Throws: `ModelError.invalidInput` for an empty sequence, an id (in a sequence or a
     ///   target) outside the vocabulary, or a sequence longer than `max_position_embeddings`.
     /// - Precondition: every position lies within its sequence, every vector has `hiddenSize`
     ///   entries, every reference `vocabSize`, weights are non-negative, points and layers exist,
-    ///   and `points` is empty without a loss; violations are programmer errors and trap.
+    ///   `points` is empty without a loss, and the resume rules above hold; violations are
+    ///   programmer errors and trap.
     public func trace(_ sequences: [[Int]], interventions: [Intervention] = [], loss: EditLoss? = nil,
                       gradientsAt points: [StreamPoint] = [], captureMLP layers: [Int] = [],
                       captureStream streamPoints: [StreamPoint] = [],
-                      logProbsAt positions: [TokenPosition] = []) throws -> ModelTrace {
+                      logProbsAt positions: [TokenPosition] = [], keepContext: TraceResumePoint? = nil,
+                      resuming: TraceContext? = nil) throws -> ModelTrace {
         try trace(sequences, interventions: interventions, loss: loss, gradientsAt: points, captureMLP: layers,
-                  captureStream: streamPoints, logProbsAt: positions, tileElements: 1 << 18)
+                  captureStream: streamPoints, logProbsAt: positions, keepContext: keepContext, resuming: resuming, tileElements: 1 << 18)
     }
 
     /// `trace` with the F16/BF16 conversion tile as a parameter (tests use small tiles).
     func trace(_ sequences: [[Int]], interventions: [Intervention], loss: EditLoss?, gradientsAt points: [StreamPoint],
                captureMLP layers: [Int], captureStream streamPoints: [StreamPoint], logProbsAt positions: [TokenPosition],
-               tileElements: Int) throws -> ModelTrace {
+               keepContext: TraceResumePoint? = nil, resuming: TraceContext? = nil, tileElements: Int) throws -> ModelTrace {
         let c = config
         let C = c.hiddenSize, V = c.vocabSize
         try validate(sequences)
-        let layout = TraceLayout(sequences: sequences, heads: c.headCount)
+        if let keep = keepContext {
+            precondition(keep.layer >= 0 && keep.layer <= c.layerCount, "resume layer \(keep.layer) outside 0...\(c.layerCount)")
+            precondition(keep.starts.count == sequences.count && zip(keep.starts, sequences).allSatisfy { $0 >= 0 && $0 < $1.count },
+                         "one start per sequence, each before its end")
+            precondition(resuming == nil, "a resumed trace cannot keep a context")
+        }
+        if let ctx = resuming {
+            precondition(ctx.sequences == sequences, "resuming the context of other sequences")
+            let first = 2 * ctx.point.layer
+            precondition((interventions.map(\.point) + points + streamPoints).allSatisfy { $0.index >= first },
+                         "a resumed trace starts at layer \(ctx.point.layer)")
+            precondition(layers.allSatisfy { $0 >= ctx.point.layer }, "a resumed trace starts at layer \(ctx.point.layer)")
+        }
+        let layout = TraceLayout(sequences: sequences, heads: c.headCount, starts: resuming?.point.starts)
         func checkPoint(_ p: StreamPoint) {
             precondition(p.layer < c.layerCount, "\(p) does not exist in a model of \(c.layerCount) layers")
             precondition(p == .embeddings || p.layer >= 0, "\(p): negative layer")
@@ -94,7 +118,7 @@ extension Model {
         let firstPoint = (interventions.map(\.point.index) + points.map(\.index)).min() ?? Int.max
         let run = TraceRun(model: self, sequences: sequences, layout: layout, interventions: interventions,
                            firstPoint: backward ? firstPoint : Int.max, captureLayers: Set(layers),
-                           capturePoints: Set(streamPoints), tileElements: tileElements)
+                           capturePoints: Set(streamPoints), tileElements: tileElements, keep: keepContext, resume: resuming)
         var result = ModelTrace()
         run.forward(into: &result)
 
@@ -255,36 +279,48 @@ final class TraceBuffer {
     }
 }
 
-/// Where each sequence's tokens sit among the rows of the concatenated batch.
+/// Where each sequence's tokens sit among the rows of the concatenated batch. A resumed trace
+/// has rows only for the tokens from each sequence's start on; the earlier ones are context.
 struct TraceLayout {
+    /// Rows of each sequence (its tokens from its start on).
     let lengths: [Int]
+    /// Position of each sequence's first row (0 unless resumed).
+    let starts: [Int]
     /// First row of each sequence.
     let offsets: [Int]
-    /// Offset of each sequence's attention probabilities (heads × length² floats per sequence).
+    /// First context row of each sequence (in the context's (Σ starts, ·) buffers).
+    let contextOffsets: [Int]
+    /// Offset of each sequence's attention probabilities (heads × rows × (start + rows) floats).
     let probOffsets: [Int]
     let rows: Int
+    let contextRows: Int
     let probCount: Int
+    /// The longest sequence, context included.
     let longest: Int
 
-    init(sequences: [[Int]], heads: Int) {
-        lengths = sequences.map(\.count)
-        var offsets: [Int] = [], probOffsets: [Int] = []
-        var n = 0, pn = 0
-        for t in lengths {
-            offsets.append(n); probOffsets.append(pn)
-            n += t; pn += heads * t * t
+    init(sequences: [[Int]], heads: Int, starts: [Int]? = nil) {
+        let starts = starts ?? sequences.map { _ in 0 }
+        self.starts = starts
+        lengths = zip(sequences, starts).map { $0.count - $1 }
+        var offsets: [Int] = [], probOffsets: [Int] = [], contextOffsets: [Int] = []
+        var n = 0, pn = 0, cn = 0
+        for (t, s0) in zip(lengths, starts) {
+            offsets.append(n); probOffsets.append(pn); contextOffsets.append(cn)
+            n += t; pn += heads * t * (s0 + t); cn += s0
         }
-        self.offsets = offsets; self.probOffsets = probOffsets
-        rows = n; probCount = pn
-        longest = lengths.max() ?? 0
+        self.offsets = offsets; self.probOffsets = probOffsets; self.contextOffsets = contextOffsets
+        rows = n; probCount = pn; contextRows = cn
+        longest = sequences.map(\.count).max() ?? 0
     }
 
-    /// The row of a token. Precondition: it exists.
+    /// The row of a token. Precondition: it exists and is not context.
     func row(_ p: TokenPosition) -> Int {
         precondition(p.sequence >= 0 && p.sequence < lengths.count, "sequence \(p.sequence) does not exist")
-        precondition(p.position >= 0 && p.position < lengths[p.sequence],
-                     "position \(p.position) is outside sequence \(p.sequence) of \(lengths[p.sequence]) tokens")
-        return offsets[p.sequence] + p.position
+        let s0 = starts[p.sequence]
+        precondition(p.position >= 0 && p.position < s0 + lengths[p.sequence],
+                     "position \(p.position) is outside sequence \(p.sequence) of \(s0 + lengths[p.sequence]) tokens")
+        precondition(p.position >= s0, "position \(p.position) of sequence \(p.sequence) is before the resumed part (from \(s0))")
+        return offsets[p.sequence] + p.position - s0
     }
 }
 
@@ -326,10 +362,23 @@ final class TraceRun {
     let tile: TraceBuffer
     let tileElements: Int
     let ropeCos, ropeSin: TraceBuffer
+    /// Where to keep a context for later traces, and what has been kept so far.
+    let keep: TraceResumePoint?
+    var keptKeys: [[Float]] = [], keptValues: [[Float]] = [], keptStream: [Float] = []
+    /// The context this run resumes (its rows are only the tokens from the starts on).
+    let resume: TraceContext?
+    /// Keys and values of one sequence with its context rows (longest × kv width each).
+    let sequenceKeys, sequenceValues: TraceBuffer
 
     init(model: Model, sequences: [[Int]], layout: TraceLayout, interventions: [Intervention], firstPoint: Int,
-         captureLayers: Set<Int>, capturePoints: Set<StreamPoint>, tileElements: Int) {
+         captureLayers: Set<Int>, capturePoints: Set<StreamPoint>, tileElements: Int, keep: TraceResumePoint? = nil,
+         resume: TraceContext? = nil) {
         self.model = model
+        self.keep = keep
+        self.resume = resume
+        let contextual = resume != nil ? layout.longest * model.config.kvWidth : 0
+        sequenceKeys = TraceBuffer(contextual)
+        sequenceValues = TraceBuffer(contextual)
         config = model.config
         self.sequences = sequences
         self.layout = layout
@@ -365,6 +414,12 @@ final class TraceRun {
         defer {
             for p in capturePoints where p.index == index { result.streamValues[p] = perSequence(x, width: C) }
         }
+        if let keep, index == 2 * keep.layer {
+            for (s, offset) in layout.offsets.enumerated() {
+                let rows = (offset + keep.starts[s])..<(offset + layout.lengths[s])
+                keptStream += x.rows(rows, width: C)
+            }
+        }
         for iv in interventions where iv.point.index == index {
             iv.vector.withUnsafeBufferPointer { v in
                 for site in iv.sites {
@@ -381,13 +436,19 @@ final class TraceRun {
         let c = config
         let N = layout.rows, C = c.hiddenSize, I = c.intermediateSize
         let Q = c.queryWidth, KW = c.kvWidth
-        for (s, offset) in layout.offsets.enumerated() {
-            for t in 0..<layout.lengths[s] {
-                let id = sequences[s][t]
-                model.embedding.decodeRows(id..<(id + 1), into: x.p + (offset + t) * C)
+        let start = resume?.point.layer ?? 0
+        if let resume {
+            precondition(resume.stream.count == N * C, "context stream does not match the sequences")
+            resume.stream.withUnsafeBufferPointer { x.p.update(from: $0.baseAddress!, count: N * C) }
+        } else {
+            for (s, offset) in layout.offsets.enumerated() {
+                for t in 0..<layout.lengths[s] {
+                    let id = sequences[s][t]
+                    model.embedding.decodeRows(id..<(id + 1), into: x.p + (offset + t) * C)
+                }
             }
         }
-        intervene(at: 0, into: &result)
+        intervene(at: 2 * start, into: &result)
         let h = TraceBuffer(N * C), act = TraceBuffer(N * I)
         // Scratch for the layers that are not recorded.
         let sq = TraceBuffer(firstLayer > 0 ? N * Q : 0), sk = TraceBuffer(firstLayer > 0 ? N * KW : 0)
@@ -396,7 +457,7 @@ final class TraceRun {
         let scores = TraceBuffer(layout.longest * layout.longest)
         let mlpOut = TraceBuffer(captureLayers.isEmpty ? 0 : N * C)
         let eps = Float(c.rmsNormEps)
-        for l in 0...lastLayer {
+        for l in stride(from: start, through: lastLayer, by: 1) {
             let w = model.layers[l]
             let tape: LayerTape? = l >= firstLayer ? LayerTape(config: c, layout: layout) : nil
             tapes[l] = tape
@@ -409,7 +470,17 @@ final class TraceRun {
             product(out: v, x: h.p, weight: w.v, bias: w.vBias, rows: N, accumulate: false)
             rope(q, heads: c.headCount, inverse: false)
             rope(k, heads: c.kvHeadCount, inverse: false)
-            attention(out: a, q: q, k: k, v: v, probs: tape?.probs.p, scratch: scores.p)
+            if let keep, l >= keep.layer {
+                var ks: [Float] = [], vs: [Float] = []
+                for (s, offset) in layout.offsets.enumerated() {
+                    let rows = offset..<(offset + keep.starts[s])
+                    ks += UnsafeBufferPointer(start: k + rows.lowerBound * KW, count: rows.count * KW)
+                    vs += UnsafeBufferPointer(start: v + rows.lowerBound * KW, count: rows.count * KW)
+                }
+                keptKeys.append(ks)
+                keptValues.append(vs)
+            }
+            attention(layer: l, out: a, q: q, k: k, v: v, probs: tape?.probs.p, scratch: scores.p)
             product(out: x.p, x: a, weight: w.o, bias: w.oBias, rows: N, accumulate: true)
             intervene(at: 2 * l + 1, into: &result)
             if let tape { tape.xMid.p.update(from: x.p, count: N * C) }
@@ -427,6 +498,9 @@ final class TraceRun {
                 result.mlpOutputs[l] = perSequence(mlpOut, width: C)
             }
             intervene(at: 2 * l + 2, into: &result)
+        }
+        if let keep {
+            result.context = TraceContext(sequences: sequences, point: keep, keys: keptKeys, values: keptValues, stream: keptStream)
         }
     }
 
@@ -509,7 +583,7 @@ final class TraceRun {
             if l == firstLayer && firstPoint == 2 * l + 1 { break }
             // Attention: x_mid = x_in + o_proj(attention(rope(q), rope(k), v)), q, k, v of norm(x_in).
             productBackward(dx: dAttn.p, dy: dX.p, weight: w.o, rows: N, accumulate: false)
-            attentionBackward(tape: tape, dOut: dAttn.p, dQ: dQ.p, dK: dK.p, dV: dV.p, dP: dP.p)
+            attentionBackward(layer: l, tape: tape, dOut: dAttn.p, dQ: dQ.p, dK: dK.p, dV: dV.p, dP: dP.p)
             rope(dQ.p, heads: c.headCount, inverse: true)
             rope(dK.p, heads: c.kvHeadCount, inverse: true)
             productBackward(dx: dH.p, dy: dQ.p, weight: w.q, rows: N, accumulate: false)
@@ -585,7 +659,8 @@ final class TraceRun {
         let d = config.headDim, half = d / 2
         for (s, offset) in layout.offsets.enumerated() {
             for t in 0..<layout.lengths[s] {
-                let cs = ropeCos.p + t * half, sn = ropeSin.p + t * half
+                let pos = layout.starts[s] + t
+                let cs = ropeCos.p + pos * half, sn = ropeSin.p + pos * half
                 for hd in 0..<heads {
                     let v = x + ((offset + t) * heads + hd) * d
                     for j in 0..<half {
@@ -603,41 +678,61 @@ final class TraceRun {
         }
     }
 
+    /// Keys and values of sequence s in layer l, its context rows first: (start + rows, kv width)
+    /// each, row stride kv width. Without context they are the rows of `k` and `v` themselves;
+    /// with one they are assembled in `sequenceKeys`/`sequenceValues`.
+    func keysAndValues(layer l: Int, sequence s: Int, k: UnsafePointer<Float>, v: UnsafePointer<Float>)
+        -> (UnsafePointer<Float>, UnsafePointer<Float>) {
+        let KW = config.kvWidth
+        let offset = layout.offsets[s], S0 = layout.starts[s], T = layout.lengths[s]
+        guard S0 > 0, let resume else { return (k + offset * KW, v + offset * KW) }
+        let c0 = layout.contextOffsets[s] * KW
+        resume.keys[l - resume.point.layer].withUnsafeBufferPointer { sequenceKeys.p.update(from: $0.baseAddress! + c0, count: S0 * KW) }
+        resume.values[l - resume.point.layer].withUnsafeBufferPointer { sequenceValues.p.update(from: $0.baseAddress! + c0, count: S0 * KW) }
+        (sequenceKeys.p + S0 * KW).update(from: k + offset * KW, count: T * KW)
+        (sequenceValues.p + S0 * KW).update(from: v + offset * KW, count: T * KW)
+        return (UnsafePointer(sequenceKeys.p), UnsafePointer(sequenceValues.p))
+    }
+
     /// Causal grouped-query attention within each sequence: out (N, Q) from q (N, Q), k, v (N, KW).
-    /// Keeps the probabilities of sequence s, head h at `probs + probOffsets[s] + h·T²` when
-    /// `probs` is given, else uses `scratch` (T², T the longest sequence).
-    func attention(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                   probs: UnsafeMutablePointer<Float>?, scratch: UnsafeMutablePointer<Float>) {
+    /// Row t of sequence s (position start + t) sees positions 0...start + t, the context's
+    /// among them. Keeps the probabilities of sequence s, head h, (T, start + T), at
+    /// `probs + probOffsets[s] + h·T·(start + T)` when `probs` is given, else uses `scratch`
+    /// (longest² floats).
+    func attention(layer l: Int, out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
+                   v: UnsafePointer<Float>, probs: UnsafeMutablePointer<Float>?, scratch: UnsafeMutablePointer<Float>) {
         let c = config
         let d = c.headDim, Q = c.queryWidth, KW = c.kvWidth, group = c.headCount / c.kvHeadCount
         let scale = 1 / Float(d).squareRoot()
         for (s, offset) in layout.offsets.enumerated() {
-            let T = layout.lengths[s]
+            let T = layout.lengths[s], S0 = layout.starts[s], W = S0 + T
+            let (keys, values) = keysAndValues(layer: l, sequence: s, k: k, v: v)
             for head in 0..<c.headCount {
                 let kv = head / group
-                let qh = q + offset * Q + head * d, kh = k + offset * KW + kv * d, vh = v + offset * KW + kv * d
+                let qh = q + offset * Q + head * d, kh = keys + kv * d, vh = values + kv * d
                 let oh = out + offset * Q + head * d
-                let p = probs.map { $0 + layout.probOffsets[s] + head * T * T } ?? scratch
-                BLAS.sgemm(transA: false, transB: true, m: T, n: T, k: d, alpha: scale, a: qh, lda: Q, b: kh, ldb: KW,
-                           beta: 0, c: p, ldc: T)
+                let p = probs.map { $0 + layout.probOffsets[s] + head * T * W } ?? scratch
+                BLAS.sgemm(transA: false, transB: true, m: T, n: W, k: d, alpha: scale, a: qh, lda: Q, b: kh, ldb: KW,
+                           beta: 0, c: p, ldc: W)
                 for t in 0..<T {
-                    let row = p + t * T
+                    let row = p + t * W, visible = S0 + t + 1
                     // The same row kernels as `Model.softmaxRows`, so traced and forward
                     // log-probabilities agree to F32 rounding.
-                    let m = wl_max_f32(row, t + 1)
-                    let inv = 1 / wl_expsum_f32(row, t + 1, m)
-                    wl_scale_f32(row, t + 1, inv)
-                    for j in (t + 1)..<T { row[j] = 0 }
+                    let m = wl_max_f32(row, visible)
+                    let inv = 1 / wl_expsum_f32(row, visible, m)
+                    wl_scale_f32(row, visible, inv)
+                    for j in visible..<W { row[j] = 0 }
                 }
-                BLAS.sgemm(transA: false, transB: false, m: T, n: d, k: T, alpha: 1, a: p, lda: T, b: vh, ldb: KW,
+                BLAS.sgemm(transA: false, transB: false, m: T, n: d, k: W, alpha: 1, a: p, lda: W, b: vh, ldb: KW,
                            beta: 0, c: oh, ldc: Q)
             }
         }
     }
 
     /// Gradients of `attention` (after the rotary embedding) from dOut (N, Q): dQ (N, Q), dK and
-    /// dV (N, KW), overwritten. dP is scratch of T² floats.
-    func attentionBackward(tape: LayerTape, dOut: UnsafePointer<Float>, dQ: UnsafeMutablePointer<Float>,
+    /// dV (N, KW), overwritten; the context rows' keys and values are constants and get none.
+    /// dP is scratch of longest² floats.
+    func attentionBackward(layer l: Int, tape: LayerTape, dOut: UnsafePointer<Float>, dQ: UnsafeMutablePointer<Float>,
                            dK: UnsafeMutablePointer<Float>, dV: UnsafeMutablePointer<Float>, dP: UnsafeMutablePointer<Float>) {
         let c = config
         let d = c.headDim, Q = c.queryWidth, KW = c.kvWidth, group = c.headCount / c.kvHeadCount
@@ -645,30 +740,30 @@ final class TraceRun {
         dK.update(repeating: 0, count: layout.rows * KW)
         dV.update(repeating: 0, count: layout.rows * KW)
         for (s, offset) in layout.offsets.enumerated() {
-            let T = layout.lengths[s]
+            let T = layout.lengths[s], S0 = layout.starts[s], W = S0 + T
+            let (keys, values) = keysAndValues(layer: l, sequence: s, k: tape.k.p, v: tape.v.p)
             for head in 0..<c.headCount {
                 let kv = head / group
-                let qh = tape.q.p + offset * Q + head * d, kh = tape.k.p + offset * KW + kv * d
-                let vh = tape.v.p + offset * KW + kv * d
+                let qh = tape.q.p + offset * Q + head * d, kh = keys + kv * d, vh = values + kv * d
                 let doh = dOut + offset * Q + head * d
                 let dqh = dQ + offset * Q + head * d, dkh = dK + offset * KW + kv * d, dvh = dV + offset * KW + kv * d
-                let p = tape.probs.p + layout.probOffsets[s] + head * T * T
-                // out = P·V: dP = dOut·Vᵀ, dV += Pᵀ·dOut.
-                BLAS.sgemm(transA: false, transB: true, m: T, n: T, k: d, alpha: 1, a: doh, lda: Q, b: vh, ldb: KW,
-                           beta: 0, c: dP, ldc: T)
-                BLAS.sgemm(transA: true, transB: false, m: T, n: d, k: T, alpha: 1, a: p, lda: T, b: doh, ldb: Q,
+                let p = tape.probs.p + layout.probOffsets[s] + head * T * W
+                // out = P·V: dP = dOut·Vᵀ, dV += Pᵀ·dOut (the sequence's own columns of P).
+                BLAS.sgemm(transA: false, transB: true, m: T, n: W, k: d, alpha: 1, a: doh, lda: Q, b: vh, ldb: KW,
+                           beta: 0, c: dP, ldc: W)
+                BLAS.sgemm(transA: true, transB: false, m: T, n: d, k: T, alpha: 1, a: p + S0, lda: W, b: doh, ldb: Q,
                            beta: 1, c: dvh, ldc: KW)
                 // Softmax: dS = P ⊙ (dP − Σ_j P·dP), row by row (masked entries have P = 0).
                 for t in 0..<T {
-                    let pr = p + t * T, dr = dP + t * T
+                    let pr = p + t * W, dr = dP + t * W
                     var dot: Float = 0
-                    for j in 0...t { dot += pr[j] * dr[j] }
-                    for j in 0..<T { dr[j] = pr[j] * (dr[j] - dot) }
+                    for j in 0...(S0 + t) { dot += pr[j] * dr[j] }
+                    for j in 0..<W { dr[j] = pr[j] * (dr[j] - dot) }
                 }
-                // S = scale·Q·Kᵀ: dQ = scale·dS·K, dK += scale·dSᵀ·Q.
-                BLAS.sgemm(transA: false, transB: false, m: T, n: d, k: T, alpha: scale, a: dP, lda: T, b: kh, ldb: KW,
+                // S = scale·Q·Kᵀ: dQ = scale·dS·K, dK += scale·dSᵀ·Q (own columns).
+                BLAS.sgemm(transA: false, transB: false, m: T, n: d, k: W, alpha: scale, a: dP, lda: W, b: kh, ldb: KW,
                            beta: 0, c: dqh, ldc: Q)
-                BLAS.sgemm(transA: true, transB: false, m: T, n: d, k: T, alpha: scale, a: dP, lda: T, b: qh, ldb: Q,
+                BLAS.sgemm(transA: true, transB: false, m: T, n: d, k: T, alpha: scale, a: dP + S0, lda: W, b: qh, ldb: Q,
                            beta: 1, c: dkh, ldc: KW)
             }
         }

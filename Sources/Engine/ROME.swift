@@ -225,7 +225,13 @@ struct RewriteProblem {
         let H = model.config.hiddenSize
         guard case let .mlpOutput(L) = point else { preconditionFailure("values are optimized at an MLP output") }
         let klSite = sites[rewriting]
-        let base = try model.trace(sequences, captureMLP: [L], captureStream: [point], logProbsAt: [klSite])
+        // Every step adds δ at the subject's last token (one site per sequence), which changes
+        // nothing before it: the steps resume from the unedited trace at layer L + 1 with the
+        // tokens before the sites as fixed context (the same loss and gradient up to rounding).
+        var starts = [Int](repeating: Int.max, count: sequences.count)
+        for p in sites { starts[p.sequence] = min(starts[p.sequence], p.position) }
+        let resumePoint = TraceResumePoint(layer: L + 1, starts: starts)
+        let base = try model.trace(sequences, captureMLP: [L], captureStream: [point], logProbsAt: [klSite], keepContext: resumePoint)
         let v0 = Self.row(reference == .mlpOutput ? base.mlpOutputs[L]! : base.streamValues[point]!, sites[0], width: H)
         let v0Norm = sqrt(v0.reduce(0) { $0 + $1 * $1 })
         let loss = EditLoss(targets: targets, klTerms: [KLTerm(sequence: rewriting, position: klSite.position, referenceLogProbs: base.logProbs[0])],
@@ -246,7 +252,7 @@ struct RewriteProblem {
         }
         for step in 0...o.steps {
             let iv = Intervention(point: point, vector: delta.map { Float($0) }, sites: sites)
-            let t = try model.trace(sequences, interventions: [iv], loss: loss)
+            let t = try model.trace(sequences, interventions: [iv], loss: loss, resuming: base.context)
             let norm = sqrt(delta.reduce(0) { $0 + $1 * $1 })
             let decay = o.weightDecay * norm / (v0Norm * v0Norm)
             let total = t.loss + decay

@@ -132,6 +132,33 @@ public struct EditLoss: Sendable {
     }
 }
 
+/// Where a later trace of the same sequences may start: at layer `layer` (the stream entering
+/// it, point index 2·layer), with every token before `starts[s]` of sequence s held fixed.
+///
+/// A vector added at a point at or after 2·layer, on tokens at or after the starts, changes
+/// nothing before them (attention is causal), so their keys and values in layers ≥ `layer` can
+/// be taken from an earlier trace instead of being recomputed. ROME and MEMIT add their vector at
+/// the subject's last token: the context templates and the subject before it are the fixed part.
+public struct TraceResumePoint: Sendable, Equatable {
+    public var layer: Int
+    public var starts: [Int]
+    public init(layer: Int, starts: [Int]) { self.layer = layer; self.starts = starts }
+}
+
+/// What a trace kept for `TraceResumePoint` (`ModelTrace.context`): the fixed tokens' keys
+/// (after the rotary embedding) and values in every layer from `point.layer` on, and the
+/// residual stream entering that layer at the other tokens (before any vector added there).
+public struct TraceContext: Sendable {
+    public let sequences: [[Int]]
+    public let point: TraceResumePoint
+    /// Per layer l ≥ point.layer (index l − point.layer): (Σ starts, kv width) keys and values,
+    /// the fixed rows of each sequence in order.
+    let keys: [[Float]]
+    let values: [[Float]]
+    /// (Σ (length − start), hidden): the stream entering `point.layer` at the resumed rows.
+    let stream: [Float]
+}
+
 /// What `Model.trace` computed. Per-sequence arrays are row-major (tokens of that sequence, width).
 public struct ModelTrace: Sendable {
     /// The total loss (0 without an `EditLoss`).
@@ -158,4 +185,6 @@ public struct ModelTrace: Sendable {
     public var streamValues: [StreamPoint: [[Float]]] = [:]
     /// log-softmax of the logits at each requested position (vocabulary size), in the order given.
     public var logProbs: [[Float]] = []
+    /// What a later trace needs to resume at the requested `TraceResumePoint` (nil when none was asked).
+    public var context: TraceContext?
 }

@@ -323,6 +323,72 @@ final class BackwardTests: XCTestCase {
         }
     }
 
+    /// A trace resumed from an unedited trace's context (layer and per-sequence starts; the
+    /// tokens before them fixed) equals the full trace: loss, target log-probabilities, the
+    /// gradients of interventions at and after the resume point, stream gradients and captures
+    /// at the resumed tokens. Also resumed after the last layer, where only the head remains.
+    func testResumedTraceEqualsFullTrace() throws {
+        let tmp = try TemporaryDirectory("bw-resume")
+        for (qwen, dtype, tile) in [(false, DType.f32, 1 << 18), (true, .bf16, 64)] {
+            let (model, _) = try Self.makeTiny(tmp.path + "/\(qwen)-\(dtype.rawValue)", dtype: dtype, qwen: qwen)
+            let C = model.config.hiddenSize, V = model.config.vocabSize, L = model.config.layerCount
+            var rng = SplitMix64(seed: 41)
+            let sequences = [7, 4, 9].map { n in (0..<n).map { _ in Int(rng.next() % UInt64(V)) } }
+            let starts = [3, 0, 5]
+            for layer in [1, L] {
+                let label = "\(qwen ? "qwen" : "llama") \(dtype.rawValue), resumed at layer \(layer)"
+                let at = layer == L ? StreamPoint.mlpOutput(layer: L - 1) : .mlpOutput(layer: layer - 1)
+                var interventions = [
+                    Intervention(point: at, vector: Self.gaussianVector(C, &rng, scale: 0.5),
+                                 sites: [.init(sequence: 0, position: 3), .init(sequence: 1, position: 1), .init(sequence: 2, position: 5),
+                                         .init(sequence: 2, position: 5)]),
+                ]
+                if layer < L {
+                    interventions.append(Intervention(point: .attentionOutput(layer: layer), vector: Self.gaussianVector(C, &rng, scale: 0.5),
+                                                      sites: [.init(sequence: 0, position: 6), .init(sequence: 2, position: 7)]))
+                }
+                let kl = try model.trace(sequences, logProbsAt: [.init(sequence: 2, position: 8)]).logProbs[0]
+                let loss = EditLoss(
+                    targets: [TargetToken(sequence: 0, position: 6, token: 5), TargetToken(sequence: 1, position: 3, token: 17, weight: 0.5),
+                              TargetToken(sequence: 2, position: 5, token: 40, weight: 2), TargetToken(sequence: 2, position: 8, token: 1)],
+                    klTerms: [KLTerm(sequence: 2, position: 8, referenceLogProbs: kl)], klFactor: 0.7)
+                let points: [StreamPoint] = [at]
+                let probes = [TokenPosition(sequence: 0, position: 4), TokenPosition(sequence: 2, position: 8)]
+                let captures = layer < L ? [layer] : []
+                let base = try model.trace(sequences, interventions: [], loss: nil, gradientsAt: [], captureMLP: [], captureStream: [],
+                                           logProbsAt: [], keepContext: TraceResumePoint(layer: layer, starts: starts), tileElements: tile)
+                let context = try XCTUnwrap(base.context, label)
+                let full = try model.trace(sequences, interventions: interventions, loss: loss, gradientsAt: points, captureMLP: captures,
+                                           captureStream: [at], logProbsAt: probes, tileElements: tile)
+                let resumed = try model.trace(sequences, interventions: interventions, loss: loss, gradientsAt: points, captureMLP: captures,
+                                              captureStream: [at], logProbsAt: probes, resuming: context, tileElements: tile)
+                XCTAssertGreaterThan(full.loss, 0, label)
+                XCTAssertEqual(resumed.loss, full.loss, accuracy: 1e-5 * full.loss, label)
+                for (a, b) in zip(resumed.targetLogProbs, full.targetLogProbs) { XCTAssertEqual(a, b, accuracy: 1e-4, label) }
+                for (a, b) in zip(resumed.logProbs, full.logProbs) {
+                    XCTAssertLessThanOrEqual(zip(a, b).map { abs($0 - $1) }.max()!, 1e-4, label)
+                }
+                for i in interventions.indices {
+                    let err = Self.relativeError(resumed.interventionGradients[i].map(Double.init), full.interventionGradients[i].map(Double.init))
+                    XCTAssertLessThanOrEqual(err, 1e-5, "\(label) \(interventions[i].point)")
+                    XCTAssertGreaterThan(full.interventionGradients[i].map { abs($0) }.max()!, 0, label)
+                }
+                /// The full trace's rows of each sequence from its start on.
+                func tail(_ rows: [[Float]], width: Int) -> [[Float]] { rows.enumerated().map { s, r in Array(r[(starts[s] * width)...]) } }
+                func maxDiff(_ a: [[Float]], _ b: [[Float]]) -> Float {
+                    XCTAssertEqual(a.map(\.count), b.map(\.count), label)
+                    return zip(a.flatMap { $0 }, b.flatMap { $0 }).map { abs($0 - $1) }.max() ?? 0
+                }
+                XCTAssertLessThanOrEqual(maxDiff(resumed.streamGradients[at]!, tail(full.streamGradients[at]!, width: C)), 1e-5, label)
+                XCTAssertLessThanOrEqual(maxDiff(resumed.streamValues[at]!, tail(full.streamValues[at]!, width: C)), 1e-5, label)
+                for l in captures {
+                    let I = model.config.intermediateSize
+                    XCTAssertLessThanOrEqual(maxDiff(resumed.mlpKeys[l]!, tail(full.mlpKeys[l]!, width: I)), 1e-4, label)
+                }
+            }
+        }
+    }
+
     /// Without interventions the log-probabilities and captured MLP activations agree with
     /// `forward` and the reference; a forward-only trace returns no gradients.
     func testForwardOnlyTraceMatchesForwardAndReference() throws {
