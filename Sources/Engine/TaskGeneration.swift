@@ -71,7 +71,7 @@ extension TaskEvaluator {
     }
 
     /// How many prompts `answers` decodes together.
-    static let sequencesPerBatch = 16
+    static let sequencesPerBatch = 8
 
     /// `answer` for several prompts at once, in the same order, with the same results up to F32
     /// rounding: each prompt runs once with its first target appended (its log-probability comes
