@@ -276,12 +276,7 @@ extension Model {
         // The new keys and values go to g and u (free until the MLP), then to each row's cache.
         let newKeys = ws.g, newValues = ws.u
         for (l, w) in layers.enumerated() {
-            rmsnormForward(out: ws.h, x: ws.x, gain: w.inputNorm, tokens: T, width: C, eps: Float(c.rmsNormEps))
-            matmulForward(out: ws.q, x: ws.h, weight: w.q, bias: w.qBias, tokens: T, accumulate: false, workspace: ws)
-            matmulForward(out: newKeys, x: ws.h, weight: w.k, bias: w.kBias, tokens: T, accumulate: false, workspace: ws)
-            matmulForward(out: newValues, x: ws.h, weight: w.v, bias: w.vBias, tokens: T, accumulate: false, workspace: ws)
-            ropeForward(ws.q, tokens: T, heads: c.headCount, headDim: c.headDim, cos: ws.ropeCos, sin: ws.ropeSin)
-            ropeForward(newKeys, tokens: T, heads: c.kvHeadCount, headDim: c.headDim, cos: ws.ropeCos, sin: ws.ropeSin)
+            attentionInputs(w, tokens: T, keys: newKeys, values: newValues, workspace: ws)
             for (t, cache) in caches.enumerated() {
                 let P = positions[t]
                 (cache.keys(l) + P * KW).update(from: newKeys + t * KW, count: KW)
@@ -290,11 +285,7 @@ extension Model {
                                  workspace: ws)
             }
             matmulForward(out: ws.x, x: ws.o, weight: w.o, bias: w.oBias, tokens: T, accumulate: true, workspace: ws)
-            rmsnormForward(out: ws.h, x: ws.x, gain: w.postNorm, tokens: T, width: C, eps: Float(c.rmsNormEps))
-            matmulForward(out: ws.g, x: ws.h, weight: w.gate, bias: nil, tokens: T, accumulate: false, workspace: ws)
-            matmulForward(out: ws.u, x: ws.h, weight: w.up, bias: nil, tokens: T, accumulate: false, workspace: ws)
-            swigluForward(gate: ws.g, up: ws.u, count: T * c.intermediateSize)
-            matmulForward(out: ws.x, x: ws.g, weight: w.down, bias: nil, tokens: T, accumulate: true, workspace: ws)
+            mlpBlock(w, tokens: T, workspace: ws)
         }
         for (t, cache) in caches.enumerated() { cache.commit(ids[t...t]) }
         logitsForward(rows: 0..<T, workspace: ws)
@@ -326,25 +317,37 @@ extension Model {
             ropeTables(positions: P..<(P + T), cos: ws.ropeCos, sin: ws.ropeSin)
         }
         for (l, w) in layers.enumerated() {
-            let keys = cache.keys(l) + P * c.kvWidth, values = cache.values(l) + P * c.kvWidth
             // Attention block: x += o_proj(attention(rope(q), rope(k), v)).
-            rmsnormForward(out: ws.h, x: ws.x, gain: w.inputNorm, tokens: T, width: C, eps: Float(c.rmsNormEps))
-            matmulForward(out: ws.q, x: ws.h, weight: w.q, bias: w.qBias, tokens: T, accumulate: false, workspace: ws)
-            matmulForward(out: keys, x: ws.h, weight: w.k, bias: w.kBias, tokens: T, accumulate: false, workspace: ws)
-            matmulForward(out: values, x: ws.h, weight: w.v, bias: w.vBias, tokens: T, accumulate: false, workspace: ws)
-            ropeForward(ws.q, tokens: T, heads: c.headCount, headDim: c.headDim, cos: ws.ropeCos, sin: ws.ropeSin)
-            ropeForward(keys, tokens: T, heads: c.kvHeadCount, headDim: c.headDim, cos: ws.ropeCos, sin: ws.ropeSin)
+            attentionInputs(w, tokens: T, keys: cache.keys(l) + P * c.kvWidth, values: cache.values(l) + P * c.kvWidth, workspace: ws)
             attentionForward(out: ws.o, q: ws.q, keys: cache.keys(l), values: cache.values(l), past: P, tokens: T,
                              layout: layout, workspace: ws)
             matmulForward(out: ws.x, x: ws.o, weight: w.o, bias: w.oBias, tokens: T, accumulate: true, workspace: ws)
-            // MLP block: x += down(silu(gate(h)) · up(h)).
-            rmsnormForward(out: ws.h, x: ws.x, gain: w.postNorm, tokens: T, width: C, eps: Float(c.rmsNormEps))
-            matmulForward(out: ws.g, x: ws.h, weight: w.gate, bias: nil, tokens: T, accumulate: false, workspace: ws)
-            matmulForward(out: ws.u, x: ws.h, weight: w.up, bias: nil, tokens: T, accumulate: false, workspace: ws)
-            swigluForward(gate: ws.g, up: ws.u, count: T * c.intermediateSize)
-            matmulForward(out: ws.x, x: ws.g, weight: w.down, bias: nil, tokens: T, accumulate: true, workspace: ws)
+            mlpBlock(w, tokens: T, workspace: ws)
         }
         cache.commit(ids)
+    }
+
+    /// The inputs of a layer's attention for the T rows of `ws.x`: h = norm(x), q = rope(q_proj(h))
+    /// into `ws.q`, rope(k_proj(h)) into `keys` and v_proj(h) into `values` ((T, kv width) each).
+    func attentionInputs(_ w: LayerWeights, tokens T: Int, keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>,
+                         workspace ws: ForwardWorkspace) {
+        let c = config
+        rmsnormForward(out: ws.h, x: ws.x, gain: w.inputNorm, tokens: T, width: c.hiddenSize, eps: Float(c.rmsNormEps))
+        matmulForward(out: ws.q, x: ws.h, weight: w.q, bias: w.qBias, tokens: T, accumulate: false, workspace: ws)
+        matmulForward(out: keys, x: ws.h, weight: w.k, bias: w.kBias, tokens: T, accumulate: false, workspace: ws)
+        matmulForward(out: values, x: ws.h, weight: w.v, bias: w.vBias, tokens: T, accumulate: false, workspace: ws)
+        ropeForward(ws.q, tokens: T, heads: c.headCount, headDim: c.headDim, cos: ws.ropeCos, sin: ws.ropeSin)
+        ropeForward(keys, tokens: T, heads: c.kvHeadCount, headDim: c.headDim, cos: ws.ropeCos, sin: ws.ropeSin)
+    }
+
+    /// The MLP block on the T rows of `ws.x`: x += down(silu(gate(h)) · up(h)), h = norm(x).
+    func mlpBlock(_ w: LayerWeights, tokens T: Int, workspace ws: ForwardWorkspace) {
+        let c = config
+        rmsnormForward(out: ws.h, x: ws.x, gain: w.postNorm, tokens: T, width: c.hiddenSize, eps: Float(c.rmsNormEps))
+        matmulForward(out: ws.g, x: ws.h, weight: w.gate, bias: nil, tokens: T, accumulate: false, workspace: ws)
+        matmulForward(out: ws.u, x: ws.h, weight: w.up, bias: nil, tokens: T, accumulate: false, workspace: ws)
+        swigluForward(gate: ws.g, up: ws.u, count: T * c.intermediateSize)
+        matmulForward(out: ws.x, x: ws.g, weight: w.down, bias: nil, tokens: T, accumulate: true, workspace: ws)
     }
 
     /// Final norm and output projection of the rows `rowList` of `workspace.x` (any order) into
