@@ -8,7 +8,8 @@ import Darwin
 #endif
 
 extension Model {
-    /// Runs `sequences` from scratch (no KV cache) with `interventions` added to the residual
+    /// Runs `sequences` (from scratch, or from the context an earlier trace kept: see
+    /// `keepContext`/`resuming`) with `interventions` added to the residual
     /// stream, evaluates `loss` on the next-token distributions, and back-propagates it to the
     /// intervention vectors and to the residual stream at `points`.
     ///
@@ -27,7 +28,8 @@ extension Model {
     ///
     /// Activations are kept only for the layers the backward pass goes through, about
     /// (2·hidden + 2·heads·head_dim + 2·kv width + 2·intermediate) floats per token and layer
-    /// plus heads · length² per sequence and layer (SmolLM2-135M: 23 KB per token and layer).
+    /// plus heads · T · (start + T) per sequence of T traced tokens after `start` context tokens and
+    /// per layer (SmolLM2-135M: 23 KB per token and layer).
     /// Every buffer belongs to the call, so several threads may trace with one model at once.
     /// - Parameters:
     ///   - sequences: token ids, each sequence non-empty; positions start at 0 in each.
@@ -46,8 +48,10 @@ extension Model {
     ///     taken from it. Interventions, gradient points, captured points and layers must lie at
     ///     or after the context's layer, and every token they or the loss name at or after its
     ///     sequence's start; per-sequence results then hold only the tokens from the start on.
-    ///     Equal to the full trace up to F32 rounding when the earlier trace had no intervention
-    ///     before the resume point.
+    ///     The context carries the earlier trace's effects on the tokens before each start:
+    ///     interventions it made there before the resume layer stay applied, and it must have made
+    ///     none there at or after that layer. Then the result equals the full trace up to F32
+    ///     rounding.
     /// - Returns: the loss, the gradients of every intervention vector and requested point, the
     ///   requested activations and log-probabilities.
     /// - Throws: `ModelError.invalidInput` for an empty sequence, an id (in a sequence or a
@@ -326,7 +330,8 @@ struct TraceLayout {
 
 /// The activations of one layer kept for the backward pass, every row of the batch: the residual
 /// stream entering the layer and after its attention, q and k after the rotary embedding, v, the
-/// attention probabilities (per sequence and head, (T, T)), the attention output before `o_proj`,
+/// attention probabilities (per sequence and head, (T, start + T): the traced tokens over the
+/// context and themselves), the attention output before `o_proj`,
 /// and the MLP's gate (before the SiLU) and up projections.
 final class LayerTape {
     let xIn, xMid, q, k, v, attn, probs, gate, up: TraceBuffer

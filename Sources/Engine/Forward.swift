@@ -254,6 +254,7 @@ extension Model {
                              _ visit: (Int, UnsafeBufferPointer<Float>) throws -> Void) throws {
         precondition(ids.count == caches.count && ids.count <= ws.maxTokens, "one id per cache, at most maxTokens rows")
         precondition(Set(caches.map(ObjectIdentifier.init)).count == caches.count, "a cache given twice")
+        precondition(config.kvWidth <= config.intermediateSize, "new keys and values are parked in the MLP buffers")
         precondition(ws.config == config && caches.allSatisfy { $0.layerCount == config.layerCount && $0.kvWidth == config.kvWidth },
                      "cache or workspace made for another model")
         guard !ids.isEmpty else { return }

@@ -197,7 +197,8 @@ public final class TaskEvaluator {
     /// - Parameters:
     ///   - task: a task with examples (a subtask of a composite).
     ///   - options: shots, subsample, seed, mode.
-    ///   - progress: called after each example with (done, total).
+    ///   - progress: called with (done, total) after each group of examples scored or decoded
+    ///     together.
     /// - Returns: the result (`multiple_choice` or `exact_match`) and per-example details.
     /// - Throws: `TaskError.invalidRequest` when the task cannot be asked in the requested mode,
     ///   has too few examples for the shots, or an example has an empty prompt or choice;

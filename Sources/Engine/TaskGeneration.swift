@@ -108,7 +108,10 @@ extension TaskEvaluator {
             guard !continuation.isEmpty else {
                 throw TaskError.invalidRequest(task: task, reason: "example \(item.example): target '\(item.targets[0])' has no tokens")
             }
-            var d = Decoding(cache: KVCache(config: model.config, capacity: prefix.count + max(continuation.count, maxTokens) + 1))
+            // Room for the prompt, its gold target and a first stretch of decoding; `forwardSteps`
+            // grows the cache when an answer runs longer (maxTokens may be huge).
+            let room = prefix.count + max(continuation.count, min(max(maxTokens, 0), 64)) + 1
+            var d = Decoding(cache: KVCache(config: model.config, capacity: min(room, max(model.config.maxPositionEmbeddings, 1))))
             var first = 0
             if context == prefix {
                 let all = prefix + continuation
@@ -133,11 +136,17 @@ extension TaskEvaluator {
         while true {
             let active = decodings.indices.filter { decodings[$0].result == nil }
             if active.isEmpty { break }
-            var next = [Int](repeating: 0, count: active.count)
-            try model.forwardSteps(active.map { decodings[$0].tokens.last! }, caches: active.map { decodings[$0].cache }, workspace: ws) { t, logits in
-                next[t] = Scorer.argmax(logits)
+            // One step for every unfinished prompt, in groups of at most the workspace's rows.
+            var start = 0
+            while start < active.count {
+                let group = Array(active[start..<min(start + max(ws.maxTokens, 1), active.count)])
+                start += group.count
+                var next = [Int](repeating: 0, count: group.count)
+                try model.forwardSteps(group.map { decodings[$0].tokens.last! }, caches: group.map { decodings[$0].cache }, workspace: ws) { t, logits in
+                    next[t] = Scorer.argmax(logits)
+                }
+                for (t, k) in group.enumerated() { accept(next[t], into: &decodings[k]) }
             }
-            for (t, k) in active.enumerated() { accept(next[t], into: &decodings[k]) }
         }
         return zip(items, decodings).map { item, d in
             let generation = d.result!

@@ -429,6 +429,11 @@ final class TaskTests: XCTestCase {
         let items = try [3, 11, 25, 40].map { i in
             (prompt: try task.prompt(for: i, shots: 2, seed: 7), targets: task.examples[i].targets, example: i)
         }
+        // No limit: each answer decodes until it stops (these stop within a few tokens, so the
+        // same text as with 32), with the caches grown as needed rather than sized for the limit.
+        let unbounded = try evaluator.answers(Array(items.prefix(2)), task: task.name, maxTokens: .max, extractor: extractor)
+        let bounded = try evaluator.answers(Array(items.prefix(2)), task: task.name, maxTokens: 32, extractor: extractor)
+        XCTAssertEqual(unbounded.map(\.generated), bounded.map(\.generated))
         for maxTokens in [32, 2] {
             let together = try evaluator.answers(items, task: task.name, maxTokens: maxTokens, extractor: extractor)
             XCTAssertEqual(together.map(\.example), items.map(\.example))
@@ -440,6 +445,12 @@ final class TaskTests: XCTestCase {
                 XCTAssertEqual(got.isCorrect, alone.isCorrect)
                 XCTAssertEqual(got.goldLogProb, alone.goldLogProb, accuracy: 1e-3)
             }
+            // A workspace of 3 rows steps the 4 prompts in two groups (and chunks each prompt pass).
+            let (model, tokenizer) = try Self.smolLM2()
+            let narrow = TaskEvaluator(model: model, tokenizer: tokenizer, batchTokens: 3)
+            let grouped = try narrow.answers(items, task: task.name, maxTokens: maxTokens, extractor: extractor)
+            XCTAssertEqual(grouped.map(\.generated), together.map(\.generated), "maxTokens \(maxTokens)")
+            for (a, b) in zip(grouped, together) { XCTAssertEqual(a.goldLogProb, b.goldLogProb, accuracy: 1e-3) }
             if maxTokens == 2 {
                 XCTAssertTrue(together.allSatisfy { evaluator.tokenizer.encode($0.generated).count <= 2 }, "\(together.map(\.generated))")
             } else {
