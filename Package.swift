@@ -35,7 +35,7 @@ let package = Package(
         // CPU inference for LLaMA-family models: tokenizer, forward pass, scoring.
         // Optimized even in debug builds: the real-model tests run forward and backward passes.
         .target(name: "Engine", dependencies: ["TensorIO", "LinAlg", "CShims"], swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
-        .target(name: "WLedgerKit", dependencies: ["TensorIO", "Codec", "LinAlg", "Ledger", "Ops", "Engine"]),
+        .target(name: "WLedgerKit", dependencies: ["TensorIO", "Codec", "LinAlg", "Ledger", "Ops", "Engine", "CShims"]),
         .executableTarget(name: "wledger", dependencies: [
             "WLedgerKit", "Ops", "Engine", "LinAlg",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -53,13 +53,13 @@ let package = Package(
         // Test helpers: fixture paths, temp dirs, running the binary, simulated edits.
         .target(name: "TestSupport", dependencies: ["TensorIO"], path: "Sources/TestSupport"),
 
-        .testTarget(name: "TensorIOTests", dependencies: ["TensorIO", "TestSupport"]),
+        .testTarget(name: "TensorIOTests", dependencies: ["TensorIO", "CXXHash", "TestSupport"]),
         .testTarget(name: "CodecTests", dependencies: ["Codec", "TensorIO"]),
         .testTarget(name: "LinAlgTests", dependencies: ["LinAlg", "TensorIO"]),
         .testTarget(name: "OpsTests", dependencies: ["Ops", "LinAlg", "TensorIO"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "TensorIO", "LinAlg", "CShims", "TestSupport"]),
         .testTarget(name: "LedgerTests", dependencies: ["Ledger", "TensorIO", "TestSupport"]),
-        .testTarget(name: "WLedgerKitTests", dependencies: ["WLedgerKit", "Ledger", "TensorIO", "LinAlg", "Codec", "Engine", "TestSupport"]),
+        .testTarget(name: "WLedgerKitTests", dependencies: ["WLedgerKit", "Ledger", "TensorIO", "LinAlg", "Codec", "Engine", "CShims", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TensorIO", "LinAlg", "TestSupport"]),
     ]
 )

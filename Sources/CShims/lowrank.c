@@ -3,34 +3,55 @@
 #include <string.h>
 #include <stdlib.h>
 
-static double load_value(const uint8_t *p, size_t i, int dtype) {
+/* AVX2 and baseline builds of the hot kernels, picked at load time (ifunc). Vectorizing across
+ * elements keeps each element's arithmetic (order, no FMA) as written, so both builds give the
+ * same bits. */
+#if defined(__x86_64__) && defined(__clang__) && defined(__linux__)
+#define WL_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define WL_CLONES
+#endif
+
+/* Row i of a (rows, cols) tensor of `dtype` as doubles. */
+static inline void load_row(const uint8_t *p, size_t i, size_t cols, int dtype, double *out, float *tmp) {
+    const uint8_t *row = p + i * cols * (dtype == 1 ? 4 : dtype == 4 ? 8 : 2);
     switch (dtype) {
-    case 1: { float f; memcpy(&f, p + 4 * i, 4); return f; }
-    case 2: { uint16_t h; float f; memcpy(&h, p + 2 * i, 2); wl_f16_to_f32(&h, &f, 1); return f; }
-    case 3: { uint16_t h; memcpy(&h, p + 2 * i, 2); uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
-    default: { double d; memcpy(&d, p + 8 * i, 8); return d; }
+    case 1: { const float *f = (const float *)(const void *)row; for (size_t j = 0; j < cols; j++) out[j] = f[j]; break; }
+    case 2: wl_f16_to_f32((const uint16_t *)(const void *)row, tmp, cols); for (size_t j = 0; j < cols; j++) out[j] = tmp[j]; break;
+    case 3: {
+        const uint16_t *h = (const uint16_t *)(const void *)row;
+        for (size_t j = 0; j < cols; j++) { uint32_t u = (uint32_t)h[j] << 16; float f; memcpy(&f, &u, 4); out[j] = f; }
+        break;
+    }
+    default: memcpy(out, row, cols * sizeof(double));
     }
 }
 
-void wl_lowrank_predict(const uint8_t *parent, uint8_t *out, int dtype, size_t rows, size_t cols,
-                        size_t rank, const double *a, const double *b) {
-    double *acc = malloc(cols * sizeof(double));
+WL_CLONES
+void wl_lowrank_predict_rows(const uint8_t *parent, uint8_t *out, int dtype, size_t row0, size_t row1, size_t cols,
+                             size_t rank, const double *a, const double *b) {
+    double *acc = malloc(cols * sizeof(double)), *d = malloc(cols * sizeof(double));
+    double *bt = malloc((rank ? rank : 1) * cols * sizeof(double));
     float *f32 = malloc(cols * sizeof(float));
-    if (!acc || !f32) { free(acc); free(f32); abort(); }
-    for (size_t i = 0; i < rows; i++) {
-        for (size_t j = 0; j < cols; j++) acc[j] = load_value(parent, i * cols + j, dtype);
-        /* Sum the rank terms separately, then add to the parent value: fixed order. */
-        for (size_t j = 0; j < cols; j++) {
-            double d = 0.0;
-            const double *ai = a + i * rank, *bj = b + j * rank;
-            for (size_t k = 0; k < rank; k++) d += ai[k] * bj[k];
-            acc[j] = acc[j] + d;
+    if (!acc || !d || !bt || !f32) { free(acc); free(d); free(bt); free(f32); abort(); }
+    for (size_t j = 0; j < cols; j++)
+        for (size_t k = 0; k < rank; k++) bt[k * cols + j] = b[j * rank + k];
+    for (size_t i = row0; i < row1; i++) {
+        load_row(parent, i, cols, dtype, acc, f32);
+        /* Sum the rank terms separately (k ascending from 0.0), then add to the parent value. */
+        for (size_t j = 0; j < cols; j++) d[j] = 0.0;
+        for (size_t k = 0; k < rank; k++) {
+            const double aik = a[i * rank + k], *bk = bt + k * cols;
+            for (size_t j = 0; j < cols; j++) d[j] += aik * bk[j];
         }
+        for (size_t j = 0; j < cols; j++) acc[j] = acc[j] + d[j];
         size_t base = i * cols;
         switch (dtype) {
-        case 1:
-            for (size_t j = 0; j < cols; j++) { float f = (float)acc[j]; memcpy(out + 4 * (base + j), &f, 4); }
+        case 1: {
+            float *o = (float *)(void *)(out + 4 * base);
+            for (size_t j = 0; j < cols; j++) o[j] = (float)acc[j];
             break;
+        }
         case 2:
             for (size_t j = 0; j < cols; j++) f32[j] = (float)acc[j];
             wl_f32_to_f16(f32, (uint16_t *)(void *)(out + 2 * base), cols);
@@ -43,6 +64,196 @@ void wl_lowrank_predict(const uint8_t *parent, uint8_t *out, int dtype, size_t r
             memcpy(out + 8 * base, acc, cols * sizeof(double));
         }
     }
-    free(acc);
-    free(f32);
+    free(acc); free(d); free(bt); free(f32);
+}
+
+void wl_lowrank_predict(const uint8_t *parent, uint8_t *out, int dtype, size_t rows, size_t cols,
+                        size_t rank, const double *a, const double *b) {
+    wl_lowrank_predict_rows(parent, out, dtype, 0, rows, cols, rank, a, b);
+}
+
+/* ---- Encoder kernels (their results only steer the encoding; the patch is verified exactly). */
+
+/* A double from its exponent e (-1022 <= e <= 1023) with a zero mantissa: 2^e. */
+static inline double pow2_normal(int64_t e) {
+    uint64_t u = (uint64_t)(e + 1023) << 52; double d; memcpy(&d, &u, 8); return d;
+}
+
+/* Half-widths of the rounding boxes of row i: h = (1/2 - 2^-14) x the smaller spacing of the
+ * dtype around the child value (0 for non-finite values). Branch-free per dtype so the loops
+ * vectorize. */
+static inline void half_widths(const uint8_t *c, size_t i, size_t cols, int dtype, double *h) {
+    const double k = 0.5 - 0x1p-14;
+    switch (dtype) {
+    case 1: {
+        const uint32_t *u = (const uint32_t *)(const void *)(c + 4 * i * cols);
+        for (size_t j = 0; j < cols; j++) {
+            int64_t be = (u[j] >> 23) & 0xff;
+            /* Spacing 2^(e - 23), e = max(be, 1) - 127, halved just below a power of two. */
+            int64_t halve = ((u[j] & 0x7fffff) == 0) & (be > 1);
+            int64_t e = (be == 0 ? 1 : be) - 150 - halve;
+            double v = k * pow2_normal(e);
+            h[j] = be == 0xff ? 0.0 : v;
+        }
+        break;
+    }
+    case 3: {
+        const uint16_t *u = (const uint16_t *)(const void *)(c + 2 * i * cols);
+        for (size_t j = 0; j < cols; j++) {
+            int64_t be = (u[j] >> 7) & 0xff;
+            int64_t halve = ((u[j] & 0x7f) == 0) & (be > 1);
+            int64_t e = (be == 0 ? 1 : be) - 134 - halve;
+            double v = k * pow2_normal(e);
+            h[j] = be == 0xff ? 0.0 : v;
+        }
+        break;
+    }
+    case 2: {
+        const uint16_t *u = (const uint16_t *)(const void *)(c + 2 * i * cols);
+        for (size_t j = 0; j < cols; j++) {
+            int64_t be = (u[j] >> 10) & 0x1f;
+            int64_t halve = ((u[j] & 0x3ff) == 0) & (be > 1);
+            int64_t e = (be == 0 ? 1 : be) - 25 - halve;
+            double v = k * pow2_normal(e);
+            h[j] = be == 0x1f ? 0.0 : v;
+        }
+        break;
+    }
+    default: {
+        const uint64_t *u = (const uint64_t *)(const void *)(c + 8 * i * cols);
+        for (size_t j = 0; j < cols; j++) {
+            int64_t be = (int64_t)((u[j] >> 52) & 0x7ff);
+            int64_t halve = ((u[j] & 0xfffffffffffffULL) == 0) & (be > 1);
+            int64_t e = (be == 0 ? 1 : be) - 1075 - halve;
+            /* Below 2^-1022 the spacing is subnormal: scale in two steps. */
+            double v = e >= -1022 ? k * pow2_normal(e) : k * pow2_normal(e + 64) * 0x1p-64;
+            h[j] = be == 0x7ff ? 0.0 : v;
+        }
+    }
+    }
+}
+
+WL_CLONES
+void wl_lowrank_delta(const uint8_t *parent, const uint8_t *child, int dtype, size_t n, double *out,
+                      double *max_abs_child, double *child_sq) {
+    const size_t block = 4096;
+    double tmp_p[4096], tmp_c[4096];
+    float scratch[4096];
+    double m = 0, sq = 0;
+    for (size_t s = 0; s < n; s += block) {
+        size_t len = n - s < block ? n - s : block;
+        /* Treat the flat range as one "row" starting at element s. */
+        size_t esz = dtype == 1 ? 4 : dtype == 4 ? 8 : 2;
+        load_row(parent + s * esz, 0, len, dtype, tmp_p, scratch);
+        load_row(child + s * esz, 0, len, dtype, tmp_c, scratch);
+        for (size_t j = 0; j < len; j++) {
+            double c = tmp_c[j];
+            out[s + j] = c - tmp_p[j];
+            double a = c < 0 ? -c : c;
+            if (a > m) m = a;
+            sq += c * c;
+        }
+    }
+    *max_abs_child = m;
+    *child_sq = sq;
+}
+
+/* Σ_j x[j]·y[j] (reassociated: the compiler's fixed vector order). */
+static inline double dot(const double *x, const double *y, size_t n) {
+#pragma clang fp reassociate(on)
+    double s = 0;
+    for (size_t j = 0; j < n; j++) s += x[j] * y[j];
+    return s;
+}
+
+/* Projects x[j] (= A·Bᵀ of the row) into its rounding box, element by element, reading the
+ * row's parent and child values straight from their bytes; returns the misses. One loop per
+ * dtype so each vectorizes. H(bits) gives the half-width as half_widths does. */
+#define WL_PROJECT_ROW(TYPE, LOAD, BIASED, MANT_ZERO, EMAX, OFFSET)                                \
+    do {                                                                                           \
+        const TYPE *pr = (const TYPE *)(const void *)(parent + i * cols * sizeof(TYPE));           \
+        const TYPE *cr = (const TYPE *)(const void *)(child + i * cols * sizeof(TYPE));            \
+        for (size_t j = 0; j < cols; j++) {                                                        \
+            TYPE pb = pr[j], cb = cr[j];                                                           \
+            double pv = LOAD(pb), cv = LOAD(cb);                                                   \
+            int64_t be = BIASED(cb);                                                               \
+            int64_t halve = (MANT_ZERO(cb)) & (be > 1);                                            \
+            double hw = k_half * pow2_normal((be == 0 ? 1 : be) - (OFFSET) - halve);               \
+            double h = be == (EMAX) ? 0.0 : hw;                                                    \
+            double v = x[j];                                                                       \
+            double lo = cv - h - pv, hi = cv + h - pv, mid = 0.5 * (lo + hi);                      \
+            double up = lo + relaxation * (lo - v), down = hi - relaxation * (v - hi);             \
+            up = up < mid ? up : mid;                                                              \
+            down = down > mid ? down : mid;                                                        \
+            int below = v < lo, above = v > hi;                                                    \
+            m += (size_t)(below | above);                                                          \
+            x[j] = below ? up : (above ? down : v);                                                \
+        }                                                                                          \
+    } while (0)
+
+static inline double f32_bits_value(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static inline double bf16_bits_value(uint16_t u) { uint32_t w = (uint32_t)u << 16; float f; memcpy(&f, &w, 4); return f; }
+#define F32_LOAD(b) f32_bits_value(b)
+#define F32_BIASED(b) ((int64_t)(((b) >> 23) & 0xff))
+#define F32_MZERO(b) (((b) & 0x7fffff) == 0)
+#define BF16_LOAD(b) bf16_bits_value(b)
+#define BF16_BIASED(b) ((int64_t)(((b) >> 7) & 0xff))
+#define BF16_MZERO(b) (((b) & 0x7f) == 0)
+
+WL_CLONES
+size_t wl_lowrank_pass(const uint8_t *parent, const uint8_t *child, int dtype, size_t cols, size_t row0, size_t row1,
+                       size_t rank, const double *a, const double *bt, const double *gram_b_inv, double relaxation,
+                       double *a_new, double *dta_t) {
+    const double k_half = 0.5 - 0x1p-14;
+    double *p = malloc(cols * sizeof(double)), *c = malloc(cols * sizeof(double));
+    double *h = malloc(cols * sizeof(double)), *x = malloc(cols * sizeof(double));
+    float *tmp = malloc(cols * sizeof(float));
+    double db[64], an[64];
+    if (!p || !c || !h || !x || !tmp || rank > 64) { free(p); free(c); free(h); free(x); free(tmp); abort(); }
+    size_t misses = 0;
+    for (size_t i = row0; i < row1; i++) {
+        const double *ai = a + i * rank;
+        for (size_t j = 0; j < cols; j++) x[j] = 0;
+        for (size_t k = 0; k < rank; k++) {
+            const double aik = ai[k], *bk = bt + k * cols;
+            for (size_t j = 0; j < cols; j++) x[j] += aik * bk[j];
+        }
+        size_t m = 0;
+        if (dtype == 1) {
+            WL_PROJECT_ROW(uint32_t, F32_LOAD, F32_BIASED, F32_MZERO, 0xff, 150);
+        } else if (dtype == 3) {
+            WL_PROJECT_ROW(uint16_t, BF16_LOAD, BF16_BIASED, BF16_MZERO, 0xff, 134);
+        } else {
+            load_row(parent, i, cols, dtype, p, tmp);
+            load_row(child, i, cols, dtype, c, tmp);
+            half_widths(child, i, cols, dtype, h);
+            for (size_t j = 0; j < cols; j++) {
+                double v = x[j];
+                double lo = c[j] - h[j] - p[j], hi = c[j] + h[j] - p[j], mid = 0.5 * (lo + hi);
+                double up = lo + relaxation * (lo - v), down = hi - relaxation * (v - hi);
+                up = up < mid ? up : mid;
+                down = down > mid ? down : mid;
+                int below = v < lo, above = v > hi;
+                m += (size_t)(below | above);
+                x[j] = below ? up : (above ? down : v);
+            }
+        }
+        misses += m;
+        if (!a_new) continue;
+        /* a_new_i = (x_i . B) (B^T B)^-1, then dta += a_new_i^T x_i (rank, cols). */
+        for (size_t k = 0; k < rank; k++) db[k] = dot(x, bt + k * cols, cols);
+        for (size_t k = 0; k < rank; k++) {
+            double s = 0;
+            for (size_t q = 0; q < rank; q++) s += db[q] * gram_b_inv[q * rank + k];
+            an[k] = s;
+            a_new[i * rank + k] = s;
+        }
+        for (size_t k = 0; k < rank; k++) {
+            const double ak = an[k];
+            double *dk = dta_t + k * cols;
+            for (size_t j = 0; j < cols; j++) dk[j] += ak * x[j];
+        }
+    }
+    free(p); free(c); free(h); free(x); free(tmp);
+    return misses;
 }

@@ -1,4 +1,5 @@
 import CShims
+import Foundation
 import TensorIO
 
 /// The low-rank patch encoding: the child is predicted as round_dtype(parent + A·Bᵀ) by the
@@ -33,7 +34,7 @@ public enum LowRankPatch {
               a.count == rows * rank, b.count == cols * rank, precision == 4 || precision == 8 else { return nil }
         let qa = precision == 4 ? a.map { Double(Float($0)) } : a
         let qb = precision == 4 ? b.map { Double(Float($0)) } : b
-        var predicted = [UInt8](repeating: 0, count: parent.count)
+        var predicted = uninitializedBytes(parent.count)   // every byte is predicted
         predict(parent: parent, into: &predicted, code: code, rows: rows, cols: cols, rank: rank, a: qa, b: qb)
         let residual = try predicted.withUnsafeBytes { try Patch.make(parent: $0, child: child, elementSize: dtype.size, level: level) }
         var factorBytes = [UInt8]()
@@ -67,16 +68,30 @@ public enum LowRankPatch {
         return Patch(bytes: out, encoding: .lowRank, changed: changed)
     }
 
+    /// Row blocks of at least ~1M elements each, predicted in parallel (the bits do not depend on the split).
     static func predict(parent: UnsafeRawBufferPointer, into out: inout [UInt8], code: UInt8, rows: Int, cols: Int, rank: Int, a: [Double], b: [Double]) {
         guard parent.count > 0 else { return }
+        let blocks = max(1, min(rows, rows * cols / (1 << 20), 2 * ProcessInfo.processInfo.activeProcessorCount))
         a.withUnsafeBufferPointer { ap in
             b.withUnsafeBufferPointer { bp in
                 out.withUnsafeMutableBytes { o in
-                    wl_lowrank_predict(parent.baseAddress!.assumingMemoryBound(to: UInt8.self), o.baseAddress!.assumingMemoryBound(to: UInt8.self),
-                                       Int32(code), rows, cols, rank, ap.baseAddress, bp.baseAddress)
+                    let views = PredictViews(parent: parent.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                                             out: o.baseAddress!.assumingMemoryBound(to: UInt8.self), a: ap.baseAddress!, b: bp.baseAddress!)
+                    DispatchQueue.concurrentPerform(iterations: blocks) { k in
+                        wl_lowrank_predict_rows(views.parent, views.out, Int32(code), rows * k / blocks, rows * (k + 1) / blocks, cols, rank,
+                                                views.a, views.b)
+                    }
                 }
             }
         }
+    }
+
+    /// Pointers shared by the prediction's threads (each writes its own rows).
+    struct PredictViews: @unchecked Sendable {
+        let parent: UnsafePointer<UInt8>
+        let out: UnsafeMutablePointer<UInt8>
+        let a: UnsafePointer<Double>
+        let b: UnsafePointer<Double>
     }
 
     static func apply(body: UnsafeRawBufferPointer, elementSize: Int, parent: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) throws {
@@ -113,7 +128,7 @@ public enum LowRankPatch {
                                : Double(bitPattern: r.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))
             }
         }
-        var predicted = [UInt8](repeating: 0, count: parent.count)
+        var predicted = uninitializedBytes(parent.count)   // every byte is predicted
         predict(parent: parent, into: &predicted, code: code, rows: rows, cols: cols, rank: rank,
                 a: Array(values[0..<(rows * rank)]), b: Array(values[(rows * rank)...]))
         let residual = UnsafeRawBufferPointer(rebasing: body[(48 + Int(fLen))...])

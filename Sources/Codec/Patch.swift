@@ -45,7 +45,7 @@ public struct Patch: Sendable {
                             level: Int32 = Zstd.defaultLevel) throws -> Patch {
         precondition(parent.count == child.count && parent.count % elementSize == 0, "patch operands differ in size")
         let count = parent.count / elementSize
-        var xor = [UInt8](repeating: 0, count: parent.count)
+        var xor = uninitializedBytes(parent.count)   // wl_xor_count writes every byte
         let changed = xor.withUnsafeMutableBytes { x -> Int in
             guard parent.count > 0 else { return 0 }
             return wl_xor_count(parent.baseAddress!.assumingMemoryBound(to: UInt8.self), child.baseAddress!.assumingMemoryBound(to: UInt8.self),
@@ -205,4 +205,10 @@ public struct Patch: Sendable {
 
 func appendU64(_ out: inout [UInt8], _ v: UInt64) {
     withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) }
+}
+
+/// A byte array of `count` bytes left uninitialized, for buffers a kernel overwrites entirely
+/// (saves zero-filling tensors of up to hundreds of MB before writing them).
+public func uninitializedBytes(_ count: Int) -> [UInt8] {
+    [UInt8](unsafeUninitializedCapacity: count) { _, n in n = count }
 }

@@ -102,9 +102,16 @@ extension BLAS {
             let y = multiply(a, Matrix.gaussian(rows: a.cols, cols: l, seed: seed &+ UInt64(l)))
             let q = try orthonormalColumns(y)
             let b = multiply(q, a, transA: true)
-            let qb = multiply(q, b)
+            // ‖A − Q·B‖F², a block of rows at a time (never the whole of Q·B in memory).
             var sq = 0.0
-            for i in 0..<a.data.count { let d = a.data[i] - qb.data[i]; sq += d * d }
+            let block = max(1, (1 << 16) / max(a.cols, 1))
+            for r0 in stride(from: 0, to: a.rows, by: block) {
+                let r1 = min(r0 + block, a.rows)
+                let qb = multiply(Matrix(rows: r1 - r0, cols: l, data: Array(q.data[(r0 * l)..<(r1 * l)])), b)
+                a.data.withUnsafeBufferPointer { ap in
+                    for i in 0..<qb.data.count { let d = ap[r0 * a.cols + i] - qb.data[i]; sq += d * d }
+                }
+            }
             if sq.squareRoot() <= tolerance {
                 let small = try svd(b)
                 return TruncatedSVD(u: multiply(q, small.u), s: small.s, vt: small.vt, residual: sq.squareRoot(), method: "randomized", sampled: l)

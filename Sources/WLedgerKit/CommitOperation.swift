@@ -130,7 +130,7 @@ extension Repository {
         }
         let recorded = try recordCommit(head: head, manifest: cmp.manifest, files: cmp.files, changes: changes, fileRows: fileRows,
                                         objects: objects, options: options)
-        try recordStats(cmp.directory.weightFiles + cmp.directory.sideFiles, commit: recorded.id, scanned: cmp.stats)
+        try recordStats(cmp.directory.weightFiles + cmp.directory.sideFiles, commit: recorded.id, scanned: cmp.stats, readAt: cmp.scannedAt)
         runPostCommitHook(commit: recorded.id, candidate: root)
         return CommitResult(commit: recorded.id, parent: head.commit, branch: head.branchName, kind: options.kind.rawValue,
                             tensors: recorded.tensors, files: fileRows.map(\.path), storedBytes: recorded.storedBytes)
@@ -227,14 +227,22 @@ extension Repository {
         }
         let hash = SHA256Digest.hash(child).hex
         let fp = Fingerprint.of(child).hex
-        var patch = try Patch.make(parent: parent, child: child, elementSize: dtype.size, level: policy.level)
-        if stats.changed > stats.count / 8,
-           let lowRank = try LowRankEncoding.attempt(parent: parent, child: child, dtype: dtype, shape: shape, budget: patch.bytes.count, level: policy.level),
-           lowRank.bytes.count < patch.bytes.count {
-            patch = lowRank
+        // When most elements changed, try the low-rank encoding first; the exact patches (which
+        // compress the whole tensor) are made only when it fails or is not already under 1/16 of
+        // the raw bytes, where a dense XOR of a change to most elements rarely gets.
+        var lowRank: Patch? = nil
+        if stats.changed > stats.count / 8 {
+            lowRank = try LowRankEncoding.attempt(parent: parent, child: child, dtype: dtype, shape: shape, budget: child.count, level: policy.level)
+        }
+        var patch: Patch
+        if let l = lowRank, l.bytes.count <= child.count / 16 {
+            patch = l
+        } else {
+            patch = try Patch.make(parent: parent, child: child, elementSize: dtype.size, level: policy.level)
+            if let l = lowRank, l.bytes.count < patch.bytes.count { patch = l }
         }
         // Verify: the patch must rebuild the child exactly before it is recorded.
-        var check = [UInt8](repeating: 0, count: child.count)
+        var check = uninitializedBytes(child.count)   // Patch.apply writes every byte
         try patch.bytes.withUnsafeBytes { pb in
             try check.withUnsafeMutableBytes { try Patch.apply(pb, to: parent, into: $0) }
         }

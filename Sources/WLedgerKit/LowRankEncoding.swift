@@ -1,3 +1,4 @@
+import CShims
 import Codec
 import LinAlg
 import Ops
@@ -18,21 +19,33 @@ enum LowRankEncoding {
         max(2, min(12, Int(4e8 / Double(max(elements * max(rank, 4), 1)))))
     }
 
+    /// The C kernels' dtype code (F32 1, F16 2, BF16 3, F64 4).
+    static func kernelCode(_ d: DType) -> Int32? {
+        switch d {
+        case .f32: return 1
+        case .f16: return 2
+        case .bf16: return 3
+        case .f64: return 4
+        default: return nil
+        }
+    }
+
     /// A low-rank patch when ΔW is numerically low-rank (up to storage rounding noise) and the
     /// factors are smaller than `budget` bytes; nil otherwise.
     static func attempt(parent: UnsafeRawBufferPointer, child: UnsafeRawBufferPointer, dtype: DType, shape: [Int], budget: Int,
                         level: Int32) throws -> Patch? {
-        guard dtype.isFloat, let (rows, cols) = TensorMath.matrixShape(shape), rows > 1, cols > 1 else { return nil }
+        guard let code = kernelCode(dtype), let (rows, cols) = TensorMath.matrixShape(shape), rows > 1, cols > 1,
+              parent.count == rows * cols * dtype.size, child.count == parent.count else { return nil }
         let precision = dtype == .f32 || dtype == .f64 ? 8 : 4
         guard (rows + cols) * precision < budget else { return nil }
-        let p = TensorMath.doubles(parent, dtype: dtype), c = TensorMath.doubles(child, dtype: dtype)
-        var dw = Matrix(zeros: rows, cols)
+        // ΔW in double straight from the stored bytes, with max |child| and ‖child‖².
         var maxAbs = 0.0, childSq = 0.0
-        for i in 0..<dw.data.count {
-            dw.data[i] = c[i] - p[i]
-            maxAbs = max(maxAbs, abs(c[i]))
-            childSq += c[i] * c[i]
+        let delta = [Double](unsafeUninitializedCapacity: rows * cols) { buf, n in
+            wl_lowrank_delta(parent.baseAddress!.assumingMemoryBound(to: UInt8.self), child.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                             code, rows * cols, buf.baseAddress!, &maxAbs, &childSq)
+            n = rows * cols
         }
+        let dw = Matrix(rows: rows, cols: cols, data: delta)
         // Rounding the child to its dtype leaves noise of at most u·|W| per element.
         let u = TensorMath.unitRoundoff(dtype)
         guard let svd = try BLAS.lowRankApproximation(dw, tolerance: 2 * u * childSq.squareRoot(), maxSampled: 2 * maxRank) else { return nil }
@@ -41,64 +54,81 @@ enum LowRankEncoding {
         var a = Matrix(zeros: rows, rank), b = Matrix(zeros: cols, rank)
         for i in 0..<rows { for k in 0..<rank { a[i, k] = svd.u[i, k] * svd.s[k] } }
         for j in 0..<cols { for k in 0..<rank { b[j, k] = svd.vt[k, j] } }
-        try refine(a: &a, b: &b, box: roundingBoxes(parent: p, child: c, dtype: dtype), rows: rows, cols: cols)
+        try refine(a: &a, b: &b, parent: parent, child: child, code: code, rows: rows, cols: cols)
         return try LowRankPatch.make(parent: parent, child: child, dtype: dtype, rows: rows, cols: cols, rank: rank, a: a.data, b: b.data,
                                      precision: precision, level: level)
     }
 
-    /// For each element, the interval of ΔW values x with round(parent + x) = child: child ± h − parent,
-    /// h = (1/2 − 2⁻¹⁴) × the smaller spacing of the child's dtype around it: just under half an
-    /// ulp, so the predictor's float32 intermediate rounding (2⁻¹⁶ of a BF16 spacing) cannot
-    /// leave the box.
-    static func roundingBoxes(parent p: [Double], child c: [Double], dtype: DType) -> (lo: [Double], hi: [Double]) {
-        let mantissaBits: Int
-        switch dtype {
-        case .f64: mantissaBits = 52
-        case .f32: mantissaBits = 23
-        case .f16: mantissaBits = 10
-        default: mantissaBits = 7
+    /// Row blocks of one refinement pass. Fixed, so the sums (and the stored patch) do not depend
+    /// on how many threads run them.
+    static let passBlocks = 8
+
+    /// Alternating projections between rank-r matrices and the rounding boxes (for each element,
+    /// the interval of ΔW values x with round(parent + x) = child: child ± h − parent, h just
+    /// under half the child's spacing, so the predictor's float32 intermediate rounding cannot
+    /// leave the box): pull A·Bᵀ into the boxes (over-relaxed), then refit A and B by least
+    /// squares. Keeps the factors that leave the fewest elements outside their box; the exact
+    /// residual patch fixes the rest.
+    ///
+    /// Each round is one fused pass of the C kernel `wl_lowrank_pass` over the stored bytes (row
+    /// blocks in parallel): the boxes are derived on the fly, A·Bᵀ is never materialized, and
+    /// A_new = X·B·(BᵀB)⁻¹ row by row feeds Xᵀ·A_new, from which B_new = Xᵀ·A_new·(A_newᵀA_new)⁻¹.
+    static func refine(a: inout Matrix, b: inout Matrix, parent: UnsafeRawBufferPointer, child: UnsafeRawBufferPointer, code: Int32,
+                       rows: Int, cols: Int) throws {
+        let rank = a.cols
+        precondition(rank <= 64 && b.cols == rank && a.rows == rows && b.rows == cols, "factor shapes")
+        let blocks = min(passBlocks, rows)
+        let views = (RawView(bytes: parent), RawView(bytes: child))
+        /// Misses of (a, b); with `gramInverse`, also A_new and Xᵀ·A_new.
+        func pass(_ a: Matrix, _ b: Matrix, gramInverse: Matrix?) throws -> (misses: Int, aNew: Matrix, dta: Matrix) {
+            let misses = Slots<Int>(blocks)
+            let aNew = Buffer(count: gramInverse == nil ? 0 : rows * rank)
+            let partials = (0..<blocks).map { _ in Buffer(count: gramInverse == nil ? 0 : cols * rank) }
+            let bt = b.transposed
+            try parallelFor(blocks) { k in
+                let r0 = rows * k / blocks, r1 = rows * (k + 1) / blocks
+                let m = a.data.withUnsafeBufferPointer { ap in
+                    bt.data.withUnsafeBufferPointer { bp in
+                        (gramInverse?.data ?? []).withUnsafeBufferPointer { gp in
+                            wl_lowrank_pass(views.0.bytes.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                                            views.1.bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), code, cols, r0, r1, rank,
+                                            ap.baseAddress!, bp.baseAddress!, gp.baseAddress, relaxation,
+                                            gramInverse == nil ? nil : aNew.pointer, gramInverse == nil ? nil : partials[k].pointer)
+                        }
+                    }
+                }
+                misses[k] = m
+            }
+            let total = misses.values.reduce(0) { $0 + $1! }
+            guard gramInverse != nil else { return (total, a, b) }
+            var dtaT = Matrix(zeros: rank, cols)
+            for p in partials { for i in 0..<(cols * rank) { dtaT.data[i] += p.pointer[i] } }
+            let dta = dtaT.transposed
+            return (total, Matrix(rows: rows, cols: rank, data: Array(UnsafeBufferPointer(start: aNew.pointer, count: rows * rank))), dta)
         }
-        let minExponent = dtype == .f16 ? -14 : (dtype == .f64 ? -1022 : -126)
-        var lo = [Double](repeating: 0, count: c.count), hi = lo
-        for i in 0..<c.count {
-            let v = abs(c[i])
-            let e = v == 0 ? minExponent : max(Int(v.exponent), minExponent)
-            var spacing = Double(sign: .plus, exponent: e - mantissaBits, significand: 1)
-            // Just below a power of two the spacing halves.
-            if v != 0, v.significand == 1, e > minExponent { spacing /= 2 }
-            let h = (0.5 - 0x1p-14) * spacing
-            lo[i] = c[i] - h - p[i]
-            hi[i] = c[i] + h - p[i]
+        var best: (misses: Int, a: Matrix, b: Matrix)? = nil
+        for _ in 0..<refinementRounds(elements: rows * cols, rank: rank) {
+            let step = try pass(a, b, gramInverse: try pseudoInverse(BLAS.multiply(b, b, transA: true)))
+            if best == nil || step.misses < best!.misses { best = (step.misses, a, b) }
+            if step.misses == 0 { break }
+            a = step.aNew
+            b = BLAS.multiply(step.dta, try pseudoInverse(BLAS.multiply(a, a, transA: true)))
         }
-        return (lo, hi)
+        if best!.misses > 0 {
+            let last = try pass(a, b, gramInverse: nil).misses
+            if last < best!.misses { best = (last, a, b) }
+        }
+        (a, b) = (best!.a, best!.b)
     }
 
-    /// Alternating projections between rank-r matrices and the rounding boxes: pull A·Bᵀ into
-    /// the boxes (over-relaxed), then refit A and B by least squares. Keeps the factors that
-    /// leave the fewest elements outside their box; the exact residual patch fixes the rest.
-    static func refine(a: inout Matrix, b: inout Matrix, box: (lo: [Double], hi: [Double]), rows: Int, cols: Int) throws {
-        func misses(_ d: Matrix) -> Int {
-            var n = 0
-            for i in 0..<d.data.count where d.data[i] < box.lo[i] || d.data[i] > box.hi[i] { n += 1 }
-            return n
+    /// A zero-filled double buffer written by the parallel passes.
+    final class Buffer: @unchecked Sendable {
+        let pointer: UnsafeMutablePointer<Double>
+        init(count: Int) {
+            pointer = .allocate(capacity: max(count, 1))
+            pointer.initialize(repeating: 0, count: max(count, 1))
         }
-        var d = BLAS.multiply(a, b, transB: true)
-        var best = (misses(d), a, b)
-        for _ in 0..<refinementRounds(elements: rows * cols, rank: a.cols) where best.0 > 0 {
-            // Over-relaxed projection: a violating element is pushed past its nearer bound into the box
-            // by as much as it violated (kept inside the box), which converges far faster than clamping.
-            for i in 0..<d.data.count {
-                let x = d.data[i], lo = box.lo[i], hi = box.hi[i]
-                if x < lo { d.data[i] = min(lo + relaxation * (lo - x), 0.5 * (lo + hi)) } else if x > hi { d.data[i] = max(hi - relaxation * (x - hi), 0.5 * (lo + hi)) }
-            }
-            // A = D·B·(BᵀB)⁻¹, then B = Dᵀ·A·(AᵀA)⁻¹.
-            a = BLAS.multiply(BLAS.multiply(d, b), try pseudoInverse(BLAS.multiply(b, b, transA: true)))
-            b = BLAS.multiply(BLAS.multiply(d, a, transA: true), try pseudoInverse(BLAS.multiply(a, a, transA: true)))
-            d = BLAS.multiply(a, b, transB: true)
-            let m = misses(d)
-            if m < best.0 { best = (m, a, b) }
-        }
-        (a, b) = (best.1, best.2)
+        deinit { pointer.deallocate() }
     }
 
     /// Pseudo-inverse V·S⁺·Uᵀ of a small matrix via its SVD.

@@ -53,6 +53,30 @@ size_t wl_nonzero_indices(const uint8_t *x, size_t bytes, size_t elem, uint64_t 
 /// dtype: 1 = F32, 2 = F16, 3 = BF16, 4 = F64.
 void wl_lowrank_predict(const uint8_t *parent, uint8_t *out, int dtype, size_t rows, size_t cols,
                         size_t rank, const double *a, const double *b);
+/// `wl_lowrank_predict` for rows [row0, row1) only (same bits; for splitting across threads).
+void wl_lowrank_predict_rows(const uint8_t *parent, uint8_t *out, int dtype, size_t row0, size_t row1, size_t cols,
+                             size_t rank, const double *a, const double *b);
+
+/// ΔW = child − parent of n elements of `dtype` (codes as above) in double, with max |child|
+/// and Σ child².
+void wl_lowrank_delta(const uint8_t *parent, const uint8_t *child, int dtype, size_t n, double *out,
+                      double *max_abs_child, double *child_sq);
+
+/// One round of the low-rank encoder's alternating projection over rows [row0, row1) of a
+/// (rows, cols) tensor: X = A·Bᵀ, each element counted as a miss when outside its rounding box
+/// [child − h − parent, child + h − parent] (h just under half the child's spacing) and pulled
+/// into it (over-relaxed, at most to the box's middle); then, when a_new is not NULL,
+/// a_new_i = (X_i·B)·gram_b_inv and dta_t += a_new_iᵀ·X_i. Layouts: a and a_new (rows, rank),
+/// bt = Bᵀ and dta_t = (XᵀA_new)ᵀ (rank, cols), gram_b_inv (rank, rank), all row-major.
+/// Returns the misses of (A, B) in these rows. rank ≤ 64.
+size_t wl_lowrank_pass(const uint8_t *parent, const uint8_t *child, int dtype, size_t cols, size_t row0, size_t row1,
+                       size_t rank, const double *a, const double *bt, const double *gram_b_inv, double relaxation,
+                       double *a_new, double *dta_t);
+
+/// Whether `wl_xxh3_128_avx2` may run on this CPU.
+int wl_xxh3_avx2_available(void);
+/// XXH3-128 of n bytes (the AVX2 build of the reference implementation).
+void wl_xxh3_128_avx2(const void *data, size_t n, uint64_t *high, uint64_t *low);
 
 // Engine row kernels (vmath.c). exp is Cephes' polynomial on [-87, 88] (inputs clamped).
 /// max of x[0..<n] (−inf for n = 0).

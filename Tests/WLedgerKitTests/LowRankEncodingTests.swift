@@ -1,0 +1,174 @@
+import CShims
+import Codec
+import Foundation
+import LinAlg
+import TensorIO
+import TestSupport
+@testable import WLedgerKit
+import XCTest
+
+/// The low-rank encoder on real SmolLM2 `down_proj` edits: the C pass against a reference
+/// written here from the rounding rule itself (neighbouring representable values), and the
+/// whole encoder's patches (exact, small, deterministic).
+final class LowRankEncodingTests: XCTestCase {
+    /// A rank-one edit of `model.layers.4.mlp.down_proj` in a copy of the model of `dtype`.
+    func edit(_ dtype: String, seed: UInt64, scale: Float = 0.05) throws -> (parent: [UInt8], child: [UInt8], shape: [Int], dtype: DType) {
+        let tmp = try TemporaryDirectory("lowrank-\(dtype)")
+        let model = try tmp.copyModel(from: try Fixtures.smolLM2(dtype))
+        let file = model + "/model.safetensors", tensor = "model.layers.4.mlp.down_proj.weight"
+        let (parent, child) = try SimulatedEdit.rankOne(file: file, tensor: tensor, seed: seed, scale: scale)
+        let (info, _) = try SimulatedEdit.locate(file: file, tensor: tensor)
+        return (parent, child, info.shape, info.dtype)
+    }
+
+    /// Element i of stored bytes and its two neighbouring representable values, as doubles.
+    static func neighbours(_ bytes: [UInt8], _ i: Int, dtype: DType) -> (value: Double, below: Double, above: Double) {
+        switch dtype {
+        case .f32:
+            let v = bytes.withUnsafeBytes { Float(bitPattern: $0.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)) }
+            return (Double(v), Double(v.nextDown), Double(v.nextUp))
+        case .bf16:
+            let bits = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self) }
+            func value(_ b: UInt16) -> Double { Double(Float(bitPattern: UInt32(b) << 16)) }
+            let magnitude = bits & 0x7fff, negative = bits & 0x8000 != 0
+            // Moving the magnitude one step away from / towards zero (zero's neighbours are ±the
+            // smallest subnormal).
+            let away = value((magnitude + 1) | (bits & 0x8000))
+            let toward = magnitude == 0 ? -value(1) : value((magnitude - 1) | (bits & 0x8000))
+            let v = value(bits)
+            if magnitude == 0 { return (v, -value(1), value(1)) }
+            return negative ? (v, away, toward) : (v, toward, away)
+        case .f16:
+            let v = bytes.withUnsafeBytes { Float16(bitPattern: $0.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) }
+            return (Double(v), Double(v.nextDown), Double(v.nextUp))
+        default:
+            fatalError("not used here")
+        }
+    }
+
+    /// One pass over the whole tensor against a reference: misses counted with boxes from the
+    /// neighbouring values (h = (1/2 − 2⁻¹⁴)·min(gap below, gap above)), and A_new, XᵀA_new
+    /// from the projected X. Factors are the exact rank-one edit, slightly scaled so that many
+    /// elements leave their boxes.
+    func checkPass(_ dtype: String) throws {
+        let e = try edit(dtype, seed: 9)
+        let rows = e.shape[0], cols = e.shape[1], code = try XCTUnwrap(LowRankEncoding.kernelCode(e.dtype))
+        let p = (0..<(rows * cols)).map { Self.neighbours(e.parent, $0, dtype: e.dtype).value }
+        let c = (0..<(rows * cols)).map { Self.neighbours(e.child, $0, dtype: e.dtype).value }
+        // Rank-two factors: the top of ΔW's SVD times 1.001, plus a small second term.
+        let dw = Matrix(rows: rows, cols: cols, data: zip(c, p).map { $0 - $1 })
+        let svd = try XCTUnwrap(try BLAS.lowRankApproximation(dw, tolerance: 0.5 * dw.frobeniusNorm, maxSampled: 16))
+        let rank = 2
+        var a = Matrix(zeros: rows, rank), b = Matrix(zeros: cols, rank)
+        for i in 0..<rows { a[i, 0] = 1.001 * svd.u[i, 0] * svd.s[0]; a[i, 1] = 1e-4 * Double(i % 7) }
+        for j in 0..<cols { b[j, 0] = svd.vt[0, j]; b[j, 1] = Double(j % 5) / 5 }
+        let gram = BLAS.multiply(b, b, transA: true)
+        let ginv = try LowRankEncoding.pseudoInverse(gram)
+
+        // Reference.
+        var misses = 0
+        var x = Matrix(zeros: rows, cols)
+        for i in 0..<rows {
+            for j in 0..<cols {
+                let n = i * cols + j
+                var v = 0.0
+                for k in 0..<rank { v += a[i, k] * b[j, k] }
+                let nb = Self.neighbours(e.child, n, dtype: e.dtype)
+                let h = (0.5 - 0x1p-14) * min(nb.value - nb.below, nb.above - nb.value)
+                let lo = nb.value - h - p[n], hi = nb.value + h - p[n], mid = 0.5 * (lo + hi)
+                if v < lo { misses += 1; v = min(lo + (lo - v), mid) } else if v > hi { misses += 1; v = max(hi - (v - hi), mid) }
+                x[i, j] = v
+            }
+        }
+        let aRef = BLAS.multiply(BLAS.multiply(x, b), ginv)
+        let dtaRef = BLAS.multiply(x, aRef, transA: true)
+
+        // Kernel, in two row blocks.
+        var aNew = [Double](repeating: 0, count: rows * rank), dtaT = [Double](repeating: 0, count: cols * rank)
+        var got = 0
+        e.parent.withUnsafeBufferPointer { pp in
+            e.child.withUnsafeBufferPointer { cp in
+                for (r0, r1) in [(0, rows / 3), (rows / 3, rows)] {
+                    got += wl_lowrank_pass(pp.baseAddress!, cp.baseAddress!, code, cols, r0, r1, rank, a.data, b.transposed.data, ginv.data, 1.0,
+                                           &aNew, &dtaT)
+                }
+            }
+        }
+        XCTAssertEqual(got, misses, dtype)
+        XCTAssertGreaterThan(misses, rows * cols / 10, "the scaled factors should miss many boxes")
+        for i in 0..<(rows * rank) { XCTAssertEqual(aNew[i], aRef.data[i], accuracy: 1e-9 * max(1, abs(aRef.data[i]))) }
+        let dta = Matrix(rows: rank, cols: cols, data: dtaT).transposed
+        for i in 0..<(cols * rank) { XCTAssertEqual(dta.data[i], dtaRef.data[i], accuracy: 1e-9 * max(1, abs(dtaRef.data[i]))) }
+        // Count-only mode gives the same misses and touches nothing.
+        let counted = e.parent.withUnsafeBufferPointer { pp in
+            e.child.withUnsafeBufferPointer { cp in
+                wl_lowrank_pass(pp.baseAddress!, cp.baseAddress!, code, cols, 0, rows, rank, a.data, b.transposed.data, nil, 1.0, nil, nil)
+            }
+        }
+        XCTAssertEqual(counted, misses)
+
+        // Every element the kernel counts as inside its box rounds to the child: with the exact
+        // rank-one factors in F64, p + x rounded to the dtype must equal c wherever x is inside.
+        var inside = 0, roundsRight = 0
+        for n in 0..<(rows * cols) {
+            let nb = Self.neighbours(e.child, n, dtype: e.dtype)
+            let h = (0.5 - 0x1p-14) * min(nb.value - nb.below, nb.above - nb.value)
+            let xv = x.data[n]
+            guard xv >= nb.value - h - p[n], xv <= nb.value + h - p[n] else { continue }
+            inside += 1
+            let sum = Float(p[n] + xv)
+            let rounded: Double = e.dtype == .f32 ? Double(sum) : e.dtype == .f16 ? Double(Float16(sum))
+                : ReferenceDecode.doubles(bf16Bytes(sum), dtype: "BF16")[0]
+            if rounded == nb.value { roundsRight += 1 }
+        }
+        XCTAssertEqual(inside, rows * cols, "projected X lies in every box")
+        XCTAssertEqual(roundsRight, inside, "a value inside its box rounds to the child")
+    }
+
+    /// Round-to-nearest-even BF16 bytes of a float (as the converters in TensorIO do).
+    func bf16Bytes(_ f: Float) -> [UInt8] {
+        let u = f.bitPattern
+        let r = (u &+ 0x7fff &+ ((u >> 16) & 1)) >> 16
+        return [UInt8(r & 0xff), UInt8(r >> 8)]
+    }
+
+    func testPassMatchesReferenceF32() throws { try checkPass("f32") }
+    func testPassMatchesReferenceBF16() throws { try checkPass("bf16") }
+    func testPassMatchesReferenceF16() throws { try checkPass("f16") }
+
+    /// The whole encoder: a rank-one (and a rank-three) edit becomes a low-rank patch that
+    /// rebuilds the child exactly, far below the dense size, the same bytes on every run.
+    func testEncoderOnRealEdits() throws {
+        for dtype in ["f32", "bf16", "f16"] {
+            let e = try edit(dtype, seed: 21)
+            let patch = try e.parent.withUnsafeBytes { pb in
+                try e.child.withUnsafeBytes { cb in
+                    try LowRankEncoding.attempt(parent: pb, child: cb, dtype: e.dtype, shape: e.shape, budget: cb.count, level: 3)
+                }
+            }
+            let p = try XCTUnwrap(patch, dtype)
+            XCTAssertEqual(p.encoding, .lowRank)
+            XCTAssertLessThan(p.bytes.count, e.child.count / 16, dtype)
+            var out = [UInt8](repeating: 0, count: e.child.count)
+            try p.bytes.withUnsafeBytes { pb in try e.parent.withUnsafeBytes { par in try out.withUnsafeMutableBytes { try Patch.apply(pb, to: par, into: $0) } } }
+            XCTAssertEqual(out, e.child, dtype)
+            let again = try e.parent.withUnsafeBytes { pb in
+                try e.child.withUnsafeBytes { try LowRankEncoding.attempt(parent: pb, child: $0, dtype: e.dtype, shape: e.shape, budget: $0.count, level: 3) }
+            }
+            XCTAssertEqual(again?.bytes, p.bytes, "deterministic")
+        }
+        // A full-rank change (independent noise on every element) is not low-rank.
+        let tmp = try TemporaryDirectory("lowrank-noise")
+        let model = try tmp.copyModel(from: try Fixtures.smolLM2("f32"))
+        let file = model + "/model.safetensors", tensor = "model.layers.4.mlp.down_proj.weight"
+        var rng = SplitMix64(seed: 5)
+        let (parent, child) = try SimulatedEdit.modify(file: file, tensor: tensor) { w, _ in
+            for i in w.indices { w[i] += 0.01 * rng.nextGaussian() }
+        }
+        let (info, _) = try SimulatedEdit.locate(file: file, tensor: tensor)
+        let noise = try parent.withUnsafeBytes { pb in
+            try child.withUnsafeBytes { try LowRankEncoding.attempt(parent: pb, child: $0, dtype: .f32, shape: info.shape, budget: $0.count, level: 3) }
+        }
+        XCTAssertNil(noise)
+    }
+}
