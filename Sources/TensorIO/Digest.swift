@@ -1,4 +1,5 @@
 import CCrypto
+import CShims
 import CXXHash
 
 /// SHA-256 content identity of bytes (tensors, headers, objects).
@@ -87,7 +88,15 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
         high = h; low = l
     }
 
+    /// Whether this CPU runs the AVX2 build of XXH3 (`CShims/xxh_fast.c`).
+    static let avx2 = wl_xxh3_avx2_available() != 0
+
     public static func of(_ data: UnsafeRawBufferPointer) -> Fingerprint {
+        if avx2 {
+            var high: UInt64 = 0, low: UInt64 = 0
+            wl_xxh3_128_avx2(data.baseAddress, data.count, &high, &low)
+            return Fingerprint(high: high, low: low)
+        }
         let h = XXH3_128bits(data.baseAddress, data.count)
         return Fingerprint(high: h.high64, low: h.low64)
     }

@@ -24,6 +24,7 @@ extension Repository {
         let final = root + "/" + directoryName
         if FileManager.default.fileExists(atPath: final) { throw LedgerError.alreadyInitialized(path: root) }
         let dir = try ModelDirectory.scan(root)
+        let scannedAt = wallClockNanoseconds()
         var scanned: [String: FileStat] = [:]
         for f in dir.weightFiles + dir.sideFiles { scanned[f] = FileStat.of(root + "/" + f) }
         let weights = try dir.open(populate: Set(dir.weightFiles))
@@ -127,7 +128,7 @@ extension Repository {
             }
             syncDirectory(root)
             let repo = try Repository.open(at: root, forWriting: false)
-            try repo.recordStats(dir.weightFiles + dir.sideFiles, commit: commit, scanned: scanned)
+            try repo.recordStats(dir.weightFiles + dir.sideFiles, commit: commit, scanned: scanned, readAt: scannedAt)
             return InitResult(root: root, commit: commit, tensors: tensorCount, files: fileCount, rawBytes: raw, storedBytes: stored)
         } catch {
             try? FileManager.default.removeItem(atPath: temp)

@@ -116,10 +116,12 @@ extension Repository {
             for s in staged { try s.writer.commit(sync: false) }
             syncDirectory(root)
             clearJournal()
-            var stats: [String: FileStat] = [:]
-            for s in staged { stats[s.path] = FileStat.of(root + "/" + s.path) }
-            for p in cmp.directory.weightFiles + cmp.directory.sideFiles where stats[p] == nil { stats[p] = cmp.stats[p] }
-            try recordStats(cmp.directory.weightFiles + cmp.directory.sideFiles, commit: recorded.id, scanned: stats)
+            // Files this command wrote are recorded as written now; the others as read at the scan.
+            var written: [String: FileStat] = [:]
+            for s in staged { written[s.path] = FileStat.of(root + "/" + s.path) }
+            try recordStats(staged.map(\.path), commit: recorded.id, scanned: written)
+            try recordStats((cmp.directory.weightFiles + cmp.directory.sideFiles).filter { written[$0] == nil }, commit: recorded.id,
+                            scanned: cmp.stats, readAt: cmp.scannedAt)
             runPostCommitHook(commit: recorded.id, candidate: root)
             return CommitResult(commit: recorded.id, parent: head.commit, branch: head.branchName, kind: options.kind.rawValue,
                                 tensors: recorded.tensors, files: [], storedBytes: recorded.storedBytes)

@@ -61,6 +61,8 @@ struct WorkTreeComparison {
     var headerHashes: [String: String]
     /// Stat of each weight and side file at scan time.
     var stats: [String: FileStat]
+    /// Wall-clock time before any file was stat'ed or read (CLOCK_REALTIME ns).
+    var scannedAt: Int64
 
     /// Weight files that were hashed this time and found equal to the commit (header and every
     /// tensor): their stat can be recorded so the next scan skips them.
@@ -73,6 +75,8 @@ struct WorkTreeComparison {
     /// - Parameter rehash: ignore recorded stats and hash everything.
     static func compare(root: String, ledger: Ledger, commit: String, branch: String?, rehash: Bool,
                         progress: ProgressReporter) throws -> WorkTreeComparison {
+        // Everything hashed below is read after this instant (see `racyWindow`).
+        let scannedAt = wallClockNanoseconds()
         let dir = try ModelDirectory.scan(root)
         let manifest = try ledger.manifest(of: commit)
         let files = try ledger.files(of: commit)
@@ -82,12 +86,13 @@ struct WorkTreeComparison {
             guard let st = FileStat.of(root + "/" + f) else { continue }
             stats[f] = st
             if !rehash, dir.weightFiles.contains(f), let rec = try ledger.worktreeStat(f), rec.commit == commit,
-               rec.stat == st, st.mtimeNs + 2_000_000_000 < rec.recordedNs {
+               rec.stat == st, st.mtimeNs + racyWindow(mtimeNs: st.mtimeNs) < rec.recordedNs {
                 statClean.insert(f)
             }
         }
         let toHash = Set(dir.weightFiles).subtracting(statClean)
-        let weights = try dir.open(populate: toHash)
+        // Mapped lazily: hashing reads the files (below), and only changed tensors are touched later.
+        let weights = try dir.open()
 
         var report = StatusReport(branch: branch, head: commit, modifiedTensors: [], modifiedHeaders: [], sideFiles: [], structural: [])
         // Structure: same weight files, tensor names, dtypes and shapes as the commit.
@@ -122,9 +127,12 @@ struct WorkTreeComparison {
         }.sorted()
         let slots = Slots<Fingerprint>(names.count)
         progress.start("hashing tensors", total: names.count)
-        try parallelFor(names.count) { i in
-            let bytes = weights.bytes(names[i])!
-            slots[i] = Fingerprint.of(bytes)
+        // Largest first, so the last tensors to finish are small ones (the embedding alone can be
+        // a fifth of a model). Pages are faulted in by the worker that hashes them.
+        let order = names.indices.sorted { weights.tensors[names[$0]]!.info.byteCount > weights.tensors[names[$1]]!.info.byteCount }
+        try parallelFor(names.count) { k in
+            let i = order[k]
+            slots[i] = Fingerprint.of(weights.bytes(names[i])!)
             progress.advance()
         }
         progress.finish()
@@ -160,7 +168,7 @@ struct WorkTreeComparison {
         report.sideFiles.sort { $0.path < $1.path }
         return WorkTreeComparison(directory: dir, weights: weights, commit: commit, manifest: manifest, files: files, report: report,
                                   statClean: statClean, fingerprints: fingerprints, sideContents: sideContents,
-                                  headerHashes: headerHashes, stats: stats)
+                                  headerHashes: headerHashes, stats: stats, scannedAt: scannedAt)
     }
 }
 
@@ -174,13 +182,15 @@ extension Repository {
         // Files just proven clean get their stat recorded, so the next status does not rehash them
         // (a read command may race a writer; the cache is only an optimization, so failures are ignored).
         if !cmp.report.structural.isEmpty { return cmp.report }
-        try? recordStats(cmp.verifiedCleanFiles, commit: head.commit, scanned: cmp.stats)
+        try? recordStats(cmp.verifiedCleanFiles, commit: head.commit, scanned: cmp.stats, readAt: cmp.scannedAt)
         return cmp.report
     }
 
     /// Records the current stat of work-tree files that equal `commit`, so the next scan can skip them.
-    func recordStats(_ paths: [String], commit: String, scanned: [String: FileStat]) throws {
-        let now = wallClockNanoseconds()
+    /// - Parameter readAt: a time before the files' contents were read (hashed) or after they
+    ///   were written; now by default (for files this command wrote and then stat'ed).
+    func recordStats(_ paths: [String], commit: String, scanned: [String: FileStat], readAt: Int64? = nil) throws {
+        let now = readAt ?? wallClockNanoseconds()
         try ledger.transaction {
             for p in paths {
                 guard let st = FileStat.of(root + "/" + p) else { continue }
@@ -190,4 +200,14 @@ extension Repository {
             }
         }
     }
+}
+
+/// How long after a file's mtime a recorded stat must have been taken for the file to be
+/// trusted without hashing (git's "racily clean" rule). A write that lands after the content
+/// was read carries an mtime no earlier than that read minus the filesystem's timestamp
+/// granularity, so a stat recorded more than one granule after the mtime cannot hide one.
+/// Nanosecond filesystems (ext4, xfs, btrfs) stamp with the kernel's coarse clock (a few ms):
+/// 100 ms. An mtime with no sub-second part suggests a coarse filesystem (FAT: 2 s): 2 s.
+func racyWindow(mtimeNs: Int64) -> Int64 {
+    mtimeNs % 1_000_000_000 == 0 ? 2_000_000_000 : 100_000_000
 }
