@@ -73,7 +73,16 @@ extension Repository {
         let json = try JSONParser.parse(Array(canonical.utf8))
         let items: [JSONValue]
         if case let .array(a) = json { items = a } else { items = [json] }
-        let status = try self.status(progress: progress)
+        // Options are checked against config.json before the work tree is scanned: the scan may
+        // record file stats, and a refused command must leave the ledger as it was.
+        let layerCount = try ModelConfig.load(directory: root).layerCount
+        if let l = options.layer, options.method == .rome, l < 0 || l >= layerCount {
+            throw KitError.usage("--layer \(l) is outside the model's \(layerCount) layers")
+        }
+        if let bad = options.memitLayers?.first(where: { $0 < 0 || $0 >= layerCount }), options.method == .memit {
+            throw KitError.usage("--layers: layer \(bad) is outside the model's \(layerCount) layers")
+        }
+        let status = try self.status(cacheStats: false, progress: progress)
         guard status.clean else {
             throw KitError.refused("the work tree has uncommitted changes; commit them or run 'wledger checkout --force HEAD' first")
         }

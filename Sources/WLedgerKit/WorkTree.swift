@@ -174,14 +174,17 @@ struct WorkTreeComparison {
 
 extension Repository {
     /// `wledger status`: how the work tree differs from HEAD.
-    /// - Parameter rehash: ignore the recorded file stats and hash every tensor.
-    public func status(rehash: Bool = false, progress: ProgressReporter = .silent) throws -> StatusReport {
+    /// - Parameters:
+    ///   - rehash: ignore the recorded file stats and hash every tensor.
+    ///   - cacheStats: record the stats of files found clean (off for a write command's
+    ///     precondition check, which must leave the ledger untouched when it refuses).
+    public func status(rehash: Bool = false, cacheStats: Bool = true, progress: ProgressReporter = .silent) throws -> StatusReport {
         let head = try ledger.head()
         let cmp = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName,
                                                  rehash: rehash, progress: progress)
         // Files just proven clean get their stat recorded, so the next status does not rehash them
         // (a read command may race a writer; the cache is only an optimization, so failures are ignored).
-        if !cmp.report.structural.isEmpty { return cmp.report }
+        if !cacheStats || !cmp.report.structural.isEmpty { return cmp.report }
         try? recordStats(cmp.verifiedCleanFiles, commit: head.commit, scanned: cmp.stats, readAt: cmp.scannedAt)
         return cmp.report
     }
