@@ -51,7 +51,7 @@ public enum Chunker {
         var data: [UInt8]
         var codec = ChunkCodec.zstd
         if elementSize > 1 {
-            if scratch.count < piece.count { scratch = [UInt8](repeating: 0, count: piece.count) }
+            if scratch.count < piece.count { scratch = uninitializedBytes(piece.count) }
             data = try scratch.withUnsafeMutableBytes { s in
                 let dst = UnsafeMutableRawBufferPointer(rebasing: s[0..<piece.count])
                 Shuffle.shuffle(piece, into: dst, elementSize: elementSize)
@@ -80,7 +80,7 @@ public enum Chunker {
             try Zstd.decompress(data, into: dst)
         case .shuffledZstd:
             guard elementSize >= 1 else { throw CodecError.corrupt(what: "chunk", reason: "element size \(elementSize)") }
-            if scratch.count < dst.count { scratch = [UInt8](repeating: 0, count: dst.count) }
+            if scratch.count < dst.count { scratch = uninitializedBytes(dst.count) }
             try scratch.withUnsafeMutableBytes { s in
                 let tmp = UnsafeMutableRawBufferPointer(rebasing: s[0..<dst.count])
                 try Zstd.decompress(data, into: tmp)

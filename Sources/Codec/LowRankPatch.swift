@@ -35,7 +35,7 @@ public enum LowRankPatch {
         let qa = precision == 4 ? a.map { Double(Float($0)) } : a
         let qb = precision == 4 ? b.map { Double(Float($0)) } : b
         var predicted = uninitializedBytes(parent.count)   // every byte is predicted
-        predict(parent: parent, into: &predicted, code: code, rows: rows, cols: cols, rank: rank, a: qa, b: qb)
+        predicted.withUnsafeMutableBytes { predict(parent: parent, into: $0, code: code, rows: rows, cols: cols, rank: rank, a: qa, b: qb) }
         let residual = try predicted.withUnsafeBytes { try Patch.make(parent: $0, child: child, elementSize: dtype.size, level: level) }
         var factorBytes = [UInt8]()
         factorBytes.reserveCapacity((rows + cols) * rank * precision)
@@ -47,7 +47,7 @@ public enum LowRankPatch {
             }
         }
         let factorsZ = try factorBytes.withUnsafeBytes { raw -> [UInt8] in
-            var shuffled = [UInt8](repeating: 0, count: raw.count)
+            var shuffled = uninitializedBytes(raw.count)
             shuffled.withUnsafeMutableBytes { Shuffle.shuffle(raw, into: $0, elementSize: precision) }
             return try shuffled.withUnsafeBytes { try Zstd.compress($0, level: level) }
         }
@@ -69,18 +69,18 @@ public enum LowRankPatch {
     }
 
     /// Row blocks of at least ~1M elements each, predicted in parallel (the bits do not depend on the split).
-    static func predict(parent: UnsafeRawBufferPointer, into out: inout [UInt8], code: UInt8, rows: Int, cols: Int, rank: Int, a: [Double], b: [Double]) {
+    static func predict(parent: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer, code: UInt8, rows: Int, cols: Int, rank: Int,
+                        a: [Double], b: [Double]) {
         guard parent.count > 0 else { return }
+        precondition(out.count == parent.count)
         let blocks = max(1, min(rows, rows * cols / (1 << 20), 2 * ProcessInfo.processInfo.activeProcessorCount))
         a.withUnsafeBufferPointer { ap in
             b.withUnsafeBufferPointer { bp in
-                out.withUnsafeMutableBytes { o in
-                    let views = PredictViews(parent: parent.baseAddress!.assumingMemoryBound(to: UInt8.self),
-                                             out: o.baseAddress!.assumingMemoryBound(to: UInt8.self), a: ap.baseAddress!, b: bp.baseAddress!)
-                    DispatchQueue.concurrentPerform(iterations: blocks) { k in
-                        wl_lowrank_predict_rows(views.parent, views.out, Int32(code), rows * k / blocks, rows * (k + 1) / blocks, cols, rank,
-                                                views.a, views.b)
-                    }
+                let views = PredictViews(parent: parent.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                                         out: out.baseAddress!.assumingMemoryBound(to: UInt8.self), a: ap.baseAddress!, b: bp.baseAddress!)
+                DispatchQueue.concurrentPerform(iterations: blocks) { k in
+                    wl_lowrank_predict_rows(views.parent, views.out, Int32(code), rows * k / blocks, rows * (k + 1) / blocks, cols, rank,
+                                            views.a, views.b)
                 }
             }
         }
@@ -128,11 +128,12 @@ public enum LowRankPatch {
                                : Double(bitPattern: r.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))
             }
         }
-        var predicted = uninitializedBytes(parent.count)   // every byte is predicted
-        predict(parent: parent, into: &predicted, code: code, rows: rows, cols: cols, rank: rank,
-                a: Array(values[0..<(rows * rank)]), b: Array(values[(rows * rank)...]))
         let residual = UnsafeRawBufferPointer(rebasing: body[(48 + Int(fLen))...])
         guard let inner = Patch.peek(residual), inner.encoding != .lowRank else { throw bad("residual is not a plain patch") }
-        try predicted.withUnsafeBytes { try Patch.apply(residual, to: $0, into: out) }
+        // The prediction goes straight into `out` (every byte is predicted), and the residual is
+        // applied to it in place.
+        predict(parent: parent, into: out, code: code, rows: rows, cols: cols, rank: rank,
+                a: Array(values[0..<(rows * rank)]), b: Array(values[(rows * rank)...]))
+        try Patch.apply(residual, to: UnsafeRawBufferPointer(out), into: out)
     }
 }

@@ -90,7 +90,8 @@ public struct Patch: Sendable {
         return best!
     }
 
-    /// Applies a stored patch to `parent`, writing the child into `out`.
+    /// Applies a stored patch to `parent`, writing the child into `out`. `out` may be `parent`
+    /// itself (same memory) for every encoding but low-rank, which predicts from the parent.
     /// - Throws: `CodecError.corrupt` when the patch is malformed or does not fit the parent.
     public static func apply(_ patch: UnsafeRawBufferPointer, to parent: UnsafeRawBufferPointer,
                              into out: UnsafeMutableRawBufferPointer) throws {
@@ -105,13 +106,16 @@ public struct Patch: Sendable {
             throw bad("patch is for \(count64) elements of \(elem) bytes, parent has \(parent.count) bytes")
         }
         guard let changed = Int(exactly: changed64), changed <= count else { throw bad("changed count \(changed64) exceeds element count \(count)") }
-        if out.count > 0 { out.baseAddress!.copyMemory(from: parent.baseAddress!, byteCount: parent.count) }
+        let inPlace = out.baseAddress == UnsafeMutableRawPointer(mutating: parent.baseAddress)
+        if enc == .lowRank && inPlace && out.count > 0 { throw bad("a low-rank patch cannot be applied in place") }
+        // A low-rank patch writes every element of `out` itself (prediction, then its residual).
+        if out.count > 0 && !inPlace && enc != .lowRank { out.baseAddress!.copyMemory(from: parent.baseAddress!, byteCount: parent.count) }
         let body = UnsafeRawBufferPointer(rebasing: patch[24...])
         switch enc {
         case .lowRank:
             try LowRankPatch.apply(body: body, elementSize: elem, parent: parent, into: out)
         case .denseXor:
-            var xor = [UInt8](repeating: 0, count: parent.count)
+            var xor = uninitializedBytes(parent.count)
             try xor.withUnsafeMutableBytes { x in
                 var scratch = [UInt8]()
                 try Chunker.decodeChunk(codec: .shuffledZstd, elementSize: elem, data: body, into: x, scratch: &scratch)
@@ -197,7 +201,7 @@ public struct Patch: Sendable {
 
     private static func compressShuffled(_ raw: [UInt8], elementSize: Int, level: Int32) throws -> [UInt8] {
         guard !raw.isEmpty else { return [] }
-        var shuffled = [UInt8](repeating: 0, count: raw.count)
+        var shuffled = uninitializedBytes(raw.count)
         raw.withUnsafeBytes { r in shuffled.withUnsafeMutableBytes { s in Shuffle.shuffle(r, into: s, elementSize: elementSize) } }
         return try shuffled.withUnsafeBytes { try Zstd.compress($0, level: level) }
     }

@@ -10,7 +10,7 @@ public enum Zstd {
     /// Compresses `src` at `level`.
     public static func compress(_ src: UnsafeRawBufferPointer, level: Int32 = defaultLevel) throws -> [UInt8] {
         let bound = ZSTD_compressBound(src.count)
-        var out = [UInt8](repeating: 0, count: bound)
+        var out = uninitializedBytes(bound)
         guard let cctx = ZSTD_createCCtx() else { throw CodecError.zstd(operation: "compress", reason: "out of memory") }
         defer { ZSTD_freeCCtx(cctx) }
         // Every frame carries a content checksum (XXH64), so corruption fails decoding.
@@ -36,7 +36,7 @@ public enum Zstd {
 
     /// Decompresses into a new array of `size` bytes.
     public static func decompress(_ src: UnsafeRawBufferPointer, size: Int) throws -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: size)
+        var out = uninitializedBytes(size)
         try out.withUnsafeMutableBytes { try decompress(src, into: $0) }
         return out
     }

@@ -56,9 +56,18 @@ public struct StoredObject: Sendable {
         }
     }
 
+    /// Calls `body` with the decoded payload (not verified): the stored bytes themselves when the
+    /// object is one raw chunk (as patches are), else a decoded copy.
+    public func withPayload<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        if chunks.count == 1, chunks[0].codec == .raw, chunks[0].rawSize == size, chunks[0].data.count == size {
+            return try chunks[0].data.withUnsafeBytes(body)
+        }
+        return try decoded(verify: false).withUnsafeBytes(body)
+    }
+
     /// Decodes into a new array.
     public func decoded(verify: Bool) throws -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: size)
+        var out = uninitializedBytes(size)
         try out.withUnsafeMutableBytes { try decode(into: $0, verify: verify) }
         return out
     }

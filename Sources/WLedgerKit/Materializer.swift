@@ -17,29 +17,25 @@ struct TensorRecipe: Sendable {
     func build(into dst: UnsafeMutableRawBufferPointer, verifySHA256: Bool) throws {
         let n = version.byteCount
         guard dst.count == n else { throw LedgerError.corruptObject(id: version.hash, reason: "size mismatch") }
-        if patches.isEmpty {
-            try keyframe.decode(into: dst, verify: false)
-        } else {
-            var cur = [UInt8](repeating: 0, count: n)
-            var next = [UInt8](repeating: 0, count: n)
-            try cur.withUnsafeMutableBytes { try keyframe.decode(into: $0, verify: false) }
-            for (i, p) in patches.enumerated() {
-                let patch = try p.decoded(verify: false)
-                let last = i == patches.count - 1
-                try patch.withUnsafeBytes { pb in
-                    try cur.withUnsafeBytes { cb in
-                        do {
-                            if last {
-                                try Patch.apply(pb, to: cb, into: dst)
-                            } else {
-                                try next.withUnsafeMutableBytes { try Patch.apply(pb, to: cb, into: $0) }
-                            }
-                        } catch {
-                            throw LedgerError.corruptObject(id: p.id, reason: "\(error)")
+        // The keyframe is decoded straight into `dst` and every patch applied there in place; a
+        // low-rank patch predicts from its parent, so the parent is first copied aside.
+        try keyframe.decode(into: dst, verify: false)
+        var parentCopy: [UInt8] = []
+        for p in patches {
+            try p.withPayload { pb in
+                do {
+                    if Patch.peek(pb)?.encoding == .lowRank {
+                        if parentCopy.isEmpty { parentCopy = uninitializedBytes(n) }
+                        try parentCopy.withUnsafeMutableBytes { pc in
+                            if n > 0 { pc.baseAddress!.copyMemory(from: dst.baseAddress!, byteCount: n) }
+                            try Patch.apply(pb, to: UnsafeRawBufferPointer(pc), into: dst)
                         }
+                    } else {
+                        try Patch.apply(pb, to: UnsafeRawBufferPointer(dst), into: dst)
                     }
+                } catch {
+                    throw LedgerError.corruptObject(id: p.id, reason: "\(error)")
                 }
-                if !last { swap(&cur, &next) }
             }
         }
         let fp = Fingerprint.of(UnsafeRawBufferPointer(dst)).hex
@@ -54,7 +50,7 @@ struct TensorRecipe: Sendable {
 
     /// Rebuilds the tensor into a new array.
     func build(verifySHA256: Bool) throws -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: version.byteCount)
+        var out = uninitializedBytes(version.byteCount)
         try out.withUnsafeMutableBytes { try build(into: $0, verifySHA256: verifySHA256) }
         return out
     }

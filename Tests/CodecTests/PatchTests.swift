@@ -7,6 +7,10 @@ final class PatchTests: XCTestCase {
         var out = [UInt8](repeating: 0xAA, count: parent.count)
         try patch.bytes.withUnsafeBytes { pb in try parent.withUnsafeBytes { p in try out.withUnsafeMutableBytes { try Patch.apply(pb, to: p, into: $0) } } }
         XCTAssertEqual(out, child, file: file, line: line)
+        // Applied in place (the parent's own memory is the output), the result is the same.
+        var inPlace = parent
+        try patch.bytes.withUnsafeBytes { pb in try inPlace.withUnsafeMutableBytes { try Patch.apply(pb, to: UnsafeRawBufferPointer($0), into: $0) } }
+        XCTAssertEqual(inPlace, child, "in place", file: file, line: line)
         return patch
     }
 

@@ -149,9 +149,13 @@ final class LowRankEncodingTests: XCTestCase {
             let p = try XCTUnwrap(patch, dtype)
             XCTAssertEqual(p.encoding, .lowRank)
             XCTAssertLessThan(p.bytes.count, e.child.count / 16, dtype)
-            var out = [UInt8](repeating: 0, count: e.child.count)
+            // The output starts as garbage: applying must write every byte (nothing is copied first).
+            var out = [UInt8](repeating: 0xA5, count: e.child.count)
             try p.bytes.withUnsafeBytes { pb in try e.parent.withUnsafeBytes { par in try out.withUnsafeMutableBytes { try Patch.apply(pb, to: par, into: $0) } } }
             XCTAssertEqual(out, e.child, dtype)
+            // The prediction reads the parent, so it cannot be applied in place.
+            var same = e.parent
+            XCTAssertThrowsError(try p.bytes.withUnsafeBytes { pb in try same.withUnsafeMutableBytes { try Patch.apply(pb, to: UnsafeRawBufferPointer($0), into: $0) } })
             let again = try e.parent.withUnsafeBytes { pb in
                 try e.child.withUnsafeBytes { try LowRankEncoding.attempt(parent: pb, child: $0, dtype: e.dtype, shape: e.shape, budget: $0.count, level: 3) }
             }
