@@ -165,3 +165,27 @@ size_t wl_nonzero_indices(const uint8_t *x, size_t bytes, size_t elem, uint64_t 
     }
     return k;
 }
+
+int wl_sparse_apply(uint8_t *out, size_t count, size_t elem, const uint8_t *idx, int width, const uint8_t *values,
+                    size_t changed, int xor_mode) {
+    uint64_t position = 0;
+    for (size_t k = 0; k < changed; k++) {
+        uint64_t d;
+        if (width == 4) { uint32_t v; memcpy(&v, idx + 4 * k, 4); d = v; } else { memcpy(&d, idx + 8 * k, 8); }
+        /* Positions start at the first delta and strictly increase, all below `count`. */
+        if ((k > 0 && d == 0) || (uint64_t)count == 0 || d > (uint64_t)count - 1 - position) return -1;
+        position += d;
+        uint8_t *dst = out + (size_t)position * elem;
+        const uint8_t *src = values + k * elem;
+        if (!xor_mode) {
+            memcpy(dst, src, elem);
+        } else if (elem == 4) {
+            uint32_t a, b; memcpy(&a, dst, 4); memcpy(&b, src, 4); a ^= b; memcpy(dst, &a, 4);
+        } else if (elem == 2) {
+            uint16_t a, b; memcpy(&a, dst, 2); memcpy(&b, src, 2); a ^= b; memcpy(dst, &a, 2);
+        } else {
+            for (size_t b = 0; b < elem; b++) dst[b] ^= src[b];
+        }
+    }
+    return 0;
+}

@@ -37,7 +37,7 @@ void wl_lowrank_predict_rows(const uint8_t *parent, uint8_t *out, int dtype, siz
     for (size_t j = 0; j < cols; j++)
         for (size_t k = 0; k < rank; k++) bt[k * cols + j] = b[j * rank + k];
     for (size_t i = row0; i < row1; i++) {
-        load_row(parent, i, cols, dtype, acc, f32);
+        load_row(parent, i, cols, dtype, acc, f32);   /* the whole row, before `out` (maybe == parent) is written */
         /* Sum the rank terms separately (k ascending from 0.0), then add to the parent value. */
         for (size_t j = 0; j < cols; j++) d[j] = 0.0;
         for (size_t k = 0; k < rank; k++) {

@@ -91,7 +91,8 @@ public struct Patch: Sendable {
     }
 
     /// Applies a stored patch to `parent`, writing the child into `out`. `out` may be `parent`
-    /// itself (same memory) for every encoding but low-rank, which predicts from the parent.
+    /// itself (the same memory): every encoding reads an element (a low-rank prediction, a row)
+    /// before it writes it.
     /// - Throws: `CodecError.corrupt` when the patch is malformed or does not fit the parent.
     public static func apply(_ patch: UnsafeRawBufferPointer, to parent: UnsafeRawBufferPointer,
                              into out: UnsafeMutableRawBufferPointer) throws {
@@ -107,7 +108,6 @@ public struct Patch: Sendable {
         }
         guard let changed = Int(exactly: changed64), changed <= count else { throw bad("changed count \(changed64) exceeds element count \(count)") }
         let inPlace = out.baseAddress == UnsafeMutableRawPointer(mutating: parent.baseAddress)
-        if enc == .lowRank && inPlace && out.count > 0 { throw bad("a low-rank patch cannot be applied in place") }
         // A low-rank patch writes every element of `out` itself (prediction, then its residual).
         if out.count > 0 && !inPlace && enc != .lowRank { out.baseAddress!.copyMemory(from: parent.baseAddress!, byteCount: parent.count) }
         let body = UnsafeRawBufferPointer(rebasing: patch[24...])
@@ -136,32 +136,22 @@ public struct Patch: Sendable {
             }
             let idxData = UnsafeRawBufferPointer(rebasing: body[24..<(24 + Int(idxLen))])
             let valData = UnsafeRawBufferPointer(rebasing: body[(24 + Int(idxLen))...])
-            var idxRaw = [UInt8](repeating: 0, count: changed * width)
-            var values = [UInt8](repeating: 0, count: changed * elem)
+            var idxRaw = uninitializedBytes(changed * width)   // decoding fills both or throws
+            var values = uninitializedBytes(changed * elem)
             var scratch = [UInt8]()
             if changed > 0 {
                 try idxRaw.withUnsafeMutableBytes { try Chunker.decodeChunk(codec: .shuffledZstd, elementSize: width, data: idxData, into: $0, scratch: &scratch) }
                 try values.withUnsafeMutableBytes { try Chunker.decodeChunk(codec: .shuffledZstd, elementSize: elem, data: valData, into: $0, scratch: &scratch) }
             }
-            try idxRaw.withUnsafeBytes { ib in
-                try values.withUnsafeBytes { vb in
-                    var position: UInt64 = 0
-                    for k in 0..<changed {
-                        let d = width == 4 ? UInt64(ib.loadUnaligned(fromByteOffset: 4 * k, as: UInt32.self))
-                                           : ib.loadUnaligned(fromByteOffset: 8 * k, as: UInt64.self)
-                        let (p, o) = position.addingReportingOverflow(d)
-                        guard !o, p < UInt64(count), k == 0 || d > 0 else { throw bad("index out of range or not increasing") }
-                        position = p
-                        let dst = out.baseAddress!.advanced(by: Int(p) * elem)
-                        let src = vb.baseAddress!.advanced(by: k * elem)
-                        if enc == .sparseValues {
-                            dst.copyMemory(from: src, byteCount: elem)
-                        } else {
-                            for b in 0..<elem { dst.storeBytes(of: dst.load(fromByteOffset: b, as: UInt8.self) ^ src.load(fromByteOffset: b, as: UInt8.self), toByteOffset: b, as: UInt8.self) }
-                        }
-                    }
+            let ok = idxRaw.withUnsafeBytes { ib in
+                values.withUnsafeBytes { vb in
+                    changed == 0 || wl_sparse_apply(out.baseAddress!.assumingMemoryBound(to: UInt8.self), count, elem,
+                                                    ib.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(width),
+                                                    vb.baseAddress!.assumingMemoryBound(to: UInt8.self), changed,
+                                                    enc == .sparseXor ? 1 : 0) == 0
                 }
             }
+            guard ok else { throw bad("index out of range or not increasing") }
         }
     }
 

@@ -1,3 +1,4 @@
+import CShims
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -43,6 +44,24 @@ public final class AtomicFileWriter {
                 throw TensorIOError.io(path: tempPath, operation: "write", reason: errnoText())
             }
             done += n
+        }
+    }
+
+    /// Copies `count` bytes of `source` from `sourceOffset` to `offset` inside the kernel
+    /// (copy_file_range: no pass through user memory; a reflink where the filesystem can).
+    /// - Returns: false when this filesystem pair cannot copy that way (nothing was written that
+    ///   the caller's own write of the same range would not replace).
+    public func copy(from source: MappedFile, at sourceOffset: Int, count: Int, to offset: Int) throws -> Bool {
+        guard count > 0 else { return true }
+        guard source.descriptor >= 0, sourceOffset >= 0, sourceOffset + count <= source.size else { return false }
+        let r = wl_copy_range(source.descriptor, Int64(sourceOffset), fd, Int64(offset), count)
+        switch r {
+        case 0: return true
+        case -1: throw TensorIOError.io(path: source.path, operation: "read", reason: "the file shrank while it was being copied")
+        case EXDEV, EINVAL, EOPNOTSUPP, ENOSYS, EBADF, ETXTBSY, EPERM: return false
+        default:
+            errno = r
+            throw TensorIOError.io(path: tempPath, operation: "write", reason: errnoText())
         }
     }
 

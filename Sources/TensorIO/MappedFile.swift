@@ -13,6 +13,8 @@ public final class MappedFile: @unchecked Sendable {
     /// Device, inode, modification time (ns) at open time: used by the work-tree stat cache.
     public let stat: FileStat
     private let base: UnsafeRawPointer?
+    /// The open file (read-only) behind the map, for in-kernel copies of its ranges; -1 when empty.
+    public let descriptor: Int32
 
     /// Maps `path` read-only.
     /// - Parameter populate: pre-fault every page (MAP_POPULATE), faster when the whole file is read.
@@ -21,7 +23,8 @@ public final class MappedFile: @unchecked Sendable {
         self.path = path
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw TensorIOError.io(path: path, operation: "open", reason: errnoText()) }
-        defer { close(fd) }
+        var keep = false
+        defer { if !keep { close(fd) } }
         var st = Glibc.stat()
         guard fstat(fd, &st) == 0 else { throw TensorIOError.io(path: path, operation: "stat", reason: errnoText()) }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
@@ -31,6 +34,7 @@ public final class MappedFile: @unchecked Sendable {
         self.stat = FileStat(st)
         if size == 0 {
             base = nil
+            descriptor = -1
             return
         }
         var flags = MAP_PRIVATE
@@ -38,10 +42,13 @@ public final class MappedFile: @unchecked Sendable {
         let p = mmap(nil, size, PROT_READ, flags, fd, 0)
         guard let p, p != MAP_FAILED else { throw TensorIOError.io(path: path, operation: "mmap", reason: errnoText()) }
         base = UnsafeRawPointer(p)
+        descriptor = fd
+        keep = true
     }
 
     deinit {
         if let base { munmap(UnsafeMutableRawPointer(mutating: base), size) }
+        if descriptor >= 0 { close(descriptor) }
     }
 
     /// The whole file.

@@ -153,4 +153,10 @@ public final class ModelWeights: @unchecked Sendable {
         guard let loc = tensors[name], let f = files[loc.file] else { return nil }
         return f.bytes(loc.info)
     }
+
+    /// The mapped file holding a tensor and the tensor's byte range in it.
+    public func location(_ name: String) -> (map: MappedFile, range: Range<Int>)? {
+        guard let loc = tensors[name], let f = files[loc.file] else { return nil }
+        return (f.map, (f.header.dataStart + loc.info.begin)..<(f.header.dataStart + loc.info.end))
+    }
 }

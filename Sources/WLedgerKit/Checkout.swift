@@ -45,7 +45,7 @@ extension Repository {
             if let cmp, cmp.report.structural.isEmpty {
                 let dirty = Set(cmp.report.modifiedTensors.map(\.name))
                 for (name, e) in manifest where cmp.manifest[name]?.hash == e.hash && !dirty.contains(name) {
-                    if let b = cmp.weights.bytes(name) { sources[name] = RawView(bytes: b) }
+                    if let v = RawView.tensor(name, in: cmp.weights) { sources[name] = v }
                 }
             }
             try writeFiles(Array(files.values), into: dir, manifest: manifest, sources: sources, verifySHA256: verifySHA256,
@@ -108,7 +108,7 @@ extension Repository {
                 toWrite.append(f)
                 if !force && cmp.report.structural.isEmpty {
                     for t in tensorsHere where cmp.manifest[t.name]?.hash == t.hash && !dirty.contains(t.name) {
-                        if let b = cmp.weights.bytes(t.name) { sources[t.name] = RawView(bytes: b) }
+                        if let v = RawView.tensor(t.name, in: cmp.weights) { sources[t.name] = v }
                     }
                 }
             }

@@ -17,22 +17,12 @@ struct TensorRecipe: Sendable {
     func build(into dst: UnsafeMutableRawBufferPointer, verifySHA256: Bool) throws {
         let n = version.byteCount
         guard dst.count == n else { throw LedgerError.corruptObject(id: version.hash, reason: "size mismatch") }
-        // The keyframe is decoded straight into `dst` and every patch applied there in place; a
-        // low-rank patch predicts from its parent, so the parent is first copied aside.
+        // The keyframe is decoded straight into `dst` and every patch applied there in place.
         try keyframe.decode(into: dst, verify: false)
-        var parentCopy: [UInt8] = []
         for p in patches {
             try p.withPayload { pb in
                 do {
-                    if Patch.peek(pb)?.encoding == .lowRank {
-                        if parentCopy.isEmpty { parentCopy = uninitializedBytes(n) }
-                        try parentCopy.withUnsafeMutableBytes { pc in
-                            if n > 0 { pc.baseAddress!.copyMemory(from: dst.baseAddress!, byteCount: n) }
-                            try Patch.apply(pb, to: UnsafeRawBufferPointer(pc), into: dst)
-                        }
-                    } else {
-                        try Patch.apply(pb, to: UnsafeRawBufferPointer(dst), into: dst)
-                    }
+                    try Patch.apply(pb, to: UnsafeRawBufferPointer(dst), into: dst)
                 } catch {
                     throw LedgerError.corruptObject(id: p.id, reason: "\(error)")
                 }

@@ -13,12 +13,26 @@ enum TensorSource {
 }
 
 /// `@unchecked Sendable` wrapper for raw views into memory maps that outlive the parallel loop.
-struct RawView: @unchecked Sendable { let bytes: UnsafeRawBufferPointer }
+/// A view of a tensor in a mapped file also names the file and the range, so staging can copy it
+/// inside the kernel.
+struct RawView: @unchecked Sendable {
+    let bytes: UnsafeRawBufferPointer
+    var file: MappedFile? = nil
+    var offset = 0
+
+    /// The bytes of tensor `name` in `weights`, with their file and offset.
+    static func tensor(_ name: String, in weights: ModelWeights) -> RawView? {
+        guard let loc = weights.location(name) else { return nil }
+        return RawView(bytes: loc.map.bytes(loc.range), file: loc.map, offset: loc.range.lowerBound)
+    }
+}
 private struct WriterBox: @unchecked Sendable { let writer: AtomicFileWriter }
 private enum ReadySource: @unchecked Sendable {
     case view(UnsafeRawBufferPointer)
     case bytes([UInt8])
     case recipe(TensorRecipe)
+    /// Consecutive tensors copied from one mapped file, where they are consecutive too.
+    case run(RawView, tensors: Int)
 }
 
 extension Repository {
@@ -45,7 +59,20 @@ extension Repository {
                         throw LedgerError.invalid("'\(path)': stored header and manifest disagree on tensor '\(t.name)'")
                     }
                     switch source(t) {
-                    case let .view(v): batch.append((t, .view(v.bytes)))
+                    case let .view(v):
+                        // Unless the copy must be hashed on the way, a view extends the run before
+                        // it when both sides are contiguous; runs are copied in the kernel.
+                        if !verifySHA256, let file = v.file {
+                            if case let .run(r, n)? = batch.last?.1, r.file === file, r.offset + r.bytes.count == v.offset,
+                               batch.last!.0.begin + r.bytes.count == t.begin {
+                                let joined = UnsafeRawBufferPointer(start: r.bytes.baseAddress, count: r.bytes.count + v.bytes.count)
+                                batch[batch.count - 1].1 = .run(RawView(bytes: joined, file: file, offset: r.offset), tensors: n + 1)
+                            } else {
+                                batch.append((t, .run(v, tensors: 1)))
+                            }
+                        } else {
+                            batch.append((t, .view(v.bytes)))
+                        }
                     case let .bytes(b):
                         batchBytes += b.count
                         batch.append((t, .bytes(b)))
@@ -66,6 +93,12 @@ extension Repository {
                             throw LedgerError.corruptObject(id: manifest[t.name]!.hash, reason: "work-tree copy of '\(t.name)' changed while checking out")
                         }
                         try writer.writer.write(v, at: dataStart + t.begin)
+                    case let .run(r, n):
+                        if try !writer.writer.copy(from: r.file!, at: r.offset, count: r.bytes.count, to: dataStart + t.begin) {
+                            try writer.writer.write(r.bytes, at: dataStart + t.begin)
+                        }
+                        progress.advance(n)
+                        return
                     case let .bytes(b): try writer.writer.write(b, at: dataStart + t.begin)
                     case let .recipe(r):
                         let bytes = try r.build(verifySHA256: verifySHA256)

@@ -83,7 +83,7 @@ extension Repository {
                 let (w, _) = try stageWeightFile(root + "/" + file, prefix: prefix, size: f.size, manifest: newManifest, verifySHA256: false,
                                                  progress: progress) { t in
                     if let b = updates[t.name], names.contains(t.name) { return .bytes(b) }
-                    return .view(RawView(bytes: cmp.weights.bytes(t.name)!))
+                    return .view(RawView.tensor(t.name, in: cmp.weights)!)
                 }
                 staged.append((file, w))
             }

@@ -84,5 +84,19 @@ final class DiskFullTests: XCTestCase {
         let fsck = try CLI.run(["fsck", "-C", model])
         XCTAssertEqual(fsck.status, 0, fsck.stdout + fsck.stderr)
         XCTAssertEqual(try CLI.run(["log", "--oneline", "-C", model]).stdout.split(separator: "\n").count, 2)
+        // `checkout --output` of HEAD from a clean work tree copies the tensors inside the kernel
+        // (copy_file_range): on a full disk that fails the same way, and with room it writes the
+        // committed bytes.
+        let clean = try directoryDigest(model)
+        try fill(fs, leave: 64 * 1024)
+        let o = try CLI.run(["checkout", "-C", model, "HEAD", "--output", fs + "/out"])
+        XCTAssertEqual(o.status, 2, o.stdout + o.stderr)
+        XCTAssertEqual(o.stderr.split(separator: "\n").count, 1, o.stderr)
+        XCTAssertTrue(o.stderr.contains("'\(fs)/out/") && o.stderr.contains("no space left on device"), o.stderr)
+        XCTAssertEqual(try directoryDigest(model), clean, "a failed checkout --output changed the ledger or work tree")
+        try FileManager.default.removeItem(atPath: fs + "/filler")
+        try? FileManager.default.removeItem(atPath: fs + "/out")
+        XCTAssertEqual(try CLI.run(["checkout", "-q", "-C", model, "HEAD", "--output", fs + "/out"]).status, 0)
+        XCTAssertEqual(try fileSHA256(fs + "/out/model.safetensors"), try fileSHA256(model + "/model.safetensors"))
     }
 }

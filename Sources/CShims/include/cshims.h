@@ -24,6 +24,13 @@ size_t wl_xor_count(const uint8_t *a, const uint8_t *b, uint8_t *dst, size_t byt
 /// dst[i] ^= x[i] over `bytes` bytes.
 void wl_xor_inplace(uint8_t *dst, const uint8_t *x, size_t bytes);
 
+/// Applies sparse changes to `out` (`count` elements of `elem` bytes): `changed` positions,
+/// delta-coded in `idx` (little-endian, `width` 4 or 8 bytes each; the first is absolute, the rest
+/// strictly positive), with their values (`xor_mode` 0: new bytes; 1: bits to flip). Returns 0, or
+/// -1 at the first position that is out of range or not increasing.
+int wl_sparse_apply(uint8_t *out, size_t count, size_t elem, const uint8_t *idx, int width, const uint8_t *values,
+                    size_t changed, int xor_mode);
+
 /// Number of elements (of size `elem`) whose bytes differ between a and b.
 size_t wl_count_diff(const uint8_t *a, const uint8_t *b, size_t bytes, size_t elem);
 
@@ -50,7 +57,8 @@ size_t wl_nonzero_indices(const uint8_t *x, size_t bytes, size_t elem, uint64_t 
 /// Low-rank prediction used by the low-rank patch encoding: for a (rows, cols) tensor,
 /// out[i,j] = round_dtype(parent[i,j] + sum_k a[i*rank+k] * b[j*rank+k]), with the sum taken in
 /// double in fixed k order and no FMA contraction, so every machine rebuilds the same bits.
-/// dtype: 1 = F32, 2 = F16, 3 = BF16, 4 = F64.
+/// dtype: 1 = F32, 2 = F16, 3 = BF16, 4 = F64. `out` may be `parent` (each row is read whole
+/// before it is written).
 void wl_lowrank_predict(const uint8_t *parent, uint8_t *out, int dtype, size_t rows, size_t cols,
                         size_t rank, const double *a, const double *b);
 /// `wl_lowrank_predict` for rows [row0, row1) only (same bits; for splitting across threads).
@@ -89,5 +97,11 @@ void wl_scale_f32(float *x, long n, float a);
 void wl_silu_mul_f32(float *gate, const float *up, long n);
 /// The scalar exp the kernels use (for tests).
 float wl_exp_f32(float x);
+
+/// Copies `len` bytes from fd_in at off_in to fd_out at off_out inside the kernel
+/// (copy_file_range(2); a reflink where the filesystem shares blocks). Returns 0, or the errno of
+/// the failing call (EXDEV, EINVAL, EOPNOTSUPP, ENOSYS: not supported here), or -1 when the
+/// source ended early.
+int wl_copy_range(int fd_in, int64_t off_in, int fd_out, int64_t off_out, size_t len);
 
 #endif

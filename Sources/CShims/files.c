@@ -1,0 +1,20 @@
+#define _GNU_SOURCE
+#include <errno.h>
+#include <unistd.h>
+
+#include "cshims.h"
+
+int wl_copy_range(int fd_in, int64_t off_in, int fd_out, int64_t off_out, size_t len) {
+    off64_t a = off_in, b = off_out;
+    while (len > 0) {
+        size_t step = len > ((size_t)1 << 30) ? ((size_t)1 << 30) : len;
+        ssize_t n = copy_file_range(fd_in, &a, fd_out, &b, step, 0);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return errno;
+        }
+        if (n == 0) return -1;  /* the source ended before `len` bytes */
+        len -= (size_t)n;
+    }
+    return 0;
+}
