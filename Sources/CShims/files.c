@@ -18,3 +18,10 @@ int wl_copy_range(int fd_in, int64_t off_in, int fd_out, int64_t off_out, size_t
     }
     return 0;
 }
+
+#include <fcntl.h>
+
+void wl_start_writeback(int fd, int64_t off, int64_t len) {
+    /* Only a hint that starts writeback early; the caller's fsync still decides durability. */
+    (void)sync_file_range(fd, (off64_t)off, (off64_t)len, SYNC_FILE_RANGE_WRITE);
+}

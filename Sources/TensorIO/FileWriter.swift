@@ -65,6 +65,12 @@ public final class AtomicFileWriter {
         }
     }
 
+    /// Asks the kernel to start writing `count` bytes at `offset` to disk now (a hint; `sync()` or
+    /// `commit()` still make the file durable), so writeback overlaps the rest of the work.
+    public func startWriteback(at offset: Int, count: Int) {
+        if fd >= 0, count > 0 { wl_start_writeback(fd, Int64(offset), Int64(count)) }
+    }
+
     public func write(_ bytes: [UInt8], at offset: Int) throws {
         try bytes.withUnsafeBytes { try write($0, at: offset) }
     }

@@ -31,8 +31,6 @@ private enum ReadySource: @unchecked Sendable {
     case view(UnsafeRawBufferPointer)
     case bytes([UInt8])
     case recipe(TensorRecipe)
-    /// Consecutive tensors copied from one mapped file, where they are consecutive too.
-    case run(RawView, tensors: Int)
 }
 
 extension Repository {
@@ -45,34 +43,64 @@ extension Repository {
                          progress: ProgressReporter, source: (TensorInfo) -> TensorSource) throws -> (writer: AtomicFileWriter, rebuilt: Int) {
         let header = try SafetensorsHeader.parse(json: Array(prefix.dropFirst(8)), dataSize: size - prefix.count, path: path)
         let writer = WriterBox(writer: try AtomicFileWriter(path: path, size: size))
+        let dataStart = header.dataStart
         var rebuilt = 0
+        // Every source first (the callback is cheap): views of mapped files join into runs of
+        // adjacent tensors, copied inside the kernel by one background thread while the ledger is
+        // read and the other tensors are rebuilt; each written range starts its writeback at once.
+        var runs: [(begin: Int, view: RawView, tensors: Int)] = []
+        var others: [(TensorInfo, TensorSource)] = []
+        for t in header.tensors {
+            guard let entry = manifest[t.name], entry.dtype == t.dtype, entry.shape == t.shape else {
+                writer.writer.abort()
+                throw LedgerError.invalid("'\(path)': stored header and manifest disagree on tensor '\(t.name)'")
+            }
+            let src = source(t)
+            // Unless the copy must be hashed on the way, a view is copied in the kernel.
+            if case let .view(v) = src, !verifySHA256, let file = v.file {
+                if let last = runs.last, last.view.file === file, last.view.offset + last.view.bytes.count == v.offset,
+                   last.begin + last.view.bytes.count == t.begin {
+                    let joined = UnsafeRawBufferPointer(start: last.view.bytes.baseAddress, count: last.view.bytes.count + v.bytes.count)
+                    runs[runs.count - 1] = (last.begin, RawView(bytes: joined, file: file, offset: last.view.offset), last.tensors + 1)
+                } else {
+                    runs.append((t.begin, v, 1))
+                }
+            } else {
+                others.append((t, src))
+            }
+        }
+        let copyFailure = FirstError()
+        let copies = DispatchGroup()
+        let runList = runs
+        DispatchQueue.global().async(group: copies) {
+            for r in runList where !copyFailure.isSet {
+                do {
+                    // In pieces of 32 MiB, so writeback of one overlaps the copy of the next.
+                    var done = 0
+                    while done < r.view.bytes.count {
+                        let n = min(32 << 20, r.view.bytes.count - done), at = dataStart + r.begin + done
+                        if try !writer.writer.copy(from: r.view.file!, at: r.view.offset + done, count: n, to: at) {
+                            try writer.writer.write(UnsafeRawBufferPointer(rebasing: r.view.bytes[done..<(done + n)]), at: at)
+                        }
+                        writer.writer.startWriteback(at: at, count: n)
+                        done += n
+                    }
+                    progress.advance(r.tensors)
+                } catch {
+                    copyFailure.set(error)
+                }
+            }
+        }
         do {
             try writer.writer.write(prefix, at: 0)
-            let dataStart = header.dataStart
-            var pending = header.tensors[...]
+            var pending = others[...]
             while !pending.isEmpty {
                 var batch: [(TensorInfo, ReadySource)] = []
                 var batchBytes = 0
-                while let t = pending.first, batch.isEmpty || batchBytes < 512 << 20 {
+                while let (t, src) = pending.first, batch.isEmpty || batchBytes < 512 << 20 {
                     pending = pending.dropFirst()
-                    guard let entry = manifest[t.name], entry.dtype == t.dtype, entry.shape == t.shape else {
-                        throw LedgerError.invalid("'\(path)': stored header and manifest disagree on tensor '\(t.name)'")
-                    }
-                    switch source(t) {
-                    case let .view(v):
-                        // Unless the copy must be hashed on the way, a view extends the run before
-                        // it when both sides are contiguous; runs are copied in the kernel.
-                        if !verifySHA256, let file = v.file {
-                            if case let .run(r, n)? = batch.last?.1, r.file === file, r.offset + r.bytes.count == v.offset,
-                               batch.last!.0.begin + r.bytes.count == t.begin {
-                                let joined = UnsafeRawBufferPointer(start: r.bytes.baseAddress, count: r.bytes.count + v.bytes.count)
-                                batch[batch.count - 1].1 = .run(RawView(bytes: joined, file: file, offset: r.offset), tensors: n + 1)
-                            } else {
-                                batch.append((t, .run(v, tensors: 1)))
-                            }
-                        } else {
-                            batch.append((t, .view(v.bytes)))
-                        }
+                    switch src {
+                    case let .view(v): batch.append((t, .view(v.bytes)))
                     case let .bytes(b):
                         batchBytes += b.count
                         batch.append((t, .bytes(b)))
@@ -85,6 +113,7 @@ extension Repository {
                 }
                 let items = batch
                 try parallelFor(items.count) { i in
+                    guard !copyFailure.isSet else { return }
                     let (t, src) = items[i]
                     switch src {
                     case let .view(v):
@@ -93,21 +122,19 @@ extension Repository {
                             throw LedgerError.corruptObject(id: manifest[t.name]!.hash, reason: "work-tree copy of '\(t.name)' changed while checking out")
                         }
                         try writer.writer.write(v, at: dataStart + t.begin)
-                    case let .run(r, n):
-                        if try !writer.writer.copy(from: r.file!, at: r.offset, count: r.bytes.count, to: dataStart + t.begin) {
-                            try writer.writer.write(r.bytes, at: dataStart + t.begin)
-                        }
-                        progress.advance(n)
-                        return
                     case let .bytes(b): try writer.writer.write(b, at: dataStart + t.begin)
                     case let .recipe(r):
                         let bytes = try r.build(verifySHA256: verifySHA256)
                         try bytes.withUnsafeBytes { try writer.writer.write($0, at: dataStart + t.begin) }
                     }
+                    writer.writer.startWriteback(at: dataStart + t.begin, count: t.byteCount)
                     progress.advance()
                 }
             }
+            copies.wait()
+            if let e = copyFailure.error { throw e }
         } catch {
+            copies.wait()   // the copying thread uses the file: let it stop first
             writer.writer.abort()
             throw error
         }

@@ -104,4 +104,8 @@ float wl_exp_f32(float x);
 /// source ended early.
 int wl_copy_range(int fd_in, int64_t off_in, int fd_out, int64_t off_out, size_t len);
 
+/// Starts writeback of a written range (sync_file_range SYNC_FILE_RANGE_WRITE), so the disk works
+/// while the rest is still being produced; no durability guarantee (fsync still does that).
+void wl_start_writeback(int fd, int64_t off, int64_t len);
+
 #endif
