@@ -13,7 +13,7 @@ import TensorIO
 /// floats of that precision) · residual patch.
 public enum LowRankPatch {
     /// The C kernel's dtype code, or nil for dtypes the encoding does not handle.
-    static func dtypeCode(_ d: DType) -> UInt8? {
+    public static func dtypeCode(_ d: DType) -> UInt8? {
         switch d {
         case .f32: return 1
         case .f16: return 2

@@ -21,13 +21,7 @@ enum LowRankEncoding {
 
     /// The C kernels' dtype code (F32 1, F16 2, BF16 3, F64 4).
     static func kernelCode(_ d: DType) -> Int32? {
-        switch d {
-        case .f32: return 1
-        case .f16: return 2
-        case .bf16: return 3
-        case .f64: return 4
-        default: return nil
-        }
+        LowRankPatch.dtypeCode(d).map(Int32.init)
     }
 
     /// A low-rank patch when ΔW is numerically low-rank (up to storage rounding noise) and the
