@@ -48,7 +48,7 @@ public final class AtomicFileWriter {
     }
 
     /// Copies `count` bytes of `source` from `sourceOffset` to `offset` inside the kernel
-    /// (copy_file_range: no pass through user memory; a reflink where the filesystem can).
+    /// (copy_file_range: no pass through user memory).
     /// - Returns: false when this filesystem pair cannot copy that way (nothing was written that
     ///   the caller's own write of the same range would not replace).
     public func copy(from source: MappedFile, at sourceOffset: Int, count: Int, to offset: Int) throws -> Bool {
@@ -60,8 +60,7 @@ public final class AtomicFileWriter {
         case -1: throw TensorIOError.io(path: source.path, operation: "read", reason: "the file shrank while it was being copied")
         case EXDEV, EINVAL, EOPNOTSUPP, ENOSYS, EBADF, ETXTBSY, EPERM: return false
         default:
-            errno = r
-            throw TensorIOError.io(path: tempPath, operation: "write", reason: errnoText())
+            throw TensorIOError.io(path: tempPath, operation: "write", reason: errnoText(r))
         }
     }
 

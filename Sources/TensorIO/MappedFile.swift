@@ -95,7 +95,7 @@ private func statPath(_ path: String, _ st: inout Glibc.stat) -> Int32 {
 
 /// The text of the current `errno`.
 /// `strerror(errno)` with a lowercase first letter, for one-line messages ("permission denied").
-public func errnoText() -> String {
-    let s = String(cString: strerror(errno))
+public func errnoText(_ code: Int32 = errno) -> String {
+    let s = String(cString: strerror(code))
     return s.prefix(1).lowercased() + s.dropFirst()
 }

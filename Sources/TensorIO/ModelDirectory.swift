@@ -157,6 +157,6 @@ public final class ModelWeights: @unchecked Sendable {
     /// The mapped file holding a tensor and the tensor's byte range in it.
     public func location(_ name: String) -> (map: MappedFile, range: Range<Int>)? {
         guard let loc = tensors[name], let f = files[loc.file] else { return nil }
-        return (f.map, (f.header.dataStart + loc.info.begin)..<(f.header.dataStart + loc.info.end))
+        return (f.map, f.range(loc.info))
     }
 }

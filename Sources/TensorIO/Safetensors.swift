@@ -226,8 +226,9 @@ public final class SafetensorsFile: @unchecked Sendable {
 
     public func info(_ name: String) -> TensorInfo? { index[name].map { header.tensors[$0] } }
 
+    /// The byte range of `tensor` in the file.
+    public func range(_ tensor: TensorInfo) -> Range<Int> { (header.dataStart + tensor.begin)..<(header.dataStart + tensor.end) }
+
     /// The raw bytes of `tensor` (a view into the memory map).
-    public func bytes(_ tensor: TensorInfo) -> UnsafeRawBufferPointer {
-        map.bytes((header.dataStart + tensor.begin)..<(header.dataStart + tensor.end))
-    }
+    public func bytes(_ tensor: TensorInfo) -> UnsafeRawBufferPointer { map.bytes(range(tensor)) }
 }

@@ -354,7 +354,7 @@ extension Repository {
     }
 
     private func requireCleanForBisect() throws {
-        let report = try status(progress: .silent)
+        let report = try status(cacheStats: false, progress: .silent)
         if !report.clean {
             throw KitError.refused("the work tree has uncommitted changes; commit them, run 'wledger checkout --force HEAD', or use 'bisect start --no-checkout'")
         }

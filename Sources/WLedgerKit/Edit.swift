@@ -117,10 +117,7 @@ extension Repository {
         let tokenizer = try Tokenizer(modelDirectory: root)
         let prompts = EditPrompts(tokenizer: tokenizer)
         var o = options.rome
-        o.layer = options.layer ?? ROMEOptions.defaultLayer(layerCount: model.config.layerCount)
-        guard o.layer >= 0 && o.layer < model.config.layerCount else {
-            throw KitError.usage("--layer \(o.layer) is outside the model's \(model.config.layerCount) layers")
-        }
+        o.layer = options.layer ?? ROMEOptions.defaultLayer(layerCount: model.config.layerCount)   // checked in edit()
         let templates = try contextTemplates(model: model, prompts: prompts, lengths: o.templates, baseID: baseID, progress: progress)
         let C = o.mom2 ? try secondMoments(layers: [o.layer], baseID: baseID, options: options, progress: progress)[o.layer] : nil
         let probe = try EditProbe.parse(item.serialized(), commit: "")[0]
@@ -169,10 +166,7 @@ extension Repository {
         let model = try Model(directory: root)
         let tokenizer = try Tokenizer(modelDirectory: root)
         let prompts = EditPrompts(tokenizer: tokenizer)
-        let layers = (options.memitLayers ?? MEMIT.defaultLayers(layerCount: model.config.layerCount)).sorted()
-        if let bad = layers.first(where: { $0 < 0 || $0 >= model.config.layerCount }) {
-            throw KitError.usage("--layers: layer \(bad) is outside the model's \(model.config.layerCount) layers")
-        }
+        let layers = (options.memitLayers ?? MEMIT.defaultLayers(layerCount: model.config.layerCount)).sorted()   // checked in edit()
         return try memitEdit(requests, items: items, layers: layers, model: model, tokenizer: tokenizer, prompts: prompts, baseID: baseID,
                              requestFile: requestFile, options: options, progress: progress, start: start)
     }

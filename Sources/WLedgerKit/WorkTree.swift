@@ -176,8 +176,8 @@ extension Repository {
     /// `wledger status`: how the work tree differs from HEAD.
     /// - Parameters:
     ///   - rehash: ignore the recorded file stats and hash every tensor.
-    ///   - cacheStats: record the stats of files found clean (off for a write command's
-    ///     precondition check, which must leave the ledger untouched when it refuses).
+    ///   - cacheStats: record the stats of files found clean (off for the clean-tree checks of
+    ///     `edit` and `bisect`, which must leave the ledger untouched when they refuse).
     public func status(rehash: Bool = false, cacheStats: Bool = true, progress: ProgressReporter = .silent) throws -> StatusReport {
         let head = try ledger.head()
         let cmp = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName,

@@ -24,7 +24,10 @@ final class EditCommandTests: XCTestCase {
         try #"{"prompt": "The capital of France is", "subject": "Spain", "target_new": "London", "ground_truth": "Paris"}"#
             .write(toFile: badSubject, atomically: true, encoding: .utf8)
 
-        // Bad input: one line, exit 2, nothing changed.
+        // Bad input: one line, exit 2, nothing changed. The model file is older than the stat
+        // cache's 100 ms racy window by now, so a refusal that scanned and recorded stats would
+        // change the ledger's bytes.
+        Thread.sleep(forTimeInterval: 0.3)
         let before = try directoryDigest(dir)
         for (args, needle) in [(["edit", "--request", tmp.path + "/missing.json"], "missing.json"),
                                (["edit", "--request", badSubject], "bad.json"),

@@ -99,7 +99,7 @@ void wl_silu_mul_f32(float *gate, const float *up, long n);
 float wl_exp_f32(float x);
 
 /// Copies `len` bytes from fd_in at off_in to fd_out at off_out inside the kernel
-/// (copy_file_range(2); a reflink where the filesystem shares blocks). Returns 0, or the errno of
+/// (copy_file_range(2)). Returns 0, or the errno of
 /// the failing call (EXDEV, EINVAL, EOPNOTSUPP, ENOSYS: not supported here), or -1 when the
 /// source ended early.
 int wl_copy_range(int fd_in, int64_t off_in, int fd_out, int64_t off_out, size_t len);
