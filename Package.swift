@@ -4,7 +4,7 @@ import PackageDescription
 /// wledger: version control for edits to large-language-model weights.
 ///
 /// Dependencies point downward: CLI → WLedgerKit → (Engine, Ops, Ledger, Codec, LinAlg, TensorIO) → C shims.
-/// Only `LinAlg` touches BLAS/LAPACK, only `Codec` zstd, only `Ledger` SQLite, only
+/// Only `LinAlg` touches BLAS/LAPACK (loaded at first use, see BLASKernel), only `Codec` zstd, only `Ledger` SQLite, only
 /// `TensorIO` the hash libraries; each through one wrapper file.
 let package = Package(
     name: "wledger",
@@ -20,15 +20,18 @@ let package = Package(
         // System libraries (Debian packages named in `providers`).
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
-        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]),
+        // OpenBLAS's headers only: no pkgConfig, because its `-lopenblas` would link what CBLASLoader opens at first use.
+        .systemLibrary(name: "COpenBLAS", providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
         // Small C kernels: F16/BF16 conversion (F16C), byte-plane shuffle, XOR diff, ΔW statistics.
         .target(name: "CShims", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off"])]),
+        // OpenBLAS + LAPACK opened on first use (dlopen), typed by the library's own headers.
+        .target(name: "CBLASLoader", dependencies: ["COpenBLAS"], linkerSettings: [.linkedLibrary("dl")]),
 
         .target(name: "TensorIO", dependencies: ["CShims", "CCrypto", "CXXHash"]),
         .target(name: "Codec", dependencies: ["TensorIO", "CZstd", "CShims"]),
-        .target(name: "LinAlg", dependencies: ["TensorIO", "COpenBLAS", "CShims"], swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
+        .target(name: "LinAlg", dependencies: ["TensorIO", "CBLASLoader", "CShims"], swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         .target(name: "Ledger", dependencies: ["TensorIO", "Codec", "CSQLite"]),
         // Weight-space algorithms: δ statistics, RECT, PRUNE, the sphere projection.
         .target(name: "Ops", dependencies: ["TensorIO", "LinAlg"]),

@@ -39,7 +39,7 @@ prompt() {
         log "\$ $BIN/wledger-bench prompt --model $MODELS/f32 --tokens $n --threads $t --repeat $r"
         log "$($BIN/wledger-bench prompt --model "$MODELS/f32" --tokens "$n" --threads "$t" --repeat "$r")"
         # The kernels OpenBLAS picks by itself (on this CPU Debian's 0.3.21 falls back to its SSE3
-        # "Prescott" ones; wledger re-executes with AVX-512 ones unless told not to): what the
+        # "Prescott" ones; wledger opens it with AVX-512 ones unless told not to): what the
         # kernel choice is worth. Each record's "blas" field names the kernels that ran.
         log "\$ WLEDGER_BLAS_KERNEL=openblas $BIN/wledger-bench prompt --model $MODELS/f32 --tokens $n --threads $t --repeat $r"
         log "$(WLEDGER_BLAS_KERNEL=openblas $BIN/wledger-bench prompt --model "$MODELS/f32" --tokens "$n" --threads "$t" --repeat "$r")"

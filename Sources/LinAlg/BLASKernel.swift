@@ -1,4 +1,4 @@
-import COpenBLAS
+import CBLASLoader
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -9,20 +9,90 @@ import Glibc
 /// number. Builds older than the CPU (Debian 12's 0.3.21 on a 2023 Xeon, family 6 model 207) do
 /// not know the model and fall back to the SSE3 "Prescott" kernels, which run sgemm 3–4× slower
 /// than the AVX-512 ones the CPU supports. The choice can only be changed through the
-/// environment before the library loads, so `selectAtLaunch` re-executes the program once with
-/// `OPENBLAS_CORETYPE` set, checks the new kernels against a double-precision reference, and
-/// falls back to OpenBLAS's own choice if they disagree.
+/// environment before the library's constructor runs, so OpenBLAS is not linked but opened at
+/// the first BLAS call (`load`): when OpenBLAS's own choice is an SSE-only fallback, the library
+/// is closed and opened again with `OPENBLAS_CORETYPE` set, the new kernels are checked against a
+/// double-precision reference, and OpenBLAS's own choice comes back if they disagree.
 ///
 /// It changes nothing when `OPENBLAS_CORETYPE` is already set (the machine's owner chose), when
 /// `WLEDGER_BLAS_KERNEL=openblas` asks for OpenBLAS's own choice, or when OpenBLAS picked
-/// anything better than an SSE-only fallback.
+/// anything better than an SSE-only fallback. The variables it sets are removed again once the
+/// library is open, so programs this one starts (hooks, an external evaluator, numpy) see the
+/// environment the user gave.
 public enum BLASKernel {
-    /// The kernel set OpenBLAS runs in this process, e.g. "Cooperlake" or "Prescott".
+    /// The kernel set OpenBLAS runs in this process, e.g. "Cooperlake" or "Prescott" (opens the
+    /// library if no BLAS call has yet).
     ///
     /// The corresponding C function is `openblas_get_corename`.
-    public static var coreName: String {
-        guard let p = openblas_get_corename() else { return "unknown" }
+    public static var coreName: String { selection.inUse }
+
+    /// The kernel set OpenBLAS chose by itself on this machine, before any override (the one
+    /// `WLEDGER_BLAS_KERNEL=openblas` runs).
+    public static var openBLASChoice: String { selection.own }
+
+    /// How many threads OpenBLAS should start when it is opened, where the user set none
+    /// (`OPENBLAS_NUM_THREADS`, `GOTO_NUM_THREADS`, `OMP_NUM_THREADS`); nil for OpenBLAS's
+    /// default (one per core). Set it in `main` before anything else runs: commands whose BLAS
+    /// calls are small factorizations inside their own parallel loops ask for 1, so no idle
+    /// OpenBLAS thread spins (sched_yield) on a core those loops need.
+    nonisolated(unsafe) public static var startThreads: Int? = nil
+
+    /// Opens OpenBLAS with the kernels described above, once per process; every BLAS wrapper
+    /// calls it. Call it in `main` before other threads start where the command will use BLAS
+    /// anyway: opening sets environment variables for a moment, which is only safe while no
+    /// other thread reads the environment.
+    public static func load() { _ = selection }
+
+    struct Selection { var own: String; var inUse: String }
+
+    static let selection: Selection = select()
+
+    static func currentCore() -> String {
+        guard let p = wl_blas_corename() else { return "unknown" }
         return String(cString: p)
+    }
+
+    /// Opens the library with `variables` set in the environment for the duration of dlopen
+    /// (only those the user has not set), then restores the environment.
+    static func open(with variables: [String: String]) {
+        var added: [String] = []
+        for (name, value) in variables.sorted(by: { $0.key < $1.key }) where getenv(name) == nil {
+            setenv(name, value, 1)
+            added.append(name)
+        }
+        let status = wl_blas_open()
+        for name in added { unsetenv(name) }
+        if status != 0 {
+            let message = "wledger: cannot open OpenBLAS (\(String(cString: wl_blas_error()))); install libopenblas0\n"
+            _ = message.withCString { write(2, $0, strlen($0)) }
+            exit(1)
+        }
+    }
+
+    static func select() -> Selection {
+        var variables: [String: String] = [:]
+        if let n = startThreads, ["OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"].allSatisfy({ (name: String) in getenv(name) == nil }) {
+            variables["OPENBLAS_NUM_THREADS"] = String(n)
+        }
+        open(with: variables)
+        let own = currentCore()
+        if let keep = getenv("WLEDGER_BLAS_KERNEL"), String(cString: keep) == "openblas" { return Selection(own: own, inUse: own) }
+        if getenv("OPENBLAS_CORETYPE") != nil { return Selection(own: own, inUse: own) }
+        guard let core = override(current: own, cpuFlags: cpuFlags()) else { return Selection(own: own, inUse: own) }
+        wl_blas_close()
+        variables["OPENBLAS_CORETYPE"] = core
+        open(with: variables)
+        let chosen = currentCore()
+        let error = kernelError()
+        if error > 1e-4 {
+            let message = "wledger: OpenBLAS \(chosen) kernels disagree with a double-precision product (relative error \(error)); using OpenBLAS's own choice\n"
+            _ = message.withCString { write(2, $0, strlen($0)) }
+            wl_blas_close()
+            variables["OPENBLAS_CORETYPE"] = nil
+            open(with: variables)
+            return Selection(own: own, inUse: currentCore())
+        }
+        return Selection(own: own, inUse: chosen)
     }
 
     /// Kernel sets OpenBLAS falls back to on a CPU it does not recognize: SSE-only code.
@@ -58,10 +128,16 @@ public enum BLASKernel {
         return []
     }
 
-    /// The largest relative error of this process's sgemm against a double-precision product, over
+    /// The largest relative error of the open library's sgemm against a double-precision product, over
     /// shapes that reach OpenBLAS's small-matrix, single-vector and blocked paths with both
     /// transposes. Correct kernels give about 1e-6.
     public static func selfCheckError() -> Double {
+        load()
+        return kernelError()
+    }
+
+    /// `selfCheckError` of the library as it is open now, without opening it.
+    static func kernelError() -> Double {
         var worst = 0.0
         var state: UInt64 = 0x9E37_79B9_7F4A_7C15
         func next() -> Float {
@@ -75,8 +151,9 @@ public enum BLASKernel {
                 a.withUnsafeBufferPointer { ap in
                     b.withUnsafeBufferPointer { bp in
                         c.withUnsafeMutableBufferPointer { cp in
-                            BLAS.sgemm(transA: ta, transB: tb, m: m, n: n, k: k, alpha: 1, a: ap.baseAddress!, lda: ta ? m : k,
-                                       b: bp.baseAddress!, ldb: tb ? k : n, beta: 0, c: cp.baseAddress!, ldc: n)
+                            // The library directly: this runs while `selection` is being made.
+                            wl_sgemm(ta ? 1 : 0, tb ? 1 : 0, Int32(m), Int32(n), Int32(k), 1, ap.baseAddress!, Int32(ta ? m : k),
+                                     bp.baseAddress!, Int32(tb ? k : n), 0, cp.baseAddress!, Int32(n))
                         }
                     }
                 }
@@ -94,39 +171,5 @@ public enum BLASKernel {
             }
         }
         return worst
-    }
-
-    static let marker = "WLEDGER_BLAS_SELECTED"
-
-    /// Call first thing in `main`, before any other thread starts: may replace the process (execv)
-    /// with the same program and arguments under a better `OPENBLAS_CORETYPE`. In the replaced
-    /// process it checks the kernels and removes the variables again, so programs this one starts
-    /// (hooks, an external evaluator, numpy) see the environment the user gave.
-    public static func selectAtLaunch() {
-        if let chosen = getenv(marker).map({ String(cString: $0) }) {
-            unsetenv(marker)
-            unsetenv("OPENBLAS_CORETYPE")
-            let error = selfCheckError()
-            if error > 1e-4 {
-                let message = "wledger: OpenBLAS \(chosen) kernels disagree with a double-precision product (relative error \(error)); using OpenBLAS's own choice\n"
-                _ = message.withCString { write(2, $0, strlen($0)) }
-                setenv("WLEDGER_BLAS_KERNEL", "openblas", 1)
-                reexec()
-            }
-            return
-        }
-        if let keep = getenv("WLEDGER_BLAS_KERNEL"), String(cString: keep) == "openblas" { return }
-        if getenv("OPENBLAS_CORETYPE") != nil { return }
-        guard let core = override(current: coreName, cpuFlags: cpuFlags()) else { return }
-        setenv("OPENBLAS_CORETYPE", core, 1)
-        setenv(marker, core, 1)
-        reexec()
-        unsetenv("OPENBLAS_CORETYPE")  // execv failed: carry on with OpenBLAS's choice
-        unsetenv(marker)
-    }
-
-    private static func reexec() {
-        let args = CommandLine.unsafeArgv
-        execv("/proc/self/exe", args)
     }
 }

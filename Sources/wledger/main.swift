@@ -37,11 +37,15 @@ func usageLine(_ error: Error) -> String {
     return "error: \(body) (see 'wledger\(command) --help')"
 }
 
-// Commands that spend their time in BLAS get OpenBLAS's best kernels for this CPU (a re-exec of
-// about 15 ms where OpenBLAS fell back to SSE3; see BLASKernel); the others start as they are.
+// OpenBLAS is opened at the first BLAS call (see BLASKernel). Commands that will call it open it
+// here, before other threads start, because opening may set environment variables for a moment;
+// those whose BLAS calls are small factorizations inside wledger's own parallel loops (encoding a
+// commit's low-rank patches) open it single-threaded, so no idle OpenBLAS thread spins on a core.
 let blasCommands: Set<String> = ["commit", "revert", "diff", "prune", "restrain", "health", "edit", "gate", "bisect", "report"]
+let smallBLASCommands: Set<String> = ["commit", "revert", "prune"]
 if let command = CommandLine.arguments.dropFirst().first(where: { !$0.hasPrefix("-") }), blasCommands.contains(command) {
-    BLASKernel.selectAtLaunch()
+    if smallBLASCommands.contains(command) { BLASKernel.startThreads = 1 }
+    BLASKernel.load()
 }
 
 let parsed: ParsableCommand

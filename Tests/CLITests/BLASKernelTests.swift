@@ -3,7 +3,7 @@ import LinAlg
 import TestSupport
 import XCTest
 
-/// The binary's choice of OpenBLAS kernels (`BLASKernel.selectAtLaunch`) on the real SmolLM2:
+/// The binary's choice of OpenBLAS kernels (`BLASKernel.load`) on the real SmolLM2:
 /// where it overrides OpenBLAS's fallback, the numbers must not move.
 final class BLASKernelTests: XCTestCase {
     struct Report: Decodable {
@@ -54,14 +54,16 @@ final class BLASKernelTests: XCTestCase {
         let picked = try health([:])
         let own = try health(["WLEDGER_BLAS_KERNEL": "openblas"])
 
-        // This test process loads OpenBLAS unaltered (unless the machine's owner set OPENBLAS_CORETYPE).
-        let processCore = BLASKernel.coreName
-        XCTAssertEqual(own.blasKernel, processCore)
+        // This test process opens OpenBLAS the same way; `openBLASChoice` is what the library picked
+        // by itself here (the machine owner's OPENBLAS_CORETYPE, if set).
+        let ownCore = BLASKernel.openBLASChoice
+        XCTAssertEqual(own.blasKernel, ownCore)
         if ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil,
-           let expected = BLASKernel.override(current: processCore, cpuFlags: BLASKernel.cpuFlags()) {
-            XCTAssertEqual(picked.blasKernel, expected, "the binary should re-execute with \(expected) kernels")
+           let expected = BLASKernel.override(current: ownCore, cpuFlags: BLASKernel.cpuFlags()) {
+            XCTAssertEqual(picked.blasKernel, expected, "the binary should open OpenBLAS with \(expected) kernels")
+            XCTAssertEqual(BLASKernel.coreName, expected, "this process too")
         } else {
-            XCTAssertEqual(picked.blasKernel, processCore)
+            XCTAssertEqual(picked.blasKernel, ownCore)
         }
 
         for (task, metric) in [("facts", "gold_logprob"), ("page", "nll_per_token"), ("page", "perplexity")] {
@@ -71,6 +73,24 @@ final class BLASKernelTests: XCTestCase {
             XCTAssertEqual(a, b, accuracy: tolerance, "\(task).\(metric): \(picked.blasKernel) \(a) vs \(own.blasKernel) \(b)")
         }
         XCTAssertEqual(picked.metric("facts", "acc"), own.metric("facts", "acc"))
+    }
+
+    /// OpenBLAS is opened only by commands that multiply matrices: the dynamic loader's own log
+    /// (LD_DEBUG=files) names libopenblas for `diff --stat` and never for `status` or `log`.
+    func testOnlyBLASCommandsOpenOpenBLAS() throws {
+        let source = try Fixtures.smolLM2("f32")
+        let tmp = try TemporaryDirectory("blasload")
+        let dir = try tmp.copyModel(from: source)
+        try expectOK(CLI.run(["init", "-q"], in: dir))
+        func opensOpenBLAS(_ args: [String]) throws -> Bool {
+            let r = try CLI.run(args, in: dir, environment: ["LD_DEBUG": "files"])
+            try expectOK(r)
+            XCTAssertTrue(r.stderr.contains("libswiftCore"), "LD_DEBUG output missing: \(r.stderr.prefix(200))")
+            return r.stderr.contains("libopenblas")
+        }
+        XCTAssertFalse(try opensOpenBLAS(["status"]))
+        XCTAssertFalse(try opensOpenBLAS(["log", "--oneline"]))
+        XCTAssertTrue(try opensOpenBLAS(["diff", "base", "HEAD", "--stat"]))
     }
 
     func expectOK(_ r: ProcessOutput, file: StaticString = #filePath, line: UInt = #line) throws {

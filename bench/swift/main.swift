@@ -19,7 +19,8 @@ import Ops
 import TensorIO
 import WLedgerKit
 
-BLASKernel.selectAtLaunch()
+// OpenBLAS opened now, before any thread starts (see BLASKernel.load).
+BLASKernel.load()
 
 func arg(_ name: String, _ def: Int) -> Int {
     let a = CommandLine.arguments
