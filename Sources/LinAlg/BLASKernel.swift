@@ -30,12 +30,14 @@ public enum BLASKernel {
     /// `WLEDGER_BLAS_KERNEL=openblas` runs).
     public static var openBLASChoice: String { selection.own }
 
-    /// How many threads OpenBLAS should start when it is opened, where the user set none
-    /// (`OPENBLAS_NUM_THREADS`, `GOTO_NUM_THREADS`, `OMP_NUM_THREADS`); nil for OpenBLAS's
-    /// default (one per core). Set it in `main` before anything else runs: commands whose BLAS
-    /// calls are small factorizations inside their own parallel loops ask for 1, so no idle
-    /// OpenBLAS thread spins (sched_yield) on a core those loops need.
-    nonisolated(unsafe) public static var startThreads: Int? = nil
+    /// Whether OpenBLAS's idle worker threads should sleep at once instead of spinning
+    /// (`OPENBLAS_THREAD_TIMEOUT=4`, unless the user set it). By default a worker spins in
+    /// sched_yield for about 2^28 cycles (~0.1 s) after it starts and after every parallel call.
+    /// Set it in `main` before anything else runs: commands whose BLAS calls are a few
+    /// factorizations between wledger's own parallel loops (encoding a commit's patches) ask for
+    /// it, so no idle OpenBLAS thread takes a core those loops need, while a large randomized SVD
+    /// still runs on every core.
+    nonisolated(unsafe) public static var quietWorkers = false
 
     /// Opens OpenBLAS with the kernels described above, once per process; every BLAS wrapper
     /// calls it. Call it in `main` before other threads start where the command will use BLAS
@@ -71,9 +73,7 @@ public enum BLASKernel {
 
     static func select() -> Selection {
         var variables: [String: String] = [:]
-        if let n = startThreads, ["OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"].allSatisfy({ (name: String) in getenv(name) == nil }) {
-            variables["OPENBLAS_NUM_THREADS"] = String(n)
-        }
+        if quietWorkers { variables["OPENBLAS_THREAD_TIMEOUT"] = "4" }
         open(with: variables)
         let own = currentCore()
         if let keep = getenv("WLEDGER_BLAS_KERNEL"), String(cString: keep) == "openblas" { return Selection(own: own, inUse: own) }

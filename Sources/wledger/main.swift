@@ -39,12 +39,12 @@ func usageLine(_ error: Error) -> String {
 
 // OpenBLAS is opened at the first BLAS call (see BLASKernel). Commands that will call it open it
 // here, before other threads start, because opening may set environment variables for a moment;
-// those whose BLAS calls are small factorizations inside wledger's own parallel loops (encoding a
-// commit's low-rank patches) open it single-threaded, so no idle OpenBLAS thread spins on a core.
+// those whose BLAS calls are a few factorizations between wledger's own parallel loops (encoding a
+// commit's low-rank patches) have its idle threads sleep instead of spinning on a core.
 let blasCommands: Set<String> = ["commit", "revert", "diff", "prune", "restrain", "health", "edit", "gate", "bisect", "report"]
 let smallBLASCommands: Set<String> = ["commit", "revert", "prune"]
 if let command = CommandLine.arguments.dropFirst().first(where: { !$0.hasPrefix("-") }), blasCommands.contains(command) {
-    if smallBLASCommands.contains(command) { BLASKernel.startThreads = 1 }
+    if smallBLASCommands.contains(command) { BLASKernel.quietWorkers = true }
     BLASKernel.load()
 }
 
