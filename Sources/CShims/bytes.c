@@ -1,4 +1,7 @@
 #include "cshims.h"
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the patch formats are little-endian and these kernels copy integers in host order"
+#endif
 #include <string.h>
 #include <math.h>
 
@@ -142,26 +145,57 @@ size_t wl_count_nonfinite_f32(const float *x, size_t n) {
     return c;
 }
 
-size_t wl_nonzero_indices(const uint8_t *x, size_t bytes, size_t elem, uint64_t *idx) {
-    size_t n = bytes / elem, k = 0;
-    if (elem == 4) {
-        for (size_t i = 0; i < n; i++) {
-            uint32_t v; memcpy(&v, x + 4 * i, 4);
-            if (v) idx[k++] = i;
-        }
-        return k;
-    }
-    if (elem == 2) {
-        for (size_t i = 0; i < n; i++) {
-            uint16_t v; memcpy(&v, x + 2 * i, 2);
-            if (v) idx[k++] = i;
-        }
+#define SPARSE_GATHER_TYPED(T)                                                                          \
+    do {                                                                                                \
+        const T *xs = (const T *)(const void *)x, *cs = (const T *)(const void *)child;                 \
+        T *xv = (T *)(void *)xor_values, *cv = (T *)(void *)child_values;                               \
+        for (size_t i = 0; i < n; i++) {                                                                \
+            T v;                                                                                        \
+            memcpy(&v, xs + i, sizeof(T));                                                              \
+            size_t nz = v != 0;                                                                         \
+            uint64_t d = (uint64_t)i - prev;                                                            \
+            if (width == 4) {                                                                           \
+                uint32_t d32 = (uint32_t)d;                                                             \
+                memcpy(idx + 4 * k, &d32, 4);                                                           \
+            } else {                                                                                    \
+                memcpy(idx + 8 * k, &d, 8);                                                             \
+            }                                                                                           \
+            memcpy(xv + k, &v, sizeof(T));                                                              \
+            memcpy(cv + k, cs + i, sizeof(T));                                                          \
+            prev = nz ? (uint64_t)i : prev;                                                             \
+            k += nz;                                                                                    \
+        }                                                                                               \
+    } while (0)
+
+size_t wl_sparse_gather(const uint8_t *x, const uint8_t *child, size_t n, size_t elem, int width, uint8_t *idx,
+                        uint8_t *xor_values, uint8_t *child_values) {
+    // Positions are stored as gaps from the previous changed element; the first gap is from 0,
+    // i.e. the first position itself.
+    size_t k = 0;
+    uint64_t prev = 0;
+    if (elem == 2 || elem == 4) {
+        // Branchless: every element is written at slot k and kept by advancing k when it changed,
+        // so each output needs one slot more than the count (the caller allocates it).
+        if (elem == 2) SPARSE_GATHER_TYPED(uint16_t);
+        else SPARSE_GATHER_TYPED(uint32_t);
         return k;
     }
     for (size_t i = 0; i < n; i++) {
+        const uint8_t *e = x + i * elem;
         uint8_t any = 0;
-        for (size_t p = 0; p < elem; p++) any |= x[i * elem + p];
-        if (any) idx[k++] = i;
+        for (size_t p = 0; p < elem; p++) any |= e[p];
+        if (!any) continue;
+        uint64_t d = (uint64_t)i - prev;
+        prev = i;
+        if (width == 4) {
+            uint32_t d32 = (uint32_t)d;
+            memcpy(idx + 4 * k, &d32, 4);
+        } else {
+            memcpy(idx + 8 * k, &d, 8);
+        }
+        memcpy(xor_values + k * elem, e, elem);
+        memcpy(child_values + k * elem, child + i * elem, elem);
+        k++;
     }
     return k;
 }

@@ -53,24 +53,39 @@ public struct Patch: Sendable {
         }
         var best: Patch? = nil
         func consider(_ p: Patch) { if best == nil || p.bytes.count < best!.bytes.count { best = p } }
-        if changed <= count / 4 || count < 64 {
-            var idx = [UInt64](repeating: 0, count: changed)
-            _ = xor.withUnsafeBytes { x in
-                idx.withUnsafeMutableBufferPointer { i in
-                    wl_nonzero_indices(x.baseAddress!.assumingMemoryBound(to: UInt8.self), x.count, elementSize, i.baseAddress!)
-                }
-            }
-            let indexBlob = try encodeIndices(idx, count: count)
-            for enc in [PatchEncoding.sparseXor, .sparseValues] {
-                var values = [UInt8](repeating: 0, count: changed * elementSize)
-                xor.withUnsafeBytes { xorBytes in
-                    values.withUnsafeMutableBytes { v in
-                        let src = enc == .sparseXor ? xorBytes : child
-                        for (k, i) in idx.enumerated() {
-                            v.baseAddress!.advanced(by: k * elementSize).copyMemory(from: src.baseAddress!.advanced(by: Int(i) * elementSize), byteCount: elementSize)
+        let trySparse = changed <= count / 4 || count < 64, tryDense = changed >= count / 32
+        // The dense candidate is one long compression: for a large tensor that also gets sparse
+        // candidates it runs on another thread meanwhile (the winner does not depend on timing).
+        let xorDone = xor
+        func makeDense() throws -> Patch {
+            var out = header(.denseXor, elementSize: elementSize, count: count, changed: changed)
+            out.append(contentsOf: try compressShuffled(xorDone, elementSize: elementSize, level: level))
+            return Patch(bytes: out, encoding: .denseXor, changed: changed)
+        }
+        let background = trySparse && tryDense && parent.count >= Zstd.parallelThreshold ? Background(makeDense) : nil
+        if trySparse {
+            // One pass gathers the delta-coded positions and both value arrays (wl_sparse_gather).
+            let width = count <= Int(UInt32.max) ? 4 : 8
+            var rawIndices = uninitializedBytes((changed + 1) * width)
+            var xorValues = uninitializedBytes((changed + 1) * elementSize), childValues = uninitializedBytes((changed + 1) * elementSize)
+            let gathered = xor.withUnsafeBytes { x in
+                rawIndices.withUnsafeMutableBytes { ip in
+                    xorValues.withUnsafeMutableBytes { xv in
+                        childValues.withUnsafeMutableBytes { cv in
+                            wl_sparse_gather(x.baseAddress?.assumingMemoryBound(to: UInt8.self), child.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                                             count, elementSize, Int32(width), ip.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                                             xv.baseAddress?.assumingMemoryBound(to: UInt8.self), cv.baseAddress?.assumingMemoryBound(to: UInt8.self))
                         }
                     }
                 }
+            }
+            precondition(gathered == changed, "sparse gather found \(gathered) changed elements, XOR counted \(changed)")
+            rawIndices.removeLast(width)
+            xorValues.removeLast(elementSize)
+            childValues.removeLast(elementSize)
+            let indexBlob = (width: UInt8(width), data: try compressShuffled(rawIndices, elementSize: width, level: Zstd.defaultLevel))
+            for enc in [PatchEncoding.sparseXor, .sparseValues] {
+                let values = enc == .sparseXor ? xorValues : childValues
                 let valueBlob = try compressShuffled(values, elementSize: elementSize, level: level)
                 var out = header(enc, elementSize: elementSize, count: count, changed: changed)
                 out.append(indexBlob.width)
@@ -82,10 +97,10 @@ public struct Patch: Sendable {
                 consider(Patch(bytes: out, encoding: enc, changed: changed))
             }
         }
-        if changed >= count / 32 {
-            var out = header(.denseXor, elementSize: elementSize, count: count, changed: changed)
-            out.append(contentsOf: try compressShuffled(xor, elementSize: elementSize, level: level))
-            consider(Patch(bytes: out, encoding: .denseXor, changed: changed))
+        if let background {
+            consider(try background.wait())
+        } else if tryDense {
+            consider(try makeDense())
         }
         return best!
     }
@@ -172,28 +187,12 @@ public struct Patch: Sendable {
         return out
     }
 
-    private static func encodeIndices(_ idx: [UInt64], count: Int) throws -> (width: UInt8, data: [UInt8]) {
-        let width = count <= Int(UInt32.max) ? 4 : 8
-        var raw = [UInt8]()
-        raw.reserveCapacity(idx.count * width)
-        var prev: UInt64 = 0
-        for (k, i) in idx.enumerated() {
-            let d = k == 0 ? i : i - prev
-            prev = i
-            if width == 4 {
-                withUnsafeBytes(of: UInt32(d).littleEndian) { raw.append(contentsOf: $0) }
-            } else {
-                withUnsafeBytes(of: d.littleEndian) { raw.append(contentsOf: $0) }
-            }
-        }
-        return (UInt8(width), try compressShuffled(raw, elementSize: width, level: Zstd.defaultLevel))
-    }
-
     private static func compressShuffled(_ raw: [UInt8], elementSize: Int, level: Int32) throws -> [UInt8] {
         guard !raw.isEmpty else { return [] }
         var shuffled = uninitializedBytes(raw.count)
         raw.withUnsafeBytes { r in shuffled.withUnsafeMutableBytes { s in Shuffle.shuffle(r, into: s, elementSize: elementSize) } }
-        return try shuffled.withUnsafeBytes { try Zstd.compress($0, level: level) }
+        // A large patch is one tensor's worth of work: let libzstd use every core for it.
+        return try shuffled.withUnsafeBytes { try Zstd.compress($0, level: level, parallel: true) }
     }
 }
 

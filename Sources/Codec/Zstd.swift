@@ -1,4 +1,5 @@
 import CZstd
+import Foundation
 
 /// The one wrapper around libzstd.
 ///
@@ -7,8 +8,14 @@ public enum Zstd {
     /// Default level: fast (≈1 GB/s) and within a few percent of higher levels on weights.
     public static let defaultLevel: Int32 = 3
 
-    /// Compresses `src` at `level`.
-    public static func compress(_ src: UnsafeRawBufferPointer, level: Int32 = defaultLevel) throws -> [UInt8] {
+    /// Inputs at least this large are compressed by libzstd's worker threads when the caller
+    /// allows it (`parallel`): one frame either way, decoded by the same `ZSTD_decompress`.
+    public static let parallelThreshold = 16 << 20
+
+    /// Compresses `src` at `level`. With `parallel`, an input of at least `parallelThreshold`
+    /// bytes is split among one libzstd worker per core (for callers not already running one
+    /// compression per core).
+    public static func compress(_ src: UnsafeRawBufferPointer, level: Int32 = defaultLevel, parallel: Bool = false) throws -> [UInt8] {
         let bound = ZSTD_compressBound(src.count)
         var out = uninitializedBytes(bound)
         guard let cctx = ZSTD_createCCtx() else { throw CodecError.zstd(operation: "compress", reason: "out of memory") }
@@ -16,6 +23,10 @@ public enum Zstd {
         // Every frame carries a content checksum (XXH64), so corruption fails decoding.
         ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level)
         ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1)
+        if parallel && src.count >= parallelThreshold {
+            // Without multithreading support in libzstd this fails and compression stays serial.
+            ZSTD_CCtx_setParameter(cctx, ZSTD_c_nbWorkers, Int32(min(ProcessInfo.processInfo.activeProcessorCount, 8)))
+        }
         let n = out.withUnsafeMutableBytes { o in
             ZSTD_compress2(cctx, o.baseAddress, bound, src.baseAddress, src.count)
         }

@@ -1,4 +1,5 @@
 import CShims
+import Foundation
 import TensorIO
 
 /// Statistics of ΔW = child − parent for one tensor, computed in float64 from the stored bytes.
@@ -30,7 +31,8 @@ public struct DeltaStatistics: Sendable, Equatable, Codable {
     }
 
     /// Computes the statistics. F32/F16/BF16 are decoded tile by tile to Float (exact) and
-    /// accumulated in double by the C kernel `wl_delta_stats_f32`; F64 and integer dtypes use a
+    /// accumulated in double by the C kernel `wl_delta_stats_f32`, per block of 1M elements
+    /// (blocks in parallel, their sums added in order); F64 and integer dtypes use a
     /// double loop; other dtypes report only the changed count.
     /// - Precondition: both buffers have the same size, a multiple of the dtype size.
     public static func compute(parent: UnsafeRawBufferPointer, child: UnsafeRawBufferPointer, dtype: DType) -> DeltaStatistics {
@@ -38,23 +40,40 @@ public struct DeltaStatistics: Sendable, Equatable, Codable {
         let n = parent.count / dtype.size
         switch dtype {
         case .f32, .f16, .bf16:
-            var s = wl_delta_stats()
-            let tile = 1 << 16
-            var a = [Float](repeating: 0, count: min(n, tile))
-            var b = [Float](repeating: 0, count: min(n, tile))
-            var start = 0
-            while start < n {
-                let m = min(tile, n - start)
-                let range = (start * dtype.size)..<((start + m) * dtype.size)
-                a.withUnsafeMutableBufferPointer { ap in
-                    b.withUnsafeMutableBufferPointer { bp in
-                        let ab = UnsafeMutableBufferPointer(rebasing: ap[0..<m]), bb = UnsafeMutableBufferPointer(rebasing: bp[0..<m])
-                        decodeToFloat(UnsafeRawBufferPointer(rebasing: parent[range]), dtype: dtype, into: ab)
-                        decodeToFloat(UnsafeRawBufferPointer(rebasing: child[range]), dtype: dtype, into: bb)
-                        wl_delta_stats_f32(ab.baseAddress, bb.baseAddress, m, &s)
+            // Fixed blocks of 1M elements, summed in block order, so the result does not depend
+            // on how many threads ran them; large tensors use every core.
+            let blockElements = 1 << 20
+            let blocks = max(1, (n + blockElements - 1) / blockElements)
+            let partials = UnsafeMutableBufferPointer<wl_delta_stats>.allocate(capacity: blocks)
+            defer { partials.deallocate() }
+            let views = StatsViews(parent: parent, child: child, partials: partials)
+            @Sendable func run(_ k: Int) {
+                let lo = k * blockElements, hi = min(n, lo + blockElements)
+                var s = wl_delta_stats()
+                let tile = 1 << 16
+                var a = [Float](repeating: 0, count: min(hi - lo, tile))
+                var b = [Float](repeating: 0, count: min(hi - lo, tile))
+                var start = lo
+                while start < hi {
+                    let m = min(tile, hi - start)
+                    let range = (start * dtype.size)..<((start + m) * dtype.size)
+                    a.withUnsafeMutableBufferPointer { ap in
+                        b.withUnsafeMutableBufferPointer { bp in
+                            let ab = UnsafeMutableBufferPointer(rebasing: ap[0..<m]), bb = UnsafeMutableBufferPointer(rebasing: bp[0..<m])
+                            decodeToFloat(UnsafeRawBufferPointer(rebasing: views.parent[range]), dtype: dtype, into: ab)
+                            decodeToFloat(UnsafeRawBufferPointer(rebasing: views.child[range]), dtype: dtype, into: bb)
+                            wl_delta_stats_f32(ab.baseAddress, bb.baseAddress, m, &s)
+                        }
                     }
+                    start += m
                 }
-                start += m
+                views.partials[k] = s
+            }
+            if blocks == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: blocks) { run($0) } }
+            var s = wl_delta_stats()
+            for p in partials {
+                s.changed += p.changed; s.l1 += p.l1; s.sum_sq += p.sum_sq; s.max_abs = max(s.max_abs, p.max_abs)
+                s.base_sum_sq += p.base_sum_sq; s.nonfinite += p.nonfinite
             }
             return DeltaStatistics(changed: Int(s.changed), l1: s.l1, frobenius: s.sum_sq.squareRoot(), maxAbs: s.max_abs,
                                    baseNorm: s.base_sum_sq.squareRoot(), nonFinite: Int(s.nonfinite), count: n)
@@ -74,4 +93,11 @@ public struct DeltaStatistics: Sendable, Equatable, Codable {
             return DeltaStatistics(changed: changed, l1: l1, frobenius: sq.squareRoot(), maxAbs: mx, baseNorm: bsq.squareRoot(), nonFinite: nonFinite, count: n)
         }
     }
+}
+
+/// The buffers of one statistics pass, shared by its block threads (each writes its own slot).
+private struct StatsViews: @unchecked Sendable {
+    let parent: UnsafeRawBufferPointer
+    let child: UnsafeRawBufferPointer
+    let partials: UnsafeMutableBufferPointer<wl_delta_stats>
 }

@@ -33,12 +33,26 @@ enum LowRankEncoding {
         let precision = dtype == .f32 || dtype == .f64 ? 8 : 4
         guard (rows + cols) * precision < budget else { return nil }
         // ΔW in double straight from the stored bytes, with max |child| and ‖child‖².
-        var maxAbs = 0.0, childSq = 0.0
-        let delta = [Double](unsafeUninitializedCapacity: rows * cols) { buf, n in
-            wl_lowrank_delta(parent.baseAddress!.assumingMemoryBound(to: UInt8.self), child.baseAddress!.assumingMemoryBound(to: UInt8.self),
-                             code, rows * cols, buf.baseAddress!, &maxAbs, &childSq)
-            n = rows * cols
+        // Fixed blocks of 1M elements (in parallel, combined in order: the result does not
+        // depend on the thread count).
+        let n = rows * cols, blockElements = 1 << 20
+        let blocks = max(1, (n + blockElements - 1) / blockElements)
+        let maxes = Slots<Double>(blocks), squares = Slots<Double>(blocks)
+        let delta = try [Double](unsafeUninitializedCapacity: n) { buf, count in
+            let views = DeltaViews(parent: parent, child: child, out: buf, size: dtype.size)
+            try parallelFor(blocks) { k in
+                let lo = k * blockElements, len = min(n, lo + blockElements) - lo
+                var m = 0.0, sq = 0.0
+                wl_lowrank_delta(views.parent.baseAddress!.assumingMemoryBound(to: UInt8.self) + lo * views.size,
+                                 views.child.baseAddress!.assumingMemoryBound(to: UInt8.self) + lo * views.size,
+                                 code, len, views.out.baseAddress! + lo, &m, &sq)
+                maxes[k] = m
+                squares[k] = sq
+            }
+            count = n
         }
+        let maxAbs = maxes.values.reduce(0.0) { max($0, $1!) }
+        let childSq = squares.values.reduce(0.0) { $0 + $1! }
         let dw = Matrix(rows: rows, cols: cols, data: delta)
         // Rounding the child to its dtype leaves noise of at most u·|W| per element.
         let u = TensorMath.unitRoundoff(dtype)
@@ -113,6 +127,14 @@ enum LowRankEncoding {
             if last < best!.misses { best = (last, a, b) }
         }
         (a, b) = (best!.a, best!.b)
+    }
+
+    /// The operands and output of the parallel ΔW pass (each block writes its own range).
+    struct DeltaViews: @unchecked Sendable {
+        let parent: UnsafeRawBufferPointer
+        let child: UnsafeRawBufferPointer
+        let out: UnsafeMutableBufferPointer<Double>
+        let size: Int
     }
 
     /// A zero-filled double buffer written by the parallel passes.

@@ -32,6 +32,52 @@ final class PatchTests: XCTestCase {
         XCTAssertEqual(try roundTrip([], [], elem: 4).changed, 0)
     }
 
+    /// The sparse layout, read back by hand: the index section holds each changed position as the
+    /// gap from the previous one (the first from 0), 4-byte little-endian; the value section the
+    /// XOR (sparse-xor) or the child's bytes (sparse-values) of those elements, in order.
+    func testSparseSectionsHoldGapsAndValues() throws {
+        for elem in [1, 2, 3, 4, 8] {
+            let n = 1000
+            var rng = SplitMix(seed: UInt64(elem))
+            let parent = (0..<(n * elem)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            let positions = [0, 1, 7, 8, 9, 63, 64, 500, 998, 999]
+            var child = parent
+            for p in positions { child[p * elem + Int(rng.next() % UInt64(elem))] ^= UInt8(1 + rng.next() % 255) }
+            let patch = try roundTrip(parent, child, elem: elem)
+            XCTAssertTrue(patch.encoding == .sparseXor || patch.encoding == .sparseValues, "\(patch.encoding)")
+            let body = Array(patch.bytes[24...])
+            XCTAssertEqual(body[0], 4)
+            let idxLen = Int(body[8..<16].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) })
+            let section = { (range: Range<Int>, size: Int, count: Int) -> [UInt8] in
+                let shuffled = try Zstd.decompress(UnsafeRawBufferPointer(rebasing: body.withUnsafeBytes { $0 }[range]), size: size * count)
+                var raw = [UInt8](repeating: 0, count: size * count)
+                shuffled.withUnsafeBytes { s in raw.withUnsafeMutableBytes { Shuffle.unshuffle(s, into: $0, elementSize: size) } }
+                return raw
+            }
+            let gaps = try section(24..<(24 + idxLen), 4, positions.count)
+            let decoded = (0..<positions.count).map { k in (0..<4).reduce(0) { $0 | Int(gaps[4 * k + $1]) << (8 * $1) } }
+            XCTAssertEqual(decoded, zip(positions, [0] + positions.dropLast()).map { $0 - $1 }, "elem \(elem)")
+            let values = try section((24 + idxLen)..<body.count, elem, positions.count)
+            let expected = positions.flatMap { p in (0..<elem).map { b in
+                patch.encoding == .sparseXor ? parent[p * elem + b] ^ child[p * elem + b] : child[p * elem + b] } }
+            XCTAssertEqual(values, expected, "elem \(elem)")
+        }
+    }
+
+    /// A 24 MiB tensor (above the size where the dense candidate is compressed on another thread
+    /// while the sparse ones are built, with libzstd's workers) with 12 % of its 2-byte elements
+    /// changed: every candidate is built, the smallest wins, and it rebuilds the child exactly.
+    func testLargeTensorCandidatesRebuildExactly() throws {
+        let n = 12 << 20
+        var rng = SplitMix(seed: 7)
+        let parent = (0..<(2 * n)).map { _ in UInt8(truncatingIfNeeded: rng.next() >> 40) }
+        var child = parent
+        for i in 0..<n where rng.next() % 100 < 12 { child[2 * i] ^= 1 }
+        let patch = try roundTrip(parent, child, elem: 2)
+        XCTAssertNotEqual(patch.encoding, .lowRank)
+        XCTAssertLessThan(patch.bytes.count, 2 * n / 4)
+    }
+
     func testChangedCountsElementsNotBytes() throws {
         let parent = [UInt8](repeating: 0, count: 64)
         var child = parent
@@ -98,5 +144,18 @@ final class PatchTests: XCTestCase {
             XCTAssertEqual(back, src)
             if e == 2 { XCTAssertEqual(Array(s.prefix(3)), [0, 2, 4]) }
         }
+    }
+}
+
+/// A small deterministic generator (SplitMix64) for reproducible test bytes.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }

@@ -50,9 +50,14 @@ void wl_delta_stats_f32(const float *a, const float *b, size_t n, wl_delta_stats
 /// Number of non-finite values (NaN, ±Inf) in a float array.
 size_t wl_count_nonfinite_f32(const float *x, size_t n);
 
-/// Writes the indices of elements (size `elem`) of `x` that are not all-zero bytes into idx;
-/// returns how many. idx must have room for bytes/elem entries.
-size_t wl_nonzero_indices(const uint8_t *x, size_t bytes, size_t elem, uint64_t *idx);
+/// One pass over x = parent XOR child (n elements of `elem` bytes) for a sparse patch: for each
+/// element whose bytes are not all zero, appends its position to idx delta-coded (the first
+/// absolute, then the gap from the previous one) as a little-endian integer of `width` (4 or 8)
+/// bytes, its XOR bytes to xor_values and the child's bytes to child_values. Returns how many
+/// elements it found; every output needs room for that many plus one (for 2- and 4-byte
+/// elements the loop is branchless and writes one slot past the last kept element).
+size_t wl_sparse_gather(const uint8_t *x, const uint8_t *child, size_t n, size_t elem, int width, uint8_t *idx,
+                        uint8_t *xor_values, uint8_t *child_values);
 
 /// Low-rank prediction used by the low-rank patch encoding: for a (rows, cols) tensor,
 /// out[i,j] = round_dtype(parent[i,j] + sum_k a[i*rank+k] * b[j*rank+k]), with the sum taken in
