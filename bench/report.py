@@ -139,10 +139,9 @@ for key, label in (("smol_f32", "SmolLM2-135M F32 (538 MB, 1 file)"), ("l7", "7B
         summary.append(("1 commit ≤ 1.3× cat", label, r, 1.3, v))
     w(f"| {label} | {tcell(c)} | {tcell(b)} | {rfmt(r)} | ≤ 1.30× | {v} |")
 w("")
-w("A commit re-hashes the weight files whose stat changed: on the 7B the edited shard (plus a shard left "
-  "racy by the previous commit, see *Other measurements*), while `cat` reads all three shards; SmolLM2 is "
-  "one file, so every commit re-reads all of it. Each timed commit edits a random layer, so patch chains "
-  "stay short (depth ≤ 2).")
+w("A commit re-hashes the weight files whose stat changed (on the 7B the edited shard), while `cat` reads "
+  "all three shards; SmolLM2 is one file, so every commit re-reads all of it. Each timed commit edits a "
+  "random layer, so patch chains stay short (depth ≤ 2).")
 w("")
 
 # --------------------------------------------------------------------------------------------
@@ -287,8 +286,9 @@ for key, label, lim in (("smol_f32", "SmolLM2 F32", None), ("smol_bf16", "SmolLM
       f"{rfmt(ratio(z, raw))} | {secs(num(f'{key}.init_s'))} | {tl} | {v} |")
 if num("l7.init_wal_peak"):
     w("")
-    w(f"7B init: the SQLite WAL peaked at {size(num('l7.init_wal_peak'))} before the final checkpoint "
-      f"(init is one transaction), i.e. the snapshot is written twice and needs ~2× its size in free disk.")
+    w(f"7B init: the SQLite WAL peaked at {size(num('l7.init_wal_peak'))} (each ~1 GiB batch of tensors is "
+      f"its own transaction, checkpointed before the next), so init needs about one batch of free disk "
+      f"beyond the ledger itself.")
 w("")
 
 # --------------------------------------------------------------------------------------------
@@ -312,10 +312,11 @@ if sc or sr:
     if sr7:
         w(f"| `status`, 7B BF16, after an in-place `checkout` rewrote one shard | {tcell(sr7)} |")
     w("")
-    w("A file whose write finished less than 2 s before the command that wrote it recorded its stat (every "
-      "SmolLM2 checkout; a commit < 2 s after the edit) falls in the racy window (`mtime + 2 s < recorded`), "
-      "so it is never trusted again and every later `status`/`commit`/`checkout` re-hashes it until another "
-      "command records it afresh. The 7B shard escapes only because its fsync takes longer than 2 s.")
+    w("A weight file is trusted from its recorded stat only when it was last written more than the racy "
+      "window (100 ms; 2 s on filesystems with whole-second mtimes) before the stat was recorded. A file "
+      "written by the command that records it (`checkout` in place) is usually inside the window, so the next "
+      "`status` hashes it once and records it again; the rows above are medians over repeated runs, so they "
+      "show the trusted state.")
     w("")
 
 profiles = [
