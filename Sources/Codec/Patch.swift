@@ -1,7 +1,4 @@
 import CShims
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// How a patch encodes the change from parent bytes to child bytes.
 public enum PatchEncoding: UInt8, Sendable, CustomStringConvertible {
@@ -206,21 +203,5 @@ func appendU64(_ out: inout [UInt8], _ v: UInt64) {
 /// A byte array of `count` bytes left uninitialized, for buffers a kernel overwrites entirely
 /// (saves zero-filling tensors of up to hundreds of MB before writing them).
 public func uninitializedBytes(_ count: Int) -> [UInt8] {
-    [UInt8](unsafeUninitializedCapacity: count) { buffer, n in
-        adviseHugePages(UnsafeMutableRawBufferPointer(buffer))
-        n = count
-    }
-}
-
-/// Asks the kernel to back a large fresh buffer with 2 MiB pages where transparent huge pages are
-/// enabled for `madvise` (Debian's default): one page fault per 2 MiB instead of per 4 KiB when
-/// the buffer is first written. Call it before the first write; buffers under 8 MiB are left alone.
-public func adviseHugePages(_ buffer: UnsafeMutableRawBufferPointer) {
-    #if os(Linux)
-    let huge = 2 << 20
-    guard buffer.count >= 8 << 20, let base = buffer.baseAddress else { return }
-    let start = (Int(bitPattern: base) + huge - 1) & ~(huge - 1)
-    let end = (Int(bitPattern: base) + buffer.count) & ~(huge - 1)
-    if end > start { _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_HUGEPAGE) }
-    #endif
+    [UInt8](unsafeUninitializedCapacity: count) { _, n in n = count }
 }

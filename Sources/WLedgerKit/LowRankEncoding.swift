@@ -39,7 +39,6 @@ enum LowRankEncoding {
         let blocks = max(1, (n + blockElements - 1) / blockElements)
         let maxes = Slots<Double>(blocks), squares = Slots<Double>(blocks)
         let delta = try [Double](unsafeUninitializedCapacity: n) { buf, count in
-            adviseHugePages(UnsafeMutableRawBufferPointer(buf))
             let views = DeltaViews(parent: parent, child: child, out: buf, size: dtype.size)
             try parallelFor(blocks) { k in
                 let lo = k * blockElements, len = min(n, lo + blockElements) - lo
