@@ -36,7 +36,7 @@ ok = lambda b: "PASS" if b else "FAIL"
 sec = f"""<!-- checkout-recheck:begin -->
 ## Checkout re-measured (kernel copies, early writeback, in-place patches)
 
-Command: `bench/checkout-recheck.sh`, wledger at `{rev}`, {datetime.date.today()}; SmolLM2 F32 with the 200-edit history of section 3 (HEAD = commit 200); medians of 7 runs. This section supersedes the checkout rows of the full run above (section 2 and 3 targets) for SmolLM2; the 7B rows there predate these changes.
+Command: `bench/checkout-recheck.sh`, wledger at `{rev}`, {datetime.date.today()}; SmolLM2 F32 with the 200-edit history of section 3 (HEAD = commit 200); medians of 7 runs. It adds to sections 2 and 3 the `--output` checkout of HEAD and of commit 1 and both in-place directions of that history, each against `cp -r` + `sync` in the same run.
 
 | operation | wledger | `cp -r` | ratio | `cp -r` + `sync` | ratio | target ≤ 1.5× |
 |---|---:|---:|---:|---:|---:|---|

@@ -30,7 +30,7 @@ ms = lambda s: f"{s*1000:.0f} ms"
 sec = f"""<!-- commit-recheck:begin -->
 ## Commit re-measured (SmolLM2 F32)
 
-Command: `bench/commit-recheck.sh`, wledger at `{rev}`, {datetime.date.today()}; one rank-one edit of a random layer's `down_proj` per commit (`bench/edit.py`, as in section 1), page cache warm; medians of 10 runs, `cat` in the same run. This supersedes the SmolLM2 row of section 1; the 7B row there predates the C low-rank encoder and the AVX2 scan.
+Command: `bench/commit-recheck.sh`, wledger at `{rev}`, {datetime.date.today()}; one rank-one edit of a random layer's `down_proj` per commit (`bench/edit.py`, as in section 1), page cache warm; medians of 10 runs, `cat` in the same run. A quick re-measurement of section 1's SmolLM2 row (more runs, nothing else on the machine), for checking one change without the full run.
 
 | `wledger commit` | `cat model/*` | ratio | target | result | stored per edit |
 |---:|---:|---:|---:|---|---:|
