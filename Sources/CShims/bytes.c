@@ -145,6 +145,16 @@ size_t wl_count_nonfinite_f32(const float *x, size_t n) {
     return c;
 }
 
+/* Stores gap d as the k-th little-endian integer of `width` (4 or 8) bytes. */
+static inline void put_gap(uint8_t *idx, size_t k, int width, uint64_t d) {
+    if (width == 4) {
+        uint32_t d32 = (uint32_t)d;
+        memcpy(idx + 4 * k, &d32, 4);
+    } else {
+        memcpy(idx + 8 * k, &d, 8);
+    }
+}
+
 #define SPARSE_GATHER_TYPED(T)                                                                          \
     do {                                                                                                \
         const T *xs = (const T *)(const void *)x, *cs = (const T *)(const void *)child;                 \
@@ -153,13 +163,7 @@ size_t wl_count_nonfinite_f32(const float *x, size_t n) {
             T v;                                                                                        \
             memcpy(&v, xs + i, sizeof(T));                                                              \
             size_t nz = v != 0;                                                                         \
-            uint64_t d = (uint64_t)i - prev;                                                            \
-            if (width == 4) {                                                                           \
-                uint32_t d32 = (uint32_t)d;                                                             \
-                memcpy(idx + 4 * k, &d32, 4);                                                           \
-            } else {                                                                                    \
-                memcpy(idx + 8 * k, &d, 8);                                                             \
-            }                                                                                           \
+            put_gap(idx, k, width, (uint64_t)i - prev);                                                 \
             memcpy(xv + k, &v, sizeof(T));                                                              \
             memcpy(cv + k, cs + i, sizeof(T));                                                          \
             prev = nz ? (uint64_t)i : prev;                                                             \
@@ -185,14 +189,8 @@ size_t wl_sparse_gather(const uint8_t *x, const uint8_t *child, size_t n, size_t
         uint8_t any = 0;
         for (size_t p = 0; p < elem; p++) any |= e[p];
         if (!any) continue;
-        uint64_t d = (uint64_t)i - prev;
+        put_gap(idx, k, width, (uint64_t)i - prev);
         prev = i;
-        if (width == 4) {
-            uint32_t d32 = (uint32_t)d;
-            memcpy(idx + 4 * k, &d32, 4);
-        } else {
-            memcpy(idx + 8 * k, &d, 8);
-        }
         memcpy(xor_values + k * elem, e, elem);
         memcpy(child_values + k * elem, child + i * elem, elem);
         k++;
