@@ -42,7 +42,14 @@ public final class Database {
         sqlite3_busy_timeout(db, 60_000)
     }
 
-    deinit { sqlite3_close_v2(handle) }
+    /// Statements of `run`/`query`/`queryOne`, prepared once per SQL text and reset after each
+    /// use (a ledger lookup repeated per tensor costs a bind and a step, not a parse).
+    private var cache: [String: Statement] = [:]
+
+    deinit {
+        cache.removeAll()   // finalized before the connection closes
+        sqlite3_close_v2(handle)
+    }
 
     private func error(_ rc: Int32, _ sql: String?) -> LedgerError {
         failure(rc, String(cString: sqlite3_errmsg(handle)), sql)
@@ -50,6 +57,10 @@ public final class Database {
 
     /// The error for a failed call: a full disk names the ledger file, anything else is an SQLite error.
     func failure(_ rc: Int32, _ message: String, _ sql: String?) -> LedgerError {
+        Database.failure(rc, message, sql, path: path)
+    }
+
+    static func failure(_ rc: Int32, _ message: String, _ sql: String?, path: String) -> LedgerError {
         rc & 0xFF == SQLITE_FULL ? .diskFull(path: path) : .sqlite(code: rc, message: message, sql: sql)
     }
 
@@ -69,30 +80,47 @@ public final class Database {
         var stmt: OpaquePointer?
         let rc = sqlite3_prepare_v3(handle, sql, -1, 0, &stmt, nil)
         guard rc == SQLITE_OK, let stmt else { throw error(rc, sql) }
-        return Statement(db: self, stmt: stmt, sql: sql)
+        return Statement(handle: handle, path: path, stmt: stmt, sql: sql)
+    }
+
+    /// Runs `body` with the cached statement for `sql` bound to `params`, resetting it afterwards
+    /// so it holds no lock. A statement already in use (a row mapper running the same SQL) gets
+    /// a fresh one.
+    private func withStatement<T>(_ sql: String, _ params: [SQLValue], _ body: (Statement) throws -> T) throws -> T {
+        let s: Statement
+        if let c = cache[sql], !c.inUse {
+            s = c
+        } else {
+            s = try prepare(sql)
+            if cache[sql] == nil { cache[sql] = s }
+        }
+        s.inUse = true
+        defer {
+            sqlite3_reset(s.stmt)
+            sqlite3_clear_bindings(s.stmt)
+            s.inUse = false
+        }
+        try s.bind(params)
+        return try body(s)
     }
 
     /// Runs a statement with parameters and discards results.
     public func run(_ sql: String, _ params: [SQLValue] = []) throws {
-        let s = try prepare(sql)
-        try s.bind(params)
-        while try s.step() {}
+        try withStatement(sql, params) { s in while try s.step() {} }
     }
 
     /// Runs a query and maps every row.
     public func query<T>(_ sql: String, _ params: [SQLValue] = [], _ row: (Statement) throws -> T) throws -> [T] {
-        let s = try prepare(sql)
-        try s.bind(params)
-        var out: [T] = []
-        while try s.step() { out.append(try row(s)) }
-        return out
+        try withStatement(sql, params) { s in
+            var out: [T] = []
+            while try s.step() { out.append(try row(s)) }
+            return out
+        }
     }
 
     /// The first row of a query, mapped, or nil.
     public func queryOne<T>(_ sql: String, _ params: [SQLValue] = [], _ row: (Statement) throws -> T) throws -> T? {
-        let s = try prepare(sql)
-        try s.bind(params)
-        return try s.step() ? row(s) : nil
+        try withStatement(sql, params) { s in try s.step() ? row(s) : nil }
     }
 
     /// Rows changed by the last statement.
@@ -119,12 +147,17 @@ public final class Database {
 
 /// A prepared statement owning its handle; finalized on deinit.
 public final class Statement {
-    let db: Database
+    // The connection's handle, not the `Database` (whose statement cache holds statements): a
+    // statement outliving its `Database` keeps the closed connection alive until it is finalized.
+    let handle: OpaquePointer
+    let path: String
     let stmt: OpaquePointer
     let sql: String
+    /// Set while a cached statement is being stepped (see `Database.withStatement`).
+    var inUse = false
 
-    init(db: Database, stmt: OpaquePointer, sql: String) {
-        self.db = db; self.stmt = stmt; self.sql = sql
+    init(handle: OpaquePointer, path: String, stmt: OpaquePointer, sql: String) {
+        self.handle = handle; self.path = path; self.stmt = stmt; self.sql = sql
     }
 
     deinit { sqlite3_finalize(stmt) }
@@ -146,14 +179,14 @@ public final class Statement {
             case let .blob(b):
                 rc = b.withUnsafeBytes { sqlite3_bind_blob64(stmt, idx, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1), sqlite3_uint64($0.count), Statement.transient) }
             }
-            guard rc == SQLITE_OK else { throw db.failure(rc, String(cString: sqlite3_errmsg(db.handle)), sql) }
+            guard rc == SQLITE_OK else { throw Database.failure(rc, String(cString: sqlite3_errmsg(handle)), sql, path: path) }
         }
     }
 
     /// Binds a blob parameter without copying; `bytes` must stay valid until the statement is stepped.
     public func bindBlobNoCopy(_ index: Int, _ bytes: UnsafeRawBufferPointer) throws {
         let rc = sqlite3_bind_blob64(stmt, Int32(index), bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1), sqlite3_uint64(bytes.count), nil)
-        guard rc == SQLITE_OK else { throw db.failure(rc, String(cString: sqlite3_errmsg(db.handle)), sql) }
+        guard rc == SQLITE_OK else { throw Database.failure(rc, String(cString: sqlite3_errmsg(handle)), sql, path: path) }
     }
 
     /// Advances; true when a row is available.
@@ -162,7 +195,7 @@ public final class Statement {
         let rc = sqlite3_step(stmt)
         if rc == SQLITE_ROW { return true }
         if rc == SQLITE_DONE { return false }
-        throw db.failure(rc, String(cString: sqlite3_errmsg(db.handle)), sql)
+        throw Database.failure(rc, String(cString: sqlite3_errmsg(handle)), sql, path: path)
     }
 
     public func isNull(_ col: Int) -> Bool { sqlite3_column_type(stmt, Int32(col)) == SQLITE_NULL }

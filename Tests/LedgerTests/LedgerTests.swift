@@ -77,4 +77,29 @@ final class LedgerTests: XCTestCase {
         try Array("not a database at all, just text".utf8).withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: path)) }
         XCTAssertThrowsError(try Ledger.open(at: path)) { e in XCTAssertTrue("\(e)".contains("is not a wledger ledger"), "\(e)") }
     }
+
+    /// Statements are prepared once per SQL text and reused: a row mapper that runs the same
+    /// query gets its own statement (the outer iteration is not disturbed), and a `queryOne` that
+    /// stops after the first row leaves no read transaction open (a TRUNCATE checkpoint, which
+    /// needs every reader gone, empties the WAL).
+    func testCachedStatementsAreReentrantAndReleaseLocks() throws {
+        let dir = try TemporaryDirectory("sqlite")
+        let db = try Database(path: dir.path + "/t.db", create: true)
+        try db.execute("PRAGMA journal_mode = WAL")
+        try db.execute("CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT)")
+        for k in 1...5 { try db.run("INSERT INTO t(k, v) VALUES(?, ?)", [.int(Int64(k)), .text("v\(k)")]) }
+        let sql = "SELECT k, v FROM t WHERE k >= ? ORDER BY k"
+        let nested = try db.query(sql, [.int(2)]) { s -> String in
+            let k = s.int(0)
+            let inner = try db.query(sql, [.int(k + 2)]) { $0.text(1) }
+            return "\(s.text(1)):\(inner.joined(separator: ","))"
+        }
+        XCTAssertEqual(nested, ["v2:v4,v5", "v3:v5", "v4:", "v5:"])
+        XCTAssertEqual(try db.query(sql, [.int(4)]) { $0.int(0) }, [4, 5], "the cached statement is reset and rebound")
+        XCTAssertEqual(try db.queryOne(sql, [.int(1)]) { $0.text(1) }, "v1")
+        try db.run("UPDATE t SET v = 'w' WHERE k = 1")
+        let busy = try XCTUnwrap(try db.queryOne("PRAGMA wal_checkpoint(TRUNCATE)") { $0.int(0) })
+        XCTAssertEqual(busy, 0, "no statement holds a read transaction")
+        XCTAssertEqual(FileStat.of(dir.path + "/t.db-wal")?.size, 0)
+    }
 }
