@@ -32,6 +32,30 @@ struct TensorChange: Sendable {
     var prepared: PreparedTensor
 }
 
+/// Encodings started while the work tree is still being hashed (`commit`), each on its own
+/// background thread; nil results are tensors left for the caller to refuse.
+final class EarlyEncodings: @unchecked Sendable {
+    private let limit: Int
+    private var tasks: [String: Background<PreparedTensor?>] = [:]   // touched by the committing thread only
+
+    init(limit: Int) { self.limit = limit }
+
+    var hasRoom: Bool { tasks.count < limit }
+
+    func start(_ name: String, _ work: @escaping () throws -> PreparedTensor?) {
+        tasks[name] = Background(work)
+    }
+
+    func started(_ name: String) -> Bool { tasks[name] != nil }
+
+    func result(_ name: String) throws -> PreparedTensor? { try tasks[name]?.wait() ?? nil }
+
+    /// Waits for every encoding (on every path out: they read the mapped work tree).
+    func waitAll() {
+        for t in tasks.values { _ = try? t.wait() }
+    }
+}
+
 /// What `commit` did.
 public struct CommitResult: Encodable, Sendable {
     public var commit: String
@@ -63,8 +87,24 @@ extension Repository {
         var options = options
         if let f = options.requestFile { options.hookEnvironment["WLEDGER_REQUEST"] = absolutePath(f) }
         let head = try ledger.head()
+        // Changed tensors start encoding as soon as hashing finds them, beside the hashing of the
+        // rest; not when the work tree may still change (a pre-commit hook runs first) or when
+        // --prune rewrites the edit.
+        let hooked = verifyHooks && (hookPath(.preCommit) != nil || hookPath(.commitMsg) != nil)
+        let early = EarlyEncodings(limit: options.prune == nil && !hooked ? Repository.earlyEncodings : 0)
+        defer { early.waitAll() }   // they read the mapped work tree
         let cmp = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName,
-                                                 rehash: false, progress: progress)
+                                                 rehash: false, progress: progress) { name, entry, weights in
+            guard early.hasRoom, let loc = weights.tensors[name] else { return }
+            let recipe = try self.ledger.recipe(for: entry.hash)
+            let policy = options.policy
+            early.start(name) {
+                let child = weights.bytes(name)!
+                // A tensor with NaN/Inf is refused below, before anything is recorded.
+                if !policy.allowNonFinite, loc.info.dtype.isFloat, countNonFinite(child, dtype: loc.info.dtype) > 0 { return nil }
+                return try Repository.encodeChange(name: name, recipe: recipe, child: child, info: loc.info, policy: policy)
+            }
+        }
         let report = cmp.report
         if !report.structural.isEmpty {
             throw KitError.usage("'\(root)': work tree tensors differ from HEAD in structure: \(report.structural.prefix(3).joined(separator: "; "))\(report.structural.count > 3 ? "; …" : "")")
@@ -87,18 +127,19 @@ extension Repository {
                                                             extra: options.hookEnvironment), kind: options.kind, what: "committed")
         // Parent bytes come from the ledger (the work tree has the child).
         progress.start("encoding changed tensors", total: changedNames.count)
-        let recipes = try changedNames.map { try ledger.recipe(for: cmp.manifest[$0]!.hash) }
         let policy = options.policy
         let slots = Slots<PreparedTensor>(changedNames.count)
-        try parallelFor(changedNames.count) { i in
-            let name = changedNames[i]
+        let rest = changedNames.indices.filter { !early.started(changedNames[$0]) }
+        let recipes = try rest.map { try ledger.recipe(for: cmp.manifest[changedNames[$0]]!.hash) }
+        try parallelFor(rest.count) { k in
+            let i = rest[k], name = changedNames[i]
             let loc = weights.tensors[name]!
-            let child = weights.bytes(name)!
-            let parentVersion = recipes[i].version
-            let parent = try recipes[i].build(verifySHA256: false)
-            let prepared = try parent.withUnsafeBytes { pb in
-                try Repository.prepareChange(name: name, parent: pb, parentVersion: parentVersion, child: child, dtype: loc.info.dtype,
-                                             shape: loc.info.shape, policy: policy)
+            slots[i] = try Repository.encodeChange(name: name, recipe: recipes[k], child: weights.bytes(name)!, info: loc.info, policy: policy)
+            progress.advance()
+        }
+        for (i, name) in changedNames.enumerated() where slots[i] == nil {
+            guard let prepared = try early.result(name) else {
+                throw KitError.usage("'\(root)': tensor '\(name)' could not be encoded")   // not reached: NaN/Inf was refused above
             }
             slots[i] = prepared
             progress.advance()
@@ -213,6 +254,20 @@ extension Repository {
             return id
         }
         return (id, out, stored)
+    }
+
+    /// Changed tensors encoded while the rest of the work tree is being hashed, at most (two
+    /// cores are enough to keep busy; the others wait for the hashing to end).
+    static let earlyEncodings = 2
+
+    /// Rebuilds the parent version from `recipe` and prepares the change to `child`.
+    static func encodeChange(name: String, recipe: TensorRecipe, child: UnsafeRawBufferPointer, info: TensorInfo,
+                             policy: SnapshotPolicy) throws -> PreparedTensor {
+        let parent = try recipe.build(verifySHA256: false)
+        return try parent.withUnsafeBytes { pb in
+            try prepareChange(name: name, parent: pb, parentVersion: recipe.version, child: child, dtype: info.dtype, shape: info.shape,
+                              policy: policy)
+        }
     }
 
     /// Hashes a changed tensor, computes its ΔW statistics and builds its stored form: an exact

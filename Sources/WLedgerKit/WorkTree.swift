@@ -1,3 +1,4 @@
+import Codec
 import Foundation
 import Ledger
 import TensorIO
@@ -73,8 +74,11 @@ struct WorkTreeComparison {
 
     /// Scans `root` and compares it with `commit`.
     /// - Parameter rehash: ignore recorded stats and hash everything.
-    static func compare(root: String, ledger: Ledger, commit: String, branch: String?, rehash: Bool,
-                        progress: ProgressReporter) throws -> WorkTreeComparison {
+    /// - Parameter onModified: called on this thread with each tensor found changed (name, the
+    ///   committed entry, the mapped work tree), while the others are still being hashed, in no
+    ///   particular order.
+    static func compare(root: String, ledger: Ledger, commit: String, branch: String?, rehash: Bool, progress: ProgressReporter,
+                        onModified: ((String, ManifestEntry, ModelWeights) throws -> Void)? = nil) throws -> WorkTreeComparison {
         // Everything hashed below is read after this instant (see `racyWindow`).
         let scannedAt = wallClockNanoseconds()
         let dir = try ModelDirectory.scan(root)
@@ -120,55 +124,101 @@ struct WorkTreeComparison {
             if !statClean.contains(f), let committed = files[f], committed.object != h { report.modifiedHeaders.append(f) }
         }
 
-        // Tensors: fingerprint everything in files that were not stat-clean, in parallel.
+        // Tensors: fingerprint everything in files that were not stat-clean, in parallel, against
+        // the fingerprints of the committed versions (looked up first, so a mismatch is known as
+        // soon as its tensor is hashed).
         let names = weights.tensors.keys.filter { name in
             guard let loc = weights.tensors[name] else { return false }
             return toHash.contains(loc.file)
         }.sorted()
-        let slots = Slots<Fingerprint>(names.count)
-        progress.start("hashing tensors", total: names.count)
-        // Largest first, so the last tensors to finish are small ones (the embedding alone can be
-        // a fifth of a model). Pages are faulted in by the worker that hashes them.
-        let order = names.indices.sorted { weights.tensors[names[$0]]!.info.byteCount > weights.tensors[names[$1]]!.info.byteCount }
-        try parallelFor(names.count) { k in
-            let i = order[k]
-            slots[i] = Fingerprint.of(weights.bytes(names[i])!)
-            progress.advance()
-        }
-        progress.finish()
-        var fingerprints: [String: Fingerprint] = [:]
-        for (i, n) in names.enumerated() { fingerprints[n] = slots[i] }
+        var expected = [String?](repeating: nil, count: names.count)
         var versionFingerprints: [String: String] = [:]
-        for name in names {
+        for (i, name) in names.enumerated() {
             guard let e = manifest[name], let loc = weights.tensors[name], e.dtype == loc.info.dtype, e.shape == loc.info.shape else { continue }
             if versionFingerprints[e.hash] == nil {
                 guard let v = try ledger.version(e.hash) else { throw LedgerError.corruptObject(id: e.hash, reason: "tensor version missing") }
                 versionFingerprints[e.hash] = v.fingerprint
             }
-            if fingerprints[name]?.hex != versionFingerprints[e.hash] {
-                report.modifiedTensors.append(.init(name: name, file: loc.file))
+            expected[i] = versionFingerprints[e.hash]
+        }
+        let slots = Slots<Fingerprint>(names.count)
+        progress.start("hashing tensors", total: names.count)
+        // Largest first, so the last tensors to finish are small ones (the embedding alone can be
+        // a fifth of a model). Pages are faulted in by the worker that hashes them.
+        let order = names.indices.sorted { weights.tensors[names[$0]]!.info.byteCount > weights.tensors[names[$1]]!.info.byteCount }
+        let expectedFingerprints = expected, mismatches = Mismatches()
+        // The hashing runs off this thread, which hands each mismatch to `onModified` as it is found.
+        let hashing = Background {
+            defer { mismatches.finish() }
+            try parallelFor(names.count) { k in
+                let i = order[k]
+                let fp = Fingerprint.of(weights.bytes(names[i])!)
+                slots[i] = fp
+                if let want = expectedFingerprints[i], fp.hex != want { mismatches.push(i) }
+                progress.advance()
             }
+        }
+        var sideContents: [String: (bytes: [UInt8], hash: String)] = [:]
+        do {
+            defer { _ = try? hashing.wait() }   // it reads the mapped files
+            // Side files, read and hashed meanwhile.
+            for f in dir.sideFiles {
+                let bytes = try readFile(root + "/" + f)
+                let h = SHA256Digest.hash(bytes).hex
+                sideContents[f] = (bytes, h)
+                if let committed = files[f], committed.kind == .side {
+                    if committed.object != h { report.sideFiles.append(.init(path: f, change: .modified)) }
+                } else if files[f] == nil {
+                    report.sideFiles.append(.init(path: f, change: .added))
+                }
+            }
+            for (path, f) in files where f.kind == .side && sideContents[path] == nil {
+                report.sideFiles.append(.init(path: path, change: .deleted))
+            }
+            report.sideFiles.sort { $0.path < $1.path }
+            while let i = mismatches.next() { try onModified?(names[i], manifest[names[i]]!, weights) }
+        }
+        try hashing.wait()
+        progress.finish()
+        var fingerprints: [String: Fingerprint] = [:]
+        for (i, n) in names.enumerated() {
+            fingerprints[n] = slots[i]
+            if let want = expected[i], slots[i]?.hex != want { report.modifiedTensors.append(.init(name: n, file: weights.tensors[n]!.file)) }
         }
 
-        // Side files.
-        var sideContents: [String: (bytes: [UInt8], hash: String)] = [:]
-        for f in dir.sideFiles {
-            let bytes = try readFile(root + "/" + f)
-            let h = SHA256Digest.hash(bytes).hex
-            sideContents[f] = (bytes, h)
-            if let committed = files[f], committed.kind == .side {
-                if committed.object != h { report.sideFiles.append(.init(path: f, change: .modified)) }
-            } else if files[f] == nil {
-                report.sideFiles.append(.init(path: f, change: .added))
-            }
-        }
-        for (path, f) in files where f.kind == .side && sideContents[path] == nil {
-            report.sideFiles.append(.init(path: path, change: .deleted))
-        }
-        report.sideFiles.sort { $0.path < $1.path }
         return WorkTreeComparison(directory: dir, weights: weights, commit: commit, manifest: manifest, files: files, report: report,
                                   statClean: statClean, fingerprints: fingerprints, sideContents: sideContents,
                                   headerHashes: headerHashes, stats: stats, scannedAt: scannedAt)
+    }
+}
+
+/// Indices of changed tensors, handed from the hashing threads to the comparing one.
+private final class Mismatches: @unchecked Sendable {
+    private let lock = NSLock()
+    private let ready = DispatchSemaphore(value: 0)
+    private var items: [Int] = []
+    private var finished = false
+
+    func push(_ i: Int) {
+        lock.lock(); items.append(i); lock.unlock()
+        ready.signal()
+    }
+
+    /// Called once, when hashing stops.
+    func finish() {
+        lock.lock(); finished = true; lock.unlock()
+        ready.signal()
+    }
+
+    /// The next index, blocking until one arrives; nil once hashing has stopped and all were taken.
+    func next() -> Int? {
+        while true {
+            lock.lock()
+            if !items.isEmpty { let i = items.removeFirst(); lock.unlock(); return i }
+            if finished { lock.unlock(); return nil }
+            lock.unlock()
+            ready.wait()
+        }
     }
 }
 

@@ -35,11 +35,13 @@ final class HistoryRoundTripTests: XCTestCase {
             } else {
                 let e = try SimulatedEdit.rankOne(file: weights, tensor: tensor, seed: UInt64(i))
                 edits.append((tensor, e.parent, e.child))
-                if i % 12 == 0 {  // MEMIT-like: a second layer in the same commit
+                if i % 12 == 0 {  // MEMIT-like: more layers in the same commit (more than commit encodes while hashing)
                     method = "MEMIT"
-                    let t2 = "model.layers.\((layer + 1) % 30).mlp.down_proj.weight"
-                    let e2 = try SimulatedEdit.rankOne(file: weights, tensor: t2, seed: UInt64(1000 + i))
-                    edits.append((t2, e2.parent, e2.child))
+                    for k in 1...3 {
+                        let t2 = "model.layers.\((layer + k) % 30).mlp.down_proj.weight"
+                        let e2 = try SimulatedEdit.rankOne(file: weights, tensor: t2, seed: UInt64(1000 * k + i))
+                        edits.append((t2, e2.parent, e2.child))
+                    }
                 }
             }
             var opts = CommitOptions(message: "edit \(i) (\(method))")
