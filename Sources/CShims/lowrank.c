@@ -133,31 +133,6 @@ static inline void half_widths(const uint8_t *c, size_t i, size_t cols, int dtyp
     }
 }
 
-WL_CLONES
-void wl_lowrank_delta(const uint8_t *parent, const uint8_t *child, int dtype, size_t n, double *out,
-                      double *max_abs_child, double *child_sq) {
-    const size_t block = 4096;
-    double tmp_p[4096], tmp_c[4096];
-    float scratch[4096];
-    double m = 0, sq = 0;
-    for (size_t s = 0; s < n; s += block) {
-        size_t len = n - s < block ? n - s : block;
-        /* Treat the flat range as one "row" starting at element s. */
-        size_t esz = dtype == 1 ? 4 : dtype == 4 ? 8 : 2;
-        load_row(parent + s * esz, 0, len, dtype, tmp_p, scratch);
-        load_row(child + s * esz, 0, len, dtype, tmp_c, scratch);
-        for (size_t j = 0; j < len; j++) {
-            double c = tmp_c[j];
-            out[s + j] = c - tmp_p[j];
-            double a = c < 0 ? -c : c;
-            if (a > m) m = a;
-            sq += c * c;
-        }
-    }
-    *max_abs_child = m;
-    *child_sq = sq;
-}
-
 /* Σ_j x[j]·y[j] (reassociated: the compiler's fixed vector order). */
 static inline double dot(const double *x, const double *y, size_t n) {
 #pragma clang fp reassociate(on)
@@ -256,4 +231,50 @@ size_t wl_lowrank_pass(const uint8_t *parent, const uint8_t *child, int dtype, s
     }
     free(p); free(c); free(h); free(x); free(tmp);
     return misses;
+}
+
+/* One pass of the randomized range finder over ΔW = child − parent (rows row0..<row1, shape
+ * (rows, cols)), a row at a time from the stored bytes: ΔW itself is never held in memory.
+ *   mode 0: y[i, k] = ΔW_i · m[k, :]       (m = Ωᵀ: l × cols; y: rows × l)
+ *           and max |child|, Σ child² of the rows into stats[0], stats[1]
+ *   mode 1: out[k, :] += q[i, k] · ΔW_i   (q: rows × l; out: l × cols, this block's partial)
+ *   mode 2: returns Σ_i ‖ΔW_i − q_i · m‖²  (m: l × cols)
+ * Each row's sums are the same fixed-order vector sums whatever the row split. */
+WL_CLONES
+double wl_delta_range_pass(const uint8_t *parent, const uint8_t *child, int dtype, size_t cols, size_t row0, size_t row1,
+                           size_t l, int mode, const double *q, const double *m, double *out, double *stats) {
+    double *p = malloc(cols * sizeof(double)), *c = malloc(cols * sizeof(double));
+    float *tmp = malloc(cols * sizeof(float));
+    if (!p || !c || !tmp) { free(p); free(c); free(tmp); abort(); }
+    double total = 0, mx = 0, sq = 0;
+    for (size_t i = row0; i < row1; i++) {
+        load_row(parent, i, cols, dtype, p, tmp);
+        load_row(child, i, cols, dtype, c, tmp);
+        if (mode == 0) {
+            for (size_t j = 0; j < cols; j++) {
+                double v = c[j], a = v < 0 ? -v : v;
+                mx = a > mx ? a : mx;
+                p[j] = v - p[j];
+            }
+            sq += dot(c, c, cols);
+            for (size_t k = 0; k < l; k++) out[i * l + k] = dot(p, m + k * cols, cols);
+        } else if (mode == 1) {
+            for (size_t j = 0; j < cols; j++) p[j] = c[j] - p[j];
+            for (size_t k = 0; k < l; k++) {
+                const double qk = q[i * l + k];
+                double *ok = out + k * cols;
+                for (size_t j = 0; j < cols; j++) ok[j] += qk * p[j];
+            }
+        } else {
+            for (size_t j = 0; j < cols; j++) p[j] = c[j] - p[j];
+            for (size_t k = 0; k < l; k++) {
+                const double qk = q[i * l + k], *mk = m + k * cols;
+                for (size_t j = 0; j < cols; j++) p[j] -= qk * mk[j];
+            }
+            total += dot(p, p, cols);
+        }
+    }
+    if (mode == 0 && stats) { stats[0] = mx; stats[1] = sq; }
+    free(p); free(c); free(tmp);
+    return total;
 }

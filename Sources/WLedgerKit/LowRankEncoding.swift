@@ -32,31 +32,11 @@ enum LowRankEncoding {
               parent.count == rows * cols * dtype.size, child.count == parent.count else { return nil }
         let precision = dtype == .f32 || dtype == .f64 ? 8 : 4
         guard (rows + cols) * precision < budget else { return nil }
-        // ΔW in double straight from the stored bytes, with max |child| and ‖child‖².
-        // Fixed blocks of 1M elements (in parallel, combined in order: the result does not
-        // depend on the thread count).
-        let n = rows * cols, blockElements = 1 << 20
-        let blocks = max(1, (n + blockElements - 1) / blockElements)
-        let maxes = Slots<Double>(blocks), squares = Slots<Double>(blocks)
-        let delta = try [Double](unsafeUninitializedCapacity: n) { buf, count in
-            let views = DeltaViews(parent: parent, child: child, out: buf, size: dtype.size)
-            try parallelFor(blocks) { k in
-                let lo = k * blockElements, len = min(n, lo + blockElements) - lo
-                var m = 0.0, sq = 0.0
-                wl_lowrank_delta(views.parent.baseAddress!.assumingMemoryBound(to: UInt8.self) + lo * views.size,
-                                 views.child.baseAddress!.assumingMemoryBound(to: UInt8.self) + lo * views.size,
-                                 code, len, views.out.baseAddress! + lo, &m, &sq)
-                maxes[k] = m
-                squares[k] = sq
-            }
-            count = n
-        }
-        let maxAbs = maxes.values.reduce(0.0) { max($0, $1!) }
-        let childSq = squares.values.reduce(0.0) { $0 + $1! }
-        let dw = Matrix(rows: rows, cols: cols, data: delta)
         // Rounding the child to its dtype leaves noise of at most u·|W| per element.
         let u = TensorMath.unitRoundoff(dtype)
-        guard let svd = try BLAS.lowRankApproximation(dw, tolerance: 2 * u * childSq.squareRoot(), maxSampled: 2 * maxRank) else { return nil }
+        guard let range = try rangeFinder(parent: parent, child: child, code: code, rows: rows, cols: cols, maxSampled: 2 * maxRank,
+                                          tolerance: { childSq in 2 * u * childSq.squareRoot() }) else { return nil }
+        let svd = range, maxAbs = range.maxAbs
         let rank = svd.s.prefix { $0 > TensorMath.roundingNoise(dtype: dtype, maxAbs: maxAbs, rows: rows, cols: cols) }.count
         guard rank > 0, rank <= maxRank, (rows + cols) * rank * precision < budget else { return nil }
         var a = Matrix(zeros: rows, rank), b = Matrix(zeros: cols, rank)
@@ -65,6 +45,59 @@ enum LowRankEncoding {
         try refine(a: &a, b: &b, parent: parent, child: child, code: code, rows: rows, cols: cols)
         return try LowRankPatch.make(parent: parent, child: child, dtype: dtype, rows: rows, cols: cols, rank: rank, a: a.data, b: b.data,
                                      precision: precision, level: level)
+    }
+
+    /// The randomized range finder (Halko–Martinsson–Tropp) on ΔW = child − parent, l = 8, 16, …
+    /// columns until ‖ΔW − Q·Qᵀ·ΔW‖F ≤ tolerance(‖child‖²). ΔW is never materialized: each of
+    /// the three passes per l (ΔW·Ω, Qᵀ·ΔW, the residual) recomputes its rows from the stored
+    /// bytes (`wl_delta_range_pass`), in fixed row blocks combined in block order, so the result
+    /// does not depend on the thread count. Returns the truncated SVD U·diag(s)·Vt and max |child|.
+    static func rangeFinder(parent: UnsafeRawBufferPointer, child: UnsafeRawBufferPointer, code: Int32, rows: Int, cols: Int,
+                            maxSampled: Int, seed: UInt64 = 0x5EED,
+                            tolerance: (Double) -> Double) throws -> (u: Matrix, s: [Double], vt: Matrix, maxAbs: Double)? {
+        let k = min(rows, cols)
+        guard k > 0 else { return nil }
+        let blocks = min(passBlocks, rows)
+        let views = (RawView(bytes: parent), RawView(bytes: child))
+        func run(_ mode: Int32, l: Int, q: [Double], m: [Double], out: Buffer?, partials: [Buffer], stats: Buffer?) throws -> [Double] {
+            let sums = Slots<Double>(blocks)
+            try parallelFor(blocks) { blk in
+                let r0 = rows * blk / blocks, r1 = rows * (blk + 1) / blocks
+                let s = q.withUnsafeBufferPointer { qp in
+                    m.withUnsafeBufferPointer { mp in
+                        wl_delta_range_pass(views.0.bytes.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                                            views.1.bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), code, cols, r0, r1, l, mode,
+                                            qp.baseAddress, mp.baseAddress, mode == 1 ? partials[blk].pointer : out?.pointer,
+                                            stats.map { $0.pointer + 2 * blk })
+                    }
+                }
+                sums[blk] = s
+            }
+            return (0..<blocks).map { sums[$0]! }
+        }
+        var l = min(8, k)
+        var childStats: (maxAbs: Double, sq: Double)? = nil
+        while l <= min(maxSampled, k) {
+            let omega = Matrix.gaussian(rows: cols, cols: l, seed: seed &+ UInt64(l))
+            let y = Buffer(count: rows * l), stats = Buffer(count: 2 * blocks)
+            _ = try run(0, l: l, q: [], m: omega.transposed.data, out: y, partials: [], stats: stats)
+            if childStats == nil {
+                childStats = ((0..<blocks).reduce(0.0) { max($0, stats.pointer[2 * $1]) }, (0..<blocks).reduce(0.0) { $0 + stats.pointer[2 * $1 + 1] })
+            }
+            let q = try BLAS.orthonormalColumns(Matrix(rows: rows, cols: l, data: Array(UnsafeBufferPointer(start: y.pointer, count: rows * l))))
+            let partials = (0..<blocks).map { _ in Buffer(count: l * cols) }
+            _ = try run(1, l: l, q: q.data, m: [], out: nil, partials: partials, stats: nil)
+            var b = Matrix(zeros: l, cols)
+            for p in partials { for i in 0..<(l * cols) { b.data[i] += p.pointer[i] } }
+            let sq = try run(2, l: l, q: q.data, m: b.data, out: nil, partials: [], stats: nil).reduce(0, +)
+            if sq.squareRoot() <= tolerance(childStats!.sq) {
+                let small = try BLAS.svd(b)
+                return (BLAS.multiply(q, small.u), small.s, small.vt, childStats!.maxAbs)
+            }
+            if l == k { break }
+            l = min(2 * l, k)
+        }
+        return nil
     }
 
     /// Row blocks of one refinement pass. Fixed, so the sums (and the stored patch) do not depend
@@ -127,14 +160,6 @@ enum LowRankEncoding {
             if last < best!.misses { best = (last, a, b) }
         }
         (a, b) = (best!.a, best!.b)
-    }
-
-    /// The operands and output of the parallel ΔW pass (each block writes its own range).
-    struct DeltaViews: @unchecked Sendable {
-        let parent: UnsafeRawBufferPointer
-        let child: UnsafeRawBufferPointer
-        let out: UnsafeMutableBufferPointer<Double>
-        let size: Int
     }
 
     /// A zero-filled double buffer written by the parallel passes.

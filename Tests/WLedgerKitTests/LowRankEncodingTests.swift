@@ -176,4 +176,91 @@ final class LowRankEncodingTests: XCTestCase {
         }
         XCTAssertNil(noise)
     }
+
+    /// The range finder's three passes (`wl_delta_range_pass`) against the same products done by
+    /// BLAS on ΔW materialized here in float64 from the neighbouring-value decoder, the rows
+    /// split at an odd place; relative tolerance 1e-12 (only the summation order differs).
+    func testRangePassesMatchMaterializedDelta() throws {
+        for dtype in ["f32", "bf16"] {
+            let e = try edit(dtype, seed: 4)
+            let rows = e.shape[0], cols = e.shape[1], l = 8, code = try XCTUnwrap(LowRankEncoding.kernelCode(e.dtype))
+            let p = (0..<(rows * cols)).map { Self.neighbours(e.parent, $0, dtype: e.dtype).value }
+            let c = (0..<(rows * cols)).map { Self.neighbours(e.child, $0, dtype: e.dtype).value }
+            let dw = Matrix(rows: rows, cols: cols, data: zip(c, p).map { $0 - $1 })
+            let omega = Matrix.gaussian(rows: cols, cols: l, seed: 3)
+            let q = try BLAS.orthonormalColumns(BLAS.multiply(dw, omega))
+            let bRef = BLAS.multiply(q, dw, transA: true)
+            let yRef = BLAS.multiply(dw, omega)
+            var residualRef = 0.0
+            let qb = BLAS.multiply(q, bRef)
+            for i in 0..<(rows * cols) { residualRef += (dw.data[i] - qb.data[i]) * (dw.data[i] - qb.data[i]) }
+
+            var y = [Double](repeating: 0, count: rows * l), b = [Double](repeating: 0, count: l * cols)
+            var stats = [0.0, 0.0], stats2 = [0.0, 0.0], residual = 0.0
+            let splits = [(0, rows / 3 + 1), (rows / 3 + 1, rows)]
+            e.parent.withUnsafeBufferPointer { pp in
+                e.child.withUnsafeBufferPointer { cp in
+                    let omegaT = omega.transposed.data
+                    for (k, (r0, r1)) in splits.enumerated() {
+                        if k == 0 {
+                            _ = wl_delta_range_pass(pp.baseAddress!, cp.baseAddress!, code, cols, r0, r1, l, 0, nil, omegaT, &y, &stats)
+                        } else {
+                            _ = wl_delta_range_pass(pp.baseAddress!, cp.baseAddress!, code, cols, r0, r1, l, 0, nil, omegaT, &y, &stats2)
+                        }
+                        _ = wl_delta_range_pass(pp.baseAddress!, cp.baseAddress!, code, cols, r0, r1, l, 1, q.data, nil, &b, nil)
+                        residual += wl_delta_range_pass(pp.baseAddress!, cp.baseAddress!, code, cols, r0, r1, l, 2, q.data, bRef.data, nil, nil)
+                    }
+                }
+            }
+            for i in 0..<(rows * l) { XCTAssertEqual(y[i], yRef.data[i], accuracy: 1e-12 * max(1, abs(yRef.data[i])), "\(dtype) y[\(i)]") }
+            for i in 0..<(l * cols) { XCTAssertEqual(b[i], bRef.data[i], accuracy: 1e-12 * max(1, abs(bRef.data[i])), "\(dtype) QᵀΔW[\(i)]") }
+            XCTAssertEqual(residual, residualRef, accuracy: 1e-9 * residualRef, dtype)
+            XCTAssertGreaterThan(residualRef, 0)
+            XCTAssertEqual(max(stats[0], stats2[0]), c.map(abs).max()!, dtype)
+            XCTAssertEqual(stats[1] + stats2[1], c.reduce(0) { $0 + $1 * $1 }, accuracy: 1e-12 * stats[1], dtype)
+        }
+    }
+
+    /// The whole range finder on a rank-three edit of real F32 weights: the singular values it
+    /// returns are ΔW's own (LAPACK's full SVD of ΔW materialized here; within 1e-8·σ₁), the
+    /// fourth is at the rounding-noise level, and U·diag(s)·Vt of the top three reproduces ΔW up to
+    /// that noise.
+    func testRangeFinderRecoversSingularValues() throws {
+        let tmp = try TemporaryDirectory("lowrank-range")
+        let model = try tmp.copyModel(from: try Fixtures.smolLM2("f32"))
+        let file = model + "/model.safetensors", tensor = "model.layers.7.mlp.down_proj.weight"
+        var rng = SplitMix64(seed: 11)
+        let (info, _) = try SimulatedEdit.locate(file: file, tensor: tensor)
+        let rows = info.shape[0], cols = info.shape[1]
+        let us = (0..<3).map { _ in (0..<rows).map { _ in Float(rng.nextGaussian()) } }
+        let vs = (0..<3).map { _ in (0..<cols).map { _ in Float(rng.nextGaussian()) } }
+        let (parent, child) = try SimulatedEdit.modify(file: file, tensor: tensor) { w, _ in
+            for i in 0..<rows { for j in 0..<cols { for k in 0..<3 { w[i * cols + j] += Float(3 - k) * 1e-3 * us[k][i] * vs[k][j] } } }
+        }
+        let p = (0..<(rows * cols)).map { Self.neighbours(parent, $0, dtype: .f32).value }
+        let c = (0..<(rows * cols)).map { Self.neighbours(child, $0, dtype: .f32).value }
+        let dw = Matrix(rows: rows, cols: cols, data: zip(c, p).map { $0 - $1 })
+        let full = try BLAS.svd(dw)
+        let got = try parent.withUnsafeBytes { pb in
+            try child.withUnsafeBytes { cb in
+                try LowRankEncoding.rangeFinder(parent: pb, child: cb, code: 1, rows: rows, cols: cols, maxSampled: 128,
+                                                tolerance: { 1e-3 * $0.squareRoot() })
+            }
+        }
+        let r = try XCTUnwrap(got)
+        for k in 0..<3 { XCTAssertEqual(r.s[k], full.s[k], accuracy: 1e-8 * full.s[0], "σ\(k)") }
+        XCTAssertLessThan(r.s[3], 1e-3 * r.s[2], "a rank-three change (plus F32 rounding noise)")
+        XCTAssertEqual(r.maxAbs, c.map(abs).max()!)
+        // U·diag(s)·Vt of the top three against ΔW: what is left is the rounding noise only.
+        var err = 0.0, norm = 0.0
+        for i in 0..<rows {
+            for j in 0..<cols {
+                var v = 0.0
+                for k in 0..<3 { v += r.u[i, k] * r.s[k] * r.vt[k, j] }
+                err += (dw[i, j] - v) * (dw[i, j] - v)
+                norm += dw[i, j] * dw[i, j]
+            }
+        }
+        XCTAssertLessThan(err.squareRoot(), 1e-3 * norm.squareRoot())
+    }
 }
