@@ -39,7 +39,9 @@ public struct Patch: Sendable {
     /// Builds the smallest patch turning `parent` into `child`.
     ///
     /// Sparse encodings are tried when at most a quarter of the elements changed, the dense one
-    /// when at least 1/32 changed; the smallest candidate wins.
+    /// when at least 1/8 changed; the smallest candidate wins. (Below 1/8 the dense candidate
+    /// lost every time it was measured: on the residuals of rank-one edits, 4% changed on SmolLM2
+    /// F32 and 11% on a 7B-shaped BF16 `down_proj`, it was 1.65× and 1.5× the sparse-xor size.)
     /// - Precondition: equal sizes, a multiple of `elementSize`.
     public static func make(parent: UnsafeRawBufferPointer, child: UnsafeRawBufferPointer, elementSize: Int,
                             level: Int32 = Zstd.defaultLevel) throws -> Patch {
@@ -53,7 +55,7 @@ public struct Patch: Sendable {
         }
         var best: Patch? = nil
         func consider(_ p: Patch) { if best == nil || p.bytes.count < best!.bytes.count { best = p } }
-        let trySparse = changed <= count / 4 || count < 64, tryDense = changed >= count / 32
+        let trySparse = changed <= count / 4 || count < 64, tryDense = changed >= count / 8
         // The dense candidate is one long compression: for a large tensor that also gets sparse
         // candidates it runs on another thread meanwhile (the winner does not depend on timing).
         let xorDone = xor
