@@ -1,5 +1,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include "cshims.h"
@@ -24,4 +26,12 @@ int wl_copy_range(int fd_in, int64_t off_in, int fd_out, int64_t off_out, size_t
 void wl_start_writeback(int fd, int64_t off, int64_t len) {
     /* Only a hint that starts writeback early; the caller's fsync still decides durability. */
     (void)sync_file_range(fd, (off64_t)off, (off64_t)len, SYNC_FILE_RANGE_WRITE);
+}
+
+int wl_keep_freed_memory(void) {
+    /* Every allocation from the brk heap (no per-allocation mmap), one arena, never trimmed. */
+    int ok = mallopt(M_MMAP_MAX, 0);
+    ok &= mallopt(M_TRIM_THRESHOLD, INT_MAX);
+    ok &= mallopt(M_ARENA_MAX, 1);
+    return ok;
 }

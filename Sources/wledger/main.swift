@@ -37,6 +37,9 @@ func usageLine(_ error: Error) -> String {
     return "error: \(body) (see 'wledger\(command) --help')"
 }
 
+// Before any thread starts (see ProcessMemory).
+ProcessMemory.keepFreedMemory()
+
 // OpenBLAS is opened at the first BLAS call (see BLASKernel). Commands that will call it open it
 // here, before other threads start, because opening may set environment variables for a moment;
 // those whose BLAS calls are a few factorizations between wledger's own parallel loops (encoding a

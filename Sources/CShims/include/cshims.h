@@ -103,6 +103,10 @@ void wl_silu_mul_f32(float *gate, const float *up, long n);
 /// The scalar exp the kernels use (for tests).
 float wl_exp_f32(float x);
 
+/// Has glibc keep freed memory for reuse in this process (mallopt: no mmap per allocation, one
+/// arena, no trimming); call before other threads start. Returns 1 when every option was taken.
+int wl_keep_freed_memory(void);
+
 /// Copies `len` bytes from fd_in at off_in to fd_out at off_out inside the kernel
 /// (copy_file_range(2)). Returns 0, or the errno of
 /// the failing call (EXDEV, EINVAL, EOPNOTSUPP, ENOSYS: not supported here), or -1 when the
