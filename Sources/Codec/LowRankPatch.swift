@@ -36,7 +36,7 @@ public enum LowRankPatch {
         let qb = precision == 4 ? b.map { Double(Float($0)) } : b
         var predicted = uninitializedBytes(parent.count)   // every byte is predicted
         predicted.withUnsafeMutableBytes { predict(parent: parent, into: $0, code: code, rows: rows, cols: cols, rank: rank, a: qa, b: qb) }
-        let residual = try predicted.withUnsafeBytes { try Patch.make(parent: $0, child: child, elementSize: dtype.size, level: level) }
+        let residual = try predicted.withUnsafeBytes { try Patch.make(parent: $0, child: child, elementSize: dtype.size, level: level, tryChildValues: false) }
         var factorBytes = [UInt8]()
         factorBytes.reserveCapacity((rows + cols) * rank * precision)
         for v in qa + qb {

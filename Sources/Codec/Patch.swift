@@ -42,9 +42,12 @@ public struct Patch: Sendable {
     /// when at least 1/8 changed; the smallest candidate wins. (Below 1/8 the dense candidate
     /// lost every time it was measured: on the residuals of rank-one edits, 4% changed on SmolLM2
     /// F32 and 11% on a 7B-shaped BF16 `down_proj`, it was 1.65× and 1.5× the sparse-xor size.)
+    /// - Parameter tryChildValues: also try sparse-values (the child's bytes at the changed
+    ///   positions). Off for a low-rank residual, whose parent is the prediction: there the XOR
+    ///   holds only the few low bits the prediction missed, the child's values all of theirs.
     /// - Precondition: equal sizes, a multiple of `elementSize`.
     public static func make(parent: UnsafeRawBufferPointer, child: UnsafeRawBufferPointer, elementSize: Int,
-                            level: Int32 = Zstd.defaultLevel) throws -> Patch {
+                            level: Int32 = Zstd.defaultLevel, tryChildValues: Bool = true) throws -> Patch {
         precondition(parent.count == child.count && parent.count % elementSize == 0, "patch operands differ in size")
         let count = parent.count / elementSize
         var xor = uninitializedBytes(parent.count)   // wl_xor_count writes every byte
@@ -86,7 +89,7 @@ public struct Patch: Sendable {
             xorValues.removeLast(elementSize)
             childValues.removeLast(elementSize)
             let indexBlob = (width: UInt8(width), data: try compressShuffled(rawIndices, elementSize: width, level: Zstd.defaultLevel))
-            for enc in [PatchEncoding.sparseXor, .sparseValues] {
+            for enc in tryChildValues ? [PatchEncoding.sparseXor, .sparseValues] : [.sparseXor] {
                 let values = enc == .sparseXor ? xorValues : childValues
                 let valueBlob = try compressShuffled(values, elementSize: elementSize, level: level)
                 var out = header(enc, elementSize: elementSize, count: count, changed: changed)

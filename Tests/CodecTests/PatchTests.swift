@@ -32,6 +32,24 @@ final class PatchTests: XCTestCase {
         XCTAssertEqual(try roundTrip([], [], elem: 4).changed, 0)
     }
 
+    /// Changed elements whose new values are all zero while their XOR is random: sparse-values
+    /// wins, unless the caller (a low-rank residual) leaves it out; either patch is exact.
+    func testSparseValuesCanBeLeftOut() throws {
+        var rng = SystemRandomNumberGenerator()
+        let n = 4096 * 4
+        let parent = (0..<n).map { _ in UInt8.random(in: 1...255, using: &rng) }
+        var child = parent
+        for e in stride(from: 0, to: n / 4, by: 37) { for b in 0..<4 { child[4 * e + b] = 0 } }
+        XCTAssertEqual(try roundTrip(parent, child, elem: 4).encoding, .sparseValues)
+        let p = try parent.withUnsafeBytes { pb in
+            try child.withUnsafeBytes { try Patch.make(parent: pb, child: $0, elementSize: 4, tryChildValues: false) }
+        }
+        XCTAssertEqual(p.encoding, .sparseXor)
+        var out = [UInt8](repeating: 0, count: n)
+        try p.bytes.withUnsafeBytes { pb in try parent.withUnsafeBytes { par in try out.withUnsafeMutableBytes { try Patch.apply(pb, to: par, into: $0) } } }
+        XCTAssertEqual(out, child)
+    }
+
     /// The sparse layout, read back by hand: the index section holds each changed position as the
     /// gap from the previous one (the first from 0), 4-byte little-endian; the value section the
     /// XOR (sparse-xor) or the child's bytes (sparse-values) of those elements, in order.
