@@ -29,11 +29,17 @@ extension Ledger {
         guard let size = try db.queryOne("SELECT size FROM object WHERE id = ?", [.text(id)], { Int($0.int(0)) }) else {
             throw LedgerError.corruptObject(id: id, reason: "missing from the ledger")
         }
-        let chunks = try db.query("SELECT codec, elementSize, rawSize, data FROM objectChunk WHERE object = ? ORDER BY seq", [.text(id)]) { s -> StoredChunk in
+        // Each chunk's data is read by incremental blob I/O straight into its array.
+        let rows = try db.query("SELECT codec, elementSize, rawSize, rowid, length(data) FROM objectChunk WHERE object = ? ORDER BY seq",
+                                [.text(id)]) { s -> (ChunkCodec, Int, Int, Int64, Int) in
             guard let codec = ChunkCodec(rawValue: Int(s.int(0))) else {
                 throw LedgerError.corruptObject(id: id, reason: "unknown chunk codec \(s.int(0))")
             }
-            return StoredChunk(codec: codec, elementSize: Int(s.int(1)), rawSize: Int(s.int(2)), data: s.blob(3))
+            return (codec, Int(s.int(1)), Int(s.int(2)), s.int(3), Int(s.int(4)))
+        }
+        let chunks = try rows.map { codec, elementSize, rawSize, rowid, length in
+            StoredChunk(codec: codec, elementSize: elementSize, rawSize: rawSize,
+                        data: try db.readBlob(table: "objectChunk", column: "data", rowid: rowid, count: length))
         }
         return StoredObject(id: id, size: size, chunks: chunks)
     }

@@ -1,4 +1,5 @@
 import Codec
+import Foundation
 import TensorIO
 
 /// An object encoded and hashed off the database thread, ready to insert.
@@ -37,19 +38,27 @@ public struct StoredObject: Sendable {
     /// Decodes into `dst` (exactly `size` bytes); with `verify`, checks the sha256 of the result.
     public func decode(into dst: UnsafeMutableRawBufferPointer, verify: Bool) throws {
         guard dst.count == size else { throw LedgerError.corruptObject(id: id, reason: "size \(size), expected \(dst.count)") }
+        var offsets: [Int] = []
         var offset = 0
-        var scratch = [UInt8]()
         for c in chunks {
-            guard offset + c.rawSize <= size else { throw LedgerError.corruptObject(id: id, reason: "chunks exceed object size") }
-            let out = UnsafeMutableRawBufferPointer(rebasing: dst[offset..<(offset + c.rawSize)])
-            do {
-                try c.data.withUnsafeBytes { try Chunker.decodeChunk(codec: c.codec, elementSize: c.elementSize, data: $0, into: out, scratch: &scratch) }
-            } catch {
-                throw LedgerError.corruptObject(id: id, reason: "\(error)")
-            }
+            guard c.rawSize >= 0, offset + c.rawSize <= size else { throw LedgerError.corruptObject(id: id, reason: "chunks exceed object size") }
+            offsets.append(offset)
             offset += c.rawSize
         }
         guard offset == size else { throw LedgerError.corruptObject(id: id, reason: "chunks cover \(offset) of \(size) bytes") }
+        // Chunks are independent frames: a large object's are decoded in parallel.
+        let failures = ChunkFailures(count: chunks.count), out = MutableView(buffer: dst), all = chunks, starts = offsets
+        DispatchQueue.concurrentPerform(iterations: chunks.count) { i in
+            let c = all[i]
+            let piece = UnsafeMutableRawBufferPointer(rebasing: out.buffer[starts[i]..<(starts[i] + c.rawSize)])
+            var scratch = [UInt8]()
+            do {
+                try c.data.withUnsafeBytes { try Chunker.decodeChunk(codec: c.codec, elementSize: c.elementSize, data: $0, into: piece, scratch: &scratch) }
+            } catch {
+                failures.set(i, error)
+            }
+        }
+        if let e = failures.first { throw LedgerError.corruptObject(id: id, reason: "\(e)") }
         if verify {
             let h = SHA256Digest.hash(UnsafeRawBufferPointer(dst)).hex
             guard h == id else { throw LedgerError.corruptObject(id: id, reason: "content hash is \(h.prefix(12))") }
@@ -71,4 +80,16 @@ public struct StoredObject: Sendable {
         try out.withUnsafeMutableBytes { try decode(into: $0, verify: verify) }
         return out
     }
+}
+
+/// A destination buffer written by disjoint ranges from several threads.
+private struct MutableView: @unchecked Sendable { let buffer: UnsafeMutableRawBufferPointer }
+
+/// Per-chunk decoding errors; the first chunk's in order is reported.
+private final class ChunkFailures: @unchecked Sendable {
+    private let lock = NSLock()
+    private var errors: [Error?]
+    init(count: Int) { errors = Array(repeating: nil, count: count) }
+    func set(_ i: Int, _ e: Error) { lock.lock(); errors[i] = e; lock.unlock() }
+    var first: Error? { lock.lock(); defer { lock.unlock() }; return errors.compactMap { $0 }.first }
 }

@@ -1,4 +1,5 @@
 import CSQLite
+import Codec
 
 /// A value bound to or read from SQLite.
 public enum SQLValue: Sendable, Equatable {
@@ -121,6 +122,22 @@ public final class Database {
     /// The first row of a query, mapped, or nil.
     public func queryOne<T>(_ sql: String, _ params: [SQLValue] = [], _ row: (Statement) throws -> T) throws -> T? {
         try withStatement(sql, params) { s in try s.step() ? row(s) : nil }
+    }
+
+    /// Reads the whole blob in `column` of row `rowid` of `table` straight into a new array
+    /// (incremental blob I/O: SQLite copies the pages into the array, with no intermediate copy).
+    public func readBlob(table: String, column: String, rowid: Int64, count: Int) throws -> [UInt8] {
+        var blob: OpaquePointer?
+        var rc = sqlite3_blob_open(handle, "main", table, column, rowid, 0, &blob)
+        guard rc == SQLITE_OK, let blob else { throw error(rc, "blob \(table).\(column) row \(rowid)") }
+        defer { sqlite3_blob_close(blob) }
+        guard Int(sqlite3_blob_bytes(blob)) == count, count <= Int(Int32.max) else {
+            throw LedgerError.invalid("blob \(table).\(column) row \(rowid) holds \(sqlite3_blob_bytes(blob)) bytes, expected \(count)")
+        }
+        var out = uninitializedBytes(count)
+        rc = out.withUnsafeMutableBytes { sqlite3_blob_read(blob, $0.baseAddress, Int32(count), 0) }
+        guard rc == SQLITE_OK else { throw error(rc, "blob \(table).\(column) row \(rowid)") }
+        return out
     }
 
     /// Rows changed by the last statement.
