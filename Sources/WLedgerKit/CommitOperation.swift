@@ -100,7 +100,7 @@ extension Repository {
             let policy = options.policy
             early.start(name) {
                 let child = weights.bytes(name)!
-                // A tensor with NaN/Inf is refused below, before anything is recorded.
+                // A tensor with NaN/Inf is not encoded: nil, and the commit is refused.
                 if !policy.allowNonFinite, loc.info.dtype.isFloat, countNonFinite(child, dtype: loc.info.dtype) > 0 { return nil }
                 return try Repository.encodeChange(name: name, recipe: recipe, child: child, info: loc.info, policy: policy)
             }
@@ -113,13 +113,15 @@ extension Repository {
         let changedNames = report.modifiedTensors.map(\.name)
         let weights = cmp.weights
         if let prune = options.prune { return try commitPruned(cmp, changedNames, prune, options, progress) }
-        // Refuse NaN/Inf in changed tensors before doing any work.
+        // Refuse NaN/Inf in changed tensors before doing any work (those encoding already checked
+        // themselves: a nil result below).
+        func nonFinite(_ name: String) -> KitError {
+            KitError.usage("'\(root)/\(weights.tensors[name]!.file)': tensor '\(name)' contains NaN or Inf; use --allow-nonfinite to commit anyway")
+        }
         if !options.policy.allowNonFinite {
-            for name in changedNames {
+            for name in changedNames where !early.started(name) {
                 let loc = weights.tensors[name]!
-                if loc.info.dtype.isFloat, countNonFinite(weights.bytes(name)!, dtype: loc.info.dtype) > 0 {
-                    throw KitError.usage("'\(root)/\(loc.file)': tensor '\(name)' contains NaN or Inf; use --allow-nonfinite to commit anyway")
-                }
+                if loc.info.dtype.isFloat, countNonFinite(weights.bytes(name)!, dtype: loc.info.dtype) > 0 { throw nonFinite(name) }
             }
         }
         // Hooks see the work tree itself as the candidate; a failing one stops the commit here.
@@ -138,9 +140,7 @@ extension Repository {
             progress.advance()
         }
         for (i, name) in changedNames.enumerated() where slots[i] == nil {
-            guard let prepared = try early.result(name) else {
-                throw KitError.usage("'\(root)': tensor '\(name)' could not be encoded")   // not reached: NaN/Inf was refused above
-            }
+            guard let prepared = try early.result(name) else { throw nonFinite(name) }
             slots[i] = prepared
             progress.advance()
         }
