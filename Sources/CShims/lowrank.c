@@ -37,6 +37,30 @@ void wl_lowrank_predict_rows(const uint8_t *parent, uint8_t *out, int dtype, siz
     for (size_t j = 0; j < cols; j++)
         for (size_t k = 0; k < rank; k++) bt[k * cols + j] = b[j * rank + k];
     for (size_t i = row0; i < row1; i++) {
+        const double *ai = a + i * rank;
+        size_t base = i * cols;
+        /* Rank one, F32 or BF16 (ROME's case, and most stored patches): the same operations per
+         * element — (0.0 + a·b), added to the parent value in double, rounded to float — in one
+         * pass. Each element is read before it is written, so `out` may be `parent`. */
+        if (rank == 1 && dtype == 1) {
+            const float *pr = (const float *)(const void *)(parent + 4 * base);
+            float *o = (float *)(void *)(out + 4 * base);
+            const double a0 = ai[0];
+            /* Element j is read and written by iteration j only: safe to vectorize in place. */
+#pragma clang loop vectorize(assume_safety)
+            for (size_t j = 0; j < cols; j++) o[j] = (float)((double)pr[j] + (0.0 + a0 * bt[j]));
+            continue;
+        }
+        if (rank == 1 && dtype == 3) {
+            const uint16_t *pr = (const uint16_t *)(const void *)(parent + 2 * base);
+            const double a0 = ai[0];
+            for (size_t j = 0; j < cols; j++) {
+                uint32_t u = (uint32_t)pr[j] << 16; float f; memcpy(&f, &u, 4);
+                f32[j] = (float)((double)f + (0.0 + a0 * bt[j]));
+            }
+            wl_f32_to_bf16(f32, (uint16_t *)(void *)(out + 2 * base), cols);
+            continue;
+        }
         load_row(parent, i, cols, dtype, acc, f32);   /* the whole row, before `out` (maybe == parent) is written */
         /* Sum the rank terms separately (k ascending from 0.0), then add to the parent value. */
         for (size_t j = 0; j < cols; j++) d[j] = 0.0;
@@ -45,7 +69,6 @@ void wl_lowrank_predict_rows(const uint8_t *parent, uint8_t *out, int dtype, siz
             for (size_t j = 0; j < cols; j++) d[j] += aik * bk[j];
         }
         for (size_t j = 0; j < cols; j++) acc[j] = acc[j] + d[j];
-        size_t base = i * cols;
         switch (dtype) {
         case 1: {
             float *o = (float *)(void *)(out + 4 * base);
