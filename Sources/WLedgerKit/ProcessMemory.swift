@@ -10,7 +10,8 @@ public enum ProcessMemory {
     /// page can cost the hypervisor a fault as well. Measured on a 7B-shaped commit (2 runs each):
     /// 292–304 k minor faults and 0.86–1.5 s system time before, 163–171 k and 0.46–0.49 s after.
     /// The cost: the process keeps its peak heap until it exits. Call at start-up, before any
-    /// other thread exists.
+    /// other thread exists (the CLI does for its tensor commands; the inference commands were
+    /// not measured with it).
     @discardableResult
     public static func keepFreedMemory() -> Bool { wl_keep_freed_memory() == 1 }
 }

@@ -37,8 +37,12 @@ func usageLine(_ error: Error) -> String {
     return "error: \(body) (see 'wledger\(command) --help')"
 }
 
-// Before any thread starts (see ProcessMemory).
-ProcessMemory.keepFreedMemory()
+// Commands that rebuild and encode whole tensors keep freed memory for reuse (see ProcessMemory;
+// measured on commit and checkout). Before any thread starts.
+let tensorCommands: Set<String> = ["init", "commit", "checkout", "revert", "prune", "restrain", "diff", "show", "fsck"]
+if let command = CommandLine.arguments.dropFirst().first(where: { !$0.hasPrefix("-") }), tensorCommands.contains(command) {
+    ProcessMemory.keepFreedMemory()
+}
 
 // OpenBLAS is opened at the first BLAS call (see BLASKernel). Commands that will call it open it
 // here, before other threads start, because opening may set environment variables for a moment;
