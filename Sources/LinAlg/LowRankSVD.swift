@@ -91,28 +91,54 @@ extension BLAS {
     }
 }
 
+/// A matrix seen only through the three products the range finder of
+/// `BLAS.lowRankApproximation` needs, so it need not be held in memory (the low-rank encoder
+/// recomputes ΔW's rows from the stored tensor bytes for each).
+public protocol RangeFinderOperand {
+    var rows: Int { get }
+    var cols: Int { get }
+    /// A·Ω.
+    func times(_ omega: Matrix) throws -> Matrix
+    /// Qᵀ·A.
+    func transposedTimes(_ q: Matrix) throws -> Matrix
+    /// ‖A − Q·B‖F².
+    func residualSquared(q: Matrix, b: Matrix) throws -> Double
+}
+
+extension Matrix: RangeFinderOperand {
+    public func times(_ omega: Matrix) throws -> Matrix { BLAS.multiply(self, omega) }
+
+    public func transposedTimes(_ q: Matrix) throws -> Matrix { BLAS.multiply(q, self, transA: true) }
+
+    /// A block of rows at a time (never the whole of Q·B in memory).
+    public func residualSquared(q: Matrix, b: Matrix) throws -> Double {
+        var sq = 0.0
+        let l = q.cols, block = max(1, (1 << 16) / max(cols, 1))
+        for r0 in stride(from: 0, to: rows, by: block) {
+            let r1 = min(r0 + block, rows)
+            let qb = BLAS.multiply(Matrix(rows: r1 - r0, cols: l, data: Array(q.data[(r0 * l)..<(r1 * l)])), b)
+            data.withUnsafeBufferPointer { ap in
+                for i in 0..<qb.data.count { let d = ap[r0 * cols + i] - qb.data[i]; sq += d * d }
+            }
+        }
+        return sq
+    }
+}
+
 extension BLAS {
     /// A low-rank approximation with ‖A − U·S·Vt‖F ≤ tolerance found by the range finder with at
     /// most `maxSampled` columns, or nil when A is not that low-rank (no full SVD is attempted).
-    public static func lowRankApproximation(_ a: Matrix, tolerance: Double, maxSampled: Int, seed: UInt64 = 0x5EED) throws -> TruncatedSVD? {
+    /// `tolerance` is evaluated after the first product A·Ω (an operand may learn its scale there).
+    public static func lowRankApproximation(_ a: some RangeFinderOperand, tolerance: @autoclosure () -> Double, maxSampled: Int,
+                                            seed: UInt64 = 0x5EED) throws -> TruncatedSVD? {
         let k = min(a.rows, a.cols)
         guard k > 0 else { return nil }
         var l = min(8, k)
         while l <= min(maxSampled, k) {
-            let y = multiply(a, Matrix.gaussian(rows: a.cols, cols: l, seed: seed &+ UInt64(l)))
-            let q = try orthonormalColumns(y)
-            let b = multiply(q, a, transA: true)
-            // ‖A − Q·B‖F², a block of rows at a time (never the whole of Q·B in memory).
-            var sq = 0.0
-            let block = max(1, (1 << 16) / max(a.cols, 1))
-            for r0 in stride(from: 0, to: a.rows, by: block) {
-                let r1 = min(r0 + block, a.rows)
-                let qb = multiply(Matrix(rows: r1 - r0, cols: l, data: Array(q.data[(r0 * l)..<(r1 * l)])), b)
-                a.data.withUnsafeBufferPointer { ap in
-                    for i in 0..<qb.data.count { let d = ap[r0 * a.cols + i] - qb.data[i]; sq += d * d }
-                }
-            }
-            if sq.squareRoot() <= tolerance {
+            let q = try orthonormalColumns(try a.times(Matrix.gaussian(rows: a.cols, cols: l, seed: seed &+ UInt64(l))))
+            let b = try a.transposedTimes(q)
+            let sq = try a.residualSquared(q: q, b: b)
+            if sq.squareRoot() <= tolerance() {
                 let small = try svd(b)
                 return TruncatedSVD(u: multiply(q, small.u), s: small.s, vt: small.vt, residual: sq.squareRoot(), method: "randomized", sampled: l)
             }

@@ -34,9 +34,10 @@ enum LowRankEncoding {
         guard (rows + cols) * precision < budget else { return nil }
         // Rounding the child to its dtype leaves noise of at most u·|W| per element.
         let u = TensorMath.unitRoundoff(dtype)
-        guard let range = try rangeFinder(parent: parent, child: child, code: code, rows: rows, cols: cols, maxSampled: 2 * maxRank,
-                                          tolerance: { childSq in 2 * u * childSq.squareRoot() }) else { return nil }
-        let svd = range, maxAbs = range.maxAbs
+        let delta = DeltaOperand(parent: parent, child: child, code: code, rows: rows, cols: cols)
+        guard let svd = try BLAS.lowRankApproximation(delta, tolerance: 2 * u * delta.childSquares.squareRoot(), maxSampled: 2 * maxRank)
+        else { return nil }
+        let maxAbs = delta.maxAbsChild
         let rank = svd.s.prefix { $0 > TensorMath.roundingNoise(dtype: dtype, maxAbs: maxAbs, rows: rows, cols: cols) }.count
         guard rank > 0, rank <= maxRank, (rows + cols) * rank * precision < budget else { return nil }
         var a = Matrix(zeros: rows, rank), b = Matrix(zeros: cols, rank)
@@ -47,23 +48,28 @@ enum LowRankEncoding {
                                      precision: precision, level: level)
     }
 
-    /// The randomized range finder (Halko–Martinsson–Tropp) on ΔW = child − parent, l = 8, 16, …
-    /// columns until ‖ΔW − Q·Qᵀ·ΔW‖F ≤ tolerance(‖child‖²). ΔW is never materialized: each of
-    /// the three passes per l (ΔW·Ω, Qᵀ·ΔW, the residual) recomputes its rows from the stored
-    /// bytes (`wl_delta_range_pass`), in fixed row blocks combined in block order, so the result
-    /// does not depend on the thread count. Returns the truncated SVD U·diag(s)·Vt and max |child|.
-    static func rangeFinder(parent: UnsafeRawBufferPointer, child: UnsafeRawBufferPointer, code: Int32, rows: Int, cols: Int,
-                            maxSampled: Int, seed: UInt64 = 0x5EED,
-                            tolerance: (Double) -> Double) throws -> (u: Matrix, s: [Double], vt: Matrix, maxAbs: Double)? {
-        let k = min(rows, cols)
-        guard k > 0 else { return nil }
-        let blocks = min(passBlocks, rows)
-        let views = (RawView(bytes: parent), RawView(bytes: child))
-        func run(_ mode: Int32, l: Int, q: [Double], m: [Double], out: Buffer?, partials: [Buffer], stats: Buffer?) throws -> [Double] {
-            let sums = Slots<Double>(blocks)
+    /// ΔW = child − parent for the range finder, never materialized: each product recomputes
+    /// ΔW's rows from the stored bytes (`wl_delta_range_pass`) in fixed row blocks combined in
+    /// block order, so the result does not depend on the thread count. The first product also
+    /// records max |child| and ‖child‖².
+    final class DeltaOperand: RangeFinderOperand {
+        let rows: Int, cols: Int
+        private let views: (RawView, RawView)
+        private let code: Int32
+        private(set) var maxAbsChild = 0.0, childSquares = 0.0
+
+        init(parent: UnsafeRawBufferPointer, child: UnsafeRawBufferPointer, code: Int32, rows: Int, cols: Int) {
+            views = (RawView(bytes: parent), RawView(bytes: child))
+            self.code = code; self.rows = rows; self.cols = cols
+        }
+
+        /// Runs one mode of the kernel over every row block; each block's return value, in order.
+        private func pass(_ mode: Int32, l: Int, q: [Double], m: [Double], out: Buffer?, partials: [Buffer], stats: Buffer?) throws -> [Double] {
+            let blocks = min(passBlocks, rows), sums = Slots<Double>(blocks)
+            let (views, code, rows, cols) = (views, code, rows, cols)
             try parallelFor(blocks) { blk in
                 let r0 = rows * blk / blocks, r1 = rows * (blk + 1) / blocks
-                let s = q.withUnsafeBufferPointer { qp in
+                sums[blk] = q.withUnsafeBufferPointer { qp in
                     m.withUnsafeBufferPointer { mp in
                         wl_delta_range_pass(views.0.bytes.baseAddress!.assumingMemoryBound(to: UInt8.self),
                                             views.1.bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), code, cols, r0, r1, l, mode,
@@ -71,33 +77,30 @@ enum LowRankEncoding {
                                             stats.map { $0.pointer + 2 * blk })
                     }
                 }
-                sums[blk] = s
             }
             return (0..<blocks).map { sums[$0]! }
         }
-        var l = min(8, k)
-        var childStats: (maxAbs: Double, sq: Double)? = nil
-        while l <= min(maxSampled, k) {
-            let omega = Matrix.gaussian(rows: cols, cols: l, seed: seed &+ UInt64(l))
+
+        func times(_ omega: Matrix) throws -> Matrix {
+            let l = omega.cols, blocks = min(passBlocks, rows)
             let y = Buffer(count: rows * l), stats = Buffer(count: 2 * blocks)
-            _ = try run(0, l: l, q: [], m: omega.transposed.data, out: y, partials: [], stats: stats)
-            if childStats == nil {
-                childStats = ((0..<blocks).reduce(0.0) { max($0, stats.pointer[2 * $1]) }, (0..<blocks).reduce(0.0) { $0 + stats.pointer[2 * $1 + 1] })
-            }
-            let q = try BLAS.orthonormalColumns(Matrix(rows: rows, cols: l, data: Array(UnsafeBufferPointer(start: y.pointer, count: rows * l))))
-            let partials = (0..<blocks).map { _ in Buffer(count: l * cols) }
-            _ = try run(1, l: l, q: q.data, m: [], out: nil, partials: partials, stats: nil)
+            _ = try pass(0, l: l, q: [], m: omega.transposed.data, out: y, partials: [], stats: stats)
+            maxAbsChild = (0..<blocks).reduce(0.0) { max($0, stats.pointer[2 * $1]) }
+            childSquares = (0..<blocks).reduce(0.0) { $0 + stats.pointer[2 * $1 + 1] }
+            return Matrix(rows: rows, cols: l, data: Array(UnsafeBufferPointer(start: y.pointer, count: rows * l)))
+        }
+
+        func transposedTimes(_ q: Matrix) throws -> Matrix {
+            let l = q.cols, partials = (0..<min(passBlocks, rows)).map { _ in Buffer(count: l * cols) }
+            _ = try pass(1, l: l, q: q.data, m: [], out: nil, partials: partials, stats: nil)
             var b = Matrix(zeros: l, cols)
             for p in partials { for i in 0..<(l * cols) { b.data[i] += p.pointer[i] } }
-            let sq = try run(2, l: l, q: q.data, m: b.data, out: nil, partials: [], stats: nil).reduce(0, +)
-            if sq.squareRoot() <= tolerance(childStats!.sq) {
-                let small = try BLAS.svd(b)
-                return (BLAS.multiply(q, small.u), small.s, small.vt, childStats!.maxAbs)
-            }
-            if l == k { break }
-            l = min(2 * l, k)
+            return b
         }
-        return nil
+
+        func residualSquared(q: Matrix, b: Matrix) throws -> Double {
+            try pass(2, l: q.cols, q: q.data, m: b.data, out: nil, partials: [], stats: nil).reduce(0, +)
+        }
     }
 
     /// Row blocks of one refinement pass. Fixed, so the sums (and the stored patch) do not depend

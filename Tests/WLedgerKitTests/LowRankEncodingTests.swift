@@ -242,12 +242,14 @@ final class LowRankEncodingTests: XCTestCase {
         let dw = Matrix(rows: rows, cols: cols, data: zip(c, p).map { $0 - $1 })
         let full = try BLAS.svd(dw)
         let got = try parent.withUnsafeBytes { pb in
-            try child.withUnsafeBytes { cb in
-                try LowRankEncoding.rangeFinder(parent: pb, child: cb, code: 1, rows: rows, cols: cols, maxSampled: 128,
-                                                tolerance: { 1e-3 * $0.squareRoot() })
+            try child.withUnsafeBytes { cb -> (TruncatedSVD, maxAbs: Double)? in
+                let delta = LowRankEncoding.DeltaOperand(parent: pb, child: cb, code: 1, rows: rows, cols: cols)
+                return try BLAS.lowRankApproximation(delta, tolerance: 1e-3 * delta.childSquares.squareRoot(), maxSampled: 128)
+                    .map { ($0, delta.maxAbsChild) }
             }
         }
-        let r = try XCTUnwrap(got)
+        let (svd, maxAbs) = try XCTUnwrap(got)
+        let r = (u: svd.u, s: svd.s, vt: svd.vt, maxAbs: maxAbs)
         for k in 0..<3 { XCTAssertEqual(r.s[k], full.s[k], accuracy: 1e-8 * full.s[0], "σ\(k)") }
         XCTAssertLessThan(r.s[3], 1e-3 * r.s[2], "a rank-three change (plus F32 rounding noise)")
         XCTAssertEqual(r.maxAbs, c.map(abs).max()!)
