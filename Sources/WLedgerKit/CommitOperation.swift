@@ -94,7 +94,7 @@ extension Repository {
         let early = EarlyEncodings(limit: options.prune == nil && !hooked ? Repository.earlyEncodings : 0)
         defer { early.waitAll() }   // they read the mapped work tree
         let cmp = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName,
-                                                 rehash: false, progress: progress) { name, entry, weights in
+                                                 rehash: false, progress: progress) { name, entry, fingerprint, weights in
             guard early.hasRoom, let loc = weights.tensors[name] else { return }
             let recipe = try self.ledger.recipe(for: entry.hash)
             let policy = options.policy
@@ -102,7 +102,8 @@ extension Repository {
                 let child = weights.bytes(name)!
                 // A tensor with NaN/Inf is not encoded: nil, and the commit is refused.
                 if !policy.allowNonFinite, loc.info.dtype.isFloat, countNonFinite(child, dtype: loc.info.dtype) > 0 { return nil }
-                return try Repository.encodeChange(name: name, recipe: recipe, child: child, info: loc.info, policy: policy)
+                return try Repository.encodeChange(name: name, recipe: recipe, child: child, fingerprint: fingerprint, info: loc.info,
+                                                   policy: policy)
             }
         }
         let report = cmp.report
@@ -136,7 +137,8 @@ extension Repository {
         try parallelFor(rest.count) { k in
             let i = rest[k], name = changedNames[i]
             let loc = weights.tensors[name]!
-            slots[i] = try Repository.encodeChange(name: name, recipe: recipes[k], child: weights.bytes(name)!, info: loc.info, policy: policy)
+            slots[i] = try Repository.encodeChange(name: name, recipe: recipes[k], child: weights.bytes(name)!,
+                                                   fingerprint: cmp.fingerprints[name]?.hex, info: loc.info, policy: policy)
             progress.advance()
         }
         for (i, name) in changedNames.enumerated() where slots[i] == nil {
@@ -261,27 +263,30 @@ extension Repository {
     static let earlyEncodings = 2
 
     /// Rebuilds the parent version from `recipe` and prepares the change to `child`.
-    static func encodeChange(name: String, recipe: TensorRecipe, child: UnsafeRawBufferPointer, info: TensorInfo,
+    static func encodeChange(name: String, recipe: TensorRecipe, child: UnsafeRawBufferPointer, fingerprint: String?, info: TensorInfo,
                              policy: SnapshotPolicy) throws -> PreparedTensor {
         let parent = try recipe.build(verifySHA256: false)
         return try parent.withUnsafeBytes { pb in
             try prepareChange(name: name, parent: pb, parentVersion: recipe.version, child: child, dtype: info.dtype, shape: info.shape,
-                              policy: policy)
+                              policy: policy, fingerprint: fingerprint)
         }
     }
 
     /// Hashes a changed tensor, computes its ΔW statistics and builds its stored form: an exact
     /// patch against `parent` (verified by applying it) or a keyframe when the chain is too deep.
+    /// - Parameter fingerprint: the child's XXH3-128 when the caller has it (the work-tree scan).
     static func prepareChange(name: String, parent: UnsafeRawBufferPointer, parentVersion: TensorVersion,
-                              child: UnsafeRawBufferPointer, dtype: DType, shape: [Int], policy: SnapshotPolicy) throws -> PreparedTensor {
+                              child: UnsafeRawBufferPointer, dtype: DType, shape: [Int], policy: SnapshotPolicy,
+                              fingerprint: String? = nil) throws -> PreparedTensor {
         let stats = DeltaStatistics.compute(parent: parent, child: child, dtype: dtype)
         if parentVersion.depth + 1 > policy.maxPatchDepth {
             var k = try Snapshot.keyframe(name: name, bytes: child, dtype: dtype, policy: policy)
             k.stats = stats
             return k
         }
-        // The content hashes are serial passes over the child: they run beside the encoding.
-        let hashes = Background { (sha256: SHA256Digest.hash(child).hex, fingerprint: Fingerprint.of(child).hex) }
+        // The content hashes are serial passes over the child: they run beside the encoding (the
+        // fingerprint only when the caller did not hash the child already).
+        let hashes = Background { (sha256: SHA256Digest.hash(child).hex, fingerprint: fingerprint ?? Fingerprint.of(child).hex) }
         defer { _ = try? hashes.wait() }   // it reads `child`, which the caller may unmap after a throw
         // When most elements changed, try the low-rank encoding first; the exact patches (which
         // compress the whole tensor) are made only when it fails or is not already under 1/8 of

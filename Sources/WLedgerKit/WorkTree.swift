@@ -75,10 +75,10 @@ struct WorkTreeComparison {
     /// Scans `root` and compares it with `commit`.
     /// - Parameter rehash: ignore recorded stats and hash everything.
     /// - Parameter onModified: called on this thread with each tensor found changed (name, the
-    ///   committed entry, the mapped work tree), while the others are still being hashed, in no
-    ///   particular order.
+    ///   committed entry, its new fingerprint, the mapped work tree), while the others are still
+    ///   being hashed, in no particular order.
     static func compare(root: String, ledger: Ledger, commit: String, branch: String?, rehash: Bool, progress: ProgressReporter,
-                        onModified: ((String, ManifestEntry, ModelWeights) throws -> Void)? = nil) throws -> WorkTreeComparison {
+                        onModified: ((String, ManifestEntry, String, ModelWeights) throws -> Void)? = nil) throws -> WorkTreeComparison {
         // Everything hashed below is read after this instant (see `racyWindow`).
         let scannedAt = wallClockNanoseconds()
         let dir = try ModelDirectory.scan(root)
@@ -176,7 +176,7 @@ struct WorkTreeComparison {
                 report.sideFiles.append(.init(path: path, change: .deleted))
             }
             report.sideFiles.sort { $0.path < $1.path }
-            while let i = mismatches.next() { try onModified?(names[i], manifest[names[i]]!, weights) }
+            while let i = mismatches.next() { try onModified?(names[i], manifest[names[i]]!, slots[i]!.hex, weights) }
         }
         try hashing.wait()
         progress.finish()
