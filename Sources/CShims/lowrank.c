@@ -165,8 +165,9 @@ static inline double dot(const double *x, const double *y, size_t n) {
 }
 
 /* Projects x[j] (= A·Bᵀ of the row) into its rounding box, element by element, reading the
- * row's parent and child values straight from their bytes; returns the misses. One loop per
- * dtype so each vectorizes. H(bits) gives the half-width as half_widths does. */
+ * row's parent and child values straight from their bytes: a value outside its box (a miss) moves
+ * to the box's centre. One loop per dtype so each vectorizes; the half-width is computed as
+ * half_widths does. */
 #define WL_PROJECT_ROW(TYPE, LOAD, BIASED, MANT_ZERO, EMAX, OFFSET)                                \
     do {                                                                                           \
         const TYPE *pr = (const TYPE *)(const void *)(parent + i * cols * sizeof(TYPE));           \
@@ -180,12 +181,9 @@ static inline double dot(const double *x, const double *y, size_t n) {
             double h = be == (EMAX) ? 0.0 : hw;                                                    \
             double v = x[j];                                                                       \
             double lo = cv - h - pv, hi = cv + h - pv, mid = 0.5 * (lo + hi);                      \
-            double up = lo + relaxation * (lo - v), down = hi - relaxation * (v - hi);             \
-            up = up < mid ? up : mid;                                                              \
-            down = down > mid ? down : mid;                                                        \
-            int below = v < lo, above = v > hi;                                                    \
-            m += (size_t)(below | above);                                                          \
-            x[j] = below ? up : (above ? down : v);                                                \
+            int out = (v < lo) | (v > hi);                                                         \
+            m += (size_t)out;                                                                      \
+            x[j] = out ? mid : v;                                                                  \
         }                                                                                          \
     } while (0)
 
@@ -200,8 +198,7 @@ static inline double bf16_bits_value(uint16_t u) { uint32_t w = (uint32_t)u << 1
 
 WL_CLONES
 size_t wl_lowrank_pass(const uint8_t *parent, const uint8_t *child, int dtype, size_t cols, size_t row0, size_t row1,
-                       size_t rank, const double *a, const double *bt, const double *gram_b_inv, double relaxation,
-                       double *a_new, double *dta_t) {
+                       size_t rank, const double *a, const double *bt, const double *gram_b_inv, double *a_new, double *dta_t) {
     const double k_half = 0.5 - 0x1p-14;
     double *p = malloc(cols * sizeof(double)), *c = malloc(cols * sizeof(double));
     double *h = malloc(cols * sizeof(double)), *x = malloc(cols * sizeof(double));
@@ -228,12 +225,9 @@ size_t wl_lowrank_pass(const uint8_t *parent, const uint8_t *child, int dtype, s
             for (size_t j = 0; j < cols; j++) {
                 double v = x[j];
                 double lo = c[j] - h[j] - p[j], hi = c[j] + h[j] - p[j], mid = 0.5 * (lo + hi);
-                double up = lo + relaxation * (lo - v), down = hi - relaxation * (v - hi);
-                up = up < mid ? up : mid;
-                down = down > mid ? down : mid;
-                int below = v < lo, above = v > hi;
-                m += (size_t)(below | above);
-                x[j] = below ? up : (above ? down : v);
+                int out = (v < lo) | (v > hi);
+                m += (size_t)out;
+                x[j] = out ? mid : v;
             }
         }
         misses += m;

@@ -8,16 +8,20 @@ import TensorIO
 enum LowRankEncoding {
     /// Largest rank stored as factors.
     static let maxRank = 64
-    /// Over-relaxation of the box projection.
-    static let relaxation = 1.0
 
-    /// Alternating-projection rounds that pull A·Bᵀ into every element's rounding box: 12 for
-    /// small matrices, fewer for large ones so a commit of a 4096×11008 edit stays quick (each
-    /// round is a few passes over the matrix). Measured on a rank-one SmolLM2 BF16 edit: the
-    /// share of mispredicted elements falls from 13.5% to ~4% over the first dozen rounds.
+    /// Most alternating-projection rounds that pull A·Bᵀ into every element's rounding box: 12
+    /// for small matrices, fewer for large ones so a commit of a 4096×11008 edit stays quick
+    /// (each round is a few passes over the matrix). Refinement stops earlier when a round
+    /// removes less than `minimumGain` of the misses left.
     static func refinementRounds(elements: Int, rank: Int) -> Int {
         max(2, min(12, Int(4e8 / Double(max(elements * max(rank, 4), 1)))))
     }
+
+    /// The least share of the remaining misses a round must remove for another to run. Measured
+    /// on rank-one SmolLM2 `down_proj` edits (F32 and BF16), the misses per round fall like
+    /// 15.4%, 7.0%, 4.0%, 2.7%, 2.1%, 1.9%, 1.8%, 1.7% of the elements: the eighth round is the
+    /// first to remove less than 5%, and the next four would remove ~3% more of them together.
+    static let minimumGain = 0.05
 
     /// The C kernels' dtype code (F32 1, F16 2, BF16 3, F64 4).
     static func kernelCode(_ d: DType) -> Int32? {
@@ -110,9 +114,11 @@ enum LowRankEncoding {
     /// Alternating projections between rank-r matrices and the rounding boxes (for each element,
     /// the interval of ΔW values x with round(parent + x) = child: child ± h − parent, h just
     /// under half the child's spacing, so the predictor's float32 intermediate rounding cannot
-    /// leave the box): pull A·Bᵀ into the boxes (over-relaxed), then refit A and B by least
-    /// squares. Keeps the factors that leave the fewest elements outside their box; the exact
-    /// residual patch fixes the rest.
+    /// leave the box): move each element of A·Bᵀ outside its box to the box's centre, then refit
+    /// A and B by least squares. Keeps the factors that leave the fewest elements outside their
+    /// box; the exact residual patch fixes the rest. (Moving a miss only as far past the nearer
+    /// edge as it missed converges far more slowly: on rank-one SmolLM2 edits, twelve such rounds
+    /// left 4–5% of the elements outside, against 1.7% after eight here.)
     ///
     /// Each round is one fused pass of the C kernel `wl_lowrank_pass` over the stored bytes (row
     /// blocks in parallel): the boxes are derived on the fly, A·Bᵀ is never materialized, and
@@ -136,7 +142,7 @@ enum LowRankEncoding {
                         (gramInverse?.data ?? []).withUnsafeBufferPointer { gp in
                             wl_lowrank_pass(views.0.bytes.baseAddress!.assumingMemoryBound(to: UInt8.self),
                                             views.1.bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), code, cols, r0, r1, rank,
-                                            ap.baseAddress!, bp.baseAddress!, gp.baseAddress, relaxation,
+                                            ap.baseAddress!, bp.baseAddress!, gp.baseAddress,
                                             gramInverse == nil ? nil : aNew.pointer, gramInverse == nil ? nil : partials[k].pointer)
                         }
                     }
@@ -151,14 +157,17 @@ enum LowRankEncoding {
             return (total, Matrix(rows: rows, cols: rank, data: Array(UnsafeBufferPointer(start: aNew.pointer, count: rows * rank))), dta)
         }
         var best: (misses: Int, a: Matrix, b: Matrix)? = nil
+        var previous = Int.max, evaluated = false
         for _ in 0..<refinementRounds(elements: rows * cols, rank: rank) {
             let step = try pass(a, b, gramInverse: try pseudoInverse(BLAS.multiply(b, b, transA: true)))
             if best == nil || step.misses < best!.misses { best = (step.misses, a, b) }
-            if step.misses == 0 { break }
+            // Done when nothing misses or the last round removed too few misses to pay for another.
+            if step.misses == 0 || Double(step.misses) > (1 - minimumGain) * Double(previous) { evaluated = true; break }
+            previous = step.misses
             a = step.aNew
             b = BLAS.multiply(step.dta, try pseudoInverse(BLAS.multiply(a, a, transA: true)))
         }
-        if best!.misses > 0 {
+        if !evaluated && best!.misses > 0 {
             let last = try pass(a, b, gramInverse: nil).misses
             if last < best!.misses { best = (last, a, b) }
         }

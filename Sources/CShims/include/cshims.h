@@ -77,14 +77,13 @@ double wl_delta_range_pass(const uint8_t *parent, const uint8_t *child, int dtyp
 
 /// One round of the low-rank encoder's alternating projection over rows [row0, row1) of a
 /// (rows, cols) tensor: X = A·Bᵀ, each element counted as a miss when outside its rounding box
-/// [child − h − parent, child + h − parent] (h just under half the child's spacing) and pulled
-/// into it (over-relaxed, at most to the box's middle); then, when a_new is not NULL,
+/// [child − h − parent, child + h − parent] (h just under half the child's spacing) and moved
+/// to the box's centre; then, when a_new is not NULL,
 /// a_new_i = (X_i·B)·gram_b_inv and dta_t += a_new_iᵀ·X_i. Layouts: a and a_new (rows, rank),
 /// bt = Bᵀ and dta_t = (XᵀA_new)ᵀ (rank, cols), gram_b_inv (rank, rank), all row-major.
 /// Returns the misses of (A, B) in these rows. rank ≤ 64.
 size_t wl_lowrank_pass(const uint8_t *parent, const uint8_t *child, int dtype, size_t cols, size_t row0, size_t row1,
-                       size_t rank, const double *a, const double *bt, const double *gram_b_inv, double relaxation,
-                       double *a_new, double *dta_t);
+                       size_t rank, const double *a, const double *bt, const double *gram_b_inv, double *a_new, double *dta_t);
 
 /// Whether `wl_xxh3_128_avx2` may run on this CPU.
 int wl_xxh3_avx2_available(void);
