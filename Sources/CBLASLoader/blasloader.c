@@ -4,6 +4,8 @@
 // whichever BLAS provides /usr/include's cblas.h.
 #include <dlfcn.h>
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 #include <cblas.h>
 #include <lapack.h>
 #include "blasloader.h"
@@ -61,6 +63,28 @@ fail:
     dlclose(library);
     library = NULL;
     return -1;
+}
+
+extern char **environ;
+
+int wl_blas_open_with(const char *const *extra) {
+    size_t n = 0, k = 0;
+    while (environ && environ[n]) n++;
+    while (extra && extra[k]) k++;
+    if (k == 0) return wl_blas_open();
+    char **copy = malloc((n + k + 1) * sizeof *copy);
+    if (!copy) { remember("out of memory: "); return -1; }
+    size_t m = 0;
+    for (size_t i = 0; i < k; i++) {
+        if (!(copy[m++] = strdup(extra[i]))) { remember("out of memory: "); return -1; }
+    }
+    for (size_t i = 0; i < n; i++) copy[m++] = environ[i];
+    copy[m] = NULL;
+    char **saved = environ;
+    __atomic_store_n(&environ, copy, __ATOMIC_SEQ_CST);
+    int status = wl_blas_open();
+    __atomic_store_n(&environ, saved, __ATOMIC_SEQ_CST);
+    return status;
 }
 
 void wl_blas_close(void) {

@@ -1,4 +1,5 @@
 import CBLASLoader
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -16,9 +17,9 @@ import Glibc
 ///
 /// It changes nothing when `OPENBLAS_CORETYPE` is already set (the machine's owner chose), when
 /// `WLEDGER_BLAS_KERNEL=openblas` asks for OpenBLAS's own choice, or when OpenBLAS picked
-/// anything better than an SSE-only fallback. The variables it sets are removed again once the
-/// library is open, so programs this one starts (hooks, an external evaluator, numpy) see the
-/// environment the user gave.
+/// anything better than an SSE-only fallback. The variables it gives OpenBLAS never enter the
+/// process's environment (see `load`), so programs this one starts (hooks, an external
+/// evaluator, numpy) see the environment the user gave.
 public enum BLASKernel {
     /// The kernel set OpenBLAS runs in this process, e.g. "Cooperlake" or "Prescott" (opens the
     /// library if no BLAS call has yet).
@@ -40,10 +41,22 @@ public enum BLASKernel {
     nonisolated(unsafe) public static var quietWorkers = false
 
     /// Opens OpenBLAS with the kernels described above, once per process; every BLAS wrapper
-    /// calls it. Call it in `main` before other threads start where the command will use BLAS
-    /// anyway: opening sets environment variables for a moment, which is only safe while no
-    /// other thread reads the environment.
+    /// calls it, and a call made while the library is being opened waits for it.
+    ///
+    /// The variables OpenBLAS reads are given to it in a copy of the environment that `environ`
+    /// points at only while the library opens (`wl_blas_open_with`), so the process's own
+    /// environment never changes. A thread that reads the environment during an open sees the
+    /// added variables too: code that starts another program calls `load()` first, so the
+    /// program inherits the environment the user gave.
     public static func load() { _ = selection }
+
+    /// Starts `load()` on a thread of its own and returns at once (≈ 15 ms on the development
+    /// machine, most of it the dynamic linker, with a second open on CPUs OpenBLAS does not know).
+    /// Commands that will multiply matrices call it first thing in `main`, so the library is
+    /// ready by the time they need it; their first BLAS call waits for it otherwise.
+    public static func loadInBackground() {
+        Thread.detachNewThread { load() }
+    }
 
     struct Selection { var own: String; var inUse: String }
 
@@ -54,16 +67,16 @@ public enum BLASKernel {
         return String(cString: p)
     }
 
-    /// Opens the library with `variables` set in the environment for the duration of dlopen
-    /// (only those the user has not set), then restores the environment.
+    /// Opens the library with `variables` (only those the user has not set) in the environment
+    /// its constructor reads; the process's environment stays as it is (`wl_blas_open_with`).
     static func open(with variables: [String: String]) {
-        var added: [String] = []
-        for (name, value) in variables.sorted(by: { $0.key < $1.key }) where getenv(name) == nil {
-            setenv(name, value, 1)
-            added.append(name)
+        let entries = variables.sorted(by: { $0.key < $1.key }).filter { getenv($0.key) == nil }.map { "\($0.key)=\($0.value)" }
+        var pointers = entries.map { strdup($0) }
+        defer { pointers.forEach { free($0) } }
+        pointers.append(nil)
+        let status = pointers.withUnsafeBufferPointer { p in
+            p.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: p.count) { wl_blas_open_with($0) }
         }
-        let status = wl_blas_open()
-        for name in added { unsetenv(name) }
         if status != 0 {
             let message = "wledger: cannot open OpenBLAS (\(String(cString: wl_blas_error()))); install libopenblas0\n"
             _ = message.withCString { write(2, $0, strlen($0)) }

@@ -1,5 +1,6 @@
 import Foundation
 import Ledger
+import LinAlg
 import TensorIO
 
 /// A commit as `bisect` names it: enough to recognise the edit.
@@ -372,6 +373,7 @@ extension Repository {
             p.arguments = command
         }
         p.currentDirectoryURL = URL(fileURLWithPath: root)
+        BLASKernel.load()   // not while OpenBLAS opens, when the environment has its variables
         var env = ProcessInfo.processInfo.environment
         // $WLEDGER: this binary, so hooks and scripts run the same wledger.
         if let exe = Bundle.main.executablePath, exe.hasSuffix("/wledger") { env["WLEDGER"] = exe }

@@ -1,5 +1,6 @@
 import Engine
 import Foundation
+import LinAlg
 import TensorIO
 
 /// An evaluator command from `.wledger/config` (`[evaluator "NAME"] command = …`), run on a
@@ -25,6 +26,7 @@ struct ExternalEvaluator {
             .replacingOccurrences(of: "{out}", with: Self.shellQuote(out))
             .replacingOccurrences(of: "{tasks}", with: Self.shellQuote(tasks))
         progress.message("running evaluator '\(name)'")
+        BLASKernel.load()   // not while OpenBLAS opens, when the environment has its variables
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/sh")
         p.arguments = ["-c", line]

@@ -16,6 +16,15 @@ struct WLedger: ParsableCommand {
                       Revert.self, Prune.self, Restrain.self, Edit.self, Health.self, Bisect.self, Gate.self, Hooks.self, Report.self,
                       Config.self, Fsck.self]
     )
+
+    /// The subcommands by the names they are invoked with, for parsing `wledger <command> …` by
+    /// the command alone (see `parseCommandLine`); debug builds check it against `subcommands`.
+    static let commandsByName: [String: ParsableCommand.Type] = [
+        "init": Init.self, "status": Status.self, "commit": Commit.self, "log": Log.self, "show": Show.self, "diff": Diff.self,
+        "checkout": Checkout.self, "branch": Branch.self, "tag": Tag.self, "revert": Revert.self, "prune": Prune.self,
+        "restrain": Restrain.self, "edit": Edit.self, "health": Health.self, "bisect": Bisect.self, "gate": Gate.self,
+        "hooks": Hooks.self, "report": Report.self, "config": Config.self, "fsck": Fsck.self,
+    ]
 }
 
 /// Options every command takes.

@@ -44,20 +44,45 @@ if let command = CommandLine.arguments.dropFirst().first(where: { !$0.hasPrefix(
     ProcessMemory.keepFreedMemory()
 }
 
-// OpenBLAS is opened at the first BLAS call (see BLASKernel). Commands that will call it open it
-// here, before other threads start, because opening may set environment variables for a moment;
-// those whose BLAS calls are a few factorizations between wledger's own parallel loops (encoding a
-// commit's low-rank patches) have its idle threads sleep instead of spinning on a core.
+// OpenBLAS is opened at the first BLAS call (see BLASKernel). Commands that will call it start
+// opening it here, on a thread of its own, while they parse and read the ledger; those whose BLAS
+// calls are a few factorizations between wledger's own parallel loops (encoding a commit's
+// low-rank patches) have its idle threads sleep instead of spinning on a core.
 let blasCommands: Set<String> = ["commit", "revert", "diff", "prune", "restrain", "health", "edit", "gate", "bisect", "report"]
 let smallBLASCommands: Set<String> = ["commit", "revert", "prune"]
 if let command = CommandLine.arguments.dropFirst().first(where: { !$0.hasPrefix("-") }), blasCommands.contains(command) {
     if smallBLASCommands.contains(command) { BLASKernel.quietWorkers = true }
-    BLASKernel.load()
+    BLASKernel.loadInBackground()
 }
+
+/// Parses the command line. ArgumentParser's root parse first builds the whole command tree,
+/// naming every subcommand through runtime reflection (≈ 7 ms at every start, a tenth of a
+/// SmolLM2 commit); `wledger <command> …` is parsed by that command alone (≈ 2 ms). Help
+/// requests and every parse error take the root's path, so they read the same either way (a
+/// help request is never tried alone: the command would then print itself as the root).
+func parseCommandLine() throws -> ParsableCommand {
+    let args = Array(CommandLine.arguments.dropFirst())
+    let helpFlags: Set<String> = ["-h", "--help", "-help", "--version", "--experimental-dump-help"]
+    if let name = args.first, let command = WLedger.commandsByName[name],
+       !args.contains(where: { helpFlags.contains($0) || $0.hasPrefix("--generate-completion") }),
+       let parsed = try? command.parseAsRoot(Array(args.dropFirst())) {
+        return parsed
+    }
+    return try WLedger.parseAsRoot()
+}
+
+#if DEBUG
+// The names above must be the ones ArgumentParser gives the subcommands (every CLI test runs a
+// debug build, so a wrong or missing entry fails them all).
+do {
+    let derived = Dictionary(uniqueKeysWithValues: WLedger.configuration.subcommands.map { ($0._commandName, ObjectIdentifier($0)) })
+    precondition(derived == WLedger.commandsByName.mapValues { ObjectIdentifier($0) }, "WLedger.commandsByName differs from the subcommands")
+}
+#endif
 
 let parsed: ParsableCommand
 do {
-    parsed = try WLedger.parseAsRoot()
+    parsed = try parseCommandLine()
 } catch {
     if WLedger.exitCode(for: error) == .success { WLedger.exit(withError: error) }
     fail(usageLine(error), 2)

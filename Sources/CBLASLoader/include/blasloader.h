@@ -9,6 +9,12 @@
 /// Opens libopenblas.so.0 (then libopenblas.so) and resolves every routine below. Returns 0, or
 /// -1 with the reason in wl_blas_error(). Opening an open library does nothing.
 int wl_blas_open(void);
+/// wl_blas_open with `extra` ("NAME=VALUE" strings, NULL-terminated; names the environment does
+/// not already have) added to the environment the library's constructor reads. No setenv: for
+/// the duration of the open, `environ` points at a copy with the extra entries first, then back
+/// at the original, so a thread reading the environment meanwhile sees one complete array or the
+/// other (the copy and its strings are never freed, for that reason: a few hundred bytes).
+int wl_blas_open_with(const char *const *extra);
 /// Closes the library (OpenBLAS stops its threads), so the next open runs its constructor again.
 void wl_blas_close(void);
 /// dlerror's text for the last failed open, or "".
