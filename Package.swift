@@ -58,7 +58,7 @@ let package = Package(
 
         .testTarget(name: "TensorIOTests", dependencies: ["TensorIO", "CXXHash", "TestSupport"]),
         .testTarget(name: "CodecTests", dependencies: ["Codec", "TensorIO"]),
-        .testTarget(name: "LinAlgTests", dependencies: ["LinAlg", "TensorIO"]),
+        .testTarget(name: "LinAlgTests", dependencies: ["LinAlg", "TensorIO", "CBLASLoader"]),
         .testTarget(name: "OpsTests", dependencies: ["Ops", "LinAlg", "TensorIO"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "TensorIO", "LinAlg", "CShims", "TestSupport"]),
         .testTarget(name: "LedgerTests", dependencies: ["Ledger", "TensorIO", "TestSupport"]),

@@ -54,7 +54,13 @@ public enum BLASKernel {
     /// machine, most of it the dynamic linker, with a second open on CPUs OpenBLAS does not know).
     /// Commands that will multiply matrices call it first thing in `main`, so the library is
     /// ready by the time they need it; their first BLAS call waits for it otherwise.
+    ///
+    /// A process that exits meanwhile (a usage error a few ms in) first waits for the open to
+    /// finish, in an `atexit` handler: glibc runs the libraries' destructors at exit without the
+    /// loader lock, and OpenBLAS's, racing the open or the close of the first library on the
+    /// loading thread, could wait forever for a worker thread.
     public static func loadInBackground() {
+        atexit { BLASKernel.load() }
         Thread.detachNewThread { load() }
     }
 

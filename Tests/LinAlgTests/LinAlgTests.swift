@@ -1,3 +1,5 @@
+import CBLASLoader
+import Foundation
 import LinAlg
 import TensorIO
 import XCTest
@@ -70,6 +72,31 @@ final class BLASKernelChoiceTests: XCTestCase {
         XCTAssertNil(BLASKernel.override(current: "Cooperlake", cpuFlags: skx))
     }
 
+    /// `wl_blas_open_with` hands OpenBLAS's constructor a variable (here the Haswell kernels,
+    /// which OpenBLAS names back) without it entering this process's environment, while another
+    /// thread reads the environment all along; then the library is opened again as chosen.
+    func testOpenWithVariablesLeavesTheEnvironmentAlone() throws {
+        guard getenv("OPENBLAS_CORETYPE") == nil, BLASKernel.cpuFlags().isSuperset(of: ["avx2", "fma"]) else {
+            throw XCTSkip("needs AVX2/FMA and no OPENBLAS_CORETYPE of the machine's owner")
+        }
+        let chosen = BLASKernel.coreName   // opens the library the usual way first
+        let watching = StopFlag()
+        let reader = Thread { while !watching.stopped { _ = getenv("OPENBLAS_CORETYPE") } }
+        reader.start()
+        wl_blas_close()
+        var entries: [UnsafePointer<CChar>?] = [UnsafePointer(strdup("OPENBLAS_CORETYPE=Haswell")), nil]
+        XCTAssertEqual(entries.withUnsafeMutableBufferPointer { wl_blas_open_with($0.baseAddress!) }, 0)
+        XCTAssertEqual(String(cString: wl_blas_corename()), "Haswell")
+        XCTAssertNil(getenv("OPENBLAS_CORETYPE"))
+        watching.stop()
+        while !reader.isFinished { usleep(1_000) }
+        wl_blas_close()
+        var again: [UnsafePointer<CChar>?] = [UnsafePointer(strdup("OPENBLAS_CORETYPE=\(chosen)")), nil]
+        XCTAssertEqual(again.withUnsafeMutableBufferPointer { wl_blas_open_with($0.baseAddress!) }, 0)
+        XCTAssertEqual(String(cString: wl_blas_corename()), chosen)
+        XCTAssertNil(getenv("OPENBLAS_CORETYPE"))
+    }
+
     func testCPUFlagsParsesProcCpuinfo() throws {
         let path = NSTemporaryDirectory() + "cpuinfo-\(getpid())"
         try "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu sse3 avx2 fma avx512f\nbugs\t\t: spectre_v1\n\nprocessor\t: 1\nflags\t\t: fpu\n"
@@ -84,4 +111,12 @@ final class BLASKernelChoiceTests: XCTestCase {
     func testSelfCheckPassesOnThisProcessKernels() {
         XCTAssertLessThan(BLASKernel.selfCheckError(), 1e-5, "kernels \(BLASKernel.coreName)")
     }
+}
+
+/// A stop flag shared with a reader thread.
+private final class StopFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var stopped: Bool { lock.lock(); defer { lock.unlock() }; return value }
+    func stop() { lock.lock(); value = true; lock.unlock() }
 }
