@@ -1,7 +1,12 @@
 import Foundation
 
-/// A value computed on a global-queue thread while the caller does other work; `wait` returns it
+/// A value computed on a thread of its own while the caller does other work; `wait` returns it
 /// (or rethrows its error).
+///
+/// Not a global-queue job: Dispatch runs as many of those at once as there are cores, so one
+/// queued behind a `concurrentPerform` (the work-tree hashing) would not start until that ended,
+/// which is exactly what a commit's early encodings must not wait for. A thread of its own
+/// shares the cores with whatever runs.
 ///
 /// The closure must only read values the caller leaves unchanged until `wait` returns (buffers
 /// it borrowed, copies of arrays); that is what makes the unchecked `Sendable` safe.
@@ -13,7 +18,7 @@ public final class Background<T>: @unchecked Sendable {
 
     public init(_ work: @escaping () throws -> T) {
         let job = Job(work: work)
-        DispatchQueue.global().async {
+        Thread.detachNewThread {
             self.result = Result { try job.work() }
             self.done.signal()
         }

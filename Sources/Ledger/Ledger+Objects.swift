@@ -69,19 +69,31 @@ extension Ledger {
     // MARK: tensor versions
 
     public func version(_ hash: String) throws -> TensorVersion? {
-        try db.queryOne("SELECT hash, fingerprint, byteCount, elementSize, base, object, encoding, depth FROM tensorVersion WHERE hash = ?", [.text(hash)]) { s in
+        try db.queryOne("SELECT hash, fingerprint, byteCount, elementSize, base, object, encoding, depth, probe FROM tensorVersion WHERE hash = ?", [.text(hash)]) { s in
             TensorVersion(hash: s.text(0), fingerprint: s.text(1), byteCount: Int(s.int(2)), elementSize: Int(s.int(3)),
-                          base: s.optionalText(4), object: s.text(5), encoding: s.text(6), depth: Int(s.int(7)))
+                          base: s.optionalText(4), object: s.text(5), encoding: s.text(6), depth: Int(s.int(7)), probe: s.optionalInt(8))
         }
+    }
+
+    /// The fingerprint and probe of each version in `hashes` that the ledger holds, in one query
+    /// (a scan of the work tree needs them for every tensor before it hashes anything).
+    public func fingerprintsAndProbes(_ hashes: [String]) throws -> [String: (fingerprint: String, probe: Int64?)] {
+        let list = JSONValue.array(hashes.map { .string($0) }).serialized()
+        var out: [String: (fingerprint: String, probe: Int64?)] = [:]
+        for (h, fp, probe) in try db.query("SELECT hash, fingerprint, probe FROM tensorVersion WHERE hash IN (SELECT value FROM json_each(?))",
+                                           [.text(list)], { ($0.text(0), $0.text(1), $0.optionalInt(2)) }) {
+            out[h] = (fp, probe)
+        }
+        return out
     }
 
     /// Inserts a tensor version unless it exists. Call inside a transaction.
     public func insert(_ v: TensorVersion) throws {
         try db.run("""
-            INSERT INTO tensorVersion(hash, fingerprint, byteCount, elementSize, base, object, encoding, depth)
-            VALUES(?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(hash) DO NOTHING
+            INSERT INTO tensorVersion(hash, fingerprint, byteCount, elementSize, base, object, encoding, depth, probe)
+            VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(hash) DO NOTHING
             """, [.text(v.hash), .text(v.fingerprint), .int(Int64(v.byteCount)), .int(Int64(v.elementSize)),
-                  v.base.sqlValue, .text(v.object), .text(v.encoding), .int(Int64(v.depth))])
+                  v.base.sqlValue, .text(v.object), .text(v.encoding), .int(Int64(v.depth)), v.probe.sqlValue])
     }
 
     /// The chain of versions to rebuild `hash`: keyframe first, `hash` last.
@@ -99,9 +111,9 @@ extension Ledger {
 
     /// All tensor versions (for fsck).
     public func allVersions() throws -> [TensorVersion] {
-        try db.query("SELECT hash, fingerprint, byteCount, elementSize, base, object, encoding, depth FROM tensorVersion ORDER BY depth, hash") { s in
+        try db.query("SELECT hash, fingerprint, byteCount, elementSize, base, object, encoding, depth, probe FROM tensorVersion ORDER BY depth, hash") { s in
             TensorVersion(hash: s.text(0), fingerprint: s.text(1), byteCount: Int(s.int(2)), elementSize: Int(s.int(3)),
-                          base: s.optionalText(4), object: s.text(5), encoding: s.text(6), depth: Int(s.int(7)))
+                          base: s.optionalText(4), object: s.text(5), encoding: s.text(6), depth: Int(s.int(7)), probe: s.optionalInt(8))
         }
     }
 }

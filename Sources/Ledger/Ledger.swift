@@ -62,8 +62,9 @@ public final class Ledger {
     /// Runs `body` in one all-or-nothing transaction.
     public func transaction<T>(_ body: () throws -> T) throws -> T { try db.transaction(body) }
 
-    /// Checkpoints the WAL into the main file (after large writes).
-    public func checkpoint() throws { try db.execute("PRAGMA wal_checkpoint(TRUNCATE)") }
+    /// Checkpoints the WAL into the main file (after large writes); `mode` is SQLite's
+    /// (TRUNCATE also empties the WAL file, PASSIVE does not wait for readers).
+    public func checkpoint(mode: String = "TRUNCATE") throws { try db.execute("PRAGMA wal_checkpoint(\(mode))") }
 
     /// Runs SQLite's own integrity check; returns problems (empty when fine).
     public func integrityCheck() throws -> [String] {

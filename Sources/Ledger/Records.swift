@@ -104,10 +104,13 @@ public struct TensorVersion: Sendable, Equatable {
     /// "keyframe" or a `PatchEncoding` description.
     public var encoding: String
     public var depth: Int
+    /// `Probe.of` the bytes; nil for versions recorded before schema 0004.
+    public var probe: Int64?
 
-    public init(hash: String, fingerprint: String, byteCount: Int, elementSize: Int, base: String?, object: String, encoding: String, depth: Int) {
+    public init(hash: String, fingerprint: String, byteCount: Int, elementSize: Int, base: String?, object: String, encoding: String, depth: Int,
+                probe: Int64?) {
         self.hash = hash; self.fingerprint = fingerprint; self.byteCount = byteCount; self.elementSize = elementSize
-        self.base = base; self.object = object; self.encoding = encoding; self.depth = depth
+        self.base = base; self.object = object; self.encoding = encoding; self.depth = depth; self.probe = probe
     }
 }
 

@@ -71,6 +71,36 @@ public final class SHA256Hasher {
     }
 }
 
+/// A few bytes sampled from a tensor, hashed: XXH3-64 of `windows` windows of `width` bytes at
+/// evenly spaced offsets (first and last included), or of the whole tensor when it is shorter
+/// than the windows together. Stored with each tensor version (schema 0004), it lets a scan of
+/// the work tree find a tensor that an edit rewrote (ROME, MEMIT or fine-tuning change nearly
+/// every element) from a few pages of it, before hashing everything. A different probe proves
+/// the bytes changed; an equal one proves nothing, and the fingerprint decides.
+///
+/// The corresponding C function is `XXH3_64bits`.
+public enum Probe {
+    public static let windows = 4
+    public static let width = 64
+
+    public static func of(_ data: UnsafeRawBufferPointer) -> Int64 {
+        let n = data.count
+        guard n > windows * width, let base = data.baseAddress else {
+            return Int64(bitPattern: XXH3_64bits(data.baseAddress, n))
+        }
+        var sample = [UInt8](repeating: 0, count: windows * width)
+        sample.withUnsafeMutableBytes { s in
+            for k in 0..<windows {
+                let offset = k * (n - width) / (windows - 1)
+                s.baseAddress!.advanced(by: k * width).copyMemory(from: base + offset, byteCount: width)
+            }
+        }
+        return Int64(bitPattern: sample.withUnsafeBytes { XXH3_64bits($0.baseAddress, $0.count) })
+    }
+
+    public static func of(_ data: [UInt8]) -> Int64 { data.withUnsafeBytes { of($0) } }
+}
+
 /// A fast 128-bit fingerprint (XXH3-128) used to detect changed tensors at memory speed and to
 /// verify materialized bytes on checkout. Identity and content addressing use `SHA256Digest`.
 ///

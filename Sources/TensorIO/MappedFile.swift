@@ -51,6 +51,15 @@ public final class MappedFile: @unchecked Sendable {
         if descriptor >= 0 { close(descriptor) }
     }
 
+    /// Drops this process's page-table entries for the whole map (`madvise(MADV_DONTNEED)`) and
+    /// keeps the map: a later read faults the page in again, with the same bytes (the map is
+    /// private and never written). For a map that has been read through, this is the work of
+    /// unmapping it (≈ 6 ms for 538 MB here), which can then run on another thread while this
+    /// one goes on, leaving `munmap` little to do.
+    public func dropPages() {
+        if let base { madvise(UnsafeMutableRawPointer(mutating: base), size, MADV_DONTNEED) }
+    }
+
     /// The whole file.
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
 

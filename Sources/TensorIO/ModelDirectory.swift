@@ -154,6 +154,11 @@ public final class ModelWeights: @unchecked Sendable {
         return f.bytes(loc.info)
     }
 
+    /// `MappedFile.dropPages` of every weight file.
+    public func dropPages() {
+        for f in files.values { f.map.dropPages() }
+    }
+
     /// The mapped file holding a tensor and the tensor's byte range in it.
     public func location(_ name: String) -> (map: MappedFile, range: Range<Int>)? {
         guard let loc = tensors[name], let f = files[loc.file] else { return nil }

@@ -95,7 +95,7 @@ extension Repository {
             let current = cmp.files[path]
             switch f.kind {
             case .side:
-                if !force, let c = cmp.sideContents[path], c.hash == f.object { result.unchanged.append(path); continue }
+                if !force, cmp.sideHashes[path] == f.object { result.unchanged.append(path); continue }
                 toWrite.append(f)
             case .safetensors:
                 let tensorsHere = manifest.values.filter { $0.file == path }

@@ -34,16 +34,38 @@ struct TensorChange: Sendable {
 
 /// Encodings started while the work tree is still being hashed (`commit`), each on its own
 /// background thread; nil results are tensors left for the caller to refuse.
+///
+/// While encodings run, the hashing gets the cores they leave (`throttle`, at least one): an
+/// encoding is a chain of steps that must run in order, the hashing is any number of
+/// independent tensors, so giving the chain its core first finishes both soonest.
 final class EarlyEncodings: @unchecked Sendable {
     private let limit: Int
     private var tasks: [String: Background<PreparedTensor?>] = [:]   // touched by the committing thread only
+    let throttle: Throttle
+    private let cores = ProcessInfo.processInfo.activeProcessorCount
+    private let lock = NSLock()
+    private var running = 0
 
-    init(limit: Int) { self.limit = limit }
+    init(limit: Int) {
+        self.limit = limit
+        throttle = Throttle(cores)
+    }
 
     var hasRoom: Bool { tasks.count < limit }
 
     func start(_ name: String, _ work: @escaping () throws -> PreparedTensor?) {
-        tasks[name] = Background(work)
+        changeRunning(by: 1)
+        tasks[name] = Background { [self] in
+            defer { changeRunning(by: -1) }
+            return try work()
+        }
+    }
+
+    private func changeRunning(by n: Int) {
+        lock.lock()
+        running += n
+        throttle.set(cores - running)
+        lock.unlock()
     }
 
     func started(_ name: String) -> Bool { tasks[name] != nil }
@@ -94,7 +116,7 @@ extension Repository {
         let early = EarlyEncodings(limit: options.prune == nil && !hooked ? Repository.earlyEncodings : 0)
         defer { early.waitAll() }   // they read the mapped work tree
         let cmp = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName,
-                                                 rehash: false, progress: progress) { name, entry, fingerprint, weights in
+                                                 rehash: false, progress: progress, throttle: early.throttle) { name, entry, fingerprint, weights in
             guard early.hasRoom, let loc = weights.tensors[name] else { return }
             let recipe = try self.ledger.recipe(for: entry.hash)
             let policy = options.policy
@@ -147,6 +169,10 @@ extension Repository {
             progress.advance()
         }
         progress.finish()
+        // Nothing reads the mapped work tree now but header bytes: its page tables are dropped
+        // beside the recording, so that unmapping it at the end is quick.
+        let dropping = Background { weights.dropPages() }
+        defer { _ = try? dropping.wait() }
 
         var fileRows: [FileEntry] = []
         var objects: [PreparedObject] = []
@@ -159,9 +185,9 @@ extension Repository {
             switch change.change {
             case .added, .modified:
                 let content = cmp.sideContents[change.path]!
-                let obj = try Snapshot.blob(content.bytes, hash: content.hash)
+                let obj = try Snapshot.blob(content, hash: cmp.sideHashes[change.path]!)
                 objects.append(obj)
-                fileRows.append(FileEntry(path: change.path, kind: .side, object: obj.id, size: content.bytes.count))
+                fileRows.append(FileEntry(path: change.path, kind: .side, object: obj.id, size: content.count))
             case .deleted:
                 fileRows.append(FileEntry(path: change.path, kind: .side, object: nil, size: 0))
             }
@@ -174,6 +200,9 @@ extension Repository {
         let recorded = try recordCommit(head: head, manifest: cmp.manifest, files: cmp.files, changes: changes, fileRows: fileRows,
                                         objects: objects, options: options)
         try recordStats(cmp.directory.weightFiles + cmp.directory.sideFiles, commit: recorded.id, scanned: cmp.stats, readAt: cmp.scannedAt)
+        // The WAL is copied into the ledger file now, while the page tables are still being
+        // dropped, rather than when the ledger closes (a failure here leaves it for later).
+        try? ledger.checkpoint(mode: "PASSIVE")
         runPostCommitHook(commit: recorded.id, candidate: root)
         return CommitResult(commit: recorded.id, parent: head.commit, branch: head.branchName, kind: options.kind.rawValue,
                             tensors: recorded.tensors, files: fileRows.map(\.path), storedBytes: recorded.storedBytes)
@@ -314,7 +343,7 @@ extension Repository {
         let obj = try patch.bytes.withUnsafeBytes { try PreparedObject.encode($0, elementSize: 1, compress: false) }
         let (hash, fp) = try hashes.wait()
         let v = TensorVersion(hash: hash, fingerprint: fp, byteCount: child.count, elementSize: dtype.size, base: parentVersion.hash,
-                              object: obj.id, encoding: patch.encoding.description, depth: parentVersion.depth + 1)
+                              object: obj.id, encoding: patch.encoding.description, depth: parentVersion.depth + 1, probe: Probe.of(child))
         return PreparedTensor(name: name, hash: hash, fingerprint: fp, version: v, object: obj, stats: stats)
     }
 }

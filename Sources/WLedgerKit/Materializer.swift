@@ -13,7 +13,7 @@ struct TensorRecipe: Sendable {
     var storedBytes: Int { ([keyframe] + patches).reduce(0) { $0 + $1.chunks.reduce(0) { $0 + $1.data.count } } }
 
     /// Rebuilds the tensor into `dst` (exactly `version.byteCount` bytes) and verifies it against
-    /// the stored XXH3-128 fingerprint, and the sha256 too when `verifySHA256`.
+    /// the stored XXH3-128 fingerprint and probe, and the sha256 too when `verifySHA256`.
     func build(into dst: UnsafeMutableRawBufferPointer, verifySHA256: Bool) throws {
         let n = version.byteCount
         guard dst.count == n else { throw LedgerError.corruptObject(id: version.hash, reason: "size mismatch") }
@@ -31,6 +31,10 @@ struct TensorRecipe: Sendable {
         let fp = Fingerprint.of(UnsafeRawBufferPointer(dst)).hex
         guard fp == version.fingerprint else {
             throw LedgerError.corruptObject(id: version.hash, reason: "rebuilt tensor fingerprint \(fp.prefix(12)) differs from the recorded \(version.fingerprint.prefix(12))")
+        }
+        // A wrong probe would make scans report the tensor changed when it is not.
+        if let probe = version.probe, Probe.of(UnsafeRawBufferPointer(dst)) != probe {
+            throw LedgerError.corruptObject(id: version.hash, reason: "rebuilt tensor's probe differs from the recorded one")
         }
         if verifySHA256 {
             let h = SHA256Digest.hash(UnsafeRawBufferPointer(dst)).hex

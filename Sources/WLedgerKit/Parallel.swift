@@ -30,3 +30,57 @@ final class Slots<T>: @unchecked Sendable {
     }
     var values: [T?] { lock.lock(); defer { lock.unlock() }; return items }
 }
+
+/// A counter shared by threads: each `next()` returns the following integer, from 0.
+final class SharedCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+    func next() -> Int { lock.lock(); defer { lock.unlock() }; value += 1; return value - 1 }
+}
+
+/// How many threads a `threadedFor` loop may use at the moment; waiting workers are woken when
+/// it changes.
+final class Throttle: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var allowed: Int
+
+    init(_ allowed: Int) { self.allowed = max(1, allowed) }
+
+    func set(_ n: Int) {
+        condition.lock()
+        allowed = max(1, n)
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Blocks worker `k` (0-based) while fewer than k + 1 threads are allowed.
+    func waitTurn(_ k: Int) {
+        condition.lock()
+        while k >= allowed { condition.wait() }
+        condition.unlock()
+    }
+}
+
+/// Runs `body(0..<count)` on `threads` threads of its own (the calling one and new ones, not the
+/// Dispatch pool, which stays free for other parallel loops), taking items in order; before each
+/// item, worker k waits while `throttle` allows fewer than k + 1 threads. Rethrows the first
+/// error (remaining items are skipped).
+func threadedFor(_ count: Int, threads: Int, throttle: Throttle? = nil, _ body: @escaping @Sendable (Int) throws -> Void) throws {
+    let failure = FirstError(), items = SharedCounter(), finished = DispatchGroup()
+    let work: @Sendable (Int) -> Void = { k in
+        while !failure.isSet {
+            throttle?.waitTurn(k)
+            let i = items.next()
+            guard i < count else { return }
+            do { try body(i) } catch { failure.set(error) }
+        }
+    }
+    let helpers = max(0, min(threads, count) - 1)
+    for k in 0..<helpers {
+        finished.enter()
+        Thread.detachNewThread { work(k + 1); finished.leave() }
+    }
+    work(0)
+    finished.wait()
+    if let e = failure.error { throw e }
+}

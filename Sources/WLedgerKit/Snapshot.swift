@@ -49,7 +49,7 @@ enum Snapshot {
         let fp = Fingerprint.of(bytes).hex
         let obj = try PreparedObject.encode(bytes, elementSize: dtype.size, compress: true, level: policy.level, knownHash: hash)
         let v = TensorVersion(hash: hash, fingerprint: fp, byteCount: bytes.count, elementSize: dtype.size, base: nil,
-                              object: hash, encoding: "keyframe", depth: 0)
+                              object: hash, encoding: "keyframe", depth: 0, probe: Probe.of(bytes))
         return PreparedTensor(name: name, hash: hash, fingerprint: fp, version: v, object: obj, stats: nil)
     }
 

@@ -52,12 +52,14 @@ struct WorkTreeComparison {
     let manifest: [String: ManifestEntry]
     let files: [String: FileEntry]
     var report: StatusReport
-    /// Weight files trusted unchanged from their recorded stat (not hashed).
+    /// Weight and side files trusted unchanged from their recorded stat (not hashed).
     var statClean: Set<String>
-    /// Fingerprints of the work tree tensors that were hashed.
+    /// Fingerprints of the work tree tensors that were hashed (not those their probe found changed).
     var fingerprints: [String: Fingerprint]
-    /// Side files present in the work tree: content and sha256.
-    var sideContents: [String: (bytes: [UInt8], hash: String)]
+    /// Side files present in the work tree: sha256 (for stat-clean ones, the committed object's).
+    var sideHashes: [String: String]
+    /// Contents of the side files that were read (all but the stat-clean ones).
+    var sideContents: [String: [UInt8]]
     /// Header prefix sha256 per weight file.
     var headerHashes: [String: String]
     /// Stat of each weight and side file at scan time.
@@ -65,20 +67,23 @@ struct WorkTreeComparison {
     /// Wall-clock time before any file was stat'ed or read (CLOCK_REALTIME ns).
     var scannedAt: Int64
 
-    /// Weight files that were hashed this time and found equal to the commit (header and every
-    /// tensor): their stat can be recorded so the next scan skips them.
+    /// Files that were hashed this time and found equal to the commit (a weight file's header and
+    /// every tensor, a side file's bytes): their stat can be recorded so the next scan skips them.
     var verifiedCleanFiles: [String] {
-        let dirtyFiles = Set(report.modifiedTensors.map(\.file)).union(report.modifiedHeaders)
-        return directory.weightFiles.filter { !statClean.contains($0) && !dirtyFiles.contains($0) && files[$0] != nil }
+        let dirtyFiles = Set(report.modifiedTensors.map(\.file)).union(report.modifiedHeaders).union(report.sideFiles.map(\.path))
+        return (directory.weightFiles + directory.sideFiles).filter { !statClean.contains($0) && !dirtyFiles.contains($0) && files[$0] != nil }
     }
 
     /// Scans `root` and compares it with `commit`.
     /// - Parameter rehash: ignore recorded stats and hash everything.
     /// - Parameter onModified: called on this thread with each tensor found changed (name, the
-    ///   committed entry, its new fingerprint, the mapped work tree), while the others are still
-    ///   being hashed, in no particular order.
+    ///   committed entry, its new fingerprint or nil when its probe told, the mapped work tree),
+    ///   while the others are still being hashed, in no particular order.
+    /// - Parameter throttle: how many threads the hashing may use at the moment (all cores by
+    ///   default); a commit lends cores to the encodings `onModified` starts.
     static func compare(root: String, ledger: Ledger, commit: String, branch: String?, rehash: Bool, progress: ProgressReporter,
-                        onModified: ((String, ManifestEntry, String, ModelWeights) throws -> Void)? = nil) throws -> WorkTreeComparison {
+                        throttle: Throttle? = nil,
+                        onModified: ((String, ManifestEntry, String?, ModelWeights) throws -> Void)? = nil) throws -> WorkTreeComparison {
         // Everything hashed below is read after this instant (see `racyWindow`).
         let scannedAt = wallClockNanoseconds()
         let dir = try ModelDirectory.scan(root)
@@ -89,7 +94,8 @@ struct WorkTreeComparison {
         for f in dir.weightFiles + dir.sideFiles {
             guard let st = FileStat.of(root + "/" + f) else { continue }
             stats[f] = st
-            if !rehash, dir.weightFiles.contains(f), let rec = try ledger.worktreeStat(f), rec.commit == commit,
+            let kind: FileKind = dir.weightFiles.contains(f) ? .safetensors : .side
+            if !rehash, files[f]?.kind == kind, let rec = try ledger.worktreeStat(f), rec.commit == commit,
                rec.stat == st, st.mtimeNs + racyWindow(mtimeNs: st.mtimeNs) < rec.recordedNs {
                 statClean.insert(f)
             }
@@ -131,48 +137,68 @@ struct WorkTreeComparison {
             guard let loc = weights.tensors[name] else { return false }
             return toHash.contains(loc.file)
         }.sorted()
-        var expected = [String?](repeating: nil, count: names.count)
-        var versionFingerprints: [String: String] = [:]
-        for (i, name) in names.enumerated() {
-            guard let e = manifest[name], let loc = weights.tensors[name], e.dtype == loc.info.dtype, e.shape == loc.info.shape else { continue }
-            if versionFingerprints[e.hash] == nil {
-                guard let v = try ledger.version(e.hash) else { throw LedgerError.corruptObject(id: e.hash, reason: "tensor version missing") }
-                versionFingerprints[e.hash] = v.fingerprint
-            }
-            expected[i] = versionFingerprints[e.hash]
+        var expected = [(fingerprint: String, probe: Int64?)?](repeating: nil, count: names.count)
+        let comparable = names.indices.filter { i in
+            guard let e = manifest[names[i]], let loc = weights.tensors[names[i]] else { return false }
+            return e.dtype == loc.info.dtype && e.shape == loc.info.shape
         }
-        let slots = Slots<Fingerprint>(names.count)
+        let versions = try ledger.fingerprintsAndProbes(Array(Set(comparable.map { manifest[names[$0]]!.hash })))
+        for i in comparable {
+            let hash = manifest[names[i]]!.hash
+            guard let v = versions[hash] else { throw LedgerError.corruptObject(id: hash, reason: "tensor version missing") }
+            expected[i] = v
+        }
         progress.start("hashing tensors", total: names.count)
+        // Probes first (a few pages of each tensor): a tensor whose probe differs from its
+        // version's changed, and is handed to `onModified` before anything is hashed. It is not
+        // hashed here (no fingerprint: whoever stores it hashes it).
+        let probeMisses = Slots<Bool>(names.count)
+        let expectedVersions = expected
+        try parallelFor(names.count) { i in
+            guard let want = expectedVersions[i]?.probe else { return }
+            if Probe.of(weights.bytes(names[i])!) != want { probeMisses[i] = true }
+        }
+        let changedByProbe = Set(names.indices.filter { probeMisses[$0] == true })
+        for i in changedByProbe.sorted() { try onModified?(names[i], manifest[names[i]]!, nil, weights) }
+        let slots = Slots<Fingerprint>(names.count)
         // Largest first, so the last tensors to finish are small ones (the embedding alone can be
         // a fifth of a model). Pages are faulted in by the worker that hashes them.
-        let order = names.indices.sorted { weights.tensors[names[$0]]!.info.byteCount > weights.tensors[names[$1]]!.info.byteCount }
-        let expectedFingerprints = expected, mismatches = Mismatches()
-        // The hashing runs off this thread, which hands each mismatch to `onModified` as it is found.
+        let order = names.indices.filter { !changedByProbe.contains($0) }
+            .sorted { weights.tensors[names[$0]]!.info.byteCount > weights.tensors[names[$1]]!.info.byteCount }
+        let mismatches = Mismatches()
+        // The hashing runs off this thread, which hands each mismatch to `onModified` as it is found,
+        // on threads of its own (the Dispatch pool stays free for the encodings' parallel loops).
         let hashing = Background {
             defer { mismatches.finish() }
-            try parallelFor(names.count) { k in
+            try threadedFor(order.count, threads: ProcessInfo.processInfo.activeProcessorCount, throttle: throttle) { k in
                 let i = order[k]
                 let fp = Fingerprint.of(weights.bytes(names[i])!)
                 slots[i] = fp
-                if let want = expectedFingerprints[i], fp.hex != want { mismatches.push(i) }
+                if let want = expectedVersions[i]?.fingerprint, fp.hex != want { mismatches.push(i) }
                 progress.advance()
             }
         }
-        var sideContents: [String: (bytes: [UInt8], hash: String)] = [:]
+        for _ in changedByProbe { progress.advance() }
+        var sideHashes: [String: String] = [:], sideContents: [String: [UInt8]] = [:]
         do {
             defer { _ = try? hashing.wait() }   // it reads the mapped files
-            // Side files, read and hashed meanwhile.
+            // Side files, read and hashed meanwhile (those whose recorded stat holds are not read).
             for f in dir.sideFiles {
+                if statClean.contains(f), let committed = files[f]?.object {
+                    sideHashes[f] = committed
+                    continue
+                }
                 let bytes = try readFile(root + "/" + f)
                 let h = SHA256Digest.hash(bytes).hex
-                sideContents[f] = (bytes, h)
+                sideHashes[f] = h
+                sideContents[f] = bytes
                 if let committed = files[f], committed.kind == .side {
                     if committed.object != h { report.sideFiles.append(.init(path: f, change: .modified)) }
                 } else if files[f] == nil {
                     report.sideFiles.append(.init(path: f, change: .added))
                 }
             }
-            for (path, f) in files where f.kind == .side && sideContents[path] == nil {
+            for (path, f) in files where f.kind == .side && sideHashes[path] == nil {
                 report.sideFiles.append(.init(path: path, change: .deleted))
             }
             report.sideFiles.sort { $0.path < $1.path }
@@ -183,11 +209,13 @@ struct WorkTreeComparison {
         var fingerprints: [String: Fingerprint] = [:]
         for (i, n) in names.enumerated() {
             fingerprints[n] = slots[i]
-            if let want = expected[i], slots[i]?.hex != want { report.modifiedTensors.append(.init(name: n, file: weights.tensors[n]!.file)) }
+            if changedByProbe.contains(i) || (expected[i].map { slots[i]?.hex != $0.fingerprint } ?? false) {
+                report.modifiedTensors.append(.init(name: n, file: weights.tensors[n]!.file))
+            }
         }
 
         return WorkTreeComparison(directory: dir, weights: weights, commit: commit, manifest: manifest, files: files, report: report,
-                                  statClean: statClean, fingerprints: fingerprints, sideContents: sideContents,
+                                  statClean: statClean, fingerprints: fingerprints, sideHashes: sideHashes, sideContents: sideContents,
                                   headerHashes: headerHashes, stats: stats, scannedAt: scannedAt)
     }
 }

@@ -23,6 +23,29 @@ final class FsckTests: XCTestCase {
         return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// A wrong probe (the sample a scan compares before hashing) would make status report an
+    /// unchanged tensor as modified: `fsck --full`, which rebuilds every version, reports it.
+    func testWrongProbeIsReported() throws {
+        let tmp = try TemporaryDirectory("fsck-probe")
+        let dir = try tmp.copyModel(from: try Fixtures.smolLM2("f32"))
+        XCTAssertEqual(try CLI.run(["init", "-q"], in: dir).status, 0)
+        _ = try SimulatedEdit.rankOne(file: dir + "/model.safetensors", tensor: "model.layers.4.mlp.down_proj.weight", seed: 1)
+        XCTAssertEqual(try CLI.run(["commit", "-q", "-m", "edit"], in: dir).status, 0)
+        XCTAssertEqual(try CLI.run(["fsck", "--full"], in: dir).status, 0)
+        let script = """
+            import sqlite3, sys
+            db = sqlite3.connect(sys.argv[1])
+            h = db.execute('SELECT v.hash FROM tensorVersion v JOIN commitTensor t ON t.hash = v.hash JOIN "commit" c ON c.id = t."commit" WHERE c.message = ?', ('edit',)).fetchone()[0]
+            db.execute("UPDATE tensorVersion SET probe = probe + 1 WHERE hash = ?", (h,))
+            db.commit()
+            """
+        let py = try runProcess("/usr/bin/env", ["python3", "-c", script, dir + "/.wledger/ledger"])
+        XCTAssertEqual(py.status, 0, py.stderr)
+        let r = try CLI.run(["fsck", "--full"], in: dir)
+        XCTAssertEqual(r.status, 1, r.stdout)
+        XCTAssertTrue(r.stdout.contains("probe differs"), r.stdout)
+    }
+
     func testFlippedBitsAreReportedWithCommitAndTensor() throws {
         let source = try Fixtures.smolLM2("f32")
         let tmp = try TemporaryDirectory("fsck")

@@ -19,6 +19,35 @@ final class LedgerTests: XCTestCase {
         XCTAssertEqual(SchemaMigrations.latestVersion, files.count)
     }
 
+    /// A ledger of schema 3 (made here by undoing migration 4 on a new one, with a version row
+    /// written the way the older binary did) opens migrated: the version reads back with no
+    /// probe, and new versions store theirs.
+    func testSchema3LedgerGainsProbeColumn() throws {
+        let dir = try TemporaryDirectory("ledger-migrate")
+        let path = dir.path + "/ledger"
+        do {
+            let ledger = try Ledger.create(at: path)
+            XCTAssertEqual(try ledger.schemaVersion(), SchemaMigrations.latestVersion)
+            try ledger.db.execute("ALTER TABLE tensorVersion DROP COLUMN probe")
+            try ledger.db.execute("PRAGMA user_version = 3")
+            let obj = try [UInt8](repeating: 7, count: 64).withUnsafeBytes { try PreparedObject.encode($0, elementSize: 4, compress: true) }
+            try ledger.transaction {
+                _ = try ledger.insert(obj)
+                try ledger.db.run("INSERT INTO tensorVersion(hash, fingerprint, byteCount, elementSize, base, object, encoding, depth) VALUES(?, ?, 64, 4, NULL, ?, 'keyframe', 0)",
+                                  [.text(obj.id), .text(String(repeating: "0", count: 32)), .text(obj.id)])
+            }
+        }
+        let ledger = try Ledger.open(at: path)
+        XCTAssertEqual(try ledger.schemaVersion(), 4)
+        let old = try XCTUnwrap(try ledger.allVersions().first)
+        XCTAssertNil(old.probe)
+        var v = old
+        v.hash = String(repeating: "a", count: 64)
+        v.probe = -42
+        try ledger.transaction { try ledger.insert(v) }
+        XCTAssertEqual(try ledger.version(v.hash)?.probe, -42)
+    }
+
     func makeLedger() throws -> (TemporaryDirectory, Ledger) {
         let dir = try TemporaryDirectory("ledger")
         return (dir, try Ledger.create(at: dir.path + "/ledger"))

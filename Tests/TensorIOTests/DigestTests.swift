@@ -32,6 +32,29 @@ final class DigestTests: XCTestCase {
         }
     }
 
+    /// The probe is XXH3-64 (the distribution's libxxhash) of four 64-byte windows at offsets
+    /// 0, (n−64)/3, 2(n−64)/3 and n−64, written out here; of the whole input up to 256 bytes. A
+    /// byte changed inside a window changes it, one between windows does not.
+    func testProbeHashesFourWindows() {
+        var state: UInt64 = 99
+        let data = (0..<10_007).map { _ -> UInt8 in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return UInt8(truncatingIfNeeded: state >> 56)
+        }
+        func xxh64(_ b: [UInt8]) -> Int64 { Int64(bitPattern: b.withUnsafeBytes { XXH3_64bits($0.baseAddress, $0.count) }) }
+        for n in [0, 1, 255, 256] { XCTAssertEqual(Probe.of(Array(data[0..<n])), xxh64(Array(data[0..<n])), "n \(n)") }
+        for n in [257, 4096, data.count] {
+            let d = Array(data[0..<n]), step = n - 64
+            let windows = [0, step / 3, 2 * step / 3, step].flatMap { d[$0..<($0 + 64)] }
+            XCTAssertEqual(Probe.of(d), xxh64(windows), "n \(n)")
+        }
+        var inside = data, between = data
+        inside[(data.count - 64) / 3 + 10] ^= 1
+        between[(data.count - 64) / 3 + 100] ^= 1
+        XCTAssertNotEqual(Probe.of(inside), Probe.of(data))
+        XCTAssertEqual(Probe.of(between), Probe.of(data))
+    }
+
     func testFingerprintDistinguishesAndRoundTripsHex() {
         let a = Fingerprint.of([UInt8](repeating: 0, count: 1000))
         var bytes = [UInt8](repeating: 0, count: 1000)

@@ -24,7 +24,7 @@ final class StatCacheTests: XCTestCase {
         _ = try Repository.initialize(at: model)
         let repo = try Repository.open(at: model, forWriting: true)
         // init read the file more than 100 ms after it was written: trusted from the start.
-        XCTAssertEqual(try trusted(repo), [file])
+        XCTAssertTrue(try trusted(repo).contains(file))
 
         // Edited and committed at once: the commit records the stat with the time its scan began
         // (before it read the file), so a record within 100 ms of the write is racy and the file
@@ -39,11 +39,53 @@ final class StatCacheTests: XCTestCase {
         // ... and a status 150 ms later that proves it clean records it for good.
         usleep(150_000)
         XCTAssertTrue(try repo.status().clean)
-        XCTAssertEqual(try trusted(repo), [file])
+        XCTAssertTrue(try trusted(repo).contains(file))
 
         // A write right after that is seen (size, mtime and ctime change) and reported.
         try SimulatedEdit.rankOne(file: model + "/" + file, tensor: tensor, seed: 4)
-        XCTAssertEqual(try trusted(repo), [])
+        XCTAssertFalse(try trusted(repo).contains(file))
         XCTAssertEqual(try repo.status().modifiedTensors.map(\.name), [tensor])
+    }
+
+    /// Side files (config.json, tokenizer.json, ...) are trusted from their recorded stat like
+    /// weight files, so a scan does not read them; a rewrite is still seen even when it keeps the
+    /// size and puts the old mtime back (the ctime changes), and is committed with its new bytes.
+    func testSideFilesAreTrustedFromTheirStat() throws {
+        let tmp = try TemporaryDirectory("stat-cache-side")
+        let model = try tmp.copyModel(from: try Fixtures.smolLM2("bf16"))
+        usleep(150_000)
+        _ = try Repository.initialize(at: model)
+        let repo = try Repository.open(at: model, forWriting: true)
+        let side = try ModelDirectory.scan(model).sideFiles
+        XCTAssertTrue(side.contains("config.json") && side.contains("tokenizer.json"), "\(side)")
+        XCTAssertTrue(try trusted(repo).isSuperset(of: side))
+        let head = try repo.ledger.head()
+        let scan = try WorkTreeComparison.compare(root: repo.root, ledger: repo.ledger, commit: head.commit, branch: head.branchName,
+                                                  rehash: false, progress: .silent)
+        XCTAssertTrue(scan.sideContents.isEmpty, "trusted side files are not read: \(scan.sideContents.keys.sorted())")
+        let committed = try repo.ledger.files(of: head.commit)
+        for f in side { XCTAssertEqual(scan.sideHashes[f], committed[f]?.object, f) }
+
+        // Same size, same mtime, different bytes.
+        let path = model + "/config.json"
+        let before = try XCTUnwrap(FileStat.of(path))
+        var text = try String(contentsOfFile: path, encoding: .utf8)
+        let changed = text.replacingOccurrences(of: "\"rms_norm_eps\": 1e-05", with: "\"rms_norm_eps\": 2e-05")
+        XCTAssertNotEqual(changed, text, "config.json should hold rms_norm_eps 1e-05")
+        text = changed
+        try text.write(toFile: path, atomically: false, encoding: .utf8)
+        var times = [timespec(tv_sec: Int(before.mtimeNs / 1_000_000_000), tv_nsec: Int(before.mtimeNs % 1_000_000_000)),
+                     timespec(tv_sec: Int(before.mtimeNs / 1_000_000_000), tv_nsec: Int(before.mtimeNs % 1_000_000_000))]
+        XCTAssertEqual(utimensat(AT_FDCWD, path, &times, 0), 0)
+        let after = try XCTUnwrap(FileStat.of(path))
+        XCTAssertEqual(after.size, before.size)
+        XCTAssertEqual(after.mtimeNs, before.mtimeNs)
+        XCTAssertFalse(try trusted(repo).contains("config.json"))
+        XCTAssertEqual(try repo.status().sideFiles.map(\.path), ["config.json"])
+        let result = try repo.commit(CommitOptions(message: "eps"))
+        XCTAssertEqual(result.files, ["config.json"])
+        let blob = try XCTUnwrap(try repo.ledger.files(of: result.commit)["config.json"]?.object)
+        XCTAssertEqual(blob, SHA256Digest.hash(Array(text.utf8)).hex)
+        XCTAssertTrue(try repo.status().clean)
     }
 }

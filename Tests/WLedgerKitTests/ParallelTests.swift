@@ -1,0 +1,44 @@
+import Foundation
+@testable import WLedgerKit
+import XCTest
+
+/// `threadedFor` with a `Throttle`: every item runs once, and a worker the throttle holds back
+/// takes no item until it is let through.
+final class ParallelTests: XCTestCase {
+    func testThreadedForRunsEveryItemOnceAndHonoursTheThrottle() throws {
+        let throttle = Throttle(1)
+        let seen = Slots<Int>(200)
+        let threads = SharedThreads()
+        let release = DispatchSemaphore(value: 0)
+        // Item 0 waits until the test has checked that no second thread took an item meanwhile.
+        let loop = Thread {
+            try? threadedFor(200, threads: 3, throttle: throttle) { i in
+                if i == 0 { release.wait() }
+                threads.add(Thread.current.description)
+                seen[i] = (seen[i] ?? 0) + 1
+            }
+        }
+        loop.start()
+        usleep(50_000)
+        XCTAssertTrue(seen.values.allSatisfy { $0 == nil }, "with one thread allowed, nothing runs while item 0 waits")
+        throttle.set(3)
+        usleep(50_000)
+        XCTAssertGreaterThan(seen.values.compactMap { $0 }.count, 0, "the other threads start once allowed")
+        release.signal()
+        while !loop.isFinished { usleep(1_000) }
+        XCTAssertEqual(seen.values.map { $0 ?? 0 }, Array(repeating: 1, count: 200))
+        XCTAssertGreaterThan(threads.count, 1)
+    }
+
+    func testThreadedForRethrowsTheFirstError() {
+        struct Boom: Error {}
+        XCTAssertThrowsError(try threadedFor(50, threads: 2) { i in if i == 7 { throw Boom() } }) { XCTAssertTrue($0 is Boom) }
+    }
+}
+
+private final class SharedThreads: @unchecked Sendable {
+    private let lock = NSLock()
+    private var names = Set<String>()
+    func add(_ n: String) { lock.lock(); names.insert(n); lock.unlock() }
+    var count: Int { lock.lock(); defer { lock.unlock() }; return names.count }
+}

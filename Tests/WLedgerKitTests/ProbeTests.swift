@@ -1,0 +1,50 @@
+import Foundation
+import Ledger
+import TensorIO
+import TestSupport
+@testable import WLedgerKit
+import XCTest
+
+/// Probes (schema 0004) on the real SmolLM2 F32: a scan compares a few windows of each tensor
+/// with its version's probe before hashing anything. A rank-one edit rewrites every window and
+/// is handed over at once, without a fingerprint; an edit of one element between windows is
+/// found by hashing, with its fingerprint. Both are reported, and committed with the probes of
+/// their new bytes.
+final class ProbeTests: XCTestCase {
+    func testRewrittenTensorsAreFoundByTheirProbe() throws {
+        let tmp = try TemporaryDirectory("probe")
+        let model = try tmp.copyModel(from: try Fixtures.smolLM2("f32"))
+        _ = try Repository.initialize(at: model)
+        let repo = try Repository.open(at: model, forWriting: true)
+        let file = model + "/model.safetensors"
+        let rewritten = "model.layers.5.mlp.down_proj.weight", poked = "model.layers.6.self_attn.q_proj.weight"
+        try SimulatedEdit.rankOne(file: file, tensor: rewritten, seed: 1)
+        // Element 1000 of the 576×576 q_proj: byte 4000, past the first 64-byte window and far
+        // before the second (at (4·576·576 − 64)/3).
+        _ = try SimulatedEdit.modify(file: file, tensor: poked) { w, _ in w[1000] += 0.5 }
+
+        let head = try repo.ledger.head()
+        var byProbe: [String] = [], byHash: [String: String] = [:]
+        let scan = try WorkTreeComparison.compare(root: repo.root, ledger: repo.ledger, commit: head.commit, branch: head.branchName,
+                                                  rehash: false, progress: .silent) { name, _, fingerprint, _ in
+            if let fingerprint { byHash[name] = fingerprint } else { byProbe.append(name) }
+        }
+        XCTAssertEqual(byProbe, [rewritten])
+        XCTAssertEqual(Array(byHash.keys), [poked])
+        XCTAssertEqual(byHash[poked], Fingerprint.of(try XCTUnwrap(scan.weights.bytes(poked))).hex)
+        XCTAssertEqual(scan.report.modifiedTensors.map(\.name).sorted(), [rewritten, poked].sorted())
+        XCTAssertNil(scan.fingerprints[rewritten], "a tensor found by its probe is not hashed by the scan")
+
+        let result = try repo.commit(CommitOptions(message: "two edits"))
+        XCTAssertEqual(result.tensors.map(\.name).sorted(), [rewritten, poked].sorted())
+        let manifest = try repo.ledger.manifest(of: result.commit)
+        let weights = try ModelDirectory.scan(model).open()
+        for name in [rewritten, poked] {
+            let v = try XCTUnwrap(try repo.ledger.version(try XCTUnwrap(manifest[name]).hash))
+            let bytes = try XCTUnwrap(weights.bytes(name))
+            XCTAssertEqual(v.probe, Probe.of(bytes), name)
+            XCTAssertEqual(v.fingerprint, Fingerprint.of(bytes).hex, name)
+        }
+        XCTAssertTrue(try repo.status().clean)
+    }
+}
