@@ -5,41 +5,99 @@
 #include <string.h>
 #include <math.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+/* Byte planes of 2- and 4-byte elements, 16 elements per step with SSE2 (x86-64's baseline):
+ * unpacking interleaves planes, and packing the masked / shifted words separates them. The
+ * scalar loops finish the tail and serve other sizes and targets. */
 void wl_shuffle(const uint8_t *src, uint8_t *dst, size_t n, size_t elem) {
     if (elem == 1) { memcpy(dst, src, n); return; }
+    size_t i = 0;
     if (elem == 2) {
         uint8_t *p0 = dst, *p1 = dst + n;
-        for (size_t i = 0; i < n; i++) { p0[i] = src[2 * i]; p1[i] = src[2 * i + 1]; }
+#if defined(__SSE2__)
+        const __m128i lo = _mm_set1_epi16(0x00ff);
+        for (; i + 16 <= n; i += 16) {
+            __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(src + 2 * i));
+            __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(src + 2 * i + 16));
+            _mm_storeu_si128((__m128i *)(void *)(p0 + i), _mm_packus_epi16(_mm_and_si128(a, lo), _mm_and_si128(b, lo)));
+            _mm_storeu_si128((__m128i *)(void *)(p1 + i), _mm_packus_epi16(_mm_srli_epi16(a, 8), _mm_srli_epi16(b, 8)));
+        }
+#endif
+        for (; i < n; i++) { p0[i] = src[2 * i]; p1[i] = src[2 * i + 1]; }
         return;
     }
     if (elem == 4) {
         uint8_t *p0 = dst, *p1 = dst + n, *p2 = dst + 2 * n, *p3 = dst + 3 * n;
-        for (size_t i = 0; i < n; i++) {
+#if defined(__SSE2__)
+        const __m128i lo8 = _mm_set1_epi16(0x00ff), lo16 = _mm_set1_epi32(0x0000ffff);
+        for (; i + 16 <= n; i += 16) {
+            __m128i v[4], even[2], odd[2];
+            for (int k = 0; k < 4; k++) v[k] = _mm_loadu_si128((const __m128i *)(const void *)(src + 4 * i + 16 * k));
+            /* Low and high 16 bits of each element (as unsigned 16-bit values, so packs does not saturate). */
+            for (int k = 0; k < 2; k++) {
+                __m128i l0 = _mm_and_si128(v[2 * k], lo16), l1 = _mm_and_si128(v[2 * k + 1], lo16);
+                __m128i h0 = _mm_srli_epi32(v[2 * k], 16), h1 = _mm_srli_epi32(v[2 * k + 1], 16);
+                /* _mm_packus_epi32 is SSE4.1: pack through signed 16-bit with a bias instead. */
+                l0 = _mm_sub_epi32(l0, _mm_set1_epi32(0x8000)); l1 = _mm_sub_epi32(l1, _mm_set1_epi32(0x8000));
+                h0 = _mm_sub_epi32(h0, _mm_set1_epi32(0x8000)); h1 = _mm_sub_epi32(h1, _mm_set1_epi32(0x8000));
+                even[k] = _mm_xor_si128(_mm_packs_epi32(l0, l1), _mm_set1_epi16((short)0x8000));
+                odd[k] = _mm_xor_si128(_mm_packs_epi32(h0, h1), _mm_set1_epi16((short)0x8000));
+            }
+            _mm_storeu_si128((__m128i *)(void *)(p0 + i), _mm_packus_epi16(_mm_and_si128(even[0], lo8), _mm_and_si128(even[1], lo8)));
+            _mm_storeu_si128((__m128i *)(void *)(p1 + i), _mm_packus_epi16(_mm_srli_epi16(even[0], 8), _mm_srli_epi16(even[1], 8)));
+            _mm_storeu_si128((__m128i *)(void *)(p2 + i), _mm_packus_epi16(_mm_and_si128(odd[0], lo8), _mm_and_si128(odd[1], lo8)));
+            _mm_storeu_si128((__m128i *)(void *)(p3 + i), _mm_packus_epi16(_mm_srli_epi16(odd[0], 8), _mm_srli_epi16(odd[1], 8)));
+        }
+#endif
+        for (; i < n; i++) {
             const uint8_t *s = src + 4 * i;
             p0[i] = s[0]; p1[i] = s[1]; p2[i] = s[2]; p3[i] = s[3];
         }
         return;
     }
-    for (size_t i = 0; i < n; i++)
+    for (i = 0; i < n; i++)
         for (size_t p = 0; p < elem; p++) dst[p * n + i] = src[i * elem + p];
 }
 
 void wl_unshuffle(const uint8_t *src, uint8_t *dst, size_t n, size_t elem) {
     if (elem == 1) { memcpy(dst, src, n); return; }
+    size_t i = 0;
     if (elem == 2) {
         const uint8_t *p0 = src, *p1 = src + n;
-        for (size_t i = 0; i < n; i++) { dst[2 * i] = p0[i]; dst[2 * i + 1] = p1[i]; }
+#if defined(__SSE2__)
+        for (; i + 16 <= n; i += 16) {
+            __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(p0 + i)), b = _mm_loadu_si128((const __m128i *)(const void *)(p1 + i));
+            _mm_storeu_si128((__m128i *)(void *)(dst + 2 * i), _mm_unpacklo_epi8(a, b));
+            _mm_storeu_si128((__m128i *)(void *)(dst + 2 * i + 16), _mm_unpackhi_epi8(a, b));
+        }
+#endif
+        for (; i < n; i++) { dst[2 * i] = p0[i]; dst[2 * i + 1] = p1[i]; }
         return;
     }
     if (elem == 4) {
         const uint8_t *p0 = src, *p1 = src + n, *p2 = src + 2 * n, *p3 = src + 3 * n;
-        for (size_t i = 0; i < n; i++) {
+#if defined(__SSE2__)
+        for (; i + 16 <= n; i += 16) {
+            __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(p0 + i)), b = _mm_loadu_si128((const __m128i *)(const void *)(p1 + i));
+            __m128i c = _mm_loadu_si128((const __m128i *)(const void *)(p2 + i)), d = _mm_loadu_si128((const __m128i *)(const void *)(p3 + i));
+            __m128i ab0 = _mm_unpacklo_epi8(a, b), ab1 = _mm_unpackhi_epi8(a, b);
+            __m128i cd0 = _mm_unpacklo_epi8(c, d), cd1 = _mm_unpackhi_epi8(c, d);
+            _mm_storeu_si128((__m128i *)(void *)(dst + 4 * i), _mm_unpacklo_epi16(ab0, cd0));
+            _mm_storeu_si128((__m128i *)(void *)(dst + 4 * i + 16), _mm_unpackhi_epi16(ab0, cd0));
+            _mm_storeu_si128((__m128i *)(void *)(dst + 4 * i + 32), _mm_unpacklo_epi16(ab1, cd1));
+            _mm_storeu_si128((__m128i *)(void *)(dst + 4 * i + 48), _mm_unpackhi_epi16(ab1, cd1));
+        }
+#endif
+        for (; i < n; i++) {
             uint8_t *d = dst + 4 * i;
             d[0] = p0[i]; d[1] = p1[i]; d[2] = p2[i]; d[3] = p3[i];
         }
         return;
     }
-    for (size_t i = 0; i < n; i++)
+    for (i = 0; i < n; i++)
         for (size_t p = 0; p < elem; p++) dst[i * elem + p] = src[p * n + i];
 }
 
@@ -115,27 +173,50 @@ size_t wl_count_diff(const uint8_t *a, const uint8_t *b, size_t bytes, size_t el
     return count;
 }
 
+/* Eight partial sums per quantity (lane j takes the elements i with i mod 8 = j), added in lane
+ * order at the end: eight independent chains instead of one, so the loop runs at vector speed,
+ * and the sums are the same on every machine (the order is fixed, not the compiler's). */
 void wl_delta_stats_f32(const float *a, const float *b, size_t n, wl_delta_stats *s) {
-    uint64_t changed = 0, nonfinite = 0;
-    double l1 = 0, sq = 0, mx = s->max_abs, bsq = 0;
+    enum { L = 8 };
+    uint64_t changed[L] = {0}, nonfinite[L] = {0};
+    double l1[L] = {0}, sq[L] = {0}, mx[L] = {0}, bsq[L] = {0};
     const uint32_t *ab = (const uint32_t *)a, *bb = (const uint32_t *)b;
-    for (size_t i = 0; i < n; i++) {
-        double x = a[i], y = b[i];
-        double d = y - x;
-        changed += ab[i] != bb[i];
-        nonfinite += !isfinite(b[i]);
-        double ad = fabs(d);
-        l1 += ad;
-        sq += d * d;
-        if (ad > mx) mx = ad;
-        bsq += x * x;
+    size_t i = 0;
+    for (; i + L <= n; i += L) {
+        for (int j = 0; j < L; j++) {
+            double x = a[i + j], y = b[i + j];
+            double d = y - x, ad = fabs(d);
+            changed[j] += ab[i + j] != bb[i + j];
+            nonfinite[j] += (bb[i + j] & 0x7F800000u) == 0x7F800000u;
+            l1[j] += ad;
+            sq[j] += d * d;
+            mx[j] = ad > mx[j] ? ad : mx[j];
+            bsq[j] += x * x;
+        }
     }
-    s->changed += changed;
-    s->nonfinite += nonfinite;
-    s->l1 += l1;
-    s->sum_sq += sq;
-    s->max_abs = mx;
-    s->base_sum_sq += bsq;
+    for (int j = 0; i < n; i++, j++) {
+        double x = a[i], y = b[i];
+        double d = y - x, ad = fabs(d);
+        changed[j] += ab[i] != bb[i];
+        nonfinite[j] += (bb[i] & 0x7F800000u) == 0x7F800000u;
+        l1[j] += ad;
+        sq[j] += d * d;
+        mx[j] = ad > mx[j] ? ad : mx[j];
+        bsq[j] += x * x;
+    }
+    double total_l1 = 0, total_sq = 0, total_bsq = 0, m = s->max_abs;
+    for (int j = 0; j < L; j++) {
+        s->changed += changed[j];
+        s->nonfinite += nonfinite[j];
+        total_l1 += l1[j];
+        total_sq += sq[j];
+        total_bsq += bsq[j];
+        m = mx[j] > m ? mx[j] : m;
+    }
+    s->l1 += total_l1;
+    s->sum_sq += total_sq;
+    s->max_abs = m;
+    s->base_sum_sq += total_bsq;
 }
 
 size_t wl_count_nonfinite_f32(const float *x, size_t n) {

@@ -163,6 +163,25 @@ final class PatchTests: XCTestCase {
             if e == 2 { XCTAssertEqual(Array(s.prefix(3)), [0, 2, 4]) }
         }
     }
+
+    /// The stored layout, byte for byte, against its definition (plane p holds byte p of every
+    /// element, in order) for the vectorized sizes, at lengths around the 16-element steps: a
+    /// shuffle that only inverted itself would still change every stored keyframe.
+    func testShuffleLayoutMatchesDefinition() {
+        var rng = SplitMix(seed: 3)
+        for e in [2, 4] {
+            for n in [0, 1, 15, 16, 17, 31, 32, 33, 100, 4099] {
+                let src = (0..<(n * e)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+                var s = [UInt8](repeating: 0, count: src.count), back = s
+                src.withUnsafeBytes { a in s.withUnsafeMutableBytes { Shuffle.shuffle(a, into: $0, elementSize: e) } }
+                var expected = [UInt8](repeating: 0, count: src.count)
+                for i in 0..<n { for p in 0..<e { expected[p * n + i] = src[i * e + p] } }
+                XCTAssertEqual(s, expected, "element size \(e), \(n) elements")
+                s.withUnsafeBytes { a in back.withUnsafeMutableBytes { Shuffle.unshuffle(a, into: $0, elementSize: e) } }
+                XCTAssertEqual(back, src, "element size \(e), \(n) elements")
+            }
+        }
+    }
 }
 
 /// A small deterministic generator (SplitMix64) for reproducible test bytes.

@@ -38,13 +38,13 @@ final class LinAlgTests: XCTestCase {
             a.withUnsafeBufferPointer { v in ab.withUnsafeMutableBytes { encodeFromFloat(v, dtype: dtype, into: $0) } }
             b.withUnsafeBufferPointer { v in bb.withUnsafeMutableBytes { encodeFromFloat(v, dtype: dtype, into: $0) } }
             let s = ab.withUnsafeBytes { p in bb.withUnsafeBytes { DeltaStatistics.compute(parent: p, child: $0, dtype: dtype) } }
-            var changed = 0, l1 = 0.0, sq = 0.0, mx = 0.0
+            var changed = 0, l1 = 0.0, sq = 0.0, mx = 0.0, base = 0.0
             ab.withUnsafeBytes { pa in
                 bb.withUnsafeBytes { pb in
                     for i in 0..<n {
                         let x = loadDouble(pa, i, dtype), y = loadDouble(pb, i, dtype)
                         if ab[(i * dtype.size)..<((i + 1) * dtype.size)] != bb[(i * dtype.size)..<((i + 1) * dtype.size)] { changed += 1 }
-                        l1 += abs(y - x); sq += (y - x) * (y - x); mx = max(mx, abs(y - x))
+                        l1 += abs(y - x); sq += (y - x) * (y - x); mx = max(mx, abs(y - x)); base += x * x
                     }
                 }
             }
@@ -52,6 +52,7 @@ final class LinAlgTests: XCTestCase {
             XCTAssertEqual(s.l1, l1, accuracy: 1e-9 * max(1, l1))
             XCTAssertEqual(s.frobenius, sq.squareRoot(), accuracy: 1e-9 * max(1, sq))
             XCTAssertEqual(s.maxAbs, mx)
+            XCTAssertEqual(s.baseNorm, base.squareRoot(), accuracy: 1e-9 * max(1, base.squareRoot()))
         }
     }
 }
