@@ -59,9 +59,30 @@ public enum BLASKernel {
     /// finish, in an `atexit` handler: glibc runs the libraries' destructors at exit without the
     /// loader lock, and OpenBLAS's, racing the open or the close of the first library on the
     /// loading thread, could wait forever for a worker thread.
+    ///
+    /// The loading thread itself may exit (OpenBLAS missing: message, exit 1); the handler then
+    /// returns at once rather than wait for the open it is in.
     public static func loadInBackground() {
-        atexit { BLASKernel.load() }
-        Thread.detachNewThread { load() }
+        atexit {
+            if let loader = BLASKernel.loaderThread.value, pthread_equal(loader, pthread_self()) != 0 { return }
+            BLASKernel.load()
+        }
+        Thread.detachNewThread {
+            loaderThread.value = pthread_self()
+            load()
+        }
+    }
+
+    /// The thread `loadInBackground` started.
+    static let loaderThread = LockedThreadID()
+
+    final class LockedThreadID: @unchecked Sendable {
+        private let lock = NSLock()
+        private var id: pthread_t?
+        var value: pthread_t? {
+            get { lock.lock(); defer { lock.unlock() }; return id }
+            set { lock.lock(); id = newValue; lock.unlock() }
+        }
     }
 
     struct Selection { var own: String; var inUse: String }
