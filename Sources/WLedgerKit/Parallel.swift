@@ -39,10 +39,11 @@ final class SharedCounter: @unchecked Sendable {
 }
 
 /// How many threads a `threadedFor` loop may use at the moment; waiting workers are woken when
-/// it changes.
+/// it changes, and let go for good once the loop has handed out its last item.
 final class Throttle: @unchecked Sendable {
     private let condition = NSCondition()
     private var allowed: Int
+    private var open = false
 
     init(_ allowed: Int) { self.allowed = max(1, allowed) }
 
@@ -53,10 +54,18 @@ final class Throttle: @unchecked Sendable {
         condition.unlock()
     }
 
+    /// Lets every waiting and later worker through (nothing is left for them to take).
+    func release() {
+        condition.lock()
+        open = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
     /// Blocks worker `k` (0-based) while fewer than k + 1 threads are allowed.
     func waitTurn(_ k: Int) {
         condition.lock()
-        while k >= allowed { condition.wait() }
+        while k >= allowed && !open { condition.wait() }
         condition.unlock()
     }
 }
@@ -71,7 +80,9 @@ func threadedFor(_ count: Int, threads: Int, throttle: Throttle? = nil, _ body: 
         while !failure.isSet {
             throttle?.waitTurn(k)
             let i = items.next()
-            guard i < count else { return }
+            // The items are gone: a worker the throttle holds back has nothing to wait for (it
+            // would otherwise keep the loop from returning until the throttle opened).
+            guard i < count else { throttle?.release(); return }
             do { try body(i) } catch { failure.set(error) }
         }
     }

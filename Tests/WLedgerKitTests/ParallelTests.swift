@@ -30,6 +30,21 @@ final class ParallelTests: XCTestCase {
         XCTAssertGreaterThan(threads.count, 1)
     }
 
+    /// Workers the throttle holds back return once the items are gone, without the throttle
+    /// opening: the hashing of a commit ends when its last tensor is hashed, not when the
+    /// encodings that hold the throttle down end.
+    func testHeldBackWorkersReturnWhenTheItemsAreGone() {
+        let throttle = Throttle(1), done = DispatchSemaphore(value: 0), seen = Slots<Int>(5)
+        Thread.detachNewThread {
+            try? threadedFor(5, threads: 3, throttle: throttle) { i in seen[i] = 1 }
+            done.signal()
+        }
+        let finished = done.wait(timeout: .now() + 5)
+        if finished == .timedOut { throttle.set(3) }   // do not leave the loop stuck after a failure
+        XCTAssertEqual(finished, .success, "threadedFor waited for the throttle with nothing left to do")
+        XCTAssertEqual(seen.values.map { $0 ?? 0 }, [1, 1, 1, 1, 1])
+    }
+
     func testThreadedForRethrowsTheFirstError() {
         struct Boom: Error {}
         XCTAssertThrowsError(try threadedFor(50, threads: 2) { i in if i == 7 { throw Boom() } }) { XCTAssertTrue($0 is Boom) }
