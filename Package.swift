@@ -66,3 +66,13 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["TensorIO", "LinAlg", "TestSupport"]),
     ]
 )
+
+// Release builds link the Swift runtime and Foundation statically (`-static-stdlib`, set on every
+// Swift target because it also picks the modules they compile against): the process reaches
+// `main` in ~5 instead of ~12 ms, without symbol lookups across a dozen shared Swift libraries,
+// a tenth of a small commit. The binary grows from 16 to 87 MB, most of it ICU's data.
+for target in package.targets where target.type != .system && !target.name.hasPrefix("C") {
+    let flag = SwiftSetting.unsafeFlags(["-static-stdlib"], .when(configuration: .release))
+    target.swiftSettings = (target.swiftSettings ?? []) + [flag]
+    target.linkerSettings = (target.linkerSettings ?? []) + [.unsafeFlags(["-static-stdlib"], .when(configuration: .release))]
+}
