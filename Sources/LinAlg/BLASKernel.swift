@@ -31,14 +31,14 @@ public enum BLASKernel {
     /// `WLEDGER_BLAS_KERNEL=openblas` runs).
     public static var openBLASChoice: String { selection.own }
 
-    /// Whether OpenBLAS's idle worker threads should sleep at once instead of spinning
-    /// (`OPENBLAS_THREAD_TIMEOUT=4`, unless the user set it). By default a worker spins in
-    /// sched_yield for about 2^28 cycles (~0.1 s) after it starts and after every parallel call.
-    /// Set it in `main` before anything else runs: commands whose BLAS calls are a few
-    /// factorizations between wledger's own parallel loops (encoding a commit's patches) ask for
-    /// it, so no idle OpenBLAS thread takes a core those loops need, while a large randomized SVD
-    /// still runs on every core.
-    nonisolated(unsafe) public static var quietWorkers = false
+    /// Whether OpenBLAS should run on the calling thread only (`OPENBLAS_NUM_THREADS=1`, unless
+    /// the user set it), starting no worker threads. Set it in `main` before anything else runs:
+    /// commands whose BLAS calls are a few small factorizations between wledger's own parallel
+    /// loops (encoding a commit's patches: the QR and SVD of a range finder's few columns) ask
+    /// for it. With workers, such a call handed a sliver of work to a thread that had to wait for
+    /// a core those loops held, and a 8×1536 SVD took 1–10 ms instead of ~0.1 ms; by default an
+    /// idle worker also spins in sched_yield for ~0.1 s after every parallel call.
+    nonisolated(unsafe) public static var singleThreaded = false
 
     /// Opens OpenBLAS with the kernels described above, once per process; every BLAS wrapper
     /// calls it, and a call made while the library is being opened waits for it.
@@ -111,9 +111,14 @@ public enum BLASKernel {
         }
     }
 
+    /// The variables OpenBLAS is opened with, before any kernel override (those the user set
+    /// are left out when it opens).
+    public static func openingVariables(singleThreaded: Bool) -> [String: String] {
+        singleThreaded ? ["OPENBLAS_NUM_THREADS": "1"] : [:]
+    }
+
     static func select() -> Selection {
-        var variables: [String: String] = [:]
-        if quietWorkers { variables["OPENBLAS_THREAD_TIMEOUT"] = "4" }
+        var variables = openingVariables(singleThreaded: singleThreaded)
         open(with: variables)
         let own = currentCore()
         if let keep = getenv("WLEDGER_BLAS_KERNEL"), String(cString: keep) == "openblas" { return Selection(own: own, inUse: own) }

@@ -98,6 +98,33 @@ final class BLASKernelChoiceTests: XCTestCase {
         XCTAssertNil(getenv("OPENBLAS_CORETYPE"))
     }
 
+    /// Commands whose BLAS calls are small factorizations (`commit`, `revert`, `prune`) open
+    /// OpenBLAS single-threaded: with the variables they ask for, OpenBLAS reports one thread
+    /// and still factorizes (an SVD whose singular values are known); other commands leave the
+    /// thread count to OpenBLAS. The library is then opened again as this process had it.
+    func testSingleThreadedOpeningGivesOpenBLASOneThread() throws {
+        XCTAssertEqual(BLASKernel.openingVariables(singleThreaded: false), [:])
+        guard getenv("OPENBLAS_NUM_THREADS") == nil, getenv("OMP_NUM_THREADS") == nil else {
+            throw XCTSkip("the machine's owner set OpenBLAS's thread count")
+        }
+        let chosen = BLASKernel.coreName, threads = BLAS.threadCount
+        func open(_ variables: [String: String]) {
+            var entries = variables.map { UnsafePointer(strdup("\($0.key)=\($0.value)")) } + [nil]
+            XCTAssertEqual(entries.withUnsafeMutableBufferPointer { wl_blas_open_with($0.baseAddress!) }, 0)
+        }
+        wl_blas_close()
+        open(BLASKernel.openingVariables(singleThreaded: true).merging(["OPENBLAS_CORETYPE": chosen]) { a, _ in a })
+        XCTAssertEqual(wl_blas_get_num_threads(), 1)
+        XCTAssertNil(getenv("OPENBLAS_NUM_THREADS"))
+        // diag(3, 2, 1) with its rows permuted: singular values 3, 2, 1.
+        let s = try BLAS.svd(Matrix(rows: 3, cols: 3, data: [0, 2, 0, 0, 0, 1, 3, 0, 0])).s
+        XCTAssertEqual(s[0], 3, accuracy: 1e-12); XCTAssertEqual(s[1], 2, accuracy: 1e-12); XCTAssertEqual(s[2], 1, accuracy: 1e-12)
+        wl_blas_close()
+        open(["OPENBLAS_CORETYPE": chosen])
+        XCTAssertEqual(String(cString: wl_blas_corename()), chosen)
+        XCTAssertEqual(Int(wl_blas_get_num_threads()), threads)
+    }
+
     func testCPUFlagsParsesProcCpuinfo() throws {
         let path = NSTemporaryDirectory() + "cpuinfo-\(getpid())"
         try "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu sse3 avx2 fma avx512f\nbugs\t\t: spectre_v1\n\nprocessor\t: 1\nflags\t\t: fpu\n"
