@@ -37,18 +37,28 @@ struct TensorChange: Sendable {
 ///
 /// While encodings run, the hashing gets the cores they leave (`throttle`, at least one): an
 /// encoding is a chain of steps that must run in order, the hashing is any number of
-/// independent tensors, so giving the chain its core first finishes both soonest.
+/// independent tensors, so giving the chain its core first finishes both soonest. The
+/// committing thread's own scan (structure, ledger lookups, probes) is such a chain too, and
+/// holds a core until it has started the encodings it found (`scanned`).
 final class EarlyEncodings: @unchecked Sendable {
     private let limit: Int
     private var tasks: [String: Background<PreparedTensor?>] = [:]   // touched by the committing thread only
     let throttle: Throttle
     private let cores = ProcessInfo.processInfo.activeProcessorCount
     private let lock = NSLock()
-    private var running = 0
+    private var running = 1
+    private var scanning = true
 
     init(limit: Int) {
         self.limit = limit
-        throttle = Throttle(cores)
+        throttle = Throttle(cores - 1)
+    }
+
+    /// The committing thread has handed over what its scan found and now only waits for the hashing.
+    func scanned() {
+        guard scanning else { return }
+        scanning = false
+        changeRunning(by: -1)
     }
 
     var hasRoom: Bool { tasks.count < limit }
@@ -116,7 +126,8 @@ extension Repository {
         let early = EarlyEncodings(limit: options.prune == nil && !hooked ? Repository.earlyEncodings : 0)
         defer { early.waitAll() }   // they read the mapped work tree
         let cmp = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName,
-                                                 rehash: false, progress: progress, throttle: early.throttle) { name, entry, fingerprint, weights in
+                                                 rehash: false, progress: progress, throttle: early.throttle,
+                                                 onScanned: early.scanned) { name, entry, fingerprint, weights in
             guard early.hasRoom, let loc = weights.tensors[name] else { return }
             let recipe = try self.ledger.recipe(for: entry.hash)
             let policy = options.policy

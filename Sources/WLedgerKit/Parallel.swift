@@ -47,6 +47,9 @@ final class Throttle: @unchecked Sendable {
 
     init(_ allowed: Int) { self.allowed = max(1, allowed) }
 
+    /// How many threads are allowed now.
+    var current: Int { condition.lock(); defer { condition.unlock() }; return allowed }
+
     func set(_ n: Int) {
         condition.lock()
         allowed = max(1, n)

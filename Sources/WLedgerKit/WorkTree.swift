@@ -81,8 +81,10 @@ struct WorkTreeComparison {
     ///   while the others are still being hashed, in no particular order.
     /// - Parameter throttle: how many threads the hashing may use at the moment (all cores by
     ///   default); a commit lends cores to the encodings `onModified` starts.
+    /// - Parameter onScanned: called on this thread once the tensors the probes found changed
+    ///   were handed to `onModified`; from then on this thread mostly waits for the hashing.
     static func compare(root: String, ledger: Ledger, commit: String, branch: String?, rehash: Bool, progress: ProgressReporter,
-                        throttle: Throttle? = nil,
+                        throttle: Throttle? = nil, onScanned: (() -> Void)? = nil,
                         onModified: ((String, ManifestEntry, String?, ModelWeights) throws -> Void)? = nil) throws -> WorkTreeComparison {
         // Everything hashed below is read after this instant (see `racyWindow`).
         let scannedAt = wallClockNanoseconds()
@@ -104,84 +106,82 @@ struct WorkTreeComparison {
         // Mapped lazily: hashing reads the files (below), and only changed tensors are touched later.
         let weights = try dir.open()
 
-        var report = StatusReport(branch: branch, head: commit, modifiedTensors: [], modifiedHeaders: [], sideFiles: [], structural: [])
-        // Structure: same weight files, tensor names, dtypes and shapes as the commit.
-        let committedWeightFiles = Set(files.values.filter { $0.kind == .safetensors }.map(\.path))
-        for f in Set(dir.weightFiles).subtracting(committedWeightFiles).sorted() { report.structural.append("new weight file '\(f)'") }
-        for f in committedWeightFiles.subtracting(dir.weightFiles).sorted() { report.structural.append("missing weight file '\(f)'") }
-        for (name, loc) in weights.tensors.sorted(by: { $0.key < $1.key }) {
-            guard let e = manifest[name] else { report.structural.append("new tensor '\(name)' in '\(loc.file)'"); continue }
-            if e.dtype != loc.info.dtype || e.shape != loc.info.shape {
-                report.structural.append("tensor '\(name)' changed from \(e.dtype.rawValue) \(e.shapeJSON) to \(loc.info.dtype.rawValue) \(loc.info.shapeDescription.replacingOccurrences(of: " ", with: ""))")
-            } else if e.file != loc.file {
-                report.structural.append("tensor '\(name)' moved from '\(e.file)' to '\(loc.file)'")
-            }
-        }
-        for name in manifest.keys.sorted() where weights.tensors[name] == nil {
-            report.structural.append("missing tensor '\(name)'")
-        }
-
-        // Headers.
-        var headerHashes: [String: String] = [:]
-        for f in dir.weightFiles {
-            guard let sf = weights.files[f] else { continue }
-            let h = SHA256Digest.hash(sf.header.prefixBytes).hex
-            headerHashes[f] = h
-            if !statClean.contains(f), let committed = files[f], committed.object != h { report.modifiedHeaders.append(f) }
-        }
-
-        // Tensors: fingerprint everything in files that were not stat-clean, in parallel, against
-        // the fingerprints of the committed versions (looked up first, so a mismatch is known as
-        // soon as its tensor is hashed).
+        // Tensors: every tensor of a file that was not stat-clean is fingerprinted, in parallel,
+        // from here on, on threads of its own (the Dispatch pool stays free for the encodings'
+        // parallel loops), while this thread checks the structure, looks up the committed
+        // fingerprints and reads the probes. Largest first, so the last tensors to finish are
+        // small ones (the embedding alone can be a fifth of a model); pages are faulted in by the
+        // worker that hashes them.
         let names = weights.tensors.keys.filter { name in
             guard let loc = weights.tensors[name] else { return false }
             return toHash.contains(loc.file)
         }.sorted()
-        var expected = [(fingerprint: String, probe: Int64?)?](repeating: nil, count: names.count)
-        let comparable = names.indices.filter { i in
-            guard let e = manifest[names[i]], let loc = weights.tensors[names[i]] else { return false }
-            return e.dtype == loc.info.dtype && e.shape == loc.info.shape
-        }
-        let versions = try ledger.fingerprintsAndProbes(Array(Set(comparable.map { manifest[names[$0]]!.hash })))
-        for i in comparable {
-            let hash = manifest[names[i]]!.hash
-            guard let v = versions[hash] else { throw LedgerError.corruptObject(id: hash, reason: "tensor version missing") }
-            expected[i] = v
-        }
         progress.start("hashing tensors", total: names.count)
-        // Probes first (a few pages of each tensor): a tensor whose probe differs from its
-        // version's changed, and is handed to `onModified` before anything is hashed. It is not
-        // hashed here (no fingerprint: whoever stores it hashes it).
-        let probeMisses = Slots<Bool>(names.count)
-        let expectedVersions = expected
-        try parallelFor(names.count) { i in
-            guard let want = expectedVersions[i]?.probe else { return }
-            if Probe.of(weights.bytes(names[i])!) != want { probeMisses[i] = true }
-        }
-        let changedByProbe = Set(names.indices.filter { probeMisses[$0] == true })
-        for i in changedByProbe.sorted() { try onModified?(names[i], manifest[names[i]]!, nil, weights) }
         let slots = Slots<Fingerprint>(names.count)
-        // Largest first, so the last tensors to finish are small ones (the embedding alone can be
-        // a fifth of a model). Pages are faulted in by the worker that hashes them.
-        let order = names.indices.filter { !changedByProbe.contains($0) }
-            .sorted { weights.tensors[names[$0]]!.info.byteCount > weights.tensors[names[$1]]!.info.byteCount }
-        let mismatches = Mismatches()
-        // The hashing runs off this thread, which hands each mismatch to `onModified` as it is found,
-        // on threads of its own (the Dispatch pool stays free for the encodings' parallel loops).
+        let skipped = Slots<Bool>(names.count)
+        let order = names.indices.sorted { weights.tensors[names[$0]]!.info.byteCount > weights.tensors[names[$1]]!.info.byteCount }
+        let hashed = Handoff()
         let hashing = Background {
-            defer { mismatches.finish() }
+            defer { hashed.finish() }
             try threadedFor(order.count, threads: ProcessInfo.processInfo.activeProcessorCount, throttle: throttle) { k in
                 let i = order[k]
-                let fp = Fingerprint.of(weights.bytes(names[i])!)
-                slots[i] = fp
-                if let want = expectedVersions[i]?.fingerprint, fp.hex != want { mismatches.push(i) }
+                if skipped[i] != true { slots[i] = Fingerprint.of(weights.bytes(names[i])!) }
+                hashed.push(i)
                 progress.advance()
             }
         }
-        for _ in changedByProbe { progress.advance() }
         var sideHashes: [String: String] = [:], sideContents: [String: [UInt8]] = [:]
+        var report = StatusReport(branch: branch, head: commit, modifiedTensors: [], modifiedHeaders: [], sideFiles: [], structural: [])
+        var headerHashes: [String: String] = [:]
+        var expected = [(fingerprint: String, probe: Int64?)?](repeating: nil, count: names.count)
+        var changedByProbe = Set<Int>()
         do {
             defer { _ = try? hashing.wait() }   // it reads the mapped files
+            // Structure: same weight files, tensor names, dtypes and shapes as the commit.
+            let committedWeightFiles = Set(files.values.filter { $0.kind == .safetensors }.map(\.path))
+            for f in Set(dir.weightFiles).subtracting(committedWeightFiles).sorted() { report.structural.append("new weight file '\(f)'") }
+            for f in committedWeightFiles.subtracting(dir.weightFiles).sorted() { report.structural.append("missing weight file '\(f)'") }
+            for (name, loc) in weights.tensors.sorted(by: { $0.key < $1.key }) {
+                guard let e = manifest[name] else { report.structural.append("new tensor '\(name)' in '\(loc.file)'"); continue }
+                if e.dtype != loc.info.dtype || e.shape != loc.info.shape {
+                    report.structural.append("tensor '\(name)' changed from \(e.dtype.rawValue) \(e.shapeJSON) to \(loc.info.dtype.rawValue) \(loc.info.shapeDescription.replacingOccurrences(of: " ", with: ""))")
+                } else if e.file != loc.file {
+                    report.structural.append("tensor '\(name)' moved from '\(e.file)' to '\(loc.file)'")
+                }
+            }
+            for name in manifest.keys.sorted() where weights.tensors[name] == nil {
+                report.structural.append("missing tensor '\(name)'")
+            }
+
+            // Headers.
+            for f in dir.weightFiles {
+                guard let sf = weights.files[f] else { continue }
+                let h = SHA256Digest.hash(sf.header.prefixBytes).hex
+                headerHashes[f] = h
+                if !statClean.contains(f), let committed = files[f], committed.object != h { report.modifiedHeaders.append(f) }
+            }
+
+            // The committed versions' fingerprints and probes, for tensors of the same dtype and shape.
+            let comparable = names.indices.filter { i in
+                guard let e = manifest[names[i]], let loc = weights.tensors[names[i]] else { return false }
+                return e.dtype == loc.info.dtype && e.shape == loc.info.shape
+            }
+            let versions = try ledger.fingerprintsAndProbes(Array(Set(comparable.map { manifest[names[$0]]!.hash })))
+            for i in comparable {
+                let hash = manifest[names[i]]!.hash
+                guard let v = versions[hash] else { throw LedgerError.corruptObject(id: hash, reason: "tensor version missing") }
+                expected[i] = v
+            }
+            // Probes (a few pages of each tensor): a tensor whose probe differs from its version's
+            // changed, and is handed to `onModified` at once. It is not hashed unless a worker got
+            // to it first (no fingerprint then: whoever stores it hashes it).
+            for i in names.indices {
+                guard let want = expected[i]?.probe, Probe.of(weights.bytes(names[i])!) != want else { continue }
+                skipped[i] = true
+                changedByProbe.insert(i)
+            }
+            for i in changedByProbe.sorted() { try onModified?(names[i], manifest[names[i]]!, nil, weights) }
+            onScanned?()
             // Side files, read and hashed meanwhile (those whose recorded stat holds are not read).
             for f in dir.sideFiles {
                 if statClean.contains(f), let committed = files[f]?.object {
@@ -202,7 +202,11 @@ struct WorkTreeComparison {
                 report.sideFiles.append(.init(path: path, change: .deleted))
             }
             report.sideFiles.sort { $0.path < $1.path }
-            while let i = mismatches.next() { try onModified?(names[i], manifest[names[i]]!, slots[i]!.hex, weights) }
+            // Each tensor hashed so far and from now on, against its committed fingerprint.
+            while let i = hashed.next() {
+                guard !changedByProbe.contains(i), let fp = slots[i], let want = expected[i]?.fingerprint, fp.hex != want else { continue }
+                try onModified?(names[i], manifest[names[i]]!, fp.hex, weights)
+            }
         }
         try hashing.wait()
         progress.finish()
@@ -220,8 +224,8 @@ struct WorkTreeComparison {
     }
 }
 
-/// Indices of changed tensors, handed from the hashing threads to the comparing one.
-private final class Mismatches: @unchecked Sendable {
+/// Indices of hashed tensors, handed from the hashing threads to the comparing one.
+private final class Handoff: @unchecked Sendable {
     private let lock = NSLock()
     private let ready = DispatchSemaphore(value: 0)
     private var items: [Int] = []

@@ -45,6 +45,23 @@ final class ParallelTests: XCTestCase {
         XCTAssertEqual(seen.values.map { $0 ?? 0 }, [1, 1, 1, 1, 1])
     }
 
+    /// A commit's hashing gets the cores that neither the committing thread's own scan nor a
+    /// running encoding holds, and at least one.
+    func testEarlyEncodingsLendTheHashingTheCoresLeft() throws {
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let early = EarlyEncodings(limit: 2)
+        XCTAssertEqual(early.throttle.current, max(1, cores - 1), "the scan holds a core")
+        let go = DispatchSemaphore(value: 0)
+        early.start("a") { go.wait(); return nil }
+        XCTAssertEqual(early.throttle.current, max(1, cores - 2), "the scan and one encoding")
+        early.scanned()
+        early.scanned()   // once only
+        XCTAssertEqual(early.throttle.current, max(1, cores - 1), "one encoding")
+        go.signal()
+        XCTAssertNil(try early.result("a"))
+        XCTAssertEqual(early.throttle.current, cores, "nothing else runs")
+    }
+
     func testThreadedForRethrowsTheFirstError() {
         struct Boom: Error {}
         XCTAssertThrowsError(try threadedFor(50, threads: 2) { i in if i == 7 { throw Boom() } }) { XCTAssertTrue($0 is Boom) }
