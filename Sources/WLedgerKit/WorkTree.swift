@@ -89,7 +89,6 @@ struct WorkTreeComparison {
         // Everything hashed below is read after this instant (see `racyWindow`).
         let scannedAt = wallClockNanoseconds()
         let dir = try ModelDirectory.scan(root)
-        let manifest = try ledger.manifest(of: commit)
         let files = try ledger.files(of: commit)
         var stats: [String: FileStat] = [:]
         var statClean = Set<String>()
@@ -130,6 +129,7 @@ struct WorkTreeComparison {
                 progress.advance()
             }
         }
+        var manifest: [String: ManifestEntry] = [:]
         var sideHashes: [String: String] = [:], sideContents: [String: [UInt8]] = [:]
         var report = StatusReport(branch: branch, head: commit, modifiedTensors: [], modifiedHeaders: [], sideFiles: [], structural: [])
         var headerHashes: [String: String] = [:]
@@ -137,6 +137,8 @@ struct WorkTreeComparison {
         var changedByProbe = Set<Int>()
         do {
             defer { _ = try? hashing.wait() }   // it reads the mapped files
+            // The committed manifest (tensor names, shapes, versions), read while the hashing starts.
+            manifest = try ledger.manifest(of: commit)
             // Structure: same weight files, tensor names, dtypes and shapes as the commit.
             let committedWeightFiles = Set(files.values.filter { $0.kind == .safetensors }.map(\.path))
             for f in Set(dir.weightFiles).subtracting(committedWeightFiles).sorted() { report.structural.append("new weight file '\(f)'") }
