@@ -71,7 +71,9 @@ let package = Package(
 // Swift target because it also picks the modules they compile against): the process reaches
 // `main` in ~5 instead of ~12 ms, without symbol lookups across a dozen shared Swift libraries,
 // a tenth of a small commit. The binary grows from 16 to 87 MB, most of it ICU's data.
-for target in package.targets where target.type != .system && !target.name.hasPrefix("C") {
+// Test targets and their helpers import XCTest, which has no static build: they stay dynamic.
+for target in package.targets where target.type != .system && target.type != .test && !target.name.hasPrefix("C")
+    && target.name != "TestSupport" {
     let flag = SwiftSetting.unsafeFlags(["-static-stdlib"], .when(configuration: .release))
     target.swiftSettings = (target.swiftSettings ?? []) + [flag]
     target.linkerSettings = (target.linkerSettings ?? []) + [.unsafeFlags(["-static-stdlib"], .when(configuration: .release))]
