@@ -87,6 +87,15 @@ extension Ledger {
         return out
     }
 
+    /// Stores probes for versions that have none (recorded before schema 0004), computed by the
+    /// caller from bytes whose fingerprint matched the version's; a version's existing probe is
+    /// never changed. Call inside a transaction.
+    public func fillMissingProbes(_ probes: [String: Int64]) throws {
+        for (hash, probe) in probes.sorted(by: { $0.key < $1.key }) {
+            try db.run("UPDATE tensorVersion SET probe = ? WHERE hash = ? AND probe IS NULL", [.int(probe), .text(hash)])
+        }
+    }
+
     /// Inserts a tensor version unless it exists. Call inside a transaction.
     public func insert(_ v: TensorVersion) throws {
         try db.run("""

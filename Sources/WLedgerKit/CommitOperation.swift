@@ -212,6 +212,7 @@ extension Repository {
         let recorded = try recordCommit(head: head, manifest: cmp.manifest, files: cmp.files, changes: changes, fileRows: fileRows,
                                         objects: objects, options: options)
         try recordStats(cmp.directory.weightFiles + cmp.directory.sideFiles, commit: recorded.id, scanned: cmp.stats, readAt: cmp.scannedAt)
+        try? fillMissingProbes(cmp)
         // The WAL is copied into the ledger file now, while the page tables are still being
         // dropped, rather than when the ledger closes (a failure here leaves it for later).
         try? ledger.checkpoint(mode: "PASSIVE")

@@ -64,6 +64,9 @@ struct WorkTreeComparison {
     var headerHashes: [String: String]
     /// Stat of each weight and side file at scan time.
     var stats: [String: FileStat]
+    /// Probes of unchanged tensors whose committed version has none (a ledger from before schema
+    /// 0004), by version hash: the scan read them from the work tree for `fillMissingProbes`.
+    var missingProbes: [String: Int64] = [:]
     /// Wall-clock time before any file was stat'ed or read (CLOCK_REALTIME ns).
     var scannedAt: Int64
 
@@ -212,17 +215,19 @@ struct WorkTreeComparison {
         }
         try hashing.wait()
         progress.finish()
-        var fingerprints: [String: Fingerprint] = [:]
+        var fingerprints: [String: Fingerprint] = [:], missingProbes: [String: Int64] = [:]
         for (i, n) in names.enumerated() {
             fingerprints[n] = slots[i]
             if changedByProbe.contains(i) || (expected[i].map { slots[i]?.hex != $0.fingerprint } ?? false) {
                 report.modifiedTensors.append(.init(name: n, file: weights.tensors[n]!.file))
+            } else if let e = expected[i], e.probe == nil, slots[i]?.hex == e.fingerprint {
+                missingProbes[manifest[n]!.hash] = Probe.of(weights.bytes(n)!)
             }
         }
 
         return WorkTreeComparison(directory: dir, weights: weights, commit: commit, manifest: manifest, files: files, report: report,
                                   statClean: statClean, fingerprints: fingerprints, sideHashes: sideHashes, sideContents: sideContents,
-                                  headerHashes: headerHashes, stats: stats, scannedAt: scannedAt)
+                                  headerHashes: headerHashes, stats: stats, missingProbes: missingProbes, scannedAt: scannedAt)
     }
 }
 
@@ -270,7 +275,15 @@ extension Repository {
         // (a read command may race a writer; the cache is only an optimization, so failures are ignored).
         if !cacheStats || !cmp.report.structural.isEmpty { return cmp.report }
         try? recordStats(cmp.verifiedCleanFiles, commit: head.commit, scanned: cmp.stats, readAt: cmp.scannedAt)
+        try? fillMissingProbes(cmp)
         return cmp.report
+    }
+
+    /// Gives the versions of a ledger from before schema 0004 the probes a scan read for them, so
+    /// that later scans find rewritten tensors by probe.
+    func fillMissingProbes(_ cmp: WorkTreeComparison) throws {
+        guard !cmp.missingProbes.isEmpty else { return }
+        try ledger.transaction { try ledger.fillMissingProbes(cmp.missingProbes) }
     }
 
     /// Records the current stat of work-tree files that equal `commit`, so the next scan can skip them.

@@ -1,5 +1,5 @@
 import Foundation
-import Ledger
+@testable import Ledger
 import TensorIO
 import TestSupport
 @testable import WLedgerKit
@@ -51,5 +51,46 @@ final class ProbeTests: XCTestCase {
             XCTAssertEqual(v.fingerprint, Fingerprint.of(bytes).hex, name)
         }
         XCTAssertTrue(try repo.status().clean)
+    }
+
+    /// A ledger from before schema 0004 holds no probes. The next scan that hashes a tensor and
+    /// finds it unchanged stores the probe of its bytes (never one of changed bytes, and never
+    /// over an existing probe); after that, a rewritten tensor is found by its probe again.
+    func testLedgersFromBeforeProbesGetThemFromTheNextScan() throws {
+        let tmp = try TemporaryDirectory("probe-fill")
+        let model = try tmp.copyModel(from: try Fixtures.smolLM2("f32"))
+        _ = try Repository.initialize(at: model)
+        let repo = try Repository.open(at: model, forWriting: true)
+        let file = model + "/model.safetensors"
+        try repo.ledger.db.execute("UPDATE tensorVersion SET probe = NULL")
+        let edited = "model.layers.3.mlp.down_proj.weight"
+        let base = try repo.ledger.manifest(of: try repo.ledger.head().commit)
+        try SimulatedEdit.rankOne(file: file, tensor: edited, seed: 2)
+
+        let report = try repo.status()
+        XCTAssertEqual(report.modifiedTensors.map(\.name), [edited], "found by its hash, with no probe to compare")
+        let weights = try ModelDirectory.scan(model).open()
+        for (name, entry) in base {
+            let v = try XCTUnwrap(try repo.ledger.version(entry.hash))
+            if name == edited {
+                XCTAssertNil(v.probe, "the probe of changed bytes is not the version's")
+            } else {
+                XCTAssertEqual(v.probe, Probe.of(try XCTUnwrap(weights.bytes(name))), name)
+            }
+        }
+        let other = try XCTUnwrap(base.keys.sorted().first { $0 != edited })
+        try repo.ledger.transaction { try repo.ledger.fillMissingProbes([base[other]!.hash: 7]) }
+        XCTAssertEqual(try repo.ledger.version(base[other]!.hash)?.probe, Probe.of(try XCTUnwrap(weights.bytes(other))), "an existing probe stays")
+
+        _ = try repo.commit(CommitOptions(message: "edit"))
+        let rewritten = "model.layers.4.mlp.down_proj.weight"
+        try SimulatedEdit.rankOne(file: file, tensor: rewritten, seed: 3)
+        let head = try repo.ledger.head()
+        var byProbe: [String] = []
+        _ = try WorkTreeComparison.compare(root: repo.root, ledger: repo.ledger, commit: head.commit, branch: head.branchName,
+                                           rehash: false, progress: .silent, onModified: { name, _, fingerprint, _ in
+            if fingerprint == nil { byProbe.append(name) }
+        })
+        XCTAssertEqual(byProbe, [rewritten])
     }
 }
