@@ -31,14 +31,17 @@ public enum BLASKernel {
     /// `WLEDGER_BLAS_KERNEL=openblas` runs).
     public static var openBLASChoice: String { selection.own }
 
-    /// Whether OpenBLAS should run on the calling thread only (`OPENBLAS_NUM_THREADS=1`, unless
-    /// the user set it), starting no worker threads. Set it in `main` before anything else runs:
-    /// commands whose BLAS calls are a few small factorizations between wledger's own parallel
-    /// loops (encoding a commit's patches: the QR and SVD of a range finder's few columns) ask
-    /// for it. With workers, such a call handed a sliver of work to a thread that had to wait for
-    /// a core those loops held, and a 8×1536 SVD took 1–10 ms instead of ~0.1 ms; by default an
-    /// idle worker also spins in sched_yield for ~0.1 s after every parallel call.
-    nonisolated(unsafe) public static var singleThreaded = false
+    /// Whether this process makes only small BLAS calls: a few factorizations between wledger's
+    /// own parallel loops (encoding a commit's patches: the QR and SVD of a range finder's few
+    /// columns). Set it in `main` before anything else runs. OpenBLAS then runs on the calling
+    /// thread only (`OPENBLAS_NUM_THREADS=1`, unless the user set it) and keeps the kernels it
+    /// chose itself (no second open, no self-check: an SSE fallback is as good as AVX-512 for
+    /// an 8×8 factorization).
+    /// With worker threads, such a call handed a sliver of work to a thread that had to wait for
+    /// a core those loops held: an 8×1536 SVD inside a commit took 1–10 ms instead of 0.3–0.7 ms;
+    /// an idle worker also spins in sched_yield for ~0.1 s after every parallel call. The second
+    /// open and the self-check cost ≈ 6 ms of CPU beside a SmolLM2 commit's hashing.
+    nonisolated(unsafe) public static var smallCalls = false
 
     /// Opens OpenBLAS with the kernels described above, once per process; every BLAS wrapper
     /// calls it, and a call made while the library is being opened waits for it.
@@ -113,17 +116,18 @@ public enum BLASKernel {
 
     /// The variables OpenBLAS is opened with, before any kernel override (those the user set
     /// are left out when it opens).
-    public static func openingVariables(singleThreaded: Bool) -> [String: String] {
-        singleThreaded ? ["OPENBLAS_NUM_THREADS": "1"] : [:]
+    public static func openingVariables(smallCalls: Bool) -> [String: String] {
+        smallCalls ? ["OPENBLAS_NUM_THREADS": "1"] : [:]
     }
 
     static func select() -> Selection {
-        var variables = openingVariables(singleThreaded: singleThreaded)
+        var variables = openingVariables(smallCalls: smallCalls)
         open(with: variables)
         let own = currentCore()
-        if let keep = getenv("WLEDGER_BLAS_KERNEL"), String(cString: keep) == "openblas" { return Selection(own: own, inUse: own) }
-        if getenv("OPENBLAS_CORETYPE") != nil { return Selection(own: own, inUse: own) }
-        guard let core = override(current: own, cpuFlags: cpuFlags()) else { return Selection(own: own, inUse: own) }
+        let environment = { (name: String) in getenv(name).map { String(cString: $0) } }
+        guard let core = reopenCore(own: own, smallCalls: smallCalls, environment: environment, cpuFlags: cpuFlags()) else {
+            return Selection(own: own, inUse: own)
+        }
         wl_blas_close()
         variables["OPENBLAS_CORETYPE"] = core
         open(with: variables)
@@ -138,6 +142,14 @@ public enum BLASKernel {
             return Selection(own: own, inUse: currentCore())
         }
         return Selection(own: own, inUse: chosen)
+    }
+
+    /// The core type to open OpenBLAS again with after it chose `own`, or nil to keep its choice:
+    /// nil for a process of small calls, when `WLEDGER_BLAS_KERNEL=openblas` asks for OpenBLAS's
+    /// choice or the user set `OPENBLAS_CORETYPE`; otherwise `override`.
+    public static func reopenCore(own: String, smallCalls: Bool, environment: (String) -> String?, cpuFlags: Set<String>) -> String? {
+        if smallCalls || environment("WLEDGER_BLAS_KERNEL") == "openblas" || environment("OPENBLAS_CORETYPE") != nil { return nil }
+        return override(current: own, cpuFlags: cpuFlags)
     }
 
     /// Kernel sets OpenBLAS falls back to on a CPU it does not recognize: SSE-only code.

@@ -47,11 +47,11 @@ if let command = CommandLine.arguments.dropFirst().first(where: { !$0.hasPrefix(
 // OpenBLAS is opened at the first BLAS call (see BLASKernel). Commands that will call it start
 // opening it here, on a thread of its own, while they parse and read the ledger; those whose BLAS
 // calls are a few factorizations between wledger's own parallel loops (encoding a commit's
-// low-rank patches) run it on the calling thread alone.
+// low-rank patches) run it on the calling thread alone, with the kernels OpenBLAS picked itself.
 let blasCommands: Set<String> = ["commit", "revert", "diff", "prune", "restrain", "health", "edit", "gate", "bisect", "report"]
 let smallBLASCommands: Set<String> = ["commit", "revert", "prune"]
 if let command = CommandLine.arguments.dropFirst().first(where: { !$0.hasPrefix("-") }), blasCommands.contains(command) {
-    if smallBLASCommands.contains(command) { BLASKernel.singleThreaded = true }
+    if smallBLASCommands.contains(command) { BLASKernel.smallCalls = true }
     BLASKernel.loadInBackground()
 }
 

@@ -73,6 +73,19 @@ final class BLASKernelChoiceTests: XCTestCase {
         XCTAssertNil(BLASKernel.override(current: "Cooperlake", cpuFlags: skx))
     }
 
+    /// OpenBLAS is opened a second time only for processes of large calls, when neither
+    /// `WLEDGER_BLAS_KERNEL=openblas` nor the user's `OPENBLAS_CORETYPE` says otherwise.
+    func testReopensOnlyForLargeCallsUnlessTheUserChose() {
+        let skx: Set<String> = ["sse3", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"]
+        let none: (String) -> String? = { _ in nil }
+        XCTAssertEqual(BLASKernel.reopenCore(own: "Prescott", smallCalls: false, environment: none, cpuFlags: skx), "SkylakeX")
+        XCTAssertNil(BLASKernel.reopenCore(own: "Prescott", smallCalls: true, environment: none, cpuFlags: skx))
+        XCTAssertNil(BLASKernel.reopenCore(own: "Prescott", smallCalls: false, environment: { $0 == "WLEDGER_BLAS_KERNEL" ? "openblas" : nil }, cpuFlags: skx))
+        XCTAssertEqual(BLASKernel.reopenCore(own: "Prescott", smallCalls: false, environment: { $0 == "WLEDGER_BLAS_KERNEL" ? "auto" : nil }, cpuFlags: skx), "SkylakeX")
+        XCTAssertNil(BLASKernel.reopenCore(own: "Prescott", smallCalls: false, environment: { $0 == "OPENBLAS_CORETYPE" ? "Haswell" : nil }, cpuFlags: skx))
+        XCTAssertNil(BLASKernel.reopenCore(own: "Haswell", smallCalls: false, environment: none, cpuFlags: skx))
+    }
+
     /// `wl_blas_open_with` hands OpenBLAS's constructor a variable (here the Haswell kernels,
     /// which OpenBLAS names back) without it entering this process's environment, while another
     /// thread reads the environment all along; then the library is opened again as chosen.
@@ -103,7 +116,7 @@ final class BLASKernelChoiceTests: XCTestCase {
     /// and still factorizes (an SVD whose singular values are known); other commands leave the
     /// thread count to OpenBLAS. The library is then opened again as this process had it.
     func testSingleThreadedOpeningGivesOpenBLASOneThread() throws {
-        XCTAssertEqual(BLASKernel.openingVariables(singleThreaded: false), [:])
+        XCTAssertEqual(BLASKernel.openingVariables(smallCalls: false), [:])
         guard getenv("OPENBLAS_NUM_THREADS") == nil, getenv("OMP_NUM_THREADS") == nil else {
             throw XCTSkip("the machine's owner set OpenBLAS's thread count")
         }
@@ -113,7 +126,7 @@ final class BLASKernelChoiceTests: XCTestCase {
             XCTAssertEqual(entries.withUnsafeMutableBufferPointer { wl_blas_open_with($0.baseAddress!) }, 0)
         }
         wl_blas_close()
-        open(BLASKernel.openingVariables(singleThreaded: true).merging(["OPENBLAS_CORETYPE": chosen]) { a, _ in a })
+        open(BLASKernel.openingVariables(smallCalls: true).merging(["OPENBLAS_CORETYPE": chosen]) { a, _ in a })
         XCTAssertEqual(wl_blas_get_num_threads(), 1)
         XCTAssertNil(getenv("OPENBLAS_NUM_THREADS"))
         // diag(3, 2, 1) with its rows permuted: singular values 3, 2, 1.
