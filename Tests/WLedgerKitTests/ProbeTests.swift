@@ -12,10 +12,8 @@ import XCTest
 /// their new bytes.
 final class ProbeTests: XCTestCase {
     func testRewrittenTensorsAreFoundByTheirProbe() throws {
-        let tmp = try TemporaryDirectory("probe")
-        let model = try tmp.copyModel(from: try Fixtures.smolLM2("f32"))
-        _ = try Repository.initialize(at: model)
-        let repo = try Repository.open(at: model, forWriting: true)
+        let (tmp, model, repo) = try initializedModel("probe")
+        defer { withExtendedLifetime(tmp) {} }
         let file = model + "/model.safetensors"
         let rewritten = "model.layers.5.mlp.down_proj.weight", poked = "model.layers.6.self_attn.q_proj.weight"
         try SimulatedEdit.rankOne(file: file, tensor: rewritten, seed: 1)
@@ -57,10 +55,8 @@ final class ProbeTests: XCTestCase {
     /// finds it unchanged stores the probe of its bytes (never one of changed bytes, and never
     /// over an existing probe); after that, a rewritten tensor is found by its probe again.
     func testLedgersFromBeforeProbesGetThemFromTheNextScan() throws {
-        let tmp = try TemporaryDirectory("probe-fill")
-        let model = try tmp.copyModel(from: try Fixtures.smolLM2("f32"))
-        _ = try Repository.initialize(at: model)
-        let repo = try Repository.open(at: model, forWriting: true)
+        let (tmp, model, repo) = try initializedModel("probe-fill")
+        defer { withExtendedLifetime(tmp) {} }
         let file = model + "/model.safetensors"
         try repo.ledger.db.execute("UPDATE tensorVersion SET probe = NULL")
         let edited = "model.layers.3.mlp.down_proj.weight"
@@ -92,5 +88,13 @@ final class ProbeTests: XCTestCase {
             if fingerprint == nil { byProbe.append(name) }
         })
         XCTAssertEqual(byProbe, [rewritten])
+    }
+
+    /// A copy of SmolLM2 F32 under wledger (base commit only), opened for writing.
+    private func initializedModel(_ label: String) throws -> (TemporaryDirectory, String, Repository) {
+        let tmp = try TemporaryDirectory(label)
+        let model = try tmp.copyModel(from: try Fixtures.smolLM2("f32"))
+        _ = try Repository.initialize(at: model)
+        return (tmp, model, try Repository.open(at: model, forWriting: true))
     }
 }
