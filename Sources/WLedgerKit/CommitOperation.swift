@@ -49,9 +49,11 @@ final class EarlyEncodings: @unchecked Sendable {
     private var running = 1
     private var scanning = true
 
-    init(limit: Int) {
+    /// - Parameter throttle: the one a hashing started before uses (`TensorHashing.prefetch`,
+    ///   made with `Throttle(scanning:)`), or a new one.
+    init(limit: Int, throttle: Throttle? = nil) {
         self.limit = limit
-        throttle = Throttle(cores - 1)
+        self.throttle = throttle ?? Throttle(scanning: ())
     }
 
     /// The committing thread has handed over what its scan found and now only waits for the hashing.
@@ -88,6 +90,14 @@ final class EarlyEncodings: @unchecked Sendable {
     }
 }
 
+/// The hashing of a work tree that `commit` starts before it opens the repository, so that it
+/// runs while the repository is opened and locked (`Repository.startHashing`).
+public final class WorkTreeHashing: @unchecked Sendable {
+    let hashing: TensorHashing
+    init(_ hashing: TensorHashing) { self.hashing = hashing }
+    deinit { hashing.cancel() }
+}
+
 /// What `commit` did.
 public struct CommitResult: Encodable, Sendable {
     public var commit: String
@@ -115,7 +125,9 @@ extension Repository {
     /// the commit is recorded), or as a keyframe when its patch chain reaches the depth limit.
     /// - Throws: `KitError.refused` when nothing changed; `KitError.usage` when the work tree's
     ///   tensor set or shapes differ from HEAD, or a changed tensor holds NaN/Inf.
-    public func commit(_ options: CommitOptions, progress: ProgressReporter = .silent) throws -> CommitResult {
+    /// - Parameter prefetched: the work tree's hashing, started before the repository was opened
+    ///   (`startHashing`); used if the work tree did not change since, stopped otherwise.
+    public func commit(_ options: CommitOptions, progress: ProgressReporter = .silent, prefetched: WorkTreeHashing? = nil) throws -> CommitResult {
         var options = options
         if let f = options.requestFile { options.hookEnvironment["WLEDGER_REQUEST"] = absolutePath(f) }
         let head = try ledger.head()
@@ -123,10 +135,10 @@ extension Repository {
         // rest; not when the work tree may still change (a pre-commit hook runs first) or when
         // --prune rewrites the edit.
         let hooked = verifyHooks && (hookPath(.preCommit) != nil || hookPath(.commitMsg) != nil)
-        let early = EarlyEncodings(limit: options.prune == nil && !hooked ? Repository.earlyEncodings : 0)
+        let early = EarlyEncodings(limit: options.prune == nil && !hooked ? Repository.earlyEncodings : 0, throttle: prefetched?.hashing.throttle)
         defer { early.waitAll() }   // they read the mapped work tree
         let cmp = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName,
-                                                 rehash: false, progress: progress, throttle: early.throttle,
+                                                 rehash: false, progress: progress, throttle: early.throttle, prefetched: prefetched?.hashing,
                                                  onScanned: early.scanned) { name, entry, fingerprint, weights in
             guard early.hasRoom, let loc = weights.tensors[name] else { return }
             let recipe = try self.ledger.recipe(for: entry.hash)

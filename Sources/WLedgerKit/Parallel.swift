@@ -47,6 +47,10 @@ final class Throttle: @unchecked Sendable {
 
     init(_ allowed: Int) { self.allowed = max(1, allowed) }
 
+    /// For a hashing that starts while the committing thread is still scanning: every core but
+    /// that thread's.
+    convenience init(scanning: Void) { self.init(ProcessInfo.processInfo.activeProcessorCount - 1) }
+
     /// How many threads are allowed now.
     var current: Int { condition.lock(); defer { condition.unlock() }; return allowed }
 

@@ -43,6 +43,15 @@ public final class Repository {
         return repo
     }
 
+    /// Starts hashing the work tree of the repository at or above `path` before the repository
+    /// is opened (and its lock taken), for `commit(_:progress:prefetched:)`; nil when there is no
+    /// repository or no readable model there (opening it then says why).
+    public static func startHashing(at path: String, progress: ProgressReporter) -> WorkTreeHashing? {
+        guard let root = try? discoverRoot(from: path),
+              let hashing = TensorHashing.prefetch(root: root, throttle: Throttle(scanning: ()), progress: progress) else { return nil }
+        return WorkTreeHashing(hashing)
+    }
+
     /// Takes the repository lock of a `.wledger` directory.
     static func takeLock(_ dir: String, progress: ProgressReporter?) throws -> RepositoryLock {
         let timeout = Double(ProcessInfo.processInfo.environment["WLEDGER_LOCK_TIMEOUT"] ?? "") ?? 600

@@ -84,13 +84,19 @@ struct WorkTreeComparison {
     ///   while the others are still being hashed, in no particular order.
     /// - Parameter throttle: how many threads the hashing may use at the moment (all cores by
     ///   default); a commit lends cores to the encodings `onModified` starts.
+    /// - Parameter prefetched: a hashing of the work tree started before (`TensorHashing.prefetch`),
+    ///   used when it still matches; stopped otherwise.
     /// - Parameter onScanned: called on this thread once the tensors the probes found changed
     ///   were handed to `onModified`; from then on this thread mostly waits for the hashing.
     static func compare(root: String, ledger: Ledger, commit: String, branch: String?, rehash: Bool, progress: ProgressReporter,
-                        throttle: Throttle? = nil, onScanned: (() -> Void)? = nil,
+                        throttle: Throttle? = nil, prefetched: TensorHashing? = nil, onScanned: (() -> Void)? = nil,
                         onModified: ((String, ManifestEntry, String?, ModelWeights) throws -> Void)? = nil) throws -> WorkTreeComparison {
+        // A hashing started earlier is taken over below if the work tree is still what it mapped;
+        // otherwise it stops here, on every path out.
+        var prefetched = prefetched
+        defer { prefetched?.cancel() }
         // Everything hashed below is read after this instant (see `racyWindow`).
-        let scannedAt = wallClockNanoseconds()
+        var scannedAt = wallClockNanoseconds()
         let dir = try ModelDirectory.scan(root)
         let files = try ledger.files(of: commit)
         var stats: [String: FileStat] = [:]
@@ -105,33 +111,22 @@ struct WorkTreeComparison {
             }
         }
         let toHash = Set(dir.weightFiles).subtracting(statClean)
-        // Mapped lazily: hashing reads the files (below), and only changed tensors are touched later.
-        let weights = try dir.open()
-
         // Tensors: every tensor of a file that was not stat-clean is fingerprinted, in parallel,
-        // from here on, on threads of its own (the Dispatch pool stays free for the encodings'
-        // parallel loops), while this thread checks the structure, looks up the committed
-        // fingerprints and reads the probes. Largest first, so the last tensors to finish are
-        // small ones (the embedding alone can be a fifth of a model); pages are faulted in by the
-        // worker that hashes them.
-        let names = weights.tensors.keys.filter { name in
-            guard let loc = weights.tensors[name] else { return false }
-            return toHash.contains(loc.file)
-        }.sorted()
-        progress.start("hashing tensors", total: names.count)
-        let slots = Slots<Fingerprint>(names.count)
-        let skipped = Slots<Bool>(names.count)
-        let order = names.indices.sorted { weights.tensors[names[$0]]!.info.byteCount > weights.tensors[names[$1]]!.info.byteCount }
-        let hashed = Handoff()
-        let hashing = Background {
-            defer { hashed.finish() }
-            try threadedFor(order.count, threads: ProcessInfo.processInfo.activeProcessorCount, throttle: throttle) { k in
-                let i = order[k]
-                if skipped[i] != true { slots[i] = Fingerprint.of(weights.bytes(names[i])!) }
-                hashed.push(i)
-                progress.advance()
-            }
+        // from here on (or since before the repository was opened), while this thread checks the
+        // structure, looks up the committed fingerprints and reads the probes.
+        let scan: TensorHashing
+        if let p = prefetched, p.matches(root: root, directory: dir, stats: stats) {
+            scan = p
+            scan.skip(files: statClean)
+            scannedAt = p.scannedAt
+        } else {
+            prefetched?.cancel()
+            scan = try TensorHashing(root: root, directory: dir, scannedAt: scannedAt, stats: stats, skipFiles: statClean,
+                                     throttle: throttle, progress: progress)
         }
+        prefetched = scan   // stopped on a throw below
+        let weights = scan.weights, names = scan.names, slots = scan.slots, skipped = scan.skipped, hashed = scan.hashed
+        let considered = names.map { toHash.contains(weights.tensors[$0]!.file) }
         var manifest: [String: ManifestEntry] = [:]
         var sideHashes: [String: String] = [:], sideContents: [String: [UInt8]] = [:]
         var report = StatusReport(branch: branch, head: commit, modifiedTensors: [], modifiedHeaders: [], sideFiles: [], structural: [])
@@ -139,7 +134,7 @@ struct WorkTreeComparison {
         var expected = [(fingerprint: String, probe: Int64?)?](repeating: nil, count: names.count)
         var changedByProbe = Set<Int>()
         do {
-            defer { _ = try? hashing.wait() }   // it reads the mapped files
+            defer { _ = try? scan.wait() }   // it reads the mapped files
             // The committed manifest (tensor names, shapes, versions), read while the hashing starts.
             manifest = try ledger.manifest(of: commit)
             // Structure: same weight files, tensor names, dtypes and shapes as the commit.
@@ -168,7 +163,7 @@ struct WorkTreeComparison {
 
             // The committed versions' fingerprints and probes, for tensors of the same dtype and shape.
             let comparable = names.indices.filter { i in
-                guard let e = manifest[names[i]], let loc = weights.tensors[names[i]] else { return false }
+                guard considered[i], let e = manifest[names[i]], let loc = weights.tensors[names[i]] else { return false }
                 return e.dtype == loc.info.dtype && e.shape == loc.info.shape
             }
             let versions = try ledger.fingerprintsAndProbes(Array(Set(comparable.map { manifest[names[$0]]!.hash })))
@@ -213,10 +208,10 @@ struct WorkTreeComparison {
                 try onModified?(names[i], manifest[names[i]]!, fp.hex, weights)
             }
         }
-        try hashing.wait()
+        try scan.wait()
         progress.finish()
         var fingerprints: [String: Fingerprint] = [:], missingProbes: [String: Int64] = [:]
-        for (i, n) in names.enumerated() {
+        for (i, n) in names.enumerated() where considered[i] {
             fingerprints[n] = slots[i]
             if changedByProbe.contains(i) || (expected[i].map { slots[i]?.hex != $0.fingerprint } ?? false) {
                 report.modifiedTensors.append(.init(name: n, file: weights.tensors[n]!.file))
@@ -228,36 +223,6 @@ struct WorkTreeComparison {
         return WorkTreeComparison(directory: dir, weights: weights, commit: commit, manifest: manifest, files: files, report: report,
                                   statClean: statClean, fingerprints: fingerprints, sideHashes: sideHashes, sideContents: sideContents,
                                   headerHashes: headerHashes, stats: stats, missingProbes: missingProbes, scannedAt: scannedAt)
-    }
-}
-
-/// Indices of hashed tensors, handed from the hashing threads to the comparing one.
-private final class Handoff: @unchecked Sendable {
-    private let lock = NSLock()
-    private let ready = DispatchSemaphore(value: 0)
-    private var items: [Int] = []
-    private var finished = false
-
-    func push(_ i: Int) {
-        lock.lock(); items.append(i); lock.unlock()
-        ready.signal()
-    }
-
-    /// Called once, when hashing stops.
-    func finish() {
-        lock.lock(); finished = true; lock.unlock()
-        ready.signal()
-    }
-
-    /// The next index, blocking until one arrives; nil once hashing has stopped and all were taken.
-    func next() -> Int? {
-        while true {
-            lock.lock()
-            if !items.isEmpty { let i = items.removeFirst(); lock.unlock(); return i }
-            if finished { lock.unlock(); return nil }
-            lock.unlock()
-            ready.wait()
-        }
     }
 }
 

@@ -40,9 +40,11 @@ struct Commit: ParsableCommand {
             options.request = try EditRequest.validate(bytes, source: request)
             options.requestFile = request
         }
+        // The work tree's hashing starts now and runs while the repository is opened and locked.
+        let hashing = Repository.startHashing(at: global.directory, progress: global.progress)
         let repo = try global.openRepository(forWriting: true)
         repo.verifyHooks = !noVerify
-        let r = try repo.commit(options, progress: global.progress)
+        let r = try repo.commit(options, progress: global.progress, prefetched: hashing)
         if json { return try printJSON(r) }
         print("[\(r.branch ?? "detached HEAD") \(short(r.commit))] \(message)")
         let elements = r.tensors.reduce(0) { $0 + $1.changed }

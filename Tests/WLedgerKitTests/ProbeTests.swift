@@ -90,6 +90,34 @@ final class ProbeTests: XCTestCase {
         XCTAssertEqual(byProbe, [rewritten])
     }
 
+    /// `commit` starts hashing the work tree before it opens the repository. The scan takes that
+    /// hashing over while the weight files are as it mapped them (and is then dated from its
+    /// start), and hashes afresh after a change it cannot have seen.
+    func testAHashingStartedBeforeTheScanIsUsedOnlyWhileTheFilesAreUnchanged() throws {
+        let (tmp, model, repo) = try initializedModel("prefetch")
+        defer { withExtendedLifetime(tmp) {} }
+        let file = model + "/model.safetensors"
+        let first = "model.layers.7.mlp.down_proj.weight", second = "model.layers.8.self_attn.q_proj.weight"
+        try SimulatedEdit.rankOne(file: file, tensor: first, seed: 4)
+        let head = try repo.ledger.head()
+        func scan(_ prefetched: TensorHashing) throws -> WorkTreeComparison {
+            try WorkTreeComparison.compare(root: repo.root, ledger: repo.ledger, commit: head.commit, branch: head.branchName,
+                                           rehash: false, progress: .silent, prefetched: prefetched)
+        }
+        let current = try XCTUnwrap(TensorHashing.prefetch(root: repo.root, throttle: nil, progress: .silent))
+        let taken = try scan(current)
+        XCTAssertEqual(taken.scannedAt, current.scannedAt)
+        XCTAssertEqual(taken.report.modifiedTensors.map(\.name), [first])
+
+        let stale = try XCTUnwrap(TensorHashing.prefetch(root: repo.root, throttle: nil, progress: .silent))
+        try stale.wait()   // it hashed the bytes before the next edit
+        _ = try SimulatedEdit.modify(file: file, tensor: second) { w, _ in w[1000] += 0.5 }
+        let fresh = try scan(stale)
+        XCTAssertGreaterThan(fresh.scannedAt, stale.scannedAt)
+        XCTAssertEqual(fresh.report.modifiedTensors.map(\.name).sorted(), [first, second].sorted())
+        XCTAssertEqual(fresh.fingerprints[second], Fingerprint.of(try XCTUnwrap(fresh.weights.bytes(second))))
+    }
+
     /// A copy of SmolLM2 F32 under wledger (base commit only), opened for writing.
     private func initializedModel(_ label: String) throws -> (TemporaryDirectory, String, Repository) {
         let tmp = try TemporaryDirectory(label)
