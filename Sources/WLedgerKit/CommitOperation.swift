@@ -50,10 +50,10 @@ final class EarlyEncodings: @unchecked Sendable {
     private var scanning = true
 
     /// - Parameter throttle: the one a hashing started before uses (`TensorHashing.prefetch`,
-    ///   made with `Throttle(scanning:)`), or a new one.
+    ///   made with `Throttle.besideScan()`), or a new one.
     init(limit: Int, throttle: Throttle? = nil) {
         self.limit = limit
-        self.throttle = throttle ?? Throttle(scanning: ())
+        self.throttle = throttle ?? .besideScan()
     }
 
     /// The committing thread has handed over what its scan found and now only waits for the hashing.

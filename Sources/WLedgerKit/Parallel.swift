@@ -49,7 +49,7 @@ final class Throttle: @unchecked Sendable {
 
     /// For a hashing that starts while the committing thread is still scanning: every core but
     /// that thread's.
-    convenience init(scanning: Void) { self.init(ProcessInfo.processInfo.activeProcessorCount - 1) }
+    static func besideScan() -> Throttle { Throttle(ProcessInfo.processInfo.activeProcessorCount - 1) }
 
     /// How many threads are allowed now.
     var current: Int { condition.lock(); defer { condition.unlock() }; return allowed }

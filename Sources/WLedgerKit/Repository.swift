@@ -48,7 +48,7 @@ public final class Repository {
     /// repository or no readable model there (opening it then says why).
     public static func startHashing(at path: String, progress: ProgressReporter) -> WorkTreeHashing? {
         guard let root = try? discoverRoot(from: path),
-              let hashing = TensorHashing.prefetch(root: root, throttle: Throttle(scanning: ()), progress: progress) else { return nil }
+              let hashing = TensorHashing.prefetch(root: root, throttle: .besideScan(), progress: progress) else { return nil }
         return WorkTreeHashing(hashing)
     }
 
