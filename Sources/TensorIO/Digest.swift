@@ -133,6 +133,22 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
 
     public static func of(_ data: [UInt8]) -> Fingerprint { data.withUnsafeBytes { of($0) } }
 
+    /// The fingerprint of bytes `range` of a mapped file, read with `pread` through a small
+    /// buffer instead of through the map: for a file read whole, copying out of the page cache
+    /// costs less CPU than faulting its pages into the map (538 MB: ≈ 28 against ≈ 42 ms here).
+    /// - Throws: `TensorIOError.io` naming the file when it cannot be read or ends early.
+    public static func of(_ file: MappedFile, range: Range<Int>) throws -> Fingerprint {
+        precondition(range.lowerBound >= 0 && range.upperBound <= file.size, "range outside mapped file")
+        var high: UInt64 = 0, low: UInt64 = 0
+        let read = avx2 ? wl_xxh3_128_read_avx2 : wl_xxh3_128_read
+        let code = read(file.descriptor, Int64(range.lowerBound), range.count, &high, &low)
+        guard code == 0 else {
+            let reason = code < 0 ? "the file ends before byte \(range.upperBound) (it shrank after it was mapped)" : errnoText(code)
+            throw TensorIOError.io(path: file.path, operation: "read", reason: reason)
+        }
+        return Fingerprint(high: high, low: low)
+    }
+
     public var hex: String {
         let a = String(high, radix: 16), b = String(low, radix: 16)
         return String(repeating: "0", count: 16 - a.count) + a + String(repeating: "0", count: 16 - b.count) + b

@@ -6,8 +6,9 @@ import TensorIO
 /// The weight files of a work tree, mapped and fingerprinted (XXH3-128) tensor by tensor on
 /// threads of their own: the most recently modified file first, and in each file largest
 /// first, so the last tensors to finish are small ones (the embedding alone can be a fifth of a
-/// model); pages are faulted in by the worker that hashes them, and the Dispatch pool stays free
-/// for the encodings' parallel loops.
+/// model). The bytes are read with `pread` rather than through the map (`Fingerprint.of(_:range:)`),
+/// which leaves the map's pages to the few tensors that are read from it (probes, the edited
+/// tensors); the Dispatch pool stays free for the encodings' parallel loops.
 ///
 /// A scan starts one once it knows which files to trust from their stat; `commit` starts one
 /// before it opens the repository (`prefetch`), which the scan takes over when the directory
@@ -56,7 +57,7 @@ final class TensorHashing: @unchecked Sendable {
             defer { hashed.finish() }
             try threadedFor(order.count, threads: ProcessInfo.processInfo.activeProcessorCount, throttle: throttle) { k in
                 let i = order[k]
-                if skipped[i] != true { slots[i] = Fingerprint.of(weights.bytes(names[i])!) }
+                if skipped[i] != true, let loc = weights.location(names[i]) { slots[i] = try Fingerprint.of(loc.map, range: loc.range) }
                 hashed.push(i)
                 progress.advance()
             }

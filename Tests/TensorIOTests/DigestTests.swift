@@ -32,6 +32,35 @@ final class DigestTests: XCTestCase {
         }
     }
 
+    /// Hashing a mapped file's byte range through `pread` gives libxxhash's XXH3-128 of those
+    /// bytes: empty, small, unaligned, exactly one and one byte over the read buffer (256 KiB),
+    /// several buffers; a file that shrank after it was mapped is an error naming it.
+    func testFingerprintReadFromTheFileEqualsLibraryXXH3() throws {
+        var state: UInt64 = 0x9e37_79b9
+        let data = (0..<(3 << 20) + 77).map { _ -> UInt8 in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return UInt8(truncatingIfNeeded: state >> 56)
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("wledger-digest-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("data.bin").path
+        try Data(data).write(to: URL(fileURLWithPath: path))
+        let map = try MappedFile(path: path)
+        for n in [0, 1, 17, 4095, 262_144, 262_145, 1 << 20, data.count - 13] {
+            for offset in [0, 13] where offset + n <= data.count {
+                let ref = data.withUnsafeBytes { XXH3_128bits($0.baseAddress! + offset, n) }
+                XCTAssertEqual(try Fingerprint.of(map, range: offset..<(offset + n)), Fingerprint(high: ref.high64, low: ref.low64),
+                               "n \(n), offset \(offset)")
+            }
+        }
+        XCTAssertEqual(truncate(path, 1000), 0)
+        XCTAssertThrowsError(try Fingerprint.of(map, range: 0..<4096)) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains(path) && text.contains("ends before byte 4096"), text)
+        }
+    }
+
     /// The probe is XXH3-64 (the distribution's libxxhash) of four 64-byte windows at offsets
     /// 0, (n−64)/3, 2(n−64)/3 and n−64, written out here; of the whole input up to 256 bytes. A
     /// byte changed inside a window changes it, one between windows does not.

@@ -89,6 +89,12 @@ size_t wl_lowrank_pass(const uint8_t *parent, const uint8_t *child, int dtype, s
 int wl_xxh3_avx2_available(void);
 /// XXH3-128 of n bytes (the AVX2 build of the reference implementation).
 void wl_xxh3_128_avx2(const void *data, size_t n, uint64_t *high, uint64_t *low);
+/// XXH3-128 of the n bytes of file `fd` at `offset`, read with pread through a small buffer
+/// (the same hash as of those bytes in memory). Returns 0, an errno, or −1 when the file ends
+/// before offset + n.
+int wl_xxh3_128_read(int fd, int64_t offset, size_t n, uint64_t *high, uint64_t *low);
+/// `wl_xxh3_128_read` with the AVX2 build; only where `wl_xxh3_avx2_available`.
+int wl_xxh3_128_read_avx2(int fd, int64_t offset, size_t n, uint64_t *high, uint64_t *low);
 
 // Engine row kernels (vmath.c). exp is Cephes' polynomial on [-87, 88] (inputs clamped).
 /// max of x[0..<n] (−inf for n = 0).

@@ -1,0 +1,9 @@
+/* wl_xxh3_128_read for CPUs without AVX2 (xxh_fast.c has the AVX2 build). */
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+#include "cshims.h"
+#include "hash_read.h"
+
+int wl_xxh3_128_read(int fd, int64_t offset, size_t n, uint64_t *high, uint64_t *low) {
+    return wl_hash_read_body(fd, offset, n, high, low);
+}
