@@ -9,7 +9,7 @@
  * ≈ 28 against ≈ 42 CPU-ms here, XXH3 included). */
 #define WL_HASH_READ_BUFFER (256 * 1024)
 
-static int wl_hash_read_body(int fd, int64_t offset, size_t n, uint64_t *high, uint64_t *low) {
+static int wl_hash_read_body(int fd, int64_t offset, size_t n, const int *stop, uint64_t *high, uint64_t *low) {
     XXH3_state_t state;
     if (XXH3_128bits_reset(&state) != XXH_OK) return EINVAL;
     unsigned char *buffer = NULL;
@@ -19,6 +19,10 @@ static int wl_hash_read_body(int fd, int64_t offset, size_t n, uint64_t *high, u
     }
     size_t done = 0;
     while (done < n) {
+        if (stop && __atomic_load_n(stop, __ATOMIC_RELAXED)) {
+            free(buffer);
+            return -2;
+        }
         size_t want = n - done < WL_HASH_READ_BUFFER ? n - done : WL_HASH_READ_BUFFER;
         size_t have = 0;
         while (have < want) {

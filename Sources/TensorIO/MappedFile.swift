@@ -51,24 +51,6 @@ public final class MappedFile: @unchecked Sendable {
         if descriptor >= 0 { close(descriptor) }
     }
 
-    /// Drops this process's page-table entries for the whole map (`madvise(MADV_DONTNEED)`) and
-    /// keeps the map: a later read faults the page in again, with the same bytes (the map is
-    /// private and never written). For a map that has been read through, this is the work of
-    /// unmapping it (≈ 6 ms for 538 MB here), which can then run on another thread while this
-    /// one goes on, leaving `munmap` little to do.
-    public func dropPages() { dropPages(part: 0, of: 1) }
-
-    /// `dropPages` of the `part`-th of `parts` page-aligned slices of the map, so that several
-    /// threads can share the work (two take ≈ 4.5–5 instead of 5–8 ms for 538 MB here).
-    public func dropPages(part: Int, of parts: Int) {
-        guard let base, parts > 0, (0..<parts).contains(part) else { return }
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let pages = (size + page - 1) / page
-        let first = pages * part / parts, end = pages * (part + 1) / parts
-        guard end > first else { return }
-        madvise(UnsafeMutableRawPointer(mutating: base) + first * page, min(size, end * page) - first * page, MADV_DONTNEED)
-    }
-
     /// The whole file.
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
 

@@ -154,15 +154,6 @@ public final class ModelWeights: @unchecked Sendable {
         return f.bytes(loc.info)
     }
 
-    /// `MappedFile.dropPages` of every weight file, on `threads` threads (each file in as many
-    /// slices).
-    public func dropPages(threads: Int = 1) {
-        let maps = files.values.map(\.map)
-        DispatchQueue.concurrentPerform(iterations: max(1, threads)) { k in
-            for m in maps { m.dropPages(part: k, of: max(1, threads)) }
-        }
-    }
-
     /// The mapped file holding a tensor and the tensor's byte range in it.
     public func location(_ name: String) -> (map: MappedFile, range: Range<Int>)? {
         guard let loc = tensors[name], let f = files[loc.file] else { return nil }

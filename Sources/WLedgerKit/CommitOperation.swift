@@ -192,12 +192,6 @@ extension Repository {
             progress.advance()
         }
         progress.finish()
-        // Nothing reads the mapped work tree now but header bytes: its page tables are dropped
-        // beside the recording (by two threads: recording is a few ms of one core, dropping
-        // 538 MB of SmolLM2 5–8 ms of one), so that unmapping it at the end is quick.
-        let dropping = Background { weights.dropPages(threads: 2) }
-        defer { _ = try? dropping.wait() }
-
         var fileRows: [FileEntry] = []
         var objects: [PreparedObject] = []
         for f in cmp.report.modifiedHeaders {
@@ -225,8 +219,8 @@ extension Repository {
                                         objects: objects, options: options)
         try recordStats(cmp.directory.weightFiles + cmp.directory.sideFiles, commit: recorded.id, scanned: cmp.stats, readAt: cmp.scannedAt)
         try? fillMissingProbes(cmp)
-        // The WAL is copied into the ledger file now, while the page tables are still being
-        // dropped, rather than when the ledger closes (a failure here leaves it for later).
+        // The WAL is copied into the ledger file now rather than when the ledger closes (a
+        // failure here leaves it for later).
         try? ledger.checkpoint(mode: "PASSIVE")
         runPostCommitHook(commit: recorded.id, candidate: root)
         return CommitResult(commit: recorded.id, parent: head.commit, branch: head.branchName, kind: options.kind.rawValue,

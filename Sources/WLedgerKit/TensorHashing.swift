@@ -25,6 +25,8 @@ final class TensorHashing: @unchecked Sendable {
     let names: [String]
     let slots: Slots<Fingerprint>
     let skipped: Slots<Bool>
+    /// Set for a file whose tensors are no longer wanted: stops the hashing of one mid-way.
+    let stops: [String: StopFlag]
     let hashed = Handoff()
     let throttle: Throttle?
     private var hashing: Background<Void>?
@@ -44,6 +46,8 @@ final class TensorHashing: @unchecked Sendable {
         self.names = names
         self.slots = slots
         self.skipped = skipped
+        let stops = Dictionary(uniqueKeysWithValues: directory.weightFiles.map { ($0, StopFlag()) })
+        self.stops = stops
         skip(files: skipFiles)
         // The most recently modified file first (a prefetch does not know yet which files the scan
         // will trust from their stat: an edit's file is the newest), then largest first.
@@ -57,7 +61,9 @@ final class TensorHashing: @unchecked Sendable {
             defer { hashed.finish() }
             try threadedFor(order.count, threads: ProcessInfo.processInfo.activeProcessorCount, throttle: throttle) { k in
                 let i = order[k]
-                if skipped[i] != true, let loc = weights.location(names[i]) { slots[i] = try Fingerprint.of(loc.map, range: loc.range) }
+                if skipped[i] != true, let loc = weights.location(names[i]) {
+                    slots[i] = try Fingerprint.of(loc.map, range: loc.range, stop: stops[weights.tensors[names[i]]!.file])
+                }
                 hashed.push(i)
                 progress.advance()
             }
@@ -86,15 +92,17 @@ final class TensorHashing: @unchecked Sendable {
             && directory.weightFiles.allSatisfy { now[$0] != nil && now[$0] == stats[$0] }
     }
 
-    /// Tensors of these files are not hashed from now on (those already hashed stay).
+    /// Tensors of these files are not hashed from now on: those already hashed stay, one being
+    /// hashed stops at its next 256 KiB read (and has no fingerprint).
     func skip(files: Set<String>) {
         guard !files.isEmpty else { return }
+        for f in files { stops[f]?.set() }
         for (i, n) in names.enumerated() where files.contains(weights.tensors[n]!.file) { skipped[i] = true }
     }
 
-    /// Stops hashing (what is being hashed finishes) and waits for the threads.
+    /// Stops hashing and waits for the threads.
     func cancel() {
-        for i in names.indices { skipped[i] = true }
+        skip(files: Set(directory.weightFiles))
         _ = try? wait()
     }
 

@@ -34,7 +34,8 @@ final class DigestTests: XCTestCase {
 
     /// Hashing a mapped file's byte range through `pread` gives libxxhash's XXH3-128 of those
     /// bytes: empty, small, unaligned, exactly one and one byte over the read buffer (256 KiB),
-    /// several buffers; a file that shrank after it was mapped is an error naming it.
+    /// several buffers; none once its stop flag is set; a file that shrank after it was mapped is
+    /// an error naming it.
     func testFingerprintReadFromTheFileEqualsLibraryXXH3() throws {
         var state: UInt64 = 0x9e37_79b9
         let data = (0..<(3 << 20) + 77).map { _ -> UInt8 in
@@ -54,6 +55,11 @@ final class DigestTests: XCTestCase {
                                "n \(n), offset \(offset)")
             }
         }
+        // A stop flag set before (or while) a range is read: no fingerprint.
+        let stop = StopFlag()
+        XCTAssertNotNil(try Fingerprint.of(map, range: 0..<1000, stop: stop))
+        stop.set()
+        XCTAssertNil(try Fingerprint.of(map, range: 0..<1000, stop: stop))
         XCTAssertEqual(truncate(path, 1000), 0)
         XCTAssertThrowsError(try Fingerprint.of(map, range: 0..<4096)) { error in
             let text = "\(error)"
