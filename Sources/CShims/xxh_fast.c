@@ -19,15 +19,17 @@ void wl_xxh3_128_avx2(const void *data, size_t n, uint64_t *high, uint64_t *low)
     *low = h.low64;
 }
 
-int wl_xxh3_128_read_avx2(int fd, int64_t offset, size_t n, const int *stop, uint64_t *high, uint64_t *low) {
-    return wl_hash_read_body(fd, offset, n, stop, high, low);
+int wl_xxh3_128_read_avx2(int fd, const void *map, int pagemap, int64_t offset, size_t n, const int *stop, uint64_t *high,
+                          uint64_t *low) {
+    return wl_hash_read_body(fd, map, pagemap, offset, n, stop, high, low);
 }
 #else
 #include "cshims.h"
 #include <stdlib.h>
 int wl_xxh3_avx2_available(void) { return 0; }
 void wl_xxh3_128_avx2(const void *data, size_t n, uint64_t *high, uint64_t *low) { (void)data; (void)n; (void)high; (void)low; abort(); }
-int wl_xxh3_128_read_avx2(int fd, int64_t offset, size_t n, const int *stop, uint64_t *high, uint64_t *low) {
-    (void)fd; (void)offset; (void)n; (void)stop; (void)high; (void)low; abort();
+int wl_xxh3_128_read_avx2(int fd, const void *map, int pagemap, int64_t offset, size_t n, const int *stop, uint64_t *high,
+                          uint64_t *low) {
+    (void)fd; (void)map; (void)pagemap; (void)offset; (void)n; (void)stop; (void)high; (void)low; abort();
 }
 #endif

@@ -89,12 +89,17 @@ size_t wl_lowrank_pass(const uint8_t *parent, const uint8_t *child, int dtype, s
 int wl_xxh3_avx2_available(void);
 /// XXH3-128 of n bytes (the AVX2 build of the reference implementation).
 void wl_xxh3_128_avx2(const void *data, size_t n, uint64_t *high, uint64_t *low);
-/// XXH3-128 of the n bytes of file `fd` at `offset`, read with pread through a small buffer
-/// (the same hash as of those bytes in memory). Returns 0, an errno, −1 when the file ends
-/// before offset + n, or −2 when `stop` (may be NULL) was found nonzero before a buffer was read.
-int wl_xxh3_128_read(int fd, int64_t offset, size_t n, const int *stop, uint64_t *high, uint64_t *low);
+/// XXH3-128 of the n bytes of file `fd` at `offset` (the same hash as of those bytes in memory).
+/// Each 2 MiB window of the address space is read through `map` (the whole file mapped, or NULL)
+/// when touching its first byte mapped at least half of its pages (a large page-cache folio;
+/// `pagemap` is an open /proc/self/pagemap, or −1), else with pread through a 256 KiB buffer.
+/// Returns 0, an errno, −1 when the file ends before offset + n, or −2 when `stop` (may be NULL)
+/// was found nonzero before a window or buffer was read.
+int wl_xxh3_128_read(int fd, const void *map, int pagemap, int64_t offset, size_t n, const int *stop, uint64_t *high,
+                     uint64_t *low);
 /// `wl_xxh3_128_read` with the AVX2 build; only where `wl_xxh3_avx2_available`.
-int wl_xxh3_128_read_avx2(int fd, int64_t offset, size_t n, const int *stop, uint64_t *high, uint64_t *low);
+int wl_xxh3_128_read_avx2(int fd, const void *map, int pagemap, int64_t offset, size_t n, const int *stop, uint64_t *high,
+                          uint64_t *low);
 /// Atomic (relaxed) store of a stop flag read by `wl_xxh3_128_read`.
 void wl_set_flag(int *flag, int value);
 
