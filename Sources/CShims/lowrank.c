@@ -253,13 +253,14 @@ size_t wl_lowrank_pass(const uint8_t *parent, const uint8_t *child, int dtype, s
 /* One pass of the randomized range finder over ΔW = child − parent (rows row0..<row1, shape
  * (rows, cols)), a row at a time from the stored bytes: ΔW itself is never held in memory.
  *   mode 0: y[i, k] = ΔW_i · m[k, :]       (m = Ωᵀ: l × cols; y: rows × l)
- *           and max |child|, Σ child² of the rows into stats[0], stats[1]
+ *           and the largest row ‖child_i‖² and Σ child² of the rows into stats[0], stats[1];
+ *           each column's Σ child² of the rows added to col_squares[j] (when not NULL)
  *   mode 1: out[k, :] += q[i, k] · ΔW_i   (q: rows × l; out: l × cols, this block's partial)
  *   mode 2: returns Σ_i ‖ΔW_i − q_i · m‖²  (m: l × cols)
  * Each row's sums are the same fixed-order vector sums whatever the row split. */
 WL_CLONES
 double wl_delta_range_pass(const uint8_t *parent, const uint8_t *child, int dtype, size_t cols, size_t row0, size_t row1,
-                           size_t l, int mode, const double *q, const double *m, double *out, double *stats) {
+                           size_t l, int mode, const double *q, const double *m, double *out, double *stats, double *col_squares) {
     double *p = malloc(cols * sizeof(double)), *c = malloc(cols * sizeof(double));
     float *tmp = malloc(cols * sizeof(float));
     if (!p || !c || !tmp) { free(p); free(c); free(tmp); abort(); }
@@ -268,12 +269,12 @@ double wl_delta_range_pass(const uint8_t *parent, const uint8_t *child, int dtyp
         load_row(parent, i, cols, dtype, p, tmp);
         load_row(child, i, cols, dtype, c, tmp);
         if (mode == 0) {
-            for (size_t j = 0; j < cols; j++) {
-                double v = c[j], a = v < 0 ? -v : v;
-                mx = a > mx ? a : mx;
-                p[j] = v - p[j];
-            }
-            sq += dot(c, c, cols);
+            for (size_t j = 0; j < cols; j++) p[j] = c[j] - p[j];
+            if (col_squares)
+                for (size_t j = 0; j < cols; j++) col_squares[j] += c[j] * c[j];
+            double row = dot(c, c, cols);
+            mx = row > mx ? row : mx;
+            sq += row;
             for (size_t k = 0; k < l; k++) out[i * l + k] = dot(p, m + k * cols, cols);
         } else if (mode == 1) {
             for (size_t j = 0; j < cols; j++) p[j] = c[j] - p[j];

@@ -146,13 +146,12 @@ extension Repository {
     }
 
     /// Numerical rank of ΔW and its top singular values. Singular values count toward the rank
-    /// when they exceed the storage rounding noise 2·u·max|W|·(√m + √n), u the dtype's unit
-    /// roundoff (an upper bound on the spectral norm of elementwise rounding errors). The
+    /// when they exceed the storage rounding noise `TensorMath.roundingNoise` of the child. The
     /// range finder is used when ΔW is low-rank; otherwise all singular values are computed.
     static func deltaRank(_ dw: [Double], rows: Int, cols: Int, child: [Double], dtype: DType, top: Int) throws -> (Int, [Double]) {
-        let maxAbs = child.reduce(0) { max($0, abs($1)) }
+        let norms = TensorMath.largestRowAndColumnNorms(child, rows: rows, cols: cols)
         let u = TensorMath.unitRoundoff(dtype)
-        let noise = TensorMath.roundingNoise(dtype: dtype, maxAbs: maxAbs, rows: rows, cols: cols)
+        let noise = TensorMath.roundingNoise(dtype: dtype, maxRowNorm: norms.row, maxColumnNorm: norms.column)
         let childNorm = child.reduce(0) { $0 + $1 * $1 }.squareRoot()
         let m = Matrix(rows: rows, cols: cols, data: dw)
         let s: [Double]

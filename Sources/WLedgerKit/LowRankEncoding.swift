@@ -41,8 +41,8 @@ enum LowRankEncoding {
         let delta = DeltaOperand(parent: parent, child: child, code: code, rows: rows, cols: cols)
         guard let svd = try BLAS.lowRankApproximation(delta, tolerance: 2 * u * delta.childSquares.squareRoot(), maxSampled: 2 * maxRank)
         else { return nil }
-        let maxAbs = delta.maxAbsChild
-        let rank = svd.s.prefix { $0 > TensorMath.roundingNoise(dtype: dtype, maxAbs: maxAbs, rows: rows, cols: cols) }.count
+        let noise = TensorMath.roundingNoise(dtype: dtype, maxRowNorm: delta.maxRowNorm, maxColumnNorm: delta.maxColumnNorm)
+        let rank = svd.s.prefix { $0 > noise }.count
         guard rank > 0, rank <= maxRank, (rows + cols) * rank * precision < budget else { return nil }
         var a = Matrix(zeros: rows, rank), b = Matrix(zeros: cols, rank)
         for i in 0..<rows { for k in 0..<rank { a[i, k] = svd.u[i, k] * svd.s[k] } }
@@ -55,12 +55,12 @@ enum LowRankEncoding {
     /// ΔW = child − parent for the range finder, never materialized: each product recomputes
     /// ΔW's rows from the stored bytes (`wl_delta_range_pass`) in fixed row blocks combined in
     /// block order, so the result does not depend on the thread count. The first product also
-    /// records max |child| and ‖child‖².
+    /// records the child's largest row and column norms and ‖child‖².
     final class DeltaOperand: RangeFinderOperand {
         let rows: Int, cols: Int
         private let views: (RawView, RawView)
         private let code: Int32
-        private(set) var maxAbsChild = 0.0, childSquares = 0.0
+        private(set) var maxRowNorm = 0.0, maxColumnNorm = 0.0, childSquares = 0.0
 
         init(parent: UnsafeRawBufferPointer, child: UnsafeRawBufferPointer, code: Int32, rows: Int, cols: Int) {
             views = (RawView(bytes: parent), RawView(bytes: child))
@@ -68,7 +68,8 @@ enum LowRankEncoding {
         }
 
         /// Runs one mode of the kernel over every row block; each block's return value, in order.
-        private func pass(_ mode: Int32, l: Int, q: [Double], m: [Double], out: Buffer?, partials: [Buffer], stats: Buffer?) throws -> [Double] {
+        private func pass(_ mode: Int32, l: Int, q: [Double], m: [Double], out: Buffer?, partials: [Buffer], stats: Buffer?,
+                          columns: [Buffer] = []) throws -> [Double] {
             let blocks = min(passBlocks, rows), sums = Slots<Double>(blocks)
             let (views, code, rows, cols) = (views, code, rows, cols)
             try parallelFor(blocks) { blk in
@@ -78,7 +79,7 @@ enum LowRankEncoding {
                         wl_delta_range_pass(views.0.bytes.baseAddress!.assumingMemoryBound(to: UInt8.self),
                                             views.1.bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), code, cols, r0, r1, l, mode,
                                             qp.baseAddress, mp.baseAddress, mode == 1 ? partials[blk].pointer : out?.pointer,
-                                            stats.map { $0.pointer + 2 * blk })
+                                            stats.map { $0.pointer + 2 * blk }, columns.isEmpty ? nil : columns[blk].pointer)
                     }
                 }
             }
@@ -87,9 +88,10 @@ enum LowRankEncoding {
 
         func times(_ omega: Matrix) throws -> Matrix {
             let l = omega.cols, blocks = min(passBlocks, rows)
-            let y = Buffer(count: rows * l), stats = Buffer(count: 2 * blocks)
-            _ = try pass(0, l: l, q: [], m: omega.transposed.data, out: y, partials: [], stats: stats)
-            maxAbsChild = (0..<blocks).reduce(0.0) { max($0, stats.pointer[2 * $1]) }
+            let y = Buffer(count: rows * l), stats = Buffer(count: 2 * blocks), columns = (0..<blocks).map { _ in Buffer(count: cols) }
+            _ = try pass(0, l: l, q: [], m: omega.transposed.data, out: y, partials: [], stats: stats, columns: columns)
+            maxRowNorm = (0..<blocks).reduce(0.0) { max($0, stats.pointer[2 * $1]) }.squareRoot()
+            maxColumnNorm = (0..<cols).reduce(0.0) { best, j in max(best, columns.reduce(0.0) { $0 + $1.pointer[j] }) }.squareRoot()
             childSquares = (0..<blocks).reduce(0.0) { $0 + stats.pointer[2 * $1 + 1] }
             return Matrix(rows: rows, cols: l, data: Array(UnsafeBufferPointer(start: y.pointer, count: rows * l)))
         }

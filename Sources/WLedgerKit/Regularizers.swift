@@ -195,9 +195,10 @@ extension Repository {
             let correction: Matrix
             switch method {
             case let .prune(alpha):
-                let maxAbs = max(wa.reduce(0) { max($0, abs($1)) }, wb.reduce(0) { max($0, abs($1)) })
-                let r = try Restrain.correction(delta: dw, sigmaMaxBase: base.sigmaMax, alpha: alpha,
-                                                noiseFloor: TensorMath.roundingNoise(dtype: eb.dtype, maxAbs: maxAbs, rows: rows, cols: cols))
+                let na = TensorMath.largestRowAndColumnNorms(wa, rows: rows, cols: cols)
+                let nb = TensorMath.largestRowAndColumnNorms(wb, rows: rows, cols: cols)
+                let noise = TensorMath.roundingNoise(dtype: eb.dtype, maxRowNorm: max(na.row, nb.row), maxColumnNorm: max(na.column, nb.column))
+                let r = try Restrain.correction(delta: dw, sigmaMaxBase: base.sigmaMax, alpha: alpha, noiseFloor: noise)
                 entry.restrainedFrom = r.before
                 entry.restrainedTo = r.after
                 entry.svd = r.method

@@ -59,8 +59,8 @@ func restrainBench() throws {
     let (base, edited) = try syntheticPair(rows: m, cols: n, rank: r)
     let dw = Matrix(rows: m, cols: n, data: zip(edited, base).map { $0 - $1 })
     let sigmaMaxBase = try BLAS.lowRankSVD(Matrix(rows: m, cols: n, data: base), tolerance: 0, forceFull: true).s[0]
-    let maxAbs = max(base.reduce(0) { max($0, abs($1)) }, edited.reduce(0) { max($0, abs($1)) })
-    let noise = TensorMath.roundingNoise(dtype: .bf16, maxAbs: maxAbs, rows: m, cols: n)
+    let na = TensorMath.largestRowAndColumnNorms(base, rows: m, cols: n), nb = TensorMath.largestRowAndColumnNorms(edited, rows: m, cols: n)
+    let noise = TensorMath.roundingNoise(dtype: .bf16, maxRowNorm: max(na.row, nb.row), maxColumnNorm: max(na.column, nb.column))
     var t = now()
     let fast = try Restrain.correction(delta: dw, sigmaMaxBase: sigmaMaxBase, alpha: M_E, noiseFloor: noise)
     let fastSeconds = now() - t

@@ -70,10 +70,11 @@ void wl_lowrank_predict(const uint8_t *parent, uint8_t *out, int dtype, size_t r
 void wl_lowrank_predict_rows(const uint8_t *parent, uint8_t *out, int dtype, size_t row0, size_t row1, size_t cols,
                              size_t rank, const double *a, const double *b);
 /// One pass of the randomized range finder over ΔW = child − parent, rows [row0, row1), a row at
-/// a time (mode 0: y = ΔW·mᵀ and max|child|, Σchild² into stats; mode 1: out += qᵀ·ΔW;
-/// mode 2: returns ‖ΔW − q·m‖²). See lowrank.c.
+/// a time (mode 0: y = ΔW·mᵀ, and into stats the largest row ‖child_i‖² and Σchild², and, when
+/// col_squares is not NULL, each column's Σchild² of these rows added to col_squares[j];
+/// mode 1: out += qᵀ·ΔW; mode 2: returns ‖ΔW − q·m‖²). See lowrank.c.
 double wl_delta_range_pass(const uint8_t *parent, const uint8_t *child, int dtype, size_t cols, size_t row0, size_t row1,
-                           size_t l, int mode, const double *q, const double *m, double *out, double *stats);
+                           size_t l, int mode, const double *q, const double *m, double *out, double *stats, double *col_squares);
 
 /// One round of the low-rank encoder's alternating projection over rows [row0, row1) of a
 /// (rows, cols) tensor: X = A·Bᵀ, each element counted as a miss when outside its rounding box
