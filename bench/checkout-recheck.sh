@@ -26,6 +26,8 @@ hyperfine -N --style none -w 1 -r 7 --export-json "$WORK/inplace1.json" --prepar
 "$W" checkout -q -C "$WORK/m" main >/dev/null
 python3 - "$WORK" "$(git rev-parse --short HEAD)" <<'PY'
 import json, sys, re, datetime, statistics
+sys.path.insert(0, "bench")
+from sections import put
 work, rev = sys.argv[1], sys.argv[2]
 def med(n):
     r = json.load(open(f"{work}/{n}.json"))["results"][0]
@@ -49,12 +51,6 @@ History (target ≤ 1.2×): `--output` of commit 1 vs commit 200 = {o1/o200:.2f}
 
 How: tensors the target shares with a clean work tree are copied from it inside the kernel (`copy_file_range`, runs of adjacent tensors in 32 MiB pieces, on a background thread while the ledger is read and the rest rebuilt); every written range starts its writeback at once (`sync_file_range`), so the closing fsync waits for little; keyframes decode straight into the output buffer and patches apply there in place. `cp -r` + `sync` is the like-for-like baseline (wledger fsyncs what it writes).
 <!-- checkout-recheck:end -->"""
-doc = open("BENCHMARKS.md").read()
-if "<!-- checkout-recheck:begin -->" in doc:
-    doc = re.sub(r"<!-- checkout-recheck:begin -->.*?<!-- checkout-recheck:end -->", lambda m: sec, doc, flags=re.S)
-else:
-    doc = doc.rstrip() + "\n\n" + sec + "\n"
-open("BENCHMARKS.md", "w").write(doc)
-print(sec)
+put("checkout-recheck", sec)
 PY
 rm -rf "$WORK"

@@ -20,6 +20,8 @@ hyperfine --style none -w 2 -r 10 --export-json "$WORK/commit.json" \
 "$W" log -C "$WORK/m" --json -n 12 >"$WORK/log.json"
 python3 - "$WORK" "$(git rev-parse --short HEAD)" <<'PY'
 import json, sys, re, datetime, statistics
+sys.path.insert(0, "bench")
+from sections import put
 work, rev = sys.argv[1], sys.argv[2]
 def res(n):
     return json.load(open(f"{work}/{n}.json"))["results"][0]["times"]
@@ -36,12 +38,6 @@ Command: `bench/commit-recheck.sh`, wledger at `{rev}`, {datetime.date.today()};
 |---:|---:|---:|---:|---|---:|
 | {ms(mm)} ({ms(min(com))}–{ms(max(com))}) | {ms(mc)} ({ms(min(cat))}–{ms(max(cat))}) | {mm/mc:.2f}× | ≤ 1.30× | {"PASS" if mm/mc <= 1.3 else "**FAIL**"} | {stored/1024:.0f} KiB |
 <!-- commit-recheck:end -->"""
-doc = open("BENCHMARKS.md").read()
-if "<!-- commit-recheck:begin -->" in doc:
-    doc = re.sub(r"<!-- commit-recheck:begin -->.*?<!-- commit-recheck:end -->", lambda m: sec, doc, flags=re.S)
-else:
-    doc = doc.replace("<!-- checkout-recheck:begin -->", sec + "\n\n<!-- checkout-recheck:begin -->", 1)
-open("BENCHMARKS.md", "w").write(doc)
-print(sec)
+put("commit-recheck", sec, before="checkout-recheck")
 PY
 rm -rf "$WORK"

@@ -21,6 +21,8 @@ for f in cp dd; do
   done
 done | python3 -c '
 import sys, statistics, collections, re, datetime, subprocess
+sys.path.insert(0, "bench")
+from sections import put
 cpu = collections.defaultdict(list); win = {}
 for line in sys.stdin:
     f, m, c, w, mp, h = line.split()
@@ -40,12 +42,6 @@ sec = "\n".join([
     "|---|---:|---:|---:|",
     *rows,
     "<!-- hashread:end -->"])
-doc = open("BENCHMARKS.md").read()
-if "<!-- hashread:begin -->" in doc:
-    doc = re.sub(r"<!-- hashread:begin -->.*?<!-- hashread:end -->", lambda m: sec, doc, flags=re.S)
-else:
-    doc = doc.replace("<!-- commit-recheck:begin -->", sec + "\n\n<!-- commit-recheck:begin -->", 1)
-open("BENCHMARKS.md", "w").write(doc)
-print(sec)
+put("hashread", sec, before="commit-recheck")
 '
 rm -rf "$WORK"

@@ -10,6 +10,8 @@ restrain=$("$B" restrain "$@")
 lowrank=$("$B" lowrank-bytes)
 python3 - "$restrain" "$lowrank" <<'PY'
 import json, sys, datetime, subprocess, re
+sys.path.insert(0, "bench")
+from sections import put
 r, l = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 cpu = subprocess.run(["bash", "-c", "lscpu | sed -n 's/^Model name: *//p'"], capture_output=True, text=True).stdout.strip()
 ok = lambda b: "PASS" if b else "FAIL"
@@ -29,14 +31,5 @@ Speed-up **{r['speedup']:.1f}×** (target ≥ 10×: {ok(r['speedup'] >= 10)}). M
 
 **Ledger bytes of one rank-one edit** of a {l['rows']}×{l['cols']} BF16 matrix, committed through the real ledger: encoding `{l['encoding']}`, {l['storedBytes']:,} bytes stored = {100*l['ratioToDense']:.1f}% of the dense {l['denseBytes']:,} bytes. The factors take {l['factorBytesRaw']:,} bytes raw (float32 A and B), within the target 4·(m+n)·2 = {l['factorBudget']:,} bytes ({ok(l['factorBytesRaw'] <= l['factorBudget'])}); the rest, at most {l['residualBytesAtMost']:,} bytes, is the exact residual for elements the rounded prediction misses. On a matrix this large only 2 box-projection rounds run (to keep commits fast), so the residual stays larger than on SmolLM2 (section 4 has the bytes per edit of the current encoder; this section was measured with the encoder of its date).
 <!-- regularizers:end -->"""
-try:
-    doc = open("BENCHMARKS.md").read()
-except FileNotFoundError:
-    doc = "# Benchmarks\n"
-if "<!-- regularizers:begin -->" in doc:
-    doc = re.sub(r"<!-- regularizers:begin -->.*?<!-- regularizers:end -->", lambda m: sec, doc, flags=re.S)
-else:
-    doc = doc.rstrip() + "\n\n" + sec + "\n"
-open("BENCHMARKS.md", "w").write(doc)
-print(sec)
+put("regularizers", sec)
 PY
