@@ -6,9 +6,10 @@ import TensorIO
 /// The weight files of a work tree, mapped and fingerprinted (XXH3-128) tensor by tensor on
 /// threads of their own: the most recently modified file first, and in each file largest
 /// first, so the last tensors to finish are small ones (the embedding alone can be a fifth of a
-/// model). The bytes are read with `pread` rather than through the map (`Fingerprint.of(_:range:)`),
-/// which leaves the map's pages to the few tensors that are read from it (probes, the edited
-/// tensors); the Dispatch pool stays free for the encodings' parallel loops.
+/// model). Each 2 MiB window is read the cheaper way for how the page cache holds it
+/// (`Fingerprint.of(_:range:)`: through the map where a fault maps a large folio, else with
+/// `pread`, which leaves the map's pages to the probes and the edited tensors); the Dispatch pool
+/// stays free for the encodings' parallel loops.
 ///
 /// A scan starts one once it knows which files to trust from their stat; `commit` starts one
 /// before it opens the repository (`prefetch`), which the scan takes over when the directory
@@ -93,7 +94,8 @@ final class TensorHashing: @unchecked Sendable {
     }
 
     /// Tensors of these files are not hashed from now on: those already hashed stay, one being
-    /// hashed stops at its next 256 KiB read (and has no fingerprint).
+    /// hashed stops at its next read (every 256 KiB, or 2 MiB through the map) and has no
+    /// fingerprint.
     func skip(files: Set<String>) {
         guard !files.isEmpty else { return }
         for f in files { stops[f]?.set() }
