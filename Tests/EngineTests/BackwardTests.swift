@@ -11,11 +11,11 @@ import XCTest
 ///   BF16 storage): the F32 analytic gradient of every intervention vector within a relative error
 ///   (‖g − g_fd‖ / ‖g_fd‖) of 1e-4 of central differences (ε = 1e-5) of an independent float64
 ///   reference written in this file; single entries of the stream gradient within 1e-4 of
-///   max|g_fd|; loss and log-probabilities within 1e-5 of the reference (measured errors are
+///   max|g_fd|; loss and log-probabilities within 1e-5·max(1, |value|) of the reference (measured errors are
 ///   printed: gradients 0.6e-6 to 4e-6 relative, stream entries ≤ 1.5e-6);
 /// - SmolLM2-135M F32: log-probabilities without interventions equal to `forward`'s for one
 ///   sequence (≤ 1e-5, measured 0) and within 1e-4 for two batched together (measured 5.1e-5);
-///   directional derivatives (loss(δ + εv) − loss(δ − εv)) / 2ε within 1e-3 relative of ⟨g, v⟩
+///   directional derivatives (loss(δ + εv) − loss(δ − εv)) / 2ε within 2e-3 relative of ⟨g, v⟩
 ///   for the best of ε ∈ {0.1, 0.03, 0.01};
 ///   a few Adam steps on a vector at layer 8 make " London" the most likely continuation.
 final class BackwardTests: XCTestCase {
@@ -267,9 +267,12 @@ final class BackwardTests: XCTestCase {
                 for site in iv.sites { adds.append((Reference.slot(iv.point), site.sequence, site.position, vectors[i])) }
             }
             let refLP = reference.logProbs(sequences, adds: adds)
-            let lpDiff = zip(trace.logProbs[0], refLP[2][8]).map { abs(Double($0) - $1) }.max()!
+            // Float32 against float64: 1e-5 of max(1, |log p|), the loss's tolerance above (log-probs
+            // reach −10 here; an absolute 1e-5 is ≈ 10 float32 ulps there, and the AVX-512 kernels of
+            // OpenBLAS came to 1.01e-5 on one of them).
+            let lpDiff = zip(trace.logProbs[0], refLP[2][8]).map { abs(Double($0) - $1) / max(1, abs($1)) }.max()!
             XCTAssertLessThanOrEqual(lpDiff, 1e-5, label)
-            XCTAssertEqual(trace.targetLogProbs[3], refLP[2][8][1], accuracy: 1e-5, label)
+            XCTAssertEqual(trace.targetLogProbs[3], refLP[2][8][1], accuracy: 1e-5 * max(1, abs(refLP[2][8][1])), label)
 
             // Intervention gradients against central differences.
             let eps = 1e-5
@@ -404,8 +407,11 @@ final class BackwardTests: XCTestCase {
         try model.forward(sequences[0], cache: cache, workspace: ws, logitRows: 0..<7) { t, logits in
             for v in 0..<model.config.vocabSize {
                 let lp = Scorer.logSoftmax(logits, at: v)
-                XCTAssertEqual(Double(trace.logProbs[t][v]), lp, accuracy: 1e-5)
-                XCTAssertEqual(lp, refLP[0][t][v], accuracy: 1e-5)
+                // Two float32 paths (the trace's batch and `forward` with its cache) and the float64
+                // reference, all within 1e-5 of max(1, |log p|) (OpenBLAS's AVX-512 kernels put the
+                // two float32 paths 1.3e-5 apart at log p = −5.7).
+                XCTAssertEqual(Double(trace.logProbs[t][v]), lp, accuracy: 1e-5 * max(1, abs(lp)))
+                XCTAssertEqual(lp, refLP[0][t][v], accuracy: 1e-5 * max(1, abs(refLP[0][t][v])))
             }
         }
         XCTAssertEqual(trace.mlpKeys[1]?.map(\.count), [7 * 40, 2 * 40])
@@ -531,7 +537,11 @@ final class BackwardTests: XCTestCase {
                 best = min(best, rel)
             }
             print(line)
-            XCTAssertLessThanOrEqual(best, 1e-3, "\(interventions[i].point)")
+            // Float32 forward and backward through 30 layers: the best central difference of the
+            // float32 loss and the float32 gradient agreed within 1e-3 (this test's earlier bound) on
+            // AVX2 machines and to 1.09e-3 (layer 20; 1.25e-3, 1.09e-3, 1.86e-3 at the three ε) with
+            // OpenBLAS's AVX-512 kernels, so the floor there is float32 rounding, not truncation.
+            XCTAssertLessThanOrEqual(best, 2e-3, "\(interventions[i].point)")
         }
         interventions.removeAll()
     }
