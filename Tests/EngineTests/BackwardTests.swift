@@ -268,8 +268,8 @@ final class BackwardTests: XCTestCase {
             }
             let refLP = reference.logProbs(sequences, adds: adds)
             // Float32 against float64: 1e-5 of max(1, |log p|), the loss's tolerance above (log-probs
-            // reach −10 here; an absolute 1e-5 is ≈ 10 float32 ulps there, and the AVX-512 kernels of
-            // OpenBLAS came to 1.01e-5 on one of them).
+            // reach −10 here; an absolute 1e-5 is ≈ 10 float32 ulps there, and on a later VM, with
+            // OpenBLAS's Haswell kernels, one came to 1.01e-5).
             let lpDiff = zip(trace.logProbs[0], refLP[2][8]).map { abs(Double($0) - $1) / max(1, abs($1)) }.max()!
             XCTAssertLessThanOrEqual(lpDiff, 1e-5, label)
             XCTAssertEqual(trace.targetLogProbs[3], refLP[2][8][1], accuracy: 1e-5 * max(1, abs(refLP[2][8][1])), label)
@@ -408,8 +408,8 @@ final class BackwardTests: XCTestCase {
             for v in 0..<model.config.vocabSize {
                 let lp = Scorer.logSoftmax(logits, at: v)
                 // Two float32 paths (the trace's batch and `forward` with its cache) and the float64
-                // reference, all within 1e-5 of max(1, |log p|) (OpenBLAS's AVX-512 kernels put the
-                // two float32 paths 1.3e-5 apart at log p = −5.7).
+                // reference, all within 1e-5 of max(1, |log p|) (on a later VM, with OpenBLAS's Haswell
+                // kernels, the two float32 paths came 1.3e-5 apart at log p = −5.7).
                 XCTAssertEqual(Double(trace.logProbs[t][v]), lp, accuracy: 1e-5 * max(1, abs(lp)))
                 XCTAssertEqual(lp, refLP[0][t][v], accuracy: 1e-5 * max(1, abs(refLP[0][t][v])))
             }
@@ -539,8 +539,9 @@ final class BackwardTests: XCTestCase {
             print(line)
             // Float32 forward and backward through 30 layers: the best central difference of the
             // float32 loss and the float32 gradient agreed within 1e-3 (this test's earlier bound) on
-            // AVX2 machines and to 1.09e-3 (layer 20; 1.25e-3, 1.09e-3, 1.86e-3 at the three ε) with
-            // OpenBLAS's AVX-512 kernels, so the floor there is float32 rounding, not truncation.
+            // the machines before and to 1.09e-3 (layer 20; 1.25e-3, 1.09e-3, 1.86e-3 at the three ε)
+            // on a later VM (OpenBLAS's Haswell kernels), so the floor is float32 rounding, not
+            // truncation.
             XCTAssertLessThanOrEqual(best, 2e-3, "\(interventions[i].point)")
         }
         interventions.removeAll()
