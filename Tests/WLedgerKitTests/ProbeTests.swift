@@ -12,9 +12,9 @@ import XCTest
 /// their new bytes.
 final class ProbeTests: XCTestCase {
     func testRewrittenTensorsAreFoundByTheirProbe() throws {
-        let (tmp, model, repo) = try initializedModel("probe")
-        defer { withExtendedLifetime(tmp) {} }
-        let file = model + "/model.safetensors"
+        let fixture = try initializedModel("probe")
+        defer { withExtendedLifetime(fixture) {} }
+        let (model, file, repo) = (fixture.model, fixture.file, fixture.repo)
         let rewritten = "model.layers.5.mlp.down_proj.weight", poked = "model.layers.6.self_attn.q_proj.weight"
         try SimulatedEdit.rankOne(file: file, tensor: rewritten, seed: 1)
         // Element 1000 of the 576×576 q_proj: byte 4000, past the first 64-byte window and far
@@ -55,9 +55,9 @@ final class ProbeTests: XCTestCase {
     /// finds it unchanged stores the probe of its bytes (never one of changed bytes, and never
     /// over an existing probe); after that, a rewritten tensor is found by its probe again.
     func testLedgersFromBeforeProbesGetThemFromTheNextScan() throws {
-        let (tmp, model, repo) = try initializedModel("probe-fill")
-        defer { withExtendedLifetime(tmp) {} }
-        let file = model + "/model.safetensors"
+        let fixture = try initializedModel("probe-fill")
+        defer { withExtendedLifetime(fixture) {} }
+        let (model, file, repo) = (fixture.model, fixture.file, fixture.repo)
         try repo.ledger.db.execute("UPDATE tensorVersion SET probe = NULL")
         let edited = "model.layers.3.mlp.down_proj.weight"
         let base = try repo.ledger.manifest(of: try repo.ledger.head().commit)
@@ -94,9 +94,9 @@ final class ProbeTests: XCTestCase {
     /// hashing over while the weight files are as it mapped them (and is then dated from its
     /// start), and hashes afresh after a change it cannot have seen.
     func testAHashingStartedBeforeTheScanIsUsedOnlyWhileTheFilesAreUnchanged() throws {
-        let (tmp, model, repo) = try initializedModel("prefetch")
-        defer { withExtendedLifetime(tmp) {} }
-        let file = model + "/model.safetensors"
+        let fixture = try initializedModel("prefetch")
+        defer { withExtendedLifetime(fixture) {} }
+        let (file, repo) = (fixture.file, fixture.repo)
         let first = "model.layers.7.mlp.down_proj.weight", second = "model.layers.8.self_attn.q_proj.weight"
         try SimulatedEdit.rankOne(file: file, tensor: first, seed: 4)
         let head = try repo.ledger.head()
@@ -118,11 +118,18 @@ final class ProbeTests: XCTestCase {
         XCTAssertEqual(fresh.fingerprints[second], Fingerprint.of(try XCTUnwrap(fresh.weights.bytes(second))))
     }
 
-    /// A copy of SmolLM2 F32 under wledger (base commit only), opened for writing.
-    private func initializedModel(_ label: String) throws -> (TemporaryDirectory, String, Repository) {
+    /// A copy of SmolLM2 F32 under wledger (base commit only), opened for writing; the copy lives
+    /// as long as this value.
+    private struct InitializedModel {
+        let tmp: TemporaryDirectory
+        let model: String, file: String
+        let repo: Repository
+    }
+
+    private func initializedModel(_ label: String) throws -> InitializedModel {
         let tmp = try TemporaryDirectory(label)
         let model = try tmp.copyModel(from: try Fixtures.smolLM2("f32"))
         _ = try Repository.initialize(at: model)
-        return (tmp, model, try Repository.open(at: model, forWriting: true))
+        return InitializedModel(tmp: tmp, model: model, file: model + "/model.safetensors", repo: try Repository.open(at: model, forWriting: true))
     }
 }
