@@ -1,9 +1,11 @@
-/* Microbenchmark behind the hashing's choice between the map and pread (Sources/CShims/hash_read.h):
- * XXH3-128 of a whole file, one thread, three ways, CPU time of the process (getrusage):
+/* Microbenchmark behind the hashing's choice between the map and pread: XXH3-128 of a whole
+ * file, one thread, CPU time of the process (getrusage):
  *   map    - mmap the file and hash it in place (page faults map the page cache's folios)
- *   pread  - pread through a 256 KiB buffer and hash the buffer
- *   adapt  - wledger's kernel: per 2 MiB window, the map when one touch mapped half the window
- * Usage: hashread FILE map|pread|adapt   (prints "<mode> <cpu ms> <wall ms> [map/pread windows]") */
+ *   pread  - wledger's kernel with no map: pread through its 256 KiB buffer
+ *   adapt  - wledger's kernel as `commit` and `status` run it: per 2 MiB window, the map when one
+ *            touch mapped at least half the window, else pread
+ * The two last are Sources/CShims/hash_read.h itself, built as xxh_fast.c builds it (AVX2).
+ * Usage: hashread FILE map|pread|adapt   (prints "<mode> <cpu ms> <wall ms> <low 64 bits>") */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdint.h>
@@ -16,7 +18,9 @@
 #include <time.h>
 #include <unistd.h>
 #define XXH_INLINE_ALL
+#define XXH_VECTOR XXH_AVX2
 #include <xxhash.h>
+#include "../../Sources/CShims/hash_read.h"
 
 static double ms(struct timeval t) { return t.tv_sec * 1e3 + t.tv_usec / 1e3; }
 static double now(void) {
@@ -34,44 +38,20 @@ int main(int argc, char **argv) {
     int fd = open(argv[1], O_RDONLY);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) { perror(argv[1]); return 1; }
-    size_t size = (size_t)st.st_size, chunk = 256 * 1024, window = 2 * 1024 * 1024;
+    size_t size = (size_t)st.st_size;
     unsigned char *map = strcmp(mode, "pread") ? mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
-    unsigned char *buf = malloc(chunk);
-    int pagemap = open("/proc/self/pagemap", O_RDONLY);
-    XXH3_state_t *s = XXH3_createState();
-    XXH3_128bits_reset(s);
-    long mapped = 0, read = 0;
-    for (size_t o = 0; o < size;) {
-        size_t n = strcmp(mode, "pread") ? window - ((uintptr_t)(map + o) % window) : chunk;
-        if (n > size - o) n = size - o;
-        int viaMap = !strcmp(mode, "map");
-        if (!strcmp(mode, "adapt")) {
-            volatile unsigned char touch = map[o];
-            (void)touch;
-            uintptr_t first = (uintptr_t)(map + o) / 4096, last = ((uintptr_t)(map + o) + n - 1) / 4096;
-            uint64_t e[512];
-            size_t pages = last - first + 1, present = 0;
-            if (pread(pagemap, e, pages * 8, (off_t)(first * 8)) == (ssize_t)(pages * 8))
-                for (size_t i = 0; i < pages; i++) present += e[i] >> 63;
-            viaMap = present * 2 >= pages;
-        }
-        if (viaMap) {
-            XXH3_128bits_update(s, map + o, n);
-            mapped++;
-        } else {
-            for (size_t q = 0; q < n; q += chunk) {
-                size_t m = n - q < chunk ? n - q : chunk;
-                if (pread(fd, buf, m, (off_t)(o + q)) != (ssize_t)m) { perror("pread"); return 1; }
-                XXH3_128bits_update(s, buf, m);
-            }
-            read++;
-        }
-        o += n;
+    uint64_t high = 0, low = 0;
+    if (!strcmp(mode, "map")) {
+        XXH128_hash_t h = XXH3_128bits(map, size);
+        high = h.high64, low = h.low64;
+    } else {
+        int pagemap = map ? open("/proc/self/pagemap", O_RDONLY) : -1;
+        int code = wl_hash_read_body(fd, map, pagemap, 0, size, NULL, &high, &low);
+        if (code != 0) { fprintf(stderr, "%s: read failed (%d)\n", argv[1], code); return 1; }
     }
-    XXH128_hash_t h = XXH3_128bits_digest(s);
     if (map) munmap(map, size);
     getrusage(RUSAGE_SELF, &u1);
     double cpu = ms(u1.ru_utime) - ms(u0.ru_utime) + ms(u1.ru_stime) - ms(u0.ru_stime);
-    printf("%s %.1f %.1f %ld/%ld %016llx\n", mode, cpu, now() - t0, mapped, read, (unsigned long long)h.low64);
+    printf("%s %.1f %.1f %016llx\n", mode, cpu, now() - t0, (unsigned long long)low);
     return 0;
 }
