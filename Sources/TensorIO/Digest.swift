@@ -7,7 +7,8 @@ import Glibc
 
 /// SHA-256 content identity of bytes (tensors, headers, objects).
 ///
-/// The corresponding C function is OpenSSL's `EVP_Digest` (SHA-NI accelerated).
+/// The corresponding C functions are OpenSSL's `SHA256_Init`/`SHA256_Update`/`SHA256_Final`
+/// (SHA-NI accelerated; see the CCrypto shim for why not `EVP_Digest`).
 public struct SHA256Digest: Hashable, Sendable, CustomStringConvertible, Comparable {
     public var bytes: [UInt8]
 
@@ -25,11 +26,7 @@ public struct SHA256Digest: Hashable, Sendable, CustomStringConvertible, Compara
     /// Hashes `data`.
     public static func hash(_ data: UnsafeRawBufferPointer) -> SHA256Digest {
         var out = [UInt8](repeating: 0, count: 32)
-        var len: UInt32 = 0
-        let ok = out.withUnsafeMutableBufferPointer { o in
-            EVP_Digest(data.baseAddress ?? UnsafeRawPointer(bitPattern: 1), data.count, o.baseAddress, &len, EVP_sha256(), nil)
-        }
-        precondition(ok == 1 && len == 32, "EVP_Digest(SHA-256) failed")
+        out.withUnsafeMutableBufferPointer { wl_sha256_oneshot(data.baseAddress, data.count, $0.baseAddress) }
         return SHA256Digest(bytes: out)
     }
 
@@ -53,23 +50,21 @@ public final class SHA256Hasher {
     private let ctx: OpaquePointer
 
     public init() {
-        guard let c = EVP_MD_CTX_new() else { fatalError("EVP_MD_CTX_new failed: out of memory") }
+        guard let c = wl_sha256_new() else { fatalError("SHA-256 context: out of memory") }
         ctx = c
-        EVP_DigestInit_ex(ctx, EVP_sha256(), nil)
     }
 
-    deinit { EVP_MD_CTX_free(ctx) }
+    deinit { wl_sha256_free(ctx) }
 
     public func update(_ data: UnsafeRawBufferPointer) {
-        if data.count > 0 { EVP_DigestUpdate(ctx, data.baseAddress, data.count) }
+        if data.count > 0 { wl_sha256_update(ctx, data.baseAddress, data.count) }
     }
 
     public func update(_ data: [UInt8]) { data.withUnsafeBytes { update($0) } }
 
     public func finalize() -> SHA256Digest {
         var out = [UInt8](repeating: 0, count: 32)
-        var len: UInt32 = 0
-        out.withUnsafeMutableBufferPointer { _ = EVP_DigestFinal_ex(ctx, $0.baseAddress, &len) }
+        out.withUnsafeMutableBufferPointer { wl_sha256_final(ctx, $0.baseAddress) }
         return SHA256Digest(bytes: out)
     }
 }

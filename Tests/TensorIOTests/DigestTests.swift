@@ -10,6 +10,12 @@ final class DigestTests: XCTestCase {
         let h = SHA256Hasher()
         h.update(Array("a".utf8)); h.update(Array("bc".utf8))
         XCTAssertEqual(h.finalize().hex, SHA256Digest.hash("abc").hex)
+        // FIPS 180-2's long vector (many blocks), one-shot and in uneven pieces.
+        let million = [UInt8](repeating: UInt8(ascii: "a"), count: 1_000_000)
+        XCTAssertEqual(SHA256Digest.hash(million).hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+        let pieces = SHA256Hasher()
+        for r in [0..<1, 1..<64, 64..<65, 65..<999_999, 999_999..<1_000_000] { pieces.update(Array(million[r])) }
+        XCTAssertEqual(pieces.finalize().hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     }
 
     /// The fingerprint (AVX2 build where the CPU has it) equals
