@@ -137,6 +137,28 @@ struct WorkTreeComparison {
             defer { _ = try? scan.wait() }   // it reads the mapped files
             // The committed manifest (tensor names, shapes, versions), read while the hashing starts.
             manifest = try ledger.manifest(of: commit)
+            // First the probes, so that an edited tensor starts encoding as early as possible: the
+            // committed versions' fingerprints and probes, for tensors of the same dtype and shape.
+            let comparable = names.indices.filter { i in
+                guard considered[i], let e = manifest[names[i]], let loc = weights.tensors[names[i]] else { return false }
+                return e.dtype == loc.info.dtype && e.shape == loc.info.shape
+            }
+            let versions = try ledger.fingerprintsAndProbes(Array(Set(comparable.map { manifest[names[$0]]!.hash })))
+            for i in comparable {
+                let hash = manifest[names[i]]!.hash
+                guard let v = versions[hash] else { throw LedgerError.corruptObject(id: hash, reason: "tensor version missing") }
+                expected[i] = v
+            }
+            // Probes (a few pages of each tensor): a tensor whose probe differs from its version's
+            // changed, and is handed to `onModified` at once. It is not hashed unless a worker got
+            // to it first (no fingerprint then: whoever stores it hashes it).
+            for i in names.indices {
+                guard let want = expected[i]?.probe, let loc = weights.location(names[i]), try Probe.of(loc.map, range: loc.range) != want
+                else { continue }
+                skipped[i] = true
+                changedByProbe.insert(i)
+            }
+            for i in changedByProbe.sorted() { try onModified?(names[i], manifest[names[i]]!, nil, weights) }
             // Structure: same weight files, tensor names, dtypes and shapes as the commit.
             let committedWeightFiles = Set(files.values.filter { $0.kind == .safetensors }.map(\.path))
             for f in Set(dir.weightFiles).subtracting(committedWeightFiles).sorted() { report.structural.append("new weight file '\(f)'") }
@@ -161,26 +183,6 @@ struct WorkTreeComparison {
                 if !statClean.contains(f), let committed = files[f], committed.object != h { report.modifiedHeaders.append(f) }
             }
 
-            // The committed versions' fingerprints and probes, for tensors of the same dtype and shape.
-            let comparable = names.indices.filter { i in
-                guard considered[i], let e = manifest[names[i]], let loc = weights.tensors[names[i]] else { return false }
-                return e.dtype == loc.info.dtype && e.shape == loc.info.shape
-            }
-            let versions = try ledger.fingerprintsAndProbes(Array(Set(comparable.map { manifest[names[$0]]!.hash })))
-            for i in comparable {
-                let hash = manifest[names[i]]!.hash
-                guard let v = versions[hash] else { throw LedgerError.corruptObject(id: hash, reason: "tensor version missing") }
-                expected[i] = v
-            }
-            // Probes (a few pages of each tensor): a tensor whose probe differs from its version's
-            // changed, and is handed to `onModified` at once. It is not hashed unless a worker got
-            // to it first (no fingerprint then: whoever stores it hashes it).
-            for i in names.indices {
-                guard let want = expected[i]?.probe, Probe.of(weights.bytes(names[i])!) != want else { continue }
-                skipped[i] = true
-                changedByProbe.insert(i)
-            }
-            for i in changedByProbe.sorted() { try onModified?(names[i], manifest[names[i]]!, nil, weights) }
             onScanned?()
             // Side files, read and hashed meanwhile (those whose recorded stat holds are not read).
             for f in dir.sideFiles {

@@ -80,8 +80,9 @@ final class DigestTests: XCTestCase {
 
     /// The probe is XXH3-64 (the distribution's libxxhash) of four 64-byte windows at offsets
     /// 0, (n−64)/3, 2(n−64)/3 and n−64, written out here; of the whole input up to 256 bytes. A
-    /// byte changed inside a window changes it, one between windows does not.
-    func testProbeHashesFourWindows() {
+    /// byte changed inside a window changes it, one between windows does not. Read from a file,
+    /// it is the same; a file that shrank after it was mapped is an error naming it.
+    func testProbeHashesFourWindows() throws {
         var state: UInt64 = 99
         let data = (0..<10_007).map { _ -> UInt8 in
             state = state &* 6364136223846793005 &+ 1442695040888963407
@@ -99,6 +100,24 @@ final class DigestTests: XCTestCase {
         between[(data.count - 64) / 3 + 100] ^= 1
         XCTAssertNotEqual(Probe.of(inside), Probe.of(data))
         XCTAssertEqual(Probe.of(between), Probe.of(data))
+
+        // Read from the file with pread (as scans do): the same probe for every tensor range.
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("wledger-probe-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("data.bin").path
+        try Data(data).write(to: URL(fileURLWithPath: path))
+        let map = try MappedFile(path: path)
+        for n in [0, 1, 255, 256, 257, 4096, 9_000] {
+            for offset in [0, 7, data.count - n] where offset + n <= data.count {
+                XCTAssertEqual(try Probe.of(map, range: offset..<(offset + n)), Probe.of(Array(data[offset..<(offset + n)])), "n \(n), offset \(offset)")
+            }
+        }
+        XCTAssertEqual(truncate(path, 5000), 0)
+        XCTAssertThrowsError(try Probe.of(map, range: 0..<data.count)) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains(path) && text.contains("shrank"), text)
+        }
     }
 
     func testFingerprintDistinguishesAndRoundTripsHex() {
