@@ -36,7 +36,7 @@ cp, cps, o200, o1, ip, ip1 = (med(n) for n in ["cp", "cpsync", "out200", "out1",
 ms = lambda s: f"{s*1000:.0f} ms"
 ok = lambda b: "PASS" if b else "FAIL"
 sec = f"""<!-- checkout-recheck:begin -->
-## Checkout re-measured (kernel copies, early writeback, in-place patches)
+## Checkout re-measured (kernel copies, early writeback, in-place tensor writes)
 
 Command: `bench/checkout-recheck.sh`, wledger at `{rev}`, {datetime.date.today()}; SmolLM2 F32 with the 200-edit history of section 3 (HEAD = commit 200); medians of 7 runs. It adds to sections 2 and 3 the `--output` checkout of HEAD and of commit 1 and both in-place directions of that history, each against `cp -r` + `sync` in the same run.
 
@@ -49,7 +49,7 @@ Command: `bench/checkout-recheck.sh`, wledger at `{rev}`, {datetime.date.today()
 
 History (target ≤ 1.2×): `--output` of commit 1 vs commit 200 = {o1/o200:.2f}× ({ok(o1/o200 <= 1.2)}); in place, to commit 200 vs to commit 1 = {ip/ip1:.2f}× ({ok(ip/ip1 <= 1.2)}). The cost follows how many tensors differ from the work tree (commit 1 differs from HEAD in all 30 `down_proj`) and their patch depth (at most 16 after a keyframe).
 
-How: tensors the target shares with a clean work tree are copied from it inside the kernel (`copy_file_range`, runs of adjacent tensors in 32 MiB pieces, on a background thread while the ledger is read and the rest rebuilt); every written range starts its writeback at once (`sync_file_range`), so the closing fsync waits for little; keyframes decode straight into the output buffer and patches apply there in place. `cp -r` + `sync` is the like-for-like baseline (wledger fsyncs what it writes).
+How: `--output` copies the tensors the target shares with a clean work tree from it inside the kernel (`copy_file_range`, runs of adjacent tensors in 32 MiB pieces, on a background thread while the ledger is read and the rest rebuilt); every written range starts its writeback at once (`sync_file_range`), so the closing fsync waits for little; keyframes decode straight into the output buffer and patches apply there in place. In place, the 30 rebuilt tensors (105 MB) are written into the existing weight file and fdatasynced; the other 242 tensors are not touched. `cp -r` + `sync` is the like-for-like baseline (wledger fsyncs what it writes).
 <!-- checkout-recheck:end -->"""
 put("checkout-recheck", sec)
 PY

@@ -148,16 +148,18 @@ w("")
 w("## 2. Checkout vs `cp -r` (target ≤ 1.5×)")
 w("")
 w("`checkout REV --output DIR` materializes every file into a new directory; in-place `checkout REV` switches "
-  "the work tree between two commits that differ in one tensor (rewriting the one weight file that holds it, "
-  "via temp file + fsync + rename). wledger fsyncs what it writes, so `cp -r` + `sync` is the like-for-like "
-  "baseline; plain `cp -r` (page cache only) is reported too. Both copy the visible model files "
-  "(`mkdir OUT && cp -r DIR/* OUT/`, no `.wledger`).")
+  "the work tree between two commits that differ in one tensor: by default it writes that tensor into the weight "
+  "file (pwrite + fdatasync, under the journal); with `--no-in-place` it writes the whole weight file anew "
+  "(temp file + fsync + rename), as it did before in-place updates. wledger fsyncs what it writes, so "
+  "`cp -r` + `sync` is the like-for-like baseline; plain `cp -r` (page cache only) is reported too. Both copy "
+  "the visible model files (`mkdir OUT && cp -r DIR/* OUT/`, no `.wledger`).")
 w("")
 w("| model | operation | wledger | baseline | baseline time | ratio | target | result |")
 w("|---|---|---|---|---|---:|---:|---|")
 for key, label in (("smol_f32", "SmolLM2 F32"), ("l7", "7B BF16")):
     cp, cps = hf(f"{key}.cp"), hf(f"{key}.cp_sync")
-    for op, name in (("checkout_output", "`checkout --output` (full)"), ("checkout_inplace", "`checkout` in place, 1 tensor differs")):
+    for op, name in (("checkout_output", "`checkout --output` (full)"), ("checkout_inplace", "`checkout` in place, 1 tensor differs"),
+                     ("checkout_rewrite", "`checkout --no-in-place`, 1 tensor differs")):
         t = hf(f"{key}.{op}")
         for base, bname in ((cp, "`cp -r`"), (cps, "`cp -r` + `sync`")):
             r = ratio(t and t["median"], base and base["median"])
@@ -168,8 +170,10 @@ for key, label in (("smol_f32", "SmolLM2 F32"), ("l7", "7B BF16")):
 for key, label in (("smol_f32", "SmolLM2 F32"), ("l7", "7B BF16")):
     if num(f"{key}.shard_bytes"):
         w("")
-        w(f"{label}: the in-place switch rewrote one weight file of {size(num(f'{key}.shard_bytes'))} "
-          f"(of {size(num(f'{key}.raw_files'))} in the directory).")
+        ib = num(f"{key}.inplace_bytes")
+        w(f"{label}: the in-place switch wrote {size(ib) if ib and ib > 0 else 'the whole file (not in place)'} into one weight file of "
+          f"{size(num(f'{key}.shard_bytes'))} (of {size(num(f'{key}.raw_files'))} in the directory); "
+          f"`--no-in-place` writes that file anew.")
     fs = num(f"{key}.checkout_output.fsync_s")
     if fs is not None:
         w(f"{label}: one `checkout --output` spent {secs(fs)} blocked in {int(num(f'{key}.checkout_output.fsync_calls', 0))} "
@@ -181,8 +185,8 @@ w("## 3. Checkout time vs history length (SmolLM2 F32, 200 rank-one edits; targe
 w("")
 w("Commit *k* edits `model.layers.{(k−1) mod 30}.mlp.down_proj`, so at commit 200 all 30 `down_proj` tensors "
   "are 6–7 patches away from their keyframe (a keyframe is forced every 16 patches); at commit 1 one tensor "
-  "is 1 patch away. In place, the work tree starts at the other commit, so both directions rewrite the file "
-  "and rebuild the 30 tensors.")
+  "is 1 patch away. In place, the work tree starts at the other commit, so both directions rebuild the 30 "
+  "tensors and write them into the file (105 MB of its 538 MB).")
 w("")
 w("| operation | at commit 1 | at commit 200 | ratio 200/1 | target | result |")
 w("|---|---|---|---:|---:|---|")
@@ -308,9 +312,9 @@ if sc or sr:
     w("| measurement | time |")
     w("|---|---|")
     w(f"| `status`, SmolLM2 F32, right after `init` (files trusted from the stat cache) | {tcell(sc)} |")
-    w(f"| `status`, SmolLM2 F32, after an in-place `checkout` rewrote the file | {tcell(sr)} |")
+    w(f"| `status`, SmolLM2 F32, after an in-place `checkout` wrote the file | {tcell(sr)} |")
     if sr7:
-        w(f"| `status`, 7B BF16, after an in-place `checkout` rewrote one shard | {tcell(sr7)} |")
+        w(f"| `status`, 7B BF16, after an in-place `checkout` wrote one shard | {tcell(sr7)} |")
     w("")
     w("A weight file is trusted from its recorded stat only when it was last written more than the racy "
       "window (100 ms; 2 s on filesystems with whole-second mtimes) before the stat was recorded. A file "

@@ -235,7 +235,8 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 # Target 2: checkout (full materialization, and in place between two commits that differ in one
-# tensor) vs cp -r of the model directory, with and without sync.
+# tensor: written into the file, and with --no-in-place the file written anew) vs cp -r of the
+# model directory, with and without sync.
 checkout_bench() {  # checkout_bench KEY DIR WARMUP RUNS
   local key=$1 dir=$2 w=$3 r=$4 out=$BENCH/out
   local a b
@@ -249,7 +250,11 @@ checkout_bench() {  # checkout_bench KEY DIR WARMUP RUNS
   rm -rf "$out"
   hf "$key.checkout_inplace" -w "$w" -r "$r" --prepare "$WL checkout -C $dir -q $a >/dev/null && sync" \
     "$WL checkout -C $dir -q $b"
+  hf "$key.checkout_rewrite" -w "$w" -r "$r" --prepare "$WL checkout -C $dir -q $a >/dev/null && sync" \
+    "$WL checkout -C $dir -q --no-in-place $b"
   put "$key.shard_bytes" "$(stat -c %s "$dir/$("$WL" show -C "$dir" --json "$b" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["tensors"][0]["file"])')")"
+  "$WL" checkout -C "$dir" -q "$a" >/dev/null
+  put "$key.inplace_bytes" "$("$WL" checkout -C "$dir" --json "$b" | "$PY" -c 'import json,sys; d=json.load(sys.stdin); print(d["bytesWritten"] if d["patchedInPlace"] else -1)')"
   profile "$key.checkout_output" "$WL" checkout -C "$dir" -q "$b" --output "$out"
   rm -rf "$out"
   strace_fsync "$key.checkout_output" "rm -rf $out; sync" "$WL" checkout -C "$dir" -q "$b" --output "$out"

@@ -13,18 +13,25 @@ public struct CheckoutResult: Encodable, Sendable {
     public var removed: [String]
     public var tensorsRebuilt: Int
     public var bytesWritten: Int
+    /// Weight files updated in place: only their changed tensors were written (a subset of `written`).
+    public var patchedInPlace: [String] = []
 }
 
 
 extension Repository {
-    /// `wledger checkout <rev>`: rewrites the work tree to `revision` (every changed file written to
-    /// a temporary file and renamed into place) and moves HEAD; or, with `output`, materializes
-    /// the revision into another directory and leaves HEAD and the work tree alone.
+    /// `wledger checkout <rev>`: rewrites the work tree to `revision` and moves HEAD; or, with
+    /// `output`, materializes the revision into another directory and leaves HEAD and the work
+    /// tree alone.
+    ///
+    /// A weight file whose header the target shares, a regular file with no other hard link, gets
+    /// only its changed tensors written, in place (`inPlace`, see `inPlaceHeader`); every other
+    /// changed file is written to a temporary file and renamed into place. Either way the journal
+    /// lets a killed checkout be finished by the next command.
     ///
     /// Refuses (`KitError.refused`) when the work tree has uncommitted changes, unless `force`.
     /// Every rebuilt tensor is verified against its fingerprint (and sha256 with `verifySHA256`).
     public func checkout(_ revision: String, output: String? = nil, force: Bool = false, verifySHA256: Bool = false,
-                         progress: ProgressReporter = .silent) throws -> CheckoutResult {
+                         inPlace: Bool = true, progress: ProgressReporter = .silent) throws -> CheckoutResult {
         let resolver = RevisionResolver(ledger: ledger)
         let target = try resolver.resolve(revision)
         // `checkout HEAD` (e.g. with --force to discard changes) stays on the current branch.
@@ -71,6 +78,7 @@ extension Repository {
                 try self.writeJournal(PendingOperation(kind: .checkout, commit: target, branch: branch,
                                                        renames: staged.map { [self.relativeToRoot($0.tempPath), self.relativeToRoot($0.path)] },
                                                        removes: []))
+                FaultInjection.point("checkout-journaled")
             }
             try moveHead(to: target, branch: branch)
             clearJournal()
@@ -114,11 +122,34 @@ extension Repository {
             }
         }
         let removals = cmp.files.filter { $0.value.kind == .side && files[$0.key] == nil }.map(\.key).sorted()
+        // Weight files that only need some tensors written get them in place, rebuilt (and
+        // verified) now, written once every other file is staged and the journal names them.
+        var patches: [(patch: InPlacePatch, file: InPlaceFile, header: SafetensorsHeader, tensors: [(info: TensorInfo, bytes: [UInt8])])] = []
+        if inPlace {
+            toWrite = try toWrite.filter { f in
+                let changed = manifest.values.filter { $0.file == f.path && !(cmp.manifest[$0.name]?.hash == $0.hash && !dirty.contains($0.name)) }
+                    .map(\.name).sorted()
+                guard let header = inPlaceHeader(f.path, entry: f, cmp: cmp, changed: changed) else { return true }
+                let patch = InPlacePatch(path: f.path, tensors: changed)
+                let tensors = try rebuildForPatch(patch, header: header, manifest: manifest, verifySHA256: verifySHA256)
+                patches.append((patch, try InPlaceFile(root + "/" + f.path), header, tensors))
+                return false
+            }
+        }
         try writeFiles(toWrite, into: root, manifest: manifest, sources: sources, verifySHA256: verifySHA256, progress: progress, result: &result) { staged in
             try self.writeJournal(PendingOperation(kind: .checkout, commit: target, branch: branch,
                                                    renames: staged.map { [self.relativeToRoot($0.tempPath), self.relativeToRoot($0.path)] },
-                                                   removes: removals))
+                                                   removes: removals, patches: patches.map(\.patch)))
+            FaultInjection.point("checkout-journaled")
+            for p in patches { try self.writeInPlace(p.file, header: p.header, tensors: p.tensors) }
         }
+        for p in patches {
+            result.written.append(p.patch.path)
+            result.patchedInPlace.append(p.patch.path)
+            result.tensorsRebuilt += p.tensors.count
+            result.bytesWritten += p.tensors.reduce(0) { $0 + $1.bytes.count }
+        }
+        result.written.sort()
         FaultInjection.point("checkout-renamed")
         // Side files tracked at HEAD but not in the target are removed.
         for path in removals {
@@ -161,7 +192,7 @@ extension Repository {
 
     /// Writes `files` of a commit into `dir`, each atomically (all staged first, then renamed).
     /// `beforeRename` runs once every file is staged and fsynced, before the first rename (the
-    /// in-place checkout writes its journal there).
+    /// in-place checkout writes its journal there, then its in-place tensors).
     private func writeFiles(_ files: [FileEntry], into dir: String, manifest: [String: ManifestEntry], sources: [String: RawView],
                             verifySHA256: Bool, progress: ProgressReporter, result: inout CheckoutResult,
                             beforeRename: (([AtomicFileWriter]) throws -> Void)? = nil) throws {
@@ -194,7 +225,6 @@ extension Repository {
             }
             for w in staged { try w.sync() }
             try beforeRename?(staged)
-            if beforeRename != nil { FaultInjection.point("checkout-journaled") }
             for w in staged { try w.commit(sync: false) }
             syncDirectory(dir)
         } catch {

@@ -16,8 +16,9 @@ import TensorIO
 ///   the operation started from, its transaction was recorded and the remaining temporary files
 ///   are renamed into place (roll forward); otherwise the transaction never happened and the
 ///   temporary files are deleted (roll back).
-/// - `checkout`: the staged files are complete, so the remaining renames and removals are done
-///   and HEAD is moved to the target (roll forward).
+/// - `checkout`: the staged files are complete, so the tensors it writes in place are written
+///   again, the remaining renames and removals are done and HEAD is moved to the target (roll
+///   forward).
 ///
 /// Either way the work tree ends up exactly at the old or the new commit, matching HEAD.
 struct PendingOperation: Codable {
@@ -32,6 +33,9 @@ struct PendingOperation: Codable {
     var renames: [[String]]
     /// Checkout: side files to remove, relative to the work tree.
     var removes: [String]
+    /// Checkout: weight files whose changed tensors are written in place (absent in journals of
+    /// older versions, which had none).
+    var patches: [InPlacePatch]? = nil
 }
 
 extension Repository {
@@ -70,6 +74,7 @@ extension Repository {
             }
             let head = try ledger.head()
             let rollForward = op.kind == .checkout || head.commit != op.commit
+            if op.kind == .checkout { try redoInPlacePatches(op.patches ?? [], commit: op.commit) }
             for pair in op.renames where pair.count == 2 {
                 let temp = root + "/" + pair[0]
                 guard FileManager.default.fileExists(atPath: temp) else { continue }
@@ -112,7 +117,8 @@ extension Repository {
 
 /// Fault injection for crash tests: `WLEDGER_FAULT=NAME` makes the process SIGKILL itself at the
 /// point called NAME (`update-journaled`, `update-recorded`, `checkout-journaled`,
-/// `checkout-renamed`). Does nothing otherwise.
+/// `checkout-patching` (half of a file's in-place tensors written), `checkout-renamed`). Does
+/// nothing otherwise.
 enum FaultInjection {
     static let target = ProcessInfo.processInfo.environment["WLEDGER_FAULT"]
 

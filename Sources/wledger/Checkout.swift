@@ -5,7 +5,10 @@ struct Checkout: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Rewrite the work tree (or another directory) to a revision.",
         discussion: """
-            Files are written to temporary files and renamed into place; unchanged files are left alone. \
+            A weight file that keeps its header (every tensor at the same offset) gets only its changed tensors \
+            written, in place, unless --no-in-place; other changed files, and any file that is a symlink or has \
+            another hard link or is read-only, are written to temporary files and renamed into place; unchanged files are left \
+            alone. A killed checkout is finished by the next wledger command. \
             Every rebuilt tensor is verified against its recorded fingerprint (and sha256 with --verify). \
             Refuses to overwrite uncommitted changes unless --force.
 
@@ -17,18 +20,20 @@ struct Checkout: ParsableCommand {
     @Option(help: "Materialize into this (new or empty) directory; HEAD and the work tree stay as they are.") var output: String?
     @Flag(name: .shortAndLong, help: "Discard uncommitted changes in the work tree.") var force = false
     @Flag(help: "Also verify the sha256 of every rebuilt tensor.") var verify = false
+    @Flag(inversion: .prefixedNo, help: "Write only the changed tensors into weight files that allow it (--no-in-place: write every changed file anew, so a process that has it mapped keeps the old weights).")
+    var inPlace = true
     @Flag(help: "Print the result as JSON.") var json = false
 
     func run() throws {
         let repo = try global.openRepository(forWriting: output == nil)
-        let r = try repo.checkout(revision, output: output, force: force, verifySHA256: verify, progress: global.progress)
+        let r = try repo.checkout(revision, output: output, force: force, verifySHA256: verify, inPlace: inPlace, progress: global.progress)
         if json { return try printJSON(r) }
         if output != nil {
             print("Wrote \(r.written.count) file(s) of \(short(r.commit)) to \(r.directory) (\(humanBytes(r.bytesWritten)))")
-        } else if let b = r.branch {
-            print("Switched to branch '\(b)' at \(short(r.commit)) (\(r.written.count) file(s) written, \(r.unchanged.count) unchanged)")
         } else {
-            print("HEAD is now at \(short(r.commit)) (\(r.written.count) file(s) written, \(r.unchanged.count) unchanged)")
+            let inPlace = r.patchedInPlace.isEmpty ? "" : ", \(r.patchedInPlace.count) of them in place (\(r.tensorsRebuilt) tensor(s))"
+            let what = "(\(r.written.count) file(s) written\(inPlace), \(r.unchanged.count) unchanged)"
+            print(r.branch.map { "Switched to branch '\($0)' at \(short(r.commit)) \(what)" } ?? "HEAD is now at \(short(r.commit)) \(what)")
         }
     }
 }

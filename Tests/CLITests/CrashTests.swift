@@ -27,9 +27,10 @@ final class CrashTests: XCTestCase {
     }
 }
 
-/// Deterministic kills at the four points between ledger change and work-tree change
+/// Deterministic kills at the points between ledger change and work-tree change
 /// (`WLEDGER_FAULT`): the next command finishes or undoes the operation from the journal, so the
-/// work tree matches HEAD and fsck is clean.
+/// work tree matches HEAD and fsck is clean. Checkout is killed both writing tensors into the
+/// weight file in place (also with half of them written) and renaming a rewritten file in.
 final class JournalRecoveryTests: XCTestCase {
     func testKillsBetweenLedgerAndWorkTreeAreRecovered() throws {
         let source = try Fixtures.smolLM2("f32")
@@ -39,7 +40,9 @@ final class JournalRecoveryTests: XCTestCase {
         func head() throws -> String { String(try wl(["log", "-n", "1", "--oneline"]).stdout.prefix(12)) }
         func files() throws -> [String: String] { try directoryDigest(dir).filter { !$0.key.hasPrefix(".wledger/") } }
         XCTAssertEqual(try wl(["init", "-q"]).status, 0)
+        // Two tensors, so an in-place checkout can be killed between them.
         _ = try SimulatedEdit.rankOne(file: dir + "/model.safetensors", tensor: "model.layers.4.mlp.down_proj.weight", seed: 3, scale: 0.3)
+        _ = try SimulatedEdit.rankOne(file: dir + "/model.safetensors", tensor: "model.layers.5.mlp.down_proj.weight", seed: 4, scale: 0.3)
         XCTAssertEqual(try wl(["commit", "-q", "-m", "edit"]).status, 0)
         let editHead = try head()
         let editFiles = try files()
@@ -68,12 +71,20 @@ final class JournalRecoveryTests: XCTestCase {
         let revertFiles = try files()
         XCTAssertNotEqual(revertFiles, editFiles)
 
-        // checkout-journaled and checkout-renamed: rolled forward to the target.
-        for fault in ["checkout-journaled", "checkout-renamed"] {
-            r = try wl(["checkout", "-q", "HEAD~1"], env: ["WLEDGER_FAULT": fault])
+        // checkout-journaled, checkout-patching and checkout-renamed: rolled forward to the target,
+        // in place (the weight file keeps its inode) and written anew (--no-in-place).
+        func inode() throws -> UInt64 {
+            (try FileManager.default.attributesOfItem(atPath: dir + "/model.safetensors")[.systemFileNumber] as? NSNumber)?.uint64Value ?? 0
+        }
+        let modes: [(flags: [String], faults: [String])] = [([], ["checkout-journaled", "checkout-patching", "checkout-renamed"]),
+                                                            (["--no-in-place"], ["checkout-journaled", "checkout-renamed"])]
+        for (flags, fault) in modes.flatMap({ m in m.faults.map { (m.flags, $0) } }) {
+            let before = try inode()
+            r = try wl(["checkout", "-q", "HEAD~1"] + flags, env: ["WLEDGER_FAULT": fault])
             XCTAssertEqual(r.status, 9, "\(fault): \(r.stderr)")
             r = try wl(["status", "--rehash", "--json"])
             XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertEqual(try inode() == before, flags.isEmpty, "\(fault) \(flags): in place keeps the file, --no-in-place replaces it")
             XCTAssertTrue(r.stderr.contains("completed an interrupted checkout"), "\(fault): \(r.stderr)")
             XCTAssertTrue(r.stdout.contains("\"clean\" : true"), "\(fault): \(r.stdout)")
             XCTAssertEqual(try head(), editHead, fault)

@@ -72,8 +72,9 @@ final class DiskFullTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("'\(model)/"), "names the file: \(r.stderr)")
         XCTAssertTrue(r.stderr.lowercased().contains("full") || r.stderr.contains("no space"), r.stderr)
         XCTAssertEqual(try directoryDigest(model), before, "a failed commit changed the ledger or work tree")
-        // Checkout needs a temporary copy of the weight file: it must fail the same way.
-        let c = try CLI.run(["checkout", "-C", model, "--force", "base"])
+        // A checkout that writes the weight file anew (--no-in-place) needs a temporary copy of
+        // it: it must fail the same way.
+        let c = try CLI.run(["checkout", "-C", model, "--force", "--no-in-place", "base"])
         XCTAssertEqual(c.status, 2, c.stdout + c.stderr)
         XCTAssertEqual(c.stderr.split(separator: "\n").count, 1, c.stderr)
         XCTAssertTrue(c.stderr.contains("'\(model)/") && c.stderr.contains("no space left on device"), c.stderr)

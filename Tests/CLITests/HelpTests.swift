@@ -271,14 +271,17 @@ final class HelpTests: XCTestCase {
         try assertHelp(["checkout", "--help"], #"""
         OVERVIEW: Rewrite the work tree (or another directory) to a revision.
 
-        Files are written to temporary files and renamed into place; unchanged files
-        are left alone. Every rebuilt tensor is verified against its recorded
-        fingerprint (and sha256 with --verify). Refuses to overwrite uncommitted
-        changes unless --force.
+        A weight file that keeps its header (every tensor at the same offset) gets only
+        its changed tensors written, in place, unless --no-in-place; other changed
+        files, and any file that is a symlink or has another hard link or is read-only,
+        are written to temporary files and renamed into place; unchanged files are left
+        alone. A killed checkout is finished by the next wledger command. Every rebuilt
+        tensor is verified against its recorded fingerprint (and sha256 with --verify).
+        Refuses to overwrite uncommitted changes unless --force.
 
         Example: wledger checkout HEAD~3 --output /tmp/model-before-edit
 
-        USAGE: wledger checkout [-C <path>] [--quiet] <revision> [--output <output>] [--force] [--verify] [--json]
+        USAGE: wledger checkout [-C <path>] [--quiet] <revision> [--output <output>] [--force] [--verify] [--in-place] [--no-in-place] [--json]
 
         ARGUMENTS:
           <revision>              Revision: commit id prefix, branch, tag, HEAD~N or
@@ -291,6 +294,11 @@ final class HelpTests: XCTestCase {
                                   and the work tree stay as they are.
           -f, --force             Discard uncommitted changes in the work tree.
           --verify                Also verify the sha256 of every rebuilt tensor.
+          --in-place/--no-in-place
+                                  Write only the changed tensors into weight files that
+                                  allow it (--no-in-place: write every changed file
+                                  anew, so a process that has it mapped keeps the old
+                                  weights). (default: --in-place)
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.

@@ -98,6 +98,16 @@ final class UnwritableWorkTreeTests: XCTestCase {
         try SimulatedEdit.modify(file: dir + "/model.safetensors", tensor: "b") { w, _ in w[2] += 1 }
         _ = try expectSuccess(["commit", "-q", "-m", "edit"], in: dir)
         _ = try expectSuccess(["log", "--oneline"], in: dir)
+        // A read-only weight file in a writable directory is replaced, as git would, not written
+        // through (the in-place update needs write permission on the file).
+        chmod(dir + "/model.safetensors", 0o444)
+        let edited = try fileSHA256(dir + "/model.safetensors")
+        XCTAssertTrue(try expectSuccess(["checkout", "HEAD~1", "--json"], in: dir).stdout.contains("\"patchedInPlace\" : [\n\n  ]"))
+        XCTAssertNotEqual(try fileSHA256(dir + "/model.safetensors"), edited)
+        _ = try expectSuccess(["checkout", "-q", "main"], in: dir)
+        XCTAssertEqual(try fileSHA256(dir + "/model.safetensors"), edited)
+        // Now nothing in the work tree is writable: its directory and its weight file.
+        chmod(dir + "/model.safetensors", 0o444)
         chmod(dir, 0o555)
         for args in [["checkout", "HEAD~1"], ["checkout", "--force", "HEAD~1"], ["revert", "HEAD"]] {
             try expectRejected(args, in: dir, mentions: ["'\(canonicalDir)/", "permission denied", "'\(canonicalDir)'"])
@@ -110,6 +120,7 @@ final class UnwritableWorkTreeTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/.wledger/pending.json"), "a journal was left behind")
         // Writable again: the same checkout succeeds.
         chmod(dir, 0o755)
+        chmod(dir + "/model.safetensors", 0o644)
         _ = try expectSuccess(["checkout", "-q", "HEAD~2"], in: dir)
         XCTAssertTrue(try expectSuccess(["status"], in: dir).stdout.contains("HEAD detached"))
     }

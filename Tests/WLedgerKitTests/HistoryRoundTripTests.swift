@@ -81,11 +81,37 @@ final class HistoryRoundTripTests: XCTestCase {
         }
 
         // Every commit checks out in place byte-identical (sha256 of every file), newest to oldest and back.
-        for i in stride(from: 50, through: 0, by: -1) {
-            _ = try repo.checkout(commits[i])
-            XCTAssertEqual(try sideAndWeightHashes(model), fileHashes[i], "checkout of commit \(i) is not byte-identical")
+        // Each step changes a few tensors, which are written into the weight file itself.
+        func inode(_ path: String) throws -> UInt64 {
+            (try FileManager.default.attributesOfItem(atPath: path)[.systemFileNumber] as? NSNumber)?.uint64Value ?? 0
         }
+        let file = try inode(weights)
+        for i in stride(from: 50, through: 0, by: -1) {
+            let r = try repo.checkout(commits[i])
+            XCTAssertEqual(try sideAndWeightHashes(model), fileHashes[i], "checkout of commit \(i) is not byte-identical")
+            XCTAssertEqual(r.patchedInPlace, i == 50 ? [] : ["model.safetensors"], "commit \(i)")
+            XCTAssertEqual(r.tensorsRebuilt, i == 50 ? 0 : deltas[i + 1]!.count, "commit \(i): only the tensors that differ are rebuilt")
+        }
+        XCTAssertEqual(try inode(weights), file, "the weight file was written in place")
         _ = try repo.checkout("main")
+        XCTAssertEqual(try sideAndWeightHashes(model), fileHashes[50])
+        XCTAssertTrue(try repo.status().clean)
+        // Written anew on request: a new file, the same bytes.
+        var r = try repo.checkout(commits[25], inPlace: false)
+        XCTAssertEqual(r.patchedInPlace, [])
+        XCTAssertNotEqual(try inode(weights), file)
+        XCTAssertEqual(try sideAndWeightHashes(model), fileHashes[25])
+        // A weight file with another hard link is replaced, never written through: the other
+        // name keeps the old bytes.
+        let other = tmp.path + "/linked.safetensors"
+        XCTAssertEqual(link(weights, other), 0)
+        r = try repo.checkout(commits[26])
+        XCTAssertEqual(r.patchedInPlace, [])
+        XCTAssertEqual(try sideAndWeightHashes(model), fileHashes[26])
+        XCTAssertEqual(try fileSHA256(other), fileHashes[25]["model.safetensors"])
+        XCTAssertEqual(unlink(other), 0)
+        r = try repo.checkout("main")
+        XCTAssertEqual(r.patchedInPlace, ["model.safetensors"])
         XCTAssertEqual(try sideAndWeightHashes(model), fileHashes[50])
         XCTAssertTrue(try repo.status().clean)
 

@@ -1,0 +1,106 @@
+import Foundation
+import Ledger
+import TensorIO
+
+/// A weight file that `checkout` updates by writing its changed tensors into the existing file
+/// instead of writing the whole file anew: the journal names the file and those tensors, so a
+/// killed checkout is finished by writing them again (`Repository.recoverInterruptedOperation`).
+struct InPlacePatch: Codable, Equatable {
+    /// Relative to the work tree.
+    var path: String
+    /// The tensors written, all of the target commit.
+    var tensors: [String]
+}
+
+extension Repository {
+    /// Most bytes of changed tensors a checkout rebuilds in memory to write into one file in place;
+    /// beyond it (or beyond half the file) the file is written anew.
+    static let inPlaceLimit = 1 << 30
+
+    /// The header of work-tree weight file `path` when checking out `entry` can write only the
+    /// `changed` tensors into it: the file is a regular file with no other hard link (a symlink
+    /// into a Hugging Face cache, or a file shared with another directory, is replaced instead,
+    /// never written through), its header is byte-identical to the target's (every tensor keeps
+    /// its offset), its size is the target's, and the changed tensors are at most `inPlaceLimit`
+    /// bytes and half the file. Nil otherwise.
+    func inPlaceHeader(_ path: String, entry: FileEntry, cmp: WorkTreeComparison, changed: [String]) -> SafetensorsHeader? {
+        guard entry.kind == .safetensors, cmp.report.structural.isEmpty, let file = cmp.weights.files[path],
+              cmp.headerHashes[path] == entry.object, file.header.fileSize == entry.size else { return nil }
+        var st = Glibc.stat()
+        guard lstat(root + "/" + path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_nlink == 1, Int(st.st_size) == entry.size,
+              access(root + "/" + path, W_OK) == 0 else { return nil }
+        let byName = Dictionary(uniqueKeysWithValues: file.header.tensors.map { ($0.name, $0) })
+        let bytes = changed.reduce(0) { $0 + (byName[$1]?.byteCount ?? 0) }
+        guard changed.allSatisfy({ byName[$0] != nil }), bytes <= Repository.inPlaceLimit, 2 * bytes <= entry.size else { return nil }
+        return file.header
+    }
+
+    /// Rebuilds the target versions of a patch's tensors from the ledger (verified against their
+    /// fingerprints, and sha256 with `verifySHA256`), in parallel, before anything is written.
+    func rebuildForPatch(_ patch: InPlacePatch, header: SafetensorsHeader, manifest: [String: ManifestEntry],
+                         verifySHA256: Bool) throws -> [(info: TensorInfo, bytes: [UInt8])] {
+        let byName = Dictionary(uniqueKeysWithValues: header.tensors.map { ($0.name, $0) })
+        var items: [(TensorInfo, TensorRecipe)] = []
+        for name in patch.tensors {
+            guard let info = byName[name], let e = manifest[name], e.dtype == info.dtype, e.shape == info.shape, e.file == patch.path else {
+                throw LedgerError.invalid("'\(root)/\(patch.path)': stored header and manifest disagree on tensor '\(name)'")
+            }
+            items.append((info, try ledger.recipe(for: e.hash)))
+        }
+        let out = Slots<[UInt8]>(items.count), recipes = items.map(\.1)
+        try parallelFor(recipes.count) { i in out[i] = try recipes[i].build(verifySHA256: verifySHA256) }
+        return items.indices.map { (items[$0].0, out[$0]!) }
+    }
+
+    /// Writes rebuilt tensors into the existing weight file at their offsets and flushes them to
+    /// disk (fdatasync) before returning.
+    func writeInPlace(_ file: InPlaceFile, header: SafetensorsHeader, tensors: [(info: TensorInfo, bytes: [UInt8])]) throws {
+        let (full, fd) = (file.path, file.fd)
+        for (k, t) in tensors.enumerated() {
+            // Crash tests: killed with some of the tensors written.
+            if k == tensors.count / 2 && k > 0 { FaultInjection.point("checkout-patching") }
+            try t.bytes.withUnsafeBytes { b in
+                var done = 0
+                while done < b.count {
+                    let n = pwrite(fd, b.baseAddress! + done, b.count - done, off_t(header.dataStart + t.info.begin + done))
+                    if n < 0 && errno == EINTR { continue }
+                    guard n > 0 else { throw TensorIOError.io(path: full, operation: "write", reason: n < 0 ? errnoText() : "no progress") }
+                    done += n
+                }
+            }
+        }
+        guard fdatasync(fd) == 0 else { throw TensorIOError.io(path: full, operation: "fdatasync", reason: errnoText()) }
+    }
+
+    /// Recovery of a killed in-place checkout: writes every tensor the journal lists (of commit
+    /// `commit`) into its file again. Tensors it does not list were already the target's.
+    func redoInPlacePatches(_ patches: [InPlacePatch], commit: String) throws {
+        guard !patches.isEmpty else { return }
+        let manifest = try ledger.manifest(of: commit)
+        let files = try ledger.files(of: commit)
+        for p in patches {
+            guard let entry = files[p.path], entry.kind == .safetensors, let object = entry.object else {
+                throw LedgerError.invalid("'\(journalPath)': journal names '\(p.path)', which is not a weight file of \(commit.prefix(12))")
+            }
+            let prefix = try ledger.readObject(object)
+            let header = try SafetensorsHeader.parse(json: Array(prefix.dropFirst(8)), dataSize: entry.size - prefix.count, path: root + "/" + p.path)
+            let tensors = try rebuildForPatch(p, header: header, manifest: manifest, verifySHA256: false)
+            try writeInPlace(try InPlaceFile(root + "/" + p.path), header: header, tensors: tensors)
+        }
+    }
+}
+
+/// A weight file opened for writing in place, opened before the journal is written so that a
+/// file the user may not write is refused before anything changes.
+final class InPlaceFile {
+    let path: String
+    let fd: Int32
+
+    init(_ path: String) throws {
+        self.path = path
+        fd = Glibc.open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw TensorIOError.io(path: path, operation: "open for writing", reason: errnoText()) }
+    }
+
+    deinit { close(fd) }
+}
