@@ -4,6 +4,13 @@ import TensorIO
 import XCTest
 
 final class DigestTests: XCTestCase {
+    /// `data` written to a new temporary file (the caller removes it).
+    private func temporaryFile(_ data: [UInt8]) throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("wledger-digest-\(UUID().uuidString).bin").path
+        try Data(data).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
     func testSHA256KnownVectors() {
         XCTAssertEqual(SHA256Digest.hash([UInt8]()).hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         XCTAssertEqual(SHA256Digest.hash("abc").hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
@@ -49,11 +56,8 @@ final class DigestTests: XCTestCase {
             state = state &* 6364136223846793005 &+ 1442695040888963407
             return UInt8(truncatingIfNeeded: state >> 56)
         }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("wledger-digest-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("data.bin").path
-        try Data(data).write(to: URL(fileURLWithPath: path))
+        let path = try temporaryFile(data)
+        defer { try? FileManager.default.removeItem(atPath: path) }
         let map = try MappedFile(path: path)
         // Populated, every page is present, so each window is hashed through the map.
         let populated = try MappedFile(path: path, populate: true)
@@ -102,11 +106,8 @@ final class DigestTests: XCTestCase {
         XCTAssertEqual(Probe.of(between), Probe.of(data))
 
         // Read from the file with pread (as scans do): the same probe for every tensor range.
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("wledger-probe-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("data.bin").path
-        try Data(data).write(to: URL(fileURLWithPath: path))
+        let path = try temporaryFile(data)
+        defer { try? FileManager.default.removeItem(atPath: path) }
         let map = try MappedFile(path: path)
         for n in [0, 1, 255, 256, 257, 4096, 9_000] {
             for offset in [0, 7, data.count - n] where offset + n <= data.count {
