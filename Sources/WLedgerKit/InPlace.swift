@@ -28,7 +28,7 @@ extension Repository {
               cmp.headerHashes[path] == entry.object, file.header.fileSize == entry.size else { return nil }
         var st = Glibc.stat()
         guard lstat(root + "/" + path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_nlink == 1, Int(st.st_size) == entry.size,
-              access(root + "/" + path, W_OK) == 0 else { return nil }
+              access(root + "/" + path, R_OK | W_OK) == 0 else { return nil }
         let byName = Dictionary(uniqueKeysWithValues: file.header.tensors.map { ($0.name, $0) })
         let bytes = changed.reduce(0) { $0 + (byName[$1]?.byteCount ?? 0) }
         guard changed.allSatisfy({ byName[$0] != nil }), bytes <= Repository.inPlaceLimit, 2 * bytes <= entry.size else { return nil }
@@ -73,7 +73,9 @@ extension Repository {
     }
 
     /// Recovery of a killed in-place checkout: writes every tensor the journal lists (of commit
-    /// `commit`) into its file again. Tensors it does not list were already the target's.
+    /// `commit`) into its file again. Tensors it does not list were already the target's. A file
+    /// that no longer has the target's size and header bytes (replaced or truncated since) is
+    /// written anew from the ledger instead, so recovery always ends at the target.
     func redoInPlacePatches(_ patches: [InPlacePatch], commit: String) throws {
         guard !patches.isEmpty else { return }
         let manifest = try ledger.manifest(of: commit)
@@ -82,10 +84,17 @@ extension Repository {
             guard let entry = files[p.path], entry.kind == .safetensors, let object = entry.object else {
                 throw LedgerError.invalid("'\(journalPath)': journal names '\(p.path)', which is not a weight file of \(commit.prefix(12))")
             }
+            let full = root + "/" + p.path
             let prefix = try ledger.readObject(object)
-            let header = try SafetensorsHeader.parse(json: Array(prefix.dropFirst(8)), dataSize: entry.size - prefix.count, path: root + "/" + p.path)
-            let tensors = try rebuildForPatch(p, header: header, manifest: manifest, verifySHA256: false)
-            try writeInPlace(try InPlaceFile(root + "/" + p.path), header: header, tensors: tensors)
+            if let file = try? InPlaceFile(full), file.hasPrefix(prefix, size: entry.size) {
+                let header = try SafetensorsHeader.parse(json: Array(prefix.dropFirst(8)), dataSize: entry.size - prefix.count, path: full)
+                try writeInPlace(file, header: header, tensors: try rebuildForPatch(p, header: header, manifest: manifest, verifySHA256: false))
+            } else {
+                let (w, _) = try stageWeightFile(full, prefix: prefix, size: entry.size, manifest: manifest, verifySHA256: false,
+                                                 progress: .silent) { .ledger(manifest[$0.name]!.hash) }
+                try w.sync()
+                try w.commit(sync: false)
+            }
         }
     }
 }
@@ -98,8 +107,17 @@ final class InPlaceFile {
 
     init(_ path: String) throws {
         self.path = path
-        fd = Glibc.open(path, O_WRONLY | O_CLOEXEC)
+        fd = Glibc.open(path, O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { throw TensorIOError.io(path: path, operation: "open for writing", reason: errnoText()) }
+    }
+
+    /// Whether the file is `size` bytes long and starts with `prefix` (a safetensors header).
+    func hasPrefix(_ prefix: [UInt8], size: Int) -> Bool {
+        var st = Glibc.stat()
+        guard fstat(fd, &st) == 0, Int(st.st_size) == size else { return false }
+        var head = [UInt8](repeating: 0, count: prefix.count)
+        let n = head.withUnsafeMutableBytes { pread(fd, $0.baseAddress, prefix.count, 0) }
+        return n == prefix.count && head == prefix
     }
 
     deinit { close(fd) }

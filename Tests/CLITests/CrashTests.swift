@@ -93,6 +93,19 @@ final class JournalRecoveryTests: XCTestCase {
             XCTAssertEqual(try head(), revertHead)
             XCTAssertEqual(try files(), revertFiles)
         }
+        // A weight file damaged after an in-place checkout was killed (here truncated) is written
+        // anew from the ledger by the recovery.
+        r = try wl(["checkout", "-q", "HEAD~1"], env: ["WLEDGER_FAULT": "checkout-patching"])
+        XCTAssertEqual(r.status, 9, r.stderr)
+        XCTAssertEqual(truncate(dir + "/model.safetensors", 1000), 0)
+        r = try wl(["status", "--rehash", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("completed an interrupted checkout"), r.stderr)
+        XCTAssertTrue(r.stdout.contains("\"clean\" : true"), r.stdout)
+        XCTAssertEqual(try head(), editHead)
+        XCTAssertEqual(try files(), editFiles)
+        XCTAssertEqual(try wl(["checkout", "-q", "main"]).status, 0)
+        XCTAssertEqual(try files(), revertFiles)
         r = try wl(["fsck", "-q", "--full"])
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
         XCTAssertFalse(try FileManager.default.contentsOfDirectory(atPath: dir).contains { $0.contains("wledger-tmp") }, "no temporary files left")
