@@ -53,6 +53,7 @@ public struct ConfigFile: Sendable {
         Key(pattern: "gate.max-l1", kind: .number, help: "weight gate: largest Σ|ΔW| vs base allowed in one matrix"),
         Key(pattern: "gate.max-delta-share", kind: .numberOrPercent, help: "weight gate: largest share of elements with δ = |ΔW/W| > 0.171 vs base"),
         Key(pattern: "gate.max-kappa-growth", kind: .number, help: "weight gate: largest κ(W)/κ(W_base) allowed"),
+        Key(pattern: "core.in-place", kind: .boolean, help: "write changed tensors into weight files in place where they allow it: checkout, revert, prune, restrain, edit, commit --prune (default: true)"),
     ]
 
     /// One line of the file, kept verbatim so that `set` changes only what it must.

@@ -2,9 +2,10 @@ import Foundation
 import Ledger
 import TensorIO
 
-/// A weight file that `checkout` updates by writing its changed tensors into the existing file
-/// instead of writing the whole file anew: the journal names the file and those tensors, so a
-/// killed checkout is finished by writing them again (`Repository.recoverInterruptedOperation`).
+/// A weight file that `checkout` (or revert, prune, restrain) updates by writing its changed
+/// tensors into the existing file instead of writing the whole file anew: the journal names the
+/// file and those tensors, so a killed operation is finished by writing them again
+/// (`Repository.recoverInterruptedOperation`).
 struct InPlacePatch: Codable, Equatable {
     /// Relative to the work tree.
     var path: String
@@ -13,6 +14,15 @@ struct InPlacePatch: Codable, Equatable {
 }
 
 extension Repository {
+    /// `core.in-place` of `.wledger/config` (true when unset): whether commands that write the work
+    /// tree write changed tensors into weight files in place where the files allow it.
+    /// - Throws: `KitError.usage` naming the config file when the value is not true or false.
+    public func inPlaceByDefault() throws -> Bool {
+        guard let v = try ConfigFile.load(configPath).get("core.in-place") else { return true }
+        guard v == "true" || v == "false" else { throw KitError.usage("'\(configPath)': core.in-place must be true or false, got '\(v)'") }
+        return v == "true"
+    }
+
     /// Most bytes of changed tensors a checkout rebuilds in memory to write into one file in place;
     /// beyond it (or beyond half the file) the file is written anew.
     static let inPlaceLimit = 1 << 30
@@ -54,11 +64,12 @@ extension Repository {
 
     /// Writes rebuilt tensors into the existing weight file at their offsets and flushes them to
     /// disk (fdatasync) before returning.
-    func writeInPlace(_ file: InPlaceFile, header: SafetensorsHeader, tensors: [(info: TensorInfo, bytes: [UInt8])]) throws {
+    /// - Parameter fault: the crash tests' fault point, reached with half of the tensors written.
+    func writeInPlace(_ file: InPlaceFile, header: SafetensorsHeader, tensors: [(info: TensorInfo, bytes: [UInt8])],
+                      fault: String = "checkout-patching") throws {
         let (full, fd) = (file.path, file.fd)
         for (k, t) in tensors.enumerated() {
-            // Crash tests: killed with some of the tensors written.
-            if k == tensors.count / 2 && k > 0 { FaultInjection.point("checkout-patching") }
+            if k == tensors.count / 2 && k > 0 { FaultInjection.point(fault) }
             try t.bytes.withUnsafeBytes { b in
                 var done = 0
                 while done < b.count {
@@ -72,8 +83,8 @@ extension Repository {
         guard fdatasync(fd) == 0 else { throw TensorIOError.io(path: full, operation: "fdatasync", reason: errnoText()) }
     }
 
-    /// Recovery of a killed in-place checkout: writes every tensor the journal lists (of commit
-    /// `commit`) into its file again. Tensors it does not list were already the target's. A file
+    /// Recovery of a killed in-place checkout or update: writes every tensor the journal lists (of
+    /// commit `commit`) into its file again. Tensors it does not list were already the target's. A file
     /// that no longer has the target's size and header bytes (replaced or truncated since) is
     /// written anew from the ledger instead, so recovery always ends at the target.
     func redoInPlacePatches(_ patches: [InPlacePatch], commit: String) throws {

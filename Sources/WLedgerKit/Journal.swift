@@ -12,10 +12,11 @@ import TensorIO
 /// process dies in between, the next wledger command that opens the repository finishes the
 /// job before doing anything else:
 ///
-/// - `update` (a new commit whose files are being renamed in): if HEAD is no longer the commit
-///   the operation started from, its transaction was recorded and the remaining temporary files
-///   are renamed into place (roll forward); otherwise the transaction never happened and the
-///   temporary files are deleted (roll back).
+/// - `update` (a new commit whose files are being renamed in, or whose tensors are being written
+///   in place): if HEAD is no longer the commit the operation started from, its transaction was
+///   recorded, the tensors it writes in place are written again and the remaining temporary files
+///   are renamed into place (roll forward); otherwise the transaction never happened, nothing was
+///   written in place, and the temporary files are deleted (roll back).
 /// - `checkout`: the staged files are complete, so the tensors it writes in place are written
 ///   again, the remaining renames and removals are done and HEAD is moved to the target (roll
 ///   forward).
@@ -33,8 +34,8 @@ struct PendingOperation: Codable {
     var renames: [[String]]
     /// Checkout: side files to remove, relative to the work tree.
     var removes: [String]
-    /// Checkout: weight files whose changed tensors are written in place (absent in journals of
-    /// older versions, which had none).
+    /// Weight files whose changed tensors are written in place (absent in journals of older
+    /// versions, which had none).
     var patches: [InPlacePatch]? = nil
 }
 
@@ -74,7 +75,10 @@ extension Repository {
             }
             let head = try ledger.head()
             let rollForward = op.kind == .checkout || head.commit != op.commit
+            // Tensors written in place: a checkout's target, or the update's recorded commit (an
+            // update writes them only after recording it, so a rolled-back one wrote none).
             if op.kind == .checkout { try redoInPlacePatches(op.patches ?? [], commit: op.commit) }
+            if op.kind == .update && rollForward { try redoInPlacePatches(op.patches ?? [], commit: head.commit) }
             for pair in op.renames where pair.count == 2 {
                 let temp = root + "/" + pair[0]
                 guard FileManager.default.fileExists(atPath: temp) else { continue }
@@ -117,8 +121,8 @@ extension Repository {
 
 /// Fault injection for crash tests: `WLEDGER_FAULT=NAME` makes the process SIGKILL itself at the
 /// point called NAME (`update-journaled`, `update-recorded`, `checkout-journaled`,
-/// `checkout-patching` (half of a file's in-place tensors written), `checkout-renamed`). Does
-/// nothing otherwise.
+/// `checkout-patching`/`update-patching` (half of a file's in-place tensors written),
+/// `checkout-renamed`). Does nothing otherwise.
 enum FaultInjection {
     static let target = ProcessInfo.processInfo.environment["WLEDGER_FAULT"]
 

@@ -7,9 +7,11 @@ extension Repository {
     /// Commits new contents for some tensors onto HEAD and writes them into the work tree: the
     /// path shared by revert, prune, restrain and `commit --prune`.
     ///
-    /// Order: the changed weight files are staged as temporary files, the commit is recorded in
-    /// one ledger transaction, then the staged files are renamed into place. If anything fails
-    /// before the rename, the ledger and the work tree are left as they were.
+    /// Order: the changed weight files are staged as temporary files (or, where a file allows it
+    /// and no hook needs a candidate directory, opened to have their changed tensors written in
+    /// place, see `inPlaceHeader`), the commit is recorded in one ledger transaction, then the
+    /// staged files are renamed into place and the in-place tensors written. If anything fails
+    /// before the commit is recorded, the ledger and the work tree are left as they were.
     /// - Parameters:
     ///   - updates: tensor name → new bytes (same dtype and shape as HEAD). Updates equal to
     ///     HEAD are dropped.
@@ -73,8 +75,24 @@ extension Repository {
         // Stage the weight files that hold changed tensors; everything else is copied from the work tree.
         var newManifest = manifest
         for c in changes { newManifest[c.entry.name] = c.entry }
-        let touched = Set(changes.map(\.entry.file))
+        var touched = Set(changes.map(\.entry.file))
         var staged: [(path: String, writer: AtomicFileWriter)] = []
+        // Files whose changed tensors can be written into them in place (hooks need every new
+        // file staged for their candidate directory, so not when one will run).
+        let hooked = verifyHooks && (hookPath(.preCommit) != nil || hookPath(.commitMsg) != nil
+            || (options.kind == .revert && hookPath(.preRevert) != nil))
+        var patches: [(patch: InPlacePatch, file: InPlaceFile, header: SafetensorsHeader, tensors: [(info: TensorInfo, bytes: [UInt8])])] = []
+        if try inPlaceByDefault(), !hooked {
+            for file in touched.sorted() {
+                guard let f = cmp.files[file] else { continue }
+                let here = names.filter { manifest[$0]!.file == file }
+                guard let header = inPlaceHeader(file, entry: f, cmp: cmp, changed: here) else { continue }
+                let byName = Dictionary(uniqueKeysWithValues: header.tensors.map { ($0.name, $0) })
+                patches.append((InPlacePatch(path: file, tensors: here), try InPlaceFile(root + "/" + file), header,
+                                here.map { (byName[$0]!, updates[$0]!) }))
+                touched.remove(file)
+            }
+        }
         progress.start("writing tensors", total: newManifest.values.filter { touched.contains($0.file) }.count)
         do {
             for file in touched.sorted() {
@@ -93,7 +111,7 @@ extension Repository {
             for s in staged { try s.writer.sync() }
             // Hooks see a candidate directory: hard links to the staged files and the rest of the
             // work tree, removed before anything is renamed. A failing hook aborts here.
-            if verifyHooks, hookPath(.preCommit) != nil || hookPath(.commitMsg) != nil || (options.kind == .revert && hookPath(.preRevert) != nil) {
+            if hooked {
                 let candidate = try candidateDirectory(files: cmp.directory.weightFiles + cmp.directory.sideFiles,
                                                        staged: Dictionary(uniqueKeysWithValues: staged.map { ($0.path, $0.writer.tempPath) }))
                 defer { try? FileManager.default.removeItem(atPath: candidate) }
@@ -102,7 +120,8 @@ extension Repository {
                                                         kind: options.kind, what: "committed")
             }
             try writeJournal(PendingOperation(kind: .update, commit: head.commit, branch: nil,
-                                              renames: staged.map { [relativeToRoot($0.writer.tempPath), $0.path] }, removes: []))
+                                              renames: staged.map { [relativeToRoot($0.writer.tempPath), $0.path] }, removes: [],
+                                              patches: patches.map(\.patch)))
             FaultInjection.point("update-journaled")
             let recorded: (id: String, tensors: [CommitResult.ChangedTensor], storedBytes: Int)
             do {
@@ -113,13 +132,15 @@ extension Repository {
                 throw error
             }
             FaultInjection.point("update-recorded")
+            for p in patches { try writeInPlace(p.file, header: p.header, tensors: p.tensors, fault: "update-patching") }
             for s in staged { try s.writer.commit(sync: false) }
             syncDirectory(root)
             clearJournal()
             // Files this command wrote are recorded as written now; the others as read at the scan.
             var written: [String: FileStat] = [:]
-            for s in staged { written[s.path] = FileStat.of(root + "/" + s.path) }
-            try recordStats(staged.map(\.path), commit: recorded.id, scanned: written)
+            let paths = staged.map(\.path) + patches.map(\.patch.path)
+            for p in paths { written[p] = FileStat.of(root + "/" + p) }
+            try recordStats(paths, commit: recorded.id, scanned: written)
             try recordStats((cmp.directory.weightFiles + cmp.directory.sideFiles).filter { written[$0] == nil }, commit: recorded.id,
                             scanned: cmp.stats, readAt: cmp.scannedAt)
             runPostCommitHook(commit: recorded.id, candidate: root)

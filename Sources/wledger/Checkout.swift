@@ -20,13 +20,14 @@ struct Checkout: ParsableCommand {
     @Option(help: "Materialize into this (new or empty) directory; HEAD and the work tree stay as they are.") var output: String?
     @Flag(name: .shortAndLong, help: "Discard uncommitted changes in the work tree.") var force = false
     @Flag(help: "Also verify the sha256 of every rebuilt tensor.") var verify = false
-    @Flag(inversion: .prefixedNo, help: "Write only the changed tensors into weight files that allow it (--no-in-place: write every changed file anew, so a process that has it mapped keeps the old weights).")
-    var inPlace = true
+    @Flag(inversion: .prefixedNo, help: "Write only the changed tensors into weight files that allow it (--no-in-place: write every changed file anew, so a process that has it mapped keeps the old weights; default: core.in-place of .wledger/config, else in place).")
+    var inPlace: Bool?
     @Flag(help: "Print the result as JSON.") var json = false
 
     func run() throws {
         let repo = try global.openRepository(forWriting: output == nil)
-        let r = try repo.checkout(revision, output: output, force: force, verifySHA256: verify, inPlace: inPlace, progress: global.progress)
+        let r = try repo.checkout(revision, output: output, force: force, verifySHA256: verify, inPlace: try inPlace ?? repo.inPlaceByDefault(),
+                                  progress: global.progress)
         if json { return try printJSON(r) }
         if output != nil {
             print("Wrote \(r.written.count) file(s) of \(short(r.commit)) to \(r.directory) (\(humanBytes(r.bytesWritten)))")

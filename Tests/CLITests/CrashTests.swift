@@ -106,6 +106,26 @@ final class JournalRecoveryTests: XCTestCase {
         XCTAssertEqual(try files(), editFiles)
         XCTAssertEqual(try wl(["checkout", "-q", "main"]).status, 0)
         XCTAssertEqual(try files(), revertFiles)
+        // update-patching: a revert killed with half of its tensors written into the weight file
+        // is rolled forward; the file keeps its inode. With core.in-place false a revert writes the
+        // file anew.
+        var before = try inode()
+        r = try wl(["revert", "-q", "HEAD"], env: ["WLEDGER_FAULT": "update-patching"])
+        XCTAssertEqual(r.status, 9, r.stderr)
+        r = try wl(["status", "--rehash", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("completed an interrupted update"), r.stderr)
+        XCTAssertTrue(r.stdout.contains("\"clean\" : true"), "work tree equals the new revert commit: \(r.stdout)")
+        XCTAssertNotEqual(try head(), revertHead)
+        XCTAssertEqual(try inode(), before)
+        XCTAssertEqual(try wl(["config", "set", "core.in-place", "false"]).status, 0)
+        before = try inode()
+        r = try wl(["revert", "-q", "HEAD"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertNotEqual(try inode(), before, "core.in-place false: the file is written anew")
+        XCTAssertTrue(try wl(["status", "--rehash", "--json"]).stdout.contains("\"clean\" : true"))
+        XCTAssertEqual(try wl(["config", "unset", "core.in-place"]).status, 0)
+
         r = try wl(["fsck", "-q", "--full"])
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
         XCTAssertFalse(try FileManager.default.contentsOfDirectory(atPath: dir).contains { $0.contains("wledger-tmp") }, "no temporary files left")

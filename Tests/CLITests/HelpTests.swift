@@ -298,7 +298,8 @@ final class HelpTests: XCTestCase {
                                   Write only the changed tensors into weight files that
                                   allow it (--no-in-place: write every changed file
                                   anew, so a process that has it mapped keeps the old
-                                  weights). (default: --in-place)
+                                  weights; default: core.in-place of .wledger/config,
+                                  else in place).
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
@@ -647,6 +648,9 @@ final class HelpTests: XCTestCase {
           gate.max-delta-share: weight gate: largest share of elements with δ = |ΔW/W|
         > 0.171 vs base
           gate.max-kappa-growth: weight gate: largest κ(W)/κ(W_base) allowed
+          core.in-place: write changed tensors into weight files in place where they
+        allow it: checkout, revert, prune, restrain, edit, commit --prune (default:
+        true)
         '*' is a name of your choice (a task, suite, evaluator, or TASK.METRIC for
         thresholds).
         Examples: wledger config set threshold.addition.exact_match.min 0.3; wledger
