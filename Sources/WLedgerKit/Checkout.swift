@@ -30,8 +30,9 @@ extension Repository {
     ///
     /// Refuses (`KitError.refused`) when the work tree has uncommitted changes, unless `force`.
     /// Every rebuilt tensor is verified against its fingerprint (and sha256 with `verifySHA256`).
+    /// - Parameter inPlace: nil: `core.in-place` of `.wledger/config` (true when unset).
     public func checkout(_ revision: String, output: String? = nil, force: Bool = false, verifySHA256: Bool = false,
-                         inPlace: Bool = true, progress: ProgressReporter = .silent) throws -> CheckoutResult {
+                         inPlace: Bool? = nil, progress: ProgressReporter = .silent) throws -> CheckoutResult {
         let resolver = RevisionResolver(ledger: ledger)
         let target = try resolver.resolve(revision)
         // `checkout HEAD` (e.g. with --force to discard changes) stays on the current branch.
@@ -122,17 +123,25 @@ extension Repository {
             }
         }
         let removals = cmp.files.filter { $0.value.kind == .side && files[$0.key] == nil }.map(\.key).sorted()
-        // Weight files that only need some tensors written get them in place, rebuilt (and
-        // verified) now, written once every other file is staged and the journal names them.
+        // Weight files that only need some tensors written get them in place: rebuilt (and
+        // verified) now, listed in the journal with the staged files, written after the renames
+        // (a failure from there on leaves the journal, and the next command finishes the job).
+        // Not with --force, which rewrites whole files from the ledger (a repair must not trust
+        // the stat cache), and at most `inPlaceLimit` bytes held in memory over all files.
         var patches: [(patch: InPlacePatch, file: InPlaceFile, header: SafetensorsHeader, tensors: [(info: TensorInfo, bytes: [UInt8])])] = []
-        if inPlace {
+        if try !force && (inPlace ?? inPlaceByDefault()) {
+            var held = 0
             toWrite = try toWrite.filter { f in
                 let changed = manifest.values.filter { $0.file == f.path && !(cmp.manifest[$0.name]?.hash == $0.hash && !dirty.contains($0.name)) }
                     .map(\.name).sorted()
-                guard let header = inPlaceHeader(f.path, entry: f, cmp: cmp, changed: changed) else { return true }
+                guard let header = inPlaceHeader(f.path, entry: f, cmp: cmp, changed: changed),
+                      let file = try? InPlaceFile(root + "/" + f.path) else { return true }
+                let sizes = Dictionary(uniqueKeysWithValues: header.tensors.map { ($0.name, $0.byteCount) })
+                let bytes = changed.reduce(0) { $0 + (sizes[$1] ?? 0) }
+                guard held + bytes <= Repository.inPlaceLimit else { return true }
+                held += bytes
                 let patch = InPlacePatch(path: f.path, tensors: changed)
-                let tensors = try rebuildForPatch(patch, header: header, manifest: manifest, verifySHA256: verifySHA256)
-                patches.append((patch, try InPlaceFile(root + "/" + f.path), header, tensors))
+                patches.append((patch, file, header, try rebuildForPatch(patch, header: header, manifest: manifest, verifySHA256: verifySHA256)))
                 return false
             }
         }
@@ -141,8 +150,8 @@ extension Repository {
                                                    renames: staged.map { [self.relativeToRoot($0.tempPath), self.relativeToRoot($0.path)] },
                                                    removes: removals, patches: patches.map(\.patch)))
             FaultInjection.point("checkout-journaled")
-            for p in patches { try self.writeInPlace(p.file, header: p.header, tensors: p.tensors) }
         }
+        for p in patches { try writeInPlace(p.file, header: p.header, tensors: p.tensors) }
         for p in patches {
             result.written.append(p.patch.path)
             result.patchedInPlace.append(p.patch.path)

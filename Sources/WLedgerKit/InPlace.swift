@@ -111,15 +111,23 @@ extension Repository {
 }
 
 /// A weight file opened for writing in place, opened before the journal is written so that a
-/// file the user may not write is refused before anything changes.
+/// file the user may not write is refused before anything changes. Only a regular file with no
+/// other hard link, opened without following a symlink (checked on the open descriptor, so a
+/// link that appears after `inPlaceHeader` looked is never written through).
 final class InPlaceFile {
     let path: String
     let fd: Int32
 
     init(_ path: String) throws {
         self.path = path
-        fd = Glibc.open(path, O_RDWR | O_CLOEXEC)
+        let fd = Glibc.open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { throw TensorIOError.io(path: path, operation: "open for writing", reason: errnoText()) }
+        var st = Glibc.stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_nlink == 1 else {
+            close(fd)
+            throw TensorIOError.io(path: path, operation: "open for writing", reason: "not a regular file with a single link")
+        }
+        self.fd = fd
     }
 
     /// Whether the file is `size` bytes long and starts with `prefix` (a safetensors header).

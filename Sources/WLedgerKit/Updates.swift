@@ -11,7 +11,8 @@ extension Repository {
     /// and no hook needs a candidate directory, opened to have their changed tensors written in
     /// place, see `inPlaceHeader`), the commit is recorded in one ledger transaction, then the
     /// staged files are renamed into place and the in-place tensors written. If anything fails
-    /// before the commit is recorded, the ledger and the work tree are left as they were.
+    /// before the commit is recorded, the ledger and the work tree are left as they were; after,
+    /// the journal stays and the next command finishes the update.
     /// - Parameters:
     ///   - updates: tensor name → new bytes (same dtype and shape as HEAD). Updates equal to
     ///     HEAD are dropped.
@@ -86,10 +87,10 @@ extension Repository {
             for file in touched.sorted() {
                 guard let f = cmp.files[file] else { continue }
                 let here = names.filter { manifest[$0]!.file == file }
-                guard let header = inPlaceHeader(file, entry: f, cmp: cmp, changed: here) else { continue }
+                guard let header = inPlaceHeader(file, entry: f, cmp: cmp, changed: here), let handle = try? InPlaceFile(root + "/" + file)
+                else { continue }
                 let byName = Dictionary(uniqueKeysWithValues: header.tensors.map { ($0.name, $0) })
-                patches.append((InPlacePatch(path: file, tensors: here), try InPlaceFile(root + "/" + file), header,
-                                here.map { (byName[$0]!, updates[$0]!) }))
+                patches.append((InPlacePatch(path: file, tensors: here), handle, header, here.map { (byName[$0]!, updates[$0]!) }))
                 touched.remove(file)
             }
         }
@@ -132,9 +133,12 @@ extension Repository {
                 throw error
             }
             FaultInjection.point("update-recorded")
-            for p in patches { try writeInPlace(p.file, header: p.header, tensors: p.tensors, fault: "update-patching") }
+            // The commit is recorded: the staged files go in first, then the in-place tensors. A
+            // failure from here on leaves the journal (and the staged files), so the next command
+            // rolls the update forward.
             for s in staged { try s.writer.commit(sync: false) }
             syncDirectory(root)
+            for p in patches { try writeInPlace(p.file, header: p.header, tensors: p.tensors, fault: "update-patching") }
             clearJournal()
             // Files this command wrote are recorded as written now; the others as read at the scan.
             var written: [String: FileStat] = [:]

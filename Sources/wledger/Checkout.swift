@@ -26,7 +26,7 @@ struct Checkout: ParsableCommand {
 
     func run() throws {
         let repo = try global.openRepository(forWriting: output == nil)
-        let r = try repo.checkout(revision, output: output, force: force, verifySHA256: verify, inPlace: try inPlace ?? repo.inPlaceByDefault(),
+        let r = try repo.checkout(revision, output: output, force: force, verifySHA256: verify, inPlace: inPlace,
                                   progress: global.progress)
         if json { return try printJSON(r) }
         if output != nil {

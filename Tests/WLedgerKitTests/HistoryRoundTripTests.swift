@@ -96,10 +96,17 @@ final class HistoryRoundTripTests: XCTestCase {
         _ = try repo.checkout("main")
         XCTAssertEqual(try sideAndWeightHashes(model), fileHashes[50])
         XCTAssertTrue(try repo.status().clean)
-        // Written anew on request: a new file, the same bytes.
+        // Written anew on request: a new file, the same bytes. --force rewrites every file from
+        // the ledger too (a repair does not trust the stat cache), never in place.
         var r = try repo.checkout(commits[25], inPlace: false)
         XCTAssertEqual(r.patchedInPlace, [])
         XCTAssertNotEqual(try inode(weights), file)
+        XCTAssertEqual(try sideAndWeightHashes(model), fileHashes[25])
+        let beforeForce = try inode(weights)
+        r = try repo.checkout(commits[25], force: true)
+        XCTAssertEqual(r.patchedInPlace, [])
+        XCTAssertEqual(r.tensorsRebuilt, try repo.ledger.manifest(of: commits[25]).count)
+        XCTAssertNotEqual(try inode(weights), beforeForce)
         XCTAssertEqual(try sideAndWeightHashes(model), fileHashes[25])
         // A weight file with another hard link is replaced, never written through: the other
         // name keeps the old bytes.
