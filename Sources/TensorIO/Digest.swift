@@ -81,18 +81,16 @@ public enum Probe {
     public static let windows = 4
     public static let width = 64
 
+    /// The byte ranges a probe samples from `n` bytes: `windows` windows of `width` bytes evenly
+    /// spaced (first and last included), or all of them when they are fewer.
+    static func sampled(_ n: Int) -> [Range<Int>] {
+        guard n > windows * width else { return [0..<n] }
+        return (0..<windows).map { k in let o = k * (n - width) / (windows - 1); return o..<(o + width) }
+    }
+
     public static func of(_ data: UnsafeRawBufferPointer) -> Int64 {
-        let n = data.count
-        guard n > windows * width, let base = data.baseAddress else {
-            return Int64(bitPattern: XXH3_64bits(data.baseAddress, n))
-        }
-        var sample = [UInt8](repeating: 0, count: windows * width)
-        sample.withUnsafeMutableBytes { s in
-            for k in 0..<windows {
-                let offset = k * (n - width) / (windows - 1)
-                s.baseAddress!.advanced(by: k * width).copyMemory(from: base + offset, byteCount: width)
-            }
-        }
+        guard let base = data.baseAddress else { return Int64(bitPattern: XXH3_64bits(nil, 0)) }
+        let sample = sampled(data.count).flatMap { UnsafeRawBufferPointer(start: base + $0.lowerBound, count: $0.count) }
         return Int64(bitPattern: sample.withUnsafeBytes { XXH3_64bits($0.baseAddress, $0.count) })
     }
 
@@ -104,23 +102,14 @@ public enum Probe {
     /// - Throws: `TensorIOError.io` naming the file when a read fails or the file ends early.
     public static func of(_ file: MappedFile, range: Range<Int>) throws -> Int64 {
         precondition(range.lowerBound >= 0 && range.upperBound <= file.size, "range outside mapped file")
-        let n = range.count
-        let whole = n <= windows * width
-        var sample = [UInt8](repeating: 0, count: whole ? n : windows * width)
-        try sample.withUnsafeMutableBytes { s in
-            for k in 0..<(whole ? 1 : windows) {
-                let offset = whole ? 0 : k * (n - width) / (windows - 1), count = whole ? n : width
-                var done = 0
-                while done < count {
-                    let r = pread(file.descriptor, s.baseAddress! + k * width + done, count - done, off_t(range.lowerBound + offset + done))
-                    if r < 0 && errno == EINTR { continue }
-                    guard r > 0 else {
-                        let reason = r == 0 ? "the file ends before byte \(range.lowerBound + offset + count) (it shrank after it was mapped)" : errnoText()
-                        throw TensorIOError.io(path: file.path, operation: "read", reason: reason)
-                    }
-                    done += r
-                }
+        var sample: [UInt8] = []
+        for r in sampled(range.count) {
+            var window = [UInt8](repeating: 0, count: r.count)
+            guard try window.withUnsafeMutableBytes({ try readFully(file.descriptor, into: $0, at: range.lowerBound + r.lowerBound, path: file.path) }) else {
+                throw TensorIOError.io(path: file.path, operation: "read",
+                                       reason: "the file ends before byte \(range.lowerBound + r.upperBound) (it shrank after it was mapped)")
             }
+            sample += window
         }
         return Int64(bitPattern: sample.withUnsafeBytes { XXH3_64bits($0.baseAddress, $0.count) })
     }

@@ -36,15 +36,7 @@ public final class AtomicFileWriter {
 
     /// Writes `bytes` at `offset`.
     public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw TensorIOError.io(path: tempPath, operation: "write", reason: errnoText())
-            }
-            done += n
-        }
+        try writeFully(fd, bytes, at: offset, path: tempPath)
     }
 
     /// Copies `count` bytes of `source` from `sourceOffset` to `offset` inside the kernel
@@ -106,6 +98,33 @@ public func writeFileAtomically(_ path: String, _ bytes: [UInt8], sync: Bool = t
     let w = try AtomicFileWriter(path: path, size: bytes.count)
     try w.write(bytes, at: 0)
     try w.commit(sync: sync)
+}
+
+/// Writes all of `bytes` to descriptor `fd` at `offset` (pwrite, retried after EINTR and short
+/// writes). - Throws: `TensorIOError.io` naming `path`.
+public func writeFully(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int, path: String) throws {
+    var done = 0
+    while done < bytes.count {
+        let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else { throw TensorIOError.io(path: path, operation: "write", reason: n < 0 ? errnoText() : "no progress") }
+        done += n
+    }
+}
+
+/// Fills `buffer` from descriptor `fd` at `offset` (pread, retried after EINTR and short reads).
+/// - Returns: false when the file ends first. - Throws: `TensorIOError.io` naming `path` on a
+///   read error.
+public func readFully(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int, path: String) throws -> Bool {
+    var done = 0
+    while done < buffer.count {
+        let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
+        if n < 0 && errno == EINTR { continue }
+        if n < 0 { throw TensorIOError.io(path: path, operation: "read", reason: errnoText()) }
+        if n == 0 { return false }
+        done += n
+    }
+    return true
 }
 
 /// The directory part of a path ("." when there is none).

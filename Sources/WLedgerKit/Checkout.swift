@@ -24,7 +24,7 @@ extension Repository {
     /// tree alone.
     ///
     /// A weight file whose header the target shares, a regular file with no other hard link, gets
-    /// only its changed tensors written, in place (`inPlace`, see `inPlaceHeader`); every other
+    /// only its changed tensors written, in place (`inPlace`, see `inPlaceTarget`); every other
     /// changed file is written to a temporary file and renamed into place. Either way the journal
     /// lets a killed checkout be finished by the next command.
     ///
@@ -128,20 +128,18 @@ extension Repository {
         // (a failure from there on leaves the journal, and the next command finishes the job).
         // Not with --force, which rewrites whole files from the ledger (a repair must not trust
         // the stat cache), and at most `inPlaceLimit` bytes held in memory over all files.
-        var patches: [(patch: InPlacePatch, file: InPlaceFile, header: SafetensorsHeader, tensors: [(info: TensorInfo, bytes: [UInt8])])] = []
+        var patches: [InPlaceWrite] = []
         if try !force && (inPlace ?? inPlaceByDefault()) {
             var held = 0
             toWrite = try toWrite.filter { f in
                 let changed = manifest.values.filter { $0.file == f.path && !(cmp.manifest[$0.name]?.hash == $0.hash && !dirty.contains($0.name)) }
                     .map(\.name).sorted()
-                guard let header = inPlaceHeader(f.path, entry: f, cmp: cmp, changed: changed),
+                guard let target = inPlaceTarget(f.path, entry: f, cmp: cmp, changed: changed, limit: Repository.inPlaceLimit - held),
                       let file = try? InPlaceFile(root + "/" + f.path) else { return true }
-                let sizes = Dictionary(uniqueKeysWithValues: header.tensors.map { ($0.name, $0.byteCount) })
-                let bytes = changed.reduce(0) { $0 + (sizes[$1] ?? 0) }
-                guard held + bytes <= Repository.inPlaceLimit else { return true }
-                held += bytes
+                held += target.bytes
                 let patch = InPlacePatch(path: f.path, tensors: changed)
-                patches.append((patch, file, header, try rebuildForPatch(patch, header: header, manifest: manifest, verifySHA256: verifySHA256)))
+                patches.append(InPlaceWrite(patch: patch, file: file, header: target.header,
+                                            tensors: try rebuildForPatch(patch, header: target.header, manifest: manifest, verifySHA256: verifySHA256)))
                 return false
             }
         }
@@ -151,12 +149,12 @@ extension Repository {
                                                    removes: removals, patches: patches.map(\.patch)))
             FaultInjection.point("checkout-journaled")
         }
-        for p in patches { try writeInPlace(p.file, header: p.header, tensors: p.tensors) }
         for p in patches {
+            try p.write()
             result.written.append(p.patch.path)
             result.patchedInPlace.append(p.patch.path)
             result.tensorsRebuilt += p.tensors.count
-            result.bytesWritten += p.tensors.reduce(0) { $0 + $1.bytes.count }
+            result.bytesWritten += p.bytes
         }
         result.written.sort()
         FaultInjection.point("checkout-renamed")

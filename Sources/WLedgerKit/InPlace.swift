@@ -23,26 +23,28 @@ extension Repository {
         return v == "true"
     }
 
-    /// Most bytes of changed tensors a checkout rebuilds in memory to write into one file in place;
-    /// beyond it (or beyond half the file) the file is written anew.
+    /// Most bytes of changed tensors one command holds in memory to write in place (over all its
+    /// files); beyond it (or beyond half a file) a file is written anew.
     static let inPlaceLimit = 1 << 30
 
-    /// The header of work-tree weight file `path` when checking out `entry` can write only the
-    /// `changed` tensors into it: the file is a regular file with no other hard link (a symlink
-    /// into a Hugging Face cache, or a file shared with another directory, is replaced instead,
-    /// never written through), its header is byte-identical to the target's (every tensor keeps
-    /// its offset), its size is the target's, and the changed tensors are at most `inPlaceLimit`
-    /// bytes and half the file. Nil otherwise.
-    func inPlaceHeader(_ path: String, entry: FileEntry, cmp: WorkTreeComparison, changed: [String]) -> SafetensorsHeader? {
+    /// Where in work-tree weight file `path` the `changed` tensors go, when writing `entry` can
+    /// write only them into it: the file is a regular file with no other hard link (a symlink into
+    /// a Hugging Face cache, or a file shared with another directory, is replaced instead, never
+    /// written through) that the user may read and write, its header is byte-identical to the
+    /// target's (every tensor keeps its offset), its size is the target's, and the changed
+    /// tensors are at most `limit` bytes and half the file. Nil otherwise.
+    func inPlaceTarget(_ path: String, entry: FileEntry, cmp: WorkTreeComparison, changed: [String],
+                       limit: Int = Repository.inPlaceLimit) -> (header: SafetensorsHeader, tensors: [TensorInfo], bytes: Int)? {
         guard entry.kind == .safetensors, cmp.report.structural.isEmpty, let file = cmp.weights.files[path],
               cmp.headerHashes[path] == entry.object, file.header.fileSize == entry.size else { return nil }
         var st = Glibc.stat()
         guard lstat(root + "/" + path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_nlink == 1, Int(st.st_size) == entry.size,
               access(root + "/" + path, R_OK | W_OK) == 0 else { return nil }
         let byName = Dictionary(uniqueKeysWithValues: file.header.tensors.map { ($0.name, $0) })
-        let bytes = changed.reduce(0) { $0 + (byName[$1]?.byteCount ?? 0) }
-        guard changed.allSatisfy({ byName[$0] != nil }), bytes <= Repository.inPlaceLimit, 2 * bytes <= entry.size else { return nil }
-        return file.header
+        let tensors = changed.compactMap { byName[$0] }
+        let bytes = tensors.reduce(0) { $0 + $1.byteCount }
+        guard tensors.count == changed.count, bytes <= limit, 2 * bytes <= entry.size else { return nil }
+        return (file.header, tensors, bytes)
     }
 
     /// Rebuilds the target versions of a patch's tensors from the ledger (verified against their
@@ -62,27 +64,6 @@ extension Repository {
         return items.indices.map { (items[$0].0, out[$0]!) }
     }
 
-    /// Writes rebuilt tensors into the existing weight file at their offsets and flushes them to
-    /// disk (fdatasync) before returning.
-    /// - Parameter fault: the crash tests' fault point, reached with half of the tensors written.
-    func writeInPlace(_ file: InPlaceFile, header: SafetensorsHeader, tensors: [(info: TensorInfo, bytes: [UInt8])],
-                      fault: String = "checkout-patching") throws {
-        let (full, fd) = (file.path, file.fd)
-        for (k, t) in tensors.enumerated() {
-            if k == tensors.count / 2 && k > 0 { FaultInjection.point(fault) }
-            try t.bytes.withUnsafeBytes { b in
-                var done = 0
-                while done < b.count {
-                    let n = pwrite(fd, b.baseAddress! + done, b.count - done, off_t(header.dataStart + t.info.begin + done))
-                    if n < 0 && errno == EINTR { continue }
-                    guard n > 0 else { throw TensorIOError.io(path: full, operation: "write", reason: n < 0 ? errnoText() : "no progress") }
-                    done += n
-                }
-            }
-        }
-        guard fdatasync(fd) == 0 else { throw TensorIOError.io(path: full, operation: "fdatasync", reason: errnoText()) }
-    }
-
     /// Recovery of a killed in-place checkout or update: writes every tensor the journal lists (of
     /// commit `commit`) into its file again. Tensors it does not list were already the target's. A file
     /// that no longer has the target's size and header bytes (replaced or truncated since) is
@@ -99,7 +80,8 @@ extension Repository {
             let prefix = try ledger.readObject(object)
             if let file = try? InPlaceFile(full), file.hasPrefix(prefix, size: entry.size) {
                 let header = try SafetensorsHeader.parse(json: Array(prefix.dropFirst(8)), dataSize: entry.size - prefix.count, path: full)
-                try writeInPlace(file, header: header, tensors: try rebuildForPatch(p, header: header, manifest: manifest, verifySHA256: false))
+                try InPlaceWrite(patch: p, file: file, header: header,
+                                 tensors: try rebuildForPatch(p, header: header, manifest: manifest, verifySHA256: false)).write()
             } else {
                 let (w, _) = try stageWeightFile(full, prefix: prefix, size: entry.size, manifest: manifest, verifySHA256: false,
                                                  progress: .silent) { .ledger(manifest[$0.name]!.hash) }
@@ -110,10 +92,30 @@ extension Repository {
     }
 }
 
+/// Tensors ready to be written into a weight file in place, with the file opened for it.
+struct InPlaceWrite {
+    let patch: InPlacePatch
+    let file: InPlaceFile
+    let header: SafetensorsHeader
+    let tensors: [(info: TensorInfo, bytes: [UInt8])]
+
+    var bytes: Int { tensors.reduce(0) { $0 + $1.bytes.count } }
+
+    /// Writes the tensors at their offsets and flushes them to disk (fdatasync) before returning.
+    /// - Parameter fault: the crash tests' fault point, reached with half of the tensors written.
+    func write(fault: String = "checkout-patching") throws {
+        for (k, t) in tensors.enumerated() {
+            if k == tensors.count / 2 && k > 0 { FaultInjection.point(fault) }
+            try t.bytes.withUnsafeBytes { try writeFully(file.fd, $0, at: header.dataStart + t.info.begin, path: file.path) }
+        }
+        guard fdatasync(file.fd) == 0 else { throw TensorIOError.io(path: file.path, operation: "fdatasync", reason: errnoText()) }
+    }
+}
+
 /// A weight file opened for writing in place, opened before the journal is written so that a
 /// file the user may not write is refused before anything changes. Only a regular file with no
 /// other hard link, opened without following a symlink (checked on the open descriptor, so a
-/// link that appears after `inPlaceHeader` looked is never written through).
+/// link that appears after `inPlaceTarget` looked is never written through).
 final class InPlaceFile {
     let path: String
     let fd: Int32
@@ -135,8 +137,8 @@ final class InPlaceFile {
         var st = Glibc.stat()
         guard fstat(fd, &st) == 0, Int(st.st_size) == size else { return false }
         var head = [UInt8](repeating: 0, count: prefix.count)
-        let n = head.withUnsafeMutableBytes { pread(fd, $0.baseAddress, prefix.count, 0) }
-        return n == prefix.count && head == prefix
+        guard (try? head.withUnsafeMutableBytes { try readFully(fd, into: $0, at: 0, path: path) }) == true else { return false }
+        return head == prefix
     }
 
     deinit { close(fd) }

@@ -9,7 +9,7 @@ extension Repository {
     ///
     /// Order: the changed weight files are staged as temporary files (or, where a file allows it
     /// and no hook needs a candidate directory, opened to have their changed tensors written in
-    /// place, see `inPlaceHeader`), the commit is recorded in one ledger transaction, then the
+    /// place, see `inPlaceTarget`), the commit is recorded in one ledger transaction, then the
     /// staged files are renamed into place and the in-place tensors written. If anything fails
     /// before the commit is recorded, the ledger and the work tree are left as they were; after,
     /// the journal stays and the next command finishes the update.
@@ -82,15 +82,15 @@ extension Repository {
         // file staged for their candidate directory, so not when one will run).
         let hooked = verifyHooks && (hookPath(.preCommit) != nil || hookPath(.commitMsg) != nil
             || (options.kind == .revert && hookPath(.preRevert) != nil))
-        var patches: [(patch: InPlacePatch, file: InPlaceFile, header: SafetensorsHeader, tensors: [(info: TensorInfo, bytes: [UInt8])])] = []
+        var patches: [InPlaceWrite] = []
         if try inPlaceByDefault(), !hooked {
             for file in touched.sorted() {
                 guard let f = cmp.files[file] else { continue }
                 let here = names.filter { manifest[$0]!.file == file }
-                guard let header = inPlaceHeader(file, entry: f, cmp: cmp, changed: here), let handle = try? InPlaceFile(root + "/" + file)
+                guard let target = inPlaceTarget(file, entry: f, cmp: cmp, changed: here), let handle = try? InPlaceFile(root + "/" + file)
                 else { continue }
-                let byName = Dictionary(uniqueKeysWithValues: header.tensors.map { ($0.name, $0) })
-                patches.append((InPlacePatch(path: file, tensors: here), handle, header, here.map { (byName[$0]!, updates[$0]!) }))
+                patches.append(InPlaceWrite(patch: InPlacePatch(path: file, tensors: here), file: handle, header: target.header,
+                                            tensors: target.tensors.map { ($0, updates[$0.name]!) }))
                 touched.remove(file)
             }
         }
@@ -138,7 +138,7 @@ extension Repository {
             // rolls the update forward.
             for s in staged { try s.writer.commit(sync: false) }
             syncDirectory(root)
-            for p in patches { try writeInPlace(p.file, header: p.header, tensors: p.tensors, fault: "update-patching") }
+            for p in patches { try p.write(fault: "update-patching") }
             clearJournal()
             // Files this command wrote are recorded as written now; the others as read at the scan.
             var written: [String: FileStat] = [:]
