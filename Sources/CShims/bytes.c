@@ -279,8 +279,7 @@ size_t wl_sparse_gather(const uint8_t *x, const uint8_t *child, size_t n, size_t
     return k;
 }
 
-int wl_sparse_apply(uint8_t *out, size_t count, size_t elem, const uint8_t *idx, int width, const uint8_t *values,
-                    size_t changed, int xor_mode) {
+int wl_sparse_positions(const uint8_t *idx, int width, size_t changed, size_t count, uint64_t *pos) {
     uint64_t position = 0;
     for (size_t k = 0; k < changed; k++) {
         uint64_t d;
@@ -288,7 +287,14 @@ int wl_sparse_apply(uint8_t *out, size_t count, size_t elem, const uint8_t *idx,
         /* Positions start at the first delta and strictly increase, all below `count`. */
         if ((k > 0 && d == 0) || (uint64_t)count == 0 || d > (uint64_t)count - 1 - position) return -1;
         position += d;
-        uint8_t *dst = out + (size_t)position * elem;
+        pos[k] = position;
+    }
+    return 0;
+}
+
+void wl_sparse_apply_at(uint8_t *out, size_t elem, const uint64_t *pos, const uint8_t *values, size_t n, int xor_mode) {
+    for (size_t k = 0; k < n; k++) {
+        uint8_t *dst = out + (size_t)pos[k] * elem;
         const uint8_t *src = values + k * elem;
         if (!xor_mode) {
             memcpy(dst, src, elem);
@@ -300,5 +306,4 @@ int wl_sparse_apply(uint8_t *out, size_t count, size_t elem, const uint8_t *idx,
             for (size_t b = 0; b < elem; b++) dst[b] ^= src[b];
         }
     }
-    return 0;
 }

@@ -7,7 +7,7 @@
  * elements keeps each element's arithmetic (order, no FMA) as written, so both builds give the
  * same bits. */
 #if defined(__x86_64__) && defined(__clang__) && defined(__linux__)
-#define WL_CLONES __attribute__((target_clones("avx2", "default")))
+#define WL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define WL_CLONES
 #endif
@@ -27,15 +27,17 @@ static inline void load_row(const uint8_t *p, size_t i, size_t cols, int dtype, 
     }
 }
 
-WL_CLONES
-void wl_lowrank_predict_rows(const uint8_t *parent, uint8_t *out, int dtype, size_t row0, size_t row1, size_t cols,
-                             size_t rank, const double *a, const double *b) {
-    double *acc = malloc(cols * sizeof(double)), *d = malloc(cols * sizeof(double));
-    double *bt = malloc((rank ? rank : 1) * cols * sizeof(double));
-    float *f32 = malloc(cols * sizeof(float));
-    if (!acc || !d || !bt || !f32) { free(acc); free(d); free(bt); free(f32); abort(); }
+void wl_lowrank_transpose(const double *b, size_t cols, size_t rank, double *bt) {
     for (size_t j = 0; j < cols; j++)
         for (size_t k = 0; k < rank; k++) bt[k * cols + j] = b[j * rank + k];
+}
+
+WL_CLONES
+void wl_lowrank_predict_rows_bt(const uint8_t *parent, uint8_t *out, int dtype, size_t row0, size_t row1, size_t cols,
+                                size_t rank, const double *a, const double *bt) {
+    double *acc = malloc(cols * sizeof(double)), *d = malloc(cols * sizeof(double));
+    float *f32 = malloc(cols * sizeof(float));
+    if (!acc || !d || !f32) { free(acc); free(d); free(f32); abort(); }
     for (size_t i = row0; i < row1; i++) {
         const double *ai = a + i * rank;
         size_t base = i * cols;
@@ -87,7 +89,16 @@ void wl_lowrank_predict_rows(const uint8_t *parent, uint8_t *out, int dtype, siz
             memcpy(out + 8 * base, acc, cols * sizeof(double));
         }
     }
-    free(acc); free(d); free(bt); free(f32);
+    free(acc); free(d); free(f32);
+}
+
+void wl_lowrank_predict_rows(const uint8_t *parent, uint8_t *out, int dtype, size_t row0, size_t row1, size_t cols,
+                             size_t rank, const double *a, const double *b) {
+    double *bt = malloc((rank ? rank : 1) * cols * sizeof(double));
+    if (!bt) abort();
+    wl_lowrank_transpose(b, cols, rank, bt);
+    wl_lowrank_predict_rows_bt(parent, out, dtype, row0, row1, cols, rank, a, bt);
+    free(bt);
 }
 
 void wl_lowrank_predict(const uint8_t *parent, uint8_t *out, int dtype, size_t rows, size_t cols,

@@ -94,7 +94,9 @@ public enum LowRankPatch {
         let b: UnsafePointer<Double>
     }
 
-    static func apply(body: UnsafeRawBufferPointer, elementSize: Int, parent: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) throws {
+    /// Parses a low-rank body (after the common header) for a tensor of `count` elements of
+    /// `elementSize` bytes: the factors and the decoded residual patch.
+    static func decode(body: UnsafeRawBufferPointer, elementSize: Int, count: Int) throws -> DecodedPatch {
         func bad(_ r: String) -> CodecError { .corrupt(what: "low-rank patch", reason: r) }
         guard body.count >= 48 else { throw bad("truncated header") }
         let code = body[0], precision = Int(body[1])
@@ -110,7 +112,7 @@ public enum LowRankPatch {
         let fLen = body.loadUnaligned(fromByteOffset: 32, as: UInt64.self)
         let rLen = body.loadUnaligned(fromByteOffset: 40, as: UInt64.self)
         let sizes: [UInt8: Int] = [1: 4, 2: 2, 3: 2, 4: 8]
-        guard sizes[code] == elementSize, rows.multipliedReportingOverflow(by: cols) == (parent.count / max(elementSize, 1), false),
+        guard sizes[code] == elementSize, rows.multipliedReportingOverflow(by: cols) == (count, false),
               rank <= min(rows, cols), rank <= 4096, fLen <= UInt64(body.count), rLen <= UInt64(body.count), 48 + Int(fLen) + Int(rLen) == body.count else {
             throw bad("dimensions or section lengths do not fit the parent")
         }
@@ -129,11 +131,13 @@ public enum LowRankPatch {
             }
         }
         let residual = UnsafeRawBufferPointer(rebasing: body[(48 + Int(fLen))...])
-        guard let inner = Patch.peek(residual), inner.encoding != .lowRank else { throw bad("residual is not a plain patch") }
-        // The prediction goes straight into `out` (every byte is predicted), and the residual is
-        // applied to it in place.
-        predict(parent: parent, into: out, code: code, rows: rows, cols: cols, rank: rank,
-                a: Array(values[0..<(rows * rank)]), b: Array(values[(rows * rank)...]))
-        try Patch.apply(residual, to: UnsafeRawBufferPointer(out), into: out)
+        guard let inner = Patch.peek(residual), inner.encoding != .lowRank, Int(residual[5]) == elementSize else {
+            throw bad("residual is not a plain patch of the tensor's elements")
+        }
+        // The prediction writes every element; the residual is applied to it.
+        let plain = try Patch.decode(residual, parentBytes: count * elementSize)
+        let prediction = DecodedPatch.Prediction(code: code, rows: rows, cols: cols, rank: rank,
+                                                 a: Array(values[0..<(rows * rank)]), b: Array(values[(rows * rank)...]))
+        return DecodedPatch(elementSize: elementSize, count: count, prediction: prediction, residual: plain.residual)
     }
 }

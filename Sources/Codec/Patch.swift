@@ -116,35 +116,39 @@ public struct Patch: Sendable {
     /// - Throws: `CodecError.corrupt` when the patch is malformed or does not fit the parent.
     public static func apply(_ patch: UnsafeRawBufferPointer, to parent: UnsafeRawBufferPointer,
                              into out: UnsafeMutableRawBufferPointer) throws {
+        guard out.count == parent.count else {
+            throw CodecError.corrupt(what: "patch", reason: "output has \(out.count) bytes, parent has \(parent.count)")
+        }
+        let decoded = try decode(patch, parentBytes: parent.count)
+        guard parent.count > 0 else { return }
+        decoded.apply(parent: parent.baseAddress!, into: out.baseAddress!)
+    }
+
+    /// Parses and decompresses a stored patch for a parent of `parentBytes` bytes, checking
+    /// everything `apply` relies on: header, sizes, and that sparse positions increase and stay in range.
+    /// - Throws: `CodecError.corrupt` when the patch is malformed or does not fit the parent.
+    public static func decode(_ patch: UnsafeRawBufferPointer, parentBytes: Int) throws -> DecodedPatch {
         func bad(_ r: String) -> CodecError { .corrupt(what: "patch", reason: r) }
         guard patch.count >= 24, Array(patch[0..<4]) == magic else { throw bad("bad magic or truncated header") }
         guard let enc = PatchEncoding(rawValue: patch[4]) else { throw bad("unknown encoding \(patch[4])") }
         let elem = Int(patch[5])
         let count64 = patch.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
         let changed64 = patch.loadUnaligned(fromByteOffset: 16, as: UInt64.self)
-        guard elem >= 1, let count = Int(exactly: count64), count.multipliedReportingOverflow(by: elem) == (parent.count, false),
-              out.count == parent.count else {
-            throw bad("patch is for \(count64) elements of \(elem) bytes, parent has \(parent.count) bytes")
+        guard elem >= 1, let count = Int(exactly: count64), count.multipliedReportingOverflow(by: elem) == (parentBytes, false) else {
+            throw bad("patch is for \(count64) elements of \(elem) bytes, parent has \(parentBytes) bytes")
         }
         guard let changed = Int(exactly: changed64), changed <= count else { throw bad("changed count \(changed64) exceeds element count \(count)") }
-        let inPlace = out.baseAddress == UnsafeMutableRawPointer(mutating: parent.baseAddress)
-        // A low-rank patch writes every element of `out` itself (prediction, then its residual).
-        if out.count > 0 && !inPlace && enc != .lowRank { out.baseAddress!.copyMemory(from: parent.baseAddress!, byteCount: parent.count) }
         let body = UnsafeRawBufferPointer(rebasing: patch[24...])
         switch enc {
         case .lowRank:
-            try LowRankPatch.apply(body: body, elementSize: elem, parent: parent, into: out)
+            return try LowRankPatch.decode(body: body, elementSize: elem, count: count)
         case .denseXor:
-            var xor = uninitializedBytes(parent.count)
+            var xor = uninitializedBytes(parentBytes)
             try xor.withUnsafeMutableBytes { x in
                 var scratch = [UInt8]()
                 try Chunker.decodeChunk(codec: .shuffledZstd, elementSize: elem, data: body, into: x, scratch: &scratch)
             }
-            if out.count > 0 {
-                xor.withUnsafeBytes { x in
-                    wl_xor_inplace(out.baseAddress!.assumingMemoryBound(to: UInt8.self), x.baseAddress!.assumingMemoryBound(to: UInt8.self), x.count)
-                }
-            }
+            return DecodedPatch(elementSize: elem, count: count, prediction: nil, residual: .dense(xor: xor))
         case .sparseXor, .sparseValues:
             guard body.count >= 24 else { throw bad("truncated sparse header") }
             let width = Int(body[0])
@@ -158,20 +162,20 @@ public struct Patch: Sendable {
             let valData = UnsafeRawBufferPointer(rebasing: body[(24 + Int(idxLen))...])
             var idxRaw = uninitializedBytes(changed * width)   // decoding fills both or throws
             var values = uninitializedBytes(changed * elem)
+            var positions = [UInt64](repeating: 0, count: changed)
             var scratch = [UInt8]()
             if changed > 0 {
                 try idxRaw.withUnsafeMutableBytes { try Chunker.decodeChunk(codec: .shuffledZstd, elementSize: width, data: idxData, into: $0, scratch: &scratch) }
                 try values.withUnsafeMutableBytes { try Chunker.decodeChunk(codec: .shuffledZstd, elementSize: elem, data: valData, into: $0, scratch: &scratch) }
-            }
-            let ok = idxRaw.withUnsafeBytes { ib in
-                values.withUnsafeBytes { vb in
-                    changed == 0 || wl_sparse_apply(out.baseAddress!.assumingMemoryBound(to: UInt8.self), count, elem,
-                                                    ib.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(width),
-                                                    vb.baseAddress!.assumingMemoryBound(to: UInt8.self), changed,
-                                                    enc == .sparseXor ? 1 : 0) == 0
+                let ok = idxRaw.withUnsafeBytes { ib in
+                    positions.withUnsafeMutableBufferPointer {
+                        wl_sparse_positions(ib.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(width), changed, count, $0.baseAddress!) == 0
+                    }
                 }
+                guard ok else { throw bad("index out of range or not increasing") }
             }
-            guard ok else { throw bad("index out of range or not increasing") }
+            return DecodedPatch(elementSize: elem, count: count, prediction: nil,
+                                residual: .sparse(positions: positions, values: values, xor: enc == .sparseXor))
         }
     }
 

@@ -18,16 +18,19 @@ struct TensorRecipe: Sendable {
         let n = version.byteCount
         guard dst.count == n else { throw LedgerError.corruptObject(id: version.hash, reason: "size mismatch") }
         // The keyframe is decoded straight into `dst` and every patch applied there in place.
+        // The patches go over it a block of rows at a time (`PatchChain`).
         try keyframe.decode(into: dst, verify: false)
+        var chain = PatchChain(buffer: dst)
         for p in patches {
             try p.withPayload { pb in
                 do {
-                    try Patch.apply(pb, to: UnsafeRawBufferPointer(dst), into: dst)
+                    try chain.append(pb)
                 } catch {
                     throw LedgerError.corruptObject(id: p.id, reason: "\(error)")
                 }
             }
         }
+        chain.finish()
         let fp = Fingerprint.of(UnsafeRawBufferPointer(dst)).hex
         guard fp == version.fingerprint else {
             throw LedgerError.corruptObject(id: version.hash, reason: "rebuilt tensor fingerprint \(fp.prefix(12)) differs from the recorded \(version.fingerprint.prefix(12))")

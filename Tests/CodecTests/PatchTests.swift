@@ -1,4 +1,5 @@
-import Codec
+@testable import Codec
+import Foundation
 import XCTest
 
 final class PatchTests: XCTestCase {
@@ -182,6 +183,31 @@ final class PatchTests: XCTestCase {
             }
         }
     }
+
+    /// The row blocks a patch chain goes through: they tile [0, count) exactly, each a whole
+    /// number of rows and at most one block long (or one row when a row is larger), including
+    /// when a tensor of 2^20 elements or more is split across threads.
+    func testBlocksTileTheTensorInWholeRows() {
+        for (count, row, elem, blockBytes) in [(0, 1, 4, 256 << 10), (7, 1, 1, 3), (576 * 1536, 1536, 4, 256 << 10),
+                                               (3 << 20, 1024, 2, 256 << 10), (5 * 209_718, 5, 4, 64), (4096, 4096, 4, 16)] {
+            let lock = NSLock()
+            nonisolated(unsafe) var ranges: [(Int, Int)] = []
+            DecodedPatch.forEachBlock(count: count, rowElements: row, elementSize: elem, blockBytes: blockBytes) { lo, hi in
+                lock.lock(); ranges.append((lo, hi)); lock.unlock()
+            }
+            ranges.sort { $0.0 < $1.0 }
+            var next = 0
+            for (lo, hi) in ranges {
+                XCTAssertEqual(lo, next, "count \(count)")
+                XCTAssertGreaterThan(hi, lo)
+                XCTAssertEqual(lo % row, 0)
+                XCTAssertEqual(hi % row, 0)
+                XCTAssertLessThanOrEqual((hi - lo) * elem, max(row * elem, blockBytes))
+                next = hi
+            }
+            XCTAssertEqual(next, count)
+        }
+    }
 }
 
 /// A small deterministic generator (SplitMix64) for reproducible test bytes.
@@ -195,4 +221,5 @@ struct SplitMix {
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
+
 }

@@ -210,6 +210,72 @@ final class LowRankEncodingTests: XCTestCase {
         XCTAssertNil(noise)
     }
 
+    /// A checkout rebuilds a tensor by running its chain of patches over the keyframe a block of
+    /// rows at a time (`PatchChain`). On a real chain of eight edits of SmolLM2's `down_proj`
+    /// (rank-one ROME-like edits stored low-rank, scattered weight edits stored sparse, one noise
+    /// edit stored dense), the result equals the patches applied one after another, whatever
+    /// budget splits the chain; and a patch that does not fit the buffer is an error.
+    func testPatchChainEqualsPatchesAppliedOneByOne() throws {
+        for dtype in ["f32", "bf16"] {
+            let tmp = try TemporaryDirectory("chain-\(dtype)")
+            let model = try tmp.copyModel(from: try Fixtures.smolLM2(dtype))
+            let file = model + "/model.safetensors", tensor = "model.layers.7.mlp.down_proj.weight"
+            let (info, _) = try SimulatedEdit.locate(file: file, tensor: tensor)
+            var base: [UInt8]?
+            var versions: [[UInt8]] = []
+            var patches: [Patch] = []
+            var rng = SplitMix64(seed: 9)
+            for k in 0..<8 {
+                let (parent, child): ([UInt8], [UInt8])
+                switch k % 4 {
+                case 2:   // a few hundred scattered weights: neither low-rank nor dense
+                    (parent, child) = try SimulatedEdit.modify(file: file, tensor: tensor) { w, _ in
+                        for _ in 0..<300 { w[Int(rng.next() % UInt64(w.count))] *= 1.5 }
+                    }
+                case 3 where k == 3:
+                    (parent, child) = try SimulatedEdit.modify(file: file, tensor: tensor) { w, _ in
+                        for i in w.indices where i % 3 != 0 { w[i] += 0.001 * Float(rng.nextGaussian()) }
+                    }
+                default: (parent, child) = try SimulatedEdit.rankOne(file: file, tensor: tensor, seed: UInt64(40 + k), scale: 0.05)
+                }
+                if base == nil { base = parent }
+                let patch = try parent.withUnsafeBytes { pb in
+                    try child.withUnsafeBytes { cb in
+                        try (k % 4 == 2 ? nil : LowRankEncoding.attempt(parent: pb, child: cb, dtype: info.dtype, shape: info.shape, budget: cb.count, level: 3))
+                            ?? Patch.make(parent: pb, child: cb, elementSize: info.dtype.size)
+                    }
+                }
+                patches.append(patch)
+                versions.append(child)
+            }
+            XCTAssertEqual(Set(patches.map(\.encoding)), [.lowRank, .sparseXor, .denseXor], dtype)
+            // One by one, each patch from the previous version.
+            var previous = base!
+            for (p, v) in zip(patches, versions) {
+                var out = [UInt8](repeating: 0, count: v.count)
+                try p.bytes.withUnsafeBytes { pb in try previous.withUnsafeBytes { par in try out.withUnsafeMutableBytes { try Patch.apply(pb, to: par, into: $0) } } }
+                XCTAssertEqual(out, v, dtype)
+                previous = out
+            }
+            // As a chain: every budget from "flush after each patch" to "hold them all".
+            for budget in [1, 200_000, PatchChain.defaultBudget] {
+                var buffer = base!
+                try buffer.withUnsafeMutableBytes { b in
+                    var chain = PatchChain(buffer: b, budget: budget)
+                    for p in patches { try p.bytes.withUnsafeBytes { try chain.append($0) } }
+                    chain.finish()
+                }
+                XCTAssertEqual(buffer, versions.last!, "\(dtype) budget \(budget)")
+            }
+            // A patch for another size is refused when it is appended.
+            var short = [UInt8](base!.prefix(base!.count - info.dtype.size))
+            try short.withUnsafeMutableBytes { b in
+                var chain = PatchChain(buffer: b)
+                XCTAssertThrowsError(try patches[0].bytes.withUnsafeBytes { try chain.append($0) }, dtype)
+            }
+        }
+    }
+
     /// The largest row and column norms of a row-major matrix, written out here.
     static func largestRowAndColumnNorms(_ m: [Double], rows: Int, cols: Int) -> (row: Double, column: Double) {
         let row = (0..<rows).map { i in (0..<cols).reduce(0.0) { $0 + m[i * cols + $1] * m[i * cols + $1] } }.max()!

@@ -24,12 +24,14 @@ size_t wl_xor_count(const uint8_t *a, const uint8_t *b, uint8_t *dst, size_t byt
 /// dst[i] ^= x[i] over `bytes` bytes.
 void wl_xor_inplace(uint8_t *dst, const uint8_t *x, size_t bytes);
 
-/// Applies sparse changes to `out` (`count` elements of `elem` bytes): `changed` positions,
-/// delta-coded in `idx` (little-endian, `width` 4 or 8 bytes each; the first is absolute, the rest
-/// strictly positive), with their values (`xor_mode` 0: new bytes; 1: bits to flip). Returns 0, or
-/// -1 at the first position that is out of range or not increasing.
-int wl_sparse_apply(uint8_t *out, size_t count, size_t elem, const uint8_t *idx, int width, const uint8_t *values,
-                    size_t changed, int xor_mode);
+/// Decodes `changed` delta-coded positions of a sparse patch (`idx`, little-endian, `width` 4 or 8
+/// bytes each; the first is absolute, the rest strictly positive) into absolute positions `pos`.
+/// Returns 0, or -1 at the first position that is out of range (≥ `count`) or not increasing.
+int wl_sparse_positions(const uint8_t *idx, int width, size_t changed, size_t count, uint64_t *pos);
+
+/// Applies `n` sparse changes at the absolute element positions `pos` (validated) of `out`
+/// (elements of `elem` bytes): `values` holds the new bytes (`xor_mode` 0) or the bits to flip (1).
+void wl_sparse_apply_at(uint8_t *out, size_t elem, const uint64_t *pos, const uint8_t *values, size_t n, int xor_mode);
 
 /// Number of elements (of size `elem`) whose bytes differ between a and b.
 size_t wl_count_diff(const uint8_t *a, const uint8_t *b, size_t bytes, size_t elem);
@@ -69,6 +71,12 @@ void wl_lowrank_predict(const uint8_t *parent, uint8_t *out, int dtype, size_t r
 /// `wl_lowrank_predict` for rows [row0, row1) only (same bits; for splitting across threads).
 void wl_lowrank_predict_rows(const uint8_t *parent, uint8_t *out, int dtype, size_t row0, size_t row1, size_t cols,
                              size_t rank, const double *a, const double *b);
+/// `b` (cols, rank) row-major transposed into `bt` (rank, cols) row-major.
+void wl_lowrank_transpose(const double *b, size_t cols, size_t rank, double *bt);
+/// `wl_lowrank_predict_rows` with b already transposed (`wl_lowrank_transpose`), for callers
+/// that predict many row ranges with the same factors.
+void wl_lowrank_predict_rows_bt(const uint8_t *parent, uint8_t *out, int dtype, size_t row0, size_t row1, size_t cols,
+                                size_t rank, const double *a, const double *bt);
 /// One pass of the randomized range finder over ΔW = child − parent, rows [row0, row1), a row at
 /// a time (mode 0: y = ΔW·mᵀ, and into stats the largest row ‖child_i‖² and Σchild², and, when
 /// col_squares is not NULL, each column's Σchild² of these rows added to col_squares[j];

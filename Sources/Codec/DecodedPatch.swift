@@ -1,0 +1,184 @@
+import CShims
+import Foundation
+
+/// A stored patch parsed, checked and decompressed once (`Patch.decode`), ready to be applied to
+/// any range of whole rows. Every encoding changes each element on its own (a prediction from the
+/// parent element and its row's and column's factors, then a sparse or dense change of its bits),
+/// so applying a patch range by range gives the bytes of applying it at once.
+public struct DecodedPatch: Sendable {
+    /// Low-rank factors: element (i, j) is predicted as round(parent + Σₖ a[i,k]·b[j,k]).
+    struct Prediction: Sendable {
+        let code: UInt8
+        let rows: Int, cols: Int, rank: Int
+        /// (rows, rank) row-major.
+        let a: [Double]
+        /// b transposed: (rank, cols) row-major, as the kernel reads it.
+        let bt: [Double]
+
+        init(code: UInt8, rows: Int, cols: Int, rank: Int, a: [Double], b: [Double]) {
+            self.code = code; self.rows = rows; self.cols = cols; self.rank = rank; self.a = a
+            var t = [Double](repeating: 0, count: rank * cols)
+            if rank > 0 && cols > 0 {
+                b.withUnsafeBufferPointer { bp in t.withUnsafeMutableBufferPointer { wl_lowrank_transpose(bp.baseAddress!, cols, rank, $0.baseAddress!) } }
+            }
+            bt = t
+        }
+    }
+
+    /// The exact change applied after the prediction (or to the parent without one).
+    enum Residual: Sendable {
+        /// Absolute element positions, increasing and in range (checked when decoded), with the
+        /// new bytes (`xor` false) or the bits to flip.
+        case sparse(positions: [UInt64], values: [UInt8], xor: Bool)
+        /// Bits to flip in every byte.
+        case dense(xor: [UInt8])
+    }
+
+    let elementSize: Int
+    /// Elements of the tensor.
+    let count: Int
+    let prediction: Prediction?
+    let residual: Residual
+
+    /// Bytes of decoded data held.
+    var heldBytes: Int {
+        let p = prediction.map { ($0.a.count + $0.bt.count) * 8 } ?? 0
+        switch residual {
+        case .sparse(let positions, let values, _): return p + positions.count * 8 + values.count
+        case .dense(let xor): return p + xor.count
+        }
+    }
+
+    /// Elements per row: ranges passed to `apply` are multiples of this.
+    var rowElements: Int { max(prediction?.cols ?? 1, 1) }
+
+    /// Applies the patch to the elements [lo, hi) (whole rows when there is a prediction): reads
+    /// them from `parent`, writes them to `out`, which may be `parent`.
+    func apply(parent: UnsafeRawPointer, into out: UnsafeMutableRawPointer, elements lo: Int, _ hi: Int) {
+        guard hi > lo else { return }
+        let e = elementSize
+        let dst = out.assumingMemoryBound(to: UInt8.self)
+        if let p = prediction {
+            p.a.withUnsafeBufferPointer { a in
+                p.bt.withUnsafeBufferPointer { bt in
+                    // rank 0 reads no factor: any valid pointer will do.
+                    withUnsafePointer(to: 0.0) { zero in
+                        wl_lowrank_predict_rows_bt(parent.assumingMemoryBound(to: UInt8.self), dst, Int32(p.code), lo / p.cols, hi / p.cols,
+                                                   p.cols, p.rank, a.baseAddress ?? zero, bt.baseAddress ?? zero)
+                    }
+                }
+            }
+        } else if parent != UnsafeRawPointer(out) {
+            (out + lo * e).copyMemory(from: parent + lo * e, byteCount: (hi - lo) * e)
+        }
+        switch residual {
+        case .sparse(let positions, let values, let xor):
+            positions.withUnsafeBufferPointer { pos in
+                let start = firstIndex(in: pos, notBelow: UInt64(lo)), end = firstIndex(in: pos, notBelow: UInt64(hi))
+                guard end > start else { return }
+                values.withUnsafeBytes { v in
+                    wl_sparse_apply_at(dst, e, pos.baseAddress! + start, v.baseAddress!.assumingMemoryBound(to: UInt8.self) + start * e,
+                                       end - start, xor ? 1 : 0)
+                }
+            }
+        case .dense(let xor):
+            xor.withUnsafeBytes { x in wl_xor_inplace(dst + lo * e, x.baseAddress!.assumingMemoryBound(to: UInt8.self) + lo * e, (hi - lo) * e) }
+        }
+    }
+
+    /// Applies the whole patch, split into row ranges across cores for a large tensor.
+    func apply(parent: UnsafeRawPointer, into out: UnsafeMutableRawPointer) {
+        let view = BufferViews(parent: parent, out: out)
+        DecodedPatch.forEachBlock(count: count, rowElements: rowElements, elementSize: elementSize, blockBytes: Int.max) { lo, hi in
+            apply(parent: view.parent, into: view.out, elements: lo, hi)
+        }
+    }
+
+    /// Calls `body` for consecutive element ranges covering [0, count), each a whole number of
+    /// rows and about `blockBytes` long; ranges are spread over up to two per core when the
+    /// tensor has at least 2^20 elements (each core runs its ranges in order).
+    static func forEachBlock(count: Int, rowElements: Int, elementSize: Int, blockBytes: Int,
+                             _ body: @Sendable (Int, Int) -> Void) {
+        guard count > 0 else { return }
+        let rows = count / rowElements
+        let threads = max(1, min(rows, count >> 20, 2 * ProcessInfo.processInfo.activeProcessorCount))
+        let rowsPerBlock = max(1, min(rows, blockBytes / max(1, rowElements * elementSize)))
+        DispatchQueue.concurrentPerform(iterations: threads) { t in
+            var r = rows * t / threads
+            let end = rows * (t + 1) / threads
+            while r < end {
+                let next = min(end, r + rowsPerBlock)
+                body(r * rowElements, next * rowElements)
+                r = next
+            }
+        }
+    }
+}
+
+/// The first index whose position is ≥ `bound` in increasing `positions`.
+private func firstIndex(in positions: UnsafeBufferPointer<UInt64>, notBelow bound: UInt64) -> Int {
+    var lo = 0, hi = positions.count
+    while lo < hi {
+        let mid = (lo + hi) / 2
+        if positions[mid] < bound { lo = mid + 1 } else { hi = mid }
+    }
+    return lo
+}
+
+/// Applies a chain of patches to one buffer in place, a block of rows at a time: each block goes
+/// through every patch of the chain while it is in cache, instead of each patch streaming the
+/// whole tensor through memory. The bytes are those of applying the patches one after another.
+/// Decoded patches are held up to `budget` bytes, then applied before the next is decoded.
+public struct PatchChain {
+    /// Bytes of a block of rows (about half of a core's L2 cache).
+    public static let blockBytes = 256 << 10
+    public static let defaultBudget = 256 << 20
+
+    private let buffer: UnsafeMutableRawBufferPointer
+    private let budget: Int
+    private var pending: [DecodedPatch] = []
+    private var held = 0
+
+    public init(buffer: UnsafeMutableRawBufferPointer, budget: Int = defaultBudget) {
+        self.buffer = buffer
+        self.budget = budget
+    }
+
+    /// Decodes the next patch of the chain (applied by a later call or `finish`).
+    /// - Throws: `CodecError.corrupt` when the patch is malformed or does not fit the buffer.
+    public mutating func append(_ patch: UnsafeRawBufferPointer) throws {
+        let d = try Patch.decode(patch, parentBytes: buffer.count)
+        // A block must be whole rows, and whole elements, of every patch it goes through.
+        if let first = pending.first {
+            let cols = pending.first(where: { $0.prediction != nil })?.rowElements
+            if held + d.heldBytes > budget || d.elementSize != first.elementSize || (d.prediction != nil && cols != nil && d.rowElements != cols) {
+                flush()
+            }
+        }
+        pending.append(d)
+        held += d.heldBytes
+    }
+
+    /// Applies the patches not applied yet; the buffer then holds the end of the chain.
+    public mutating func finish() { flush() }
+
+    /// Elements per row of the pending predictions (all equal), or 1.
+    private var rowElements: Int { pending.first(where: { $0.prediction != nil })?.rowElements ?? 1 }
+
+    private mutating func flush() {
+        guard let first = pending.first, buffer.count > 0 else { pending = []; held = 0; return }
+        let patches = pending, base = buffer.baseAddress!
+        let view = BufferViews(parent: UnsafeRawPointer(base), out: base)
+        DecodedPatch.forEachBlock(count: first.count, rowElements: rowElements, elementSize: first.elementSize, blockBytes: Self.blockBytes) { lo, hi in
+            for p in patches { p.apply(parent: view.parent, into: view.out, elements: lo, hi) }
+        }
+        pending = []
+        held = 0
+    }
+}
+
+/// A patch's input and output, shared by the threads that write disjoint row ranges of the output.
+private struct BufferViews: @unchecked Sendable {
+    let parent: UnsafeRawPointer
+    let out: UnsafeMutableRawPointer
+}
