@@ -67,13 +67,15 @@ public final class AtomicFileWriter {
     }
 
     /// fsyncs and renames the temporary file over `path`.
-    public func commit(sync: Bool = true) throws {
+    /// - Parameter keepOnFailure: leave the temporary file when the rename fails (a journal names
+    ///   it, and the next command renames it in); otherwise it is removed.
+    public func commit(sync: Bool = true, keepOnFailure: Bool = false) throws {
         if sync, fsync(fd) != 0 { throw TensorIOError.io(path: tempPath, operation: "fsync", reason: errnoText()) }
         close(fd)
         fd = -1
         guard rename(tempPath, path) == 0 else {
             let reason = errnoText()
-            unlink(tempPath)
+            if !keepOnFailure { unlink(tempPath) }
             committed = true
             throw TensorIOError.io(path: path, operation: "rename into place", reason: reason)
         }
@@ -84,6 +86,13 @@ public final class AtomicFileWriter {
     /// fsyncs the temporary file (before a journal records it as complete).
     public func sync() throws {
         if fsync(fd) != 0 { throw TensorIOError.io(path: tempPath, operation: "fsync", reason: errnoText()) }
+    }
+
+    /// Closes the temporary file and leaves it where it is, for a journal's recovery to rename in
+    /// (once a journal names it, an error must not delete it).
+    public func keep() {
+        if fd >= 0 { close(fd); fd = -1 }
+        committed = true
     }
 
     /// Removes the temporary file; the destination is untouched.

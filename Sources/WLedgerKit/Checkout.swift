@@ -207,6 +207,7 @@ extension Repository {
         let totalTensors = files.filter { $0.kind == .safetensors }.reduce(0) { $0 + (byFile[$1.path]?.count ?? 0) }
         progress.start("writing tensors", total: totalTensors)
         var staged: [AtomicFileWriter] = []
+        var journaled = false
         do {
             for f in files.sorted(by: { $0.path < $1.path }) {
                 let path = dir + "/" + f.path
@@ -231,11 +232,18 @@ extension Repository {
                 result.written.append(f.path)
             }
             for w in staged { try w.sync() }
-            try beforeRename?(staged)
-            for w in staged { try w.commit(sync: false) }
+            if let beforeRename {
+                try beforeRename(staged)
+                journaled = true
+            }
+            for (i, w) in staged.enumerated() {
+                if i == 0 && journaled { try FaultInjection.error("checkout-rename-error", path: w.path) }
+                try w.commit(sync: false, keepOnFailure: journaled)
+            }
             syncDirectory(dir)
         } catch {
-            for w in staged { w.abort() }
+            // Once the journal names the staged files, they are the next command's to rename in.
+            for w in staged { if journaled { w.keep() } else { w.abort() } }
             throw error
         }
         progress.finish()

@@ -23,7 +23,21 @@ import TensorIO
 ///
 /// Either way the work tree ends up exactly at the old or the new commit, matching HEAD.
 struct PendingOperation: Codable {
-    enum Kind: String, Codable { case update, checkout }
+    enum Kind: String, Codable {
+        case update, checkout
+        /// The same operations with tensors to write in place. Their own names make a wledger
+        /// from before in-place writes, which would ignore `patches` and leave the weight file
+        /// half written under the new HEAD, refuse the journal as unreadable instead.
+        case updateInPlace = "update-in-place", checkoutInPlace = "checkout-in-place"
+
+        /// update or checkout.
+        var operation: Kind {
+            switch self {
+            case .update, .updateInPlace: return .update
+            case .checkout, .checkoutInPlace: return .checkout
+            }
+        }
+    }
     var kind: Kind
     /// Update: HEAD before the operation (if HEAD has moved, the commit was recorded);
     /// checkout: the target.
@@ -44,8 +58,11 @@ extension Repository {
 
     var journalPath: String { wledgerDirectory + "/" + Repository.journalName }
 
-    /// Records an operation about to change ledger and work tree (durably).
+    /// Records an operation about to change ledger and work tree (durably). One with tensors to
+    /// write in place is recorded under its in-place kind.
     func writeJournal(_ op: PendingOperation) throws {
+        var op = op
+        if !(op.patches ?? []).isEmpty { op.kind = op.kind.operation == .checkout ? .checkoutInPlace : .updateInPlace }
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         try writeFileAtomically(journalPath, Array(try enc.encode(op)), sync: true)
@@ -74,11 +91,12 @@ extension Repository {
                 throw LedgerError.invalid("'\(journalPath)': unreadable journal of an interrupted operation")
             }
             let head = try ledger.head()
-            let rollForward = op.kind == .checkout || head.commit != op.commit
+            let kind = op.kind.operation
+            let rollForward = kind == .checkout || head.commit != op.commit
             // Tensors written in place: a checkout's target, or the update's recorded commit (an
             // update writes them only after recording it, so a rolled-back one wrote none).
-            if op.kind == .checkout { try redoInPlacePatches(op.patches ?? [], commit: op.commit) }
-            if op.kind == .update && rollForward { try redoInPlacePatches(op.patches ?? [], commit: head.commit) }
+            if kind == .checkout { try redoInPlacePatches(op.patches ?? [], commit: op.commit) }
+            if kind == .update && rollForward { try redoInPlacePatches(op.patches ?? [], commit: head.commit) }
             for pair in op.renames where pair.count == 2 {
                 let temp = root + "/" + pair[0]
                 guard FileManager.default.fileExists(atPath: temp) else { continue }
@@ -90,7 +108,7 @@ extension Repository {
                     unlink(temp)
                 }
             }
-            if op.kind == .checkout {
+            if kind == .checkout {
                 for path in op.removes { unlink(root + "/" + path) }
                 try ledger.transaction {
                     if let b = op.branch {
@@ -102,7 +120,7 @@ extension Repository {
             }
             syncDirectory(root)
             clearJournal()
-            notice = rollForward ? "completed an interrupted \(op.kind.rawValue) (HEAD is \(try ledger.head().commit.prefix(12)))"
+            notice = rollForward ? "completed an interrupted \(kind.rawValue) (HEAD is \(try ledger.head().commit.prefix(12)))"
                 : "rolled back an interrupted update (its commit was never recorded)"
         }
         // Temporary files of killed writers (named .NAME.wledger-tmp-PID) are garbage now.
@@ -122,11 +140,18 @@ extension Repository {
 /// Fault injection for crash tests: `WLEDGER_FAULT=NAME` makes the process SIGKILL itself at the
 /// point called NAME (`update-journaled`, `update-recorded`, `checkout-journaled`,
 /// `checkout-patching`/`update-patching` (half of a file's in-place tensors written),
-/// `checkout-renamed`). Does nothing otherwise.
+/// `checkout-renamed`), or fail there with an error (`error(_:path:)`). Does nothing otherwise.
 enum FaultInjection {
     static let target = ProcessInfo.processInfo.environment["WLEDGER_FAULT"]
 
     static func point(_ name: String) {
         if target == name { kill(getpid(), SIGKILL) }
+    }
+
+    /// Fails the operation at the point called NAME with an I/O error on `path`, as if renaming
+    /// it into place had failed (`checkout-rename-error`, `update-rename-error`: the first staged
+    /// file's rename, after the journal).
+    static func error(_ name: String, path: String) throws {
+        if target == name { throw TensorIOError.io(path: path, operation: "rename into place", reason: "injected fault \(name)") }
     }
 }

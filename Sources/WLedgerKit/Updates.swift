@@ -78,6 +78,7 @@ extension Repository {
         for c in changes { newManifest[c.entry.name] = c.entry }
         var touched = Set(changes.map(\.entry.file))
         var staged: [(path: String, writer: AtomicFileWriter)] = []
+        var committed = false   // the commit is recorded: staged files are the journal's from then on
         // Files whose changed tensors can be written into them in place (hooks need every new
         // file staged for their candidate directory, so not when one will run).
         let hooked = verifyHooks && (hookPath(.preCommit) != nil || hookPath(.commitMsg) != nil
@@ -132,11 +133,15 @@ extension Repository {
                 clearJournal()
                 throw error
             }
+            committed = true
             FaultInjection.point("update-recorded")
             // The commit is recorded: the staged files go in first, then the in-place tensors. A
-            // failure from here on leaves the journal (and the staged files), so the next command
+            // failure from here on leaves the journal and the staged files, so the next command
             // rolls the update forward.
-            for s in staged { try s.writer.commit(sync: false) }
+            for (i, s) in staged.enumerated() {
+                if i == 0 { try FaultInjection.error("update-rename-error", path: root + "/" + s.path) }
+                try s.writer.commit(sync: false, keepOnFailure: true)
+            }
             syncDirectory(root)
             for p in patches { try p.write(fault: "update-patching") }
             clearJournal()
@@ -151,7 +156,7 @@ extension Repository {
             return CommitResult(commit: recorded.id, parent: head.commit, branch: head.branchName, kind: options.kind.rawValue,
                                 tensors: recorded.tensors, files: [], storedBytes: recorded.storedBytes)
         } catch {
-            for s in staged { s.writer.abort() }
+            for s in staged { if committed { s.writer.keep() } else { s.writer.abort() } }
             throw error
         }
     }

@@ -97,6 +97,18 @@ final class JournalRecoveryTests: XCTestCase {
         // anew from the ledger by the recovery.
         r = try wl(["checkout", "-q", "HEAD~1"], env: ["WLEDGER_FAULT": "checkout-patching"])
         XCTAssertEqual(r.status, 9, r.stderr)
+        // The journal names the operation "checkout-in-place": the journal format of wledger
+        // before in-place writes (kind "update" or "checkout", no tensors) cannot read it, so
+        // such a binary refuses it rather than finishing the checkout without its tensors.
+        struct OldJournal: Decodable {
+            enum Kind: String, Decodable { case update, checkout }
+            var kind: Kind, commit: String, renames: [[String]], removes: [String]
+        }
+        let journal = try Data(contentsOf: URL(fileURLWithPath: dir + "/.wledger/pending.json"))
+        let fields = try XCTUnwrap(JSONSerialization.jsonObject(with: journal) as? [String: Any])
+        XCTAssertEqual(fields["kind"] as? String, "checkout-in-place")
+        XCTAssertEqual((fields["patches"] as? [Any])?.count, 1)
+        XCTAssertThrowsError(try JSONDecoder().decode(OldJournal.self, from: journal))
         XCTAssertEqual(truncate(dir + "/model.safetensors", 1000), 0)
         r = try wl(["status", "--rehash", "--json"])
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -124,6 +136,33 @@ final class JournalRecoveryTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertNotEqual(try inode(), before, "core.in-place false: the file is written anew")
         XCTAssertTrue(try wl(["status", "--rehash", "--json"]).stdout.contains("\"clean\" : true"))
+        XCTAssertEqual(try wl(["config", "unset", "core.in-place"]).status, 0)
+
+        // A rename that fails after the journal (an injected I/O error) fails the command but
+        // keeps the staged file the journal names; the next command renames it in.
+        func tempFiles() throws -> [String] { try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.contains("wledger-tmp") } }
+        let mainHead = try head(), mainFiles = try files()
+        r = try wl(["checkout", "-q", "--no-in-place", editHead], env: ["WLEDGER_FAULT": "checkout-rename-error"])
+        XCTAssertEqual(r.status, 2, "an I/O error: \(r.stderr)")
+        XCTAssertTrue(r.stderr.contains("injected fault"), r.stderr)
+        XCTAssertEqual(try tempFiles().count, 1, "the staged weight file is kept")
+        r = try wl(["status", "--rehash", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("completed an interrupted checkout"), r.stderr)
+        XCTAssertTrue(r.stdout.contains("\"clean\" : true"), r.stdout)
+        XCTAssertEqual(try head(), editHead)
+        XCTAssertEqual(try files(), editFiles)
+        XCTAssertEqual(try wl(["checkout", "-q", "main"]).status, 0)
+        XCTAssertEqual(try files(), mainFiles)
+        XCTAssertEqual(try wl(["config", "set", "core.in-place", "false"]).status, 0)
+        r = try wl(["revert", "-q", "HEAD"], env: ["WLEDGER_FAULT": "update-rename-error"])
+        XCTAssertEqual(r.status, 2, "an I/O error: \(r.stderr)")
+        XCTAssertEqual(try tempFiles().count, 1, "the staged weight file is kept")
+        r = try wl(["status", "--rehash", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("completed an interrupted update"), r.stderr)
+        XCTAssertTrue(r.stdout.contains("\"clean\" : true"), "work tree equals the recorded revert: \(r.stdout)")
+        XCTAssertNotEqual(try head(), mainHead)
         XCTAssertEqual(try wl(["config", "unset", "core.in-place"]).status, 0)
 
         r = try wl(["fsck", "-q", "--full"])
