@@ -12,6 +12,18 @@
 #define WL_CLONES
 #endif
 
+/* wl_f32_to_bf16 (round to nearest even, NaN kept quiet), inlined so that each clone of the
+ * kernels below vectorizes it for its own instruction set; integer operations, the same bits. */
+static inline void f32_to_bf16_row(const float *src, uint16_t *dst, size_t n) {
+    const uint32_t *in = (const uint32_t *)(const void *)src;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t b = in[i];
+        uint32_t rounded = (b + 0x7FFFu + ((b >> 16) & 1u)) >> 16;
+        uint32_t nan = (b >> 16) | 0x0040u;
+        dst[i] = (uint16_t)((b & 0x7FFFFFFFu) > 0x7F800000u ? nan : rounded);
+    }
+}
+
 /* Row i of a (rows, cols) tensor of `dtype` as doubles. */
 static inline void load_row(const uint8_t *p, size_t i, size_t cols, int dtype, double *out, float *tmp) {
     const uint8_t *row = p + i * cols * (dtype == 1 ? 4 : dtype == 4 ? 8 : 2);
@@ -60,7 +72,7 @@ void wl_lowrank_predict_rows_bt(const uint8_t *parent, uint8_t *out, int dtype, 
                 uint32_t u = (uint32_t)pr[j] << 16; float f; memcpy(&f, &u, 4);
                 f32[j] = (float)((double)f + (0.0 + a0 * bt[j]));
             }
-            wl_f32_to_bf16(f32, (uint16_t *)(void *)(out + 2 * base), cols);
+            f32_to_bf16_row(f32, (uint16_t *)(void *)(out + 2 * base), cols);
             continue;
         }
         load_row(parent, i, cols, dtype, acc, f32);   /* the whole row, before `out` (maybe == parent) is written */
@@ -83,7 +95,7 @@ void wl_lowrank_predict_rows_bt(const uint8_t *parent, uint8_t *out, int dtype, 
             break;
         case 3:
             for (size_t j = 0; j < cols; j++) f32[j] = (float)acc[j];
-            wl_f32_to_bf16(f32, (uint16_t *)(void *)(out + 2 * base), cols);
+            f32_to_bf16_row(f32, (uint16_t *)(void *)(out + 2 * base), cols);
             break;
         default:
             memcpy(out + 8 * base, acc, cols * sizeof(double));
