@@ -70,6 +70,18 @@ final class JournalRecoveryTests: XCTestCase {
         let revertHead = try head()
         let revertFiles = try files()
         XCTAssertNotEqual(revertFiles, editFiles)
+        // The next command (a status) finishes an interrupted checkout of the edit commit; then
+        // HEAD goes back to main, whose files are `mainFiles`.
+        func expectCheckoutFinished(_ what: String, backTo mainFiles: [String: String]) throws {
+            let r = try wl(["status", "--rehash", "--json"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertTrue(r.stderr.contains("completed an interrupted checkout"), "\(what): \(r.stderr)")
+            XCTAssertTrue(r.stdout.contains("\"clean\" : true"), "\(what): \(r.stdout)")
+            XCTAssertEqual(try head(), editHead, what)
+            XCTAssertEqual(try files(), editFiles, what)
+            XCTAssertEqual(try wl(["checkout", "-q", "main"]).status, 0)
+            XCTAssertEqual(try files(), mainFiles, what)
+        }
 
         // checkout-journaled, checkout-patching and checkout-renamed: rolled forward to the target,
         // in place (the weight file keeps its inode) and written anew (--no-in-place).
@@ -110,14 +122,7 @@ final class JournalRecoveryTests: XCTestCase {
         XCTAssertEqual((fields["patches"] as? [Any])?.count, 1)
         XCTAssertThrowsError(try JSONDecoder().decode(OldJournal.self, from: journal))
         XCTAssertEqual(truncate(dir + "/model.safetensors", 1000), 0)
-        r = try wl(["status", "--rehash", "--json"])
-        XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertTrue(r.stderr.contains("completed an interrupted checkout"), r.stderr)
-        XCTAssertTrue(r.stdout.contains("\"clean\" : true"), r.stdout)
-        XCTAssertEqual(try head(), editHead)
-        XCTAssertEqual(try files(), editFiles)
-        XCTAssertEqual(try wl(["checkout", "-q", "main"]).status, 0)
-        XCTAssertEqual(try files(), revertFiles)
+        try expectCheckoutFinished("truncated after checkout-patching", backTo: revertFiles)
         // update-patching: a revert killed with half of its tensors written into the weight file
         // is rolled forward; the file keeps its inode. With core.in-place false a revert writes the
         // file anew.
@@ -146,14 +151,7 @@ final class JournalRecoveryTests: XCTestCase {
         XCTAssertEqual(r.status, 2, "an I/O error: \(r.stderr)")
         XCTAssertTrue(r.stderr.contains("injected fault"), r.stderr)
         XCTAssertEqual(try tempFiles().count, 1, "the staged weight file is kept")
-        r = try wl(["status", "--rehash", "--json"])
-        XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertTrue(r.stderr.contains("completed an interrupted checkout"), r.stderr)
-        XCTAssertTrue(r.stdout.contains("\"clean\" : true"), r.stdout)
-        XCTAssertEqual(try head(), editHead)
-        XCTAssertEqual(try files(), editFiles)
-        XCTAssertEqual(try wl(["checkout", "-q", "main"]).status, 0)
-        XCTAssertEqual(try files(), mainFiles)
+        try expectCheckoutFinished("checkout-rename-error", backTo: mainFiles)
         XCTAssertEqual(try wl(["config", "set", "core.in-place", "false"]).status, 0)
         r = try wl(["revert", "-q", "HEAD"], env: ["WLEDGER_FAULT": "update-rename-error"])
         XCTAssertEqual(r.status, 2, "an I/O error: \(r.stderr)")
