@@ -15,9 +15,9 @@
 /* wl_f32_to_bf16 (round to nearest even, NaN kept quiet), inlined so that each clone of the
  * kernels below vectorizes it for its own instruction set; integer operations, the same bits. */
 static inline void f32_to_bf16_row(const float *src, uint16_t *dst, size_t n) {
-    const uint32_t *in = (const uint32_t *)(const void *)src;
     for (size_t i = 0; i < n; i++) {
-        uint32_t b = in[i];
+        uint32_t b;
+        memcpy(&b, src + i, 4);   /* the float's bits (no aliasing of the float stores before) */
         uint32_t rounded = (b + 0x7FFFu + ((b >> 16) & 1u)) >> 16;
         uint32_t nan = (b >> 16) | 0x0040u;
         dst[i] = (uint16_t)((b & 0x7FFFFFFFu) > 0x7F800000u ? nan : rounded);

@@ -150,6 +150,14 @@ public struct PatchChain {
     /// Decodes the next patch of the chain (applied by a later call or `finish`).
     /// - Throws: `CodecError.corrupt` when the patch is malformed or does not fit the buffer.
     public mutating func append(_ patch: UnsafeRawBufferPointer) throws {
+        // What the patch will hold once decoded, estimated from its header (positions and values
+        // of its changed elements, or a whole XOR buffer): the held patches are applied first
+        // when it would not fit beside them.
+        if let (encoding, changed) = Patch.peek(patch), !pending.isEmpty {
+            let (sparse, overflow) = changed.multipliedReportingOverflow(by: 8 + max(Int(patch[5]), 1))
+            let estimate = encoding == .denseXor ? buffer.count : min(2 * buffer.count, overflow ? Int.max : sparse)
+            if held + estimate > budget { flush() }
+        }
         let d = try Patch.decode(patch, parentBytes: buffer.count)
         // A block must be whole rows, and whole elements, of every patch it goes through.
         if let first = pending.first {

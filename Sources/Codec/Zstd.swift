@@ -41,7 +41,8 @@ public enum Zstd {
         // One decompression context per thread, kept: `ZSTD_decompress` would allocate and clear
         // a new one (~160 KB) for every frame, which cost ~40 µs per small frame (a patch's
         // three sections) in page faults and heap growth.
-        guard let dctx = threadContext() else { throw CodecError.zstd(operation: "decompress", reason: "out of memory") }
+        guard let (dctx, kept) = threadContext() else { throw CodecError.zstd(operation: "decompress", reason: "out of memory") }
+        defer { if !kept { ZSTD_freeDCtx(dctx) } }
         let n = ZSTD_decompressDCtx(dctx, dst.baseAddress, dst.count, src.baseAddress, src.count)
         if ZSTD_isError(n) != 0 { throw CodecError.zstd(operation: "decompress", reason: String(cString: ZSTD_getErrorName(n))) }
         guard n == dst.count else {
@@ -49,12 +50,12 @@ public enum Zstd {
         }
     }
 
-    /// This thread's decompression context, created on first use and freed when the thread ends.
-    private static func threadContext() -> OpaquePointer? {
-        if let p = pthread_getspecific(contextKey) { return OpaquePointer(p) }
+    /// This thread's decompression context, created on first use and freed when the thread ends
+    /// (`kept`); if it cannot be stored for the thread, a context for this call only.
+    private static func threadContext() -> (OpaquePointer, kept: Bool)? {
+        if let p = pthread_getspecific(contextKey) { return (OpaquePointer(p), true) }
         guard let d = ZSTD_createDCtx() else { return nil }
-        pthread_setspecific(contextKey, UnsafeRawPointer(d))
-        return d
+        return (d, pthread_setspecific(contextKey, UnsafeRawPointer(d)) == 0)
     }
 
     private static let contextKey: pthread_key_t = {

@@ -184,6 +184,24 @@ final class PatchTests: XCTestCase {
         }
     }
 
+    /// Decompression keeps one context per thread: after a corrupt frame fails, the next frame
+    /// on the same thread still decodes.
+    func testDecompressionAfterACorruptFrame() throws {
+        let data = (0..<200_000).map { UInt8(truncatingIfNeeded: ($0 * 7) / 3 ^ ($0 >> 9)) }
+        let frame = try data.withUnsafeBytes { try Zstd.compress($0) }
+        func decode(_ f: [UInt8]) throws -> [UInt8] {
+            var out = [UInt8](repeating: 0, count: data.count)
+            try f.withUnsafeBytes { fb in try out.withUnsafeMutableBytes { try Zstd.decompress(fb, into: $0) } }
+            return out
+        }
+        XCTAssertEqual(try decode(frame), data)
+        var bad = frame
+        bad[bad.count / 2] ^= 0xFF
+        XCTAssertThrowsError(try decode(bad))
+        XCTAssertThrowsError(try decode(Array(frame.prefix(frame.count - 7))))
+        XCTAssertEqual(try decode(frame), data)
+    }
+
     /// The row blocks a patch chain goes through: they tile [0, count) exactly, each a whole
     /// number of rows and at most one block long (or one row when a row is larger), including
     /// when a tensor of 2^20 elements or more is split across threads.

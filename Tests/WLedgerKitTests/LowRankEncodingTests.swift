@@ -128,7 +128,8 @@ final class LowRankEncodingTests: XCTestCase {
     /// Round-to-nearest-even BF16 bytes of a float (as the converters in TensorIO do).
     func bf16Bytes(_ f: Float) -> [UInt8] {
         let u = f.bitPattern
-        let r = (u &+ 0x7fff &+ ((u >> 16) & 1)) >> 16
+        // Round to nearest even; a NaN keeps its sign and top payload bits, made quiet.
+        let r = f.isNaN ? (u >> 16) | 0x40 : (u &+ 0x7fff &+ ((u >> 16) & 1)) >> 16
         return [UInt8(r & 0xff), UInt8(r >> 8)]
     }
 
@@ -267,12 +268,66 @@ final class LowRankEncodingTests: XCTestCase {
                 }
                 XCTAssertEqual(buffer, versions.last!, "\(dtype) budget \(budget)")
             }
+            // A low-rank patch whose residual counts the same bytes as elements of another size
+            // (half as large, twice as many) is refused, not applied with shifted positions.
+            var odd = patches[0].bytes
+            XCTAssertEqual(patches[0].encoding, .lowRank)
+            let fLen = Int(odd.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 24 + 32, as: UInt64.self) })
+            let r = 24 + 48 + fLen
+            odd[r + 5] = UInt8(info.dtype.size / 2)
+            let doubled = odd.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: r + 8, as: UInt64.self) } * 2
+            withUnsafeBytes(of: doubled.littleEndian) { for k in 0..<8 { odd[r + 8 + k] = $0[k] } }
+            var scratch = [UInt8](repeating: 0, count: base!.count)
+            XCTAssertThrowsError(try odd.withUnsafeBytes { pb in
+                try base!.withUnsafeBytes { par in try scratch.withUnsafeMutableBytes { try Patch.apply(pb, to: par, into: $0) } }
+            }, dtype)
             // A patch for another size is refused when it is appended.
             var short = [UInt8](base!.prefix(base!.count - info.dtype.size))
             try short.withUnsafeMutableBytes { b in
                 var chain = PatchChain(buffer: b)
                 XCTAssertThrowsError(try patches[0].bytes.withUnsafeBytes { try chain.append($0) }, dtype)
             }
+        }
+    }
+
+    /// The same on SmolLM2's BF16 `embed_tokens` (49152×576, 28M elements): a tensor of 2^20
+    /// elements or more has its row blocks split across threads, so the chain's result must not
+    /// depend on how the rows are shared out.
+    func testPatchChainOnATensorSplitAcrossThreads() throws {
+        let tmp = try TemporaryDirectory("chain-embed")
+        let model = try tmp.copyModel(from: try Fixtures.smolLM2("bf16"))
+        let file = model + "/model.safetensors", tensor = "model.embed_tokens.weight"
+        let (info, _) = try SimulatedEdit.locate(file: file, tensor: tensor)
+        XCTAssertGreaterThanOrEqual(info.shape.reduce(1, *), 1 << 20)
+        var rng = SplitMix64(seed: 12)
+        var base: [UInt8]?, last: [UInt8] = [], patches: [Patch] = []
+        for k in 0..<3 {
+            let (parent, child): ([UInt8], [UInt8])
+            if k == 1 {
+                (parent, child) = try SimulatedEdit.modify(file: file, tensor: tensor) { w, _ in
+                    for _ in 0..<2000 { w[Int(rng.next() % UInt64(w.count))] *= 1.5 }
+                }
+            } else {
+                (parent, child) = try SimulatedEdit.rankOne(file: file, tensor: tensor, seed: UInt64(60 + k), scale: 0.05)
+            }
+            if base == nil { base = parent }
+            patches.append(try parent.withUnsafeBytes { pb in
+                try child.withUnsafeBytes { cb in
+                    try (k == 1 ? nil : LowRankEncoding.attempt(parent: pb, child: cb, dtype: info.dtype, shape: info.shape, budget: cb.count, level: 3))
+                        ?? Patch.make(parent: pb, child: cb, elementSize: info.dtype.size)
+                }
+            })
+            last = child
+        }
+        XCTAssertEqual(patches.map(\.encoding), [.lowRank, .sparseXor, .lowRank])
+        for budget in [1, PatchChain.defaultBudget] {
+            var buffer = base!
+            try buffer.withUnsafeMutableBytes { b in
+                var chain = PatchChain(buffer: b, budget: budget)
+                for p in patches { try p.bytes.withUnsafeBytes { try chain.append($0) } }
+                chain.finish()
+            }
+            XCTAssertTrue(buffer == last, "budget \(budget)")
         }
     }
 
@@ -421,6 +476,10 @@ final class LowRankEncodingTests: XCTestCase {
             var parent = [UInt8](repeating: 0, count: rows * cols * dtype.size)
             var values = (0..<(rows * cols)).map { _ in Float(rng.nextGaussian()) * 0.05 }
             values[3] = 0; values[4] = -0.0
+            if dtype != .f16 {   // infinities, the largest finite value and a NaN (quiet, sign kept)
+                values[5] = .infinity; values[6] = -.infinity; values[7] = .greatestFiniteMagnitude
+                values[8] = -.greatestFiniteMagnitude; values[9] = -Float(nan: 0x123, signaling: false)
+            }
             parent.withUnsafeMutableBytes { p in
                 for (i, v) in values.enumerated() {
                     switch dtype {
