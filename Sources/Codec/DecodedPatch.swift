@@ -153,11 +153,7 @@ public struct PatchChain {
         // What the patch will hold once decoded, estimated from its header (positions and values
         // of its changed elements, or a whole XOR buffer): the held patches are applied first
         // when it would not fit beside them.
-        if let (encoding, changed) = Patch.peek(patch), !pending.isEmpty {
-            let (sparse, overflow) = changed.multipliedReportingOverflow(by: 8 + max(Int(patch[5]), 1))
-            let estimate = encoding == .denseXor ? buffer.count : min(2 * buffer.count, overflow ? Int.max : sparse)
-            if held + estimate > budget { flush() }
-        }
+        if !pending.isEmpty, let estimate = Self.decodedSize(of: patch, tensorBytes: buffer.count), estimate > budget - held { flush() }
         let d = try Patch.decode(patch, parentBytes: buffer.count)
         // A block must be whole rows, and whole elements, of every patch it goes through.
         if let first = pending.first {
@@ -168,6 +164,35 @@ public struct PatchChain {
         }
         pending.append(d)
         held += d.heldBytes
+    }
+
+    /// The bytes a stored patch holds once decoded, estimated from its headers: 8-byte positions
+    /// and the values of its changed elements; a dense XOR patch, the
+    /// tensor's size; a low-rank patch, its factors as doubles plus its residual's. (What `decode`
+    /// holds for a well-formed patch.) Nil
+    /// when the headers are not a patch's.
+    public static func decodedSize(of patch: UnsafeRawBufferPointer, tensorBytes: Int) -> Int? {
+        guard let (encoding, changed) = Patch.peek(patch) else { return nil }
+        func product(_ a: Int, _ b: Int) -> Int { let (p, o) = a.multipliedReportingOverflow(by: b); return o ? Int.max : p }
+        switch encoding {
+        case .denseXor:
+            return tensorBytes
+        case .sparseXor, .sparseValues:
+            return product(changed, 8 + max(Int(patch[5]), 1))
+        case .lowRank:
+            // Body (after the 24-byte header): codes (8 bytes), rows, cols, rank, factor length,
+            // residual length (u64 each), factors, residual.
+            guard patch.count >= 72 else { return nil }
+            func field(_ k: Int) -> Int { Int(exactly: patch.loadUnaligned(fromByteOffset: 32 + 8 * k, as: UInt64.self)) ?? Int.max }
+            let rows = field(0), cols = field(1), rank = field(2), factorLength = field(3)
+            guard factorLength <= patch.count - 72 else { return nil }
+            let residual = UnsafeRawBufferPointer(rebasing: patch[(72 + factorLength)...])
+            guard Patch.peek(residual)?.encoding != .lowRank, let inner = decodedSize(of: residual, tensorBytes: tensorBytes) else { return nil }
+            let (both, over) = rows.addingReportingOverflow(cols)
+            let factors = product(product(over ? Int.max : both, rank), 8)
+            let (sum, overflow) = factors.addingReportingOverflow(inner)
+            return overflow ? Int.max : sum
+        }
     }
 
     /// Applies the patches not applied yet; the buffer then holds the end of the chain.

@@ -12,6 +12,23 @@ struct TensorRecipe: Sendable {
     /// Compressed bytes held by this recipe.
     var storedBytes: Int { ([keyframe] + patches).reduce(0) { $0 + $1.chunks.reduce(0) { $0 + $1.data.count } } }
 
+    /// Bytes the rebuild holds beside the tensor: its decoded patches, estimated from their
+    /// headers (the tensor's size for a patch whose header is not stored as is).
+    var decodedPatchBytes: Int {
+        let n = version.byteCount
+        var total = 0, largest = 0
+        for p in patches {
+            let estimate = p.chunks.first.flatMap { c in
+                c.codec == .raw ? c.data.withUnsafeBytes { PatchChain.decodedSize(of: $0, tensorBytes: n) } : nil
+            } ?? n
+            total = total.addingReportingOverflow(estimate).overflow ? Int.max : total + estimate
+            largest = max(largest, estimate)
+        }
+        // The chain applies what it holds before a patch would take it past its budget, so it
+        // holds at most the budget, or one patch larger than that.
+        return min(total, max(PatchChain.defaultBudget, largest))
+    }
+
     /// Rebuilds the tensor into `dst` (exactly `version.byteCount` bytes) and verifies it against
     /// the stored XXH3-128 fingerprint and probe, and the sha256 too when `verifySHA256`.
     func build(into dst: UnsafeMutableRawBufferPointer, verifySHA256: Bool) throws {

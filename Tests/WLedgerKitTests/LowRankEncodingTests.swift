@@ -1,5 +1,5 @@
 import CShims
-import Codec
+@testable import Codec
 import Foundation
 import LinAlg
 import TensorIO
@@ -250,6 +250,13 @@ final class LowRankEncodingTests: XCTestCase {
                 versions.append(child)
             }
             XCTAssertEqual(Set(patches.map(\.encoding)), [.lowRank, .sparseXor, .denseXor], dtype)
+            // The size a chain expects a patch to hold, read from its headers, is what decoding holds.
+            for p in patches {
+                try p.bytes.withUnsafeBytes { pb in
+                    XCTAssertEqual(PatchChain.decodedSize(of: pb, tensorBytes: base!.count),
+                                   try Patch.decode(pb, parentBytes: base!.count).heldBytes, "\(dtype) \(p.encoding)")
+                }
+            }
             // One by one, each patch from the previous version.
             var previous = base!
             for (p, v) in zip(patches, versions) {
