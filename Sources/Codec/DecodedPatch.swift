@@ -9,19 +9,43 @@ public struct DecodedPatch: Sendable {
     /// Low-rank factors: element (i, j) is predicted as round(parent + Σₖ a[i,k]·b[j,k]).
     struct Prediction: Sendable {
         let code: UInt8
-        let rows: Int, cols: Int, rank: Int
+        let cols: Int, rank: Int
         /// (rows, rank) row-major.
         let a: [Double]
         /// b transposed: (rank, cols) row-major, as the kernel reads it.
         let bt: [Double]
 
-        init(code: UInt8, rows: Int, cols: Int, rank: Int, a: [Double], b: [Double]) {
-            self.code = code; self.rows = rows; self.cols = cols; self.rank = rank; self.a = a
+        /// - Parameter b: (cols, rank) row-major.
+        init(code: UInt8, cols: Int, rank: Int, a: [Double], b: [Double]) {
+            self.code = code; self.cols = cols; self.rank = rank; self.a = a
             var t = [Double](repeating: 0, count: rank * cols)
             if rank > 0 && cols > 0 {
                 b.withUnsafeBufferPointer { bp in t.withUnsafeMutableBufferPointer { wl_lowrank_transpose(bp.baseAddress!, cols, rank, $0.baseAddress!) } }
             }
             bt = t
+        }
+
+        /// Predicts the elements [lo, hi) (whole rows) of `out` from those of `parent` (which may
+        /// be the same memory).
+        func predict(parent: UnsafeRawPointer, into out: UnsafeMutableRawPointer, elements lo: Int, _ hi: Int) {
+            a.withUnsafeBufferPointer { a in
+                bt.withUnsafeBufferPointer { bt in
+                    // rank 0 reads no factor: any valid pointer will do.
+                    withUnsafePointer(to: 0.0) { zero in
+                        wl_lowrank_predict_rows_bt(parent.assumingMemoryBound(to: UInt8.self), out.assumingMemoryBound(to: UInt8.self), Int32(code),
+                                                   lo / cols, hi / cols, cols, rank, a.baseAddress ?? zero, bt.baseAddress ?? zero)
+                    }
+                }
+            }
+        }
+
+        /// Predicts every element of a tensor of `count` elements of `elementSize` bytes, split
+        /// into row ranges across cores for a large one (the bits do not depend on the split).
+        func predict(parent: UnsafeRawPointer, into out: UnsafeMutableRawPointer, count: Int, elementSize: Int) {
+            let view = BufferViews(parent: parent, out: out)
+            DecodedPatch.forEachBlock(count: count, rowElements: max(cols, 1), elementSize: elementSize, blockBytes: Int.max) { lo, hi in
+                predict(parent: view.parent, into: view.out, elements: lo, hi)
+            }
         }
     }
 
@@ -59,15 +83,7 @@ public struct DecodedPatch: Sendable {
         let e = elementSize
         let dst = out.assumingMemoryBound(to: UInt8.self)
         if let p = prediction {
-            p.a.withUnsafeBufferPointer { a in
-                p.bt.withUnsafeBufferPointer { bt in
-                    // rank 0 reads no factor: any valid pointer will do.
-                    withUnsafePointer(to: 0.0) { zero in
-                        wl_lowrank_predict_rows_bt(parent.assumingMemoryBound(to: UInt8.self), dst, Int32(p.code), lo / p.cols, hi / p.cols,
-                                                   p.cols, p.rank, a.baseAddress ?? zero, bt.baseAddress ?? zero)
-                    }
-                }
-            }
+            p.predict(parent: parent, into: out, elements: lo, hi)
         } else if parent != UnsafeRawPointer(out) {
             (out + lo * e).copyMemory(from: parent + lo * e, byteCount: (hi - lo) * e)
         }
@@ -150,27 +166,23 @@ public struct PatchChain {
     /// Decodes the next patch of the chain (applied by a later call or `finish`).
     /// - Throws: `CodecError.corrupt` when the patch is malformed or does not fit the buffer.
     public mutating func append(_ patch: UnsafeRawBufferPointer) throws {
-        // What the patch will hold once decoded, estimated from its header (positions and values
-        // of its changed elements, or a whole XOR buffer): the held patches are applied first
-        // when it would not fit beside them.
-        if !pending.isEmpty, let estimate = Self.decodedSize(of: patch, tensorBytes: buffer.count), estimate > budget - held { flush() }
+        // The held patches are applied first when this one, once decoded (its size read from its
+        // headers), would not fit beside them.
+        if !pending.isEmpty, let size = Self.decodedSize(of: patch, tensorBytes: buffer.count), size > budget - held { flush() }
         let d = try Patch.decode(patch, parentBytes: buffer.count)
         // A block must be whole rows, and whole elements, of every patch it goes through.
-        if let first = pending.first {
-            let cols = pending.first(where: { $0.prediction != nil })?.rowElements
-            if held + d.heldBytes > budget || d.elementSize != first.elementSize || (d.prediction != nil && cols != nil && d.rowElements != cols) {
-                flush()
-            }
+        if let first = pending.first, d.elementSize != first.elementSize
+            || (d.prediction != nil && predictionColumns.map { $0 != d.rowElements } == true) {
+            flush()
         }
         pending.append(d)
         held += d.heldBytes
     }
 
-    /// The bytes a stored patch holds once decoded, estimated from its headers: 8-byte positions
-    /// and the values of its changed elements; a dense XOR patch, the
-    /// tensor's size; a low-rank patch, its factors as doubles plus its residual's. (What `decode`
-    /// holds for a well-formed patch.) Nil
-    /// when the headers are not a patch's.
+    /// The bytes a stored patch holds once decoded (`DecodedPatch.heldBytes` of a well-formed one),
+    /// read from its headers: 8-byte positions and the values of its changed elements; for dense
+    /// XOR, the tensor's size; for low-rank, its factors as doubles plus its residual's. Nil when
+    /// the headers are not a patch's.
     public static func decodedSize(of patch: UnsafeRawBufferPointer, tensorBytes: Int) -> Int? {
         guard let (encoding, changed) = Patch.peek(patch) else { return nil }
         func product(_ a: Int, _ b: Int) -> Int { let (p, o) = a.multipliedReportingOverflow(by: b); return o ? Int.max : p }
@@ -198,14 +210,14 @@ public struct PatchChain {
     /// Applies the patches not applied yet; the buffer then holds the end of the chain.
     public mutating func finish() { flush() }
 
-    /// Elements per row of the pending predictions (all equal), or 1.
-    private var rowElements: Int { pending.first(where: { $0.prediction != nil })?.rowElements ?? 1 }
+    /// Elements per row of the pending predictions (all equal); nil without one.
+    private var predictionColumns: Int? { pending.first(where: { $0.prediction != nil })?.rowElements }
 
     private mutating func flush() {
         guard let first = pending.first, buffer.count > 0 else { pending = []; held = 0; return }
         let patches = pending, base = buffer.baseAddress!
         let view = BufferViews(parent: UnsafeRawPointer(base), out: base)
-        DecodedPatch.forEachBlock(count: first.count, rowElements: rowElements, elementSize: first.elementSize, blockBytes: Self.blockBytes) { lo, hi in
+        DecodedPatch.forEachBlock(count: first.count, rowElements: predictionColumns ?? 1, elementSize: first.elementSize, blockBytes: Self.blockBytes) { lo, hi in
             for p in patches { p.apply(parent: view.parent, into: view.out, elements: lo, hi) }
         }
         pending = []
@@ -214,7 +226,7 @@ public struct PatchChain {
 }
 
 /// A patch's input and output, shared by the threads that write disjoint row ranges of the output.
-private struct BufferViews: @unchecked Sendable {
+struct BufferViews: @unchecked Sendable {
     let parent: UnsafeRawPointer
     let out: UnsafeMutableRawPointer
 }

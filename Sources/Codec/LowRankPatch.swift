@@ -35,7 +35,12 @@ public enum LowRankPatch {
         let qa = precision == 4 ? a.map { Double(Float($0)) } : a
         let qb = precision == 4 ? b.map { Double(Float($0)) } : b
         var predicted = uninitializedBytes(parent.count)   // every byte is predicted
-        predicted.withUnsafeMutableBytes { predict(parent: parent, into: $0, code: code, rows: rows, cols: cols, rank: rank, a: qa, b: qb) }
+        if parent.count > 0 {
+            predicted.withUnsafeMutableBytes {
+                DecodedPatch.Prediction(code: code, cols: cols, rank: rank, a: qa, b: qb)
+                    .predict(parent: parent.baseAddress!, into: $0.baseAddress!, count: rows * cols, elementSize: dtype.size)
+            }
+        }
         let residual = try predicted.withUnsafeBytes { try Patch.make(parent: $0, child: child, elementSize: dtype.size, level: level, tryChildValues: false) }
         var factorBytes = [UInt8]()
         factorBytes.reserveCapacity((rows + cols) * rank * precision)
@@ -66,32 +71,6 @@ public enum LowRankPatch {
         out.append(contentsOf: factorsZ)
         out.append(contentsOf: residual.bytes)
         return Patch(bytes: out, encoding: .lowRank, changed: changed)
-    }
-
-    /// Row blocks of at least ~1M elements each, predicted in parallel (the bits do not depend on the split).
-    static func predict(parent: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer, code: UInt8, rows: Int, cols: Int, rank: Int,
-                        a: [Double], b: [Double]) {
-        guard parent.count > 0 else { return }
-        precondition(out.count == parent.count)
-        let blocks = max(1, min(rows, rows * cols / (1 << 20), 2 * ProcessInfo.processInfo.activeProcessorCount))
-        a.withUnsafeBufferPointer { ap in
-            b.withUnsafeBufferPointer { bp in
-                let views = PredictViews(parent: parent.baseAddress!.assumingMemoryBound(to: UInt8.self),
-                                         out: out.baseAddress!.assumingMemoryBound(to: UInt8.self), a: ap.baseAddress!, b: bp.baseAddress!)
-                DispatchQueue.concurrentPerform(iterations: blocks) { k in
-                    wl_lowrank_predict_rows(views.parent, views.out, Int32(code), rows * k / blocks, rows * (k + 1) / blocks, cols, rank,
-                                            views.a, views.b)
-                }
-            }
-        }
-    }
-
-    /// Pointers shared by the prediction's threads (each writes its own rows).
-    struct PredictViews: @unchecked Sendable {
-        let parent: UnsafePointer<UInt8>
-        let out: UnsafeMutablePointer<UInt8>
-        let a: UnsafePointer<Double>
-        let b: UnsafePointer<Double>
     }
 
     /// Parses a low-rank body (after the common header) for a tensor of `count` elements of
@@ -136,7 +115,7 @@ public enum LowRankPatch {
         }
         // The prediction writes every element; the residual is applied to it.
         let plain = try Patch.decode(residual, parentBytes: count * elementSize)
-        let prediction = DecodedPatch.Prediction(code: code, rows: rows, cols: cols, rank: rank,
+        let prediction = DecodedPatch.Prediction(code: code, cols: cols, rank: rank,
                                                  a: Array(values[0..<(rows * rank)]), b: Array(values[(rows * rank)...]))
         return DecodedPatch(elementSize: elementSize, count: count, prediction: prediction, residual: plain.residual)
     }

@@ -52,6 +52,8 @@ extension Repository {
             var sources: [String: RawView] = [:]
             if let cmp, cmp.report.structural.isEmpty {
                 let dirty = Set(cmp.report.modifiedTensors.map(\.name))
+        /// Whether the work tree holds tensor `t` of the target unmodified.
+        func clean(_ t: ManifestEntry) -> Bool { cmp.manifest[t.name]?.hash == t.hash && !dirty.contains(t.name) }
                 for (name, e) in manifest where cmp.manifest[name]?.hash == e.hash && !dirty.contains(name) {
                     if let v = RawView.tensor(name, in: cmp.weights) { sources[name] = v }
                 }
@@ -100,6 +102,8 @@ extension Repository {
         var toWrite: [FileEntry] = []
         var sources: [String: RawView] = [:]
         let dirty = Set(cmp.report.modifiedTensors.map(\.name))
+        /// Whether the work tree holds tensor `t` of the target unmodified.
+        func clean(_ t: ManifestEntry) -> Bool { cmp.manifest[t.name]?.hash == t.hash && !dirty.contains(t.name) }
         for (path, f) in files.sorted(by: { $0.key < $1.key }) {
             let current = cmp.files[path]
             switch f.kind {
@@ -108,7 +112,7 @@ extension Repository {
                 toWrite.append(f)
             case .safetensors:
                 let tensorsHere = manifest.values.filter { $0.file == path }
-                let sameTensors = tensorsHere.allSatisfy { cmp.manifest[$0.name]?.hash == $0.hash && !dirty.contains($0.name) }
+                let sameTensors = tensorsHere.allSatisfy(clean)
                 let exists = cmp.weights.files[path] != nil
                 if !force, exists, current?.object == f.object, cmp.headerHashes[path] == f.object, sameTensors, cmp.report.structural.isEmpty {
                     result.unchanged.append(path)
@@ -116,7 +120,7 @@ extension Repository {
                 }
                 toWrite.append(f)
                 if !force && cmp.report.structural.isEmpty {
-                    for t in tensorsHere where cmp.manifest[t.name]?.hash == t.hash && !dirty.contains(t.name) {
+                    for t in tensorsHere where clean(t) {
                         if let v = RawView.tensor(t.name, in: cmp.weights) { sources[t.name] = v }
                     }
                 }
@@ -132,7 +136,7 @@ extension Repository {
         if try !force && (inPlace ?? inPlaceByDefault()) {
             var held = 0
             toWrite = try toWrite.filter { f in
-                let changed = manifest.values.filter { $0.file == f.path && !(cmp.manifest[$0.name]?.hash == $0.hash && !dirty.contains($0.name)) }
+                let changed = manifest.values.filter { $0.file == f.path && !clean($0) }
                     .map(\.name).sorted()
                 guard let target = inPlaceTarget(f.path, entry: f, cmp: cmp, changed: changed, limit: Repository.inPlaceLimit - held),
                       let file = try? InPlaceFile(root + "/" + f.path) else { return true }
