@@ -101,7 +101,9 @@ void wl_unshuffle(const uint8_t *src, uint8_t *dst, size_t n, size_t elem) {
         for (size_t p = 0; p < elem; p++) dst[i * elem + p] = src[p * n + i];
 }
 
-size_t wl_xor_count(const uint8_t *a, const uint8_t *b, uint8_t *dst, size_t bytes, size_t elem) {
+/* dst may be a: every element is read before it is written. Inlined into both entry points, so
+   the compiler sees when dst is a and vectorizes without an overlap check. */
+static inline size_t xor_count(const uint8_t *a, const uint8_t *b, uint8_t *dst, size_t bytes, size_t elem) {
     size_t count = 0;
     if (elem == 4) {
         size_t n = bytes / 4;
@@ -138,6 +140,14 @@ size_t wl_xor_count(const uint8_t *a, const uint8_t *b, uint8_t *dst, size_t byt
         count += (any != 0);
     }
     return count;
+}
+
+size_t wl_xor_count(const uint8_t *a, const uint8_t *b, uint8_t *dst, size_t bytes, size_t elem) {
+    return xor_count(a, b, dst, bytes, elem);
+}
+
+size_t wl_xor_count_inplace(uint8_t *dst, const uint8_t *b, size_t bytes, size_t elem) {
+    return xor_count(dst, b, dst, bytes, elem);
 }
 
 void wl_xor_inplace(uint8_t *dst, const uint8_t *x, size_t bytes) {

@@ -225,6 +225,14 @@ public struct PatchChain {
     }
 }
 
+/// A sum added to from several threads.
+final class Tally: @unchecked Sendable {
+    private let lock = NSLock()
+    private var sum = 0
+    func add(_ n: Int) { lock.lock(); sum += n; lock.unlock() }
+    var total: Int { lock.lock(); defer { lock.unlock() }; return sum }
+}
+
 /// A patch's input and output, shared by the threads that write disjoint row ranges of the output.
 struct BufferViews: @unchecked Sendable {
     let parent: UnsafeRawPointer

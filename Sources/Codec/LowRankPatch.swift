@@ -34,14 +34,24 @@ public enum LowRankPatch {
               a.count == rows * rank, b.count == cols * rank, precision == 4 || precision == 8 else { return nil }
         let qa = precision == 4 ? a.map { Double(Float($0)) } : a
         let qb = precision == 4 ? b.map { Double(Float($0)) } : b
-        var predicted = uninitializedBytes(parent.count)   // every byte is predicted
+        // The residual is the XOR of the prediction and the child: each block of rows is predicted
+        // into the XOR buffer and XORed with the child's block while it is still in cache.
+        var xor = uninitializedBytes(parent.count)   // every byte is predicted, then XORed
+        let missed = Tally()
         if parent.count > 0 {
-            predicted.withUnsafeMutableBytes {
-                DecodedPatch.Prediction(code: code, cols: cols, rank: rank, a: qa, b: qb)
-                    .predict(parent: parent.baseAddress!, into: $0.baseAddress!, count: rows * cols, elementSize: dtype.size)
+            let prediction = DecodedPatch.Prediction(code: code, cols: cols, rank: rank, a: qa, b: qb)
+            let e = dtype.size
+            xor.withUnsafeMutableBytes { x in
+                let view = BufferViews(parent: parent.baseAddress!, out: x.baseAddress!), childView = BufferViews(parent: child.baseAddress!, out: x.baseAddress!)
+                DecodedPatch.forEachBlock(count: rows * cols, rowElements: cols, elementSize: e, blockBytes: PatchChain.blockBytes) { lo, hi in
+                    prediction.predict(parent: view.parent, into: view.out, elements: lo, hi)
+                    let n = wl_xor_count_inplace((view.out + lo * e).assumingMemoryBound(to: UInt8.self),
+                                                 (childView.parent + lo * e).assumingMemoryBound(to: UInt8.self), (hi - lo) * e, e)
+                    missed.add(n)
+                }
             }
         }
-        let residual = try predicted.withUnsafeBytes { try Patch.make(parent: $0, child: child, elementSize: dtype.size, level: level, tryChildValues: false) }
+        let residual = try Patch.make(xor: xor, changed: missed.total, child: child, elementSize: dtype.size, level: level, tryChildValues: false)
         var factorBytes = [UInt8]()
         factorBytes.reserveCapacity((rows + cols) * rank * precision)
         for v in qa + qb {

@@ -313,8 +313,8 @@ extension Repository {
     /// Rebuilds the parent version from `recipe` and prepares the change to `child`.
     static func encodeChange(name: String, recipe: TensorRecipe, child: UnsafeRawBufferPointer, fingerprint: String?, info: TensorInfo,
                              policy: SnapshotPolicy) throws -> PreparedTensor {
-        let parent = try recipe.build(verifySHA256: false)
-        return try parent.withUnsafeBytes { pb in
+        var parent = try recipe.build(verifySHA256: false)
+        return try parent.withUnsafeMutableBytes { pb in
             try prepareChange(name: name, parent: pb, parentVersion: recipe.version, child: child, dtype: info.dtype, shape: info.shape,
                               policy: policy, fingerprint: fingerprint)
         }
@@ -322,11 +322,15 @@ extension Repository {
 
     /// Hashes a changed tensor, computes its ΔW statistics and builds its stored form: an exact
     /// patch against `parent` (verified by applying it) or a keyframe when the chain is too deep.
-    /// - Parameter fingerprint: the child's XXH3-128 when the caller has it (the work-tree scan).
-    static func prepareChange(name: String, parent: UnsafeRawBufferPointer, parentVersion: TensorVersion,
+    /// - Parameters:
+    ///   - parent: the parent version's bytes, a scratch copy: the patch is verified by applying
+    ///     it to them in place (no second buffer of the tensor's size, whose fresh pages cost more
+    ///     than the work on them), so they hold the child's bytes afterwards.
+    ///   - fingerprint: the child's XXH3-128 when the caller has it (the work-tree scan).
+    static func prepareChange(name: String, parent: UnsafeMutableRawBufferPointer, parentVersion: TensorVersion,
                               child: UnsafeRawBufferPointer, dtype: DType, shape: [Int], policy: SnapshotPolicy,
                               fingerprint: String? = nil) throws -> PreparedTensor {
-        let stats = DeltaStatistics.compute(parent: parent, child: child, dtype: dtype)
+        let stats = DeltaStatistics.compute(parent: UnsafeRawBufferPointer(parent), child: child, dtype: dtype)
         if parentVersion.depth + 1 > policy.maxPatchDepth {
             var k = try Snapshot.keyframe(name: name, bytes: child, dtype: dtype, policy: policy)
             k.stats = stats
@@ -342,22 +346,21 @@ extension Repository {
         // rank-one edits: 1/3.2 of raw on a 7B-shaped BF16 down_proj, whose low-rank patch was
         // 1/15.4; 1/3.2 on SmolLM2 BF16).
         var lowRank: Patch? = nil
+        let parentBytes = UnsafeRawBufferPointer(parent)
         if stats.changed > stats.count / 8 {
-            lowRank = try LowRankEncoding.attempt(parent: parent, child: child, dtype: dtype, shape: shape, budget: child.count, level: policy.level)
+            lowRank = try LowRankEncoding.attempt(parent: parentBytes, child: child, dtype: dtype, shape: shape, budget: child.count, level: policy.level)
         }
         var patch: Patch
         if let l = lowRank, l.bytes.count <= child.count / 8 {
             patch = l
         } else {
-            patch = try Patch.make(parent: parent, child: child, elementSize: dtype.size, level: policy.level)
+            patch = try Patch.make(parent: parentBytes, child: child, elementSize: dtype.size, level: policy.level)
             if let l = lowRank, l.bytes.count < patch.bytes.count { patch = l }
         }
-        // Verify: the patch must rebuild the child exactly before it is recorded.
-        var check = uninitializedBytes(child.count)   // Patch.apply writes every byte
-        try patch.bytes.withUnsafeBytes { pb in
-            try check.withUnsafeMutableBytes { try Patch.apply(pb, to: parent, into: $0) }
-        }
-        let same = check.withUnsafeBytes { cb in child.count == 0 || memcmp(cb.baseAddress!, child.baseAddress!, child.count) == 0 }
+        // Verify: the patch must rebuild the child exactly before it is recorded (applied in
+        // place: every encoding reads an element before it writes it).
+        try patch.bytes.withUnsafeBytes { pb in try Patch.apply(pb, to: parentBytes, into: parent) }
+        let same = child.count == 0 || memcmp(parent.baseAddress!, child.baseAddress!, child.count) == 0
         guard same else { throw CodecError.corrupt(what: "patch for '\(name)'", reason: "does not rebuild the committed bytes (encoder bug)") }
         let obj = try patch.bytes.withUnsafeBytes { try PreparedObject.encode($0, elementSize: 1, compress: false) }
         let (hash, fp) = try hashes.wait()

@@ -57,9 +57,9 @@ extension Repository {
         let slots = Slots<PreparedTensor>(names.count)
         try parallelFor(names.count) { i in
             let e = manifest[names[i]]!
-            let parent = try recipes[i].build(verifySHA256: false)
+            var parent = try recipes[i].build(verifySHA256: false)
             let child = updates[names[i]]!
-            slots[i] = try parent.withUnsafeBytes { pb in
+            slots[i] = try parent.withUnsafeMutableBytes { pb in
                 try child.withUnsafeBytes { cb in
                     try Repository.prepareChange(name: e.name, parent: pb, parentVersion: recipes[i].version, child: cb, dtype: e.dtype,
                                                  shape: e.shape, policy: policy)

@@ -21,6 +21,8 @@ void wl_unshuffle(const uint8_t *src, uint8_t *dst, size_t n, size_t elem);
 /// dst[i] = a[i] ^ b[i] over `bytes` bytes; returns the number of elements of size `elem` whose
 /// bytes differ (elem in {1,2,4,8} or any size ≥ 1).
 size_t wl_xor_count(const uint8_t *a, const uint8_t *b, uint8_t *dst, size_t bytes, size_t elem);
+/// wl_xor_count with dst = a: dst[i] ^= b[i], returning the number of elements now non-zero.
+size_t wl_xor_count_inplace(uint8_t *dst, const uint8_t *b, size_t bytes, size_t elem);
 /// dst[i] ^= x[i] over `bytes` bytes.
 void wl_xor_inplace(uint8_t *dst, const uint8_t *x, size_t bytes);
 
