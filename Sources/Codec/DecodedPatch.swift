@@ -39,6 +39,20 @@ public struct DecodedPatch: Sendable {
             }
         }
 
+        /// Predicts `rowCount` rows from `row0` on into `out`, which holds just those rows;
+        /// `parent` points at the first of them.
+        func predict(parent: UnsafeRawPointer, into out: UnsafeMutableRawPointer, row0: Int, rowCount: Int) {
+            a.withUnsafeBufferPointer { a in
+                bt.withUnsafeBufferPointer { bt in
+                    withUnsafePointer(to: 0.0) { zero in
+                        // The kernel reads row i's factors at a + i·rank: rows counted from row0.
+                        wl_lowrank_predict_rows_bt(parent.assumingMemoryBound(to: UInt8.self), out.assumingMemoryBound(to: UInt8.self), Int32(code),
+                                                   0, rowCount, cols, rank, rank > 0 ? a.baseAddress! + row0 * rank : zero, bt.baseAddress ?? zero)
+                    }
+                }
+            }
+        }
+
         /// Predicts every element of a tensor of `count` elements of `elementSize` bytes, split
         /// into row ranges across cores for a large one (the bits do not depend on the split).
         func predict(parent: UnsafeRawPointer, into out: UnsafeMutableRawPointer, count: Int, elementSize: Int) {
@@ -229,7 +243,8 @@ public struct PatchChain {
 final class Tally: @unchecked Sendable {
     private let lock = NSLock()
     private var sum = 0
-    func add(_ n: Int) { lock.lock(); sum += n; lock.unlock() }
+    /// Adds `n`; returns the new sum.
+    @discardableResult func add(_ n: Int) -> Int { lock.lock(); defer { lock.unlock() }; sum += n; return sum }
     var total: Int { lock.lock(); defer { lock.unlock() }; return sum }
 }
 

@@ -34,24 +34,8 @@ public enum LowRankPatch {
               a.count == rows * rank, b.count == cols * rank, precision == 4 || precision == 8 else { return nil }
         let qa = precision == 4 ? a.map { Double(Float($0)) } : a
         let qb = precision == 4 ? b.map { Double(Float($0)) } : b
-        // The residual is the XOR of the prediction and the child: each block of rows is predicted
-        // into the XOR buffer and XORed with the child's block while it is still in cache.
-        var xor = uninitializedBytes(parent.count)   // every byte is predicted, then XORed
-        let missed = Tally()
-        if parent.count > 0 {
-            let prediction = DecodedPatch.Prediction(code: code, cols: cols, rank: rank, a: qa, b: qb)
-            let e = dtype.size
-            xor.withUnsafeMutableBytes { x in
-                let view = BufferViews(parent: parent.baseAddress!, out: x.baseAddress!), childView = BufferViews(parent: child.baseAddress!, out: x.baseAddress!)
-                DecodedPatch.forEachBlock(count: rows * cols, rowElements: cols, elementSize: e, blockBytes: PatchChain.blockBytes) { lo, hi in
-                    prediction.predict(parent: view.parent, into: view.out, elements: lo, hi)
-                    let n = wl_xor_count_inplace((view.out + lo * e).assumingMemoryBound(to: UInt8.self),
-                                                 (childView.parent + lo * e).assumingMemoryBound(to: UInt8.self), (hi - lo) * e, e)
-                    missed.add(n)
-                }
-            }
-        }
-        let residual = try Patch.make(xor: xor, changed: missed.total, child: child, elementSize: dtype.size, level: level, tryChildValues: false)
+        let prediction = DecodedPatch.Prediction(code: code, cols: cols, rank: rank, a: qa, b: qb)
+        let residual = try residual(prediction: prediction, parent: parent, child: child, rows: rows, cols: cols, elementSize: dtype.size, level: level)
         var factorBytes = [UInt8]()
         factorBytes.reserveCapacity((rows + cols) * rank * precision)
         for v in qa + qb {
@@ -81,6 +65,95 @@ public enum LowRankPatch {
         out.append(contentsOf: factorsZ)
         out.append(contentsOf: residual.bytes)
         return Patch(bytes: out, encoding: .lowRank, changed: changed)
+    }
+
+    /// The exact patch from the prediction of `parent` to `child`: what `Patch.make` builds from
+    /// their XOR (without child values). Each block of rows is predicted into a buffer of its own,
+    /// XORed with the child's rows and its changed elements gathered while it is in cache, so no
+    /// buffer of the tensor's size is touched (the fresh pages of one cost more than the work on
+    /// them; see `uninitializedBytes`). Once 1/8 of the elements miss, `Patch.make` would try the
+    /// dense XOR as well: then the whole XOR is built and handed to it.
+    static func residual(prediction: DecodedPatch.Prediction, parent: UnsafeRawBufferPointer, child: UnsafeRawBufferPointer, rows: Int,
+                         cols: Int, elementSize e: Int, level: Int32) throws -> Patch {
+        let count = rows * cols, dense = count / 8
+        if count >= 64 {
+            let width = count <= Int(UInt32.max) ? 4 : 8
+            let missed = Tally(), blocks = GatheredBlocks()
+            let views = ReadViews(parent: parent.baseAddress!, child: child.baseAddress!)
+            DecodedPatch.forEachBlock(count: count, rowElements: cols, elementSize: e, blockBytes: PatchChain.blockBytes) { lo, hi in
+                guard missed.total < dense else { return }
+                let n = hi - lo
+                var block = uninitializedBytes(n * e)
+                let changed = block.withUnsafeMutableBytes { b -> Int in
+                    prediction.predict(parent: views.parent + lo * e, into: b.baseAddress!, row0: lo / cols, rowCount: n / cols)
+                    return wl_xor_count_inplace(b.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                                                (views.child + lo * e).assumingMemoryBound(to: UInt8.self), n * e, e)
+                }
+                guard missed.add(changed) < dense, changed > 0 else { return }
+                // Gaps from the block's first element; the first is rebased when the blocks are joined.
+                var gaps = uninitializedBytes((changed + 1) * width), values = uninitializedBytes((changed + 1) * e)
+                var childValues = uninitializedBytes((changed + 1) * e)
+                let found = block.withUnsafeBytes { x in
+                    gaps.withUnsafeMutableBytes { g in
+                        values.withUnsafeMutableBytes { v in
+                            childValues.withUnsafeMutableBytes { c in
+                                wl_sparse_gather(x.baseAddress!.assumingMemoryBound(to: UInt8.self), (views.child + lo * e).assumingMemoryBound(to: UInt8.self),
+                                                 n, e, Int32(width), g.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                                                 v.baseAddress!.assumingMemoryBound(to: UInt8.self), c.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                            }
+                        }
+                    }
+                }
+                precondition(found == changed, "sparse gather found \(found) changed elements, XOR counted \(changed)")
+                gaps.removeLast(width)
+                values.removeLast(e)
+                blocks.append((lo, gaps, values))
+            }
+            if missed.total < dense {
+                var rawIndices = [UInt8](), xorValues = [UInt8]()
+                rawIndices.reserveCapacity(missed.total * width)
+                xorValues.reserveCapacity(missed.total * e)
+                var previous = 0   // the last changed position so far; the first gap is from 0
+                for var (lo, gaps, values) in blocks.sorted() {
+                    let first = lo + gap(gaps, 0, width)
+                    var last = first
+                    for k in 1..<(gaps.count / width) { last += gap(gaps, k, width) }
+                    setGap(&gaps, 0, width, first - previous)
+                    previous = last
+                    rawIndices.append(contentsOf: gaps)
+                    xorValues.append(contentsOf: values)
+                }
+                return try Patch.sparse(rawIndices: rawIndices, width: width, values: [(.sparseXor, xorValues)], count: count, changed: missed.total,
+                                        elementSize: e, level: level)[0]
+            }
+        }
+        // The whole XOR: each block predicted into it and XORed with the child in place.
+        var xor = uninitializedBytes(count * e)
+        let missed = Tally()
+        if count > 0 {
+            xor.withUnsafeMutableBytes { x in
+                let views = BufferViews(parent: parent.baseAddress!, out: x.baseAddress!), childBase = ReadViews(parent: parent.baseAddress!, child: child.baseAddress!)
+                DecodedPatch.forEachBlock(count: count, rowElements: cols, elementSize: e, blockBytes: PatchChain.blockBytes) { lo, hi in
+                    prediction.predict(parent: views.parent, into: views.out, elements: lo, hi)
+                    missed.add(wl_xor_count_inplace((views.out + lo * e).assumingMemoryBound(to: UInt8.self),
+                                                    (childBase.child + lo * e).assumingMemoryBound(to: UInt8.self), (hi - lo) * e, e))
+                }
+            }
+        }
+        return try Patch.make(xor: xor, changed: missed.total, child: child, elementSize: e, level: level, tryChildValues: false)
+    }
+
+    /// Gap k of little-endian gaps of `width` bytes.
+    private static func gap(_ gaps: [UInt8], _ k: Int, _ width: Int) -> Int {
+        gaps.withUnsafeBytes { width == 4 ? Int($0.loadUnaligned(fromByteOffset: 4 * k, as: UInt32.self).littleEndian)
+                                          : Int($0.loadUnaligned(fromByteOffset: 8 * k, as: UInt64.self).littleEndian) }
+    }
+
+    private static func setGap(_ gaps: inout [UInt8], _ k: Int, _ width: Int, _ value: Int) {
+        gaps.withUnsafeMutableBytes {
+            if width == 4 { $0.storeBytes(of: UInt32(value).littleEndian, toByteOffset: 4 * k, as: UInt32.self) }
+            else { $0.storeBytes(of: UInt64(value).littleEndian, toByteOffset: 8 * k, as: UInt64.self) }
+        }
     }
 
     /// Parses a low-rank body (after the common header) for a tensor of `count` elements of
@@ -129,4 +202,20 @@ public enum LowRankPatch {
                                                  a: Array(values[0..<(rows * rank)]), b: Array(values[(rows * rank)...]))
         return DecodedPatch(elementSize: elementSize, count: count, prediction: prediction, residual: plain.residual)
     }
+}
+
+/// The operands of the residual's blocks, read by several threads.
+private struct ReadViews: @unchecked Sendable {
+    let parent: UnsafeRawPointer
+    let child: UnsafeRawPointer
+}
+
+/// The changed elements of the residual's blocks, gathered by several threads: each block's first
+/// element, its gaps and XOR values.
+private final class GatheredBlocks: @unchecked Sendable {
+    private let lock = NSLock()
+    private var blocks: [(lo: Int, gaps: [UInt8], values: [UInt8])] = []
+    func append(_ b: (lo: Int, gaps: [UInt8], values: [UInt8])) { lock.lock(); blocks.append(b); lock.unlock() }
+    /// In position order.
+    func sorted() -> [(lo: Int, gaps: [UInt8], values: [UInt8])] { lock.lock(); defer { lock.unlock() }; return blocks.sorted { $0.lo < $1.lo } }
 }

@@ -98,18 +98,10 @@ public struct Patch: Sendable {
             rawIndices.removeLast(width)
             xorValues.removeLast(elementSize)
             childValues.removeLast(elementSize)
-            let indexBlob = (width: UInt8(width), data: try compressShuffled(rawIndices, elementSize: width, level: Zstd.defaultLevel))
-            for enc in tryChildValues ? [PatchEncoding.sparseXor, .sparseValues] : [.sparseXor] {
-                let values = enc == .sparseXor ? xorValues : childValues
-                let valueBlob = try compressShuffled(values, elementSize: elementSize, level: level)
-                var out = header(enc, elementSize: elementSize, count: count, changed: changed)
-                out.append(indexBlob.width)
-                out.append(contentsOf: [UInt8](repeating: 0, count: 7))
-                appendU64(&out, UInt64(indexBlob.data.count))
-                appendU64(&out, UInt64(valueBlob.count))
-                out.append(contentsOf: indexBlob.data)
-                out.append(contentsOf: valueBlob)
-                consider(Patch(bytes: out, encoding: enc, changed: changed))
+            let values = tryChildValues ? [(PatchEncoding.sparseXor, xorValues), (.sparseValues, childValues)] : [(.sparseXor, xorValues)]
+            for p in try sparse(rawIndices: rawIndices, width: width, values: values, count: count, changed: changed, elementSize: elementSize,
+                                level: level) {
+                consider(p)
             }
         }
         if let background {
@@ -118,6 +110,25 @@ public struct Patch: Sendable {
             consider(try makeDense())
         }
         return best!
+    }
+
+    /// The sparse patches of `changed` elements of `count`: their positions delta-coded in
+    /// `rawIndices` (`width` bytes each, as wl_sparse_gather writes them) and, per encoding, their
+    /// values.
+    static func sparse(rawIndices: [UInt8], width: Int, values: [(PatchEncoding, [UInt8])], count: Int, changed: Int, elementSize: Int,
+                       level: Int32) throws -> [Patch] {
+        let indexBlob = try compressShuffled(rawIndices, elementSize: width, level: Zstd.defaultLevel)
+        return try values.map { enc, values in
+            let valueBlob = try compressShuffled(values, elementSize: elementSize, level: level)
+            var out = header(enc, elementSize: elementSize, count: count, changed: changed)
+            out.append(UInt8(width))
+            out.append(contentsOf: [UInt8](repeating: 0, count: 7))
+            appendU64(&out, UInt64(indexBlob.count))
+            appendU64(&out, UInt64(valueBlob.count))
+            out.append(contentsOf: indexBlob)
+            out.append(contentsOf: valueBlob)
+            return Patch(bytes: out, encoding: enc, changed: changed)
+        }
     }
 
     /// Applies a stored patch to `parent`, writing the child into `out`. `out` may be `parent`

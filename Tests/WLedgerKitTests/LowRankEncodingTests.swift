@@ -338,6 +338,50 @@ final class LowRankEncodingTests: XCTestCase {
         }
     }
 
+    /// The low-rank patch's residual is gathered block by block (`LowRankPatch.residual`): on
+    /// real rank-one edits (F32 and BF16 `down_proj`, and BF16 `embed_tokens`, whose 28M elements
+    /// are split across threads) it is byte for byte `Patch.make` of the whole prediction and the
+    /// child. With factors three times too large, most elements miss: the whole XOR is built and
+    /// the result is again `Patch.make`'s.
+    func testResidualGatheredByBlocksEqualsPatchOfWholePrediction() throws {
+        for (dtype, tensor) in [("f32", "model.layers.4.mlp.down_proj.weight"), ("bf16", "model.layers.4.mlp.down_proj.weight"),
+                                ("bf16", "model.embed_tokens.weight")] {
+            let tmp = try TemporaryDirectory("residual-\(dtype)")
+            let model = try tmp.copyModel(from: try Fixtures.smolLM2(dtype))
+            let file = model + "/model.safetensors"
+            let (parent, child) = try SimulatedEdit.rankOne(file: file, tensor: tensor, seed: 33, scale: 0.01)
+            let (info, _) = try SimulatedEdit.locate(file: file, tensor: tensor)
+            let (rows, cols) = (info.shape[0], info.shape[1]), e = info.dtype.size
+            let stored = try parent.withUnsafeBytes { pb in
+                try child.withUnsafeBytes { try LowRankEncoding.attempt(parent: pb, child: $0, dtype: info.dtype, shape: info.shape, budget: $0.count, level: 3) }
+            }
+            let fitted = try XCTUnwrap(try XCTUnwrap(stored).bytes.withUnsafeBytes { try Patch.decode($0, parentBytes: parent.count) }.prediction)
+            // b (cols × rank) back from the kernel's transposed copy.
+            var b = [Double](repeating: 0, count: cols * fitted.rank)
+            for k in 0..<fitted.rank { for j in 0..<cols { b[j * fitted.rank + k] = fitted.bt[k * cols + j] } }
+            for (label, scale) in [("fitted", 1.0), ("three times too large", 3.0)] {
+                let prediction = DecodedPatch.Prediction(code: fitted.code, cols: cols, rank: fitted.rank, a: fitted.a.map { $0 * scale }, b: b)
+                let blocks = try parent.withUnsafeBytes { pb in
+                    try child.withUnsafeBytes { try LowRankPatch.residual(prediction: prediction, parent: pb, child: $0, rows: rows, cols: cols, elementSize: e, level: 3) }
+                }
+                var predicted = [UInt8](repeating: 0, count: parent.count)
+                parent.withUnsafeBytes { pb in predicted.withUnsafeMutableBytes { prediction.predict(parent: pb.baseAddress!, into: $0.baseAddress!, count: rows * cols, elementSize: e) } }
+                let whole = try predicted.withUnsafeBytes { pr in
+                    try child.withUnsafeBytes { try Patch.make(parent: pr, child: $0, elementSize: e, level: 3, tryChildValues: false) }
+                }
+                let where_ = "\(dtype) \(tensor) \(label)"
+                XCTAssertEqual(blocks.changed, whole.changed, where_)
+                XCTAssertTrue(blocks.bytes == whole.bytes, where_)
+                if scale == 1 {
+                    XCTAssertEqual(blocks.encoding, .sparseXor, where_)
+                    XCTAssertLessThan(blocks.changed, rows * cols / 8, where_)
+                } else {
+                    XCTAssertGreaterThanOrEqual(blocks.changed, rows * cols / 8, where_)
+                }
+            }
+        }
+    }
+
     /// The largest row and column norms of a row-major matrix, written out here.
     static func largestRowAndColumnNorms(_ m: [Double], rows: Int, cols: Int) -> (row: Double, column: Double) {
         let row = (0..<rows).map { i in (0..<cols).reduce(0.0) { $0 + m[i * cols + $1] * m[i * cols + $1] } }.max()!
