@@ -277,7 +277,8 @@ size_t wl_lowrank_pass(const uint8_t *parent, const uint8_t *child, int dtype, s
  * (rows, cols)), a row at a time from the stored bytes: ΔW itself is never held in memory.
  *   mode 0: y[i, k] = ΔW_i · m[k, :]       (m = Ωᵀ: l × cols; y: rows × l)
  *           and the largest row ‖child_i‖² and Σ child² of the rows into stats[0], stats[1];
- *           each column's Σ child² of the rows added to col_squares[j] (when not NULL)
+ *           each column's Σ child² of the rows added to col_squares[j] (when not NULL);
+ *           returns Σ_i ‖ΔW_i‖²
  *   mode 1: out[k, :] += q[i, k] · ΔW_i   (q: rows × l; out: l × cols, this block's partial)
  *   mode 2: returns Σ_i ‖ΔW_i − q_i · m‖²  (m: l × cols)
  * Each row's sums are the same fixed-order vector sums whatever the row split. */
@@ -298,6 +299,7 @@ double wl_delta_range_pass(const uint8_t *parent, const uint8_t *child, int dtyp
             double row = dot(c, c, cols);
             mx = row > mx ? row : mx;
             sq += row;
+            total += dot(p, p, cols);
             for (size_t k = 0; k < l; k++) out[i * l + k] = dot(p, m + k * cols, cols);
         } else if (mode == 1) {
             for (size_t j = 0; j < cols; j++) p[j] = c[j] - p[j];

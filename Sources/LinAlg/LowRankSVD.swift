@@ -103,6 +103,12 @@ public protocol RangeFinderOperand {
     func transposedTimes(_ q: Matrix) throws -> Matrix
     /// ‖A − Q·B‖F².
     func residualSquared(q: Matrix, b: Matrix) throws -> Double
+    /// ‖A‖F², when the operand learnt it computing A·Ω (nil otherwise).
+    var squaredNorm: Double? { get }
+}
+
+extension RangeFinderOperand {
+    public var squaredNorm: Double? { nil }
 }
 
 extension Matrix: RangeFinderOperand {
@@ -126,6 +132,20 @@ extension Matrix: RangeFinderOperand {
 }
 
 extension BLAS {
+    /// ‖A − Q·B‖F² for B = Qᵀ·A. When the operand knows ‖A‖F², as ‖A‖F² − ‖B‖F² (Q has
+    /// orthonormal columns), saving a pass over A, unless that difference is within `1e-9·‖A‖F²`
+    /// of tolerance²: the rounding of the two sums (≲ 1e-12 of ‖A‖F² for the sizes of a weight
+    /// matrix) could then decide the comparison, and the pass is made. So the comparison with
+    /// the tolerance comes out as the pass's; in practice the shortcut serves BF16 and F16, whose
+    /// tolerance is far above that margin, and the pass F32, whose tolerance is below it.
+    public static func residualSquared(_ a: some RangeFinderOperand, q: Matrix, b: Matrix, tolerance: Double) throws -> Double {
+        if let total = a.squaredNorm {
+            let estimate = max(0, total - b.data.reduce(0) { $0 + $1 * $1 })
+            if abs(estimate - tolerance * tolerance) > 1e-9 * total { return estimate }
+        }
+        return try a.residualSquared(q: q, b: b)
+    }
+
     /// A low-rank approximation with ‖A − U·S·Vt‖F ≤ tolerance found by the range finder with at
     /// most `maxSampled` columns, or nil when A is not that low-rank (no full SVD is attempted).
     /// `tolerance` is evaluated after the first product A·Ω (an operand may learn its scale there).
@@ -137,7 +157,7 @@ extension BLAS {
         while l <= min(maxSampled, k) {
             let q = try orthonormalColumns(try a.times(Matrix.gaussian(rows: a.cols, cols: l, seed: seed &+ UInt64(l))))
             let b = try a.transposedTimes(q)
-            let sq = try a.residualSquared(q: q, b: b)
+            let sq = try residualSquared(a, q: q, b: b, tolerance: tolerance())
             if sq.squareRoot() <= tolerance() {
                 let small = try svd(b)
                 return TruncatedSVD(u: multiply(q, small.u), s: small.s, vt: small.vt, residual: sq.squareRoot(), method: "randomized", sampled: l)

@@ -55,12 +55,16 @@ enum LowRankEncoding {
     /// ΔW = child − parent for the range finder, never materialized: each product recomputes
     /// ΔW's rows from the stored bytes (`wl_delta_range_pass`) in fixed row blocks combined in
     /// block order, so the result does not depend on the thread count. The first product also
-    /// records the child's largest row and column norms and ‖child‖².
+    /// records the child's largest row and column norms, ‖child‖² and ‖ΔW‖² (so that the range
+    /// finder can skip its residual pass; `BLAS.residualSquared`).
     final class DeltaOperand: RangeFinderOperand {
         let rows: Int, cols: Int
         private let views: (RawView, RawView)
         private let code: Int32
         private(set) var maxRowNorm = 0.0, maxColumnNorm = 0.0, childSquares = 0.0
+        /// ‖ΔW‖F², summed by the first product in block order.
+        private(set) var deltaSquares: Double?
+        var squaredNorm: Double? { deltaSquares }
 
         init(parent: UnsafeRawBufferPointer, child: UnsafeRawBufferPointer, code: Int32, rows: Int, cols: Int) {
             views = (RawView(bytes: parent), RawView(bytes: child))
@@ -89,7 +93,7 @@ enum LowRankEncoding {
         func times(_ omega: Matrix) throws -> Matrix {
             let l = omega.cols, blocks = min(passBlocks, rows)
             let y = Buffer(count: rows * l), stats = Buffer(count: 2 * blocks), columns = (0..<blocks).map { _ in Buffer(count: cols) }
-            _ = try pass(0, l: l, q: [], m: omega.transposed.data, out: y, partials: [], stats: stats, columns: columns)
+            deltaSquares = try pass(0, l: l, q: [], m: omega.transposed.data, out: y, partials: [], stats: stats, columns: columns).reduce(0, +)
             maxRowNorm = (0..<blocks).reduce(0.0) { max($0, stats.pointer[2 * $1]) }.squareRoot()
             maxColumnNorm = (0..<cols).reduce(0.0) { best, j in max(best, columns.reduce(0.0) { $0 + $1.pointer[j] }) }.squareRoot()
             childSquares = (0..<blocks).reduce(0.0) { $0 + stats.pointer[2 * $1 + 1] }

@@ -441,16 +441,16 @@ final class LowRankEncodingTests: XCTestCase {
             for i in 0..<(rows * cols) { residualRef += (dw.data[i] - qb.data[i]) * (dw.data[i] - qb.data[i]) }
 
             var y = [Double](repeating: 0, count: rows * l), b = [Double](repeating: 0, count: l * cols)
-            var stats = [0.0, 0.0], stats2 = [0.0, 0.0], residual = 0.0, columns = [Double](repeating: 0, count: cols)
+            var stats = [0.0, 0.0], stats2 = [0.0, 0.0], residual = 0.0, columns = [Double](repeating: 0, count: cols), deltaSquares = 0.0
             let splits = [(0, rows / 3 + 1), (rows / 3 + 1, rows)]
             e.parent.withUnsafeBufferPointer { pp in
                 e.child.withUnsafeBufferPointer { cp in
                     let omegaT = omega.transposed.data
                     for (k, (r0, r1)) in splits.enumerated() {
                         if k == 0 {
-                            _ = wl_delta_range_pass(pp.baseAddress!, cp.baseAddress!, code, cols, r0, r1, l, 0, nil, omegaT, &y, &stats, &columns)
+                            deltaSquares += wl_delta_range_pass(pp.baseAddress!, cp.baseAddress!, code, cols, r0, r1, l, 0, nil, omegaT, &y, &stats, &columns)
                         } else {
-                            _ = wl_delta_range_pass(pp.baseAddress!, cp.baseAddress!, code, cols, r0, r1, l, 0, nil, omegaT, &y, &stats2, &columns)
+                            deltaSquares += wl_delta_range_pass(pp.baseAddress!, cp.baseAddress!, code, cols, r0, r1, l, 0, nil, omegaT, &y, &stats2, &columns)
                         }
                         _ = wl_delta_range_pass(pp.baseAddress!, cp.baseAddress!, code, cols, r0, r1, l, 1, q.data, nil, &b, nil, nil)
                         residual += wl_delta_range_pass(pp.baseAddress!, cp.baseAddress!, code, cols, r0, r1, l, 2, q.data, bRef.data, nil, nil, nil)
@@ -465,7 +465,46 @@ final class LowRankEncodingTests: XCTestCase {
             XCTAssertEqual(max(stats[0], stats2[0]).squareRoot(), norms.row, accuracy: 1e-12 * norms.row, dtype)
             XCTAssertEqual(columns.max()!.squareRoot(), norms.column, accuracy: 1e-12 * norms.column, dtype)
             XCTAssertEqual(stats[1] + stats2[1], c.reduce(0) { $0 + $1 * $1 }, accuracy: 1e-12 * stats[1], dtype)
+            // The first pass also sums ‖ΔW‖²; ‖ΔW‖² − ‖QᵀΔW‖² is the residual within the margin
+            // BLAS.residualSquared allows the shortcut (1e-9·‖ΔW‖²).
+            let total = dw.data.reduce(0) { $0 + $1 * $1 }
+            XCTAssertEqual(deltaSquares, total, accuracy: 1e-12 * total, dtype)
+            XCTAssertEqual(deltaSquares - b.reduce(0) { $0 + $1 * $1 }, residualRef, accuracy: 1e-9 * total, dtype)
         }
+    }
+
+    /// The range finder's residual: with an operand that knows ‖A‖², ‖A‖² − ‖B‖² where that is
+    /// far from tolerance², and the operand's own pass where the two sums' rounding could decide
+    /// the comparison (a rank-two matrix with noise; calls to the pass counted).
+    func testResidualShortcutFallsBackNearTheTolerance() throws {
+        final class Counted: RangeFinderOperand {
+            let m: Matrix
+            var passes = 0
+            init(_ m: Matrix) { self.m = m }
+            var rows: Int { m.rows }
+            var cols: Int { m.cols }
+            var squaredNorm: Double? { m.data.reduce(0) { $0 + $1 * $1 } }
+            func times(_ omega: Matrix) throws -> Matrix { try m.times(omega) }
+            func transposedTimes(_ q: Matrix) throws -> Matrix { try m.transposedTimes(q) }
+            func residualSquared(q: Matrix, b: Matrix) throws -> Double { passes += 1; return try m.residualSquared(q: q, b: b) }
+        }
+        var rng = SplitMix64(seed: 9)
+        let rows = 300, cols = 200
+        let u = (0..<(2 * rows)).map { _ in Double(rng.nextGaussian()) }, v = (0..<(2 * cols)).map { _ in Double(rng.nextGaussian()) }
+        var data = [Double](repeating: 0, count: rows * cols)
+        for i in 0..<rows { for j in 0..<cols { data[i * cols + j] = u[2 * i] * v[2 * j] + 0.5 * u[2 * i + 1] * v[2 * j + 1] + 1e-3 * Double(rng.nextGaussian()) } }
+        let a = Counted(Matrix(rows: rows, cols: cols, data: data))
+        let q = try BLAS.orthonormalColumns(try a.times(Matrix.gaussian(rows: cols, cols: 8, seed: 1)))
+        let b = try a.transposedTimes(q)
+        let exact = try a.m.residualSquared(q: q, b: b), total = a.squaredNorm!
+        // Far from the tolerance: no pass, and the difference is the residual.
+        let far = try BLAS.residualSquared(a, q: q, b: b, tolerance: (100 * exact).squareRoot())
+        XCTAssertEqual(a.passes, 0)
+        XCTAssertEqual(far, exact, accuracy: 1e-9 * total)
+        // Within the margin of the tolerance: the pass decides.
+        let near = try BLAS.residualSquared(a, q: q, b: b, tolerance: (exact + 1e-10 * total).squareRoot())
+        XCTAssertEqual(a.passes, 1)
+        XCTAssertEqual(near, exact)
     }
 
     /// The whole range finder on a rank-three edit of real F32 weights: the singular values it
