@@ -141,7 +141,8 @@ for key, label in (("smol_f32", "SmolLM2-135M F32 (538 MB, 1 file)"), ("l7", "7B
 w("")
 w("A commit re-hashes the weight files whose stat changed (on the 7B the edited shard), while `cat` reads "
   "all three shards; SmolLM2 is one file, so every commit re-reads all of it. Each timed commit edits a "
-  "random layer, so patch chains stay short (depth ≤ 2).")
+  "random layer, so patch chains stay short (depth ≤ 2). Untimed warm-up commits precede the timed ones "
+  "(2 on SmolLM2, 3 on the 7B, which follows its 13.5 GB `init`).")
 w("")
 
 # --------------------------------------------------------------------------------------------
