@@ -131,19 +131,21 @@ extension Repository {
         // verified) now, listed in the journal with the staged files, written after the renames
         // (a failure from there on leaves the journal, and the next command finishes the job).
         // Not with --force, which rewrites whole files from the ledger (a repair must not trust
-        // the stat cache), and at most `inPlaceLimit` bytes held in memory over all files.
+        // the stat cache), and at most `inPlaceMemoryLimit` bytes held in memory over all files
+        // (the rebuilt tensors with what their rebuilding holds).
         var patches: [InPlaceWrite] = []
         if try !force && (inPlace ?? inPlaceByDefault()) {
             var held = 0
             toWrite = try toWrite.filter { f in
                 let changed = manifest.values.filter { $0.file == f.path && !clean($0) }
                     .map(\.name).sorted()
-                guard let target = inPlaceTarget(f.path, entry: f, cmp: cmp, changed: changed, limit: Repository.inPlaceLimit - held),
+                guard let target = inPlaceTarget(f.path, entry: f, cmp: cmp, changed: changed, limit: inPlaceMemoryLimit - held),
                       let file = try? InPlaceFile(root + "/" + f.path) else { return true }
-                held += target.bytes
                 let patch = InPlacePatch(path: f.path, tensors: changed)
-                patches.append(InPlaceWrite(patch: patch, file: file, header: target.header,
-                                            tensors: try rebuildForPatch(patch, header: target.header, manifest: manifest, verifySHA256: verifySHA256)))
+                guard let rebuilt = try rebuildForPatch(patch, header: target.header, manifest: manifest, verifySHA256: verifySHA256,
+                                                        limit: inPlaceMemoryLimit - held) else { return true }
+                held += rebuilt.held
+                patches.append(InPlaceWrite(patch: patch, file: file, header: target.header, tensors: rebuilt.tensors))
                 return false
             }
         }

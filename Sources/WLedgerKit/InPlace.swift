@@ -23,8 +23,10 @@ extension Repository {
         return v == "true"
     }
 
-    /// Most bytes of changed tensors one command holds in memory to write in place (over all its
-    /// files); beyond it (or beyond half a file) a file is written anew.
+    /// Most bytes one command holds in memory to write tensors in place, over all its files: the
+    /// rebuilt tensors, the stored objects of their recipes and the patches each build decodes
+    /// (`inPlaceMemoryLimit`, this by default). Beyond it, or when the tensors are more than half
+    /// a file, the file is written anew.
     static let inPlaceLimit = 1 << 30
 
     /// Where in work-tree weight file `path` the `changed` tensors go, when writing `entry` can
@@ -48,9 +50,11 @@ extension Repository {
     }
 
     /// Rebuilds the target versions of a patch's tensors from the ledger (verified against their
-    /// fingerprints, and sha256 with `verifySHA256`), in parallel, before anything is written.
+    /// fingerprints, and sha256 with `verifySHA256`), in parallel, before anything is written; with
+    /// the bytes that holds at its peak (the tensors, their recipes' stored objects, the patches
+    /// the builds decode). Nil, having built nothing, when that would exceed `limit`.
     func rebuildForPatch(_ patch: InPlacePatch, header: SafetensorsHeader, manifest: [String: ManifestEntry],
-                         verifySHA256: Bool) throws -> [(info: TensorInfo, bytes: [UInt8])] {
+                         verifySHA256: Bool, limit: Int = .max) throws -> (tensors: [(info: TensorInfo, bytes: [UInt8])], held: Int)? {
         let byName = Dictionary(uniqueKeysWithValues: header.tensors.map { ($0.name, $0) })
         var items: [(TensorInfo, TensorRecipe)] = []
         for name in patch.tensors {
@@ -59,9 +63,14 @@ extension Repository {
             }
             items.append((info, try ledger.recipe(for: e.hash)))
         }
+        let held = items.reduce(0) { total, item in
+            let (sum, overflow) = total.addingReportingOverflow(item.0.byteCount + item.1.storedBytes + item.1.decodedPatchBytes)
+            return overflow ? Int.max : sum
+        }
+        guard held <= limit else { return nil }
         let out = Slots<[UInt8]>(items.count), recipes = items.map(\.1)
         try parallelFor(recipes.count) { i in out[i] = try recipes[i].build(verifySHA256: verifySHA256) }
-        return items.indices.map { (items[$0].0, out[$0]!) }
+        return (items.indices.map { (items[$0].0, out[$0]!) }, held)
     }
 
     /// Recovery of a killed in-place checkout or update: writes every tensor the journal lists (of
@@ -80,8 +89,10 @@ extension Repository {
             let prefix = try ledger.readObject(object)
             if let file = try? InPlaceFile(full), file.hasPrefix(prefix, size: entry.size) {
                 let header = try SafetensorsHeader.parse(json: Array(prefix.dropFirst(8)), dataSize: entry.size - prefix.count, path: full)
+                // Recovery finishes the job whatever it holds (the command that wrote the journal
+                // checked the limit).
                 try InPlaceWrite(patch: p, file: file, header: header,
-                                 tensors: try rebuildForPatch(p, header: header, manifest: manifest, verifySHA256: false)).write()
+                                 tensors: try rebuildForPatch(p, header: header, manifest: manifest, verifySHA256: false)!.tensors).write()
             } else {
                 let (w, _) = try stageWeightFile(full, prefix: prefix, size: entry.size, manifest: manifest, verifySHA256: false,
                                                  progress: .silent) { .ledger(manifest[$0.name]!.hash) }

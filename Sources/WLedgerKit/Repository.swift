@@ -14,6 +14,8 @@ public final class Repository {
     private var lock: RepositoryLock?
     /// Run the hooks in `.wledger/hooks/` (off: `--no-verify`).
     public var verifyHooks = true
+    /// Most bytes held to write tensors in place (`Repository.inPlaceLimit`; tests lower it).
+    var inPlaceMemoryLimit = Repository.inPlaceLimit
 
     public var wledgerDirectory: String { root + "/" + Repository.directoryName }
     public var ledgerPath: String { wledgerDirectory + "/" + Repository.ledgerName }
