@@ -28,26 +28,25 @@ public struct DecodedPatch: Sendable {
         /// Predicts the elements [lo, hi) (whole rows) of `out` from those of `parent` (which may
         /// be the same memory).
         func predict(parent: UnsafeRawPointer, into out: UnsafeMutableRawPointer, elements lo: Int, _ hi: Int) {
-            a.withUnsafeBufferPointer { a in
-                bt.withUnsafeBufferPointer { bt in
-                    // rank 0 reads no factor: any valid pointer will do.
-                    withUnsafePointer(to: 0.0) { zero in
-                        wl_lowrank_predict_rows_bt(parent.assumingMemoryBound(to: UInt8.self), out.assumingMemoryBound(to: UInt8.self), Int32(code),
-                                                   lo / cols, hi / cols, cols, rank, a.baseAddress ?? zero, bt.baseAddress ?? zero)
-                    }
-                }
-            }
+            kernel(parent, out, rows: (lo / cols)..<(hi / cols), factorsFrom: 0)
         }
 
         /// Predicts `rowCount` rows from `row0` on into `out`, which holds just those rows;
         /// `parent` points at the first of them.
         func predict(parent: UnsafeRawPointer, into out: UnsafeMutableRawPointer, row0: Int, rowCount: Int) {
+            kernel(parent, out, rows: 0..<rowCount, factorsFrom: row0)
+        }
+
+        /// wl_lowrank_predict_rows_bt over `rows` of `parent` and `out`, whose row i takes the
+        /// factors of row `factorRow0 + i`.
+        private func kernel(_ parent: UnsafeRawPointer, _ out: UnsafeMutableRawPointer, rows: Range<Int>, factorsFrom factorRow0: Int) {
             a.withUnsafeBufferPointer { a in
                 bt.withUnsafeBufferPointer { bt in
+                    // rank 0 reads no factor: any valid pointer will do.
                     withUnsafePointer(to: 0.0) { zero in
-                        // The kernel reads row i's factors at a + i·rank: rows counted from row0.
                         wl_lowrank_predict_rows_bt(parent.assumingMemoryBound(to: UInt8.self), out.assumingMemoryBound(to: UInt8.self), Int32(code),
-                                                   0, rowCount, cols, rank, rank > 0 ? a.baseAddress! + row0 * rank : zero, bt.baseAddress ?? zero)
+                                                   rows.lowerBound, rows.upperBound, cols, rank,
+                                                   rank > 0 ? a.baseAddress! + factorRow0 * rank : zero, bt.baseAddress ?? zero)
                     }
                 }
             }

@@ -114,7 +114,8 @@ public enum LowRankPatch {
                 rawIndices.reserveCapacity(missed.total * width)
                 xorValues.reserveCapacity(missed.total * e)
                 var previous = 0   // the last changed position so far; the first gap is from 0
-                for var (lo, gaps, values) in blocks.sorted() {
+                for (lo, blockGaps, values) in blocks.sorted() {
+                    var gaps = blockGaps
                     let first = lo + gap(gaps, 0, width)
                     var last = first
                     for k in 1..<(gaps.count / width) { last += gap(gaps, k, width) }

@@ -242,9 +242,10 @@ public func uninitializedBytes(_ count: Int) -> [UInt8] {
 /// Asks for transparent huge pages over the 2 MiB regions that a fresh buffer touches, before it
 /// is first written: one fault and one zeroing per 2 MiB instead of per 4 KiB. A fresh page's
 /// first touch is the dearest part of a commit on a virtual machine whose page cache is full
-/// (23 µs per 4 KiB page measured here, against 1.3 µs when memory is free; 12 and 0.2 µs per
-/// 4 KiB in huge pages). A region of which some page is mapped already stays in small pages;
-/// one shared with the heap's next allocations gets its huge page early.
+/// (23 µs per 4 KiB page measured here, against 1.3 µs when memory is free; from 0.2 to 23 µs
+/// per 4 KiB in huge pages, `bench/freshmem.c`: kept for what interleaved commits measured). A
+/// region of which some page is mapped already stays in small pages; one shared with the heap's
+/// next allocations gets its huge page early.
 func adviseHugePages(_ base: UnsafeMutableRawPointer, _ count: Int) {
     let huge = 2 << 20
     let start = Int(bitPattern: base) & ~(huge - 1), end = (Int(bitPattern: base) + count + huge - 1) & ~(huge - 1)

@@ -52,8 +52,6 @@ extension Repository {
             var sources: [String: RawView] = [:]
             if let cmp, cmp.report.structural.isEmpty {
                 let dirty = Set(cmp.report.modifiedTensors.map(\.name))
-        /// Whether the work tree holds tensor `t` of the target unmodified.
-        func clean(_ t: ManifestEntry) -> Bool { cmp.manifest[t.name]?.hash == t.hash && !dirty.contains(t.name) }
                 for (name, e) in manifest where cmp.manifest[name]?.hash == e.hash && !dirty.contains(name) {
                     if let v = RawView.tensor(name, in: cmp.weights) { sources[name] = v }
                 }

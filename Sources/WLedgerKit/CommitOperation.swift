@@ -330,7 +330,8 @@ extension Repository {
     static func prepareChange(name: String, parent: UnsafeMutableRawBufferPointer, parentVersion: TensorVersion,
                               child: UnsafeRawBufferPointer, dtype: DType, shape: [Int], policy: SnapshotPolicy,
                               fingerprint: String? = nil) throws -> PreparedTensor {
-        let stats = DeltaStatistics.compute(parent: UnsafeRawBufferPointer(parent), child: child, dtype: dtype)
+        let parentBytes = UnsafeRawBufferPointer(parent)
+        let stats = DeltaStatistics.compute(parent: parentBytes, child: child, dtype: dtype)
         if parentVersion.depth + 1 > policy.maxPatchDepth {
             var k = try Snapshot.keyframe(name: name, bytes: child, dtype: dtype, policy: policy)
             k.stats = stats
@@ -346,7 +347,6 @@ extension Repository {
         // rank-one edits: 1/3.2 of raw on a 7B-shaped BF16 down_proj, whose low-rank patch was
         // 1/15.4; 1/3.2 on SmolLM2 BF16).
         var lowRank: Patch? = nil
-        let parentBytes = UnsafeRawBufferPointer(parent)
         if stats.changed > stats.count / 8 {
             lowRank = try LowRankEncoding.attempt(parent: parentBytes, child: child, dtype: dtype, shape: shape, budget: child.count, level: policy.level)
         }
