@@ -57,7 +57,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["TensorIO"], path: "Sources/TestSupport"),
 
         .testTarget(name: "TensorIOTests", dependencies: ["TensorIO", "CXXHash", "TestSupport"]),
-        .testTarget(name: "CodecTests", dependencies: ["Codec", "TensorIO"]),
+        .testTarget(name: "CodecTests", dependencies: ["Codec", "TensorIO", "TestSupport"]),
         .testTarget(name: "LinAlgTests", dependencies: ["LinAlg", "TensorIO", "CBLASLoader"]),
         .testTarget(name: "OpsTests", dependencies: ["Ops", "LinAlg", "TensorIO"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "TensorIO", "LinAlg", "CShims", "TestSupport"]),

@@ -77,12 +77,20 @@ enum FuzzTargets {
             guard data.count >= 5, let codec = ChunkCodec(rawValue: Int(data[0] % 3)) else { return false }
             let elem = Int(data[1] % 16) + 1
             let raw = (Int(data[2]) | Int(data[3]) << 8 | Int(data[4]) << 16) & 0xFFFFF
-            var dst = [UInt8](repeating: 0, count: raw)
-            var scratch: [UInt8] = []
-            return dst.withUnsafeMutableBytes { d in
-                (try? Chunker.decodeChunk(codec: codec, elementSize: elem, data: UnsafeRawBufferPointer(rebasing: data[5...]),
-                                             into: d, scratch: &scratch)) != nil
+            // Decoded from memory, and again from pieces read by offset (the ledger's streamed
+            // chunks; piece size from the raw-size byte's high bits): the same bytes or both fail.
+            var dst = [UInt8](repeating: 0, count: raw), pieced = [UInt8](repeating: 0, count: raw)
+            let stored = Array(data[5...]), pieceBytes = Int(data[4] >> 4) * 97 + 1
+            let whole = dst.withUnsafeMutableBytes { d in
+                stored.withUnsafeBytes { (try? Chunker.decodeChunk(codec: codec, elementSize: elem, data: $0, into: d)) != nil }
             }
+            let inPieces = pieced.withUnsafeMutableBytes { d in
+                (try? Chunker.decodeChunk(codec: codec, elementSize: elem, storedCount: stored.count, pieceBytes: pieceBytes, into: d) { offset, buffer in
+                    stored.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + buffer.count)])) }
+                }) != nil
+            }
+            precondition(whole == inPieces && (!whole || dst == pieced), "chunk decoded from pieces differs from the chunk decoded whole")
+            return whole
         default:
             fatalError("unknown fuzz target '\(target)' (known: \(names.joined(separator: ", ")))")
         }

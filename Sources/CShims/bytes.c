@@ -62,6 +62,57 @@ void wl_shuffle(const uint8_t *src, uint8_t *dst, size_t n, size_t elem) {
         for (size_t p = 0; p < elem; p++) dst[p * n + i] = src[i * elem + p];
 }
 
+/* Byte p of elements k .. k+count-1, from src (one run of plane p), into dst (the elements).
+ * Plane 0 comes first in a shuffled stream, so its pass writes whole elements (its byte, the rest
+ * zero: no read of the fresh destination) and the later planes OR their bytes in. */
+static void unshuffle_run(const uint8_t *src, size_t count, uint8_t *dst, size_t elem, size_t p) {
+    size_t i = 0;
+#if defined(__SSE2__)
+    const __m128i z = _mm_setzero_si128();
+    if (elem == 2) {
+        for (; i + 16 <= count; i += 16) {
+            __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(src + i));
+            __m128i lo = _mm_unpacklo_epi8(a, z), hi = _mm_unpackhi_epi8(a, z);
+            __m128i *d = (__m128i *)(void *)(dst + 2 * i);
+            if (p == 0) {
+                _mm_storeu_si128(d, lo); _mm_storeu_si128(d + 1, hi);
+            } else {
+                _mm_storeu_si128(d, _mm_or_si128(_mm_loadu_si128(d), _mm_slli_epi16(lo, 8)));
+                _mm_storeu_si128(d + 1, _mm_or_si128(_mm_loadu_si128(d + 1), _mm_slli_epi16(hi, 8)));
+            }
+        }
+    } else if (elem == 4) {
+        for (; i + 16 <= count; i += 16) {
+            __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(src + i));
+            __m128i w0 = _mm_unpacklo_epi8(a, z), w1 = _mm_unpackhi_epi8(a, z);
+            __m128i v[4] = { _mm_unpacklo_epi16(w0, z), _mm_unpackhi_epi16(w0, z), _mm_unpacklo_epi16(w1, z), _mm_unpackhi_epi16(w1, z) };
+            __m128i *d = (__m128i *)(void *)(dst + 4 * i);
+            for (int k = 0; k < 4; k++) {
+                if (p == 0) { _mm_storeu_si128(d + k, v[k]); continue; }
+                __m128i x = p == 1 ? _mm_slli_epi32(v[k], 8) : p == 2 ? _mm_slli_epi32(v[k], 16) : _mm_slli_epi32(v[k], 24);
+                _mm_storeu_si128(d + k, _mm_or_si128(_mm_loadu_si128(d + k), x));
+            }
+        }
+    }
+#endif
+    for (; i < count; i++) {
+        uint8_t *e = dst + i * elem;
+        if (p == 0) { memset(e + 1, 0, elem - 1); e[0] = src[i]; } else { e[p] = src[i]; }
+    }
+}
+
+void wl_unshuffle_part(const uint8_t *src, size_t count, size_t start, uint8_t *dst, size_t n, size_t elem) {
+    size_t planes = n * elem;
+    while (count > 0) {
+        if (start >= planes) { memcpy(dst + start, src, count); return; }   /* the trailing partial element */
+        size_t p = start / n, k = start % n, run = n - k;
+        if (run > count) run = count;
+        if (run > planes - start) run = planes - start;
+        unshuffle_run(src, run, dst + k * elem, elem, p);
+        src += run; count -= run; start += run;
+    }
+}
+
 void wl_unshuffle(const uint8_t *src, uint8_t *dst, size_t n, size_t elem) {
     if (elem == 1) { memcpy(dst, src, n); return; }
     size_t i = 0;

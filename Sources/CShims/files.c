@@ -33,5 +33,9 @@ int wl_keep_freed_memory(void) {
     int ok = mallopt(M_MMAP_MAX, 0);
     ok &= mallopt(M_TRIM_THRESHOLD, INT_MAX);
     ok &= mallopt(M_ARENA_MAX, 1);
+    /* The heap grows 64 MiB past each request: a buffer advised MADV_HUGEPAGE then lies in 2 MiB
+     * regions that the heap covers whole, where the kernel can map huge pages; at the heap's end a
+     * region still partly outside it would take small pages, and keep them for the next buffer. */
+    ok &= mallopt(M_TOP_PAD, 64 << 20);
     return ok;
 }

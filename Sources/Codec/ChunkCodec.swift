@@ -1,3 +1,5 @@
+import CShims
+import CZstd
 /// How one stored chunk of an object is encoded.
 public enum ChunkCodec: Int, Sendable {
     /// Bytes stored as they are (already compressed or incompressible).
@@ -67,9 +69,9 @@ public enum Chunker {
         return EncodedChunk(codec: codec, elementSize: elementSize, rawSize: piece.count, data: data)
     }
 
-    /// Decodes one chunk into `dst` (exactly `rawSize` bytes).
+    /// Decodes one chunk held in memory into `dst` (exactly `rawSize` bytes).
     public static func decodeChunk(codec: ChunkCodec, elementSize: Int, data: UnsafeRawBufferPointer,
-                                   into dst: UnsafeMutableRawBufferPointer, scratch: inout [UInt8]) throws {
+                                   into dst: UnsafeMutableRawBufferPointer) throws {
         switch codec {
         case .raw:
             guard data.count == dst.count else {
@@ -79,13 +81,125 @@ public enum Chunker {
         case .zstd:
             try Zstd.decompress(data, into: dst)
         case .shuffledZstd:
-            guard elementSize >= 1 else { throw CodecError.corrupt(what: "chunk", reason: "element size \(elementSize)") }
-            if scratch.count < dst.count { scratch = uninitializedBytes(dst.count) }
-            try scratch.withUnsafeMutableBytes { s in
-                let tmp = UnsafeMutableRawBufferPointer(rebasing: s[0..<dst.count])
-                try Zstd.decompress(data, into: tmp)
-                Shuffle.unshuffle(UnsafeRawBufferPointer(tmp), into: dst, elementSize: elementSize)
-            }
+            let decoder = try ChunkStream(codec: codec, elementSize: elementSize, into: dst)
+            try decoder.feed(data)
+            try decoder.finish()
         }
     }
+
+    /// Decodes one chunk whose `storedCount` stored bytes `read(offset, buffer)` copies out a piece
+    /// at a time (`pieceBytes` at most), into `dst`: a raw chunk is read straight into `dst`, a
+    /// compressed one through one reused piece buffer and `ChunkStream`, so decoding holds no copy
+    /// of the stored chunk.
+    public static func decodeChunk(codec: ChunkCodec, elementSize: Int, storedCount: Int, pieceBytes: Int = 1 << 20,
+                                   into dst: UnsafeMutableRawBufferPointer,
+                                   read: (_ offset: Int, _ buffer: UnsafeMutableRawBufferPointer) throws -> Void) throws {
+        if codec == .raw {
+            guard storedCount == dst.count else {
+                throw CodecError.corrupt(what: "chunk", reason: "stored \(storedCount) bytes, expected \(dst.count)")
+            }
+            if dst.count > 0 { try read(0, dst) }
+            return
+        }
+        let decoder = try ChunkStream(codec: codec, elementSize: elementSize, into: dst)
+        var piece = uninitializedBytes(min(max(pieceBytes, 1), max(storedCount, 1)))
+        try piece.withUnsafeMutableBytes { buf in
+            var offset = 0
+            while offset < storedCount {
+                let n = min(buf.count, storedCount - offset)
+                let part = UnsafeMutableRawBufferPointer(rebasing: buf[0..<n])
+                try read(offset, part)
+                try decoder.feed(UnsafeRawBufferPointer(part))
+                offset += n
+            }
+        }
+        try decoder.finish()
+    }
+}
+
+/// One zstd or shuffled-zstd chunk decoded from its stored bytes fed in pieces, front to back,
+/// straight into its destination. A shuffled chunk's byte planes come out of zstd into a small
+/// window and are unshuffled from there into place (`wl_unshuffle_part`), so decoding needs no
+/// buffer of the chunk's size: the destination is the only memory it writes. (A 64 MiB chunk
+/// decoded through a scratch copy wrote 64 MiB of fresh pages, whose first touch is a commit's
+/// dearest cost on a VM whose page cache fills memory; see `uninitializedBytes`.)
+public final class ChunkStream {
+    public static let windowBytes = 256 << 10
+
+    private let shuffled: Bool
+    private let elementSize: Int
+    private let dst: UnsafeMutableRawBufferPointer
+    private var window: [UInt8]
+    private let dctx: OpaquePointer
+    private let kept: Bool
+    private var produced = 0
+    private var ended = false
+    private var fed = false
+
+    /// Bytes a decoder holds besides its destination (window and a piece buffer), for callers
+    /// that count memory.
+    public static func workingBytes(rawSize: Int, storedCount: Int, pieceBytes: Int = 1 << 20) -> Int {
+        min(windowBytes, rawSize) + min(pieceBytes, storedCount)
+    }
+
+    public init(codec: ChunkCodec, elementSize: Int, into dst: UnsafeMutableRawBufferPointer) throws {
+        guard codec != .raw else { throw CodecError.corrupt(what: "chunk", reason: "a raw chunk has no stream") }
+        guard elementSize >= 1 else { throw CodecError.corrupt(what: "chunk", reason: "element size \(elementSize)") }
+        guard let (d, kept) = Zstd.threadContext() else { throw CodecError.zstd(operation: "decompress", reason: "out of memory") }
+        ZSTD_DCtx_reset(d, ZSTD_reset_session_only)
+        self.dctx = d; self.kept = kept
+        self.shuffled = codec == .shuffledZstd && elementSize > 1
+        self.elementSize = elementSize
+        self.dst = dst
+        self.window = shuffled ? uninitializedBytes(max(1, min(Self.windowBytes, dst.count))) : [0]
+    }
+
+    /// Decodes all of `piece`, the next stored bytes.
+    public func feed(_ piece: UnsafeRawBufferPointer) throws {
+        guard piece.count > 0 else { return }
+        fed = true
+        var input = ZSTD_inBuffer(src: piece.baseAddress, size: piece.count, pos: 0)
+        let n = dst.count / elementSize
+        repeat {
+            guard !ended else { throw CodecError.corrupt(what: "zstd frame", reason: "stored bytes continue after the frame ends") }
+            let room = dst.count - produced
+            var full = false
+            let rc: Int = try window.withUnsafeMutableBytes { w in
+                // Past the end of `dst` one byte of the window serves to detect a frame that decodes
+                // to more than the chunk's size.
+                let direct = !shuffled && room > 0
+                var out = ZSTD_outBuffer(dst: direct ? dst.baseAddress! + produced : w.baseAddress,
+                                         size: direct ? room : min(w.count, max(room, 1)), pos: 0)
+                let rc = ZSTD_decompressStream(dctx, &out, &input)
+                if ZSTD_isError(rc) != 0 { throw CodecError.zstd(operation: "decompress", reason: String(cString: ZSTD_getErrorName(rc))) }
+                guard out.pos <= room else {
+                    throw CodecError.corrupt(what: "zstd frame", reason: "decodes to more than \(dst.count) bytes")
+                }
+                if shuffled && out.pos > 0 {
+                    wl_unshuffle_part(w.baseAddress!.assumingMemoryBound(to: UInt8.self), out.pos, produced,
+                                      dst.baseAddress!.assumingMemoryBound(to: UInt8.self), n, elementSize)
+                }
+                produced += out.pos
+                full = out.pos == out.size
+                return rc
+            }
+            if rc == 0 { ended = true }
+            // A full output buffer may leave decoded bytes inside zstd: call again until it
+            // returns less than it was given room for.
+            if input.pos == input.size && !full { break }
+            if input.pos == input.size && ended { break }
+        } while true
+    }
+
+    /// Checks that the frame ended and filled the destination exactly.
+    public func finish() throws {
+        // No stored bytes at all stand for an empty chunk (as `ZSTD_decompress` takes them).
+        if !fed && dst.count == 0 { return }
+        guard ended else { throw CodecError.corrupt(what: "zstd frame", reason: "stored bytes end before the frame does") }
+        guard produced == dst.count else {
+            throw CodecError.corrupt(what: "zstd frame", reason: "decoded \(produced) bytes, expected \(dst.count)")
+        }
+    }
+
+    deinit { if !kept { ZSTD_freeDCtx(dctx) } }
 }

@@ -181,10 +181,9 @@ public enum LowRankPatch {
         }
         let factorCount = (rows + cols) * rank
         var raw = [UInt8](repeating: 0, count: factorCount * precision)
-        var scratch = [UInt8]()
         if factorCount > 0 {
             try raw.withUnsafeMutableBytes {
-                try Chunker.decodeChunk(codec: .shuffledZstd, elementSize: precision, data: UnsafeRawBufferPointer(rebasing: body[48..<(48 + Int(fLen))]), into: $0, scratch: &scratch)
+                try Chunker.decodeChunk(codec: .shuffledZstd, elementSize: precision, data: UnsafeRawBufferPointer(rebasing: body[48..<(48 + Int(fLen))]), into: $0)
             }
         }
         let values: [Double] = raw.withUnsafeBytes { r in

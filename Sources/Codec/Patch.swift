@@ -166,8 +166,7 @@ public struct Patch: Sendable {
         case .denseXor:
             var xor = uninitializedBytes(parentBytes)
             try xor.withUnsafeMutableBytes { x in
-                var scratch = [UInt8]()
-                try Chunker.decodeChunk(codec: .shuffledZstd, elementSize: elem, data: body, into: x, scratch: &scratch)
+                try Chunker.decodeChunk(codec: .shuffledZstd, elementSize: elem, data: body, into: x)
             }
             return DecodedPatch(elementSize: elem, count: count, prediction: nil, residual: .dense(xor: xor))
         case .sparseXor, .sparseValues:
@@ -183,11 +182,10 @@ public struct Patch: Sendable {
             let valData = UnsafeRawBufferPointer(rebasing: body[(24 + Int(idxLen))...])
             var idxRaw = uninitializedBytes(changed * width)   // decoding fills both or throws
             var values = uninitializedBytes(changed * elem)
-            var positions = [UInt64](repeating: 0, count: changed)
-            var scratch = [UInt8]()
+            var positions = uninitializedArray(changed, of: UInt64.self)   // every one written, or decoding throws
             if changed > 0 {
-                try idxRaw.withUnsafeMutableBytes { try Chunker.decodeChunk(codec: .shuffledZstd, elementSize: width, data: idxData, into: $0, scratch: &scratch) }
-                try values.withUnsafeMutableBytes { try Chunker.decodeChunk(codec: .shuffledZstd, elementSize: elem, data: valData, into: $0, scratch: &scratch) }
+                try idxRaw.withUnsafeMutableBytes { try Chunker.decodeChunk(codec: .shuffledZstd, elementSize: width, data: idxData, into: $0) }
+                try values.withUnsafeMutableBytes { try Chunker.decodeChunk(codec: .shuffledZstd, elementSize: elem, data: valData, into: $0) }
                 let ok = idxRaw.withUnsafeBytes { ib in
                     positions.withUnsafeMutableBufferPointer {
                         wl_sparse_positions(ib.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(width), changed, count, $0.baseAddress!) == 0
@@ -232,9 +230,12 @@ func appendU64(_ out: inout [UInt8], _ v: UInt64) {
 
 /// A byte array of `count` bytes left uninitialized, for buffers a kernel overwrites entirely
 /// (saves zero-filling tensors of up to hundreds of MB before writing them).
-public func uninitializedBytes(_ count: Int) -> [UInt8] {
-    [UInt8](unsafeUninitializedCapacity: count) { buf, n in
-        if count >= 1 << 20, let base = buf.baseAddress { adviseHugePages(base, count) }
+public func uninitializedBytes(_ count: Int) -> [UInt8] { uninitializedArray(count, of: UInt8.self) }
+
+/// An array of `count` elements left uninitialized (see `uninitializedBytes`).
+public func uninitializedArray<T: BitwiseCopyable>(_ count: Int, of: T.Type) -> [T] {
+    [T](unsafeUninitializedCapacity: count) { buf, n in
+        if let base = buf.baseAddress { adviseHugePages(base, count * MemoryLayout<T>.stride) }
         n = count
     }
 }
@@ -246,7 +247,8 @@ public func uninitializedBytes(_ count: Int) -> [UInt8] {
 /// per 4 KiB in huge pages, `bench/freshmem.c`: kept for what interleaved commits measured). A
 /// region of which some page is mapped already stays in small pages; one shared with the heap's
 /// next allocations gets its huge page early.
-func adviseHugePages(_ base: UnsafeMutableRawPointer, _ count: Int) {
+public func adviseHugePages(_ base: UnsafeMutableRawPointer, _ count: Int) {
+    guard count >= 1 << 20 else { return }
     let huge = 2 << 20
     let start = Int(bitPattern: base) & ~(huge - 1), end = (Int(bitPattern: base) + count + huge - 1) & ~(huge - 1)
     _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_HUGEPAGE)

@@ -52,7 +52,7 @@ public enum Zstd {
 
     /// This thread's decompression context, created on first use and freed when the thread ends
     /// (`kept`); if it cannot be stored for the thread, a context for this call only.
-    private static func threadContext() -> (OpaquePointer, kept: Bool)? {
+    static func threadContext() -> (OpaquePointer, kept: Bool)? {
         if let p = pthread_getspecific(contextKey) { return (OpaquePointer(p), true) }
         guard let d = ZSTD_createDCtx() else { return nil }
         return (d, pthread_setspecific(contextKey, UnsafeRawPointer(d)) == 0)

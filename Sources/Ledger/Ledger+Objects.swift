@@ -24,12 +24,13 @@ extension Ledger {
         return object.storedSize
     }
 
-    /// Copies an object's chunks out of SQLite (decode them with `StoredObject.decode`).
+    /// An object's chunks (decode them with `StoredObject.decode`): copied out of SQLite, except
+    /// compressed chunks of `ChunkSource.pieceBytes` and more, which decoding reads a piece at a time.
     public func storedObject(_ id: String) throws -> StoredObject {
         guard let size = try db.queryOne("SELECT size FROM object WHERE id = ?", [.text(id)], { Int($0.int(0)) }) else {
             throw LedgerError.corruptObject(id: id, reason: "missing from the ledger")
         }
-        // Each chunk's data is read by incremental blob I/O straight into its array.
+        // A copied chunk's data is read by incremental blob I/O straight into its array.
         let rows = try db.query("SELECT codec, elementSize, rawSize, rowid, length(data) FROM objectChunk WHERE object = ? ORDER BY seq",
                                 [.text(id)]) { s -> (ChunkCodec, Int, Int, Int64, Int) in
             guard let codec = ChunkCodec(rawValue: Int(s.int(0))) else {
@@ -38,8 +39,12 @@ extension Ledger {
             return (codec, Int(s.int(1)), Int(s.int(2)), s.int(3), Int(s.int(4)))
         }
         let chunks = try rows.map { codec, elementSize, rawSize, rowid, length in
-            StoredChunk(codec: codec, elementSize: elementSize, rawSize: rawSize,
-                        data: try db.readBlob(table: "objectChunk", column: "data", rowid: rowid, count: length))
+            if codec != .raw, length >= ChunkSource.pieceBytes, db.serialized {
+                return StoredChunk(codec: codec, elementSize: elementSize, rawSize: rawSize, data: [],
+                                   source: ChunkSource(database: db, rowid: rowid, count: length))
+            }
+            return StoredChunk(codec: codec, elementSize: elementSize, rawSize: rawSize,
+                               data: try db.readBlob(table: "objectChunk", column: "data", rowid: rowid, count: length))
         }
         return StoredObject(id: id, size: size, chunks: chunks)
     }

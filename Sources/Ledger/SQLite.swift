@@ -21,8 +21,10 @@ public protocol SQLBindable { var sqlValue: SQLValue { get } }
 
 /// The one wrapper around the SQLite C API: a connection owning its handle.
 ///
-/// One serial connection per process is enough; it is not shared between threads.
-/// The corresponding C functions are `sqlite3_open_v2`, `sqlite3_prepare_v3`, `sqlite3_step`.
+/// One connection per process is enough. It is opened in SQLite's serialized mode
+/// (`SQLITE_OPEN_FULLMUTEX`) so that `BlobReader`s may read stored chunks on decoding threads while
+/// the owning thread goes on; everything else (statements, the statement cache) belongs to the
+/// thread that opened it. The corresponding C functions are `sqlite3_open_v2`, `sqlite3_prepare_v3`, `sqlite3_step`.
 public final class Database {
     let handle: OpaquePointer
     public let path: String
@@ -31,7 +33,7 @@ public final class Database {
     public init(path: String, create: Bool) throws {
         self.path = path
         var db: OpaquePointer?
-        let flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX
+        let flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_FULLMUTEX
         let rc = sqlite3_open_v2(path, &db, flags, nil)
         guard rc == SQLITE_OK, let db else {
             let msg = db.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
@@ -140,6 +142,26 @@ public final class Database {
         return out
     }
 
+    /// Whether other threads may call into this connection: the library is built thread-safe, so
+    /// the connection was opened serialized.
+    public var serialized: Bool { sqlite3_threadsafe() != 0 }
+
+    /// Opens the blob in `column` of row `rowid` of `table` for reads by offset, from any thread.
+    public func openBlob(table: String, column: String, rowid: Int64, count: Int) throws -> BlobReader {
+        var blob: OpaquePointer?
+        let rc = sqlite3_blob_open(handle, "main", table, column, rowid, 0, &blob)
+        guard rc == SQLITE_OK, let blob else {
+            if let blob { sqlite3_blob_close(blob) }
+            throw failure(rc, String(cString: sqlite3_errstr(rc)), "blob \(table).\(column) row \(rowid)")
+        }
+        guard Int(sqlite3_blob_bytes(blob)) == count, count <= Int(Int32.max) else {
+            let held = sqlite3_blob_bytes(blob)
+            sqlite3_blob_close(blob)
+            throw LedgerError.invalid("blob \(table).\(column) row \(rowid) holds \(held) bytes, expected \(count)")
+        }
+        return BlobReader(database: self, handle: blob, count: count, what: "blob \(table).\(column) row \(rowid)")
+    }
+
     /// Rows changed by the last statement.
     public var changes: Int { Int(sqlite3_changes(handle)) }
 
@@ -160,6 +182,31 @@ public final class Database {
     public func pragma(_ name: String) throws -> Int64 {
         try queryOne("PRAGMA \(name)") { $0.int(0) } ?? 0
     }
+}
+
+/// An open blob read by offset (`sqlite3_blob_read`), closed on deinit. It keeps its connection
+/// open and may be used from any thread, one thread at a time.
+public final class BlobReader {
+    private let database: Database
+    private let handle: OpaquePointer
+    private let what: String
+    public let count: Int
+
+    init(database: Database, handle: OpaquePointer, count: Int, what: String) {
+        self.database = database; self.handle = handle; self.count = count; self.what = what
+    }
+
+    /// Copies `buffer.count` bytes from `offset` into `buffer`.
+    public func read(_ offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
+        guard offset >= 0, buffer.count <= count - offset else {
+            throw LedgerError.invalid("\(what): read of \(buffer.count) bytes at \(offset) passes its \(count) bytes")
+        }
+        guard buffer.count > 0 else { return }
+        let rc = sqlite3_blob_read(handle, buffer.baseAddress, Int32(buffer.count), Int32(offset))
+        guard rc == SQLITE_OK else { throw database.failure(rc, String(cString: sqlite3_errstr(rc)), what) }
+    }
+
+    deinit { sqlite3_blob_close(handle) }
 }
 
 /// A prepared statement owning its handle; finalized on deinit.

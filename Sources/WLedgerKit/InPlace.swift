@@ -64,7 +64,7 @@ extension Repository {
             items.append((info, try ledger.recipe(for: e.hash)))
         }
         let held = items.reduce(0) { total, item in
-            let (sum, overflow) = total.addingReportingOverflow(item.0.byteCount + item.1.storedBytes + item.1.decodedPatchBytes)
+            let (sum, overflow) = total.addingReportingOverflow(item.0.byteCount + item.1.heldBytes + item.1.decodedPatchBytes)
             return overflow ? Int.max : sum
         }
         guard held <= limit else { return nil }

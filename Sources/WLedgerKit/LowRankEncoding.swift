@@ -185,6 +185,7 @@ enum LowRankEncoding {
         let pointer: UnsafeMutablePointer<Double>
         init(count: Int) {
             pointer = .allocate(capacity: max(count, 1))
+            adviseHugePages(pointer, max(count, 1) * MemoryLayout<Double>.stride)
             pointer.initialize(repeating: 0, count: max(count, 1))
         }
         deinit { pointer.deallocate() }

@@ -9,8 +9,8 @@ struct TensorRecipe: Sendable {
     let keyframe: StoredObject
     let patches: [StoredObject]
 
-    /// Compressed bytes held by this recipe.
-    var storedBytes: Int { ([keyframe] + patches).reduce(0) { $0 + $1.chunks.reduce(0) { $0 + $1.data.count } } }
+    /// What the recipe's stored objects hold, copied out or while they decode (`StoredObject.heldBytes`).
+    var heldBytes: Int { ([keyframe] + patches).reduce(0) { $0 + $1.heldBytes } }
 
     /// Bytes the rebuild holds beside the tensor: its decoded patches, estimated from their
     /// headers (the tensor's size for a patch whose header is not stored as is).

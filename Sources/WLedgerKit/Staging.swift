@@ -106,7 +106,7 @@ extension Repository {
                         batch.append((t, .bytes(b)))
                     case let .ledger(hash):
                         let r = try ledger.recipe(for: hash)
-                        batchBytes += r.storedBytes + t.byteCount + r.decodedPatchBytes
+                        batchBytes += r.heldBytes + t.byteCount + r.decodedPatchBytes
                         batch.append((t, .recipe(r)))
                         rebuilt += 1
                     }

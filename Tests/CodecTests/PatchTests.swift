@@ -145,10 +145,9 @@ final class PatchTests: XCTestCase {
         let chunks = try payload.withUnsafeBytes { try Chunker.encode($0, elementSize: 4, chunkBytes: 4096) }
         XCTAssertEqual(chunks.count, 3)
         var out = [UInt8]()
-        var scratch = [UInt8]()
         for c in chunks {
             var piece = [UInt8](repeating: 0, count: c.rawSize)
-            try c.data.withUnsafeBytes { d in try piece.withUnsafeMutableBytes { try Chunker.decodeChunk(codec: c.codec, elementSize: c.elementSize, data: d, into: $0, scratch: &scratch) } }
+            try c.data.withUnsafeBytes { d in try piece.withUnsafeMutableBytes { try Chunker.decodeChunk(codec: c.codec, elementSize: c.elementSize, data: d, into: $0) } }
             out += piece
         }
         XCTAssertEqual(out, payload)

@@ -90,6 +90,40 @@ final class LedgerTests: XCTestCase {
         _ = dir
     }
 
+    /// Large compressed chunks are not copied out of SQLite: decoding reads them a piece at a time,
+    /// from any thread, while the ledger's own thread goes on querying and writing. Real weights
+    /// (a SmolLM2 BF16 tensor in three chunks, two of them streamed) come back byte for byte.
+    func testLargeChunksAreReadWhileDecodingFromOtherThreads() throws {
+        let (dir, ledger) = try makeLedger()
+        let file = try Fixtures.smolLM2("bf16") + "/model.safetensors"
+        let payload = try readTensorBytes(file: file, tensor: "model.embed_tokens.weight")   // 56.6 MB
+        let chunks = try payload.withUnsafeBytes { try Chunker.encode($0, elementSize: 2, chunkBytes: 24 << 20) }
+        XCTAssertEqual(chunks.count, 3)
+        let obj = PreparedObject(id: SHA256Digest.hash(payload).hex, size: payload.count, chunks: chunks)
+        _ = try ledger.transaction { try ledger.insert(obj) }
+        let stored = try ledger.storedObject(obj.id)
+        XCTAssertTrue(ledger.db.serialized)
+        XCTAssertEqual(stored.chunks.map { $0.source != nil }, chunks.map { $0.data.count >= ChunkSource.pieceBytes })
+        XCTAssertTrue(stored.chunks.contains { $0.source != nil })
+        XCTAssertEqual(stored.chunks.map(\.storedCount), chunks.map(\.data.count))
+        XCTAssertLessThanOrEqual(stored.heldBytes, 3 * (ChunkSource.pieceBytes + ChunkStream.windowBytes))
+        // Two threads decode while this one reads and writes the ledger.
+        let results = Results()
+        let group = DispatchGroup()
+        for i in 0..<2 {
+            DispatchQueue.global().async(group: group) {
+                results.set(i, Result { try stored.decoded(verify: true) })
+            }
+        }
+        for i in 0..<200 {
+            _ = try ledger.hasObject(obj.id)
+            try ledger.transaction { try ledger.db.run("INSERT OR REPLACE INTO meta(key, value) VALUES('test.k', ?)", [.text("\(i)")]) }
+        }
+        group.wait()
+        for i in 0..<2 { XCTAssertTrue(try results.get(i).get() == payload, "thread \(i)") }
+        _ = dir
+    }
+
     func testRefsMoveOnlyFromTheExpectedValue() throws {
         let (dir, ledger) = try makeLedger()
         let tree = String(repeating: "a", count: 64)
@@ -152,4 +186,12 @@ final class LedgerTests: XCTestCase {
         XCTAssertEqual(busy, 0, "no statement holds a read transaction")
         XCTAssertEqual(FileStat.of(dir.path + "/t.db-wal")?.size, 0)
     }
+}
+
+/// Results set by other threads.
+private final class Results: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [Int: Result<[UInt8], Error>] = [:]
+    func set(_ i: Int, _ r: Result<[UInt8], Error>) { lock.lock(); values[i] = r; lock.unlock() }
+    func get(_ i: Int) -> Result<[UInt8], Error> { lock.lock(); defer { lock.unlock() }; return values[i]! }
 }

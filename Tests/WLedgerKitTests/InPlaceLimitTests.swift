@@ -4,8 +4,8 @@ import TestSupport
 import XCTest
 
 /// What an in-place checkout holds in memory is counted with what rebuilding its tensors holds
-/// (the recipes' stored objects, the decoded patches), not only the rebuilt tensors: past the
-/// limit the weight file is written anew instead, with the same bytes.
+/// (the recipes' stored objects or their decoding buffers, the decoded patches), not only the
+/// rebuilt tensors: past the limit the weight file is written anew instead, with the same bytes.
 final class InPlaceLimitTests: XCTestCase {
     func testCheckoutWritesTheFileAnewWhenRebuildingWouldPassTheLimit() throws {
         let tmp = try TemporaryDirectory("inplace-limit")
@@ -19,7 +19,8 @@ final class InPlaceLimitTests: XCTestCase {
         let editedHash = try fileSHA256(weights)
         let inode = { (try FileManager.default.attributesOfItem(atPath: weights)[.systemFileNumber] as? NSNumber)?.uint64Value }
 
-        // Room for the changed tensor alone (576×1536 F32): rebuilding it also holds its keyframe.
+        // Room for the changed tensor alone (576×1536 F32): rebuilding it also holds what decoding
+        // its keyframe holds (a piece of the stored chunk and the unshuffling window).
         repo.inPlaceMemoryLimit = 576 * 1536 * 4
         let before = try inode()
         var r = try repo.checkout(base)

@@ -17,6 +17,12 @@ void wl_f32_to_bf16(const float *src, uint16_t *dst, size_t n);
 void wl_shuffle(const uint8_t *src, uint8_t *dst, size_t n, size_t elem);
 /// Inverse of wl_shuffle.
 void wl_unshuffle(const uint8_t *src, uint8_t *dst, size_t n, size_t elem);
+/// Bytes [start, start + count) of a buffer that wl_shuffle made from n elements of elem bytes
+/// (followed by a trailing partial element's bytes), written to their places in dst: a
+/// shuffled stream unshuffled as it is decoded, front to back. Plane 0's bytes write whole
+/// elements (the other bytes zero) and later planes' bytes are ORed in, so the pieces must
+/// come in order (each element's plane 0 before its other planes).
+void wl_unshuffle_part(const uint8_t *src, size_t count, size_t start, uint8_t *dst, size_t n, size_t elem);
 
 /// dst[i] = a[i] ^ b[i] over `bytes` bytes; returns the number of elements of size `elem` whose
 /// bytes differ (elem in {1,2,4,8} or any size ≥ 1).
