@@ -136,10 +136,13 @@ public final class ChunkStream {
     private var ended = false
     private var fed = false
 
-    /// Bytes a decoder holds besides its destination (window and a piece buffer), for callers
-    /// that count memory.
+    /// Bytes a decoder holds besides its destination, for callers that count memory: the window,
+    /// a piece buffer and zstd's own streaming buffers, which hold up to a frame window of
+    /// history (2 MiB for the level-3 frames wledger writes, less for smaller chunks) plus two
+    /// blocks and the context (`ZSTD_sizeof_DCtx` after streaming a 64 MiB level-3 frame through
+    /// the 256 KiB window: 2.59 MB, against 96 KB for one-shot decoding).
     public static func workingBytes(rawSize: Int, storedCount: Int, pieceBytes: Int = 1 << 20) -> Int {
-        min(windowBytes, rawSize) + min(pieceBytes, storedCount)
+        min(windowBytes, rawSize) + min(pieceBytes, storedCount) + min(rawSize, 2 << 20) + (352 << 10)
     }
 
     public init(codec: ChunkCodec, elementSize: Int, into dst: UnsafeMutableRawBufferPointer) throws {

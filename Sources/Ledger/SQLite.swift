@@ -147,6 +147,13 @@ public final class Database {
     public var serialized: Bool { sqlite3_threadsafe() != 0 }
 
     /// Opens the blob in `column` of row `rowid` of `table` for reads by offset, from any thread.
+    ///
+    /// While a reader is open the connection holds a read transaction on the snapshot it opened
+    /// in: on this connection, `BEGIN IMMEDIATE` then fails at once (`SQLITE_BUSY_SNAPSHOT`, no
+    /// busy wait) if another connection has committed since, and a checkpoint cannot finish
+    /// (`SQLITE_LOCKED`). Callers therefore finish their decodes before they write or checkpoint
+    /// (commit, checkout and fsck do). Closing and reopening per piece would avoid that, but each
+    /// open walks the blob's overflow-page chain from its start again.
     public func openBlob(table: String, column: String, rowid: Int64, count: Int) throws -> BlobReader {
         var blob: OpaquePointer?
         let rc = sqlite3_blob_open(handle, "main", table, column, rowid, 0, &blob)

@@ -82,6 +82,22 @@ final class ChunkStreamTests: XCTestCase {
         c = good
         c.data += good.data
         fails(c, "two frames")
+        // Unshuffled zstd: two frames that together decode to the chunk's bytes (one-shot
+        // decompression took them until the fuzzer found two empty frames taken from memory and
+        // refused from pieces).
+        let halves = try [bytes[0..<300_000], bytes[300_000...]].map { h in try Array(h).withUnsafeBytes { try Chunker.encode($0, elementSize: 1) }[0] }
+        XCTAssertEqual(halves.map(\.codec), [.zstd, .zstd])
+        fails(EncodedChunk(codec: .zstd, elementSize: 1, rawSize: bytes.count, data: halves[0].data + halves[1].data), "two zstd frames")
+        // A skippable frame (magic 0x184D2A50, 4 bytes of payload) before or after the frame.
+        let skippable: [UInt8] = [0x50, 0x2A, 0x4D, 0x18, 4, 0, 0, 0, 1, 2, 3, 4]
+        let whole = try bytes.withUnsafeBytes { try Chunker.encode($0, elementSize: 1) }[0]
+        XCTAssertEqual(try memoryDecode(whole), bytes)
+        fails(EncodedChunk(codec: .zstd, elementSize: 1, rawSize: bytes.count, data: skippable + whole.data), "skippable frame first")
+        fails(EncodedChunk(codec: .zstd, elementSize: 1, rawSize: bytes.count, data: whole.data + skippable), "skippable frame after")
+        let empty = try Zstd.compress(UnsafeRawBufferPointer(start: nil, count: 0), level: 3)
+        fails(EncodedChunk(codec: .zstd, elementSize: 1, rawSize: 0, data: empty + empty), "two empty zstd frames")
+        XCTAssertEqual(try memoryDecode(EncodedChunk(codec: .zstd, elementSize: 1, rawSize: 0, data: empty)), [])
+        XCTAssertEqual(try streamDecode(EncodedChunk(codec: .zstd, elementSize: 1, rawSize: 0, data: empty), pieceBytes: 1), [])
         c = good
         c.data.append(0)
         fails(c, "a trailing byte")

@@ -106,7 +106,8 @@ final class LedgerTests: XCTestCase {
         XCTAssertEqual(stored.chunks.map { $0.source != nil }, chunks.map { $0.data.count >= ChunkSource.pieceBytes })
         XCTAssertTrue(stored.chunks.contains { $0.source != nil })
         XCTAssertEqual(stored.chunks.map(\.storedCount), chunks.map(\.data.count))
-        XCTAssertLessThanOrEqual(stored.heldBytes, 3 * (ChunkSource.pieceBytes + ChunkStream.windowBytes))
+        XCTAssertLessThanOrEqual(stored.heldBytes, 3 * ChunkStream.workingBytes(rawSize: 24 << 20, storedCount: 24 << 20))
+        XCTAssertLessThan(stored.heldBytes, chunks.reduce(0) { $0 + $1.data.count } / 3)
         // Two threads decode while this one reads and writes the ledger.
         let results = Results()
         let group = DispatchGroup()
