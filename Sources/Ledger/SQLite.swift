@@ -55,7 +55,15 @@ public final class Database {
     }
 
     private func error(_ rc: Int32, _ sql: String?) -> LedgerError {
-        failure(rc, String(cString: sqlite3_errmsg(handle)), sql)
+        failure(rc, Database.message(handle, rc), sql)
+    }
+
+    /// The connection's message for the failure `rc`, or SQLite's generic text for `rc` when the
+    /// connection's error state no longer is that failure: decoding threads read blobs through
+    /// this (serialized) connection, and a call of theirs between the failure and this one resets
+    /// the state ("not an error").
+    static func message(_ db: OpaquePointer, _ rc: Int32) -> String {
+        sqlite3_extended_errcode(db) == rc ? String(cString: sqlite3_errmsg(db)) : String(cString: sqlite3_errstr(rc))
     }
 
     /// The error for a failed call: a full disk names the ledger file, anything else is an SQLite error.
@@ -250,14 +258,14 @@ public final class Statement {
             case let .blob(b):
                 rc = b.withUnsafeBytes { sqlite3_bind_blob64(stmt, idx, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1), sqlite3_uint64($0.count), Statement.transient) }
             }
-            guard rc == SQLITE_OK else { throw Database.failure(rc, String(cString: sqlite3_errmsg(handle)), sql, path: path) }
+            guard rc == SQLITE_OK else { throw Database.failure(rc, Database.message(handle, rc), sql, path: path) }
         }
     }
 
     /// Binds a blob parameter without copying; `bytes` must stay valid until the statement is stepped.
     public func bindBlobNoCopy(_ index: Int, _ bytes: UnsafeRawBufferPointer) throws {
         let rc = sqlite3_bind_blob64(stmt, Int32(index), bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1), sqlite3_uint64(bytes.count), nil)
-        guard rc == SQLITE_OK else { throw Database.failure(rc, String(cString: sqlite3_errmsg(handle)), sql, path: path) }
+        guard rc == SQLITE_OK else { throw Database.failure(rc, Database.message(handle, rc), sql, path: path) }
     }
 
     /// Advances; true when a row is available.
@@ -266,7 +274,7 @@ public final class Statement {
         let rc = sqlite3_step(stmt)
         if rc == SQLITE_ROW { return true }
         if rc == SQLITE_DONE { return false }
-        throw Database.failure(rc, String(cString: sqlite3_errmsg(handle)), sql, path: path)
+        throw Database.failure(rc, Database.message(handle, rc), sql, path: path)
     }
 
     public func isNull(_ col: Int) -> Bool { sqlite3_column_type(stmt, Int32(col)) == SQLITE_NULL }

@@ -1,4 +1,5 @@
 import Codec
+import CSQLite
 import Foundation
 @testable import Ledger
 import TensorIO
@@ -51,6 +52,24 @@ final class LedgerTests: XCTestCase {
     func makeLedger() throws -> (TemporaryDirectory, Ledger) {
         let dir = try TemporaryDirectory("ledger")
         return (dir, try Ledger.create(at: dir.path + "/ledger"))
+    }
+
+    /// A failure's message is the connection's own while its error state is that failure, and
+    /// SQLite's generic text for the code once another call (a decoding thread's blob read) has
+    /// reset the state, never "not an error".
+    func testFailureMessagesSurviveOtherCallsOnTheConnection() throws {
+        let (dir, ledger) = try makeLedger()
+        _ = dir
+        XCTAssertThrowsError(try ledger.db.execute("SELECT * FROM no_such_table")) { e in
+            guard case let LedgerError.sqlite(_, message, _) = e else { return XCTFail("\(e)") }
+            XCTAssertTrue(message.contains("no such table: no_such_table"), message)
+        }
+        let rc = sqlite3_exec(ledger.db.handle, "SELECT * FROM no_such_table", nil, nil, nil)
+        XCTAssertEqual(rc, SQLITE_ERROR)
+        XCTAssertEqual(Database.message(ledger.db.handle, rc), "no such table: no_such_table")
+        XCTAssertEqual(sqlite3_exec(ledger.db.handle, "SELECT 1", nil, nil, nil), SQLITE_OK)
+        XCTAssertEqual(String(cString: sqlite3_errmsg(ledger.db.handle)), "not an error")
+        XCTAssertEqual(Database.message(ledger.db.handle, rc), "SQL logic error")
     }
 
     func testObjectsRoundTripAndDetectCorruption() throws {
