@@ -38,9 +38,6 @@ public enum Zstd {
     /// Decompresses `src`, which must be exactly one frame, into exactly `dst.count` bytes.
     /// - Throws: `CodecError` when the frame is corrupt or its size differs.
     public static func decompress(_ src: UnsafeRawBufferPointer, into dst: UnsafeMutableRawBufferPointer) throws {
-        // One decompression context per thread, kept: `ZSTD_decompress` would allocate and clear
-        // a new one (~160 KB) for every frame, which cost ~40 µs per small frame (a patch's
-        // three sections) in page faults and heap growth.
         // Exactly one frame: `ZSTD_decompressDCtx` would also decode frames concatenated after
         // it, which no encoder here writes and `ChunkStream` rejects (found by fuzzing:
         // Fuzz/regressions/chunk-two-empty-frames). No bytes at all stand for nothing.
@@ -51,6 +48,9 @@ public enum Zstd {
                 throw CodecError.corrupt(what: "zstd frame", reason: "stored bytes continue after the frame ends")
             }
         }
+        // One decompression context per thread, kept: `ZSTD_decompress` would allocate and clear
+        // a new one (~160 KB) for every frame, which cost ~40 µs per small frame (a patch's
+        // three sections) in page faults and heap growth.
         guard let (dctx, kept) = threadContext() else { throw CodecError.zstd(operation: "decompress", reason: "out of memory") }
         defer { if !kept { ZSTD_freeDCtx(dctx) } }
         let n = ZSTD_decompressDCtx(dctx, dst.baseAddress, dst.count, src.baseAddress, src.count)

@@ -72,6 +72,35 @@ final class LedgerTests: XCTestCase {
         XCTAssertEqual(Database.message(ledger.db.handle, rc), "SQL logic error")
     }
 
+    /// What `Database.openBlob` documents: while a streamed chunk's reader is open, the
+    /// connection keeps the snapshot it read in, so after another connection's commit its
+    /// `BEGIN IMMEDIATE` fails at once (SQLITE_BUSY_SNAPSHOT, no busy wait) and a checkpoint
+    /// cannot run (SQLITE_LOCKED); once the reader is gone both work.
+    func testAnOpenBlobReaderHoldsTheConnectionsSnapshot() throws {
+        let (dir, ledger) = try makeLedger()
+        let file = try Fixtures.smolLM2("bf16") + "/model.safetensors"
+        let payload = try readTensorBytes(file: file, tensor: "model.layers.2.mlp.down_proj.weight")
+        let chunks = try payload.withUnsafeBytes { try Chunker.encode($0, elementSize: 2) }
+        let obj = PreparedObject(id: SHA256Digest.hash(payload).hex, size: payload.count, chunks: chunks)
+        _ = try ledger.transaction { try ledger.insert(obj) }
+        guard let source = try ledger.storedObject(obj.id).chunks[0].source else { return XCTFail("the chunk is not streamed") }
+        let other = try Ledger.open(at: dir.path + "/ledger")
+        func code(_ body: () throws -> Void) -> Int32? {
+            do { try body(); return nil } catch LedgerError.sqlite(let code, _, _) { return code } catch { XCTFail("\(error)"); return -1 }
+        }
+        var reader: BlobReader? = try source.open()
+        try other.db.execute("BEGIN IMMEDIATE; CREATE TABLE t(x); COMMIT")
+        let start = Date()
+        XCTAssertEqual(code { try ledger.db.execute("BEGIN IMMEDIATE") }, 517)   // SQLITE_BUSY_SNAPSHOT
+        XCTAssertLessThan(Date().timeIntervalSince(start), 5)
+        XCTAssertEqual(code { try ledger.checkpoint(mode: "PASSIVE") }, 6)        // SQLITE_LOCKED
+        var head = [UInt8](repeating: 0, count: 16)
+        try head.withUnsafeMutableBytes { try reader!.read(0, into: $0) }
+        reader = nil
+        XCTAssertNil(code { try ledger.db.execute("BEGIN IMMEDIATE; ROLLBACK") })
+        XCTAssertNil(code { try ledger.checkpoint(mode: "PASSIVE") })
+    }
+
     func testObjectsRoundTripAndDetectCorruption() throws {
         let (dir, ledger) = try makeLedger()
         let payload = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 / 3) }
