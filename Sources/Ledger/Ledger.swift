@@ -54,6 +54,7 @@ public final class Ledger {
     private static func configure(_ db: Database) throws {
         try db.execute("PRAGMA foreign_keys = ON")
         try db.execute("PRAGMA synchronous = NORMAL")
+        try db.execute("PRAGMA temp_store = MEMORY")
     }
 
     /// Schema version recorded in the file.

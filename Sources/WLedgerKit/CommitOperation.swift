@@ -215,10 +215,14 @@ extension Repository {
             return TensorChange(entry: ManifestEntry(name: name, file: loc.file, dtype: loc.info.dtype, shape: loc.info.shape, hash: slots[i]!.hash),
                                 prepared: slots[i]!)
         }
+        // The work tree's stats (and probes a ledger from before schema 0004 lacks) go in with the
+        // commit: one transaction, one set of WAL frames for the pages they share.
         let recorded = try recordCommit(head: head, manifest: cmp.manifest, files: cmp.files, changes: changes, fileRows: fileRows,
-                                        objects: objects, options: options)
-        try recordStats(cmp.directory.weightFiles + cmp.directory.sideFiles, commit: recorded.id, scanned: cmp.stats, readAt: cmp.scannedAt)
-        try? fillMissingProbes(cmp)
+                                        objects: objects, options: options) { id in
+            try self.recordStatsInTransaction(cmp.directory.weightFiles + cmp.directory.sideFiles, commit: id, scanned: cmp.stats,
+                                              readAt: cmp.scannedAt)
+            try self.ledger.fillMissingProbes(cmp.missingProbes)
+        }
         // The WAL is copied into the ledger file now rather than when the ledger closes (a
         // failure here leaves it for later).
         try? ledger.checkpoint(mode: "PASSIVE")
@@ -257,7 +261,8 @@ extension Repository {
     /// manifest rows (changed tensors with their ΔW statistics; every tensor on full-manifest
     /// generations), file rows, the commit, and the branch move checked against its old value.
     func recordCommit(head: HeadState, manifest base: [String: ManifestEntry], files baseFiles: [String: FileEntry],
-                      changes: [TensorChange], fileRows: [FileEntry], objects: [PreparedObject], options: CommitOptions)
+                      changes: [TensorChange], fileRows: [FileEntry], objects: [PreparedObject], options: CommitOptions,
+                      alsoRecord: ((String) throws -> Void)? = nil)
         throws -> (id: String, tensors: [CommitResult.ChangedTensor], storedBytes: Int) {
         var manifest = base
         var files = baseFiles
@@ -301,6 +306,7 @@ extension Repository {
                                       parameters: options.parameters, tree: tree, fullManifest: full)
             try ledger.insert(record, tensors: tensorRows, files: rows)
             try ledger.advanceHead(from: head.commit, to: id)
+            try alsoRecord?(id)
             return id
         }
         return (id, out, stored)

@@ -257,14 +257,17 @@ extension Repository {
     /// - Parameter readAt: a time before the files' contents were read (hashed) or after they
     ///   were written; now by default (for files this command wrote and then stat'ed).
     func recordStats(_ paths: [String], commit: String, scanned: [String: FileStat], readAt: Int64? = nil) throws {
+        try ledger.transaction { try recordStatsInTransaction(paths, commit: commit, scanned: scanned, readAt: readAt) }
+    }
+
+    /// `recordStats` inside the caller's transaction.
+    func recordStatsInTransaction(_ paths: [String], commit: String, scanned: [String: FileStat], readAt: Int64? = nil) throws {
         let now = readAt ?? wallClockNanoseconds()
-        try ledger.transaction {
-            for p in paths {
-                guard let st = FileStat.of(root + "/" + p) else { continue }
-                // Only record when the file did not change since it was scanned or written.
-                if let s = scanned[p], s != st { continue }
-                try ledger.recordWorktreeStat(p, commit: commit, stat: st, recordedNs: now)
-            }
+        for p in paths {
+            guard let st = FileStat.of(root + "/" + p) else { continue }
+            // Only record when the file did not change since it was scanned or written.
+            if let s = scanned[p], s != st { continue }
+            try ledger.recordWorktreeStat(p, commit: commit, stat: st, recordedNs: now)
         }
     }
 }
