@@ -4,11 +4,12 @@
     python3 bench/checkout_ab.py MODEL_DIR [--rounds R] NAME=BINARY ...
 
 MODEL_DIR is a work tree with a history made by `bench/edit.py history` (HEAD at its last commit,
-on branch `main`). Each round, for each binary in turn: check out commit 1 (untimed), time the
-switch to the last commit, then time the switch back to commit 1. Each timed switch follows one
-that wrote the file, as in `bench/run.sh` and `bench/checkout-recheck.sh`. Interleaving puts every
-binary through the same machine states. Prints per binary the median of each direction and their
-ratio (the history target: ≤ 1.2×).
+on branch `main`). Each round, for each binary in turn: check out commit 1 (untimed; it writes
+only in the first round, the work tree is at commit 1 after every round), time the switch to the
+last commit, then time the switch back to commit 1. Every timed switch thus follows, by a few tens
+of ms, a checkout that wrote the weight file, as the timed switches of `bench/run.sh` and
+`bench/checkout-recheck.sh` do. Interleaving puts every binary through the same machine states.
+Prints per binary the median of each direction and their ratio (the history target: ≤ 1.2×).
 """
 import argparse
 import json

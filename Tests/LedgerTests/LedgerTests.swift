@@ -54,6 +54,17 @@ final class LedgerTests: XCTestCase {
         return (dir, try Ledger.create(at: dir.path + "/ledger"))
     }
 
+    /// Stores SmolLM2 BF16 tensor `name` in `ledger` as one object, split into chunks of at most
+    /// `chunkBytes`; its bytes, chunks and object.
+    private func storeBF16Tensor(_ name: String, in ledger: Ledger, chunkBytes: Int = Chunker.defaultChunkBytes) throws
+        -> (payload: [UInt8], chunks: [EncodedChunk], object: PreparedObject) {
+        let payload = try readTensorBytes(file: try Fixtures.smolLM2("bf16") + "/model.safetensors", tensor: name)
+        let chunks = try payload.withUnsafeBytes { try Chunker.encode($0, elementSize: 2, chunkBytes: chunkBytes) }
+        let obj = PreparedObject(id: SHA256Digest.hash(payload).hex, size: payload.count, chunks: chunks)
+        _ = try ledger.transaction { try ledger.insert(obj) }
+        return (payload, chunks, obj)
+    }
+
     /// A failure's message is the connection's own while its error state is that failure, and
     /// SQLite's generic text for the code once another call (a decoding thread's blob read) has
     /// reset the state, never "not an error".
@@ -78,11 +89,7 @@ final class LedgerTests: XCTestCase {
     /// cannot run (SQLITE_LOCKED); once the reader is gone both work.
     func testAnOpenBlobReaderHoldsTheConnectionsSnapshot() throws {
         let (dir, ledger) = try makeLedger()
-        let file = try Fixtures.smolLM2("bf16") + "/model.safetensors"
-        let payload = try readTensorBytes(file: file, tensor: "model.layers.2.mlp.down_proj.weight")
-        let chunks = try payload.withUnsafeBytes { try Chunker.encode($0, elementSize: 2) }
-        let obj = PreparedObject(id: SHA256Digest.hash(payload).hex, size: payload.count, chunks: chunks)
-        _ = try ledger.transaction { try ledger.insert(obj) }
+        let (_, _, obj) = try storeBF16Tensor("model.layers.2.mlp.down_proj.weight", in: ledger)
         guard let source = try ledger.storedObject(obj.id).chunks[0].source else { return XCTFail("the chunk is not streamed") }
         let other = try Ledger.open(at: dir.path + "/ledger")
         func code(_ body: () throws -> Void) -> Int32? {
@@ -143,12 +150,8 @@ final class LedgerTests: XCTestCase {
     /// (a SmolLM2 BF16 tensor in three chunks, two of them streamed) come back byte for byte.
     func testLargeChunksAreReadWhileDecodingFromOtherThreads() throws {
         let (dir, ledger) = try makeLedger()
-        let file = try Fixtures.smolLM2("bf16") + "/model.safetensors"
-        let payload = try readTensorBytes(file: file, tensor: "model.embed_tokens.weight")   // 56.6 MB
-        let chunks = try payload.withUnsafeBytes { try Chunker.encode($0, elementSize: 2, chunkBytes: 24 << 20) }
+        let (payload, chunks, obj) = try storeBF16Tensor("model.embed_tokens.weight", in: ledger, chunkBytes: 24 << 20)   // 56.6 MB
         XCTAssertEqual(chunks.count, 3)
-        let obj = PreparedObject(id: SHA256Digest.hash(payload).hex, size: payload.count, chunks: chunks)
-        _ = try ledger.transaction { try ledger.insert(obj) }
         let stored = try ledger.storedObject(obj.id)
         XCTAssertTrue(ledger.db.serialized)
         XCTAssertEqual(stored.chunks.map { $0.source != nil }, chunks.map { $0.data.count >= ChunkSource.pieceBytes })
