@@ -15,6 +15,9 @@ public struct CheckoutResult: Encodable, Sendable {
     public var bytesWritten: Int
     /// Weight files updated in place: only their changed tensors were written (a subset of `written`).
     public var patchedInPlace: [String] = []
+    /// Of `tensorsRebuilt`, those continued from the version the work tree held (only the patches
+    /// after it applied, its keyframe not decoded): checking out a commit that descends from HEAD.
+    public var tensorsContinued = 0
 }
 
 
@@ -50,13 +53,9 @@ extension Repository {
             let cmp = try? WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName,
                                                       rehash: false, progress: .silent)
             var sources: [String: RawView] = [:]
-            if let cmp, cmp.report.structural.isEmpty {
-                let dirty = Set(cmp.report.modifiedTensors.map(\.name))
-                for (name, e) in manifest where cmp.manifest[name]?.hash == e.hash && !dirty.contains(name) {
-                    if let v = RawView.tensor(name, in: cmp.weights) { sources[name] = v }
-                }
-            }
-            try writeFiles(Array(files.values), into: dir, manifest: manifest, sources: sources, verifySHA256: verifySHA256,
+            let current = cmp.map(workTreeVersions) ?? [:]
+            for (name, e) in manifest where current[name]?.version == e.hash { sources[name] = current[name]!.bytes }
+            try writeFiles(Array(files.values), into: dir, manifest: manifest, sources: sources, current: current, verifySHA256: verifySHA256,
                            progress: progress, result: &result)
             withExtendedLifetime(cmp) {}
             return result
@@ -132,6 +131,8 @@ extension Repository {
         // the stat cache), and at most `inPlaceMemoryLimit` bytes held in memory over all files
         // (the rebuilt tensors with what their rebuilding holds).
         var patches: [InPlaceWrite] = []
+        // Tensors of a later version of what the work tree holds continue from its bytes.
+        let current = force ? [:] : workTreeVersions(cmp)
         if try !force && (inPlace ?? inPlaceByDefault()) {
             var held = 0
             toWrite = try toWrite.filter { f in
@@ -141,13 +142,15 @@ extension Repository {
                       let file = try? InPlaceFile(root + "/" + f.path) else { return true }
                 let patch = InPlacePatch(path: f.path, tensors: changed)
                 guard let rebuilt = try rebuildForPatch(patch, header: target.header, manifest: manifest, verifySHA256: verifySHA256,
-                                                        limit: inPlaceMemoryLimit - held) else { return true }
+                                                        limit: inPlaceMemoryLimit - held, current: current) else { return true }
                 held += rebuilt.held
+                result.tensorsContinued += rebuilt.continued
                 patches.append(InPlaceWrite(patch: patch, file: file, header: target.header, tensors: rebuilt.tensors))
                 return false
             }
         }
-        try writeFiles(toWrite, into: root, manifest: manifest, sources: sources, verifySHA256: verifySHA256, progress: progress, result: &result) { staged in
+        try writeFiles(toWrite, into: root, manifest: manifest, sources: sources, current: current, verifySHA256: verifySHA256, progress: progress,
+                       result: &result) { staged in
             try self.writeJournal(PendingOperation(kind: .checkout, commit: target, branch: branch,
                                                    renames: staged.map { [self.relativeToRoot($0.tempPath), self.relativeToRoot($0.path)] },
                                                    removes: removals, patches: patches.map(\.patch)))
@@ -204,8 +207,21 @@ extension Repository {
     /// Writes `files` of a commit into `dir`, each atomically (all staged first, then renamed).
     /// `beforeRename` runs once every file is staged and fsynced, before the first rename (the
     /// in-place checkout writes its journal there, then its in-place tensors).
+    /// A clean work tree's tensors with the versions they hold, for rebuilds of later versions of
+    /// them to continue from (`TensorRecipe.start`); none when its structure differs from HEAD's.
+    private func workTreeVersions(_ cmp: WorkTreeComparison) -> [String: TensorRecipe.Start] {
+        guard cmp.report.structural.isEmpty else { return [:] }
+        let dirty = Set(cmp.report.modifiedTensors.map(\.name))
+        var out: [String: TensorRecipe.Start] = [:]
+        for (name, e) in cmp.manifest where !dirty.contains(name) {
+            if let v = RawView.tensor(name, in: cmp.weights) { out[name] = TensorRecipe.Start(version: e.hash, bytes: v) }
+        }
+        return out
+    }
+
+    /// - Parameter current: what `workTreeVersions` found, for tensors rebuilt from the ledger.
     private func writeFiles(_ files: [FileEntry], into dir: String, manifest: [String: ManifestEntry], sources: [String: RawView],
-                            verifySHA256: Bool, progress: ProgressReporter, result: inout CheckoutResult,
+                            current: [String: TensorRecipe.Start] = [:], verifySHA256: Bool, progress: ProgressReporter, result: inout CheckoutResult,
                             beforeRename: (([AtomicFileWriter]) throws -> Void)? = nil) throws {
         let byFile = Dictionary(grouping: manifest.values, by: \.file)
         let totalTensors = files.filter { $0.kind == .safetensors }.reduce(0) { $0 + (byFile[$1.path]?.count ?? 0) }
@@ -224,13 +240,14 @@ extension Repository {
                     result.bytesWritten += bytes.count
                 case .safetensors:
                     let prefix = try ledger.readObject(f.object!)
-                    let (w, rebuilt) = try stageWeightFile(path, prefix: prefix, size: f.size, manifest: manifest, verifySHA256: verifySHA256,
-                                                           progress: progress) { t in
+                    let (w, rebuilt, continued) = try stageWeightFile(path, prefix: prefix, size: f.size, manifest: manifest,
+                                                                      verifySHA256: verifySHA256, progress: progress) { t in
                         if let v = sources[t.name] { return .view(v) }
-                        return .ledger(manifest[t.name]!.hash)
+                        return .ledger(manifest[t.name]!.hash, current: current[t.name])
                     }
                     staged.append(w)
                     result.tensorsRebuilt += rebuilt
+                    result.tensorsContinued += continued
                     result.bytesWritten += f.size
                 }
                 result.written.append(f.path)

@@ -3,11 +3,26 @@ import Ledger
 import TensorIO
 
 /// Everything needed to rebuild one tensor version, copied out of the ledger so it can be built
-/// on any thread: the keyframe and the patches leading to the version.
+/// on any thread: the keyframe and the patches leading to the version, and where they allow it
+/// bytes that hold an earlier version of the same chain (`start`).
 struct TensorRecipe: Sendable {
     let version: TensorVersion
     let keyframe: StoredObject
     let patches: [StoredObject]
+    /// Bytes believed to hold the version the first `applied` patches lead to: a clean work
+    /// tree's tensor when the target descends from it (checking out a later commit). The rebuild
+    /// then copies them and applies only the patches after it, instead of decoding the keyframe
+    /// and applying them all; when that result fails verification (the bytes were not that
+    /// version after all) it starts again from the keyframe.
+    var start: Start? = nil
+
+    struct Start: Sendable {
+        /// The version the bytes hold.
+        let version: String
+        let bytes: RawView
+        /// Patches of the chain already applied to them.
+        var applied = 0
+    }
 
     /// What the recipe's stored objects hold, copied out or while they decode (`StoredObject.heldBytes`).
     var heldBytes: Int { ([keyframe] + patches).reduce(0) { $0 + $1.heldBytes } }
@@ -31,12 +46,26 @@ struct TensorRecipe: Sendable {
 
     /// Rebuilds the tensor into `dst` (exactly `version.byteCount` bytes) and verifies it against
     /// the stored XXH3-128 fingerprint and probe, and the sha256 too when `verifySHA256`.
-    func build(into dst: UnsafeMutableRawBufferPointer, verifySHA256: Bool) throws {
+    /// - Returns: whether the rebuild continued from `start` (false: from the keyframe).
+    @discardableResult
+    func build(into dst: UnsafeMutableRawBufferPointer, verifySHA256: Bool) throws -> Bool {
         let n = version.byteCount
         guard dst.count == n else { throw LedgerError.corruptObject(id: version.hash, reason: "size mismatch") }
+        if let s = start, s.bytes.bytes.count == n, s.applied <= patches.count {
+            if n > 0 { dst.copyMemory(from: s.bytes.bytes) }
+            if (try? applyPatches(patches[s.applied...], to: dst)) != nil, (try? verify(dst, verifySHA256: verifySHA256)) != nil {
+                return true
+            }
+        }
         // The keyframe is decoded straight into `dst` and every patch applied there in place.
-        // The patches go over it a block of rows at a time (`PatchChain`).
         try keyframe.decode(into: dst, verify: false)
+        try applyPatches(patches[...], to: dst)
+        try verify(dst, verifySHA256: verifySHA256)
+        return false
+    }
+
+    /// Applies `patches` to `dst` in place, a block of rows at a time (`PatchChain`).
+    private func applyPatches(_ patches: ArraySlice<StoredObject>, to dst: UnsafeMutableRawBufferPointer) throws {
         var chain = PatchChain(buffer: dst)
         for p in patches {
             try p.withPayload { pb in
@@ -48,6 +77,10 @@ struct TensorRecipe: Sendable {
             }
         }
         chain.finish()
+    }
+
+    /// Checks rebuilt bytes against the version's fingerprint and probe (and sha256).
+    private func verify(_ dst: UnsafeMutableRawBufferPointer, verifySHA256: Bool) throws {
         let fp = Fingerprint.of(UnsafeRawBufferPointer(dst)).hex
         guard fp == version.fingerprint else {
             throw LedgerError.corruptObject(id: version.hash, reason: "rebuilt tensor fingerprint \(fp.prefix(12)) differs from the recorded \(version.fingerprint.prefix(12))")
@@ -63,21 +96,31 @@ struct TensorRecipe: Sendable {
     }
 
     /// Rebuilds the tensor into a new array.
-    func build(verifySHA256: Bool) throws -> [UInt8] {
+    func build(verifySHA256: Bool) throws -> [UInt8] { try buildReportingStart(verifySHA256: verifySHA256).bytes }
+
+    /// Rebuilds the tensor into a new array; with whether it continued from `start`.
+    func buildReportingStart(verifySHA256: Bool) throws -> (bytes: [UInt8], continued: Bool) {
         var out = uninitializedBytes(version.byteCount)
-        try out.withUnsafeMutableBytes { try build(into: $0, verifySHA256: verifySHA256) }
-        return out
+        let continued = try out.withUnsafeMutableBytes { try build(into: $0, verifySHA256: verifySHA256) }
+        return (out, continued)
     }
 }
 
 extension Ledger {
     /// Copies out of the ledger the keyframe and patches that rebuild tensor version `hash`.
-    func recipe(for hash: String) throws -> TensorRecipe {
+    /// - Parameter current: bytes believed to hold another version of the tensor; when that
+    ///   version is on `hash`'s chain (after its keyframe), the recipe starts from them.
+    func recipe(for hash: String, current: TensorRecipe.Start? = nil) throws -> TensorRecipe {
         let chain = try versionChain(hash)
         guard let first = chain.first, first.base == nil else { throw LedgerError.corruptObject(id: hash, reason: "no keyframe at the start of its chain") }
         let key = try storedObject(first.object)
         let patches = try chain.dropFirst().map { try storedObject($0.object) }
-        return TensorRecipe(version: chain.last!, keyframe: key, patches: patches)
+        var recipe = TensorRecipe(version: chain.last!, keyframe: key, patches: patches)
+        if var start = current, let at = chain.lastIndex(where: { $0.hash == start.version }), start.bytes.bytes.count == chain.last!.byteCount {
+            start.applied = at
+            recipe.start = start
+        }
+        return recipe
     }
 
     /// Rebuilds a tensor version's bytes (verified).

@@ -8,8 +8,9 @@ enum TensorSource {
     case view(RawView)
     /// Bytes computed in memory (revert, prune, restrain).
     case bytes([UInt8])
-    /// A version rebuilt from the ledger.
-    case ledger(String)
+    /// A version rebuilt from the ledger; from `current` on when that holds an earlier version of
+    /// its chain (`TensorRecipe.start`).
+    case ledger(String, current: TensorRecipe.Start? = nil)
 }
 
 /// `@unchecked Sendable` wrapper for raw views into memory maps that outlive the parallel loop.
@@ -40,11 +41,12 @@ extension Repository {
     /// or `abort()` to drop it.
     /// - Parameter source: called serially, in offset order, for every tensor of the header.
     func stageWeightFile(_ path: String, prefix: [UInt8], size: Int, manifest: [String: ManifestEntry], verifySHA256: Bool,
-                         progress: ProgressReporter, source: (TensorInfo) -> TensorSource) throws -> (writer: AtomicFileWriter, rebuilt: Int) {
+                         progress: ProgressReporter, source: (TensorInfo) -> TensorSource)
+        throws -> (writer: AtomicFileWriter, rebuilt: Int, continued: Int) {
         let header = try SafetensorsHeader.parse(json: Array(prefix.dropFirst(8)), dataSize: size - prefix.count, path: path)
         let writer = WriterBox(writer: try AtomicFileWriter(path: path, size: size))
         let dataStart = header.dataStart
-        var rebuilt = 0
+        var rebuilt = 0, continued = 0
         // Every source first (the callback is cheap): views of mapped files join into runs of
         // adjacent tensors, copied inside the kernel by one background thread while the ledger is
         // read and the other tensors are rebuilt; each written range starts its writeback at once.
@@ -104,14 +106,14 @@ extension Repository {
                     case let .bytes(b):
                         batchBytes += b.count
                         batch.append((t, .bytes(b)))
-                    case let .ledger(hash):
-                        let r = try ledger.recipe(for: hash)
+                    case let .ledger(hash, current):
+                        let r = try ledger.recipe(for: hash, current: current)
                         batchBytes += r.heldBytes + t.byteCount + r.decodedPatchBytes
                         batch.append((t, .recipe(r)))
                         rebuilt += 1
                     }
                 }
-                let items = batch
+                let items = batch, fromStart = Slots<Bool>(items.count)
                 try parallelFor(items.count) { i in
                     guard !copyFailure.isSet else { return }
                     let (t, src) = items[i]
@@ -124,12 +126,14 @@ extension Repository {
                         try writer.writer.write(v, at: dataStart + t.begin)
                     case let .bytes(b): try writer.writer.write(b, at: dataStart + t.begin)
                     case let .recipe(r):
-                        let bytes = try r.build(verifySHA256: verifySHA256)
+                        let (bytes, fromCurrent) = try r.buildReportingStart(verifySHA256: verifySHA256)
+                        fromStart[i] = fromCurrent
                         try bytes.withUnsafeBytes { try writer.writer.write($0, at: dataStart + t.begin) }
                     }
                     writer.writer.startWriteback(at: dataStart + t.begin, count: t.byteCount)
                     progress.advance()
                 }
+                continued += fromStart.values.filter { $0 == true }.count
             }
             copies.wait()
             if let e = copyFailure.error { throw e }
@@ -138,6 +142,6 @@ extension Repository {
             writer.writer.abort()
             throw error
         }
-        return (writer.writer, rebuilt)
+        return (writer.writer, rebuilt, continued)
     }
 }

@@ -100,7 +100,7 @@ extension Repository {
             for file in touched.sorted() {
                 guard let f = cmp.files[file], let prefixID = f.object else { throw LedgerError.invalid("file '\(file)' missing at HEAD") }
                 let prefix = try ledger.readObject(prefixID)
-                let (w, _) = try stageWeightFile(root + "/" + file, prefix: prefix, size: f.size, manifest: newManifest, verifySHA256: false,
+                let (w, _, _) = try stageWeightFile(root + "/" + file, prefix: prefix, size: f.size, manifest: newManifest, verifySHA256: false,
                                                  progress: progress) { t in
                     if let b = updates[t.name], names.contains(t.name) { return .bytes(b) }
                     return .view(RawView.tensor(t.name, in: cmp.weights)!)

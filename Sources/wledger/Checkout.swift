@@ -32,7 +32,8 @@ struct Checkout: ParsableCommand {
         if output != nil {
             print("Wrote \(r.written.count) file(s) of \(short(r.commit)) to \(r.directory) (\(humanBytes(r.bytesWritten)))")
         } else {
-            let inPlace = r.patchedInPlace.isEmpty ? "" : ", \(r.patchedInPlace.count) of them in place; \(r.tensorsRebuilt) tensor(s) rebuilt"
+            let continued = r.tensorsContinued > 0 ? " (\(r.tensorsContinued) continued from the work tree)" : ""
+            let inPlace = r.patchedInPlace.isEmpty ? "" : ", \(r.patchedInPlace.count) of them in place; \(r.tensorsRebuilt) tensor(s) rebuilt\(continued)"
             let what = "(\(r.written.count) file(s) written\(inPlace), \(r.unchanged.count) unchanged)"
             print(r.branch.map { "Switched to branch '\($0)' at \(short(r.commit)) \(what)" } ?? "HEAD is now at \(short(r.commit)) \(what)")
         }

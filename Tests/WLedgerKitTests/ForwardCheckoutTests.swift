@@ -1,0 +1,103 @@
+import Foundation
+import Ledger
+import TestSupport
+@testable import WLedgerKit
+import XCTest
+
+/// Checking out a commit that descends from HEAD continues each changed tensor from the version
+/// the clean work tree holds (only the later patches of its chain applied, its keyframe not
+/// decoded); every other rebuild starts from the keyframe. Either way the files are byte-identical
+/// to the committed ones, and bytes that turn out not to be the version they were taken for are
+/// never trusted: the rebuild starts again from the keyframe.
+final class ForwardCheckoutTests: XCTestCase {
+    static let a = "model.layers.3.mlp.down_proj.weight", b = "model.layers.7.mlp.down_proj.weight"
+
+    /// SmolLM2 F32 with five rank-one edits (a, b, a, a, b): the commits and the weight file's
+    /// sha256 at each.
+    func history(_ tmp: TemporaryDirectory) throws -> (repo: Repository, weights: String, base: String, commits: [String], sha: [String]) {
+        let model = try tmp.copyModel(from: try Fixtures.smolLM2("f32"))
+        let weights = model + "/model.safetensors"
+        let base = try Repository.initialize(at: model, message: "base").commit
+        let repo = try Repository.open(at: model, forWriting: true)
+        var commits: [String] = [], sha: [String] = []
+        for (k, t) in [Self.a, Self.b, Self.a, Self.a, Self.b].enumerated() {
+            _ = try SimulatedEdit.rankOne(file: weights, tensor: t, seed: UInt64(k + 11))
+            commits.append(try repo.commit(CommitOptions(message: "edit \(k)")).commit)
+            sha.append(try fileSHA256(weights))
+        }
+        return (repo, weights, base, commits, sha)
+    }
+
+    func testCheckoutContinuesForwardFromTheWorkTreeAndBackwardFromKeyframes() throws {
+        let tmp = try TemporaryDirectory("forward-checkout")
+        let (repo, weights, base, commits, sha) = try history(tmp)
+
+        // Back to the first edit: a's version there (one patch after its keyframe) is an ancestor
+        // of what the work tree holds, b's is the keyframe itself; neither continues.
+        var r = try repo.checkout(commits[0])
+        XCTAssertEqual(r.patchedInPlace, ["model.safetensors"])
+        XCTAssertEqual(r.tensorsRebuilt, 2)
+        XCTAssertEqual(r.tensorsContinued, 0)
+        XCTAssertEqual(try fileSHA256(weights), sha[0])
+
+        // Forward to the last edit, in place: a continues from its version at the first edit (two
+        // more patches), b from the base's bytes (two patches).
+        r = try repo.checkout(commits[4])
+        XCTAssertEqual(r.patchedInPlace, ["model.safetensors"])
+        XCTAssertEqual(r.tensorsRebuilt, 2)
+        XCTAssertEqual(r.tensorsContinued, 2)
+        XCTAssertEqual(try fileSHA256(weights), sha[4])
+        XCTAssertTrue(try repo.status().clean)
+
+        // The same from the whole-file path (`--no-in-place`) and into another directory (`--output`).
+        _ = try repo.checkout(commits[0])
+        r = try repo.checkout(commits[3], inPlace: false)
+        XCTAssertEqual(r.patchedInPlace, [])
+        XCTAssertEqual(r.tensorsContinued, 2)
+        XCTAssertEqual(try fileSHA256(weights), sha[3])
+        let out = tmp.path + "/out"
+        r = try repo.checkout(commits[4], output: out)
+        XCTAssertEqual(r.tensorsContinued, 1, "b differs; a is the work tree's and is copied")
+        XCTAssertEqual(try fileSHA256(out + "/model.safetensors"), sha[4])
+        XCTAssertEqual(try repo.ledger.head().commit, commits[3], "--output leaves HEAD alone")
+
+        // To the base: its versions are the keyframes, rebuilt from the ledger.
+        r = try repo.checkout(base)
+        XCTAssertEqual(r.tensorsContinued, 0)
+        XCTAssertEqual(r.tensorsRebuilt, 2)
+    }
+
+    func testBytesThatAreNotTheClaimedVersionFallBackToTheKeyframe() throws {
+        let tmp = try TemporaryDirectory("forward-fallback")
+        let (repo, _, _, commits, _) = try history(tmp)
+        let target = try repo.ledger.manifest(of: commits[4])[Self.a]!.hash
+        let first = try repo.ledger.manifest(of: commits[0])[Self.a]!.hash
+        let expected = try repo.ledger.recipe(for: target).build(verifySHA256: true)
+        var held = try repo.ledger.recipe(for: first).build(verifySHA256: true)
+
+        func rebuild(from bytes: [UInt8]) throws -> (bytes: [UInt8], continued: Bool) {
+            try bytes.withUnsafeBytes { view in
+                let recipe = try repo.ledger.recipe(for: target, current: TensorRecipe.Start(version: first, bytes: RawView(bytes: view)))
+                XCTAssertEqual(recipe.start?.applied, 1, "a's first version is one patch after its keyframe")
+                XCTAssertEqual(recipe.patches.count, 3)
+                return try recipe.buildReportingStart(verifySHA256: true)
+            }
+        }
+        let right = try rebuild(from: held)
+        XCTAssertTrue(right.continued)
+        XCTAssertEqual(right.bytes, expected)
+
+        // One bit off: the continued result fails its fingerprint, and the keyframe path gives the
+        // committed bytes.
+        held[4096] ^= 0x01
+        let wrong = try rebuild(from: held)
+        XCTAssertFalse(wrong.continued)
+        XCTAssertEqual(wrong.bytes, expected)
+
+        // A version that is not on the target's chain (b's) gives no start at all.
+        let other = try repo.ledger.manifest(of: commits[1])[Self.b]!.hash
+        try held.withUnsafeBytes { view in
+            XCTAssertNil(try repo.ledger.recipe(for: target, current: TensorRecipe.Start(version: other, bytes: RawView(bytes: view))).start)
+        }
+    }
+}
