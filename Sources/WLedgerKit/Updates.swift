@@ -51,7 +51,13 @@ extension Repository {
             }
         }
         progress.start("encoding changed tensors", total: names.count)
-        let recipes = try names.map { try ledger.recipe(for: cmp.manifest[$0]!.hash) }
+        // The parents are HEAD's versions: a clean work tree holds them (copied, and verified like
+        // any rebuild; a tensor that fails is rebuilt from its keyframe).
+        let recipes = try names.map { name -> TensorRecipe in
+            let hash = cmp.manifest[name]!.hash
+            let held = dirtyTensors.contains(name) ? nil : RawView.tensor(name, in: cmp.weights).map { TensorRecipe.Start(version: hash, bytes: $0) }
+            return try ledger.recipe(for: hash, current: held)
+        }
         let policy = options.policy
         let manifest = cmp.manifest
         let slots = Slots<PreparedTensor>(names.count)
