@@ -2,7 +2,7 @@
 """Simulated weight edits, written in place into a Hugging Face safetensors model directory.
 
     edit.py apply MODEL_DIR --tensor NAME|random-down-proj [--layers 30] [--mode rank1|kn] [--seed S (default random)] [--scale 0.01] [--cols 3]
-    edit.py history MODEL_DIR --wledger BIN --count N [--layers 30] [--start 0] [--mode rank1]
+    edit.py history MODEL_DIR --wledger BIN --count N [--layers 30] [--start 0] [--mode rank1] [--seeds 1000]
 
 apply:
   rank1 (ROME-like)  W += scale * ||W||_F * u v^T with u, v random unit vectors, so
@@ -13,7 +13,9 @@ apply:
   into page cache); F32, F16 and BF16 (round-to-nearest-even) are supported.
 
 history:
-  N times: a rank-one edit on model.layers.{(start+i) % layers}.mlp.down_proj.weight (seed i),
+  N times: a rank-one edit on model.layers.{(start+i) % layers}.mlp.down_proj.weight (seed
+  seeds+start+i, so a history continued with --start is the one made at once; other --seeds make
+  other edits),
   then `BIN commit -C MODEL_DIR -q -m "edit i"`. Prints the seconds spent in commits; --times
   writes each commit's wall time.
 """
@@ -121,6 +123,7 @@ def main():
     h.add_argument("--layers", type=int, default=30)
     h.add_argument("--start", type=int, default=0)
     h.add_argument("--mode", default="rank1", choices=["rank1", "kn"])
+    h.add_argument("--seeds", type=int, default=1000, help="seed of the edit at index 0")
     h.add_argument("--times", help="write 'index<TAB>layer<TAB>seconds' per commit to this file")
     args = ap.parse_args()
     if args.cmd == "apply":
@@ -134,7 +137,7 @@ def main():
     rows = []
     for i in range(args.count):
         layer = (args.start + i) % args.layers
-        apply_edit(args.model_dir, f"model.layers.{layer}.mlp.down_proj.weight", args.mode, seed=1000 + args.start + i)
+        apply_edit(args.model_dir, f"model.layers.{layer}.mlp.down_proj.weight", args.mode, seed=args.seeds + args.start + i)
         t = time.perf_counter()
         subprocess.run([args.wledger, "commit", "-C", args.model_dir, "-q", "-m", f"{args.mode} edit {i + 1} (layer {layer})"],
                        check=True, stdout=subprocess.DEVNULL)

@@ -187,12 +187,18 @@ w("")
 w("Commit *k* edits `model.layers.{(k−1) mod 30}.mlp.down_proj`, so at commit 200 all 30 `down_proj` tensors "
   "are 6–7 patches away from their keyframe (a keyframe is forced every 16 patches); at commit 1 one tensor "
   "is 1 patch away. In place, the work tree starts at the other commit, so both directions rebuild the 30 "
-  "tensors and write them into the file (105 MB of its 538 MB).")
+  "tensors and write them into the file (105 MB of its 538 MB). Since commit 200 descends from commit 1, "
+  "the switch to it continues each tensor from the version the work tree holds (only the patches after it "
+  "applied, no keyframe decoded); the switch back to commit 1 decodes the keyframes. The last row starts "
+  "both switches from a side branch (30 rank-one edits on commit 1 with other seeds, so none of its versions "
+  "is on either commit's chains): both decode the 30 keyframes, and commit 200's tensors then go through their "
+  "6–7 patches each, as every switch to commit 200 did before wledger continued from the work tree.")
 w("")
 w("| operation | at commit 1 | at commit 200 | ratio 200/1 | target | result |")
 w("|---|---|---|---:|---:|---|")
 for a, b, name in (("hist.c1_output", "hist.c200_output", "`checkout C --output DIR`"),
-                   ("hist.c1_inplace", "hist.c200_inplace", "`checkout C` in place (from the other one)")):
+                   ("hist.c1_inplace", "hist.c200_inplace", "`checkout C` in place (from the other one)"),
+                   ("hist.side_c1_inplace", "hist.side_c200_inplace", "`checkout C` in place from a side branch (keyframes decoded both ways)")):
     ta, tb = hf(a), hf(b)
     r = ratio(tb and tb["median"], ta and ta["median"])
     v = verdict(r, 1.2)

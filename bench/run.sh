@@ -293,6 +293,15 @@ hf hist.c200_output -w 1 -r "$HR" --prepare "rm -rf $OUT; sync" "$WL checkout -C
 rm -rf "$OUT"
 hf hist.c1_inplace -w 1 -r "$HR" --prepare "$WL checkout -C $H -q $C200 >/dev/null && sync" "$WL checkout -C $H -q $C1"
 hf hist.c200_inplace -w 1 -r "$HR" --prepare "$WL checkout -C $H -q $C1 >/dev/null && sync" "$WL checkout -C $H -q $C200"
+# The keyframe path both ways: from a side branch of 30 rank-one edits on commit 1 (other seeds than
+# the main history's, so no side version is on either target's chain).
+"$WL" branch -C "$H" -q side "$C1" >/dev/null
+"$WL" checkout -C "$H" -q side >/dev/null
+$EDIT history "$H" --wledger "$WL" --count 30 --layers 30 --seeds 50000 >/dev/null
+"$WL" log -C "$H" --json side >"$RES/side.log.json"
+S=$(json_get "$RES/side.log.json" "d[0]['id']")
+hf hist.side_c1_inplace -w 1 -r "$HR" --prepare "$WL checkout -C $H -q $S >/dev/null && sync" "$WL checkout -C $H -q $C1"
+hf hist.side_c200_inplace -w 1 -r "$HR" --prepare "$WL checkout -C $H -q $S >/dev/null && sync" "$WL checkout -C $H -q $C200"
 "$WL" checkout -C "$H" -q main >/dev/null
 
 # ---------------------------------------------------------------------------------------------
