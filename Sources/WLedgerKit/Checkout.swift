@@ -32,7 +32,9 @@ extension Repository {
     /// lets a killed checkout be finished by the next command.
     ///
     /// Refuses (`KitError.refused`) when the work tree has uncommitted changes, unless `force`.
-    /// Every rebuilt tensor is verified against its fingerprint (and sha256 with `verifySHA256`).
+    /// A changed tensor whose target version descends from the one the clean work tree holds is
+    /// continued from those bytes (`TensorRecipe.start`). Every rebuilt tensor is verified against
+    /// its fingerprint (and sha256 with `verifySHA256`).
     /// - Parameter inPlace: nil: `core.in-place` of `.wledger/config` (true when unset).
     public func checkout(_ revision: String, output: String? = nil, force: Bool = false, verifySHA256: Bool = false,
                          inPlace: Bool? = nil, progress: ProgressReporter = .silent) throws -> CheckoutResult {
@@ -204,9 +206,6 @@ extension Repository {
         }
     }
 
-    /// Writes `files` of a commit into `dir`, each atomically (all staged first, then renamed).
-    /// `beforeRename` runs once every file is staged and fsynced, before the first rename (the
-    /// in-place checkout writes its journal there, then its in-place tensors).
     /// A clean work tree's tensors with the versions they hold, for rebuilds of later versions of
     /// them to continue from (`TensorRecipe.start`); none when its structure differs from HEAD's.
     private func workTreeVersions(_ cmp: WorkTreeComparison) -> [String: TensorRecipe.Start] {
@@ -219,6 +218,9 @@ extension Repository {
         return out
     }
 
+    /// Writes `files` of a commit into `dir`, each atomically (all staged first, then renamed).
+    /// `beforeRename` runs once every file is staged and fsynced, before the first rename (the
+    /// in-place checkout writes its journal there, then its in-place tensors).
     /// - Parameter current: what `workTreeVersions` found, for tensors rebuilt from the ledger.
     private func writeFiles(_ files: [FileEntry], into dir: String, manifest: [String: ManifestEntry], sources: [String: RawView],
                             current: [String: TensorRecipe.Start] = [:], verifySHA256: Bool, progress: ProgressReporter, result: inout CheckoutResult,

@@ -109,7 +109,8 @@ struct TensorRecipe: Sendable {
 extension Ledger {
     /// Copies out of the ledger the keyframe and patches that rebuild tensor version `hash`.
     /// - Parameter current: bytes believed to hold another version of the tensor; when that
-    ///   version is on `hash`'s chain (after its keyframe), the recipe starts from them.
+    ///   version is on `hash`'s chain (its keyframe or a version after it), the recipe starts from
+    ///   them.
     func recipe(for hash: String, current: TensorRecipe.Start? = nil) throws -> TensorRecipe {
         let chain = try versionChain(hash)
         guard let first = chain.first, first.base == nil else { throw LedgerError.corruptObject(id: hash, reason: "no keyframe at the start of its chain") }

@@ -9,6 +9,8 @@ struct Checkout: ParsableCommand {
             written, in place, unless --no-in-place; other changed files, and any file that is a symlink or has \
             another hard link or is read-only, are written to temporary files and renamed into place; unchanged files are left \
             alone. A killed checkout is finished by the next wledger command. \
+            A changed tensor whose target version descends from the one the clean work tree holds continues from \
+            those bytes (only the later patches applied). \
             Every rebuilt tensor is verified against its recorded fingerprint (and sha256 with --verify). \
             Refuses to overwrite uncommitted changes unless --force.
 
