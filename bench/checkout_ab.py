@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Interleaved A/B of in-place `wledger checkout` builds along a 200-edit history (section 3's case).
 
-    python3 bench/checkout_ab.py MODEL_DIR [--rounds R] NAME=BINARY ...
+    python3 bench/checkout_ab.py MODEL_DIR [--rounds R] [--no-in-place] NAME=BINARY ...
 
 MODEL_DIR is a work tree with a history made by `bench/edit.py history` (HEAD at its last commit,
 on branch `main`). Each round, for each binary in turn: check out commit 1 (untimed; it writes
@@ -10,6 +10,7 @@ last commit, then time the switch back to commit 1. Every timed switch thus foll
 of ms, a checkout that wrote the weight file, as the timed switches of `bench/run.sh` and
 `bench/checkout-recheck.sh` do. Interleaving puts every binary through the same machine states.
 Prints per binary the median of each direction and their ratio (the history target: ≤ 1.2×).
+With --no-in-place every checkout (the untimed one too) writes the weight file anew.
 """
 import argparse
 import json
@@ -24,6 +25,7 @@ def main():
     ap.add_argument("model")
     ap.add_argument("binaries", nargs="+", help="NAME=PATH of a wledger binary")
     ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--no-in-place", action="store_true", help="pass --no-in-place to every checkout")
     args = ap.parse_args()
     specs = [b.split("=", 1) for b in args.binaries]
     if any(len(s) != 2 for s in specs):
@@ -35,7 +37,8 @@ def main():
 
     def checkout(binary, rev):
         t = time.perf_counter()
-        subprocess.run([binary, "checkout", "-q", "-C", args.model, rev], check=True, stdout=subprocess.DEVNULL)
+        extra = ["--no-in-place"] if args.no_in_place else []
+        subprocess.run([binary, "checkout", "-q", "-C", args.model, *extra, rev], check=True, stdout=subprocess.DEVNULL)
         return time.perf_counter() - t
 
     times = {name: ([], []) for name, _ in specs}
