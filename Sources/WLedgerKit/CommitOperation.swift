@@ -107,6 +107,10 @@ public struct CommitResult: Encodable, Sendable {
     public var tensors: [ChangedTensor]
     public var files: [String]
     public var storedBytes: Int
+    /// Changed tensors whose parent (HEAD's version) was taken from the clean work tree rather
+    /// than rebuilt from the ledger (`revert`, `prune`, `restrain`, `edit`; 0 for `commit`, whose
+    /// work tree holds the child).
+    public var parentsFromWorkTree = 0
 
     public struct ChangedTensor: Encodable, Sendable {
         public var name: String

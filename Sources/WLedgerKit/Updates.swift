@@ -60,10 +60,11 @@ extension Repository {
         }
         let policy = options.policy
         let manifest = cmp.manifest
-        let slots = Slots<PreparedTensor>(names.count)
+        let slots = Slots<PreparedTensor>(names.count), fromWorkTree = Slots<Bool>(names.count)
         try parallelFor(names.count) { i in
             let e = manifest[names[i]]!
-            var parent = try recipes[i].build(verifySHA256: false)
+            var (parent, continued) = try recipes[i].buildReportingStart(verifySHA256: false)
+            fromWorkTree[i] = continued
             let child = updates[names[i]]!
             slots[i] = try parent.withUnsafeMutableBytes { pb in
                 try child.withUnsafeBytes { cb in
@@ -159,8 +160,10 @@ extension Repository {
             try recordStats((cmp.directory.weightFiles + cmp.directory.sideFiles).filter { written[$0] == nil }, commit: recorded.id,
                             scanned: cmp.stats, readAt: cmp.scannedAt)
             runPostCommitHook(commit: recorded.id, candidate: root)
-            return CommitResult(commit: recorded.id, parent: head.commit, branch: head.branchName, kind: options.kind.rawValue,
-                                tensors: recorded.tensors, files: [], storedBytes: recorded.storedBytes)
+            var result = CommitResult(commit: recorded.id, parent: head.commit, branch: head.branchName, kind: options.kind.rawValue,
+                                      tensors: recorded.tensors, files: [], storedBytes: recorded.storedBytes)
+            result.parentsFromWorkTree = fromWorkTree.values.filter { $0 == true }.count
+            return result
         } catch {
             for s in staged { if committed { s.writer.keep() } else { s.writer.abort() } }
             throw error

@@ -67,6 +67,21 @@ final class ForwardCheckoutTests: XCTestCase {
         XCTAssertEqual(r.tensorsRebuilt, 2)
     }
 
+    /// `revert` (like prune, restrain and edit) encodes against HEAD's version of each changed
+    /// tensor, which a clean work tree holds: it is taken from there, not rebuilt from the ledger.
+    func testRevertTakesHeadsVersionFromTheWorkTree() throws {
+        let tmp = try TemporaryDirectory("forward-revert")
+        let (repo, weights, _, commits, sha) = try history(tmp)
+        let r = try repo.revert(commits[4])
+        XCTAssertEqual(r.commit.tensors.map(\.name), [Self.b])
+        XCTAssertEqual(r.commit.parentsFromWorkTree, 1)
+        XCTAssertEqual(try fileSHA256(weights), sha[3], "reverting HEAD restores its parent's bytes exactly")
+        XCTAssertTrue(try repo.status().clean)
+        // A plain commit's work tree holds the child, so its parents come from the ledger.
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: Self.a, seed: 99)
+        XCTAssertEqual(try repo.commit(CommitOptions(message: "one more")).parentsFromWorkTree, 0)
+    }
+
     func testBytesThatAreNotTheClaimedVersionFallBackToTheKeyframe() throws {
         let tmp = try TemporaryDirectory("forward-fallback")
         let (repo, _, _, commits, _) = try history(tmp)
