@@ -54,11 +54,9 @@ extension Repository {
             let head = try ledger.head()
             let cmp = try? WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName,
                                                       rehash: false, progress: .silent)
-            var sources: [String: RawView] = [:]
-            let current = cmp.map(workTreeVersions) ?? [:]
-            for (name, e) in manifest where current[name]?.version == e.hash { sources[name] = current[name]!.bytes }
-            try writeFiles(Array(files.values), into: dir, manifest: manifest, sources: sources, current: current, verifySHA256: verifySHA256,
-                           progress: progress, result: &result)
+            let workTree = cmp.map(workTreeVersions) ?? [:]
+            try writeFiles(Array(files.values), into: dir, manifest: manifest, sources: Self.unchanged(manifest, in: workTree),
+                           current: workTree, verifySHA256: verifySHA256, progress: progress, result: &result)
             withExtendedLifetime(cmp) {}
             return result
         }
@@ -97,9 +95,13 @@ extension Repository {
         }
         var result = CheckoutResult(commit: target, branch: branch, directory: root, written: [], unchanged: [], removed: [],
                                     tensorsRebuilt: 0, bytesWritten: 0)
-        // Decide which files must be written; unchanged tensors are copied from the (clean) work tree.
+        // Decide which files must be written; unchanged tensors are copied from the (clean) work
+        // tree, and changed ones of a later version of what it holds continue from its bytes (not
+        // with --force, which rewrites whole files from the ledger: a repair must not trust the
+        // stat cache).
         var toWrite: [FileEntry] = []
-        var sources: [String: RawView] = [:]
+        let workTree = force ? [:] : workTreeVersions(cmp)
+        let sources = Self.unchanged(manifest, in: workTree)
         let dirty = Set(cmp.report.modifiedTensors.map(\.name))
         /// Whether the work tree holds tensor `t` of the target unmodified.
         func clean(_ t: ManifestEntry) -> Bool { cmp.manifest[t.name]?.hash == t.hash && !dirty.contains(t.name) }
@@ -118,11 +120,6 @@ extension Repository {
                     continue
                 }
                 toWrite.append(f)
-                if !force && cmp.report.structural.isEmpty {
-                    for t in tensorsHere where clean(t) {
-                        if let v = RawView.tensor(t.name, in: cmp.weights) { sources[t.name] = v }
-                    }
-                }
             }
         }
         let removals = cmp.files.filter { $0.value.kind == .side && files[$0.key] == nil }.map(\.key).sorted()
@@ -133,8 +130,6 @@ extension Repository {
         // the stat cache), and at most `inPlaceMemoryLimit` bytes held in memory over all files
         // (the rebuilt tensors with what their rebuilding holds).
         var patches: [InPlaceWrite] = []
-        // Tensors of a later version of what the work tree holds continue from its bytes.
-        let current = force ? [:] : workTreeVersions(cmp)
         if try !force && (inPlace ?? inPlaceByDefault()) {
             var held = 0
             toWrite = try toWrite.filter { f in
@@ -144,15 +139,15 @@ extension Repository {
                       let file = try? InPlaceFile(root + "/" + f.path) else { return true }
                 let patch = InPlacePatch(path: f.path, tensors: changed)
                 guard let rebuilt = try rebuildForPatch(patch, header: target.header, manifest: manifest, verifySHA256: verifySHA256,
-                                                        limit: inPlaceMemoryLimit - held, current: current) else { return true }
+                                                        limit: inPlaceMemoryLimit - held, current: workTree) else { return true }
                 held += rebuilt.held
                 result.tensorsContinued += rebuilt.continued
                 patches.append(InPlaceWrite(patch: patch, file: file, header: target.header, tensors: rebuilt.tensors))
                 return false
             }
         }
-        try writeFiles(toWrite, into: root, manifest: manifest, sources: sources, current: current, verifySHA256: verifySHA256, progress: progress,
-                       result: &result) { staged in
+        try writeFiles(toWrite, into: root, manifest: manifest, sources: sources, current: workTree, verifySHA256: verifySHA256,
+                       progress: progress, result: &result) { staged in
             try self.writeJournal(PendingOperation(kind: .checkout, commit: target, branch: branch,
                                                    renames: staged.map { [self.relativeToRoot($0.tempPath), self.relativeToRoot($0.path)] },
                                                    removes: removals, patches: patches.map(\.patch)))
@@ -215,6 +210,13 @@ extension Repository {
         for (name, e) in cmp.manifest where !dirty.contains(name) {
             if let v = RawView.tensor(name, in: cmp.weights) { out[name] = TensorRecipe.Start(version: e.hash, bytes: v) }
         }
+        return out
+    }
+
+    /// The work tree's bytes of every target tensor it holds as the target has it (copied, not rebuilt).
+    private static func unchanged(_ manifest: [String: ManifestEntry], in workTree: [String: TensorRecipe.Start]) -> [String: RawView] {
+        var out: [String: RawView] = [:]
+        for (name, e) in manifest { if let w = workTree[name], w.version == e.hash { out[name] = w.bytes } }
         return out
     }
 

@@ -63,7 +63,8 @@ extension Repository {
         let slots = Slots<PreparedTensor>(names.count), fromWorkTree = Slots<Bool>(names.count)
         try parallelFor(names.count) { i in
             let e = manifest[names[i]]!
-            var (parent, continued) = try recipes[i].buildReportingStart(verifySHA256: false)
+            var parent: [UInt8], continued: Bool
+            (parent, continued) = try recipes[i].buildReportingStart(verifySHA256: false)
             fromWorkTree[i] = continued
             let child = updates[names[i]]!
             slots[i] = try parent.withUnsafeMutableBytes { pb in
