@@ -18,6 +18,15 @@ public struct CheckoutResult: Encodable, Sendable {
     /// Of `tensorsRebuilt`, those continued from the version the work tree held (only the patches
     /// after it applied, its keyframe not decoded): checking out a commit that descends from HEAD.
     public var tensorsContinued = 0
+    /// Of `tensorsRebuilt`, those the work tree was taken to hold at a version of their chain
+    /// (clean by its scan) whose bytes did not rebuild the target: rebuilt from the keyframe
+    /// instead. Nonzero only when a write since the scan, or one its file's stat hid, changed them.
+    public var workTreeMismatches = 0
+
+    mutating func count(_ tally: RebuildTally) {
+        tensorsContinued += tally.continued
+        workTreeMismatches += tally.mismatches
+    }
 }
 
 
@@ -138,10 +147,11 @@ extension Repository {
                 guard let target = inPlaceTarget(f.path, entry: f, cmp: cmp, changed: changed, limit: inPlaceMemoryLimit - held),
                       let file = try? InPlaceFile(root + "/" + f.path) else { return true }
                 let patch = InPlacePatch(path: f.path, tensors: changed)
+                let tally = RebuildTally()
                 guard let rebuilt = try rebuildForPatch(patch, header: target.header, manifest: manifest, verifySHA256: verifySHA256,
-                                                        limit: inPlaceMemoryLimit - held, current: workTree) else { return true }
+                                                        limit: inPlaceMemoryLimit - held, current: workTree, tally: tally) else { return true }
                 held += rebuilt.held
-                result.tensorsContinued += rebuilt.continued
+                result.count(tally)
                 patches.append(InPlaceWrite(patch: patch, file: file, header: target.header, tensors: rebuilt.tensors))
                 return false
             }
@@ -203,18 +213,18 @@ extension Repository {
 
     /// A clean work tree's tensors with the versions they hold, for rebuilds of later versions of
     /// them to continue from (`TensorRecipe.start`); none when its structure differs from HEAD's.
-    private func workTreeVersions(_ cmp: WorkTreeComparison) -> [String: TensorRecipe.Start] {
+    private func workTreeVersions(_ cmp: WorkTreeComparison) -> [String: WorkTreeTensor] {
         guard cmp.report.structural.isEmpty else { return [:] }
         let dirty = Set(cmp.report.modifiedTensors.map(\.name))
-        var out: [String: TensorRecipe.Start] = [:]
+        var out: [String: WorkTreeTensor] = [:]
         for (name, e) in cmp.manifest where !dirty.contains(name) {
-            if let v = RawView.tensor(name, in: cmp.weights) { out[name] = TensorRecipe.Start(version: e.hash, bytes: v) }
+            if let v = RawView.tensor(name, in: cmp.weights) { out[name] = WorkTreeTensor(version: e.hash, bytes: v) }
         }
         return out
     }
 
     /// The work tree's bytes of every target tensor it holds as the target has it (copied, not rebuilt).
-    private static func unchanged(_ manifest: [String: ManifestEntry], in workTree: [String: TensorRecipe.Start]) -> [String: RawView] {
+    private static func unchanged(_ manifest: [String: ManifestEntry], in workTree: [String: WorkTreeTensor]) -> [String: RawView] {
         var out: [String: RawView] = [:]
         for (name, e) in manifest { if let w = workTree[name], w.version == e.hash { out[name] = w.bytes } }
         return out
@@ -225,7 +235,7 @@ extension Repository {
     /// in-place checkout writes its journal there, then its in-place tensors).
     /// - Parameter current: what `workTreeVersions` found, for tensors rebuilt from the ledger.
     private func writeFiles(_ files: [FileEntry], into dir: String, manifest: [String: ManifestEntry], sources: [String: RawView],
-                            current: [String: TensorRecipe.Start] = [:], verifySHA256: Bool, progress: ProgressReporter, result: inout CheckoutResult,
+                            current: [String: WorkTreeTensor] = [:], verifySHA256: Bool, progress: ProgressReporter, result: inout CheckoutResult,
                             beforeRename: (([AtomicFileWriter]) throws -> Void)? = nil) throws {
         let byFile = Dictionary(grouping: manifest.values, by: \.file)
         let totalTensors = files.filter { $0.kind == .safetensors }.reduce(0) { $0 + (byFile[$1.path]?.count ?? 0) }
@@ -244,14 +254,15 @@ extension Repository {
                     result.bytesWritten += bytes.count
                 case .safetensors:
                     let prefix = try ledger.readObject(f.object!)
-                    let (w, rebuilt, continued) = try stageWeightFile(path, prefix: prefix, size: f.size, manifest: manifest,
-                                                                      verifySHA256: verifySHA256, progress: progress) { t in
+                    let tally = RebuildTally()
+                    let (w, rebuilt) = try stageWeightFile(path, prefix: prefix, size: f.size, manifest: manifest, verifySHA256: verifySHA256,
+                                                           tally: tally, progress: progress) { t in
                         if let v = sources[t.name] { return .view(v) }
                         return .ledger(manifest[t.name]!.hash, current: current[t.name])
                     }
                     staged.append(w)
                     result.tensorsRebuilt += rebuilt
-                    result.tensorsContinued += continued
+                    result.count(tally)
                     result.bytesWritten += f.size
                 }
                 result.written.append(f.path)

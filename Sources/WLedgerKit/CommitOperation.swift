@@ -111,6 +111,10 @@ public struct CommitResult: Encodable, Sendable {
     /// than rebuilt from the ledger (`revert`, `prune`, `restrain`, `edit`; 0 for `commit`, whose
     /// work tree holds the child).
     public var parentsFromWorkTree = 0
+    /// Changed tensors the work tree was taken to hold at HEAD's version (clean by its scan) whose
+    /// bytes were not that version: their parents were rebuilt from the ledger instead. Nonzero
+    /// only when a write since the scan, or one its file's stat hid, changed them.
+    public var workTreeMismatches = 0
 
     public struct ChangedTensor: Encodable, Sendable {
         public var name: String

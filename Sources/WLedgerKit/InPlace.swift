@@ -52,12 +52,13 @@ extension Repository {
     /// Rebuilds the target versions of a patch's tensors from the ledger (verified against their
     /// fingerprints, and sha256 with `verifySHA256`), in parallel, before anything is written; with
     /// the bytes that holds at its peak (the tensors, their recipes' stored objects, the patches
-    /// the builds decode), and how many continued from `current` (`TensorRecipe.start`). Nil,
-    /// having built nothing, when that would exceed `limit`.
-    /// - Parameter current: a clean work tree's tensors, with the versions they hold.
+    /// the builds decode). Nil, having built nothing, when that would exceed `limit`.
+    /// - Parameters:
+    ///   - current: a clean work tree's tensors, with the versions they hold.
+    ///   - tally: records where each rebuild began (`TensorRecipe.Origin`).
     func rebuildForPatch(_ patch: InPlacePatch, header: SafetensorsHeader, manifest: [String: ManifestEntry],
-                         verifySHA256: Bool, limit: Int = .max, current: [String: TensorRecipe.Start] = [:])
-        throws -> (tensors: [(info: TensorInfo, bytes: [UInt8])], held: Int, continued: Int)? {
+                         verifySHA256: Bool, limit: Int = .max, current: [String: WorkTreeTensor] = [:], tally: RebuildTally = RebuildTally())
+        throws -> (tensors: [(info: TensorInfo, bytes: [UInt8])], held: Int)? {
         let byName = Dictionary(uniqueKeysWithValues: header.tensors.map { ($0.name, $0) })
         var items: [(TensorInfo, TensorRecipe)] = []
         for name in patch.tensors {
@@ -71,10 +72,14 @@ extension Repository {
             return overflow ? Int.max : sum
         }
         guard held <= limit else { return nil }
-        let out = Slots<(bytes: [UInt8], continued: Bool)>(items.count), recipes = items.map(\.1)
-        try parallelFor(recipes.count) { i in out[i] = try recipes[i].buildReportingStart(verifySHA256: verifySHA256) }
+        let out = Slots<[UInt8]>(items.count), recipes = items.map(\.1)
+        try parallelFor(recipes.count) { i in
+            let (bytes, origin) = try recipes[i].buildReportingOrigin(verifySHA256: verifySHA256)
+            tally.record(origin)
+            out[i] = bytes
+        }
         let built = out.values.map { $0! }
-        return (items.indices.map { (items[$0].0, built[$0].bytes) }, held, built.filter(\.continued).count)
+        return (items.indices.map { (items[$0].0, built[$0]) }, held)
     }
 
     /// Recovery of a killed in-place checkout or update: writes every tensor the journal lists (of
@@ -98,7 +103,7 @@ extension Repository {
                 try InPlaceWrite(patch: p, file: file, header: header,
                                  tensors: try rebuildForPatch(p, header: header, manifest: manifest, verifySHA256: false)!.tensors).write()
             } else {
-                let (w, _, _) = try stageWeightFile(full, prefix: prefix, size: entry.size, manifest: manifest, verifySHA256: false,
+                let (w, _) = try stageWeightFile(full, prefix: prefix, size: entry.size, manifest: manifest, verifySHA256: false,
                                                  progress: .silent) { .ledger(manifest[$0.name]!.hash) }
                 try w.sync()
                 try w.commit(sync: false)

@@ -1,3 +1,4 @@
+import Foundation
 import Codec
 import Ledger
 import TensorIO
@@ -10,18 +11,27 @@ struct TensorRecipe: Sendable {
     let keyframe: StoredObject
     let patches: [StoredObject]
     /// Bytes believed to hold the version the first `applied` patches lead to: a clean work
-    /// tree's tensor when the target descends from it (checking out a later commit). The rebuild
-    /// then copies them and applies only the patches after it, instead of decoding the keyframe
-    /// and applying them all; when that result fails verification (the bytes were not that
-    /// version after all) it starts again from the keyframe.
+    /// tree's tensor when the target descends from it (checking out a later commit), set by
+    /// `Ledger.recipe(for:current:)`. The rebuild then copies them and applies only the patches
+    /// after it, instead of decoding the keyframe and applying them all; when that result fails
+    /// verification (the bytes were not that version after all) it starts again from the keyframe.
     var start: Start? = nil
 
     struct Start: Sendable {
-        /// The version the bytes hold.
-        let version: String
         let bytes: RawView
         /// Patches of the chain already applied to them.
-        var applied = 0
+        let applied: Int
+    }
+
+    /// Where a rebuild began.
+    enum Origin: Sendable {
+        /// Its keyframe: no `start`, or one that is not on the chain.
+        case keyframe
+        /// `start`: only the patches after it were applied.
+        case workTree
+        /// The keyframe, after the result from `start` failed verification: those bytes were not
+        /// the version the work tree's scan took them for (changed since, or a stat that hid a write).
+        case keyframeAfterMismatch
     }
 
     /// What the recipe's stored objects hold, copied out or while they decode (`StoredObject.heldBytes`).
@@ -46,22 +56,24 @@ struct TensorRecipe: Sendable {
 
     /// Rebuilds the tensor into `dst` (exactly `version.byteCount` bytes) and verifies it against
     /// the stored XXH3-128 fingerprint and probe, and the sha256 too when `verifySHA256`.
-    /// - Returns: whether the rebuild continued from `start` (false: from the keyframe).
+    /// - Returns: where the rebuild began.
     @discardableResult
-    func build(into dst: UnsafeMutableRawBufferPointer, verifySHA256: Bool) throws -> Bool {
+    func build(into dst: UnsafeMutableRawBufferPointer, verifySHA256: Bool) throws -> Origin {
         let n = version.byteCount
         guard dst.count == n else { throw LedgerError.corruptObject(id: version.hash, reason: "size mismatch") }
+        var origin = Origin.keyframe
         if let s = start, s.bytes.bytes.count == n, s.applied <= patches.count {
             if n > 0 { dst.copyMemory(from: s.bytes.bytes) }
             if (try? applyPatches(patches[s.applied...], to: dst)) != nil, (try? verify(dst, verifySHA256: verifySHA256)) != nil {
-                return true
+                return .workTree
             }
+            origin = .keyframeAfterMismatch
         }
         // The keyframe is decoded straight into `dst` and every patch applied there in place.
         try keyframe.decode(into: dst, verify: false)
         try applyPatches(patches[...], to: dst)
         try verify(dst, verifySHA256: verifySHA256)
-        return false
+        return origin
     }
 
     /// Applies `patches` to `dst` in place, a block of rows at a time (`PatchChain`).
@@ -96,14 +108,41 @@ struct TensorRecipe: Sendable {
     }
 
     /// Rebuilds the tensor into a new array.
-    func build(verifySHA256: Bool) throws -> [UInt8] { try buildReportingStart(verifySHA256: verifySHA256).bytes }
+    func build(verifySHA256: Bool) throws -> [UInt8] { try buildReportingOrigin(verifySHA256: verifySHA256).bytes }
 
-    /// Rebuilds the tensor into a new array; with whether it continued from `start`.
-    func buildReportingStart(verifySHA256: Bool) throws -> (bytes: [UInt8], continued: Bool) {
+    /// Rebuilds the tensor into a new array; with where the rebuild began.
+    func buildReportingOrigin(verifySHA256: Bool) throws -> (bytes: [UInt8], origin: Origin) {
         var out = uninitializedBytes(version.byteCount)
-        let continued = try out.withUnsafeMutableBytes { try build(into: $0, verifySHA256: verifySHA256) }
-        return (out, continued)
+        let origin = try out.withUnsafeMutableBytes { try build(into: $0, verifySHA256: verifySHA256) }
+        return (out, origin)
     }
+}
+
+/// A tensor of a clean work tree with the version its scan found there, for a rebuild of a later
+/// version of its chain to continue from (`Ledger.recipe(for:current:)`).
+struct WorkTreeTensor: Sendable {
+    let version: String
+    let bytes: RawView
+}
+
+/// How the rebuilds of one operation began, recorded from any thread.
+final class RebuildTally: @unchecked Sendable {
+    private let lock = NSLock()
+    private var fromWorkTree = 0, mismatched = 0
+
+    func record(_ origin: TensorRecipe.Origin) {
+        lock.lock(); defer { lock.unlock() }
+        switch origin {
+        case .keyframe: break
+        case .workTree: fromWorkTree += 1
+        case .keyframeAfterMismatch: mismatched += 1
+        }
+    }
+
+    /// Rebuilds that continued from the work tree's bytes.
+    var continued: Int { lock.lock(); defer { lock.unlock() }; return fromWorkTree }
+    /// Rebuilds whose work-tree bytes were not the version the scan took them for.
+    var mismatches: Int { lock.lock(); defer { lock.unlock() }; return mismatched }
 }
 
 extension Ledger {
@@ -111,15 +150,14 @@ extension Ledger {
     /// - Parameter current: bytes believed to hold another version of the tensor; when that
     ///   version is on `hash`'s chain (its keyframe or a version after it), the recipe starts from
     ///   them.
-    func recipe(for hash: String, current: TensorRecipe.Start? = nil) throws -> TensorRecipe {
+    func recipe(for hash: String, current: WorkTreeTensor? = nil) throws -> TensorRecipe {
         let chain = try versionChain(hash)
         guard let first = chain.first, first.base == nil else { throw LedgerError.corruptObject(id: hash, reason: "no keyframe at the start of its chain") }
         let key = try storedObject(first.object)
         let patches = try chain.dropFirst().map { try storedObject($0.object) }
         var recipe = TensorRecipe(version: chain.last!, keyframe: key, patches: patches)
-        if var start = current, let at = chain.lastIndex(where: { $0.hash == start.version }), start.bytes.bytes.count == chain.last!.byteCount {
-            start.applied = at
-            recipe.start = start
+        if let held = current, let at = chain.lastIndex(where: { $0.hash == held.version }), held.bytes.bytes.count == chain.last!.byteCount {
+            recipe.start = TensorRecipe.Start(bytes: held.bytes, applied: at)
         }
         return recipe
     }

@@ -10,7 +10,7 @@ enum TensorSource {
     case bytes([UInt8])
     /// A version rebuilt from the ledger; from `current` on when that holds an earlier version of
     /// its chain (`TensorRecipe.start`).
-    case ledger(String, current: TensorRecipe.Start? = nil)
+    case ledger(String, current: WorkTreeTensor? = nil)
 }
 
 /// `@unchecked Sendable` wrapper for raw views into memory maps that outlive the parallel loop.
@@ -39,14 +39,16 @@ extension Repository {
     /// the stored header prefix, then every tensor from its source, rebuilt in parallel in batches
     /// of at most ~512 MiB so memory stays bounded. Call `commit()` on the result to publish it,
     /// or `abort()` to drop it.
-    /// - Parameter source: called serially, in offset order, for every tensor of the header.
+    /// - Parameters:
+    ///   - tally: records where each tensor rebuilt from the ledger began (`TensorRecipe.Origin`).
+    ///   - source: called serially, in offset order, for every tensor of the header.
     func stageWeightFile(_ path: String, prefix: [UInt8], size: Int, manifest: [String: ManifestEntry], verifySHA256: Bool,
-                         progress: ProgressReporter, source: (TensorInfo) -> TensorSource)
-        throws -> (writer: AtomicFileWriter, rebuilt: Int, continued: Int) {
+                         tally: RebuildTally = RebuildTally(), progress: ProgressReporter, source: (TensorInfo) -> TensorSource)
+        throws -> (writer: AtomicFileWriter, rebuilt: Int) {
         let header = try SafetensorsHeader.parse(json: Array(prefix.dropFirst(8)), dataSize: size - prefix.count, path: path)
         let writer = WriterBox(writer: try AtomicFileWriter(path: path, size: size))
         let dataStart = header.dataStart
-        var rebuilt = 0, continued = 0
+        var rebuilt = 0
         // Every source first (the callback is cheap): views of mapped files join into runs of
         // adjacent tensors, copied inside the kernel by one background thread while the ledger is
         // read and the other tensors are rebuilt; each written range starts its writeback at once.
@@ -113,7 +115,7 @@ extension Repository {
                         rebuilt += 1
                     }
                 }
-                let items = batch, fromStart = Slots<Bool>(items.count)
+                let items = batch
                 try parallelFor(items.count) { i in
                     guard !copyFailure.isSet else { return }
                     let (t, src) = items[i]
@@ -126,14 +128,13 @@ extension Repository {
                         try writer.writer.write(v, at: dataStart + t.begin)
                     case let .bytes(b): try writer.writer.write(b, at: dataStart + t.begin)
                     case let .recipe(r):
-                        let (bytes, fromCurrent) = try r.buildReportingStart(verifySHA256: verifySHA256)
-                        fromStart[i] = fromCurrent
+                        let (bytes, origin) = try r.buildReportingOrigin(verifySHA256: verifySHA256)
+                        tally.record(origin)
                         try bytes.withUnsafeBytes { try writer.writer.write($0, at: dataStart + t.begin) }
                     }
                     writer.writer.startWriteback(at: dataStart + t.begin, count: t.byteCount)
                     progress.advance()
                 }
-                continued += fromStart.values.filter { $0 == true }.count
             }
             copies.wait()
             if let e = copyFailure.error { throw e }
@@ -142,6 +143,6 @@ extension Repository {
             writer.writer.abort()
             throw error
         }
-        return (writer.writer, rebuilt, continued)
+        return (writer.writer, rebuilt)
     }
 }

@@ -55,17 +55,17 @@ extension Repository {
         // any rebuild; a tensor that fails is rebuilt from its keyframe).
         let recipes = try names.map { name -> TensorRecipe in
             let hash = cmp.manifest[name]!.hash
-            let held = dirtyTensors.contains(name) ? nil : RawView.tensor(name, in: cmp.weights).map { TensorRecipe.Start(version: hash, bytes: $0) }
+            let held = dirtyTensors.contains(name) ? nil : RawView.tensor(name, in: cmp.weights).map { WorkTreeTensor(version: hash, bytes: $0) }
             return try ledger.recipe(for: hash, current: held)
         }
         let policy = options.policy
         let manifest = cmp.manifest
-        let slots = Slots<PreparedTensor>(names.count), fromWorkTree = Slots<Bool>(names.count)
+        let slots = Slots<PreparedTensor>(names.count), tally = RebuildTally()
         try parallelFor(names.count) { i in
             let e = manifest[names[i]]!
-            var parent: [UInt8], continued: Bool
-            (parent, continued) = try recipes[i].buildReportingStart(verifySHA256: false)
-            fromWorkTree[i] = continued
+            var parent: [UInt8], origin: TensorRecipe.Origin
+            (parent, origin) = try recipes[i].buildReportingOrigin(verifySHA256: false)
+            tally.record(origin)
             let child = updates[names[i]]!
             slots[i] = try parent.withUnsafeMutableBytes { pb in
                 try child.withUnsafeBytes { cb in
@@ -108,7 +108,7 @@ extension Repository {
             for file in touched.sorted() {
                 guard let f = cmp.files[file], let prefixID = f.object else { throw LedgerError.invalid("file '\(file)' missing at HEAD") }
                 let prefix = try ledger.readObject(prefixID)
-                let (w, _, _) = try stageWeightFile(root + "/" + file, prefix: prefix, size: f.size, manifest: newManifest, verifySHA256: false,
+                let (w, _) = try stageWeightFile(root + "/" + file, prefix: prefix, size: f.size, manifest: newManifest, verifySHA256: false,
                                                  progress: progress) { t in
                     if let b = updates[t.name], names.contains(t.name) { return .bytes(b) }
                     return .view(RawView.tensor(t.name, in: cmp.weights)!)
@@ -163,7 +163,8 @@ extension Repository {
             runPostCommitHook(commit: recorded.id, candidate: root)
             var result = CommitResult(commit: recorded.id, parent: head.commit, branch: head.branchName, kind: options.kind.rawValue,
                                       tensors: recorded.tensors, files: [], storedBytes: recorded.storedBytes)
-            result.parentsFromWorkTree = fromWorkTree.values.filter { $0 == true }.count
+            result.parentsFromWorkTree = tally.continued
+            result.workTreeMismatches = tally.mismatches
             return result
         } catch {
             for s in staged { if committed { s.writer.keep() } else { s.writer.abort() } }

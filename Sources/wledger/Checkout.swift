@@ -30,6 +30,7 @@ struct Checkout: ParsableCommand {
         let repo = try global.openRepository(forWriting: output == nil)
         let r = try repo.checkout(revision, output: output, force: force, verifySHA256: verify, inPlace: inPlace,
                                   progress: global.progress)
+        warnWorkTreeMismatches(r.workTreeMismatches)
         if json { return try printJSON(r) }
         if output != nil {
             print("Wrote \(r.written.count) file(s) of \(short(r.commit)) to \(r.directory) (\(humanBytes(r.bytesWritten)))")

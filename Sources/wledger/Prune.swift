@@ -27,6 +27,7 @@ struct Prune: ParsableCommand {
         let repo = try global.openRepository(forWriting: true)
         repo.verifyHooks = !noVerify
         let r = try repo.prune(revision, keepPercent: keep.value, by: by, message: message, author: author, progress: global.progress)
+        warnWorkTreeMismatches(r.commit.workTreeMismatches)
         if json { return try printJSON(r) }
         printCommitSummary(r.commit)
         for p in r.pruned ?? [] {

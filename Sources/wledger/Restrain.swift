@@ -46,6 +46,7 @@ struct Restrain: ParsableCommand {
         repo.verifyHooks = !noVerify
         let m: RestrainMethod = method == .prune ? .prune(alpha: alphaValue!) : .sphere(eta: eta, beta: beta)
         let r = try repo.restrain(range: range, method: m, message: message, author: author, progress: global.progress)
+        warnWorkTreeMismatches(r.commit.workTreeMismatches)
         if json { return try printJSON(r) }
         printCommitSummary(r.commit)
         for x in r.restrained ?? [] {

@@ -23,6 +23,7 @@ struct Revert: ParsableCommand {
         let repo = try global.openRepository(forWriting: true)
         repo.verifyHooks = !noVerify
         let r = try repo.revert(revision, message: message, author: author, progress: global.progress)
+        warnWorkTreeMismatches(r.commit.workTreeMismatches)
         if json { return try printJSON(r) }
         printCommitSummary(r.commit)
     }

@@ -51,6 +51,19 @@ func printJSON<T: Encodable>(_ value: T) throws {
     FileHandle.standardOutput.write("\n".data(using: .utf8)!)
 }
 
+/// Prints a one-line warning on stderr (also with --json, whose output is stdout).
+func warn(_ message: String) {
+    FileHandle.standardError.write(Data("warning: \(message)\n".utf8))
+}
+
+/// Warns about tensors the work tree's scan took for a version they were not: the command
+/// rebuilt them from the ledger instead, so its result is right, but something wrote them
+/// without the scan seeing it (`CheckoutResult.workTreeMismatches`).
+func warnWorkTreeMismatches(_ count: Int) {
+    guard count > 0 else { return }
+    warn("\(count) tensor(s) in the work tree did not hold the version its scan recorded (written since the scan, or by a write their file's stat did not show); rebuilt them from the ledger instead ('wledger status --rehash' re-reads every tensor)")
+}
+
 /// Short commit id for display.
 func short(_ id: String) -> String { String(id.prefix(12)) }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Ledger
+import TensorIO
 import TestSupport
 @testable import WLedgerKit
 import XCTest
@@ -90,29 +91,84 @@ final class ForwardCheckoutTests: XCTestCase {
         let expected = try repo.ledger.recipe(for: target).build(verifySHA256: true)
         var held = try repo.ledger.recipe(for: first).build(verifySHA256: true)
 
-        func rebuild(from bytes: [UInt8]) throws -> (bytes: [UInt8], continued: Bool) {
+        func rebuild(from bytes: [UInt8]) throws -> (bytes: [UInt8], origin: TensorRecipe.Origin) {
             try bytes.withUnsafeBytes { view in
-                let recipe = try repo.ledger.recipe(for: target, current: TensorRecipe.Start(version: first, bytes: RawView(bytes: view)))
+                let recipe = try repo.ledger.recipe(for: target, current: WorkTreeTensor(version: first, bytes: RawView(bytes: view)))
                 XCTAssertEqual(recipe.start?.applied, 1, "a's first version is one patch after its keyframe")
                 XCTAssertEqual(recipe.patches.count, 3)
-                return try recipe.buildReportingStart(verifySHA256: true)
+                return try recipe.buildReportingOrigin(verifySHA256: true)
             }
         }
         let right = try rebuild(from: held)
-        XCTAssertTrue(right.continued)
+        XCTAssertEqual(right.origin, .workTree)
         XCTAssertEqual(right.bytes, expected)
 
         // One bit off: the continued result fails its fingerprint, and the keyframe path gives the
         // committed bytes.
         held[4096] ^= 0x01
         let wrong = try rebuild(from: held)
-        XCTAssertFalse(wrong.continued)
+        XCTAssertEqual(wrong.origin, .keyframeAfterMismatch)
         XCTAssertEqual(wrong.bytes, expected)
 
         // A version that is not on the target's chain (b's) gives no start at all.
         let other = try repo.ledger.manifest(of: commits[1])[Self.b]!.hash
         try held.withUnsafeBytes { view in
-            XCTAssertNil(try repo.ledger.recipe(for: target, current: TensorRecipe.Start(version: other, bytes: RawView(bytes: view))).start)
+            XCTAssertNil(try repo.ledger.recipe(for: target, current: WorkTreeTensor(version: other, bytes: RawView(bytes: view))).start)
         }
+        XCTAssertEqual(try repo.ledger.recipe(for: target).buildReportingOrigin(verifySHA256: false).origin, .keyframe)
+    }
+
+    /// Flips one bit of tensor `name` in the weight file and records the file's new stat as seen
+    /// at HEAD long after it was written: a write the stat cache missed, so the next scan trusts
+    /// the file and takes the tensor for HEAD's version.
+    func writeHiddenFromTheScan(_ repo: Repository, weights: String, tensor name: String) throws {
+        let (info, dataStart) = try SimulatedEdit.locate(file: weights, tensor: name)
+        let fd = open(weights, O_RDWR)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        defer { close(fd) }
+        var byte: UInt8 = 0
+        let at = off_t(dataStart + info.begin + 4096)
+        XCTAssertEqual(pread(fd, &byte, 1, at), 1)
+        byte ^= 0x01
+        XCTAssertEqual(pwrite(fd, &byte, 1, at), 1)
+        let stat = try XCTUnwrap(FileStat.of(weights))
+        try repo.ledger.recordWorktreeStat("model.safetensors", commit: try repo.ledger.head().commit, stat: stat,
+                                           recordedNs: stat.mtimeNs + 1_000_000_000)
+        XCTAssertTrue(try repo.status().clean, "the scan trusts the recorded stat")
+    }
+
+    /// End to end: a checkout forward and a revert whose work-tree tensor is not the version the
+    /// scan took it for still write the committed bytes (rebuilt from the keyframe), count it in
+    /// `workTreeMismatches`, and the CLI warns about it.
+    func testAWriteTheScanMissedIsRebuiltFromTheLedgerAndReported() throws {
+        let tmp = try TemporaryDirectory("forward-mismatch")
+        let (held, weights, _, commits, sha) = try history(tmp)
+        _ = try held.checkout(commits[0])
+        try writeHiddenFromTheScan(held, weights: weights, tensor: Self.a)
+        held.unlock()
+        let out = try CLI.run(["checkout", "--json", commits[4]], in: held.root, environment: ["WLEDGER_LOCK_TIMEOUT": "5"])
+        XCTAssertEqual(out.status, 0, out.stderr)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(json["tensorsRebuilt"] as? Int, 2)
+        XCTAssertEqual(json["tensorsContinued"] as? Int, 1, "b continues; a does not")
+        XCTAssertEqual(json["workTreeMismatches"] as? Int, 1)
+        XCTAssertTrue(out.stderr.hasPrefix("warning: 1 tensor(s) in the work tree did not hold the version its scan recorded"), out.stderr)
+        XCTAssertEqual(try fileSHA256(weights), sha[4])
+
+        // Reverting HEAD's edit of b, whose work-tree bytes are not HEAD's: the parent is rebuilt
+        // from the ledger and the file ends at the parent commit's bytes exactly.
+        let repo = try Repository.open(at: held.root, forWriting: true)
+        try writeHiddenFromTheScan(repo, weights: weights, tensor: Self.b)
+        let r = try repo.revert(commits[4])
+        XCTAssertEqual(r.commit.tensors.map(\.name), [Self.b])
+        XCTAssertEqual(r.commit.parentsFromWorkTree, 0)
+        XCTAssertEqual(r.commit.workTreeMismatches, 1)
+        XCTAssertEqual(try fileSHA256(weights), sha[3])
+
+        // Without a hidden write nothing is reported.
+        let again = try repo.checkout(commits[4])
+        XCTAssertEqual(again.workTreeMismatches, 0)
+        XCTAssertEqual(again.tensorsContinued, 1)
+        XCTAssertEqual(try fileSHA256(weights), sha[4])
     }
 }
