@@ -51,6 +51,8 @@ public struct EditReport: Encodable, Sendable {
     public var marginBefore: Double
     public var marginAfter: Double
     public var seconds: Double
+    /// The commit's `CommitResult.workTreeMismatches` (the same in every report of one MEMIT commit).
+    public var workTreeMismatches = 0
 }
 
 /// The keys' second moment of one layer, as cached in the ledger.
@@ -153,7 +155,7 @@ extension Repository {
                           targetProbabilityBefore: r.targetProbabilityBefore, targetProbabilityAfter: r.targetProbabilityAfter,
                           efficacy: after.margin > 0 ? 1 : 0, generalization: after.generalization,
                           locality: after.locality(comparedTo: before), marginBefore: before.margin, marginAfter: after.margin,
-                          seconds: Self.seconds(clock.now - start))
+                          seconds: Self.seconds(clock.now - start), workTreeMismatches: result.workTreeMismatches)
     }
 
     /// One MEMIT edit of a batch of requests on the current HEAD, committed as one commit.
@@ -223,7 +225,7 @@ extension Repository {
                               targetProbabilityBefore: r.probabilitiesBefore[i], targetProbabilityAfter: r.probabilitiesAfter[i],
                               efficacy: after.margin > 0 ? 1 : 0, generalization: after.generalization,
                               locality: after.locality(comparedTo: before[i]), marginBefore: before[i].margin, marginAfter: after.margin,
-                              seconds: seconds)
+                              seconds: seconds, workTreeMismatches: result.workTreeMismatches)
         }
     }
 

@@ -69,7 +69,11 @@ struct Edit: ParsableCommand {
         o.author = author
         let repo = try global.openRepository(forWriting: true)
         repo.verifyHooks = !noVerify
+        var warned: String? = nil
         let reports = try repo.edit(requestBytes: bytes, source: request, options: o, progress: global.progress) { r in
+            // Once per commit (a MEMIT commit reports each of its requests).
+            if warned != r.commit { warnWorkTreeMismatches(r.workTreeMismatches) }
+            warned = r.commit
             if !json { Edit.printReport(r) }
         }
         if json { try printJSON(reports) }
