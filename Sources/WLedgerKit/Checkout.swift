@@ -22,6 +22,8 @@ public struct CheckoutResult: Encodable, Sendable {
     /// (clean by its scan) whose bytes did not rebuild the target: rebuilt from the keyframe
     /// instead. Nonzero only when a write since the scan, or one its file's stat hid, changed them.
     public var workTreeMismatches = 0
+    /// `branch` was created by this checkout (`checkout -b`).
+    public var branchCreated = false
 
     mutating func count(_ tally: RebuildTally) {
         tensorsContinued += tally.continued
@@ -44,15 +46,34 @@ extension Repository {
     /// A changed tensor whose target version descends from the one the clean work tree holds is
     /// continued from those bytes (`TensorRecipe.start`). Every rebuilt tensor is verified against
     /// its fingerprint (and sha256 with `verifySHA256`).
+    ///
+    /// With `newBranch` (`checkout -b NAME [REV]`), creates that branch at the revision and leaves
+    /// HEAD on it, in the same transaction that moves HEAD: a refused or failed checkout creates
+    /// no branch. When the revision is HEAD's commit (and not `force`) nothing is written and
+    /// uncommitted changes stay, as with git.
     /// - Parameter inPlace: nil: `core.in-place` of `.wledger/config` (true when unset).
-    public func checkout(_ revision: String, output: String? = nil, force: Bool = false, verifySHA256: Bool = false,
-                         inPlace: Bool? = nil, progress: ProgressReporter = .silent) throws -> CheckoutResult {
+    public func checkout(_ revision: String, newBranch: String? = nil, output: String? = nil, force: Bool = false,
+                         verifySHA256: Bool = false, inPlace: Bool? = nil, progress: ProgressReporter = .silent) throws -> CheckoutResult {
+        if let newBranch {
+            guard output == nil else { throw KitError.usage("a new branch (-b) cannot be created with --output") }
+            try Ledger.validateRefName(newBranch)
+            if try ledger.refTarget(RefKind.branch.prefix + newBranch) != nil {
+                throw KitError.refused("a branch named '\(newBranch)' already exists")
+            }
+        }
         let resolver = RevisionResolver(ledger: ledger)
         let target = try resolver.resolve(revision)
         // `checkout HEAD` (e.g. with --force to discard changes) stays on the current branch.
-        let branch = ["HEAD", "@"].contains(revision) ? try ledger.head().branchName : try resolver.branchName(revision)
+        let branch = try newBranch ?? (["HEAD", "@"].contains(revision) ? ledger.head().branchName : resolver.branchName(revision))
         let manifest = try ledger.manifest(of: target)
         let files = try ledger.files(of: target)
+        if let newBranch, !force, try ledger.head().commit == target {
+            try moveHead(to: target, branch: newBranch, create: true)
+            var result = CheckoutResult(commit: target, branch: newBranch, directory: root, written: [], unchanged: files.keys.sorted(),
+                                        removed: [], tensorsRebuilt: 0, bytesWritten: 0)
+            result.branchCreated = true
+            return result
+        }
         if let output {
             let dir = absolutePath(output)
             try prepareOutputDirectory(dir)
@@ -82,6 +103,7 @@ extension Repository {
         guard let cmp = scanned else {
             var result = CheckoutResult(commit: target, branch: branch, directory: root, written: [], unchanged: [], removed: [],
                                         tensorsRebuilt: 0, bytesWritten: 0)
+            result.branchCreated = newBranch != nil
             try writeFiles(Array(files.values), into: root, manifest: manifest, sources: [:], verifySHA256: verifySHA256,
                            progress: progress, result: &result) { staged in
                 try self.writeJournal(PendingOperation(kind: .checkout, commit: target, branch: branch,
@@ -89,7 +111,7 @@ extension Repository {
                                                        removes: []))
                 FaultInjection.point("checkout-journaled")
             }
-            try moveHead(to: target, branch: branch)
+            try moveHead(to: target, branch: branch, create: newBranch != nil)
             clearJournal()
             var written: [String: FileStat] = [:]
             for p in result.written { written[p] = FileStat.of(root + "/" + p) }
@@ -104,6 +126,7 @@ extension Repository {
         }
         var result = CheckoutResult(commit: target, branch: branch, directory: root, written: [], unchanged: [], removed: [],
                                     tensorsRebuilt: 0, bytesWritten: 0)
+        result.branchCreated = newBranch != nil
         // Decide which files must be written; unchanged tensors are copied from the (clean) work
         // tree, and changed ones of a later version of what it holds continue from its bytes (not
         // with --force, which rewrites whole files from the ledger: a repair must not trust the
@@ -176,7 +199,7 @@ extension Repository {
         for path in removals {
             if unlink(root + "/" + path) == 0 || errno == ENOENT { result.removed.append(path) }
         }
-        try moveHead(to: target, branch: branch)
+        try moveHead(to: target, branch: branch, create: newBranch != nil)
         clearJournal()
         var written: [String: FileStat] = [:]
         for p in result.written { written[p] = FileStat.of(root + "/" + p) }
@@ -185,9 +208,11 @@ extension Repository {
         return result
     }
 
-    private func moveHead(to target: String, branch: String?) throws {
+    /// Points HEAD at `branch` (created at `target` first when `create`), or detaches it at `target`.
+    private func moveHead(to target: String, branch: String?, create: Bool = false) throws {
         try ledger.transaction {
             if let branch {
+                if create { try ledger.updateRef(RefKind.branch.prefix + branch, to: target, expected: .absent) }
                 try ledger.setHead(.branch(name: branch, commit: target))
             } else {
                 try ledger.setHead(.detached(commit: target))

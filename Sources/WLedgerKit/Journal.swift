@@ -42,7 +42,8 @@ struct PendingOperation: Codable {
     /// Update: HEAD before the operation (if HEAD has moved, the commit was recorded);
     /// checkout: the target.
     var commit: String
-    /// Checkout: the branch HEAD will follow (nil: detached).
+    /// Checkout: the branch HEAD will follow (nil: detached); created at `commit` when it does not
+    /// exist (`checkout -b`).
     var branch: String?
     /// (temporary file, destination), paths relative to the work tree.
     var renames: [[String]]
@@ -112,6 +113,10 @@ extension Repository {
                 for path in op.removes { unlink(root + "/" + path) }
                 try ledger.transaction {
                     if let b = op.branch {
+                        // A branch the checkout was to create (`checkout -b`) is created now.
+                        if try ledger.refTarget(RefKind.branch.prefix + b) == nil {
+                            try ledger.updateRef(RefKind.branch.prefix + b, to: op.commit, expected: .absent)
+                        }
                         try ledger.setHead(.branch(name: b, commit: op.commit))
                     } else {
                         try ledger.setHead(.detached(commit: op.commit))

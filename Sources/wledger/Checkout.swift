@@ -12,13 +12,17 @@ struct Checkout: ParsableCommand {
             A changed tensor whose target version descends from the one the clean work tree holds continues from \
             those bytes (only the later patches applied). \
             Every rebuilt tensor is verified against its recorded fingerprint (and sha256 with --verify). \
-            Refuses to overwrite uncommitted changes unless --force.
+            Refuses to overwrite uncommitted changes unless --force. \
+            -b NAME creates branch NAME at the revision (default HEAD) and switches to it; at HEAD's own commit \
+            it writes nothing and keeps uncommitted changes.
 
-            Example: wledger checkout HEAD~3 --output /tmp/model-before-edit
+            Examples: wledger checkout HEAD~3 --output /tmp/model-before-edit; wledger checkout -b rect HEAD~2
             """)
 
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Revision: commit id prefix, branch, tag, HEAD~N or base.") var revision: String
+    @Argument(help: "Revision: commit id prefix, branch, tag, HEAD~N or base (with -b, default HEAD).") var revision: String?
+    @Option(name: .customShort("b"), help: ArgumentHelp("Create this branch at the revision and switch to it.", valueName: "new-branch"))
+    var newBranch: String?
     @Option(help: "Materialize into this (new or empty) directory; HEAD and the work tree stay as they are.") var output: String?
     @Flag(name: .shortAndLong, help: "Discard uncommitted changes in the work tree.") var force = false
     @Flag(help: "Also verify the sha256 of every rebuilt tensor.") var verify = false
@@ -26,10 +30,14 @@ struct Checkout: ParsableCommand {
     var inPlace: Bool?
     @Flag(help: "Print the result as JSON.") var json = false
 
+    func validate() throws {
+        if revision == nil && newBranch == nil { throw ValidationError("Missing expected argument '<revision>'") }
+    }
+
     func run() throws {
         let repo = try global.openRepository(forWriting: output == nil)
-        let r = try repo.checkout(revision, output: output, force: force, verifySHA256: verify, inPlace: inPlace,
-                                  progress: global.progress)
+        let r = try repo.checkout(revision ?? "HEAD", newBranch: newBranch, output: output, force: force, verifySHA256: verify,
+                                  inPlace: inPlace, progress: global.progress)
         warnWorkTreeMismatches(r.workTreeMismatches)
         if json { return try printJSON(r) }
         if output != nil {
@@ -38,7 +46,8 @@ struct Checkout: ParsableCommand {
             let continued = r.tensorsContinued > 0 ? " (\(r.tensorsContinued) continued from the work tree)" : ""
             let inPlace = r.patchedInPlace.isEmpty ? "" : ", \(r.patchedInPlace.count) of them in place; \(r.tensorsRebuilt) tensor(s) rebuilt\(continued)"
             let what = "(\(r.written.count) file(s) written\(inPlace), \(r.unchanged.count) unchanged)"
-            print(r.branch.map { "Switched to branch '\($0)' at \(short(r.commit)) \(what)" } ?? "HEAD is now at \(short(r.commit)) \(what)")
+            let switched = r.branchCreated ? "Switched to a new branch" : "Switched to branch"
+            print(r.branch.map { "\(switched) '\($0)' at \(short(r.commit)) \(what)" } ?? "HEAD is now at \(short(r.commit)) \(what)")
         }
     }
 }

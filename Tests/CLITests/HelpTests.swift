@@ -279,19 +279,23 @@ final class HelpTests: XCTestCase {
         tensor whose target version descends from the one the clean work tree holds
         continues from those bytes (only the later patches applied). Every rebuilt
         tensor is verified against its recorded fingerprint (and sha256 with --verify).
-        Refuses to overwrite uncommitted changes unless --force.
+        Refuses to overwrite uncommitted changes unless --force. -b NAME creates branch
+        NAME at the revision (default HEAD) and switches to it; at HEAD's own commit it
+        writes nothing and keeps uncommitted changes.
 
-        Example: wledger checkout HEAD~3 --output /tmp/model-before-edit
+        Examples: wledger checkout HEAD~3 --output /tmp/model-before-edit; wledger
+        checkout -b rect HEAD~2
 
-        USAGE: wledger checkout [-C <path>] [--quiet] <revision> [--output <output>] [--force] [--verify] [--in-place] [--no-in-place] [--json]
+        USAGE: wledger checkout [-C <path>] [--quiet] [<revision>] [-b <new-branch>] [--output <output>] [--force] [--verify] [--in-place] [--no-in-place] [--json]
 
         ARGUMENTS:
           <revision>              Revision: commit id prefix, branch, tag, HEAD~N or
-                                  base.
+                                  base (with -b, default HEAD).
 
         OPTIONS:
           -C <path>               Run as if started in <path>. (default: .)
           -q, --quiet             Show no progress or notices.
+          -b <new-branch>         Create this branch at the revision and switch to it.
           --output <output>       Materialize into this (new or empty) directory; HEAD
                                   and the work tree stay as they are.
           -f, --force             Discard uncommitted changes in the work tree.

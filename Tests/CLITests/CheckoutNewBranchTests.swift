@@ -1,0 +1,98 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// `wledger checkout -b NAME [REV]` on the real SmolLM2 BF16: creates the branch at the revision
+/// and switches to it, with the revision's bytes in the work tree; at HEAD's own commit it writes
+/// nothing and keeps uncommitted changes (as git does). A refused or killed checkout creates no
+/// branch, or (killed after its journal) the recovery creates it with the rest of the checkout.
+final class CheckoutNewBranchTests: XCTestCase {
+    func testCheckoutDashBCreatesTheBranchOnlyWithTheCheckout() throws {
+        let tmp = try TemporaryDirectory("checkout-b")
+        let dir = (try tmp.copyModel(from: try Fixtures.smolLM2("bf16")) as NSString).standardizingPath
+        let weights = dir + "/model.safetensors"
+        func wl(_ args: [String], env: [String: String] = [:]) throws -> ProcessOutput { try CLI.run(args, in: dir, environment: env) }
+        func files() throws -> [String: String] { try directoryDigest(dir).filter { !$0.key.hasPrefix(".wledger/") } }
+        /// Branch name → (commit, current).
+        func branches() throws -> [String: (commit: String, current: Bool)] {
+            let r = try wl(["branch", "--json"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let list = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]])
+            var out: [String: (commit: String, current: Bool)] = [:]
+            for b in list { out[b["name"] as! String] = (b["commit"] as! String, b["current"] as! Bool) }
+            return out
+        }
+        func commitID(_ rev: String) throws -> String {
+            let r = try wl(["show", rev, "--json"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return try XCTUnwrap((JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["id"] as? String)
+        }
+
+        XCTAssertEqual(try wl(["init", "-q"]).status, 0)
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.4.mlp.down_proj.weight", seed: 1)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "one"]).status, 0)
+        let one = try commitID("HEAD"), oneFiles = try files()
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.9.mlp.down_proj.weight", seed: 2)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "two"]).status, 0)
+        let two = try commitID("HEAD"), twoFiles = try files()
+
+        // A new branch at an earlier commit: its bytes, HEAD on the branch, main where it was.
+        var r = try wl(["checkout", "-b", "side", "HEAD~1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.hasPrefix("Switched to a new branch 'side' at \(one.prefix(12))"), r.stdout)
+        XCTAssertEqual(try files(), oneFiles)
+        var b = try branches()
+        XCTAssertEqual(b["side"]?.commit, one)
+        XCTAssertEqual(b["side"]?.current, true)
+        XCTAssertEqual(b["main"]?.commit, two)
+
+        // Refused: the name exists, is not a valid ref name, or is combined with --output. Exit
+        // code, one-line message, and nothing changed.
+        for (args, code, needle) in [(["checkout", "-b", "side", "main"], Int32(1), "a branch named 'side' already exists"),
+                                     (["checkout", "-b", "bad..name", "main"], 2, "'bad..name'"),
+                                     (["checkout", "-b", "out", "main", "--output", tmp.path + "/out"], 2, "--output")] {
+            r = try wl(args)
+            XCTAssertEqual(r.status, code, "\(args): \(r.stderr)")
+            XCTAssertTrue(r.stderr.hasPrefix("error: ") && r.stderr.contains(needle), "\(args): \(r.stderr)")
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+            XCTAssertEqual(try files(), oneFiles, "\(args)")
+            XCTAssertEqual(Set(try branches().keys), ["main", "side"], "\(args)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.path + "/out"))
+
+        // Uncommitted changes: a new branch elsewhere is refused and not created ...
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.2.mlp.down_proj.weight", seed: 3)
+        let dirtyFiles = try files()
+        r = try wl(["checkout", "-b", "elsewhere", "main"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("your local changes would be overwritten"), r.stderr)
+        XCTAssertNil(try branches()["elsewhere"])
+        XCTAssertEqual(try files(), dirtyFiles)
+
+        // ... and one at HEAD's commit keeps them: nothing written, the next commit goes there.
+        r = try wl(["checkout", "-b", "keep", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(json["branchCreated"] as? Bool, true)
+        XCTAssertEqual((json["written"] as? [String])?.count, 0)
+        XCTAssertEqual(try files(), dirtyFiles)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "three"]).status, 0)
+        b = try branches()
+        XCTAssertEqual(b["keep"]?.current, true)
+        XCTAssertNotEqual(b["keep"]?.commit, one)
+        XCTAssertEqual(b["side"]?.commit, one)
+        XCTAssertEqual(b["main"]?.commit, two)
+
+        // Killed once its journal is written: the next command finishes the checkout, branch included.
+        r = try wl(["checkout", "-q", "-b", "crashed", "main"], env: ["WLEDGER_FAULT": "checkout-journaled"])
+        XCTAssertEqual(r.status, 9, r.stderr)
+        r = try wl(["status", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("completed an interrupted checkout"), r.stderr)
+        b = try branches()
+        XCTAssertEqual(b["crashed"]?.commit, two)
+        XCTAssertEqual(b["crashed"]?.current, true)
+        XCTAssertEqual(try files(), twoFiles)
+        XCTAssertEqual(try wl(["fsck", "-q"]).status, 0)
+    }
+}
