@@ -66,11 +66,18 @@ public struct DiffOptions: Sendable {
 
 extension Repository {
     /// `wledger diff [<a> [<b>]]`: ΔW = b − a per changed tensor. With no revisions: HEAD vs the
-    /// work tree; with one: that revision vs the work tree; with two: a vs b.
+    /// work tree; with one: that revision vs the work tree, or with a range `a..b` (as git) a vs b;
+    /// with two: a vs b.
     /// - Parameter memo: results per (tensor, from version, to version) to reuse across calls with
     ///   the same options (`report` diffs many commits against one base).
     public func diff(_ a: String? = nil, _ b: String? = nil, options: DiffOptions = DiffOptions(),
                      progress: ProgressReporter = .silent, memo: DiffMemo? = nil) throws -> DiffReport {
+        if b == nil, let a, let (from, to) = try Self.splitRange(a) {
+            return try diff(from, to, options: options, progress: progress, memo: memo)
+        }
+        for r in [a, b].compactMap({ $0 }) where b != nil && r.contains("..") {
+            throw KitError.usage("'\(r)': a range A..B is given alone (wledger diff A..B)")
+        }
         let fromID = try resolve(a ?? "HEAD")
         let fromManifest = try ledger.manifest(of: fromID)
         var toManifest: [String: ManifestEntry]

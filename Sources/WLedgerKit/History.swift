@@ -139,12 +139,38 @@ extension Repository {
         try ledger.storageTotals().storedBytes
     }
 
-    /// `wledger log`: commits from `revision` (default HEAD) back to the base, newest first.
+    /// `wledger log`: commits from `revision` (default HEAD) back to the base, newest first; or,
+    /// for a range `A..B` (as git: an omitted side is HEAD), those of B's that are not A's
+    /// (stopping at the first commit they share).
     /// - Parameter stat: include κ before/after of every edited matrix (computed once, then cached).
     public func log(from revision: String = "HEAD", limit: Int = Int.max, stat: Bool = false) throws -> [CommitInfo] {
-        let start = try resolve(revision)
+        var commits: [CommitRecord]
+        if let (a, b) = try Self.splitRange(revision) {
+            let excluded = Set(try ledger.history(from: try resolve(a)).map(\.id))
+            let start = try resolve(b)
+            commits = []
+            var cur: String? = start
+            while let id = cur, !excluded.contains(id), commits.count < limit {
+                guard let c = try ledger.commit(id) else { throw LedgerError.unknownRevision(id) }
+                commits.append(c)
+                cur = c.parent
+            }
+        } else {
+            commits = try ledger.history(from: try resolve(revision), limit: limit)
+        }
         let deco = try decorations()
-        return try ledger.history(from: start, limit: limit).map { try info($0, decorations: deco, detailed: false, kappa: stat) }
+        return try commits.map { try info($0, decorations: deco, detailed: false, kappa: stat) }
+    }
+
+    /// The two sides of a range `A..B` (an omitted side is HEAD); nil for a single revision. Ref
+    /// names cannot contain "..", so any revision that does is a range.
+    static func splitRange(_ revision: String) throws -> (String, String)? {
+        guard let r = revision.range(of: "..") else { return nil }
+        let a = String(revision[..<r.lowerBound]), b = String(revision[r.upperBound...])
+        if b.hasPrefix(".") || b.contains("..") {
+            throw KitError.usage("'\(revision)': only two-dot ranges A..B are supported")
+        }
+        return (a.isEmpty ? "HEAD" : a, b.isEmpty ? "HEAD" : b)
     }
 
     /// `wledger show`: one commit with its request and per-tensor ΔW statistics.

@@ -6,6 +6,7 @@ import XCTest
 /// and switches to it, with the revision's bytes in the work tree; at HEAD's own commit it writes
 /// nothing and keeps uncommitted changes (as git does). A refused or killed checkout creates no
 /// branch, or (killed after its journal) the recovery creates it with the rest of the checkout.
+/// Then `log A..B` and `diff A..B` over the branches it made.
 final class CheckoutNewBranchTests: XCTestCase {
     func testCheckoutDashBCreatesTheBranchOnlyWithTheCheckout() throws {
         let tmp = try TemporaryDirectory("checkout-b")
@@ -94,5 +95,34 @@ final class CheckoutNewBranchTests: XCTestCase {
         XCTAssertEqual(b["crashed"]?.current, true)
         XCTAssertEqual(try files(), twoFiles)
         XCTAssertEqual(try wl(["fsck", "-q"]).status, 0)
+
+        // Ranges over these branches (main: base-one-two, keep: base-one-three; HEAD is main's
+        // commit): `log A..B` lists B's commits that A does not have, newest first.
+        let three = try XCTUnwrap(b["keep"]?.commit), base = try commitID("base")
+        func logIDs(_ range: String) throws -> [String] {
+            let r = try wl(["log", "--json", range])
+            XCTAssertEqual(r.status, 0, "\(range): \(r.stderr)")
+            let list = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]])
+            return list.compactMap { $0["id"] as? String }
+        }
+        XCTAssertEqual(try logIDs("main..keep"), [three])
+        XCTAssertEqual(try logIDs("keep..main"), [two])
+        XCTAssertEqual(try logIDs("base..main"), [two, one])
+        XCTAssertEqual(try logIDs("..main"), [], "HEAD is main's commit")
+        XCTAssertEqual(try logIDs("side.."), [two])
+        XCTAssertEqual(try logIDs("main"), [two, one, base])
+        // `diff A..B` is `diff A B`.
+        r = try wl(["diff", "--json", "--no-spectrum", "main..keep"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let twoArgs = try wl(["diff", "--json", "--no-spectrum", "main", "keep"]).stdout
+        XCTAssertEqual(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? NSDictionary,
+                       try JSONSerialization.jsonObject(with: Data(twoArgs.utf8)) as? NSDictionary)
+        XCTAssertTrue(r.stdout.contains(three), r.stdout)
+        for (args, needle) in [(["log", "main...keep"], "only two-dot ranges"), (["log", "main..nope"], "'nope'"),
+                               (["diff", "main..keep", "HEAD"], "given alone")] {
+            r = try wl(args)
+            XCTAssertEqual(r.status, 2, "\(args): \(r.stderr)")
+            XCTAssertTrue(r.stderr.hasPrefix("error: ") && r.stderr.contains(needle), "\(args): \(r.stderr)")
+        }
     }
 }

@@ -189,12 +189,15 @@ final class HelpTests: XCTestCase {
         try assertHelp(["log", "--help"], #"""
         OVERVIEW: Show commit history.
 
-        Example: wledger log --oneline
+        Examples: wledger log --oneline; wledger log main..rect (the commits of rect
+        that main does not have)
 
         USAGE: wledger log [-C <path>] [--quiet] [<revision>] [--oneline] [--stat] [--max-count <max-count>] [--json]
 
         ARGUMENTS:
-          <revision>              Revision to start from. (default: HEAD)
+          <revision>              Revision to start from, or a range A..B: B's commits
+                                  that are not A's (an omitted side is HEAD). (default:
+                                  HEAD)
 
         OPTIONS:
           -C <path>               Run as if started in <path>. (default: .)
@@ -237,18 +240,19 @@ final class HelpTests: XCTestCase {
         tree.
 
         With no revision: HEAD vs the work tree. With one: that revision vs the work
-        tree. With two: a vs b. Per tensor: changed elements, Σ|ΔW| (L1), ‖ΔW‖F,
-        ‖ΔW‖F/‖W‖F and max|ΔW|, computed in float64; the relative change δ = |ΔW/W| (W
-        of the older side; where W = 0 the denominator is 2^-126 so δ stays finite) as
-        shares above thresholds and median/p90/p99; for 2-D tensors σmax, σmin and κ of
-        both sides and the numerical rank and top singular values of ΔW.
+        tree (a range A..B: A vs B). With two: a vs b. Per tensor: changed elements,
+        Σ|ΔW| (L1), ‖ΔW‖F, ‖ΔW‖F/‖W‖F and max|ΔW|, computed in float64; the relative
+        change δ = |ΔW/W| (W of the older side; where W = 0 the denominator is 2^-126
+        so δ stays finite) as shares above thresholds and median/p90/p99; for 2-D
+        tensors σmax, σmin and κ of both sides and the numerical rank and top singular
+        values of ΔW.
 
         Example: wledger diff base HEAD --stat
 
         USAGE: wledger diff [-C <path>] [--quiet] [<a>] [<b>] [--stat] [--tensor <tensor>] [--delta-thresholds <delta-thresholds>] [--no-spectrum] [--json]
 
         ARGUMENTS:
-          <a>                     Older revision (default HEAD).
+          <a>                     Older revision (default HEAD), or a range A..B.
           <b>                     Newer revision (default: the work tree).
 
         OPTIONS:
