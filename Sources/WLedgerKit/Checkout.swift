@@ -48,9 +48,10 @@ extension Repository {
     /// its fingerprint (and sha256 with `verifySHA256`).
     ///
     /// With `newBranch` (`checkout -b NAME [REV]`), creates that branch at the revision and leaves
-    /// HEAD on it, in the same transaction that moves HEAD: a refused or failed checkout creates
-    /// no branch. When the revision is HEAD's commit (and not `force`) nothing is written and
-    /// uncommitted changes stay, as with git.
+    /// HEAD on it, in the same transaction that moves HEAD: a checkout refused, or failing before
+    /// its journal is written, creates no branch (one killed or failing after that is finished,
+    /// branch included, by the next command). When the revision is HEAD's commit (and not `force`)
+    /// nothing is written and uncommitted changes stay, as with git.
     /// - Parameter inPlace: nil: `core.in-place` of `.wledger/config` (true when unset).
     public func checkout(_ revision: String, newBranch: String? = nil, output: String? = nil, force: Bool = false,
                          verifySHA256: Bool = false, inPlace: Bool? = nil, progress: ProgressReporter = .silent) throws -> CheckoutResult {

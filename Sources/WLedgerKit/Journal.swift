@@ -113,11 +113,15 @@ extension Repository {
                 for path in op.removes { unlink(root + "/" + path) }
                 try ledger.transaction {
                     if let b = op.branch {
-                        // A branch the checkout was to create (`checkout -b`) is created now.
-                        if try ledger.refTarget(RefKind.branch.prefix + b) == nil {
+                        // A branch the checkout was to create (`checkout -b`) is created now; one
+                        // that points elsewhere is not followed (HEAD is detached at the files).
+                        switch try ledger.refTarget(RefKind.branch.prefix + b) {
+                        case nil:
                             try ledger.updateRef(RefKind.branch.prefix + b, to: op.commit, expected: .absent)
+                            try ledger.setHead(.branch(name: b, commit: op.commit))
+                        case op.commit?: try ledger.setHead(.branch(name: b, commit: op.commit))
+                        default: try ledger.setHead(.detached(commit: op.commit))
                         }
-                        try ledger.setHead(.branch(name: b, commit: op.commit))
                     } else {
                         try ledger.setHead(.detached(commit: op.commit))
                     }

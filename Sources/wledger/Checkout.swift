@@ -14,7 +14,7 @@ struct Checkout: ParsableCommand {
             Every rebuilt tensor is verified against its recorded fingerprint (and sha256 with --verify). \
             Refuses to overwrite uncommitted changes unless --force. \
             -b NAME creates branch NAME at the revision (default HEAD) and switches to it; at HEAD's own commit \
-            it writes nothing and keeps uncommitted changes.
+            (without --force) it writes nothing and keeps uncommitted changes.
 
             Examples: wledger checkout HEAD~3 --output /tmp/model-before-edit; wledger checkout -b rect HEAD~2
             """)

@@ -58,6 +58,7 @@ final class CheckoutNewBranchTests: XCTestCase {
             XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
             XCTAssertEqual(try files(), oneFiles, "\(args)")
             XCTAssertEqual(Set(try branches().keys), ["main", "side"], "\(args)")
+            XCTAssertEqual(try branches()["side"]?.current, true, "\(args): HEAD stays")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: tmp.path + "/out"))
 
@@ -68,6 +69,7 @@ final class CheckoutNewBranchTests: XCTestCase {
         XCTAssertEqual(r.status, 1, r.stderr)
         XCTAssertTrue(r.stderr.contains("your local changes would be overwritten"), r.stderr)
         XCTAssertNil(try branches()["elsewhere"])
+        XCTAssertEqual(try branches()["side"]?.current, true, "HEAD stays")
         XCTAssertEqual(try files(), dirtyFiles)
 
         // ... and one at HEAD's commit keeps them: nothing written, the next commit goes there.
@@ -110,6 +112,9 @@ final class CheckoutNewBranchTests: XCTestCase {
         XCTAssertEqual(try logIDs("base..main"), [two, one])
         XCTAssertEqual(try logIDs("..main"), [], "HEAD is main's commit")
         XCTAssertEqual(try logIDs("side.."), [two])
+        XCTAssertEqual(try logIDs(".."), [], "HEAD..HEAD")
+        XCTAssertEqual(try wl(["tag", "v1.2", "side"]).status, 0)
+        XCTAssertEqual(try logIDs("v1.2..keep"), [three], "a dotted name on the left")
         XCTAssertEqual(try logIDs("main"), [two, one, base])
         // `diff A..B` is `diff A B`.
         r = try wl(["diff", "--json", "--no-spectrum", "main..keep"])

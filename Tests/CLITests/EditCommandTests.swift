@@ -52,7 +52,7 @@ final class EditCommandTests: XCTestCase {
         XCTAssertLessThan(try XCTUnwrap(report["marginBefore"] as? Double), 0)
         XCTAssertNotNil(report["generalization"] as? Double)
         XCTAssertNotNil(report["locality"] as? Double)
-        // HEAD's version of the edited tensor came from the clean work tree as it was scanned.
+        // The report carries the count, and a clean work tree gives no warning.
         XCTAssertEqual(report["workTreeMismatches"] as? Int, 0)
         XCTAssertFalse(r.stderr.contains("warning:"), r.stderr)
         let romeCommit = try XCTUnwrap(report["commit"] as? String)

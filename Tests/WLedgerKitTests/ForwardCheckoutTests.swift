@@ -137,9 +137,10 @@ final class ForwardCheckoutTests: XCTestCase {
         XCTAssertTrue(try repo.status().clean, "the scan trusts the recorded stat")
     }
 
-    /// End to end: a checkout forward and a revert whose work-tree tensor is not the version the
-    /// scan took it for still write the committed bytes (rebuilt from the keyframe), count it in
-    /// `workTreeMismatches`, and the CLI warns about it.
+    /// End to end: a checkout forward (CLI in place; library `--output` and `--no-in-place`) and a
+    /// revert (library) whose work-tree tensor is not the version the scan took it for still write
+    /// the committed bytes (rebuilt from the keyframe) and count it in `workTreeMismatches`; the
+    /// CLI warns about it.
     func testAWriteTheScanMissedIsRebuiltFromTheLedgerAndReported() throws {
         let tmp = try TemporaryDirectory("forward-mismatch")
         let (held, weights, _, commits, sha) = try history(tmp)
@@ -155,9 +156,24 @@ final class ForwardCheckoutTests: XCTestCase {
         XCTAssertTrue(out.stderr.hasPrefix("warning: 1 tensor(s) in the work tree did not hold the version its scan recorded"), out.stderr)
         XCTAssertEqual(try fileSHA256(weights), sha[4])
 
+        // The same into another directory (`--output`) and through the whole-file path
+        // (`--no-in-place`).
+        let repo = try Repository.open(at: held.root, forWriting: true)
+        _ = try repo.checkout(commits[0])
+        try writeHiddenFromTheScan(repo, weights: weights, tensor: Self.a)
+        let out2 = tmp.path + "/out"
+        var c = try repo.checkout(commits[4], output: out2)
+        XCTAssertEqual(c.workTreeMismatches, 1)
+        XCTAssertEqual(c.tensorsContinued, 1)
+        XCTAssertEqual(try fileSHA256(out2 + "/model.safetensors"), sha[4])
+        c = try repo.checkout(commits[4], inPlace: false)
+        XCTAssertEqual(c.patchedInPlace, [])
+        XCTAssertEqual(c.workTreeMismatches, 1)
+        XCTAssertEqual(c.tensorsContinued, 1)
+        XCTAssertEqual(try fileSHA256(weights), sha[4])
+
         // Reverting HEAD's edit of b, whose work-tree bytes are not HEAD's: the parent is rebuilt
         // from the ledger and the file ends at the parent commit's bytes exactly.
-        let repo = try Repository.open(at: held.root, forWriting: true)
         try writeHiddenFromTheScan(repo, weights: weights, tensor: Self.b)
         let r = try repo.revert(commits[4])
         XCTAssertEqual(r.commit.tensors.map(\.name), [Self.b])
