@@ -7,6 +7,15 @@ public struct RefInfo: Encodable, Sendable {
     public var current: Bool
 }
 
+/// What `branch -m` did.
+public struct BranchRename: Encodable, Sendable {
+    public var from: String
+    public var to: String
+    public var commit: String
+    /// HEAD points to the branch (it followed the rename).
+    public var current: Bool
+}
+
 /// Whether an operation concerns branches or tags.
 public enum RefKind: String, Sendable {
     case branch, tag
@@ -32,6 +41,32 @@ extension Repository {
             try ledger.updateRef(kind.prefix + name, to: target, expected: force ? .any : .absent)
         }
         return RefInfo(name: name, commit: target, current: false)
+    }
+
+    /// Renames branch `old` (nil: the current one) to `new`, in one transaction; HEAD follows it
+    /// when it is the current branch. `force` replaces an existing `new`, unless HEAD points to it.
+    @discardableResult
+    public func renameBranch(_ old: String?, to new: String, force: Bool = false) throws -> BranchRename {
+        let head = try ledger.head()
+        guard let old = old ?? head.branchName else {
+            throw KitError.refused("HEAD is detached: name the branch to rename (wledger branch -m OLD NEW)")
+        }
+        try Ledger.validateRefName(new)
+        let prefix = RefKind.branch.prefix
+        guard let target = try ledger.refTarget(prefix + old) else { throw KitError.usage("branch '\(old)' not found") }
+        if old != new, try ledger.refTarget(prefix + new) != nil {
+            guard force else { throw KitError.refused("a branch named '\(new)' already exists (use -f to replace it)") }
+            if head.branchName == new { throw KitError.refused("cannot replace branch '\(new)': HEAD points to it") }
+        }
+        let current = head.branchName == old
+        if old != new {
+            try ledger.transaction {
+                try ledger.updateRef(prefix + new, to: target, expected: force ? .any : .absent)
+                try ledger.deleteRef(prefix + old, expected: .value(target))
+                if current { try ledger.setHead(.branch(name: new, commit: target)) }
+            }
+        }
+        return BranchRename(from: old, to: new, commit: target, current: current)
     }
 
     /// Deletes a branch or tag. The current branch cannot be deleted.

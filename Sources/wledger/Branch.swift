@@ -3,18 +3,32 @@ import WLedgerKit
 
 struct Branch: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List, create or delete branches.",
-        discussion: "Examples: wledger branch; wledger branch rect HEAD~2; wledger branch -d rect")
+        abstract: "List, create, rename or delete branches.",
+        discussion: "Examples: wledger branch; wledger branch rect HEAD~2; wledger branch -m rect rect-40; wledger branch -d rect")
 
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Branch to create (list when omitted).") var name: String?
-    @Argument(help: "Where the new branch starts (default HEAD).") var startPoint = "HEAD"
+    @Argument(help: "Branch to create (list when omitted); with -m, the branch to rename, or the new name of the current one.") var name: String?
+    @Argument(help: "Where the new branch starts (default HEAD); with -m, the new name.") var startPoint: String?
     @Flag(name: .shortAndLong, help: "Delete the branch.") var delete = false
-    @Flag(name: .shortAndLong, help: "Move the branch if it exists.") var force = false
+    @Flag(name: [.customShort("m"), .long], help: "Rename the branch (HEAD follows the current one).") var move = false
+    @Flag(name: .shortAndLong, help: "Move the branch if it exists (with -m: replace the new name's branch).") var force = false
     @Flag(help: "Print the result as JSON.") var json = false
 
+    func validate() throws {
+        if move && delete { throw ValidationError("-m and -d cannot be combined") }
+        if move && name == nil { throw ValidationError("-m needs the new name (wledger branch -m [OLD] NEW)") }
+        if delete && startPoint != nil { throw ValidationError("-d takes one branch name") }
+    }
+
     func run() throws {
-        try runRefCommand(.branch, global: global, name: name, startPoint: startPoint, delete: delete, force: force, json: json)
+        if move, let name {
+            let repo = try global.openRepository(forWriting: true)
+            let (old, new) = startPoint.map { (Optional(name), $0) } ?? (nil, name)
+            let r = try repo.renameBranch(old, to: new, force: force)
+            if json { return try printJSON(r) }
+            return print("Renamed branch \(r.from) to \(r.to)\(r.current ? " (HEAD follows it)" : "")")
+        }
+        try runRefCommand(.branch, global: global, name: name, startPoint: startPoint ?? "HEAD", delete: delete, force: force, json: json)
     }
 }
 

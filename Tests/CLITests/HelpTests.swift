@@ -70,7 +70,7 @@ final class HelpTests: XCTestCase {
                                   revision and the work tree.
           checkout                Rewrite the work tree (or another directory) to a
                                   revision.
-          branch                  List, create or delete branches.
+          branch                  List, create, rename or delete branches.
           tag                     List, create or delete tags.
           revert                  Commit the inverse of one edit's ΔW onto HEAD (any
                                   commit, not only HEAD).
@@ -318,22 +318,26 @@ final class HelpTests: XCTestCase {
 
     func testBranchHelp() throws {
         try assertHelp(["branch", "--help"], #"""
-        OVERVIEW: List, create or delete branches.
+        OVERVIEW: List, create, rename or delete branches.
 
-        Examples: wledger branch; wledger branch rect HEAD~2; wledger branch -d rect
+        Examples: wledger branch; wledger branch rect HEAD~2; wledger branch -m rect
+        rect-40; wledger branch -d rect
 
-        USAGE: wledger branch [-C <path>] [--quiet] [<name>] [<start-point>] [--delete] [--force] [--json]
+        USAGE: wledger branch [-C <path>] [--quiet] [<name>] [<start-point>] [--delete] [--move] [--force] [--json]
 
         ARGUMENTS:
-          <name>                  Branch to create (list when omitted).
-          <start-point>           Where the new branch starts (default HEAD). (default:
-                                  HEAD)
+          <name>                  Branch to create (list when omitted); with -m, the
+                                  branch to rename, or the new name of the current one.
+          <start-point>           Where the new branch starts (default HEAD); with -m,
+                                  the new name.
 
         OPTIONS:
           -C <path>               Run as if started in <path>. (default: .)
           -q, --quiet             Show no progress or notices.
           -d, --delete            Delete the branch.
-          -f, --force             Move the branch if it exists.
+          -m, --move              Rename the branch (HEAD follows the current one).
+          -f, --force             Move the branch if it exists (with -m: replace the
+                                  new name's branch).
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.

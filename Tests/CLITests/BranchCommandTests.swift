@@ -7,7 +7,7 @@ import XCTest
 /// nothing and keeps uncommitted changes (as git does). A refused or killed checkout creates no
 /// branch, or (killed after its journal) the recovery creates it with the rest of the checkout.
 /// Then `log A..B` and `diff A..B` over the branches it made.
-final class CheckoutNewBranchTests: XCTestCase {
+final class BranchCommandTests: XCTestCase {
     func testCheckoutDashBCreatesTheBranchOnlyWithTheCheckout() throws {
         let tmp = try TemporaryDirectory("checkout-b")
         let dir = (try tmp.copyModel(from: try Fixtures.smolLM2("bf16")) as NSString).standardizingPath
@@ -129,5 +129,76 @@ final class CheckoutNewBranchTests: XCTestCase {
             XCTAssertEqual(r.status, 2, "\(args): \(r.stderr)")
             XCTAssertTrue(r.stderr.hasPrefix("error: ") && r.stderr.contains(needle), "\(args): \(r.stderr)")
         }
+    }
+
+    /// `wledger branch -m [OLD] NEW`: renames in one transaction, HEAD follows the current branch,
+    /// files untouched; refusals (existing name without -f, HEAD's branch as the replaced one,
+    /// unknown or invalid names, detached HEAD without OLD) change nothing.
+    func testBranchDashMRenames() throws {
+        let tmp = try TemporaryDirectory("branch-m")
+        let dir = (try tmp.copyModel(from: try Fixtures.smolLM2("bf16")) as NSString).standardizingPath
+        func wl(_ args: [String]) throws -> ProcessOutput { try CLI.run(args, in: dir) }
+        func refs() throws -> [String: (commit: String, current: Bool)] {
+            let r = try wl(["branch", "--json"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            var out: [String: (commit: String, current: Bool)] = [:]
+            for b in try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]]) {
+                out[b["name"] as! String] = (b["commit"] as! String, b["current"] as! Bool)
+            }
+            return out
+        }
+        XCTAssertEqual(try wl(["init", "-q"]).status, 0)
+        _ = try SimulatedEdit.rankOne(file: dir + "/model.safetensors", tensor: "model.layers.4.mlp.down_proj.weight", seed: 1)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "one"]).status, 0)
+        XCTAssertEqual(try wl(["branch", "side", "base"]).status, 0)
+        let start = try refs()
+        let files = try directoryDigest(dir).filter { !$0.key.hasPrefix(".wledger/") }
+
+        // The current branch, by its new name alone: HEAD follows, the commit stays.
+        var r = try wl(["branch", "-m", "trunk"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "Renamed branch main to trunk (HEAD follows it)\n")
+        var b = try refs()
+        XCTAssertEqual(Set(b.keys), ["trunk", "side"])
+        XCTAssertEqual(b["trunk"]?.commit, start["main"]?.commit)
+        XCTAssertEqual(b["trunk"]?.current, true)
+        XCTAssertEqual(try wl(["status", "--json"]).status, 0)
+
+        // Another branch by both names.
+        r = try wl(["branch", "-m", "side", "seeds", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(json["from"] as? String, "side")
+        XCTAssertEqual(json["to"] as? String, "seeds")
+        XCTAssertEqual(json["current"] as? Bool, false)
+        b = try refs()
+        XCTAssertEqual(b["seeds"]?.commit, start["side"]?.commit)
+        XCTAssertEqual(b["trunk"]?.current, true)
+
+        // Refused, nothing changed.
+        let before = try refs().mapValues { "\($0.commit) \($0.current)" }
+        for (args, code, needle) in [(["branch", "-m", "seeds", "trunk"], Int32(1), "already exists"),
+                                     (["branch", "-m", "-f", "seeds", "trunk"], 1, "HEAD points to it"),
+                                     (["branch", "-m", "nope", "x"], 2, "'nope' not found"),
+                                     (["branch", "-m", "seeds", "bad..name"], 2, "'bad..name'"),
+                                     (["branch", "-m", "-d", "seeds"], 2, "cannot be combined")] {
+            r = try wl(args)
+            XCTAssertEqual(r.status, code, "\(args): \(r.stderr)")
+            XCTAssertTrue(r.stderr.hasPrefix("error: ") && r.stderr.contains(needle), "\(args): \(r.stderr)")
+            XCTAssertEqual(try refs().mapValues { "\($0.commit) \($0.current)" }, before, "\(args)")
+        }
+
+        // -f replaces another branch; a detached HEAD needs the old name.
+        XCTAssertEqual(try wl(["branch", "spare"]).status, 0)
+        r = try wl(["branch", "-m", "-f", "seeds", "spare"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        b = try refs()
+        XCTAssertEqual(Set(b.keys), ["trunk", "spare"])
+        XCTAssertEqual(b["spare"]?.commit, start["side"]?.commit)
+        XCTAssertEqual(try wl(["checkout", "-q", String(start["main"]!.commit.prefix(12))]).status, 0)
+        r = try wl(["branch", "-m", "lonely"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("HEAD is detached"), r.stderr)
+        XCTAssertEqual(try directoryDigest(dir).filter { !$0.key.hasPrefix(".wledger/") }, files, "renames never touch the files")
     }
 }
