@@ -42,7 +42,9 @@ extension Repository {
     /// changed file is written to a temporary file and renamed into place. Either way the journal
     /// lets a killed checkout be finished by the next command.
     ///
-    /// Refuses (`KitError.refused`) when the work tree has uncommitted changes, unless `force`.
+    /// Refuses (`KitError.refused`) when the work tree has uncommitted changes, unless `force`,
+    /// or the target is HEAD's own commit under another name (a branch, `-b`, detached): then only
+    /// HEAD moves and the changes stay.
     /// A changed tensor whose target version descends from the one the clean work tree holds is
     /// continued from those bytes (`TensorRecipe.start`). Every rebuilt tensor is verified against
     /// its fingerprint (and sha256 with `verifySHA256`).
@@ -55,6 +57,8 @@ extension Repository {
     /// - Parameter inPlace: nil: `core.in-place` of `.wledger/config` (true when unset).
     public func checkout(_ revision: String, newBranch: String? = nil, output: String? = nil, force: Bool = false,
                          verifySHA256: Bool = false, inPlace: Bool? = nil, progress: ProgressReporter = .silent) throws -> CheckoutResult {
+        // `-`: where the last checkout that moved HEAD came from, as with git.
+        let revision = revision == "-" ? try previousCheckout() : revision
         if let newBranch {
             guard output == nil else { throw KitError.usage("a new branch (-b) cannot be created with --output") }
             try Ledger.validateRefName(newBranch)
@@ -68,11 +72,16 @@ extension Repository {
         let branch = try newBranch ?? (["HEAD", "@"].contains(revision) ? ledger.head().branchName : resolver.branchName(revision))
         let manifest = try ledger.manifest(of: target)
         let files = try ledger.files(of: target)
-        if let newBranch, !force, try ledger.head().commit == target {
-            try moveHead(to: target, branch: newBranch, create: true)
-            var result = CheckoutResult(commit: target, branch: newBranch, directory: root, written: [], unchanged: files.keys.sorted(),
+        // Another branch at HEAD's own commit, `-b`, or detaching: only HEAD moves, and
+        // uncommitted changes stay, as with git (`--force` rewrites the files to discard them;
+        // `checkout HEAD` itself still scans and refuses a dirty work tree).
+        let head = try ledger.head()
+        let moved: HeadState = branch.map { .branch(name: $0, commit: target) } ?? .detached(commit: target)
+        if output == nil, !force, head.commit == target, head != moved {
+            try moveHead(to: target, branch: branch, create: newBranch != nil)
+            var result = CheckoutResult(commit: target, branch: branch, directory: root, written: [], unchanged: files.keys.sorted(),
                                         removed: [], tensorsRebuilt: 0, bytesWritten: 0)
-            result.branchCreated = true
+            result.branchCreated = newBranch != nil
             return result
         }
         if let output {
@@ -82,7 +91,6 @@ extension Repository {
                                         tensorsRebuilt: 0, bytesWritten: 0)
             // Tensors the target shares with a clean work tree are copied from it (as fast as cp);
             // the rest are rebuilt from the ledger. An unreadable or dirty work tree is not used.
-            let head = try ledger.head()
             let cmp = try? WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName,
                                                       rehash: false, progress: .silent)
             let workTree = cmp.map(workTreeVersions) ?? [:]
@@ -92,7 +100,6 @@ extension Repository {
             return result
         }
 
-        let head = try ledger.head()
         let scanned: WorkTreeComparison?
         do {
             scanned = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName,
@@ -209,14 +216,33 @@ extension Repository {
         return result
     }
 
+    /// The ledger's record of where HEAD was before the last checkout that moved it (`checkout -`).
+    static let previousHeadKey = "checkout.previous"
+
+    /// The branch, or the commit of a detached HEAD, that the last checkout moving HEAD left.
+    func previousCheckout() throws -> String {
+        guard let p = try ledger.meta(Self.previousHeadKey) else {
+            throw KitError.usage("no previous checkout to return to ('-' names where the last checkout came from)")
+        }
+        return p
+    }
+
+    /// Points HEAD at `state` (call inside a transaction), recording where it was for
+    /// `checkout -` when that differs: the branch, or the commit of a detached HEAD.
+    func switchHead(to state: HeadState) throws {
+        let old = try ledger.head()
+        if old != state { try ledger.setMeta(Self.previousHeadKey, old.branchName ?? old.commit) }
+        try ledger.setHead(state)
+    }
+
     /// Points HEAD at `branch` (created at `target` first when `create`), or detaches it at `target`.
     private func moveHead(to target: String, branch: String?, create: Bool = false) throws {
         try ledger.transaction {
             if let branch {
                 if create { try ledger.updateRef(RefKind.branch.prefix + branch, to: target, expected: .absent) }
-                try ledger.setHead(.branch(name: branch, commit: target))
+                try switchHead(to: .branch(name: branch, commit: target))
             } else {
-                try ledger.setHead(.detached(commit: target))
+                try switchHead(to: .detached(commit: target))
             }
         }
     }

@@ -118,12 +118,12 @@ extension Repository {
                         switch try ledger.refTarget(RefKind.branch.prefix + b) {
                         case nil:
                             try ledger.updateRef(RefKind.branch.prefix + b, to: op.commit, expected: .absent)
-                            try ledger.setHead(.branch(name: b, commit: op.commit))
-                        case op.commit?: try ledger.setHead(.branch(name: b, commit: op.commit))
-                        default: try ledger.setHead(.detached(commit: op.commit))
+                            try switchHead(to: .branch(name: b, commit: op.commit))
+                        case op.commit?: try switchHead(to: .branch(name: b, commit: op.commit))
+                        default: try switchHead(to: .detached(commit: op.commit))
                         }
                     } else {
-                        try ledger.setHead(.detached(commit: op.commit))
+                        try switchHead(to: .detached(commit: op.commit))
                     }
                 }
             }

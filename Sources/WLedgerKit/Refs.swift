@@ -64,6 +64,7 @@ extension Repository {
                 try ledger.updateRef(prefix + new, to: target, expected: force ? .any : .absent)
                 try ledger.deleteRef(prefix + old, expected: .value(target))
                 if current { try ledger.setHead(.branch(name: new, commit: target)) }
+                if try ledger.meta(Self.previousHeadKey) == old { try ledger.setMeta(Self.previousHeadKey, new) }
             }
         }
         return BranchRename(from: old, to: new, commit: target, current: current)

@@ -12,15 +12,17 @@ struct Checkout: ParsableCommand {
             A changed tensor whose target version descends from the one the clean work tree holds continues from \
             those bytes (only the later patches applied). \
             Every rebuilt tensor is verified against its recorded fingerprint (and sha256 with --verify). \
-            Refuses to overwrite uncommitted changes unless --force. \
-            -b NAME creates branch NAME at the revision (default HEAD) and switches to it; at HEAD's own commit \
-            (without --force) it writes nothing and keeps uncommitted changes.
+            Refuses to overwrite uncommitted changes unless --force; switching to HEAD's own commit under another \
+            name (a branch there, -b, or detached) writes nothing and keeps them. \
+            -b NAME creates branch NAME at the revision (default HEAD) and switches to it. \
+            '-' is where the last checkout that moved HEAD came from.
 
-            Examples: wledger checkout HEAD~3 --output /tmp/model-before-edit; wledger checkout -b rect HEAD~2
+            Examples: wledger checkout HEAD~3 --output /tmp/model-before-edit; wledger checkout -b rect HEAD~2; \
+            wledger checkout -
             """)
 
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Revision: commit id prefix, branch, tag, HEAD~N or base (with -b, default HEAD).") var revision: String?
+    @Argument(help: "Revision: commit id prefix, branch, tag, HEAD~N or base (with -b, default HEAD); - for the previous one.") var revision: String?
     @Option(name: .customShort("b"), help: ArgumentHelp("Create this branch at the revision and switch to it.", valueName: "new-branch"))
     var newBranch: String?
     @Option(help: "Materialize into this (new or empty) directory; HEAD and the work tree stay as they are.") var output: String?

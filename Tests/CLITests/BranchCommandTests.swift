@@ -201,4 +201,66 @@ final class BranchCommandTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("HEAD is detached"), r.stderr)
         XCTAssertEqual(try directoryDigest(dir).filter { !$0.key.hasPrefix(".wledger/") }, files, "renames never touch the files")
     }
+
+    /// `wledger checkout -` returns to where the last checkout that moved HEAD came from (a branch,
+    /// or a detached commit), also after that branch was renamed; switching to another branch at
+    /// HEAD's own commit moves only HEAD and keeps uncommitted changes, while `checkout HEAD`
+    /// still refuses them.
+    func testCheckoutDashAndSameCommitSwitches() throws {
+        let tmp = try TemporaryDirectory("checkout-dash")
+        let dir = (try tmp.copyModel(from: try Fixtures.smolLM2("bf16")) as NSString).standardizingPath
+        let weights = dir + "/model.safetensors"
+        func wl(_ args: [String]) throws -> ProcessOutput { try CLI.run(args, in: dir) }
+        func files() throws -> [String: String] { try directoryDigest(dir).filter { !$0.key.hasPrefix(".wledger/") } }
+        func head() throws -> String { try wl(["status"]).stdout.split(separator: "\n").first.map(String.init) ?? "" }
+
+        XCTAssertEqual(try wl(["init", "-q"]).status, 0)
+        let baseFiles = try files()
+        var r = try wl(["checkout", "-"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.hasPrefix("error: no previous checkout"), r.stderr)
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.4.mlp.down_proj.weight", seed: 1)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "one"]).status, 0)
+        let oneFiles = try files()
+        XCTAssertEqual(try wl(["branch", "side"]).status, 0)
+
+        // Uncommitted changes ride along to another branch at the same commit and back.
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.6.mlp.down_proj.weight", seed: 2)
+        let dirty = try files()
+        r = try wl(["checkout", "side"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try head(), "On branch side")
+        XCTAssertEqual(try files(), dirty)
+        r = try wl(["checkout", "-"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try head(), "On branch main")
+        XCTAssertEqual(try files(), dirty)
+        r = try wl(["checkout", "HEAD"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("your local changes would be overwritten"), r.stderr)
+        XCTAssertEqual(try files(), dirty)
+
+        // Between a branch and a detached commit, both ways.
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "two"]).status, 0)
+        XCTAssertEqual(try wl(["checkout", "-q", "base"]).status, 0)
+        XCTAssertEqual(try files(), baseFiles)
+        XCTAssertEqual(try wl(["checkout", "-q", "-"]).status, 0)
+        XCTAssertEqual(try head(), "On branch main")
+        XCTAssertEqual(try files(), dirty)
+        XCTAssertEqual(try wl(["checkout", "-q", "-"]).status, 0)
+        let detached = try head()
+        XCTAssertTrue(detached.hasPrefix("HEAD detached at"), detached)
+        XCTAssertEqual(try files(), baseFiles)
+
+        // A renamed branch is found under its new name.
+        XCTAssertEqual(try wl(["checkout", "-q", "main"]).status, 0)
+        XCTAssertEqual(try wl(["checkout", "-q", "side"]).status, 0)
+        XCTAssertEqual(try files(), oneFiles)
+        XCTAssertEqual(try wl(["branch", "-m", "main", "trunk"]).status, 0)
+        r = try wl(["checkout", "-"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try head(), "On branch trunk")
+        XCTAssertEqual(try files(), dirty)
+        XCTAssertEqual(try wl(["fsck", "-q"]).status, 0)
+    }
 }

@@ -283,18 +283,19 @@ final class HelpTests: XCTestCase {
         tensor whose target version descends from the one the clean work tree holds
         continues from those bytes (only the later patches applied). Every rebuilt
         tensor is verified against its recorded fingerprint (and sha256 with --verify).
-        Refuses to overwrite uncommitted changes unless --force. -b NAME creates branch
-        NAME at the revision (default HEAD) and switches to it; at HEAD's own commit
-        (without --force) it writes nothing and keeps uncommitted changes.
+        Refuses to overwrite uncommitted changes unless --force; switching to HEAD's
+        own commit under another name (a branch there, -b, or detached) writes nothing
+        and keeps them. -b NAME creates branch NAME at the revision (default HEAD) and
+        switches to it. '-' is where the last checkout that moved HEAD came from.
 
         Examples: wledger checkout HEAD~3 --output /tmp/model-before-edit; wledger
-        checkout -b rect HEAD~2
+        checkout -b rect HEAD~2; wledger checkout -
 
         USAGE: wledger checkout [-C <path>] [--quiet] [<revision>] [-b <new-branch>] [--output <output>] [--force] [--verify] [--in-place] [--no-in-place] [--json]
 
         ARGUMENTS:
           <revision>              Revision: commit id prefix, branch, tag, HEAD~N or
-                                  base (with -b, default HEAD).
+                                  base (with -b, default HEAD); - for the previous one.
 
         OPTIONS:
           -C <path>               Run as if started in <path>. (default: .)
