@@ -43,8 +43,9 @@ extension Repository {
     /// lets a killed checkout be finished by the next command.
     ///
     /// Refuses (`KitError.refused`) when the work tree has uncommitted changes, unless `force`,
-    /// or the target is HEAD's own commit under another name (a branch, `-b`, detached): then only
-    /// HEAD moves and the changes stay.
+    /// or the target is HEAD's own commit under another name (another branch, `-b`, detached):
+    /// then only HEAD moves and the changes stay. A checkout that leaves HEAD as it is (`HEAD`,
+    /// the current branch, the detached commit) still scans and refuses them.
     /// A changed tensor whose target version descends from the one the clean work tree holds is
     /// continued from those bytes (`TensorRecipe.start`). Every rebuilt tensor is verified against
     /// its fingerprint (and sha256 with `verifySHA256`).
@@ -73,8 +74,8 @@ extension Repository {
         let manifest = try ledger.manifest(of: target)
         let files = try ledger.files(of: target)
         // Another branch at HEAD's own commit, `-b`, or detaching: only HEAD moves, and
-        // uncommitted changes stay, as with git (`--force` rewrites the files to discard them;
-        // `checkout HEAD` itself still scans and refuses a dirty work tree).
+        // uncommitted changes stay, as with git (`--force` rewrites the files to discard them; a
+        // checkout that leaves HEAD as it is still scans and refuses a dirty work tree).
         let head = try ledger.head()
         let moved: HeadState = branch.map { .branch(name: $0, commit: target) } ?? .detached(commit: target)
         if output == nil, !force, head.commit == target, head != moved {
@@ -224,6 +225,9 @@ extension Repository {
         guard let p = try ledger.meta(Self.previousHeadKey) else {
             throw KitError.usage("no previous checkout to return to ('-' names where the last checkout came from)")
         }
+        if p.hasPrefix(RefKind.branch.prefix), try ledger.refTarget(p) == nil {
+            throw KitError.usage("the previous branch '\(p.dropFirst(RefKind.branch.prefix.count))' ('-') no longer exists")
+        }
         return p
     }
 
@@ -231,7 +235,7 @@ extension Repository {
     /// `checkout -` when that differs: the branch, or the commit of a detached HEAD.
     func switchHead(to state: HeadState) throws {
         let old = try ledger.head()
-        if old != state { try ledger.setMeta(Self.previousHeadKey, old.branchName ?? old.commit) }
+        if old != state { try ledger.setMeta(Self.previousHeadKey, old.branchName.map { RefKind.branch.prefix + $0 } ?? old.commit) }
         try ledger.setHead(state)
     }
 

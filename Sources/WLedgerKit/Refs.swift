@@ -55,8 +55,12 @@ extension Repository {
         let prefix = RefKind.branch.prefix
         guard let target = try ledger.refTarget(prefix + old) else { throw KitError.usage("branch '\(old)' not found") }
         if old != new, try ledger.refTarget(prefix + new) != nil {
-            guard force else { throw KitError.refused("a branch named '\(new)' already exists (use -f to replace it)") }
             if head.branchName == new { throw KitError.refused("cannot replace branch '\(new)': HEAD points to it") }
+            guard force else { throw KitError.refused("a branch named '\(new)' already exists (use -f to replace it)") }
+        }
+        // A bisect returns to the branch it started on: neither it nor its name may change under it.
+        if let session = try ledger.bisectSession(), [prefix + old, prefix + new].contains(session.origHead), old != new {
+            throw KitError.refused("cannot rename branch '\(old)' to '\(new)': a bisect started on '\(session.origHead.dropFirst(prefix.count))' returns there (wledger bisect reset first)")
         }
         let current = head.branchName == old
         if old != new {
@@ -64,7 +68,7 @@ extension Repository {
                 try ledger.updateRef(prefix + new, to: target, expected: force ? .any : .absent)
                 try ledger.deleteRef(prefix + old, expected: .value(target))
                 if current { try ledger.setHead(.branch(name: new, commit: target)) }
-                if try ledger.meta(Self.previousHeadKey) == old { try ledger.setMeta(Self.previousHeadKey, new) }
+                if try ledger.meta(Self.previousHeadKey) == prefix + old { try ledger.setMeta(Self.previousHeadKey, prefix + new) }
             }
         }
         return BranchRename(from: old, to: new, commit: target, current: current)

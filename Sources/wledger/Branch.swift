@@ -18,6 +18,7 @@ struct Branch: ParsableCommand {
         if move && delete { throw ValidationError("-m and -d cannot be combined") }
         if move && name == nil { throw ValidationError("-m needs the new name (wledger branch -m [OLD] NEW)") }
         if delete && startPoint != nil { throw ValidationError("-d takes one branch name") }
+        if (delete || force) && name == nil { throw ValidationError("branch name required (-d and -f act on one)") }
     }
 
     func run() throws {

@@ -573,9 +573,15 @@ final class BadInputTests: XCTestCase {
         try expectSuccess(["branch", "edited"], in: dir)
         // Dirty tensor.
         try SimulatedEdit.modify(file: file, tensor: "b") { w, _ in w[1] = -7 }
-        for rev in ["HEAD~1", "base", "main", "edited"] {
+        for rev in ["HEAD~1", "base", "main"] {
             try expectRejected(["checkout", rev], in: dir, code: 1, mentions: ["local changes", "'b'", "--force"])
         }
+        // Another branch at HEAD's commit: only HEAD moves, and the change stays (as git).
+        let dirty = try fileSHA256(file)
+        try expectSuccess(["checkout", "edited"], in: dir)
+        XCTAssertEqual(try fileSHA256(file), dirty)
+        try expectSuccess(["checkout", "main"], in: dir)
+        XCTAssertEqual(try fileSHA256(file), dirty)
         // Dirty side file too.
         try Data(#"{"model_type": "changed"}"#.utf8).write(to: URL(fileURLWithPath: dir + "/config.json"))
         try expectRejected(["checkout", "base"], in: dir, code: 1, mentions: ["local changes", "'b'", "'config.json'"])

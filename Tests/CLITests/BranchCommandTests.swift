@@ -177,7 +177,8 @@ final class BranchCommandTests: XCTestCase {
 
         // Refused, nothing changed.
         let before = try refs().mapValues { "\($0.commit) \($0.current)" }
-        for (args, code, needle) in [(["branch", "-m", "seeds", "trunk"], Int32(1), "already exists"),
+        for (args, code, needle) in [(["branch", "-m", "trunk", "seeds"], Int32(1), "already exists"),
+                                     (["branch", "-m", "seeds", "trunk"], 1, "HEAD points to it"),
                                      (["branch", "-m", "-f", "seeds", "trunk"], 1, "HEAD points to it"),
                                      (["branch", "-m", "nope", "x"], 2, "'nope' not found"),
                                      (["branch", "-m", "seeds", "bad..name"], 2, "'bad..name'"),
@@ -196,9 +197,29 @@ final class BranchCommandTests: XCTestCase {
         XCTAssertEqual(Set(b.keys), ["trunk", "spare"])
         XCTAssertEqual(b["spare"]?.commit, start["side"]?.commit)
         XCTAssertEqual(try wl(["checkout", "-q", String(start["main"]!.commit.prefix(12))]).status, 0)
+        let detachedRefs = try refs().mapValues { "\($0.commit) \($0.current)" }
         r = try wl(["branch", "-m", "lonely"])
         XCTAssertEqual(r.status, 1, r.stderr)
         XCTAssertTrue(r.stderr.contains("HEAD is detached"), r.stderr)
+        XCTAssertEqual(try refs().mapValues { "\($0.commit) \($0.current)" }, detachedRefs)
+
+        // The current branch by both names: HEAD follows. Its own name: nothing to do.
+        XCTAssertEqual(try wl(["checkout", "-q", "trunk"]).status, 0)
+        XCTAssertEqual(try wl(["branch", "-m", "trunk", "stem"]).status, 0)
+        XCTAssertEqual(try refs()["stem"]?.current, true)
+        XCTAssertEqual(try wl(["branch", "-m", "stem", "stem"]).status, 0)
+        XCTAssertEqual(Set(try refs().keys), ["stem", "spare"])
+        // A bisect started on a branch keeps it: renaming it, or onto it, is refused until reset.
+        XCTAssertEqual(try wl(["bisect", "start", "--no-checkout", "stem", "base"]).status, 0)
+        r = try wl(["branch", "-m", "stem", "other"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("bisect"), r.stderr)
+        XCTAssertEqual(try wl(["bisect", "reset"]).status, 0)
+        XCTAssertEqual(try refs()["stem"]?.current, true)
+        // -f and -d need a name.
+        r = try wl(["branch", "-f"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("branch name required"), r.stderr)
         XCTAssertEqual(try directoryDigest(dir).filter { !$0.key.hasPrefix(".wledger/") }, files, "renames never touch the files")
     }
 
@@ -224,21 +245,40 @@ final class BranchCommandTests: XCTestCase {
         let oneFiles = try files()
         XCTAssertEqual(try wl(["branch", "side"]).status, 0)
 
-        // Uncommitted changes ride along to another branch at the same commit and back.
-        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.6.mlp.down_proj.weight", seed: 2)
+        // Uncommitted changes ride along to another branch at the same commit, back and forth, to
+        // the commit detached and back; they stay reported as changes.
+        let edited = "model.layers.6.mlp.down_proj.weight"
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: edited, seed: 2)
         let dirty = try files()
         r = try wl(["checkout", "side"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(try head(), "On branch side")
         XCTAssertEqual(try files(), dirty)
-        r = try wl(["checkout", "-"])
-        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(try wl(["status"]).stdout.contains("modified tensor: \(edited)"))
+        for expected in ["On branch main", "On branch side", "On branch main"] {
+            r = try wl(["checkout", "-"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertEqual(try head(), expected)
+            XCTAssertEqual(try files(), dirty)
+        }
+        let oneID = try XCTUnwrap(try wl(["log", "-n", "1", "--oneline"]).stdout.split(separator: " ").first.map(String.init))
+        XCTAssertEqual(try wl(["checkout", "-q", oneID]).status, 0)
+        XCTAssertTrue(try head().hasPrefix("HEAD detached at \(oneID)"))
+        XCTAssertEqual(try files(), dirty)
+        XCTAssertEqual(try wl(["checkout", "-q", "-"]).status, 0)
         XCTAssertEqual(try head(), "On branch main")
-        XCTAssertEqual(try files(), dirty)
-        r = try wl(["checkout", "HEAD"])
-        XCTAssertEqual(r.status, 1, r.stderr)
-        XCTAssertTrue(r.stderr.contains("your local changes would be overwritten"), r.stderr)
-        XCTAssertEqual(try files(), dirty)
+        // A checkout that leaves HEAD as it is (HEAD, the current branch) still refuses them.
+        for rev in ["HEAD", "main"] {
+            r = try wl(["checkout", rev])
+            XCTAssertEqual(r.status, 1, r.stderr)
+            XCTAssertTrue(r.stderr.contains("your local changes would be overwritten"), r.stderr)
+            XCTAssertEqual(try files(), dirty)
+        }
+        // `-b` here, then `-` back to main.
+        XCTAssertEqual(try wl(["checkout", "-q", "-b", "scratch"]).status, 0)
+        XCTAssertEqual(try wl(["checkout", "-q", "-"]).status, 0)
+        XCTAssertEqual(try head(), "On branch main")
+        XCTAssertEqual(try wl(["branch", "-d", "scratch"]).status, 0)
 
         // Between a branch and a detached commit, both ways.
         XCTAssertEqual(try wl(["commit", "-q", "-m", "two"]).status, 0)
@@ -261,6 +301,15 @@ final class BranchCommandTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(try head(), "On branch trunk")
         XCTAssertEqual(try files(), dirty)
+        // A deleted previous branch is named, not looked up as a tag or commit.
+        XCTAssertEqual(try wl(["checkout", "-q", "side"]).status, 0)
+        XCTAssertEqual(try wl(["checkout", "-q", "trunk"]).status, 0)
+        XCTAssertEqual(try wl(["tag", "side", "base"]).status, 0)
+        XCTAssertEqual(try wl(["branch", "-d", "side"]).status, 0)
+        r = try wl(["checkout", "-"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.hasPrefix("error: the previous branch 'side' ('-') no longer exists"), r.stderr)
+        XCTAssertEqual(try head(), "On branch trunk")
         XCTAssertEqual(try wl(["fsck", "-q"]).status, 0)
     }
 }
