@@ -53,8 +53,7 @@ extension Repository {
     /// With `newBranch` (`checkout -b NAME [REV]`), creates that branch at the revision and leaves
     /// HEAD on it, in the same transaction that moves HEAD: a checkout refused, or failing before
     /// its journal is written, creates no branch (one killed or failing after that is finished,
-    /// branch included, by the next command). When the revision is HEAD's commit (and not `force`)
-    /// nothing is written and uncommitted changes stay, as with git.
+    /// branch included, by the next command).
     /// - Parameter inPlace: nil: `core.in-place` of `.wledger/config` (true when unset).
     public func checkout(_ revision: String, newBranch: String? = nil, output: String? = nil, force: Bool = false,
                          verifySHA256: Bool = false, inPlace: Bool? = nil, progress: ProgressReporter = .silent) throws -> CheckoutResult {
@@ -73,6 +72,13 @@ extension Repository {
         let branch = try newBranch ?? (["HEAD", "@"].contains(revision) ? ledger.head().branchName : resolver.branchName(revision))
         let manifest = try ledger.manifest(of: target)
         let files = try ledger.files(of: target)
+        /// The result of a checkout of the work tree, before anything is written.
+        func workTreeResult(unchanged: [String] = []) -> CheckoutResult {
+            var r = CheckoutResult(commit: target, branch: branch, directory: root, written: [], unchanged: unchanged, removed: [],
+                                   tensorsRebuilt: 0, bytesWritten: 0)
+            r.branchCreated = newBranch != nil
+            return r
+        }
         // Another branch at HEAD's own commit, `-b`, or detaching: only HEAD moves, and
         // uncommitted changes stay, as with git (`--force` rewrites the files to discard them; a
         // checkout that leaves HEAD as it is still scans and refuses a dirty work tree).
@@ -80,10 +86,7 @@ extension Repository {
         let moved: HeadState = branch.map { .branch(name: $0, commit: target) } ?? .detached(commit: target)
         if output == nil, !force, head.commit == target, head != moved {
             try moveHead(to: target, branch: branch, create: newBranch != nil)
-            var result = CheckoutResult(commit: target, branch: branch, directory: root, written: [], unchanged: files.keys.sorted(),
-                                        removed: [], tensorsRebuilt: 0, bytesWritten: 0)
-            result.branchCreated = newBranch != nil
-            return result
+            return workTreeResult(unchanged: files.keys.sorted())
         }
         if let output {
             let dir = absolutePath(output)
@@ -110,9 +113,7 @@ extension Repository {
             scanned = nil
         }
         guard let cmp = scanned else {
-            var result = CheckoutResult(commit: target, branch: branch, directory: root, written: [], unchanged: [], removed: [],
-                                        tensorsRebuilt: 0, bytesWritten: 0)
-            result.branchCreated = newBranch != nil
+            var result = workTreeResult()
             try writeFiles(Array(files.values), into: root, manifest: manifest, sources: [:], verifySHA256: verifySHA256,
                            progress: progress, result: &result) { staged in
                 try self.writeJournal(PendingOperation(kind: .checkout, commit: target, branch: branch,
@@ -133,9 +134,7 @@ extension Repository {
             what += cmp.report.structural.prefix(2)
             throw KitError.refused("your local changes would be overwritten by checkout: \(what.joined(separator: ", ")); commit them or use --force")
         }
-        var result = CheckoutResult(commit: target, branch: branch, directory: root, written: [], unchanged: [], removed: [],
-                                    tensorsRebuilt: 0, bytesWritten: 0)
-        result.branchCreated = newBranch != nil
+        var result = workTreeResult()
         // Decide which files must be written; unchanged tensors are copied from the (clean) work
         // tree, and changed ones of a later version of what it holds continue from its bytes (not
         // with --force, which rewrites whole files from the ledger: a repair must not trust the

@@ -75,8 +75,8 @@ extension Repository {
         if b == nil, let a, let (from, to) = try Self.splitRange(a) {
             return try diff(from, to, options: options, progress: progress, memo: memo)
         }
-        for r in [a, b].compactMap({ $0 }) where b != nil && r.contains("..") {
-            throw KitError.usage("'\(r)': a range A..B is given alone (wledger diff A..B)")
+        if b != nil, let range = [a, b].compactMap({ $0 }).first(where: { $0.contains("..") }) {
+            throw KitError.usage("'\(range)': a range A..B is given alone (wledger diff A..B)")
         }
         let fromID = try resolve(a ?? "HEAD")
         let fromManifest = try ledger.manifest(of: fromID)

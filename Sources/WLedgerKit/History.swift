@@ -144,17 +144,10 @@ extension Repository {
     /// (stopping at the first commit they share).
     /// - Parameter stat: include κ before/after of every edited matrix (computed once, then cached).
     public func log(from revision: String = "HEAD", limit: Int = Int.max, stat: Bool = false) throws -> [CommitInfo] {
-        var commits: [CommitRecord]
+        let commits: [CommitRecord]
         if let (a, b) = try Self.splitRange(revision) {
             let excluded = Set(try ledger.history(from: try resolve(a)).map(\.id))
-            let start = try resolve(b)
-            commits = []
-            var cur: String? = start
-            while let id = cur, !excluded.contains(id), commits.count < limit {
-                guard let c = try ledger.commit(id) else { throw LedgerError.unknownRevision(id) }
-                commits.append(c)
-                cur = c.parent
-            }
+            commits = Array(try ledger.history(from: try resolve(b)).prefix { !excluded.contains($0.id) }.prefix(limit))
         } else {
             commits = try ledger.history(from: try resolve(revision), limit: limit)
         }

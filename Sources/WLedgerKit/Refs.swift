@@ -54,24 +54,24 @@ extension Repository {
         try Ledger.validateRefName(new)
         let prefix = RefKind.branch.prefix
         guard let target = try ledger.refTarget(prefix + old) else { throw KitError.usage("branch '\(old)' not found") }
-        if old != new, try ledger.refTarget(prefix + new) != nil {
+        let current = head.branchName == old
+        let result = BranchRename(from: old, to: new, commit: target, current: current)
+        guard old != new else { return result }
+        if try ledger.refTarget(prefix + new) != nil {
             if head.branchName == new { throw KitError.refused("cannot replace branch '\(new)': HEAD points to it") }
             guard force else { throw KitError.refused("a branch named '\(new)' already exists (use -f to replace it)") }
         }
         // A bisect returns to the branch it started on: neither it nor its name may change under it.
-        if let session = try ledger.bisectSession(), [prefix + old, prefix + new].contains(session.origHead), old != new {
+        if let session = try ledger.bisectSession(), [prefix + old, prefix + new].contains(session.origHead) {
             throw KitError.refused("cannot rename branch '\(old)' to '\(new)': a bisect started on '\(session.origHead.dropFirst(prefix.count))' returns there (wledger bisect reset first)")
         }
-        let current = head.branchName == old
-        if old != new {
-            try ledger.transaction {
-                try ledger.updateRef(prefix + new, to: target, expected: force ? .any : .absent)
-                try ledger.deleteRef(prefix + old, expected: .value(target))
-                if current { try ledger.setHead(.branch(name: new, commit: target)) }
-                if try ledger.meta(Self.previousHeadKey) == prefix + old { try ledger.setMeta(Self.previousHeadKey, prefix + new) }
-            }
+        try ledger.transaction {
+            try ledger.updateRef(prefix + new, to: target, expected: force ? .any : .absent)
+            try ledger.deleteRef(prefix + old, expected: .value(target))
+            if current { try ledger.setHead(.branch(name: new, commit: target)) }
+            if try ledger.meta(Self.previousHeadKey) == prefix + old { try ledger.setMeta(Self.previousHeadKey, prefix + new) }
         }
-        return BranchRename(from: old, to: new, commit: target, current: current)
+        return result
     }
 
     /// Deletes a branch or tag. The current branch cannot be deleted.
