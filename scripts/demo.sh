@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: the study of the seeds, with one tool, on the real SmolLM2-135M-Instruct (F32).
 #
-#   1. snapshot the base; evaluate it (default suite: BIG-bench tasks + edit retention);
+#   1. snapshot the base; evaluate it (default suite: BIG-bench addition, word analogies, edit retention);
 #   2. sequential native ROME edits of the counterfactual requests in data/counterfact-smollm2.json,
 #      each committed with its request; health after 10, 25 and 50 edits (tags edits-N);
 #   3. RECT: on branch `rect`, prune every edit to its top 40% by relative change; health;
@@ -43,7 +43,7 @@ R=$WORK/results
 
 run "$W" init -m "SmolLM2-135M-Instruct F32 base"
 run "$W" config set threshold.addition.exact_match.max-drop 25%
-run "$W" config set threshold.units.acc.min 0.9
+run "$W" config set threshold.capitals.acc.min 0.9
 
 say "health of the base (default suite; cached in the ledger)"
 "$W" health --threads "$THREADS" --json base > "$R/health-0.json"

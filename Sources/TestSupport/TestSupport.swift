@@ -24,6 +24,19 @@ public enum Fixtures {
         }
         throw XCTSkip("fixture '\(dir)' missing: run scripts/fetch-fixtures.sh")
     }
+
+    /// A file of wledger's task data (`tasks/analogies/*.jsonl`, `tasks/corpus/…`, written by
+    /// scripts/wordtasks.py); skipped locally, a failure under CI, when missing.
+    public static func taskData(_ relative: String) throws -> String {
+        let path = cacheRoot + "/tasks/" + relative
+        if FileManager.default.fileExists(atPath: path) { return path }
+        let env = ProcessInfo.processInfo.environment
+        if env["CI"] != nil || env["WLEDGER_REQUIRE_FIXTURES"] != nil {
+            XCTFail("fixture '\(path)' missing: run scripts/fetch-fixtures.sh")
+            throw XCTSkip("fixture missing")
+        }
+        throw XCTSkip("fixture '\(path)' missing: run scripts/fetch-fixtures.sh")
+    }
 }
 
 /// A temporary directory removed on deinit.

@@ -39,6 +39,7 @@ public struct ConfigFile: Sendable {
         Key(pattern: "health.suite", kind: .word, help: "suite `wledger health` runs when no --suite is given (default: default)"),
         Key(pattern: "health.threads", kind: .positiveCount, help: "BLAS threads for evaluation (default: every core)"),
         Key(pattern: "health.bigbench", kind: .string, help: "directory of BIG-bench tasks (default: $WLEDGER_BIGBENCH, then ~/.cache/wledger/bigbench/benchmark_tasks)"),
+        Key(pattern: "health.tasks", kind: .string, help: "directory of the default suite's analogy tasks and edit's default text corpus (default: $WLEDGER_TASKS, then ~/.cache/wledger/tasks)"),
         Key(pattern: "suite.*.tasks", kind: .string, help: "task names of a suite, separated by spaces or commas"),
         Key(pattern: "task.*.source", kind: .source, help: "bigbench:DIR[/SUBTASK], jsonl:FILE, perplexity:FILE, edits, or external:EVALUATOR"),
         Key(pattern: "task.*.mode", kind: .mode, help: "automatic, multiple_choice or exact_match (BIG-bench tasks)"),

@@ -18,7 +18,7 @@ public struct EditOptions: Sendable {
     /// MEMIT's layers (nil: the default range) and covariance weight λ.
     public var memitLayers: [Int]?
     public var memitLambda = 15_000.0
-    /// Text for the key statistics C (nil: BIG-bench task inputs).
+    /// Text for the key statistics C (nil: the Lee news corpus in the task data directory).
     public var mom2Corpus: String?
     /// Tokens over which C is estimated.
     public var mom2Tokens = 16_384
@@ -267,7 +267,7 @@ extension Repository {
                 throw KitError.usage("'\(corpus)': cannot read the text corpus for the key statistics")
             }
         }
-        let corpusID = corpusText.map { "file:" + SHA256Digest.hash($0).hex.prefix(16) } ?? "bigbench-inputs"
+        let corpusID = corpusText.map { "file:" + SHA256Digest.hash($0).hex.prefix(16) } ?? "lee-background"
         func key(_ l: Int) -> String { "mom2/\(baseID)/layer\(l)/\(corpusID)/\(options.mom2Tokens)" }
         var out: [Int: SecondMoment] = [:]
         for l in layers {
@@ -297,7 +297,7 @@ extension Repository {
             }
             text = s
         } else {
-            text = try Repository.bigbenchCorpus(settings: try HealthSettings.load(self), characters: options.mom2Tokens * 6)
+            text = try Repository.defaultCorpus(settings: try HealthSettings.load(self), characters: options.mom2Tokens * 6)
         }
         let ids = tokenizer.encode(text)
         let length = 128
@@ -328,33 +328,21 @@ extension Repository {
         return out
     }
 
-    /// The default text for the key statistics: the inputs of BIG-bench's examples (every task,
-    /// in path order, up to 20 examples each) — varied English prose, questions, code and
-    /// numbers — until `characters` characters.
-    static func bigbenchCorpus(settings: HealthSettings, characters: Int) throws -> String {
-        let root = settings.bigbenchDirectory
-        guard let enumerator = FileManager.default.enumerator(atPath: root) else {
-            throw KitError.usage("'\(root)': BIG-bench tasks not found (the default corpus of the key statistics); set health.bigbench, pass --mom2-corpus FILE or --no-mom2")
+    /// The default corpus of the key statistics: the first articles of the Lee news corpus
+    /// (`corpus/lee_background.txt` in the task data directory, one article per line), whole
+    /// articles until `characters` is reached.
+    static func defaultCorpus(settings: HealthSettings, characters: Int) throws -> String {
+        let path = settings.dataDirectory + "/corpus/lee_background.txt"
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw KitError.usage("'\(path)': the default text corpus of the key statistics is missing (run scripts/fetch-fixtures.sh, set health.tasks, pass --mom2-corpus FILE or --no-mom2)")
         }
-        let files = enumerator.compactMap { $0 as? String }.filter { $0.hasSuffix("task.json") }.sorted()
-        // Round-robin over tasks so the corpus is varied even when short.
-        var perTask: [[String]] = []
-        for f in files {
-            guard let data = FileManager.default.contents(atPath: root + "/" + f),
-                  let json = try? JSONParser.parse(Array(data)), let examples = json["examples"]?.arrayValue else { continue }
-            perTask.append(examples.prefix(20).compactMap { $0["input"]?.stringValue })
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw KitError.usage("'\(path)': the default text corpus of the key statistics is not UTF-8")
         }
         var out = ""
-        var round = 0
-        while out.count < characters {
-            var added = false
-            for t in perTask where round < t.count {
-                out += t[round] + "\n\n"
-                added = true
-                if out.count >= characters { break }
-            }
-            if !added { break }
-            round += 1
+        for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
+            out += line + "\n\n"
+            if out.count >= characters { break }
         }
         return out
     }

@@ -34,20 +34,27 @@ public struct HealthTask: Sendable, Equatable {
     }
 }
 
-/// The built-in default suite, chosen by measuring SmolLM2-135M-Instruct on BIG-bench (see the
-/// README's "Health" section): tasks where the model is far above chance, whose scores fall when
-/// the weights are damaged, and that together take about 1.5 minutes on one core.
+/// The built-in default suite, chosen by measuring SmolLM2-135M-Instruct (see the README's
+/// "Health" section): tasks where the model is far above chance and whose scores fall when the
+/// weights are damaged. BIG-bench's 2-digit addition (exact match), and four sections of the
+/// Google word-analogy test set as 4-way multiple choice (`scripts/wordtasks.py` writes them
+/// into the task data directory, `health.tasks`): world knowledge (capitals), relations (family)
+/// and grammar (comparatives, past tenses). About 30 seconds on one core.
 public enum BuiltinSuite {
     public static let name = "default"
 
-    public static let tasks: [HealthTask] = [
-        HealthTask(name: "addition", source: .bigbench("arithmetic/2_digit_addition"), mode: .exactMatch, shots: 2, limit: 40),
-        HealthTask(name: "units", source: .bigbench("unit_conversion/unit_identification"), mode: .multipleChoice, shots: 0, limit: 50),
-        HealthTask(name: "similarities", source: .bigbench("similarities_abstraction"), mode: .multipleChoice, shots: 0),
-        HealthTask(name: "reorder", source: .bigbench("undo_permutation/reorder_words"), mode: .multipleChoice, shots: 2, limit: 40),
-        HealthTask(name: "cause_effect", source: .bigbench("cause_and_effect/one_sentence_no_prompt"), mode: .multipleChoice, shots: 0),
-        HealthTask(name: "edits", source: .edits),
+    /// The analogy sections of the suite: task name and the file below `analogies/`.
+    public static let analogies: [(name: String, section: String)] = [
+        ("capitals", "capital-common-countries"), ("family", "family"),
+        ("comparative", "gram3-comparative"), ("past_tense", "gram7-past-tense"),
     ]
+
+    /// The suite's tasks, with the analogy files in `dataDirectory`.
+    public static func tasks(dataDirectory: String) -> [HealthTask] {
+        [HealthTask(name: "addition", source: .bigbench("arithmetic/2_digit_addition"), mode: .exactMatch, shots: 2, limit: 40)]
+            + analogies.map { HealthTask(name: $0.name, source: .jsonl(dataDirectory + "/analogies/" + $0.section + ".jsonl"), limit: 50) }
+            + [HealthTask(name: "edits", source: .edits)]
+    }
 }
 
 /// Suites, tasks, thresholds and evaluators: the built-ins overlaid with `.wledger/config`.
@@ -59,6 +66,8 @@ public struct HealthSettings: Sendable {
     public var defaultSuite: String
     public var threads: Int?
     public var bigbenchDirectory: String
+    /// wledger's own task data (`analogies/*.jsonl`, `corpus/lee_background.txt`).
+    public var dataDirectory: String
     public let configPath: String
 
     /// Reads the repository's config (validated key by key).
@@ -71,8 +80,13 @@ public struct HealthSettings: Sendable {
         try config.validateAll()
         let path = config.path
         func bad(_ m: String) -> KitError { .usage("'\(path)': \(m)") }
+        let env = ProcessInfo.processInfo.environment
+        let cache = env["WLEDGER_CACHE"] ?? (NSHomeDirectory() + "/.cache/wledger")
+        let bb = config.get("health.bigbench") ?? env["WLEDGER_BIGBENCH"] ?? (cache + "/bigbench/benchmark_tasks")
+        let data = config.get("health.tasks") ?? env["WLEDGER_TASKS"] ?? (cache + "/tasks")
+        let builtin = BuiltinSuite.tasks(dataDirectory: data)
         var tasks: [String: HealthTask] = [:]
-        for t in BuiltinSuite.tasks { tasks[t.name] = t }
+        for t in builtin { tasks[t.name] = t }
         for name in config.subsections(of: "task") {
             guard ConfigFile.isValidName(name) else { throw bad("task name '\(name)' must be letters, digits, '-' or '_'") }
             var t = tasks[name] ?? HealthTask(name: name, source: .edits)
@@ -90,7 +104,7 @@ public struct HealthSettings: Sendable {
             if let x = config.get("task.\(name).tasks") { t.externalTasks = x }
             tasks[name] = t
         }
-        var suites: [String: [String]] = [BuiltinSuite.name: BuiltinSuite.tasks.map(\.name)]
+        var suites: [String: [String]] = [BuiltinSuite.name: builtin.map(\.name)]
         for name in config.subsections(of: "suite") {
             let list = (config.get("suite.\(name).tasks") ?? "").split(whereSeparator: { $0 == " " || $0 == "," || $0 == "\t" }).map(String.init)
             guard !list.isEmpty else { throw bad("suite '\(name)' has no tasks") }
@@ -117,11 +131,8 @@ public struct HealthSettings: Sendable {
         }
         let defaultSuite = config.get("health.suite") ?? BuiltinSuite.name
         guard suites[defaultSuite] != nil else { throw bad("health.suite names unknown suite '\(defaultSuite)'") }
-        let env = ProcessInfo.processInfo.environment
-        let bb = config.get("health.bigbench") ?? env["WLEDGER_BIGBENCH"]
-            ?? ((env["WLEDGER_CACHE"] ?? (NSHomeDirectory() + "/.cache/wledger")) + "/bigbench/benchmark_tasks")
         return HealthSettings(tasks: tasks, suites: suites, thresholds: thresholds, evaluators: evaluators, defaultSuite: defaultSuite,
-                              threads: config.get("health.threads").flatMap(Int.init), bigbenchDirectory: bb, configPath: path)
+                              threads: config.get("health.threads").flatMap(Int.init), bigbenchDirectory: bb, dataDirectory: data, configPath: path)
     }
 
     /// The tasks of a suite, in order.

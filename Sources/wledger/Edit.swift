@@ -13,7 +13,7 @@ struct Edit: ParsableCommand {
             model, v* is optimized with Adam (NLL of target_new + KL on "{subject} is a" + weight decay, \
             norm clamp), and mlp.down_proj of the layer gets the rank-one update δ·(C⁻¹k*)ᵀ/(k·C⁻¹k*). \
             MEMIT edits a batch in one commit, spread over a layer range: ΔW_l = R·Kᵀ·(λC + K·Kᵀ)⁻¹. \
-            C = E[kkᵀ] of the layer's keys over a text corpus (default: BIG-bench example inputs) is \
+            C = E[kkᵀ] of the layer's keys over a text corpus (default: the Lee news corpus from the fixtures) is \
             computed once per model and layer and kept in the ledger; --no-mom2 uses the identity. \
             The work tree must be clean. Each edit prints efficacy (target_new preferred over \
             ground_truth), generalization (the same on the rephrasings) and locality (locality prompts' \
@@ -34,7 +34,7 @@ struct Edit: ParsableCommand {
     @Option(help: "Weight of the KL term on \"{subject} is a\".") var klFactor: Double = 0.0625
     @Option(help: "MEMIT: weight λ of the covariance term.") var mom2UpdateWeight: Double = 15_000
     @Flag(help: "Use the identity instead of the keys' second moment C.") var noMom2 = false
-    @Option(help: ArgumentHelp("Text file for the key statistics C (default: BIG-bench example inputs).", valueName: "file")) var mom2Corpus: String?
+    @Option(help: ArgumentHelp("Text file for the key statistics C (default: the Lee news corpus, health.tasks).", valueName: "file")) var mom2Corpus: String?
     @Option(help: "Tokens over which C is estimated.") var mom2Tokens: Int = 16_384
     @Option(name: .shortAndLong, help: "Message (default: method, subject, ground truth -> target).") var message: String?
     @Option(help: "Author (default: $WLEDGER_AUTHOR or $USER).") var author: String?

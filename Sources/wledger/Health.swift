@@ -11,8 +11,8 @@ struct Health: ParsableCommand {
             edit request in force, or an external evaluator) on a commit's weights, materialized \
             outside the work tree, and on the base commit. Results are cached in the ledger per \
             weights × task × evaluator. Suites, tasks and thresholds come from .wledger/config \
-            (see 'wledger config --help'); the built-in suite 'default' runs addition, units, \
-            similarities, reorder, cause_effect and edits.
+            (see 'wledger config --help'); the built-in suite 'default' runs addition (BIG-bench), \
+            the word analogies capitals, family, comparative and past_tense, and edits.
             Examples: wledger health; wledger health HEAD~3 --json; wledger health --candidate --check
             """)
 

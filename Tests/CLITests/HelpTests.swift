@@ -505,8 +505,8 @@ final class HelpTests: XCTestCase {
         weights, materialized outside the work tree, and on the base commit. Results
         are cached in the ledger per weights × task × evaluator. Suites, tasks and
         thresholds come from .wledger/config (see 'wledger config --help'); the
-        built-in suite 'default' runs addition, units, similarities, reorder,
-        cause_effect and edits.
+        built-in suite 'default' runs addition (BIG-bench), the word analogies
+        capitals, family, comparative and past_tense, and edits.
         Examples: wledger health; wledger health HEAD~3 --json; wledger health
         --candidate --check
 
@@ -546,12 +546,12 @@ final class HelpTests: XCTestCase {
         target_new + KL on "{subject} is a" + weight decay, norm clamp), and
         mlp.down_proj of the layer gets the rank-one update δ·(C⁻¹k*)ᵀ/(k·C⁻¹k*). MEMIT
         edits a batch in one commit, spread over a layer range: ΔW_l = R·Kᵀ·(λC +
-        K·Kᵀ)⁻¹. C = E[kkᵀ] of the layer's keys over a text corpus (default: BIG-bench
-        example inputs) is computed once per model and layer and kept in the ledger;
-        --no-mom2 uses the identity. The work tree must be clean. Each edit prints
-        efficacy (target_new preferred over ground_truth), generalization (the same on
-        the rephrasings) and locality (locality prompts' top predictions unchanged by
-        the edit).
+        K·Kᵀ)⁻¹. C = E[kkᵀ] of the layer's keys over a text corpus (default: the Lee
+        news corpus from the fixtures) is computed once per model and layer and kept in
+        the ledger; --no-mom2 uses the identity. The work tree must be clean. Each edit
+        prints efficacy (target_new preferred over ground_truth), generalization (the
+        same on the rephrasings) and locality (locality prompts' top predictions
+        unchanged by the edit).
 
         Example: wledger edit --method rome --request edit.json
 
@@ -581,8 +581,8 @@ final class HelpTests: XCTestCase {
                                   MEMIT: weight λ of the covariance term. (default:
                                   15000.0)
           --no-mom2               Use the identity instead of the keys' second moment C.
-          --mom2-corpus <file>    Text file for the key statistics C (default:
-                                  BIG-bench example inputs).
+          --mom2-corpus <file>    Text file for the key statistics C (default: the Lee
+                                  news corpus, health.tasks).
           --mom2-tokens <mom2-tokens>
                                   Tokens over which C is estimated. (default: 16384)
           -m, --message <message> Message (default: method, subject, ground truth ->
@@ -645,6 +645,8 @@ final class HelpTests: XCTestCase {
           health.threads: BLAS threads for evaluation (default: every core)
           health.bigbench: directory of BIG-bench tasks (default: $WLEDGER_BIGBENCH,
         then ~/.cache/wledger/bigbench/benchmark_tasks)
+          health.tasks: directory of the default suite's analogy tasks and edit's
+        default text corpus (default: $WLEDGER_TASKS, then ~/.cache/wledger/tasks)
           suite.*.tasks: task names of a suite, separated by spaces or commas
           task.*.source: bigbench:DIR[/SUBTASK], jsonl:FILE, perplexity:FILE, edits, or
         external:EVALUATOR

@@ -73,18 +73,18 @@ final class HealthTests: XCTestCase {
         let python = Fixtures.cacheRoot + "/venv/bin/python"
         try wl(["init", "-q"], in: dir)
         try wl(["config", "set", "task.cap.source", "jsonl:" + data], in: dir)
-        try wl(["config", "set", "task.units10.source", "bigbench:unit_conversion/unit_identification"], in: dir)
-        try wl(["config", "set", "task.units10.mode", "multiple_choice"], in: dir)
-        try wl(["config", "set", "task.units10.limit", "8"], in: dir)
+        try wl(["config", "set", "task.add8.source", "bigbench:arithmetic/1_digit_addition"], in: dir)
+        try wl(["config", "set", "task.add8.mode", "multiple_choice"], in: dir)
+        try wl(["config", "set", "task.add8.limit", "8"], in: dir)
         try wl(["config", "set", "evaluator.reference.command",
                 "\(python) \(repoRoot)/scripts/lm_eval_reference.py --weights {weights} --tasks {tasks} --out {out}"], in: dir)
         try wl(["config", "set", "task.capref.source", "external:reference"], in: dir)
         try wl(["config", "set", "task.capref.tasks", data], in: dir)
-        try wl(["config", "set", "suite.small.tasks", "cap units10 edits"], in: dir)
+        try wl(["config", "set", "suite.small.tasks", "cap add8 edits"], in: dir)
 
         // 1. Base: evaluated, then cached with identical numbers.
         let first = try health(["--suite", "small"], in: dir)
-        XCTAssertEqual(first.tasks.map(\.task), ["cap", "units10", "edits"])
+        XCTAssertEqual(first.tasks.map(\.task), ["cap", "add8", "edits"])
         XCTAssertEqual(first.tasks.map(\.cached), [false, false, false])
         XCTAssertEqual(first.value("cap", "acc"), 1.0, "the model knows these four")
         XCTAssertEqual(first.rows.first { $0.task == "cap" && $0.metric == "acc" }?.value.n, 4)
@@ -168,7 +168,7 @@ final class HealthTests: XCTestCase {
         // 7. Bad input: one line, exit 2, nothing changed.
         let ledgerBefore = try directoryDigest(dir)
         for (args, message) in [
-            (["health", "--task", "nope"], "error: unknown task 'nope' (known: addition, cap, capref, cause_effect, edits, reorder, similarities, units, units10)"),
+            (["health", "--task", "nope"], "error: unknown task 'nope' (known: add8, addition, cap, capitals, capref, comparative, edits, family, past_tense)"),
             (["health", "--suite", "nope"], "error: unknown suite 'nope' (known: default, small; define one with 'wledger config set suite.nope.tasks ...')"),
             (["health", "HEAD~99"], nil),
             (["config", "set", "task.cap.limit", "zero"], "error: 'task.cap.limit' must be a positive integer, got 'zero'"),

@@ -65,12 +65,12 @@ final class ReportTests: XCTestCase {
         try Self.eiffel.write(toFile: tmp.path + "/eiffel.json", atomically: true, encoding: .utf8)
         try Self.danube.write(toFile: tmp.path + "/danube.json", atomically: true, encoding: .utf8)
         try wl(["init", "-q"], in: dir)
-        // A tiny suite (3 BIG-bench examples with short prompts, and edit retention) keeps the debug
+        // A tiny suite (3 word analogies with short prompts, and edit retention) keeps the debug
         // build's evaluations short; health runs right after each commit, so the clean work tree is
         // evaluated in place.
-        for (k, v) in [("task.cause3.source", "bigbench:cause_and_effect/one_sentence_no_prompt"), ("task.cause3.limit", "3"),
-                       ("suite.tiny.tasks", "cause3 edits"), ("health.suite", "tiny"),
-                       ("threshold.cause3.acc.min", "0.3"), ("threshold.edits.locality.max-drop", "0.5")] {
+        for (k, v) in [("task.fam3.source", "jsonl:" + Fixtures.cacheRoot + "/tasks/analogies/family.jsonl"), ("task.fam3.limit", "3"),
+                       ("suite.tiny.tasks", "fam3 edits"), ("health.suite", "tiny"),
+                       ("threshold.fam3.acc.min", "0.3"), ("threshold.edits.locality.max-drop", "0.5")] {
             try wl(["config", "set", k, v], in: dir)
         }
         func health() throws { try wl(["health", "-q", "--threads", "2"], in: dir) }
@@ -103,11 +103,11 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(r.series[1].commits, [base, e1, e2])
         XCTAssertEqual(r.commits.map(\.id), ids, "every commit once")
         XCTAssertEqual(r.matrices, [l12, l8])
-        XCTAssertEqual(r.metrics.map { "\($0.task).\($0.metric)" }, ["cause3.acc", "edits.efficacy", "edits.generalization", "edits.locality"])
+        XCTAssertEqual(r.metrics.map { "\($0.task).\($0.metric)" }, ["fam3.acc", "edits.efficacy", "edits.generalization", "edits.locality"])
         XCTAssertEqual(r.commit(e1)?.requests.map { "\($0.subject) → \($0.targetNew)" }, ["Eiffel Tower → Rome"])
         XCTAssertEqual(r.commit(e2)?.tensors, [l12])
         XCTAssertEqual(r.commit(pruned)?.kind, "prune")
-        XCTAssertEqual(r.commit(reverted)?.missing, ["cause3", "edits"], "the revert has no cached health")
+        XCTAssertEqual(r.commit(reverted)?.missing, ["fam3", "edits"], "the revert has no cached health")
         XCTAssertEqual(r.commit(reverted)?.health.count, 0)
         XCTAssertEqual(r.commit(pruned)?.missing, [])
 
@@ -158,7 +158,7 @@ final class ReportTests: XCTestCase {
         // 2. The page: well-formed, self-contained, and its chart points are those numbers.
         let html = try String(contentsOfFile: page, encoding: .utf8)
         let scan = try PageScan(html)
-        XCTAssertEqual(scan.figures, ["health-cause3-acc", "health-edits-efficacy", "health-edits-generalization", "health-edits-locality",
+        XCTAssertEqual(scan.figures, ["health-fam3-acc", "health-edits-efficacy", "health-edits-generalization", "health-edits-locality",
                                       "drift-l1", "drift-relfro", "drift-share0", "drift-share1", "drift-kappa"])
         XCTAssertEqual(scan.tableRows, 5)
         XCTAssertEqual(scan.linkAttributes, [], "no href/src of any kind")
@@ -176,13 +176,13 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(point("drift-relfro", "\(l12) (main)", 3), prunedDrift.relativeFrobenius)
         XCTAssertEqual(point("drift-share1", "\(l12) (main)", 3), prunedDrift.shares[1].fraction)
         XCTAssertEqual(point("drift-kappa", "\(l8) (plain)", 2), r.commit(e2)?.drift.first { $0.name == l8 }?.kappa)
-        XCTAssertEqual(point("health-cause3-acc", "main", 2), r.commit(e2)?.health.first { $0.task == "cause3" && $0.metric == "acc" }?.value.value)
+        XCTAssertEqual(point("health-fam3-acc", "main", 2), r.commit(e2)?.health.first { $0.task == "fam3" && $0.metric == "acc" }?.value.value)
         XCTAssertEqual(point("health-edits-efficacy", "main", 3), r.commit(pruned)?.health.first { $0.metric == "efficacy" }?.value.value)
-        XCTAssertNil(point("health-cause3-acc", "main", 4), "no point where nothing is cached")
-        XCTAssertNil(point("health-cause3-acc", "plain", 3), "plain ends at x = 2")
+        XCTAssertNil(point("health-fam3-acc", "main", 4), "no point where nothing is cached")
+        XCTAssertNil(point("health-fam3-acc", "plain", 3), "plain ends at x = 2")
         XCTAssertEqual(scan.points.filter { $0.figure == "drift-l1" }.count, 2 * 5 + 2 * 3, "two matrices × (5 + 3) commits")
         XCTAssertEqual(scan.markers.filter { $0.figure == "drift-l1" }.map(\.letter).sorted(), ["P", "R"])
-        XCTAssertEqual(scan.bands, ["health-cause3-acc", "health-edits-locality"], "thresholds shaded where configured")
+        XCTAssertEqual(scan.bands, ["health-fam3-acc", "health-edits-locality"], "thresholds shaded where configured")
 
         // 3. Bad input: one line, exit 2, nothing changed.
         let before = try directoryDigest(dir)
