@@ -225,7 +225,7 @@ fi
 # --- 6. tokenizer reference cases (HF tokenizers) ------------------------------
 FIXTURES=$CACHE/fixtures
 TOKENIZER_CASES=$FIXTURES/tokenizer_cases.json
-tokenizer_stamp="$(sha "$SCRIPT_DIR/tokenizer_cases.py" "$MODELS/f32/tokenizer.json")$("$VPY" -c 'import tokenizers; print(tokenizers.__version__)')"
+tokenizer_stamp="$(sha "$SCRIPT_DIR/tokenizer_cases.py" "$MODELS/f32/tokenizer.json")$("$VPY" -c 'import tokenizers; print(tokenizers.__version__)') $bigbench_stamp $tasks_stamp"
 if marker_ok "$FIXTURES/.tokenizer-cases-complete" "$tokenizer_stamp" && [[ -s $TOKENIZER_CASES ]]; then
   log "tokenizer cases: cached ($TOKENIZER_CASES)"
 else
@@ -233,7 +233,7 @@ else
   mkdir -p "$FIXTURES"
   rm -f -- "$FIXTURES/.tokenizer-cases-complete"
   "$VPY" "$SCRIPT_DIR/tokenizer_cases.py" --tokenizer "$MODELS/f32/tokenizer.json" \
-    --bigbench "$BIGBENCH/benchmark_tasks" --out "$TOKENIZER_CASES" >&2
+    --bigbench "$BIGBENCH/benchmark_tasks" --tasks "$TASKS" --out "$TOKENIZER_CASES" >&2
   printf '%s' "$tokenizer_stamp" >"$FIXTURES/.tokenizer-cases-complete"
 fi
 

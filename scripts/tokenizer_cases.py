@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Write reference tokenizations from HF `tokenizers` for the Swift tokenizer's tests.
 
-Usage: tokenizer_cases.py [--tokenizer PATH] [--bigbench DIR] [--out PATH]
+Usage: tokenizer_cases.py [--tokenizer PATH] [--bigbench DIR] [--tasks DIR] [--out PATH]
   --tokenizer  SmolLM2 tokenizer.json
                (default $WLEDGER_CACHE/models/smollm2-135m/f32/tokenizer.json)
   --bigbench   BIG-bench benchmark_tasks directory; a few real task inputs are
                added as cases when it exists ($WLEDGER_CACHE/bigbench/benchmark_tasks)
+  --tasks      wledger's task data (scripts/wordtasks.py); news articles and analogy
+               prompts are added as cases when it exists ($WLEDGER_CACHE/tasks)
   --out        output file (default $WLEDGER_CACHE/fixtures/tokenizer_cases.json)
 
 Writes one JSON file (and, beside it, the variant tokenizer files it names):
@@ -165,6 +167,24 @@ def scalar_classes(tok):
     return ranges
 
 
+def task_texts(root):
+    """Real text from wledger's task data (scripts/wordtasks.py): the first articles of the Lee
+    news corpus (cut to 800 characters) and the first analogy prompts with their answers."""
+    if not root or not os.path.isdir(root):
+        return []
+    out = []
+    corpus = os.path.join(root, "corpus", "lee_background.txt")
+    if os.path.isfile(corpus):
+        with open(corpus, encoding="utf-8") as f:
+            out += [line.rstrip("\n")[:800] for _, line in zip(range(6), f)]
+    for path in sorted(glob.glob(os.path.join(root, "analogies", "*.jsonl"))):
+        with open(path, encoding="utf-8") as f:
+            for _, line in zip(range(2), f):
+                q = json.loads(line)
+                out.append(q["context"] + q["choices"][q["gold"]])
+    return out
+
+
 def bigbench_inputs(root):
     """The first inputs of a few BIG-bench tasks, in a fixed order."""
     if not root or not os.path.isdir(root):
@@ -296,6 +316,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokenizer", default=os.path.join(CACHE, "models/smollm2-135m/f32/tokenizer.json"))
     ap.add_argument("--bigbench", default=os.path.join(CACHE, "bigbench/benchmark_tasks"))
+    ap.add_argument("--tasks", default=os.path.join(CACHE, "tasks"))
     ap.add_argument("--out", default=os.path.join(CACHE, "fixtures/tokenizer_cases.json"))
     args = ap.parse_args()
 
@@ -309,7 +330,7 @@ def main():
             sys.exit(f"tokenizer_cases: {text!r} encodes to {got}, expected {ids}")
 
     rng = random.Random(20240611)
-    texts = [t for t, _ in REQUIRED] + FIXED + bigbench_inputs(args.bigbench) + random_mixes(rng, 150) + long_cases(rng)
+    texts = [t for t, _ in REQUIRED] + FIXED + bigbench_inputs(args.bigbench) + task_texts(args.tasks) + random_mixes(rng, 150) + long_cases(rng)
     cases = encode_cases(tok, texts)
 
     decode_cases = []

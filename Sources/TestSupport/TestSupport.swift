@@ -16,26 +16,26 @@ public enum Fixtures {
     /// (`CI` or `WLEDGER_REQUIRE_FIXTURES` set), so CI can never pass without real data.
     public static func smolLM2(_ dtype: String) throws -> String {
         let dir = cacheRoot + "/models/smollm2-135m/" + dtype
-        if FileManager.default.fileExists(atPath: dir + "/model.safetensors") { return dir }
-        let env = ProcessInfo.processInfo.environment
-        if env["CI"] != nil || env["WLEDGER_REQUIRE_FIXTURES"] != nil {
-            XCTFail("fixture '\(dir)' missing: run scripts/fetch-fixtures.sh")
-            throw XCTSkip("fixture missing")
-        }
-        throw XCTSkip("fixture '\(dir)' missing: run scripts/fetch-fixtures.sh")
+        _ = try require(dir + "/model.safetensors")
+        return dir
     }
 
     /// A file of wledger's task data (`tasks/analogies/*.jsonl`, `tasks/corpus/…`, written by
     /// scripts/wordtasks.py); skipped locally, a failure under CI, when missing.
     public static func taskData(_ relative: String) throws -> String {
-        let path = cacheRoot + "/tasks/" + relative
+        try require(cacheRoot + "/tasks/" + relative)
+    }
+
+    /// `path` when it exists. Otherwise the test is skipped locally but fails under CI (`CI` or
+    /// `WLEDGER_REQUIRE_FIXTURES` set), with `hint` saying how to get it.
+    public static func require(_ path: String, hint: String = "run scripts/fetch-fixtures.sh") throws -> String {
         if FileManager.default.fileExists(atPath: path) { return path }
         let env = ProcessInfo.processInfo.environment
         if env["CI"] != nil || env["WLEDGER_REQUIRE_FIXTURES"] != nil {
-            XCTFail("fixture '\(path)' missing: run scripts/fetch-fixtures.sh")
+            XCTFail("fixture '\(path)' missing: \(hint)")
             throw XCTSkip("fixture missing")
         }
-        throw XCTSkip("fixture '\(path)' missing: run scripts/fetch-fixtures.sh")
+        throw XCTSkip("fixture '\(path)' missing: \(hint)")
     }
 }
 

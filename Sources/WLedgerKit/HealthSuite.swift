@@ -39,20 +39,20 @@ public struct HealthTask: Sendable, Equatable {
 /// weights are damaged. BIG-bench's 2-digit addition (exact match), and four sections of the
 /// Google word-analogy test set as 4-way multiple choice (`scripts/wordtasks.py` writes them
 /// into the task data directory, `health.tasks`): world knowledge (capitals), relations (family)
-/// and grammar (comparatives, past tenses). About 30 seconds on one core.
+/// and grammar (comparatives, opposites). About 30 seconds on one core.
 public enum BuiltinSuite {
     public static let name = "default"
 
     /// The analogy sections of the suite: task name and the file below `analogies/`.
     public static let analogies: [(name: String, section: String)] = [
-        ("capitals", "capital-common-countries"), ("family", "family"),
-        ("comparative", "gram3-comparative"), ("past_tense", "gram7-past-tense"),
+        ("capitals", "capital-world"), ("family", "family"),
+        ("comparative", "gram3-comparative"), ("opposite", "gram2-opposite"),
     ]
 
     /// The suite's tasks, with the analogy files in `dataDirectory`.
     public static func tasks(dataDirectory: String) -> [HealthTask] {
         [HealthTask(name: "addition", source: .bigbench("arithmetic/2_digit_addition"), mode: .exactMatch, shots: 2, limit: 40)]
-            + analogies.map { HealthTask(name: $0.name, source: .jsonl(dataDirectory + "/analogies/" + $0.section + ".jsonl"), limit: 50) }
+            + analogies.map { HealthTask(name: $0.name, source: .jsonl(dataDirectory + "/analogies/" + $0.section + ".jsonl"), limit: 100) }
             + [HealthTask(name: "edits", source: .edits)]
     }
 }

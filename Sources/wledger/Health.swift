@@ -12,7 +12,7 @@ struct Health: ParsableCommand {
             outside the work tree, and on the base commit. Results are cached in the ledger per \
             weights × task × evaluator. Suites, tasks and thresholds come from .wledger/config \
             (see 'wledger config --help'); the built-in suite 'default' runs addition (BIG-bench), \
-            the word analogies capitals, family, comparative and past_tense, and edits.
+            the word analogies capitals, family, comparative and opposite, and edits.
             Examples: wledger health; wledger health HEAD~3 --json; wledger health --candidate --check
             """)
 

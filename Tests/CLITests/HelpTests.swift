@@ -506,7 +506,7 @@ final class HelpTests: XCTestCase {
         are cached in the ledger per weights × task × evaluator. Suites, tasks and
         thresholds come from .wledger/config (see 'wledger config --help'); the
         built-in suite 'default' runs addition (BIG-bench), the word analogies
-        capitals, family, comparative and past_tense, and edits.
+        capitals, family, comparative and opposite, and edits.
         Examples: wledger health; wledger health HEAD~3 --json; wledger health
         --candidate --check
 

@@ -29,14 +29,7 @@ final class ForwardTests: XCTestCase {
 
     /// The fixture venv's Python; skipped locally, a failure under CI, when it is missing.
     static func referencePython() throws -> String {
-        let python = Fixtures.cacheRoot + "/venv/bin/python"
-        if FileManager.default.isExecutableFile(atPath: python) { return python }
-        let env = ProcessInfo.processInfo.environment
-        if env["CI"] != nil || env["WLEDGER_REQUIRE_FIXTURES"] != nil {
-            XCTFail("python venv '\(python)' missing: run scripts/setup.sh")
-            throw XCTSkip("venv missing")
-        }
-        throw XCTSkip("python venv '\(python)' missing: run scripts/setup.sh")
+        try Fixtures.require(Fixtures.cacheRoot + "/venv/bin/python", hint: "run scripts/setup.sh")
     }
 
     struct Reference: Decodable {

@@ -47,7 +47,7 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(s.thresholds["add10.exact_match"], Threshold(metric: "add10.exact_match", min: 0.2, maxDrop: .percent(25)))
         XCTAssertEqual(Threshold.Amount.percent(25).allowed(base: 0.4), 0.1, accuracy: 1e-15)
         // Built-ins stay available next to the configured suite.
-        XCTAssertEqual(try s.suite("default").map(\.name), ["addition", "capitals", "family", "comparative", "past_tense", "edits"])
+        XCTAssertEqual(try s.suite("default").map(\.name), ["addition", "capitals", "family", "comparative", "opposite", "edits"])
     }
 
     func testSetKeepsCommentsAndOrderAndRoundTrips() throws {

@@ -168,7 +168,7 @@ final class HealthTests: XCTestCase {
         // 7. Bad input: one line, exit 2, nothing changed.
         let ledgerBefore = try directoryDigest(dir)
         for (args, message) in [
-            (["health", "--task", "nope"], "error: unknown task 'nope' (known: add8, addition, cap, capitals, capref, comparative, edits, family, past_tense)"),
+            (["health", "--task", "nope"], "error: unknown task 'nope' (known: add8, addition, cap, capitals, capref, comparative, edits, family, opposite)"),
             (["health", "--suite", "nope"], "error: unknown suite 'nope' (known: default, small; define one with 'wledger config set suite.nope.tasks ...')"),
             (["health", "HEAD~99"], nil),
             (["config", "set", "task.cap.limit", "zero"], "error: 'task.cap.limit' must be a positive integer, got 'zero'"),
