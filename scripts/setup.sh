@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what wledger needs on a fresh Debian/Ubuntu machine with Swift 6 and Python 3:
 # the system libraries (OpenBLAS + LAPACK, SQLite, zstd, OpenSSL's libcrypto, xxHash) and the
-# real fixtures (SmolLM2-135M converted to HF safetensors, BIG-bench tasks) in
+# real fixtures (SmolLM2-135M converted to HF safetensors, BIG-bench tasks, word analogies and the
+# Lee corpus) in
 # ${WLEDGER_CACHE:-~/.cache/wledger}. Safe to re-run; cached steps take a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -84,6 +84,7 @@ extension Repository {
         if let bad = options.memitLayers?.first(where: { $0 < 0 || $0 >= layerCount }), options.method == .memit {
             throw KitError.usage("--layers: layer \(bad) is outside the model's \(layerCount) layers")
         }
+        if options.rome.mom2 { _ = try keyStatisticsCorpus(options) }   // readable before anything is recorded
         let status = try self.status(cacheStats: false, progress: progress)
         guard status.clean else {
             throw KitError.refused("the work tree has uncommitted changes; commit them or run 'wledger checkout --force HEAD' first")
@@ -256,18 +257,22 @@ extension Repository {
         return templates
     }
 
+    /// The text of the key statistics: `--mom2-corpus`, else the Lee news corpus in the task data
+    /// directory (path and bytes). Either is named in C's cache key by its content.
+    func keyStatisticsCorpus(_ options: EditOptions) throws -> (path: String, bytes: [UInt8]) {
+        let corpus = try options.mom2Corpus ?? (resolvePath(HealthSettings.load(self).dataDirectory) + "/corpus/lee_background.txt")
+        do { return (corpus, try readFile(corpus)) } catch {
+            throw KitError.usage(options.mom2Corpus != nil ? "'\(corpus)': cannot read the text corpus for the key statistics"
+                : "'\(corpus)': the default text corpus of the key statistics is missing (run scripts/fetch-fixtures.sh, set health.tasks, pass --mom2-corpus FILE or --no-mom2)")
+        }
+    }
+
     /// C = E[k kᵀ] of each layer's keys on the base model, over `options.mom2Tokens` tokens of
     /// the corpus; computed once per model, layer and corpus (the missing layers in one pass)
     /// and kept in the ledger: an object of F64 values, named in `meta`.
     func secondMoments(layers: [Int], baseID: String, options: EditOptions, progress: ProgressReporter) throws -> [Int: SecondMoment] {
-        let corpus = options.mom2Corpus
-        var corpusText: [UInt8]? = nil
-        if let corpus {
-            do { corpusText = try readFile(corpus) } catch {
-                throw KitError.usage("'\(corpus)': cannot read the text corpus for the key statistics")
-            }
-        }
-        let corpusID = corpusText.map { "file:" + SHA256Digest.hash($0).hex.prefix(16) } ?? "lee-background"
+        let (corpus, corpusText) = try keyStatisticsCorpus(options)
+        let corpusID = (options.mom2Corpus != nil ? "file:" : "lee:") + SHA256Digest.hash(corpusText).hex.prefix(16)
         func key(_ l: Int) -> String { "mom2/\(baseID)/layer\(l)/\(corpusID)/\(options.mom2Tokens)" }
         var out: [Int: SecondMoment] = [:]
         for l in layers {
@@ -290,15 +295,10 @@ extension Repository {
         let dir = try base.directory()
         let model = try Model(directory: dir)
         let tokenizer = try Tokenizer(modelDirectory: dir)
-        let text: String
-        if let corpusText {
-            guard let s = String(bytes: corpusText, encoding: .utf8) else {
-                throw KitError.usage("'\(corpus!)': the text corpus for the key statistics is not UTF-8")
-            }
-            text = s
-        } else {
-            text = try Repository.defaultCorpus(settings: try HealthSettings.load(self), characters: options.mom2Tokens * 6)
+        guard let whole = String(bytes: corpusText, encoding: .utf8) else {
+            throw KitError.usage("'\(corpus)': the text corpus for the key statistics is not UTF-8")
         }
+        let text = options.mom2Corpus != nil ? whole : Repository.leadingArticles(of: whole, characters: options.mom2Tokens * 6)
         let ids = tokenizer.encode(text)
         let length = 128
         var sequences: [[Int]] = []
@@ -328,17 +328,9 @@ extension Repository {
         return out
     }
 
-    /// The default corpus of the key statistics: the first articles of the Lee news corpus
-    /// (`corpus/lee_background.txt` in the task data directory, one article per line), whole
-    /// articles until `characters` is reached.
-    static func defaultCorpus(settings: HealthSettings, characters: Int) throws -> String {
-        let path = settings.dataDirectory + "/corpus/lee_background.txt"
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw KitError.usage("'\(path)': the default text corpus of the key statistics is missing (run scripts/fetch-fixtures.sh, set health.tasks, pass --mom2-corpus FILE or --no-mom2)")
-        }
-        guard let text = String(data: data, encoding: .utf8) else {
-            throw KitError.usage("'\(path)': the default text corpus of the key statistics is not UTF-8")
-        }
+    /// The default corpus of the key statistics: the first articles of the Lee news corpus (one
+    /// article per line), whole articles until `characters` is reached.
+    static func leadingArticles(of text: String, characters: Int) -> String {
         var out = ""
         for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
             out += line + "\n\n"

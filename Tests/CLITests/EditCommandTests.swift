@@ -8,6 +8,7 @@ import XCTest
 final class EditCommandTests: XCTestCase {
     func testEditCommitsROMEAndMEMITAndRefusesBadInput() throws {
         let source = try Fixtures.smolLM2("f32")
+        _ = try Fixtures.taskData("corpus/lee_background.txt")   // the default corpus of C
         let tmp = try TemporaryDirectory("edit")
         let dir = (try tmp.copyModel(from: source) as NSString).standardizingPath
         func wl(_ args: [String]) throws -> ProcessOutput { try CLI.run(args, in: dir) }
@@ -41,6 +42,12 @@ final class EditCommandTests: XCTestCase {
             XCTAssertTrue(r.stderr.contains(needle), "\(args): \(r.stderr)")
             XCTAssertEqual(try directoryDigest(dir), before, "\(args) changed something")
         }
+        // Without the default corpus of the key statistics (the task data directory is elsewhere).
+        let noCorpus = try CLI.run(["edit", "--request", france], in: dir, environment: ["WLEDGER_TASKS": tmp.path + "/nowhere"])
+        XCTAssertEqual(noCorpus.status, 2, noCorpus.stderr)
+        XCTAssertEqual(noCorpus.stderr.split(separator: "\n").count, 1, noCorpus.stderr)
+        XCTAssertTrue(noCorpus.stderr.contains("'\(tmp.path)/nowhere/corpus/lee_background.txt': the default text corpus"), noCorpus.stderr)
+        XCTAssertEqual(try directoryDigest(dir), before, "a missing corpus changed something")
 
         // ROME, with C over a small corpus.
         var r = try wl(["edit", "-q", "--request", france, "--steps", "10", "--mom2-tokens", "2048", "--json"])

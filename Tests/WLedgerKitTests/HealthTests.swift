@@ -62,6 +62,14 @@ final class HealthTests: XCTestCase {
         return lp[(ctx.count - 1)...].reduce(0, +)
     }
 
+    /// Edit's default corpus: whole articles (lines) of the Lee corpus until the length is reached.
+    func testDefaultCorpusTakesWholeArticles() {
+        let text = "first article.\nsecond one\n\nthird\n"
+        XCTAssertEqual(Repository.leadingArticles(of: text, characters: 5), "first article.\n\n")
+        XCTAssertEqual(Repository.leadingArticles(of: text, characters: 17), "first article.\n\nsecond one\n\n")
+        XCTAssertEqual(Repository.leadingArticles(of: text, characters: 1000), "first article.\n\nsecond one\n\nthird\n\n")
+    }
+
     func testHealthOnRealModel() throws {
         let source = try Fixtures.smolLM2("f32")
         let tmp = try TemporaryDirectory("health")

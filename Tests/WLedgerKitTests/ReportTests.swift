@@ -68,7 +68,7 @@ final class ReportTests: XCTestCase {
         // A tiny suite (3 word analogies with short prompts, and edit retention) keeps the debug
         // build's evaluations short; health runs right after each commit, so the clean work tree is
         // evaluated in place.
-        for (k, v) in [("task.fam3.source", "jsonl:" + Fixtures.cacheRoot + "/tasks/analogies/family.jsonl"), ("task.fam3.limit", "3"),
+        for (k, v) in [("task.fam3.source", "jsonl:" + (try Fixtures.taskData("analogies/family.jsonl"))), ("task.fam3.limit", "3"),
                        ("suite.tiny.tasks", "fam3 edits"), ("health.suite", "tiny"),
                        ("threshold.fam3.acc.min", "0.3"), ("threshold.edits.locality.max-drop", "0.5")] {
             try wl(["config", "set", k, v], in: dir)
