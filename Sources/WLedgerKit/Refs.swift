@@ -16,6 +16,27 @@ public struct BranchRename: Encodable, Sendable {
     public var current: Bool
 }
 
+/// How far `reset` goes: the ref only, or the work tree too.
+public enum ResetMode: String, Encodable, Sendable {
+    /// Move the ref; the work tree stays (git's --soft, and its --mixed: there is no index).
+    case soft
+    /// Move the ref and rewrite the work tree to it, discarding uncommitted changes.
+    case hard
+}
+
+/// What `reset` did.
+public struct ResetResult: Encodable, Sendable {
+    /// HEAD's commit before.
+    public var from: String
+    /// HEAD's commit now.
+    public var commit: String
+    /// The branch that moved (nil: a detached HEAD moved).
+    public var branch: String?
+    public var mode: ResetMode
+    /// `hard`: the rewrite of the work tree (as `checkout --force HEAD`).
+    public var checkout: CheckoutResult?
+}
+
 /// Whether an operation concerns branches or tags.
 public enum RefKind: String, Sendable {
     case branch, tag
@@ -70,6 +91,30 @@ extension Repository {
             try ledger.deleteRef(prefix + old, expected: .value(target))
             if current { try ledger.setHead(.branch(name: new, commit: target)) }
             if try ledger.meta(Self.previousHeadKey) == prefix + old { try ledger.setMeta(Self.previousHeadKey, prefix + new) }
+        }
+        return result
+    }
+
+    /// `wledger reset [--soft|--hard] REV`: moves the current branch (or a detached HEAD) to
+    /// `revision`, as git does. `soft` leaves the work tree alone, so what differs from the new
+    /// HEAD shows as uncommitted changes and `commit` can record it again; `hard` then rewrites the
+    /// work tree to it as `checkout --force HEAD` does, discarding uncommitted changes. The ref
+    /// moves in one transaction before the work tree is touched: a hard reset killed after it is
+    /// left as a soft one (or finished by the next command, once the checkout's journal is written).
+    /// Commits left behind stay in the ledger, reachable by their ids (`from`).
+    /// Refused while a bisect runs (it returns to the branch it started on).
+    public func reset(to revision: String, mode: ResetMode, inPlace: Bool? = nil, progress: ProgressReporter = .silent) throws -> ResetResult {
+        let target = try RevisionResolver(ledger: ledger).resolve(revision)
+        if try ledger.bisectSession() != nil {
+            throw KitError.refused("a bisect is running; end it first (wledger bisect reset)")
+        }
+        let head = try ledger.head()
+        if target != head.commit {
+            try ledger.transaction { try ledger.advanceHead(from: head.commit, to: target) }
+        }
+        var result = ResetResult(from: head.commit, commit: target, branch: head.branchName, mode: mode, checkout: nil)
+        if mode == .hard {
+            result.checkout = try checkout("HEAD", force: true, inPlace: inPlace, progress: progress)
         }
         return result
     }

@@ -72,6 +72,8 @@ final class HelpTests: XCTestCase {
                                   revision.
           branch                  List, create, rename or delete branches.
           tag                     List, create or delete tags.
+          reset                   Move the current branch (or a detached HEAD) to a
+                                  revision.
           revert                  Commit the inverse of one edit's ΔW onto HEAD (any
                                   commit, not only HEAD).
           prune                   RECT: keep only the top K% of one edit's ΔW (by
@@ -363,6 +365,41 @@ final class HelpTests: XCTestCase {
           -q, --quiet             Show no progress or notices.
           -d, --delete            Delete the tag.
           -f, --force             Move the tag if it exists.
+          --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testResetHelp() throws {
+        try assertHelp(["reset", "--help"], #"""
+        OVERVIEW: Move the current branch (or a detached HEAD) to a revision.
+
+        As git reset. --soft (the default; --mixed is the same, as there is no index)
+        leaves the work tree alone: what differs from the new HEAD shows in 'wledger
+        status' and 'wledger commit' records it again. --hard also rewrites the work
+        tree to the revision (as checkout --force HEAD), discarding uncommitted
+        changes. The commits left behind stay in the ledger; the previous HEAD is
+        printed, and 'wledger reset <that id>' goes back. Refused while a bisect runs.
+
+        Examples: wledger reset HEAD~1; wledger reset --hard edits-25
+
+        USAGE: wledger reset [-C <path>] [--quiet] [<revision>] [--soft] [--mixed] [--hard] [--in-place] [--no-in-place] [--json]
+
+        ARGUMENTS:
+          <revision>              Revision to move to. (default: HEAD)
+
+        OPTIONS:
+          -C <path>               Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          --soft                  Move the ref only (default).
+          --mixed                 Same as --soft: there is no index.
+          --hard                  Also rewrite the work tree to the revision,
+                                  discarding uncommitted changes.
+          --in-place/--no-in-place
+                                  With --hard: write only the changed tensors into
+                                  weight files that allow it (default: core.in-place of
+                                  .wledger/config, else in place).
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
