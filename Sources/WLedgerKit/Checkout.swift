@@ -54,9 +54,13 @@ extension Repository {
     /// HEAD on it, in the same transaction that moves HEAD: a checkout refused, or failing before
     /// its journal is written, creates no branch (one killed or failing after that is finished,
     /// branch included, by the next command).
-    /// - Parameter inPlace: nil: `core.in-place` of `.wledger/config` (true when unset).
+    /// - Parameters:
+    ///   - inPlace: nil: `core.in-place` of `.wledger/config` (true when unset).
+    ///   - alsoRemoving: side files to remove besides those HEAD tracks and the target does not
+    ///     (`reset --hard`, whose HEAD already is the target), when the target does not have them.
     public func checkout(_ revision: String, newBranch: String? = nil, output: String? = nil, force: Bool = false,
-                         verifySHA256: Bool = false, inPlace: Bool? = nil, progress: ProgressReporter = .silent) throws -> CheckoutResult {
+                         verifySHA256: Bool = false, inPlace: Bool? = nil, alsoRemoving: [String] = [],
+                         progress: ProgressReporter = .silent) throws -> CheckoutResult {
         // `-`: where the last checkout that moved HEAD came from, as with git.
         let revision = revision == "-" ? try previousCheckout() : revision
         if let newBranch {
@@ -72,6 +76,7 @@ extension Repository {
         let branch = try newBranch ?? (["HEAD", "@"].contains(revision) ? ledger.head().branchName : resolver.branchName(revision))
         let manifest = try ledger.manifest(of: target)
         let files = try ledger.files(of: target)
+        let extraRemovals = alsoRemoving.filter { files[$0] == nil }
         /// The result of a checkout of the work tree, before anything is written.
         func workTreeResult(unchanged: [String] = []) -> CheckoutResult {
             var r = CheckoutResult(commit: target, branch: branch, directory: root, written: [], unchanged: unchanged, removed: [],
@@ -118,9 +123,10 @@ extension Repository {
                            progress: progress, result: &result) { staged in
                 try self.writeJournal(PendingOperation(kind: .checkout, commit: target, branch: branch,
                                                        renames: staged.map { [self.relativeToRoot($0.tempPath), self.relativeToRoot($0.path)] },
-                                                       removes: []))
+                                                       removes: extraRemovals))
                 FaultInjection.point("checkout-journaled")
             }
+            for path in extraRemovals where unlink(root + "/" + path) == 0 || errno == ENOENT { result.removed.append(path) }
             try moveHead(to: target, branch: branch, create: newBranch != nil)
             clearJournal()
             var written: [String: FileStat] = [:]
@@ -162,7 +168,7 @@ extension Repository {
                 toWrite.append(f)
             }
         }
-        let removals = cmp.files.filter { $0.value.kind == .side && files[$0.key] == nil }.map(\.key).sorted()
+        let removals = Set(cmp.files.filter { $0.value.kind == .side && files[$0.key] == nil }.map(\.key) + extraRemovals).sorted()
         // Weight files that only need some tensors written get them in place: rebuilt (and
         // verified) now, listed in the journal with the staged files, written after the renames
         // (a failure from there on leaves the journal, and the next command finishes the job).

@@ -1,3 +1,4 @@
+import Foundation
 import Ledger
 
 /// A branch or tag as listed by `branch` / `tag`.
@@ -98,12 +99,13 @@ extension Repository {
     /// `wledger reset [--soft|--hard] REV`: moves the current branch (or a detached HEAD) to
     /// `revision`, as git does. `soft` leaves the work tree alone, so what differs from the new
     /// HEAD shows as uncommitted changes and `commit` can record it again; `hard` then rewrites the
-    /// work tree to it as `checkout --force HEAD` does, discarding uncommitted changes. The ref
+    /// work tree to it as `checkout --force HEAD` does (every weight file in full, from the
+    /// ledger), discarding uncommitted changes and removing side files the target does not track. The ref
     /// moves in one transaction before the work tree is touched: a hard reset killed after it is
     /// left as a soft one (or finished by the next command, once the checkout's journal is written).
     /// Commits left behind stay in the ledger, reachable by their ids (`from`).
     /// Refused while a bisect runs (it returns to the branch it started on).
-    public func reset(to revision: String, mode: ResetMode, inPlace: Bool? = nil, progress: ProgressReporter = .silent) throws -> ResetResult {
+    public func reset(to revision: String, mode: ResetMode, progress: ProgressReporter = .silent) throws -> ResetResult {
         let target = try RevisionResolver(ledger: ledger).resolve(revision)
         if try ledger.bisectSession() != nil {
             throw KitError.refused("a bisect is running; end it first (wledger bisect reset)")
@@ -114,7 +116,20 @@ extension Repository {
         }
         var result = ResetResult(from: head.commit, commit: target, branch: head.branchName, mode: mode, checkout: nil)
         if mode == .hard {
-            result.checkout = try checkout("HEAD", force: true, inPlace: inPlace, progress: progress)
+            // The checkout compares the target with itself (HEAD moved): side files only the
+            // previous HEAD tracks are named for removal.
+            let gone = try ledger.files(of: head.commit).filter { $0.value.kind == .side }.map(\.key)
+            do {
+                result.checkout = try checkout("HEAD", force: true, alsoRemoving: gone, progress: progress)
+            } catch {
+                // Failed before its journal (staging, verification): nothing was renamed into the
+                // work tree, so the ref goes back and the reset fails as a whole. With a journal the
+                // next command finishes the checkout, and the ref stays where it went.
+                if target != head.commit, !FileManager.default.fileExists(atPath: journalPath) {
+                    try? ledger.transaction { try ledger.advanceHead(from: target, to: head.commit) }
+                }
+                throw error
+            }
         }
         return result
     }

@@ -7,8 +7,9 @@ struct Reset: ParsableCommand {
         discussion: """
             As git reset. --soft (the default; --mixed is the same, as there is no index) leaves the work \
             tree alone: what differs from the new HEAD shows in 'wledger status' and 'wledger commit' records \
-            it again. --hard also rewrites the work tree to the revision (as checkout --force HEAD), \
-            discarding uncommitted changes. The commits left behind stay in the ledger; the previous HEAD \
+            it again. --hard also rewrites the work tree to the revision (as checkout --force HEAD: every \
+            weight file in full, from the ledger), discarding uncommitted changes and removing side files \
+            the revision does not track. The commits left behind stay in the ledger; the previous HEAD \
             is printed, and 'wledger reset <that id>' goes back. Refused while a bisect runs.
 
             Examples: wledger reset HEAD~1; wledger reset --hard edits-25
@@ -19,18 +20,15 @@ struct Reset: ParsableCommand {
     @Flag(help: "Move the ref only (default).") var soft = false
     @Flag(help: "Same as --soft: there is no index.") var mixed = false
     @Flag(help: "Also rewrite the work tree to the revision, discarding uncommitted changes.") var hard = false
-    @Flag(inversion: .prefixedNo, help: "With --hard: write only the changed tensors into weight files that allow it (default: core.in-place of .wledger/config, else in place).")
-    var inPlace: Bool?
     @Flag(help: "Print the result as JSON.") var json = false
 
     func validate() throws {
         if [soft, mixed, hard].filter({ $0 }).count > 1 { throw ValidationError("--soft, --mixed and --hard cannot be combined") }
-        if inPlace != nil && !hard { throw ValidationError("--in-place and --no-in-place go with --hard") }
     }
 
     func run() throws {
         let repo = try global.openRepository(forWriting: true)
-        let r = try repo.reset(to: revision, mode: hard ? .hard : .soft, inPlace: inPlace, progress: global.progress)
+        let r = try repo.reset(to: revision, mode: hard ? .hard : .soft, progress: global.progress)
         if let c = r.checkout { warnWorkTreeMismatches(c.workTreeMismatches) }
         if json { return try printJSON(r) }
         let ref = r.branch.map { "branch '\($0)'" } ?? "HEAD (detached)"

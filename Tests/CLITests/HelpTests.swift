@@ -378,13 +378,15 @@ final class HelpTests: XCTestCase {
         As git reset. --soft (the default; --mixed is the same, as there is no index)
         leaves the work tree alone: what differs from the new HEAD shows in 'wledger
         status' and 'wledger commit' records it again. --hard also rewrites the work
-        tree to the revision (as checkout --force HEAD), discarding uncommitted
-        changes. The commits left behind stay in the ledger; the previous HEAD is
-        printed, and 'wledger reset <that id>' goes back. Refused while a bisect runs.
+        tree to the revision (as checkout --force HEAD: every weight file in full, from
+        the ledger), discarding uncommitted changes and removing side files the
+        revision does not track. The commits left behind stay in the ledger; the
+        previous HEAD is printed, and 'wledger reset <that id>' goes back. Refused
+        while a bisect runs.
 
         Examples: wledger reset HEAD~1; wledger reset --hard edits-25
 
-        USAGE: wledger reset [-C <path>] [--quiet] [<revision>] [--soft] [--mixed] [--hard] [--in-place] [--no-in-place] [--json]
+        USAGE: wledger reset [-C <path>] [--quiet] [<revision>] [--soft] [--mixed] [--hard] [--json]
 
         ARGUMENTS:
           <revision>              Revision to move to. (default: HEAD)
@@ -396,10 +398,6 @@ final class HelpTests: XCTestCase {
           --mixed                 Same as --soft: there is no index.
           --hard                  Also rewrite the work tree to the revision,
                                   discarding uncommitted changes.
-          --in-place/--no-in-place
-                                  With --hard: write only the changed tensors into
-                                  weight files that allow it (default: core.in-place of
-                                  .wledger/config, else in place).
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.

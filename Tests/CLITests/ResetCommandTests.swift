@@ -5,8 +5,10 @@ import XCTest
 /// `wledger reset [--soft|--hard] REV` on the real SmolLM2 BF16: the current branch (or a
 /// detached HEAD) moves to REV; --soft keeps the work tree, whose difference from the new HEAD is
 /// then uncommitted and commits again to the same tree; --hard rewrites the work tree to REV and
-/// discards uncommitted changes; commits left behind are reached again by their ids; a hard reset
-/// killed after its checkout's journal is finished by the next command; refusals change nothing.
+/// discards uncommitted changes and removes side files the revision does not track; commits left
+/// behind are reached again by their ids; a hard reset killed after its checkout's journal is
+/// finished by the next command, and one that fails before it moves the branch back; refusals
+/// change nothing.
 final class ResetCommandTests: XCTestCase {
     func testResetMovesTheBranchAndSoftOrHardTheWorkTree() throws {
         let tmp = try TemporaryDirectory("reset")
@@ -75,12 +77,22 @@ final class ResetCommandTests: XCTestCase {
         XCTAssertEqual(try files(), twoFiles)
         XCTAssertEqual(try modified(), [])
 
+        // A side file added by a commit goes with a hard reset past it; HEAD stays on the branch.
+        try "notes\n".write(toFile: dir + "/NOTES.md", atomically: true, encoding: .utf8)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "notes"]).status, 0)
+        XCTAssertEqual(try wl(["reset", "-q", "--hard", "HEAD~1"]).status, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/NOTES.md"))
+        XCTAssertEqual(try files(), twoFiles)
+        let status = try object(wl(["status", "--json"]))
+        XCTAssertEqual(status["clean"] as? Bool, true, "\(status)")
+        XCTAssertEqual(status["branch"] as? String, "main")
+        XCTAssertEqual(try branchCommit("main"), two)
+
         // Refusals: exit code, one line, nothing changed.
         XCTAssertEqual(try wl(["bisect", "start", "HEAD", "base", "--no-checkout"]).status, 0)
         let before = try directoryDigest(dir)
         for (args, code, needle) in [(["reset", "nope"], Int32(2), "nope"),
                                      (["reset", "--soft", "--hard", "HEAD~1"], 2, "cannot be combined"),
-                                     (["reset", "--no-in-place", "HEAD~1"], 2, "--hard"),
                                      (["reset", "--hard", "HEAD~1"], 1, "a bisect is running")] {
             r = try wl(args)
             XCTAssertEqual(r.status, code, "\(args): \(r.stderr)")
@@ -109,5 +121,26 @@ final class ResetCommandTests: XCTestCase {
         XCTAssertEqual(try branchCommit("main"), one)
         XCTAssertEqual(try modified(), [])
         XCTAssertEqual(try wl(["fsck", "-q"]).status, 0)
+
+        // A hard reset whose rebuild fails before its journal (a corrupted ledger object, one bit
+        // flipped in a base keyframe): the branch goes back and no file changes.
+        let beforeCorrupt = try files()
+        let script = """
+            import sqlite3, sys
+            db = sqlite3.connect(sys.argv[1])
+            obj = db.execute('SELECT v.object FROM tensorVersion v JOIN commitTensor t ON t.hash = v.hash WHERE t."commit" = ? AND t.name = ?',
+                             (sys.argv[2], sys.argv[3])).fetchone()[0]
+            data = bytearray(db.execute("SELECT data FROM objectChunk WHERE object = ? AND seq = 0", (obj,)).fetchone()[0])
+            data[len(data) // 2] ^= 0x10
+            db.execute("UPDATE objectChunk SET data = ? WHERE object = ? AND seq = 0", (bytes(data), obj))
+            db.commit()
+            """
+        let py = try runProcess("/usr/bin/env", ["python3", "-c", script, dir + "/.wledger/ledger", base, "model.layers.0.mlp.down_proj.weight"])
+        XCTAssertEqual(py.status, 0, py.stderr)
+        r = try wl(["reset", "--hard", "base"])
+        XCTAssertNotEqual(r.status, 0, r.stdout)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        XCTAssertEqual(try branchCommit("main"), one, "the branch went back")
+        XCTAssertEqual(try files(), beforeCorrupt)
     }
 }
