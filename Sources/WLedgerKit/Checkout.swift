@@ -126,7 +126,7 @@ extension Repository {
                                                        removes: extraRemovals))
                 FaultInjection.point("checkout-journaled")
             }
-            for path in extraRemovals where unlink(root + "/" + path) == 0 || errno == ENOENT { result.removed.append(path) }
+            removeSideFiles(extraRemovals, result: &result)
             try moveHead(to: target, branch: branch, create: newBranch != nil)
             clearJournal()
             var written: [String: FileStat] = [:]
@@ -210,9 +210,7 @@ extension Repository {
         result.written.sort()
         FaultInjection.point("checkout-renamed")
         // Side files tracked at HEAD but not in the target are removed.
-        for path in removals {
-            if unlink(root + "/" + path) == 0 || errno == ENOENT { result.removed.append(path) }
-        }
+        removeSideFiles(removals, result: &result)
         try moveHead(to: target, branch: branch, create: newBranch != nil)
         clearJournal()
         var written: [String: FileStat] = [:]
@@ -220,6 +218,11 @@ extension Repository {
         for p in result.unchanged { written[p] = cmp.stats[p] }
         try recordStats(result.written + result.unchanged, commit: target, scanned: written)
         return result
+    }
+
+    /// Unlinks side files of the work tree, listing in `result` those that are gone.
+    private func removeSideFiles(_ paths: [String], result: inout CheckoutResult) {
+        for path in paths where unlink(root + "/" + path) == 0 || errno == ENOENT { result.removed.append(path) }
     }
 
     /// The ledger's record of where HEAD was before the last checkout that moved it (`checkout -`).

@@ -115,13 +115,9 @@ extension Repository {
                     if let b = op.branch {
                         // A branch the checkout was to create (`checkout -b`) is created now; one
                         // that points elsewhere is not followed (HEAD is detached at the files).
-                        switch try ledger.refTarget(RefKind.branch.prefix + b) {
-                        case nil:
-                            try ledger.updateRef(RefKind.branch.prefix + b, to: op.commit, expected: .absent)
-                            try switchHead(to: .branch(name: b, commit: op.commit))
-                        case op.commit?: try switchHead(to: .branch(name: b, commit: op.commit))
-                        default: try switchHead(to: .detached(commit: op.commit))
-                        }
+                        let existing = try ledger.refTarget(RefKind.branch.prefix + b)
+                        if existing == nil { try ledger.updateRef(RefKind.branch.prefix + b, to: op.commit, expected: .absent) }
+                        try switchHead(to: (existing ?? op.commit) == op.commit ? .branch(name: b, commit: op.commit) : .detached(commit: op.commit))
                     } else {
                         try switchHead(to: .detached(commit: op.commit))
                     }

@@ -100,9 +100,10 @@ extension Repository {
     /// `revision`, as git does. `soft` leaves the work tree alone, so what differs from the new
     /// HEAD shows as uncommitted changes and `commit` can record it again; `hard` then rewrites the
     /// work tree to it as `checkout --force HEAD` does (every weight file in full, from the
-    /// ledger), discarding uncommitted changes and removing side files the target does not track. The ref
-    /// moves in one transaction before the work tree is touched: a hard reset killed after it is
-    /// left as a soft one (or finished by the next command, once the checkout's journal is written).
+    /// ledger), discarding uncommitted changes and removing side files the target does not track.
+    /// The ref moves in one transaction before the work tree is touched: a hard reset killed
+    /// before the checkout's journal is left as a soft one, one killed after it is finished by the
+    /// next command, and one whose checkout fails before the journal moves the ref back.
     /// Commits left behind stay in the ledger, reachable by their ids (`from`).
     /// Refused while a bisect runs (it returns to the branch it started on).
     public func reset(to revision: String, mode: ResetMode, progress: ProgressReporter = .silent) throws -> ResetResult {
