@@ -1,3 +1,16 @@
+import Foundation
+
+/// One move of a ref, as `reflog` lists it.
+public struct ReflogEntry: Equatable, Sendable {
+    /// Where the ref pointed before (nil: it did not exist).
+    public var old: String?
+    /// Where it pointed after.
+    public var new: String
+    /// Unix seconds.
+    public var time: Int64
+    public var message: String
+}
+
 /// What a ref must point to before it moves (git's "old value" check).
 public enum RefExpectation: Sendable {
     case any
@@ -57,21 +70,38 @@ extension Ledger {
         }
     }
 
-    /// Creates or moves a ref after checking its old value. Call inside a transaction.
-    public func updateRef(_ fullName: String, to commit: String, expected: RefExpectation) throws {
+    /// Creates or moves a ref after checking its old value, logging the move (branches and HEAD,
+    /// when it points to the branch) with `message`. Call inside a transaction.
+    public func updateRef(_ fullName: String, to commit: String, expected: RefExpectation, message: String) throws {
         try check(fullName, expected)
+        let old = try refTarget(fullName)
         try db.run("INSERT INTO ref(name, target) VALUES(?, ?) ON CONFLICT(name) DO UPDATE SET target = excluded.target, symbolic = NULL",
                    [.text(fullName), .text(commit)])
+        if fullName.hasPrefix("refs/heads/") {
+            try appendReflog(fullName, old: old, new: commit, message: message)
+            if try symbolicHead() == fullName { try appendReflog("HEAD", old: old, new: commit, message: message) }
+        }
     }
 
-    /// Deletes a ref after checking its old value. Call inside a transaction.
+    /// Deletes a ref, and a branch's reflog with it, after checking its old value. Call inside a
+    /// transaction.
     public func deleteRef(_ fullName: String, expected: RefExpectation) throws {
         try check(fullName, expected)
         try db.run("DELETE FROM ref WHERE name = ?", [.text(fullName)])
+        try db.run("DELETE FROM reflog WHERE ref = ?", [.text(fullName)])
     }
 
-    /// Points HEAD at a branch (symbolic) or detaches it at a commit. Call inside a transaction.
-    public func setHead(_ state: HeadState) throws {
+    /// Gives branch `from`'s reflog to branch `to` (a rename), dropping what `to` had. Call inside
+    /// a transaction, before the rename's `updateRef`.
+    public func moveReflog(from: String, to: String) throws {
+        try db.run("DELETE FROM reflog WHERE ref = ?", [.text(to)])
+        try db.run("UPDATE reflog SET ref = ? WHERE ref = ?", [.text(to), .text(from)])
+    }
+
+    /// Points HEAD at a branch (symbolic) or detaches it at a commit, logging HEAD's move with
+    /// `message`. Call inside a transaction.
+    public func setHead(_ state: HeadState, message: String) throws {
+        let old = try? head().commit
         switch state {
         case let .branch(name, _):
             try db.run("INSERT INTO ref(name, symbolic) VALUES('HEAD', ?) ON CONFLICT(name) DO UPDATE SET symbolic = excluded.symbolic, target = NULL",
@@ -80,16 +110,36 @@ extension Ledger {
             try db.run("INSERT INTO ref(name, target) VALUES('HEAD', ?) ON CONFLICT(name) DO UPDATE SET target = excluded.target, symbolic = NULL",
                        [.text(commit)])
         }
+        try appendReflog("HEAD", old: old, new: try head().commit, message: message)
     }
 
     /// Moves the current branch (or detached HEAD) from `old` to `new`. Call inside a transaction.
-    public func advanceHead(from old: String, to new: String) throws {
+    public func advanceHead(from old: String, to new: String, message: String) throws {
         switch try head() {
         case let .branch(name, _):
-            try updateRef("refs/heads/" + name, to: new, expected: .value(old))
+            try updateRef("refs/heads/" + name, to: new, expected: .value(old), message: message)
         case let .detached(c):
             guard c == old else { throw LedgerError.ref(name: "HEAD", reason: "moved concurrently") }
-            try setHead(.detached(commit: new))
+            try setHead(.detached(commit: new), message: message)
+        }
+    }
+
+    /// The branch HEAD points to ("refs/heads/x"), nil when detached or absent.
+    private func symbolicHead() throws -> String? {
+        try db.queryOne("SELECT symbolic FROM ref WHERE name = 'HEAD'", []) { $0.optionalText(0) } ?? nil
+    }
+
+    private func appendReflog(_ ref: String, old: String?, new: String, message: String) throws {
+        try db.run("INSERT INTO reflog(ref, old, new, time, message) VALUES(?, ?, ?, ?, ?)",
+                   [.text(ref), old.map { .text($0) } ?? .null, .text(new), .int(Int64(Date().timeIntervalSince1970)),
+                    .text(message.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init) ?? "")])
+    }
+
+    /// `ref`'s log ("HEAD" or "refs/heads/x"), newest first; at most `limit` entries.
+    public func reflog(_ ref: String, limit: Int? = nil) throws -> [ReflogEntry] {
+        try db.query("SELECT old, new, time, message FROM reflog WHERE ref = ? ORDER BY seq DESC LIMIT ?",
+                     [.text(ref), .int(Int64(limit ?? -1))]) {
+            ReflogEntry(old: $0.optionalText(0), new: $0.text(1), time: $0.int(2), message: $0.text(3))
         }
     }
 }

@@ -239,19 +239,25 @@ extension Repository {
         return p
     }
 
-    /// Points HEAD at `state` (call inside a transaction), recording where it was for
-    /// `checkout -` when that differs: the branch, or the commit of a detached HEAD.
+    /// Points HEAD at `state` (call inside a transaction) when it is not there already, recording
+    /// where it was for `checkout -` (the branch, or the commit of a detached HEAD) and logging
+    /// the move as git does ("checkout: moving from main to 3f2a…").
     func switchHead(to state: HeadState) throws {
         let old = try ledger.head()
-        if old != state { try ledger.setMeta(Self.previousHeadKey, old.branchName.map { RefKind.branch.prefix + $0 } ?? old.commit) }
-        try ledger.setHead(state)
+        guard old != state else { return }
+        try ledger.setMeta(Self.previousHeadKey, old.branchName.map { RefKind.branch.prefix + $0 } ?? old.commit)
+        func name(_ h: HeadState) -> String { h.branchName ?? String(h.commit.prefix(12)) }
+        try ledger.setHead(state, message: "checkout: moving from \(name(old)) to \(name(state))")
     }
+
+    /// The reflog message of a branch created at `target`.
+    static func createdMessage(_ target: String) -> String { "branch: Created from \(target.prefix(12))" }
 
     /// Points HEAD at `branch` (created at `target` first when `create`), or detaches it at `target`.
     private func moveHead(to target: String, branch: String?, create: Bool = false) throws {
         try ledger.transaction {
             if let branch {
-                if create { try ledger.updateRef(RefKind.branch.prefix + branch, to: target, expected: .absent) }
+                if create { try ledger.updateRef(RefKind.branch.prefix + branch, to: target, expected: .absent, message: Self.createdMessage(target)) }
                 try switchHead(to: .branch(name: branch, commit: target))
             } else {
                 try switchHead(to: .detached(commit: target))

@@ -313,7 +313,8 @@ extension Repository {
                                       author: sig.author, time: sig.time, method: options.method, request: options.request,
                                       parameters: options.parameters, tree: tree, fullManifest: full)
             try ledger.insert(record, tensors: tensorRows, files: rows)
-            try ledger.advanceHead(from: head.commit, to: id)
+            try ledger.advanceHead(from: head.commit, to: id,
+                                   message: (options.kind == .edit ? "commit" : options.kind.rawValue) + ": " + options.message)
             try alsoRecord?(id)
             return id
         }

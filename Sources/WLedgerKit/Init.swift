@@ -114,8 +114,9 @@ extension Repository {
                                           time: sig.time, method: nil, request: nil, parameters: nil, tree: tree, fullManifest: true)
                 try ledger.insert(record, tensors: manifest.values.sorted { $0.name < $1.name }.map { ($0, nil) },
                                   files: files.values.sorted { $0.path < $1.path })
-                try ledger.updateRef("refs/heads/" + Ledger.defaultBranch, to: id, expected: .absent)
-                try ledger.setHead(.branch(name: Ledger.defaultBranch, commit: id))
+                let log = "commit (initial): " + message
+                try ledger.updateRef("refs/heads/" + Ledger.defaultBranch, to: id, expected: .absent, message: log)
+                try ledger.setHead(.branch(name: Ledger.defaultBranch, commit: id), message: log)
             }
             progress.finish()
             try ledger.checkpoint()

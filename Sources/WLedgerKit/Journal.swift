@@ -116,7 +116,9 @@ extension Repository {
                         // A branch the checkout was to create (`checkout -b`) is created now; one
                         // that points elsewhere is not followed (HEAD is detached at the files).
                         let existing = try ledger.refTarget(RefKind.branch.prefix + b)
-                        if existing == nil { try ledger.updateRef(RefKind.branch.prefix + b, to: op.commit, expected: .absent) }
+                        if existing == nil {
+                            try ledger.updateRef(RefKind.branch.prefix + b, to: op.commit, expected: .absent, message: Self.createdMessage(op.commit))
+                        }
                         try switchHead(to: (existing ?? op.commit) == op.commit ? .branch(name: b, commit: op.commit) : .detached(commit: op.commit))
                     } else {
                         try switchHead(to: .detached(commit: op.commit))

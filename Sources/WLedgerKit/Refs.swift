@@ -38,6 +38,20 @@ public struct ResetResult: Encodable, Sendable {
     public var checkout: CheckoutResult?
 }
 
+/// One move of HEAD or a branch, as `reflog` lists it (newest first).
+public struct ReflogItem: Encodable, Sendable {
+    /// How to name this position: "HEAD@{2}", "main@{0}".
+    public var selector: String
+    /// The commit the ref pointed to after the move.
+    public var commit: String
+    /// The commit it pointed to before (nil: the ref was created).
+    public var previous: String?
+    /// ISO 8601, UTC.
+    public var date: String
+    /// What moved it: "commit: …", "checkout: moving from main to …", "reset: moving to HEAD~1".
+    public var message: String
+}
+
 /// Whether an operation concerns branches or tags.
 public enum RefKind: String, Sendable {
     case branch, tag
@@ -60,7 +74,9 @@ extension Repository {
         try Ledger.validateRefName(name)
         let target = try resolve(revision)
         try ledger.transaction {
-            try ledger.updateRef(kind.prefix + name, to: target, expected: force ? .any : .absent)
+            let exists = try ledger.refTarget(kind.prefix + name) != nil
+            try ledger.updateRef(kind.prefix + name, to: target, expected: force ? .any : .absent,
+                                 message: exists ? "branch: Reset to \(revision)" : "branch: Created from \(revision)")
         }
         return RefInfo(name: name, commit: target, current: false)
     }
@@ -88,9 +104,11 @@ extension Repository {
             throw KitError.refused("cannot rename branch '\(old)' to '\(new)': a bisect started on '\(session.origHead.dropFirst(prefix.count))' returns there (wledger bisect reset first)")
         }
         try ledger.transaction {
-            try ledger.updateRef(prefix + new, to: target, expected: force ? .any : .absent)
+            let log = "Branch: renamed \(prefix + old) to \(prefix + new)"
+            try ledger.moveReflog(from: prefix + old, to: prefix + new)
+            try ledger.updateRef(prefix + new, to: target, expected: force ? .any : .absent, message: log)
             try ledger.deleteRef(prefix + old, expected: .value(target))
-            if current { try ledger.setHead(.branch(name: new, commit: target)) }
+            if current { try ledger.setHead(.branch(name: new, commit: target), message: log) }
             if try ledger.meta(Self.previousHeadKey) == prefix + old { try ledger.setMeta(Self.previousHeadKey, prefix + new) }
         }
         return result
@@ -113,7 +131,7 @@ extension Repository {
         }
         let head = try ledger.head()
         if target != head.commit {
-            try ledger.transaction { try ledger.advanceHead(from: head.commit, to: target) }
+            try ledger.transaction { try ledger.advanceHead(from: head.commit, to: target, message: "reset: moving to \(revision)") }
         }
         var result = ResetResult(from: head.commit, commit: target, branch: head.branchName, mode: mode, checkout: nil)
         if mode == .hard {
@@ -127,12 +145,24 @@ extension Repository {
                 // work tree, so the ref goes back and the reset fails as a whole. With a journal the
                 // next command finishes the checkout, and the ref stays where it went.
                 if target != head.commit, !FileManager.default.fileExists(atPath: journalPath) {
-                    try? ledger.transaction { try ledger.advanceHead(from: target, to: head.commit) }
+                    try? ledger.transaction {
+                        try ledger.advanceHead(from: target, to: head.commit, message: "reset: moving back to \(head.commit.prefix(12)) (the rewrite failed)")
+                    }
                 }
                 throw error
             }
         }
         return result
+    }
+
+    /// `wledger reflog [REF]`: where HEAD (default), a branch, or the current branch (`@`) pointed
+    /// after each of its moves, newest first; at most `limit` entries.
+    public func reflog(_ ref: String = "HEAD", limit: Int? = nil) throws -> [ReflogItem] {
+        let full = try RevisionResolver(ledger: ledger).reflogName(ref)
+        let shown = full == "HEAD" ? "HEAD" : String(full.dropFirst(RefKind.branch.prefix.count))
+        return try ledger.reflog(full, limit: limit).enumerated().map { i, e in
+            ReflogItem(selector: "\(shown)@{\(i)}", commit: e.new, previous: e.old, date: isoDate(e.time), message: e.message)
+        }
     }
 
     /// Deletes a branch or tag. The current branch cannot be deleted.

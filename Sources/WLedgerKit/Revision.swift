@@ -1,8 +1,9 @@
 import Ledger
 
 /// Resolves revision strings: `HEAD` (or `@`), `base`, branch and tag names, full or unique
-/// prefixes (≥ 4 hex digits) of commit ids, each optionally followed by `~N`, `~` or `^`
-/// (first parent, N times).
+/// prefixes (≥ 4 hex digits) of commit ids, `REF@{N}` (where HEAD or a branch pointed N moves
+/// ago, from the reflog; `@{N}` is the current branch's), each optionally followed by `~N`, `~`
+/// or `^` (first parent, N times).
 public struct RevisionResolver {
     public let ledger: Ledger
 
@@ -38,6 +39,9 @@ public struct RevisionResolver {
 
     private func resolveName(_ name: String, original: String) throws -> String {
         if name == "HEAD" || name == "@" { return try ledger.head().commit }
+        if name.hasSuffix("}"), let at = name.range(of: "@{", options: .backwards) {
+            return try resolveReflog(ref: String(name[..<at.lowerBound]), selector: String(name[at.upperBound...].dropLast()), original: original)
+        }
         if name == "base" {
             let roots = try ledger.history(from: ledger.head().commit).last
             guard let r = roots else { throw LedgerError.unknownRevision(original) }
@@ -53,6 +57,38 @@ public struct RevisionResolver {
             if matches.count > 1 { throw LedgerError.ambiguousRevision(original, candidates: matches) }
         }
         throw LedgerError.unknownRevision(original)
+    }
+
+    /// `REF@{N}`: the commit `ref` (HEAD, a branch, or "" for the current branch) pointed to N
+    /// moves ago. `@{0}` is where it points now; the oldest entry's old value is one more back.
+    private func resolveReflog(ref: String, selector: String, original: String) throws -> String {
+        guard let n = Int(selector), n >= 0 else {
+            throw LedgerError.invalid("'\(original)': only REF@{N} (N moves back, N ≥ 0) is supported; for the previous checkout use 'checkout -'")
+        }
+        let full = try reflogName(ref, original: original)
+        if n == 0 { return full == "HEAD" ? try ledger.head().commit : try ledger.refTarget(full) ?? ledger.head().commit }
+        let entries = try ledger.reflog(full, limit: n + 1)
+        if n < entries.count { return entries[n].new }
+        if n == entries.count, let old = entries.last?.old { return old }
+        let shown = ref.isEmpty ? "@" : ref
+        throw LedgerError.invalid("'\(original)': the log of '\(shown)' goes back only \(entries.last?.old == nil ? max(entries.count - 1, 0) : entries.count) moves")
+    }
+
+    /// The full name of the ref whose log `REF@{…}` or `reflog REF` reads.
+    public func reflogName(_ ref: String, original: String? = nil) throws -> String {
+        switch ref {
+        case "HEAD": return "HEAD"
+        case "", "@":
+            let head = try ledger.head()
+            return head.branchName.map { RefKind.branch.prefix + $0 } ?? "HEAD"
+        default:
+            if ref.hasPrefix(RefKind.branch.prefix), try ledger.refTarget(ref) != nil { return ref }
+            if try ledger.refTarget(RefKind.branch.prefix + ref) != nil { return RefKind.branch.prefix + ref }
+            if try ledger.refTarget(RefKind.tag.prefix + ref) != nil {
+                throw LedgerError.invalid("'\(original ?? ref)': tags have no log (they do not move)")
+            }
+            throw LedgerError.unknownRevision(original ?? ref)
+        }
     }
 
     /// Whether `revision` is exactly a branch name (so checkout attaches HEAD to it).

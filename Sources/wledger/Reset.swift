@@ -10,9 +10,10 @@ struct Reset: ParsableCommand {
             it again. --hard also rewrites the work tree to the revision (as checkout --force HEAD: every \
             weight file in full, from the ledger), discarding uncommitted changes and removing side files \
             the revision does not track. The commits left behind stay in the ledger; the previous HEAD \
-            is printed, and 'wledger reset <that id>' goes back. Refused while a bisect runs.
+            is printed, and 'wledger reset <that id>' (or 'wledger reset HEAD@{1}', see 'wledger reflog') \
+            goes back. Refused while a bisect runs.
 
-            Examples: wledger reset HEAD~1; wledger reset --hard edits-25
+            Examples: wledger reset HEAD~1; wledger reset --hard edits-25; wledger reset --hard HEAD@{1}
             """)
 
     @OptionGroup var global: GlobalOptions

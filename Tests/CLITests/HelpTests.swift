@@ -74,6 +74,8 @@ final class HelpTests: XCTestCase {
           tag                     List, create or delete tags.
           reset                   Move the current branch (or a detached HEAD) to a
                                   revision.
+          reflog                  Show where HEAD or a branch pointed after each of its
+                                  moves.
           revert                  Commit the inverse of one edit's ΔW onto HEAD (any
                                   commit, not only HEAD).
           prune                   RECT: keep only the top K% of one edit's ΔW (by
@@ -371,6 +373,38 @@ final class HelpTests: XCTestCase {
         """#)
     }
 
+    func testReflogHelp() throws {
+        try assertHelp(["reflog", "--help"], #"""
+        OVERVIEW: Show where HEAD or a branch pointed after each of its moves.
+
+        As git reflog: newest first, one line per move (commit, checkout, reset, branch
+        creation or rename), with the selector that names that position in any command:
+        HEAD@{1} is where HEAD was before its last move, main@{2} where main was two
+        moves ago, @{1} the current branch's. A commit that reset --hard left behind is
+        found here. A branch's log goes when the branch is deleted and follows it when
+        it is renamed; tags do not move and have none. Ledgers made before the reflog
+        existed start with an empty one.
+
+        Examples: wledger reflog; wledger reflog main -n 5; wledger reset --hard
+        HEAD@{1}
+
+        USAGE: wledger reflog [-C <path>] [--quiet] [<ref>] [--max-count <max-count>] [--json]
+
+        ARGUMENTS:
+          <ref>                   HEAD (default), a branch, or @ for the current
+                                  branch. (default: HEAD)
+
+        OPTIONS:
+          -C <path>               Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          -n, --max-count <max-count>
+                                  Show at most this many entries.
+          --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
     func testResetHelp() throws {
         try assertHelp(["reset", "--help"], #"""
         OVERVIEW: Move the current branch (or a detached HEAD) to a revision.
@@ -381,10 +415,11 @@ final class HelpTests: XCTestCase {
         tree to the revision (as checkout --force HEAD: every weight file in full, from
         the ledger), discarding uncommitted changes and removing side files the
         revision does not track. The commits left behind stay in the ledger; the
-        previous HEAD is printed, and 'wledger reset <that id>' goes back. Refused
-        while a bisect runs.
+        previous HEAD is printed, and 'wledger reset <that id>' (or 'wledger reset
+        HEAD@{1}', see 'wledger reflog') goes back. Refused while a bisect runs.
 
-        Examples: wledger reset HEAD~1; wledger reset --hard edits-25
+        Examples: wledger reset HEAD~1; wledger reset --hard edits-25; wledger reset
+        --hard HEAD@{1}
 
         USAGE: wledger reset [-C <path>] [--quiet] [<revision>] [--soft] [--mixed] [--hard] [--json]
 

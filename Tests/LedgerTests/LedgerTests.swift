@@ -29,6 +29,7 @@ final class LedgerTests: XCTestCase {
         do {
             let ledger = try Ledger.create(at: path)
             XCTAssertEqual(try ledger.schemaVersion(), SchemaMigrations.latestVersion)
+            try ledger.db.execute("DROP TABLE reflog")
             try ledger.db.execute("ALTER TABLE tensorVersion DROP COLUMN probe")
             try ledger.db.execute("PRAGMA user_version = 3")
             let obj = try [UInt8](repeating: 7, count: 64).withUnsafeBytes { try PreparedObject.encode($0, elementSize: 4, compress: true) }
@@ -39,7 +40,7 @@ final class LedgerTests: XCTestCase {
             }
         }
         let ledger = try Ledger.open(at: path)
-        XCTAssertEqual(try ledger.schemaVersion(), 4)
+        XCTAssertEqual(try ledger.schemaVersion(), SchemaMigrations.latestVersion)
         let old = try XCTUnwrap(try ledger.allVersions().first)
         XCTAssertNil(old.probe)
         var v = old
@@ -47,6 +48,37 @@ final class LedgerTests: XCTestCase {
         v.probe = -42
         try ledger.transaction { try ledger.insert(v) }
         XCTAssertEqual(try ledger.version(v.hash)?.probe, -42)
+    }
+
+    /// A ledger of schema 4 with a branch and HEAD (made by undoing migration 5 on a new one)
+    /// opens migrated with an empty reflog, and logs the moves after that.
+    func testSchema4LedgerGainsEmptyReflog() throws {
+        let dir = try TemporaryDirectory("ledger-migrate-reflog")
+        let path = dir.path + "/ledger"
+        let tree = String(repeating: "b", count: 64)
+        let a = CommitRecord.computeID(parent: nil, kind: .base, message: "a", author: "t", time: 1, method: nil, request: nil, parameters: nil, tree: tree)
+        let b = CommitRecord.computeID(parent: a, kind: .edit, message: "b", author: "t", time: 2, method: nil, request: nil, parameters: nil, tree: tree)
+        do {
+            let ledger = try Ledger.create(at: path)
+            try ledger.db.execute("DROP TABLE reflog")
+            try ledger.db.execute("PRAGMA user_version = 4")
+            try ledger.transaction {
+                for (id, parent) in [(a, nil), (b, a)] as [(String, String?)] {
+                    try ledger.insert(CommitRecord(id: id, parent: parent, generation: parent == nil ? 0 : 1, kind: parent == nil ? .base : .edit,
+                                                   message: "m", author: "t", time: 1, method: nil, request: nil, parameters: nil, tree: tree,
+                                                   fullManifest: parent == nil), tensors: [], files: [])
+                }
+                try ledger.db.run("INSERT INTO ref(name, target) VALUES('refs/heads/main', ?)", [.text(a)])
+                try ledger.db.run("INSERT INTO ref(name, symbolic) VALUES('HEAD', 'refs/heads/main')", [])
+            }
+        }
+        let ledger = try Ledger.open(at: path)
+        XCTAssertEqual(try ledger.schemaVersion(), 5)
+        XCTAssertEqual(try ledger.reflog("HEAD"), [])
+        XCTAssertEqual(try ledger.head(), .branch(name: "main", commit: a))
+        try ledger.transaction { try ledger.advanceHead(from: a, to: b, message: "commit: b") }
+        XCTAssertEqual(try ledger.reflog("HEAD").map(\.old), [a])
+        XCTAssertEqual(try ledger.reflog("refs/heads/main").map(\.new), [b])
     }
 
     func makeLedger() throws -> (TemporaryDirectory, Ledger) {
@@ -191,15 +223,27 @@ final class LedgerTests: XCTestCase {
         }
         let a = try commit(nil, "a"), b = try commit(a, "b")
         try ledger.transaction {
-            try ledger.updateRef("refs/heads/main", to: a, expected: .absent)
-            try ledger.setHead(.branch(name: "main", commit: a))
+            try ledger.updateRef("refs/heads/main", to: a, expected: .absent, message: "init")
+            try ledger.setHead(.branch(name: "main", commit: a), message: "init")
         }
         XCTAssertEqual(try ledger.head(), .branch(name: "main", commit: a))
-        XCTAssertThrowsError(try ledger.transaction { try ledger.updateRef("refs/heads/main", to: b, expected: .absent) })
-        XCTAssertThrowsError(try ledger.transaction { try ledger.updateRef("refs/heads/main", to: b, expected: .value(b)) })
-        try ledger.transaction { try ledger.advanceHead(from: a, to: b) }
+        XCTAssertThrowsError(try ledger.transaction { try ledger.updateRef("refs/heads/main", to: b, expected: .absent, message: "x") })
+        XCTAssertThrowsError(try ledger.transaction { try ledger.updateRef("refs/heads/main", to: b, expected: .value(b), message: "x") })
+        try ledger.transaction { try ledger.advanceHead(from: a, to: b, message: "commit: b\nbody") }
         XCTAssertEqual(try ledger.head().commit, b)
-        XCTAssertThrowsError(try ledger.transaction { try ledger.updateRef("refs/heads/x", to: String(repeating: "f", count: 64), expected: .any) })
+        XCTAssertThrowsError(try ledger.transaction { try ledger.updateRef("refs/heads/x", to: String(repeating: "f", count: 64), expected: .any, message: "x") })
+        // The reflog: the refused moves left no entry; a move of the current branch is logged for
+        // it and for HEAD (first line of the message only); a detached move for HEAD alone.
+        XCTAssertEqual(try ledger.reflog("refs/heads/main").map(\.new), [b, a])
+        XCTAssertEqual(try ledger.reflog("refs/heads/main").map(\.old), [a, nil])
+        XCTAssertEqual(try ledger.reflog("HEAD").map(\.message), ["commit: b", "init"])
+        try ledger.transaction { try ledger.setHead(.detached(commit: a), message: "checkout: moving from main to a") }
+        XCTAssertEqual(try ledger.reflog("HEAD", limit: 1), [ReflogEntry(old: b, new: a, time: try ledger.reflog("HEAD")[0].time, message: "checkout: moving from main to a")])
+        XCTAssertEqual(try ledger.reflog("refs/heads/main").count, 2)
+        try ledger.transaction { try ledger.updateRef("refs/heads/side", to: b, expected: .absent, message: "branch: Created from main") }
+        XCTAssertEqual(try ledger.reflog("HEAD").count, 3, "a branch HEAD does not point to moves alone")
+        try ledger.transaction { try ledger.deleteRef("refs/heads/side", expected: .value(b)) }
+        XCTAssertEqual(try ledger.reflog("refs/heads/side"), [])
         for bad in ["", "a..b", "-x", "x.lock", "a b", "HEAD", "base", "x~1", "x^"] {
             XCTAssertThrowsError(try Ledger.validateRefName(bad), bad)
         }

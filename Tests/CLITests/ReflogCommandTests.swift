@@ -1,0 +1,109 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// `wledger reflog` and `REF@{N}` on the real SmolLM2 BF16: every move of HEAD and of each branch
+/// (init, commit, checkout, checkout -b, reset, branch -m/-d) is logged, newest first, with git's
+/// messages; `reset --hard HEAD@{1}` brings back the commits a hard reset left behind, byte for
+/// byte; a branch's log follows a rename and goes with a delete; refused commands log nothing;
+/// bad selectors are one-line errors.
+final class ReflogCommandTests: XCTestCase {
+    func testReflogRecordsEveryMoveAndRecoversAHardReset() throws {
+        let tmp = try TemporaryDirectory("reflog")
+        let dir = (try tmp.copyModel(from: try Fixtures.smolLM2("bf16")) as NSString).standardizingPath
+        let weights = dir + "/model.safetensors"
+        func wl(_ args: [String]) throws -> ProcessOutput { try CLI.run(args, in: dir) }
+        func files() throws -> [String: String] { try directoryDigest(dir).filter { !$0.key.hasPrefix(".wledger/") } }
+        func commitID(_ rev: String) throws -> String {
+            let r = try wl(["show", rev, "--json"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let o = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+            return try XCTUnwrap(o["id"] as? String)
+        }
+        /// `reflog REF --json` as (commit, previous, message), newest first.
+        func log(_ ref: String = "HEAD") throws -> [(commit: String, previous: String?, message: String)] {
+            let r = try wl(["reflog", ref, "--json"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let list = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]])
+            for (i, e) in list.enumerated() {
+                XCTAssertTrue((e["selector"] as? String)?.hasSuffix("@{\(i)}") == true, "\(e)")
+                XCTAssertNotNil(ISO8601DateFormatter().date(from: e["date"] as? String ?? ""), "\(e)")
+            }
+            return try list.map { (try XCTUnwrap($0["commit"] as? String), $0["previous"] as? String, try XCTUnwrap($0["message"] as? String)) }
+        }
+
+        XCTAssertEqual(try wl(["init", "-q"]).status, 0)
+        let base = try commitID("HEAD"), baseFiles = try files()
+        XCTAssertEqual(try log().map(\.message), ["commit (initial): base"])
+        XCTAssertNil(try log()[0].previous)
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.4.mlp.down_proj.weight", seed: 1)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "one\n\nbody"]).status, 0)
+        let one = try commitID("HEAD")
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.9.mlp.down_proj.weight", seed: 2)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "two"]).status, 0)
+        let two = try commitID("HEAD"), twoFiles = try files()
+
+        // checkout -b logs the branch's creation and HEAD's move; back on main, HEAD moves again.
+        XCTAssertEqual(try wl(["checkout", "-q", "-b", "side", "HEAD~1"]).status, 0)
+        XCTAssertEqual(try log("side").map(\.message), ["branch: Created from \(one.prefix(12))"])
+        XCTAssertEqual(try wl(["checkout", "-q", "main"]).status, 0)
+        XCTAssertEqual(try log().map(\.message), ["checkout: moving from side to main", "checkout: moving from main to side",
+                                                  "commit: two", "commit: one", "commit (initial): base"])
+        XCTAssertEqual(try log().map(\.commit), [two, one, two, one, base])
+        XCTAssertEqual(try log().map(\.previous), [one, two, one, base, nil])
+
+        // A refused command moves nothing and logs nothing.
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.4.mlp.down_proj.weight", seed: 3)
+        var r = try wl(["checkout", "side"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertEqual(try log().count, 5)
+        XCTAssertEqual(try wl(["checkout", "-q", "--force", "HEAD"]).status, 0)
+        XCTAssertEqual(try log().count, 5, "discarding changes does not move HEAD")
+
+        // The classic rescue: a hard reset to base, then back to where HEAD was before it.
+        XCTAssertEqual(try wl(["reset", "-q", "--hard", "HEAD~2"]).status, 0)
+        XCTAssertEqual(try files(), baseFiles)
+        r = try wl(["reflog", "-n", "2"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "\(base.prefix(12)) HEAD@{0}: reset: moving to HEAD~2\n\(two.prefix(12)) HEAD@{1}: checkout: moving from side to main\n")
+        XCTAssertEqual(try commitID("HEAD@{1}"), two)
+        XCTAssertEqual(try commitID("HEAD@{1}~1"), one)
+        XCTAssertEqual(try wl(["reset", "-q", "--hard", "HEAD@{1}"]).status, 0)
+        XCTAssertEqual(try files(), twoFiles)
+        XCTAssertEqual(try commitID("main"), two)
+
+        // The branch's own log: init, two commits, two resets (checkouts do not move it).
+        XCTAssertEqual(try log("main").map(\.commit), [two, base, two, one, base])
+        XCTAssertEqual(try log("@").map(\.commit), try log("main").map(\.commit))
+        for (sel, want) in [("main@{0}", two), ("main@{1}", base), ("@{2}", two), ("main@{3}", one), ("main@{4}", base)] {
+            XCTAssertEqual(try commitID(sel), want, sel)
+        }
+        r = try wl(["show", "main@{5}"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("goes back only 4 moves"), r.stderr)
+
+        // Rename: the log follows the branch, with the rename appended; delete: it goes.
+        XCTAssertEqual(try wl(["branch", "-m", "side", "feature"]).status, 0)
+        XCTAssertEqual(try log("feature").map(\.message), ["Branch: renamed refs/heads/side to refs/heads/feature",
+                                                           "branch: Created from \(one.prefix(12))"])
+        XCTAssertEqual(try wl(["branch", "-d", "feature"]).status, 0)
+        XCTAssertEqual(try wl(["branch", "feature", "base"]).status, 0)
+        XCTAssertEqual(try log("feature").map(\.message), ["branch: Created from base"])
+        XCTAssertEqual(try log("feature").map(\.commit), [base])
+
+        // Bad selectors and refs: one line, exit 2, nothing changed.
+        XCTAssertEqual(try wl(["tag", "v1"]).status, 0)
+        let before = try directoryDigest(dir)
+        for (args, needle) in [(["show", "HEAD@{-1}"], "only REF@{N}"), (["show", "HEAD@{x}"], "only REF@{N}"),
+                               (["reflog", "v1"], "tags have no log"), (["reflog", "nope"], "unknown revision 'nope'"),
+                               (["show", "nope@{1}"], "unknown revision 'nope@{1}'"), (["reflog", "--max-count=-1"], "-n must be 0 or more"),
+                               (["checkout", "HEAD@{99}"], "goes back only")] {
+            r = try wl(args)
+            XCTAssertEqual(r.status, 2, "\(args): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains(needle), "\(args): \(r.stderr)")
+            XCTAssertEqual(r.stderr.split(separator: "\n").filter { !$0.hasPrefix("Usage:") && !$0.hasPrefix("  See") }.count, 1, r.stderr)
+            XCTAssertEqual(try directoryDigest(dir), before, "\(args) changed something")
+        }
+        XCTAssertEqual(try wl(["fsck", "-q"]).status, 0)
+    }
+}
