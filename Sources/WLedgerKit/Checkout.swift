@@ -24,6 +24,10 @@ public struct CheckoutResult: Encodable, Sendable {
     public var workTreeMismatches = 0
     /// `branch` was created by this checkout (`checkout -b`).
     public var branchCreated = false
+    /// Uncommitted changes kept in the work tree: modified tensors, and side files changed, added
+    /// or deleted, that the target has as HEAD had them, so the switch left them alone (as git does).
+    public var carriedTensors: [String] = []
+    public var carriedSideFiles: [StatusReport.SideFileChange] = []
 
     mutating func count(_ tally: RebuildTally) {
         tensorsContinued += tally.continued
@@ -42,10 +46,14 @@ extension Repository {
     /// changed file is written to a temporary file and renamed into place. Either way the journal
     /// lets a killed checkout be finished by the next command.
     ///
-    /// Refuses (`KitError.refused`) when the work tree has uncommitted changes, unless `force`,
-    /// or the target is HEAD's own commit under another name (another branch, `-b`, detached):
-    /// then only HEAD moves and the changes stay. A checkout that leaves HEAD as it is (`HEAD`,
-    /// the current branch, the detached commit) still scans and refuses them.
+    /// Uncommitted changes the switch leaves alone are kept, as git keeps them (`carriedTensors`,
+    /// `carriedSideFiles`): a modified tensor whose version the target shares with HEAD, in a
+    /// file that gets the target's other tensors in place or is not written; a side file
+    /// changed, added or deleted where HEAD and the target agree. Any other uncommitted change
+    /// (a tensor or side file the switch writes, a header, a structural change, a carried tensor
+    /// whose file would be rewritten whole) refuses (`KitError.refused`) before anything is
+    /// written, unless `force` discards them all. At HEAD's own commit under another name
+    /// (another branch, `-b`, detached) only HEAD moves, without a scan.
     /// A changed tensor whose target version descends from the one the clean work tree holds is
     /// continued from those bytes (`TensorRecipe.start`). Every rebuilt tensor is verified against
     /// its fingerprint (and sha256 with `verifySHA256`).
@@ -134,13 +142,26 @@ extension Repository {
             try recordStats(result.written, commit: target, scanned: written)
             return result
         }
+        // Uncommitted changes the switch leaves alone are carried over, as git does: a modified
+        // tensor the target has as HEAD has it (its file gets the target's other tensors in place,
+        // or is not written), a side file changed, added or deleted where HEAD and the target agree.
+        // Any other change refuses the checkout before anything is written.
+        var carried = Set<String>()
         if !cmp.report.clean && !force {
-            var what = cmp.report.modifiedTensors.prefix(3).map { "'\($0.name)'" }
-            what += cmp.report.sideFiles.prefix(3).map { "'\($0.path)'" }
-            what += cmp.report.structural.prefix(2)
-            throw KitError.refused("your local changes would be overwritten by checkout: \(what.joined(separator: ", ")); commit them or use --force")
+            var what = Array(cmp.report.structural.prefix(2)) + cmp.report.modifiedHeaders.map { "the header of '\($0)'" }
+            for t in cmp.report.modifiedTensors {
+                if manifest[t.name]?.hash == cmp.manifest[t.name]?.hash { carried.insert(t.name) } else { what.append("'\(t.name)'") }
+            }
+            for s in cmp.report.sideFiles {
+                if files[s.path]?.object == cmp.files[s.path]?.object { carried.insert(s.path) } else { what.append("'\(s.path)'") }
+            }
+            if !what.isEmpty { throw Self.overwritten(what) }
         }
+        let carriedFiles = Set(cmp.report.modifiedTensors.filter { carried.contains($0.name) }.map(\.file)
+            + cmp.report.sideFiles.map(\.path).filter(carried.contains))
         var result = workTreeResult()
+        result.carriedTensors = cmp.report.modifiedTensors.map(\.name).filter(carried.contains)
+        result.carriedSideFiles = cmp.report.sideFiles.filter { carried.contains($0.path) }
         // Decide which files must be written; unchanged tensors are copied from the (clean) work
         // tree, and changed ones of a later version of what it holds continue from its bytes (not
         // with --force, which rewrites whole files from the ledger: a repair must not trust the
@@ -155,11 +176,11 @@ extension Repository {
             let current = cmp.files[path]
             switch f.kind {
             case .side:
-                if !force, cmp.sideHashes[path] == f.object { result.unchanged.append(path); continue }
+                if !force, cmp.sideHashes[path] == f.object || carried.contains(path) { result.unchanged.append(path); continue }
                 toWrite.append(f)
             case .safetensors:
                 let tensorsHere = manifest.values.filter { $0.file == path }
-                let sameTensors = tensorsHere.allSatisfy(clean)
+                let sameTensors = tensorsHere.allSatisfy { clean($0) || carried.contains($0.name) }
                 let exists = cmp.weights.files[path] != nil
                 if !force, exists, current?.object == f.object, cmp.headerHashes[path] == f.object, sameTensors, cmp.report.structural.isEmpty {
                     result.unchanged.append(path)
@@ -179,7 +200,7 @@ extension Repository {
         if try !force && (inPlace ?? inPlaceByDefault()) {
             var held = 0
             toWrite = try toWrite.filter { f in
-                let changed = manifest.values.filter { $0.file == f.path && !clean($0) }
+                let changed = manifest.values.filter { $0.file == f.path && !clean($0) && !carried.contains($0.name) }
                     .map(\.name).sorted()
                 guard let target = inPlaceTarget(f.path, entry: f, cmp: cmp, changed: changed, limit: inPlaceMemoryLimit - held),
                       let file = try? InPlaceFile(root + "/" + f.path) else { return true }
@@ -192,6 +213,12 @@ extension Repository {
                 patches.append(InPlaceWrite(patch: patch, file: file, header: target.header, tensors: rebuilt.tensors))
                 return false
             }
+        }
+        // A file holding carried changes must keep them: one that would be rewritten whole instead
+        // of patched in place (in-place writing off or not possible for it) refuses the checkout.
+        if let whole = toWrite.first(where: { carriedFiles.contains($0.path) }) {
+            throw Self.overwritten(cmp.report.modifiedTensors.filter { $0.file == whole.path && carried.contains($0.name) }.prefix(3).map { "'\($0.name)'" }
+                                   + ["(\(whole.path) would be rewritten whole)"])
         }
         try writeFiles(toWrite, into: root, manifest: manifest, sources: sources, current: workTree, verifySHA256: verifySHA256,
                        progress: progress, result: &result) { staged in
@@ -213,11 +240,17 @@ extension Repository {
         removeSideFiles(removals, result: &result)
         try moveHead(to: target, branch: branch, create: newBranch != nil)
         clearJournal()
+        // Files with carried changes do not hold the target's bytes: their stats are not recorded.
         var written: [String: FileStat] = [:]
         for p in result.written { written[p] = FileStat.of(root + "/" + p) }
         for p in result.unchanged { written[p] = cmp.stats[p] }
-        try recordStats(result.written + result.unchanged, commit: target, scanned: written)
+        try recordStats((result.written + result.unchanged).filter { !carriedFiles.contains($0) }, commit: target, scanned: written)
         return result
+    }
+
+    /// The refusal of a checkout that would overwrite uncommitted changes (`what`: up to six).
+    private static func overwritten(_ what: [String]) -> KitError {
+        .refused("your local changes would be overwritten by checkout: \(what.prefix(6).joined(separator: ", ")); commit them or use --force")
     }
 
     /// Unlinks side files of the work tree, listing in `result` those that are gone.

@@ -12,8 +12,10 @@ struct Checkout: ParsableCommand {
             A changed tensor whose target version descends from the one the clean work tree holds continues from \
             those bytes (only the later patches applied). \
             Every rebuilt tensor is verified against its recorded fingerprint (and sha256 with --verify). \
-            Refuses to overwrite uncommitted changes unless --force; switching to HEAD's own commit under another \
-            name (a branch there, -b, or detached) writes nothing and keeps them. \
+            Uncommitted changes are kept when the switch leaves them alone, as git does (a modified tensor the \
+            revision has as HEAD has it, in a file patched in place or not written; a side file changed, added or \
+            deleted where the two agree; listed as M/A/D lines); any other is refused unless --force discards it. \
+            Switching to HEAD's own commit under another name (a branch there, -b, or detached) writes nothing. \
             -b NAME creates branch NAME at the revision (default HEAD) and switches to it. \
             '-' is where the last checkout that moved HEAD came from.
 
@@ -45,6 +47,9 @@ struct Checkout: ParsableCommand {
         if output != nil {
             print("Wrote \(r.written.count) file(s) of \(short(r.commit)) to \(r.directory) (\(humanBytes(r.bytesWritten)))")
         } else {
+            // Uncommitted changes the switch left alone, as git lists them.
+            for t in r.carriedTensors { print("M\t\(t)") }
+            for f in r.carriedSideFiles { print("\(f.change.rawValue.prefix(1).uppercased())\t\(f.path)") }
             let continued = r.tensorsContinued > 0 ? " (\(r.tensorsContinued) continued from the work tree)" : ""
             let inPlace = r.patchedInPlace.isEmpty ? "" : ", \(r.patchedInPlace.count) of them in place; \(r.tensorsRebuilt) tensor(s) rebuilt\(continued)"
             let what = "(\(r.written.count) file(s) written\(inPlace), \(r.unchanged.count) unchanged)"

@@ -287,9 +287,12 @@ final class HelpTests: XCTestCase {
         tensor whose target version descends from the one the clean work tree holds
         continues from those bytes (only the later patches applied). Every rebuilt
         tensor is verified against its recorded fingerprint (and sha256 with --verify).
-        Refuses to overwrite uncommitted changes unless --force; switching to HEAD's
-        own commit under another name (a branch there, -b, or detached) writes nothing
-        and keeps them. -b NAME creates branch NAME at the revision (default HEAD) and
+        Uncommitted changes are kept when the switch leaves them alone, as git does (a
+        modified tensor the revision has as HEAD has it, in a file patched in place or
+        not written; a side file changed, added or deleted where the two agree; listed
+        as M/A/D lines); any other is refused unless --force discards it. Switching to
+        HEAD's own commit under another name (a branch there, -b, or detached) writes
+        nothing. -b NAME creates branch NAME at the revision (default HEAD) and
         switches to it. '-' is where the last checkout that moved HEAD came from.
 
         Examples: wledger checkout HEAD~3 --output /tmp/model-before-edit; wledger
