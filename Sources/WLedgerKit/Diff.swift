@@ -66,14 +66,16 @@ public struct DiffOptions: Sendable {
 
 extension Repository {
     /// `wledger diff [<a> [<b>]]`: ΔW = b − a per changed tensor. With no revisions: HEAD vs the
-    /// work tree; with one: that revision vs the work tree, or with a range `a..b` (as git) a vs b;
-    /// with two: a vs b.
+    /// work tree; with one: that revision vs the work tree, or with a range `a..b` (as git) a vs b,
+    /// and with `a...b` b vs the merge base of a and b (what b did since it forked from a); with
+    /// two: a vs b.
     /// - Parameter memo: results per (tensor, from version, to version) to reuse across calls with
     ///   the same options (`report` diffs many commits against one base).
     public func diff(_ a: String? = nil, _ b: String? = nil, options: DiffOptions = DiffOptions(),
                      progress: ProgressReporter = .silent, memo: DiffMemo? = nil) throws -> DiffReport {
-        if b == nil, let a, let (from, to) = try Self.splitRange(a) {
-            return try diff(from, to, options: options, progress: progress, memo: memo)
+        if b == nil, let a, let range = try Self.splitRange(a) {
+            let from = range.symmetric ? try mergeBase(range.a, range.b) : range.a
+            return try diff(from, range.b, options: options, progress: progress, memo: memo)
         }
         if b != nil, let range = [a, b].compactMap({ $0 }).first(where: { $0.contains("..") }) {
             throw KitError.usage("'\(range)': a range A..B is given alone (wledger diff A..B)")

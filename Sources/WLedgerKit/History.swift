@@ -141,13 +141,19 @@ extension Repository {
 
     /// `wledger log`: commits from `revision` (default HEAD) back to the base, newest first; or,
     /// for a range `A..B` (as git: an omitted side is HEAD), those of B's that are not A's
-    /// (stopping at the first commit they share).
+    /// (stopping at the first commit they share); for `A...B`, those of either that the other
+    /// lacks (both sides since their merge base), newest first.
     /// - Parameter stat: include κ before/after of every edited matrix (computed once, then cached).
     public func log(from revision: String = "HEAD", limit: Int = Int.max, stat: Bool = false) throws -> [CommitInfo] {
         let commits: [CommitRecord]
-        if let (a, b) = try Self.splitRange(revision) {
-            let excluded = Set(try ledger.history(from: try resolve(a)).map(\.id))
-            commits = Array(try ledger.history(from: try resolve(b)).prefix { !excluded.contains($0.id) }.prefix(limit))
+        if let range = try Self.splitRange(revision), range.symmetric {
+            let ha = try ledger.history(from: try resolve(range.a)), hb = try ledger.history(from: try resolve(range.b))
+            let ia = Set(ha.map(\.id)), ib = Set(hb.map(\.id))
+            let either = ha.filter { !ib.contains($0.id) } + hb.filter { !ia.contains($0.id) }
+            commits = Array(either.sorted { ($0.generation, $0.time, $0.id) > ($1.generation, $1.time, $1.id) }.prefix(limit))
+        } else if let range = try Self.splitRange(revision) {
+            let excluded = Set(try ledger.history(from: try resolve(range.a)).map(\.id))
+            commits = Array(try ledger.history(from: try resolve(range.b)).prefix { !excluded.contains($0.id) }.prefix(limit))
         } else {
             commits = try ledger.history(from: try resolve(revision), limit: limit)
         }
@@ -155,15 +161,35 @@ extension Repository {
         return try commits.map { try info($0, decorations: deco, detailed: false, kappa: stat) }
     }
 
-    /// The two sides of a range `A..B` (an omitted side is HEAD); nil for a single revision. Ref
-    /// names cannot contain "..", so any revision that does is a range.
-    static func splitRange(_ revision: String) throws -> (String, String)? {
+    /// A range of revisions: `A..B`, or `A...B` (`symmetric`).
+    struct RevisionRange {
+        var a: String
+        var b: String
+        var symmetric: Bool
+    }
+
+    /// The two sides of a range `A..B` or `A...B` (an omitted side is HEAD); nil for a single
+    /// revision. Ref names cannot contain "..", so any revision that does is a range.
+    static func splitRange(_ revision: String) throws -> RevisionRange? {
         guard let r = revision.range(of: "..") else { return nil }
-        let a = String(revision[..<r.lowerBound]), b = String(revision[r.upperBound...])
+        var rest = revision[r.upperBound...]
+        let symmetric = rest.hasPrefix(".")
+        if symmetric { rest = rest.dropFirst() }
+        let a = String(revision[..<r.lowerBound]), b = String(rest)
         if b.hasPrefix(".") || b.contains("..") {
-            throw KitError.usage("'\(revision)': only two-dot ranges A..B are supported")
+            throw KitError.usage("'\(revision)': not a range (A..B or A...B)")
         }
-        return (a.isEmpty ? "HEAD" : a, b.isEmpty ? "HEAD" : b)
+        return RevisionRange(a: a.isEmpty ? "HEAD" : a, b: b.isEmpty ? "HEAD" : b, symmetric: symmetric)
+    }
+
+    /// The newest commit both revisions descend from (or are): git's merge base. Every commit of
+    /// a ledger descends from its one base, so there always is one.
+    func mergeBase(_ a: String, _ b: String) throws -> String {
+        let ancestors = Set(try ledger.history(from: try resolve(a)).map(\.id))
+        guard let common = try ledger.history(from: try resolve(b)).first(where: { ancestors.contains($0.id) }) else {
+            throw LedgerError.invalid("'\(a)' and '\(b)' have no common ancestor")
+        }
+        return common.id
     }
 
     /// `wledger show`: one commit with its request and per-tensor ΔW statistics.

@@ -158,8 +158,9 @@ extension Repository {
     }
 
     /// Parses a restrain range: nil → base..HEAD; "a..b"; "a.." (a..HEAD); "..b" (base..b); "a" (a..HEAD).
-    static func parseRange(_ range: String?) -> (String, String) {
+    static func parseRange(_ range: String?) throws -> (String, String) {
         guard let range else { return ("base", "HEAD") }
+        if range.contains("...") { throw KitError.usage("'\(range)': restrain takes a two-dot range A..B") }
         if let r = range.range(of: "..") {
             let a = String(range[..<r.lowerBound]), b = String(range[r.upperBound...])
             return (a.isEmpty ? "base" : a, b.isEmpty ? "HEAD" : b)
@@ -172,7 +173,7 @@ extension Repository {
     /// difference onto HEAD. σmax(W_base) is σmax of W_a (the base snapshot by default).
     public func restrain(range: String? = nil, method: RestrainMethod = .prune(alpha: M_E), message: String? = nil,
                          author: String? = nil, progress: ProgressReporter = .silent) throws -> RegularizerResult {
-        let (aRev, bRev) = Repository.parseRange(range)
+        let (aRev, bRev) = try Repository.parseRange(range)
         let a = try resolve(aRev), b = try resolve(bRev)
         let ma = try ledger.manifest(of: a), mb = try ledger.manifest(of: b)
         let headManifest = try ledger.manifest(of: try ledger.head().commit)

@@ -6,7 +6,7 @@ struct Diff: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show ΔW statistics between two revisions, or a revision and the work tree.",
         discussion: """
-            With no revision: HEAD vs the work tree. With one: that revision vs the work tree (a range A..B: A vs B). With two: a vs b. \
+            With no revision: HEAD vs the work tree. With one: that revision vs the work tree (a range A..B: A vs B; A...B: B vs the merge base of A and B, what B did since it forked from A). With two: a vs b. \
             Per tensor: changed elements, Σ|ΔW| (L1), ‖ΔW‖F, ‖ΔW‖F/‖W‖F and max|ΔW|, computed in float64; the \
             relative change δ = |ΔW/W| (W of the older side; where W = 0 the denominator is 2^-126 so δ stays \
             finite) as shares above thresholds and median/p90/p99; for 2-D tensors σmax, σmin and κ of both \
@@ -16,7 +16,7 @@ struct Diff: ParsableCommand {
             """)
 
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Older revision (default HEAD), or a range A..B.") var a: String?
+    @Argument(help: "Older revision (default HEAD), or a range A..B or A...B.") var a: String?
     @Argument(help: "Newer revision (default: the work tree).") var b: String?
     @Flag(help: "Per-tensor statistics table (the default output).") var stat = false
     @Option(help: "Only this tensor.") var tensor: String?

@@ -4,10 +4,10 @@ import WLedgerKit
 struct Log: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show commit history.",
-        discussion: "Examples: wledger log --oneline; wledger log main..rect (the commits of rect that main does not have)")
+        discussion: "Examples: wledger log --oneline; wledger log main..rect (the commits of rect that main does not have); wledger log main...rect (both sides since they forked)")
 
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Revision to start from, or a range A..B: B's commits that are not A's (an omitted side is HEAD).") var revision = "HEAD"
+    @Argument(help: "Revision to start from, or a range A..B: B's commits that are not A's; A...B: the commits of either that the other lacks (an omitted side is HEAD).") var revision = "HEAD"
     @Flag(help: "One line per commit.") var oneline = false
     @Flag(help: "Add a ΔW summary: Σ|ΔW| and the condition number κ of each edited matrix before → after.") var stat = false
     @Option(name: [.customShort("n"), .long], help: "Show at most this many commits.") var maxCount: Int?

@@ -668,6 +668,7 @@ final class BadInputTests: XCTestCase {
         try expectRejected(["revert", "nope"], in: dir, mentions: ["unknown revision 'nope'"])
         try expectRejected(["prune", "HEAD", "--keep", "140%"], in: dir, mentions: ["--keep"])
         try expectRejected(["restrain", "--alpha", "1"], in: dir, mentions: ["--alpha"])
+        try expectRejected(["restrain", "base...HEAD"], in: dir, mentions: ["'base...HEAD'", "two-dot range"])
         try expectRejected(["restrain", "--method", "sphere", "--eta", "0"], in: dir, mentions: ["--eta"])
         // An edit, then a dirty work tree: revert and prune refuse (exit 1) and leave everything.
         try SimulatedEdit.rankOne(file: dir + "/model.safetensors", tensor: "model.layers.1.mlp.down_proj.weight", seed: 1)

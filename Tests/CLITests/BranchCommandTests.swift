@@ -124,7 +124,19 @@ final class BranchCommandTests: XCTestCase {
         XCTAssertEqual(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? NSDictionary,
                        try JSONSerialization.jsonObject(with: Data(twoArgs.utf8)) as? NSDictionary)
         XCTAssertTrue(r.stdout.contains(three), r.stdout)
-        for (args, needle) in [(["log", "main...keep"], "only two-dot ranges"), (["log", "main..nope"], "'nope'"),
+        // `A...B`: the commits of either that the other lacks, newest first; `diff A...B` is B
+        // against their merge base (one).
+        XCTAssertEqual(Set(try logIDs("main...keep")), [two, three])
+        XCTAssertEqual(try logIDs("main...keep").count, 2)
+        XCTAssertEqual(try logIDs("keep...main"), try logIDs("main...keep"), "symmetric")
+        XCTAssertEqual(try logIDs("side...main"), [two])
+        XCTAssertEqual(try logIDs("main...main"), [])
+        r = try wl(["diff", "--json", "--no-spectrum", "main...keep"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let sinceFork = try wl(["diff", "--json", "--no-spectrum", String(one.prefix(12)), "keep"]).stdout
+        XCTAssertEqual(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? NSDictionary,
+                       try JSONSerialization.jsonObject(with: Data(sinceFork.utf8)) as? NSDictionary)
+        for (args, needle) in [(["log", "main....keep"], "not a range"), (["log", "main..nope"], "'nope'"),
                                (["diff", "main..keep", "HEAD"], "given alone")] {
             r = try wl(args)
             XCTAssertEqual(r.status, 2, "\(args): \(r.stderr)")

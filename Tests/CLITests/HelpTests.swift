@@ -194,13 +194,14 @@ final class HelpTests: XCTestCase {
         OVERVIEW: Show commit history.
 
         Examples: wledger log --oneline; wledger log main..rect (the commits of rect
-        that main does not have)
+        that main does not have); wledger log main...rect (both sides since they forked)
 
         USAGE: wledger log [-C <path>] [--quiet] [<revision>] [--oneline] [--stat] [--max-count <max-count>] [--json]
 
         ARGUMENTS:
           <revision>              Revision to start from, or a range A..B: B's commits
-                                  that are not A's (an omitted side is HEAD). (default:
+                                  that are not A's; A...B: the commits of either that
+                                  the other lacks (an omitted side is HEAD). (default:
                                   HEAD)
 
         OPTIONS:
@@ -244,19 +245,20 @@ final class HelpTests: XCTestCase {
         tree.
 
         With no revision: HEAD vs the work tree. With one: that revision vs the work
-        tree (a range A..B: A vs B). With two: a vs b. Per tensor: changed elements,
-        Σ|ΔW| (L1), ‖ΔW‖F, ‖ΔW‖F/‖W‖F and max|ΔW|, computed in float64; the relative
-        change δ = |ΔW/W| (W of the older side; where W = 0 the denominator is 2^-126
-        so δ stays finite) as shares above thresholds and median/p90/p99; for 2-D
-        tensors σmax, σmin and κ of both sides and the numerical rank and top singular
-        values of ΔW.
+        tree (a range A..B: A vs B; A...B: B vs the merge base of A and B, what B did
+        since it forked from A). With two: a vs b. Per tensor: changed elements, Σ|ΔW|
+        (L1), ‖ΔW‖F, ‖ΔW‖F/‖W‖F and max|ΔW|, computed in float64; the relative change δ
+        = |ΔW/W| (W of the older side; where W = 0 the denominator is 2^-126 so δ stays
+        finite) as shares above thresholds and median/p90/p99; for 2-D tensors σmax,
+        σmin and κ of both sides and the numerical rank and top singular values of ΔW.
 
         Example: wledger diff base HEAD --stat
 
         USAGE: wledger diff [-C <path>] [--quiet] [<a>] [<b>] [--stat] [--tensor <tensor>] [--delta-thresholds <delta-thresholds>] [--no-spectrum] [--json]
 
         ARGUMENTS:
-          <a>                     Older revision (default HEAD), or a range A..B.
+          <a>                     Older revision (default HEAD), or a range A..B or
+                                  A...B.
           <b>                     Newer revision (default: the work tree).
 
         OPTIONS:

@@ -189,6 +189,7 @@ final class ReportTests: XCTestCase {
         for (args, message) in [
             (["report", "nope"], "error: unknown revision 'nope'"),
             (["report", "main..plain"], "error: 'main..plain': 'main' is not an ancestor of 'plain'"),
+            (["report", "main...plain"], "error: 'main...plain': report takes two-dot ranges A..B"),
             (["report", "--output", tmpPath + "/missing/r.html"], "error: '\(tmpPath)/missing/r.html': cannot write the report: no such directory '\(tmpPath)/missing'"),
             (["report", "--task", "nope"], nil),
         ] as [([String], String?)] {
