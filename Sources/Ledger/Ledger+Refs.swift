@@ -72,9 +72,10 @@ extension Ledger {
 
     /// Creates or moves a ref after checking its old value, logging the move (branches and HEAD,
     /// when it points to the branch) with `message`. Call inside a transaction.
-    public func updateRef(_ fullName: String, to commit: String, expected: RefExpectation, message: String) throws {
+    /// `loggedOld` is what the log records as the old value when it is not the ref's (a rename).
+    public func updateRef(_ fullName: String, to commit: String, expected: RefExpectation, message: String, loggedOld: String? = nil) throws {
         try check(fullName, expected)
-        let old = try refTarget(fullName)
+        let old = try loggedOld ?? refTarget(fullName)
         try db.run("INSERT INTO ref(name, target) VALUES(?, ?) ON CONFLICT(name) DO UPDATE SET target = excluded.target, symbolic = NULL",
                    [.text(fullName), .text(commit)])
         if fullName.hasPrefix("refs/heads/") {
@@ -127,6 +128,12 @@ extension Ledger {
     /// The branch HEAD points to ("refs/heads/x"), nil when detached or absent.
     private func symbolicHead() throws -> String? {
         try db.queryOne("SELECT symbolic FROM ref WHERE name = 'HEAD'", []) { $0.optionalText(0) } ?? nil
+    }
+
+    /// Logs a move of `ref` ("HEAD" or "refs/heads/x") that left it where it was (git logs
+    /// `reset --hard` to HEAD too). Call inside a transaction.
+    public func logStay(_ ref: String, at commit: String, message: String) throws {
+        try appendReflog(ref, old: commit, new: commit, message: message)
     }
 
     private func appendReflog(_ ref: String, old: String?, new: String, message: String) throws {

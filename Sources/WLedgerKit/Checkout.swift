@@ -93,8 +93,8 @@ extension Repository {
             return r
         }
         // Another branch at HEAD's own commit, `-b`, or detaching: only HEAD moves, and
-        // uncommitted changes stay, as with git (`--force` rewrites the files to discard them; a
-        // checkout that leaves HEAD as it is still scans and refuses a dirty work tree).
+        // uncommitted changes stay, as with git, without a scan (`--force` rewrites the files to
+        // discard them; a checkout that leaves HEAD as it is scans, and keeps them below).
         let head = try ledger.head()
         let moved: HeadState = branch.map { .branch(name: $0, commit: target) } ?? .detached(commit: target)
         if output == nil, !force, head.commit == target, head != moved {
@@ -198,6 +198,8 @@ extension Repository {
         // (the rebuilt tensors with what their rebuilding holds).
         var patches: [InPlaceWrite] = []
         if try !force && (inPlace ?? inPlaceByDefault()) {
+            // Files holding carried changes take the memory budget first: they cannot go whole.
+            toWrite = toWrite.filter { carriedFiles.contains($0.path) } + toWrite.filter { !carriedFiles.contains($0.path) }
             var held = 0
             toWrite = try toWrite.filter { f in
                 let changed = manifest.values.filter { $0.file == f.path && !clean($0) && !carried.contains($0.name) }
@@ -217,8 +219,8 @@ extension Repository {
         // A file holding carried changes must keep them: one that would be rewritten whole instead
         // of patched in place (in-place writing off or not possible for it) refuses the checkout.
         if let whole = toWrite.first(where: { carriedFiles.contains($0.path) }) {
-            throw Self.overwritten(cmp.report.modifiedTensors.filter { $0.file == whole.path && carried.contains($0.name) }.prefix(3).map { "'\($0.name)'" }
-                                   + ["(\(whole.path) would be rewritten whole)"])
+            let kept = cmp.report.modifiedTensors.filter { $0.file == whole.path && carried.contains($0.name) }.prefix(3).map { "'\($0.name)'" }
+            throw KitError.refused("checkout would rewrite '\(whole.path)' whole and lose your uncommitted changes to \(kept.joined(separator: ", ")) (it can only keep them writing in place): commit them, or use --force to discard them")
         }
         try writeFiles(toWrite, into: root, manifest: manifest, sources: sources, current: workTree, verifySHA256: verifySHA256,
                        progress: progress, result: &result) { staged in

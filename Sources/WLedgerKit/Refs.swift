@@ -73,6 +73,9 @@ extension Repository {
     public func createRef(_ kind: RefKind, name: String, at revision: String = "HEAD", force: Bool = false) throws -> RefInfo {
         try Ledger.validateRefName(name)
         let target = try resolve(revision)
+        if kind == .branch, force, try ledger.head().branchName == name {
+            throw KitError.refused("cannot force-update branch '\(name)': HEAD points to it (use 'wledger reset')")
+        }
         try ledger.transaction {
             let exists = try ledger.refTarget(kind.prefix + name) != nil
             try ledger.updateRef(kind.prefix + name, to: target, expected: force ? .any : .absent,
@@ -106,9 +109,9 @@ extension Repository {
         try ledger.transaction {
             let log = "Branch: renamed \(prefix + old) to \(prefix + new)"
             try ledger.moveReflog(from: prefix + old, to: prefix + new)
-            try ledger.updateRef(prefix + new, to: target, expected: force ? .any : .absent, message: log)
-            try ledger.deleteRef(prefix + old, expected: .value(target))
+            try ledger.updateRef(prefix + new, to: target, expected: force ? .any : .absent, message: log, loggedOld: target)
             if current { try ledger.setHead(.branch(name: new, commit: target), message: log) }
+            try ledger.deleteRef(prefix + old, expected: .value(target))
             if try ledger.meta(Self.previousHeadKey) == prefix + old { try ledger.setMeta(Self.previousHeadKey, prefix + new) }
         }
         return result
@@ -130,8 +133,15 @@ extension Repository {
             throw KitError.refused("a bisect is running; end it first (wledger bisect reset)")
         }
         let head = try ledger.head()
-        if target != head.commit {
-            try ledger.transaction { try ledger.advanceHead(from: head.commit, to: target, message: "reset: moving to \(revision)") }
+        try ledger.transaction {
+            let log = "reset: moving to \(revision)"
+            if target != head.commit {
+                try ledger.advanceHead(from: head.commit, to: target, message: log)
+            } else {
+                // As git: a reset that stays (`reset --hard` to discard changes) is logged too.
+                try ledger.logStay("HEAD", at: target, message: log)
+                if let b = head.branchName { try ledger.logStay(RefKind.branch.prefix + b, at: target, message: log) }
+            }
         }
         var result = ResetResult(from: head.commit, commit: target, branch: head.branchName, mode: mode, checkout: nil)
         if mode == .hard {

@@ -2,8 +2,8 @@ import Ledger
 
 /// Resolves revision strings: `HEAD` (or `@`), `base`, branch and tag names, full or unique
 /// prefixes (≥ 4 hex digits) of commit ids, `REF@{N}` (where HEAD or a branch pointed N moves
-/// ago, from the reflog; `@{N}` is the current branch's), each optionally followed by `~N`, `~`
-/// or `^` (first parent, N times).
+/// ago, from the reflog; `@{N}` is the current branch's; `@{-N}` is the N-th previous checkout's
+/// branch or commit), each optionally followed by `~N`, `~` or `^` (first parent, N times).
 public struct RevisionResolver {
     public let ledger: Ledger
 
@@ -62,8 +62,12 @@ public struct RevisionResolver {
     /// `REF@{N}`: the commit `ref` (HEAD, a branch, or "" for the current branch) pointed to N
     /// moves ago. `@{0}` is where it points now; the oldest entry's old value is one more back.
     private func resolveReflog(ref: String, selector: String, original: String) throws -> String {
-        guard let n = Int(selector), n >= 0 else {
-            throw LedgerError.invalid("'\(original)': only REF@{N} (N moves back, N ≥ 0) is supported; for the previous checkout use 'checkout -'")
+        if ref.isEmpty, selector.hasPrefix("-"), let n = Int(selector.dropFirst()), n > 0 {
+            let name = try previousCheckout(n, original: original)
+            return try resolveName(name, original: original)
+        }
+        guard let n = Int(selector), n >= 0, n < Int(Int32.max) else {
+            throw LedgerError.invalid("'\(original)': not a reflog selector (REF@{N}: N moves back, N ≥ 0; @{-N}: the N-th previous checkout)")
         }
         let full = try reflogName(ref, original: original)
         if n == 0 { return full == "HEAD" ? try ledger.head().commit : try ledger.refTarget(full) ?? ledger.head().commit }
@@ -72,6 +76,25 @@ public struct RevisionResolver {
         if n == entries.count, let old = entries.last?.old { return old }
         let shown = ref.isEmpty ? "@" : ref
         throw LedgerError.invalid("'\(original)': the log of '\(shown)' goes back only \(entries.last?.old == nil ? max(entries.count - 1, 0) : entries.count) moves")
+    }
+
+    /// `@{-N}`: the branch (or the commit, when HEAD was detached) that the N-th last checkout
+    /// moving HEAD came from, read from HEAD's log as git does ("checkout: moving from X to Y").
+    private func previousCheckout(_ n: Int, original: String) throws -> String {
+        let prefix = "checkout: moving from "
+        var found = 0
+        for e in try ledger.reflog("HEAD") where e.message.hasPrefix(prefix) {
+            found += 1
+            if found == n, let from = e.message.dropFirst(prefix.count).split(separator: " ").first { return String(from) }
+        }
+        throw LedgerError.invalid("'\(original)': HEAD's log has only \(found) checkout(s)")
+    }
+
+    /// `@{-N}` names a branch when the checkout it refers to came from one.
+    private func previousBranch(_ revision: String) throws -> String? {
+        guard revision.hasPrefix("@{-"), revision.hasSuffix("}"), let n = Int(revision.dropFirst(3).dropLast()), n > 0,
+              let name = try? previousCheckout(n, original: revision) else { return nil }
+        return try ledger.refTarget(RefKind.branch.prefix + name) != nil ? name : nil
     }
 
     /// The full name of the ref whose log `REF@{…}` or `reflog REF` reads.
@@ -93,6 +116,7 @@ public struct RevisionResolver {
 
     /// Whether `revision` is exactly a branch name (so checkout attaches HEAD to it).
     public func branchName(_ revision: String) throws -> String? {
+        if let previous = try previousBranch(revision) { return previous }
         if revision.hasPrefix("refs/heads/"), try ledger.refTarget(revision) != nil { return String(revision.dropFirst(11)) }
         if try ledger.refTarget("refs/heads/" + revision) != nil { return revision }
         return nil

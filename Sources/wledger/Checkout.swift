@@ -47,9 +47,9 @@ struct Checkout: ParsableCommand {
         if output != nil {
             print("Wrote \(r.written.count) file(s) of \(short(r.commit)) to \(r.directory) (\(humanBytes(r.bytesWritten)))")
         } else {
-            // Uncommitted changes the switch left alone, as git lists them.
+            // Uncommitted changes the switch left alone, as git lists them (not untracked files).
             for t in r.carriedTensors { print("M\t\(t)") }
-            for f in r.carriedSideFiles { print("\(f.change.rawValue.prefix(1).uppercased())\t\(f.path)") }
+            for f in r.carriedSideFiles where f.change != .added { print("\(f.change.rawValue.prefix(1).uppercased())\t\(f.path)") }
             let continued = r.tensorsContinued > 0 ? " (\(r.tensorsContinued) continued from the work tree)" : ""
             let inPlace = r.patchedInPlace.isEmpty ? "" : ", \(r.patchedInPlace.count) of them in place; \(r.tensorsRebuilt) tensor(s) rebuilt\(continued)"
             let what = "(\(r.written.count) file(s) written\(inPlace), \(r.unchanged.count) unchanged)"

@@ -7,7 +7,7 @@ struct Reflog: ParsableCommand {
         discussion: """
             As git reflog: newest first, one line per move (commit, checkout, reset, branch creation or \
             rename), with the selector that names that position in any command: HEAD@{1} is where HEAD \
-            was before its last move, main@{2} where main was two moves ago, @{1} the current branch's. \
+            was before its last move, main@{2} where main was two moves ago, @{1} the current branch's, @{-1} the branch (or commit) the last checkout came from. \
             A commit that reset --hard left behind is found here. A branch's log goes when the branch is \
             deleted and follows it when it is renamed; tags do not move and have none. Ledgers made \
             before the reflog existed start with an empty one.

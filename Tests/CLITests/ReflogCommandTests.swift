@@ -44,6 +44,7 @@ final class ReflogCommandTests: XCTestCase {
         let two = try commitID("HEAD"), twoFiles = try files()
 
         // checkout -b logs the branch's creation and HEAD's move; back on main, HEAD moves again.
+        var r: ProcessOutput
         XCTAssertEqual(try wl(["checkout", "-q", "-b", "side", "HEAD~1"]).status, 0)
         XCTAssertEqual(try log("side").map(\.message), ["branch: Created from \(one.prefix(12))"])
         XCTAssertEqual(try wl(["checkout", "-q", "main"]).status, 0)
@@ -51,10 +52,16 @@ final class ReflogCommandTests: XCTestCase {
                                                   "commit: two", "commit: one", "commit (initial): base"])
         XCTAssertEqual(try log().map(\.commit), [two, one, two, one, base])
         XCTAssertEqual(try log().map(\.previous), [one, two, one, base, nil])
+        // @{-N}: the N-th previous checkout's branch, from HEAD's log.
+        XCTAssertEqual(try commitID("@{-1}"), one, "side")
+        XCTAssertEqual(try commitID("@{-2}~1"), one, "main~1")
+        r = try wl(["show", "@{-3}"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("HEAD's log has only 2 checkout(s)"), r.stderr)
 
-        // A refused command moves nothing and logs nothing.
-        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.4.mlp.down_proj.weight", seed: 3)
-        var r = try wl(["checkout", "side"])
+        // A refused command moves nothing and logs nothing (layer 9 differs between main and side).
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.9.mlp.down_proj.weight", seed: 3)
+        r = try wl(["checkout", "side"])
         XCTAssertEqual(r.status, 1, r.stderr)
         XCTAssertEqual(try log().count, 5)
         XCTAssertEqual(try wl(["checkout", "-q", "--force", "HEAD"]).status, 0)
@@ -90,11 +97,33 @@ final class ReflogCommandTests: XCTestCase {
         XCTAssertEqual(try wl(["branch", "feature", "base"]).status, 0)
         XCTAssertEqual(try log("feature").map(\.message), ["branch: Created from base"])
         XCTAssertEqual(try log("feature").map(\.commit), [base])
+        // `checkout @{-1}` goes back to the branch it names, attached.
+        XCTAssertEqual(try wl(["checkout", "-q", "feature"]).status, 0)
+        XCTAssertEqual(try wl(["checkout", "-q", "@{-1}"]).status, 0)
+        XCTAssertEqual(try wl(["status"]).stdout.split(separator: "\n").first, "On branch main")
+        XCTAssertEqual(try files(), twoFiles)
+        // A reset that stays (discarding changes) is logged, as git logs it: HEAD@{1} is HEAD.
+        XCTAssertEqual(try wl(["reset", "-q", "--hard"]).status, 0)
+        XCTAssertEqual(try log().first?.message, "reset: moving to HEAD")
+        XCTAssertEqual(try log().first?.previous, two)
+        XCTAssertEqual(try commitID("HEAD@{1}"), two)
+        XCTAssertEqual(try log("main").first?.message, "reset: moving to HEAD")
+        // Renaming the current branch: both logs record it with the commit as old and new; the
+        // current branch cannot be force-moved (that is reset's job).
+        XCTAssertEqual(try wl(["branch", "-m", "trunk"]).status, 0)
+        for ref in ["HEAD", "trunk"] {
+            XCTAssertEqual(try log(ref).first?.message, "Branch: renamed refs/heads/main to refs/heads/trunk", ref)
+            XCTAssertEqual(try log(ref).first?.previous, two, ref)
+        }
+        XCTAssertEqual(try log("trunk").count, 7, "main's log followed the rename")
+        r = try wl(["branch", "-f", "trunk", "base"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("HEAD points to it"), r.stderr)
 
         // Bad selectors and refs: one line, exit 2, nothing changed.
         XCTAssertEqual(try wl(["tag", "v1"]).status, 0)
         let before = try directoryDigest(dir)
-        for (args, needle) in [(["show", "HEAD@{-1}"], "only REF@{N}"), (["show", "HEAD@{x}"], "only REF@{N}"),
+        for (args, needle) in [(["show", "HEAD@{-1}"], "not a reflog selector"), (["show", "HEAD@{9223372036854775807}"], "not a reflog selector"), (["show", "HEAD@{x}"], "not a reflog selector"),
                                (["reflog", "v1"], "tags have no log"), (["reflog", "nope"], "unknown revision 'nope'"),
                                (["show", "nope@{1}"], "unknown revision 'nope@{1}'"), (["reflog", "--max-count=-1"], "-n must be 0 or more"),
                                (["checkout", "HEAD@{99}"], "goes back only")] {
