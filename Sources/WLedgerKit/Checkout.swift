@@ -153,7 +153,12 @@ extension Repository {
                 if manifest[t.name]?.hash == cmp.manifest[t.name]?.hash { carried.insert(t.name) } else { what.append("'\(t.name)'") }
             }
             for s in cmp.report.sideFiles {
-                if files[s.path]?.object == cmp.files[s.path]?.object { carried.insert(s.path) } else { what.append("'\(s.path)'") }
+                if files[s.path]?.object == cmp.files[s.path]?.object {
+                    carried.insert(s.path)
+                } else if !(s.change == .deleted && files[s.path] == nil) {
+                    // (a file deleted here that the target does not have is already as the target has it)
+                    what.append("'\(s.path)'")
+                }
             }
             if !what.isEmpty { throw Self.overwritten(what) }
         }

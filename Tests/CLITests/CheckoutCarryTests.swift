@@ -100,6 +100,18 @@ final class CheckoutCarryTests: XCTestCase {
         XCTAssertEqual(try wl(["commit", "-q", "-m", "three"]).status, 0)
         XCTAssertEqual(try status().tensors, [])
         XCTAssertEqual(try status().side, [])
+
+        // A tracked side file deleted here that the target does not have (NOTES.md, committed in
+        // three): already as the target has it, so neither kept nor refused.
+        XCTAssertEqual(unlink(dir + "/NOTES.md"), 0)
+        r = try wl(["checkout", "side"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertFalse(r.stdout.contains("\t"), r.stdout)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/NOTES.md"))
+        XCTAssertTrue(try Data(contentsOf: URL(fileURLWithPath: weights)) == (try committed("side", "model.safetensors")))
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: dir + "/generation_config.json")), try committed("side", "generation_config.json"))
+        XCTAssertEqual(try status().tensors, [])
+        XCTAssertEqual(try status().side, [])
         XCTAssertEqual(try wl(["fsck", "-q"]).status, 0)
     }
 }
