@@ -22,6 +22,8 @@ public struct CommitOptions: Sendable {
     public var requestFile: String?
     /// More environment for the hooks (e.g. WLEDGER_REVERT).
     var hookEnvironment: [String: String] = [:]
+    /// What the reflog names as the action ("cherry-pick"); nil: the kind ("commit" for an edit).
+    var reflogAction: String?
 
     public init(message: String) { self.message = message }
 }
@@ -314,7 +316,7 @@ extension Repository {
                                       parameters: options.parameters, tree: tree, fullManifest: full)
             try ledger.insert(record, tensors: tensorRows, files: rows)
             try ledger.advanceHead(from: head.commit, to: id,
-                                   message: (options.kind == .edit ? "commit" : options.kind.rawValue) + ": " + options.message)
+                                   message: (options.reflogAction ?? (options.kind == .edit ? "commit" : options.kind.rawValue)) + ": " + options.message)
             try alsoRecord?(id)
             return id
         }

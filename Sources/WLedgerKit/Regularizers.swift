@@ -102,6 +102,63 @@ extension Repository {
         return RegularizerResult(commit: try commitUpdates(updates, options: options, progress: progress))
     }
 
+    /// `wledger cherry-pick <rev>`: commits ΔW_rev onto HEAD, as git's cherry-pick, with the
+    /// commit's kind, method, edit request (so `health`'s edit retention follows it) and message
+    /// (plus "(cherry picked from commit …)"). Where HEAD holds a tensor as the commit's parent
+    /// did, the result is the commit's bytes exactly; elsewhere HEAD + ΔW is computed in float64
+    /// and rounded to the dtype (elements ΔW leaves alone keep HEAD's bytes). Refused when the
+    /// commit is HEAD's or an ancestor of it or was picked onto HEAD's history before, when HEAD
+    /// already holds every tensor as the commit left it, and for a non-float tensor HEAD holds
+    /// otherwise than the commit's parent.
+    public func cherryPick(_ revision: String, message: String? = nil, author: String? = nil,
+                           progress: ProgressReporter = .silent) throws -> RegularizerResult {
+        let id = try resolve(revision)
+        let (c, edges) = try edges(of: id)
+        let head = try ledger.head().commit
+        let history = try ledger.history(from: head)
+        if history.contains(where: { $0.id == id }) {
+            throw KitError.refused("commit \(id.prefix(12)) is already in HEAD's history (wledger revert undoes it)")
+        }
+        // Picked before onto this history: adding its ΔW again would apply it twice.
+        for h in history where h.parameters?.contains(id) == true {
+            if case let .object(pairs)? = try? JSONParser.parse(Array(h.parameters!.utf8)),
+               pairs.contains(where: { $0.0 == "cherryPickedFrom" && $0.1 == .string(id) }) {
+                throw KitError.refused("commit \(id.prefix(12)) was already cherry-picked onto this history as \(h.id.prefix(12))")
+            }
+        }
+        let headManifest = try ledger.manifest(of: head)
+        var updates: [String: [UInt8]] = [:]
+        for (e, parent, child) in edges {
+            let (h, headNow) = try headBytes(e.name, headManifest)
+            if h.hash == e.hash { continue }  // already as the commit left it
+            guard h.dtype == e.dtype, h.shape == e.shape else {
+                throw KitError.refused("cannot cherry-pick \(id.prefix(12)): tensor '\(e.name)' is \(h.dtype.rawValue) \(h.shapeJSON) at HEAD")
+            }
+            if SHA256Digest.hash(parent).hex == h.hash { updates[e.name] = child; continue }
+            guard e.dtype.isFloat else {
+                throw KitError.refused("cannot cherry-pick \(id.prefix(12)): tensor '\(e.name)' (\(e.dtype.rawValue)) changed since its parent and is not a float tensor to add ΔW to")
+            }
+            let p = TensorMath.doubles(parent, dtype: e.dtype), ch = TensorMath.doubles(child, dtype: e.dtype)
+            updates[e.name] = Repository.apply(delta: zip(ch, p).map { $0 - $1 }, to: headNow, dtype: e.dtype)
+        }
+        if updates.isEmpty {
+            throw KitError.refused("nothing to cherry-pick: HEAD already holds every tensor as \(id.prefix(12)) left it")
+        }
+        var options = CommitOptions(message: message ?? c.message + "\n\n(cherry picked from commit \(c.id))")
+        options.kind = c.kind
+        options.author = author
+        options.method = c.method
+        options.request = c.request
+        var params: [(String, JSONValue)] = [("cherryPickedFrom", .string(c.id))]
+        if let text = c.parameters, case let .object(pairs) = try JSONParser.parse(Array(text.utf8)) { params = pairs + params }
+        options.parameters = JSONValue.object(params).serialized()
+        options.hookEnvironment["WLEDGER_CHERRY_PICK"] = c.id
+        // A picked revert is a revert (pre-revert runs): of the commit the original reverted.
+        for case let ("reverts", .string(r)) in params { options.hookEnvironment["WLEDGER_REVERT"] = r }
+        options.reflogAction = "cherry-pick"
+        return RegularizerResult(commit: try commitUpdates(updates, options: options, progress: progress))
+    }
+
     /// `wledger prune <rev> --keep K%` (RECT): for each tensor `rev` changed, keeps the top K% of
     /// ΔW_rev's elements ranked by δ = |ΔW/W_parent| (or |ΔW|) with their exact values, and
     /// commits the removal of the rest onto HEAD.

@@ -13,7 +13,7 @@ struct WLedger: ParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [Init.self, Status.self, Commit.self, Log.self, Show.self, Diff.self, Checkout.self, Branch.self, Tag.self,
-                      Reset.self, Reflog.self, Revert.self, Prune.self, Restrain.self, Edit.self, Health.self, Bisect.self, Gate.self, Hooks.self, Report.self,
+                      Reset.self, Reflog.self, Revert.self, CherryPick.self, Prune.self, Restrain.self, Edit.self, Health.self, Bisect.self, Gate.self, Hooks.self, Report.self,
                       Config.self, Fsck.self]
     )
 
@@ -21,7 +21,7 @@ struct WLedger: ParsableCommand {
     /// the command alone (see `parseCommandLine`); debug builds check it against `subcommands`.
     static let commandsByName: [String: ParsableCommand.Type] = [
         "init": Init.self, "status": Status.self, "commit": Commit.self, "log": Log.self, "show": Show.self, "diff": Diff.self,
-        "checkout": Checkout.self, "branch": Branch.self, "tag": Tag.self, "reset": Reset.self, "reflog": Reflog.self, "revert": Revert.self, "prune": Prune.self,
+        "checkout": Checkout.self, "branch": Branch.self, "tag": Tag.self, "reset": Reset.self, "reflog": Reflog.self, "revert": Revert.self, "cherry-pick": CherryPick.self, "prune": Prune.self,
         "restrain": Restrain.self, "edit": Edit.self, "health": Health.self, "bisect": Bisect.self, "gate": Gate.self,
         "hooks": Hooks.self, "report": Report.self, "config": Config.self, "fsck": Fsck.self,
     ]

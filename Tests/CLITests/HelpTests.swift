@@ -78,6 +78,8 @@ final class HelpTests: XCTestCase {
                                   moves.
           revert                  Commit the inverse of one edit's ΔW onto HEAD (any
                                   commit, not only HEAD).
+          cherry-pick             Commit one commit's ΔW onto HEAD (e.g. an edit made
+                                  on another branch).
           prune                   RECT: keep only the top K% of one edit's ΔW (by
                                   relative change) and commit the rest's removal.
           restrain                PRUNE: restrain the large singular values of the
@@ -439,6 +441,39 @@ final class HelpTests: XCTestCase {
           --mixed                 Same as --soft: there is no index.
           --hard                  Also rewrite the work tree to the revision,
                                   discarding uncommitted changes.
+          --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testCherryPickHelp() throws {
+        try assertHelp(["cherry-pick", "--help"], #"""
+        OVERVIEW: Commit one commit's ΔW onto HEAD (e.g. an edit made on another
+        branch).
+
+        As git cherry-pick: the new commit has the picked one's kind, method, edit
+        request (so health's edit retention follows it) and message, with "(cherry
+        picked from commit <id>)" added. Where HEAD holds a tensor as the picked
+        commit's parent did, the result is the picked commit's bytes exactly; elsewhere
+        HEAD + ΔW is computed in float64 and rounded to the tensor's dtype. Refused for
+        a commit already in HEAD's history, when HEAD already holds what it wrote, and
+        with uncommitted changes.
+
+        Example: wledger cherry-pick rect~2
+
+        USAGE: wledger cherry-pick [-C <path>] [--quiet] <revision> [--message <message>] [--author <author>] [--no-verify] [--json]
+
+        ARGUMENTS:
+          <revision>              The commit to apply.
+
+        OPTIONS:
+          -C <path>               Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          -m, --message <message> Message (default: the picked commit's, with where it
+                                  came from).
+          --author <author>       Author (default: $WLEDGER_AUTHOR or $USER).
+          --no-verify             Skip the hooks in .wledger/hooks/.
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.

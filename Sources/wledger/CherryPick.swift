@@ -1,0 +1,33 @@
+import ArgumentParser
+import WLedgerKit
+
+struct CherryPick: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cherry-pick",
+        abstract: "Commit one commit's ΔW onto HEAD (e.g. an edit made on another branch).",
+        discussion: """
+            As git cherry-pick: the new commit has the picked one's kind, method, edit request (so health's \
+            edit retention follows it) and message, with "(cherry picked from commit <id>)" added. Where HEAD \
+            holds a tensor as the picked commit's parent did, the result is the picked commit's bytes exactly; \
+            elsewhere HEAD + ΔW is computed in float64 and rounded to the tensor's dtype. Refused for a commit \
+            already in HEAD's history, when HEAD already holds what it wrote, and with uncommitted changes.
+
+            Example: wledger cherry-pick rect~2
+            """)
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The commit to apply.") var revision: String
+    @Option(name: .shortAndLong, help: "Message (default: the picked commit's, with where it came from).") var message: String?
+    @Option(help: "Author (default: $WLEDGER_AUTHOR or $USER).") var author: String?
+    @Flag(help: "Skip the hooks in .wledger/hooks/.") var noVerify = false
+    @Flag(help: "Print the result as JSON.") var json = false
+
+    func run() throws {
+        let repo = try global.openRepository(forWriting: true)
+        repo.verifyHooks = !noVerify
+        let r = try repo.cherryPick(revision, message: message, author: author, progress: global.progress)
+        warnWorkTreeMismatches(r.commit.workTreeMismatches)
+        if json { return try printJSON(r) }
+        printCommitSummary(r.commit)
+    }
+}

@@ -1,0 +1,114 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// `wledger cherry-pick REV` on the real SmolLM2 BF16: an edit made on main is applied onto a
+/// branch that forked before it. Where the branch holds the tensor as the edit's parent did, the
+/// result is the edit's bytes exactly, with its kind, method, request and message carried over;
+/// where the branch changed the tensor too, the result is HEAD + ΔW (checked element by element
+/// against a float64 computation here, within half a BF16 ulp; untouched elements bit-exact).
+/// Refusals (in HEAD's history, picked before, already applied, the base, a dirty work tree, an
+/// unknown revision) change no byte.
+final class CherryPickTests: XCTestCase {
+    func testCherryPickAppliesAnEditFromAnotherBranch() throws {
+        let tmp = try TemporaryDirectory("cherry-pick")
+        let dir = (try tmp.copyModel(from: try Fixtures.smolLM2("bf16")) as NSString).standardizingPath
+        let weights = dir + "/model.safetensors"
+        func wl(_ args: [String]) throws -> ProcessOutput { try CLI.run(args, in: dir) }
+        func show(_ rev: String) throws -> [String: Any] {
+            let r = try wl(["show", rev, "--json"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        }
+        let l4 = "model.layers.4.mlp.down_proj.weight", l9 = "model.layers.9.mlp.down_proj.weight"
+        let request = tmp.path + "/edit.json"
+        try #"{"prompt": "The Eiffel Tower is in", "subject": "Eiffel Tower", "target_new": "Rome", "ground_truth": "Paris"}"#
+            .write(toFile: request, atomically: true, encoding: .utf8)
+
+        XCTAssertEqual(try wl(["init", "-q"]).status, 0)
+        let one = try SimulatedEdit.rankOne(file: weights, tensor: l4, seed: 1)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "Eiffel Tower → Rome", "--request", request, "--method", "ROME"]).status, 0)
+        let oneID = try XCTUnwrap(show("HEAD")["id"] as? String)
+        let two = try SimulatedEdit.rankOne(file: weights, tensor: l9, seed: 2)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "two"]).status, 0)
+        let twoID = try XCTUnwrap(show("HEAD")["id"] as? String)
+        XCTAssertEqual(try wl(["checkout", "-q", "-b", "side", "base"]).status, 0)
+        let side = try SimulatedEdit.rankOne(file: weights, tensor: l9, seed: 3)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "side's own edit of layer 9"]).status, 0)
+
+        // Exact: side holds layer 4 as the edit's parent did.
+        var r = try wl(["cherry-pick", "main~1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.hasPrefix("[side "), r.stdout)
+        let picked = try show("HEAD"), original = try show(oneID)
+        XCTAssertEqual(picked["message"] as? String, "Eiffel Tower → Rome\n\n(cherry picked from commit \(oneID))")
+        XCTAssertEqual(picked["kind"] as? String, "edit")
+        XCTAssertEqual(picked["method"] as? String, "ROME")
+        XCTAssertEqual(picked["request"] as? NSDictionary, original["request"] as? NSDictionary)
+        XCTAssertNotNil(picked["request"] as? NSDictionary)
+        XCTAssertEqual((picked["parameters"] as? [String: Any])?["cherryPickedFrom"] as? String, oneID)
+        XCTAssertEqual((picked["tensors"] as? [[String: Any]])?.compactMap { $0["name"] as? String }, [l4])
+        XCTAssertEqual(try readTensorBytes(file: weights, tensor: l4), one.child)
+        XCTAssertEqual(try readTensorBytes(file: weights, tensor: l9), side.child)
+        XCTAssertEqual(try wl(["reflog", "-n", "1"]).stdout, "\(String((picked["id"] as! String).prefix(12))) HEAD@{0}: cherry-pick: Eiffel Tower → Rome\n")
+
+        // HEAD + ΔW: side changed layer 9 too; check every element against float64 here.
+        r = try wl(["cherry-pick", "main", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let got = try readTensorBytes(file: weights, tensor: l9)
+        let h = ReferenceDecode.doubles(side.child, dtype: "BF16"), p = ReferenceDecode.doubles(two.parent, dtype: "BF16")
+        let c = ReferenceDecode.doubles(two.child, dtype: "BF16"), g = ReferenceDecode.doubles(got, dtype: "BF16")
+        var moved = 0, worst = 0.0
+        for i in 0..<h.count {
+            let d = c[i] - p[i]
+            if d == 0 {
+                if got[2 * i] != side.child[2 * i] || got[2 * i + 1] != side.child[2 * i + 1] { XCTFail("element \(i) changed where ΔW is 0"); break }
+                continue
+            }
+            moved += 1
+            let exact = h[i] + d
+            worst = max(worst, abs(g[i] - exact) / max(abs(exact), 1e-30))
+        }
+        XCTAssertGreaterThan(moved, h.count / 2, "a rank-one ΔW moves most elements")
+        XCTAssertLessThanOrEqual(worst, 1.0 / 256, "within half a BF16 ulp of HEAD + ΔW")
+        XCTAssertNotEqual(got, two.child, "not simply the picked commit's bytes")
+
+        // Refusals: one line, the right exit code, no byte changed.
+        let headID = try XCTUnwrap(show("HEAD")["id"] as? String)
+        for (args, code, needle) in [(["cherry-pick", "HEAD~1"], Int32(1), "already in HEAD's history"),
+                                     (["cherry-pick", twoID], 1, "already cherry-picked onto this history"),
+                                     (["cherry-pick", "base"], 2, "base snapshot"),
+                                     (["cherry-pick", "nope"], 2, "unknown revision 'nope'")] {
+            let before = try directoryDigest(dir)
+            r = try wl(args)
+            XCTAssertEqual(r.status, code, "\(args): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains(needle), "\(args): \(r.stderr)")
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+            XCTAssertEqual(try directoryDigest(dir), before, "\(args)")
+        }
+        // A branch that already holds what the commit wrote (the same edit made by hand): nothing
+        // to pick. Then, back on side with uncommitted changes, a pick is refused.
+        XCTAssertEqual(try wl(["checkout", "-q", "-b", "holds", "base"]).status, 0)
+        XCTAssertEqual(try SimulatedEdit.rankOne(file: weights, tensor: l4, seed: 1).child, one.child)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "the same edit"]).status, 0)
+        var before = try directoryDigest(dir)
+        r = try wl(["cherry-pick", oneID])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("nothing to cherry-pick"), r.stderr)
+        XCTAssertEqual(try directoryDigest(dir), before)
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.2.mlp.down_proj.weight", seed: 9)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "layer 2"]).status, 0)
+        XCTAssertEqual(try wl(["checkout", "-q", "side"]).status, 0)
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.6.mlp.down_proj.weight", seed: 4)
+        before = try directoryDigest(dir)
+        r = try wl(["cherry-pick", "holds"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("uncommitted changes"), r.stderr)
+        XCTAssertEqual(try directoryDigest(dir), before)
+        XCTAssertEqual(try XCTUnwrap(show("HEAD")["id"] as? String), headID)
+        // Clean again, the pick of layer 2 goes through.
+        XCTAssertEqual(try wl(["checkout", "-q", "--force", "HEAD"]).status, 0)
+        XCTAssertEqual(try wl(["cherry-pick", "-q", "holds"]).status, 0)
+        XCTAssertEqual(try wl(["fsck", "-q"]).status, 0)
+    }
+}
