@@ -23,11 +23,8 @@ struct CherryPick: ParsableCommand {
     @Flag(help: "Print the result as JSON.") var json = false
 
     func run() throws {
-        let repo = try global.openRepository(forWriting: true)
-        repo.verifyHooks = !noVerify
-        let r = try repo.cherryPick(revision, message: message, author: author, progress: global.progress)
-        warnWorkTreeMismatches(r.commit.workTreeMismatches)
-        if json { return try printJSON(r) }
-        printCommitSummary(r.commit)
+        try recordCommit(global, noVerify: noVerify, json: json) { repo in
+            try repo.cherryPick(revision, message: message, author: author, progress: global.progress)
+        }
     }
 }

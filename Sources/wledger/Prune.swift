@@ -24,14 +24,12 @@ struct Prune: ParsableCommand {
     @Flag(help: "Print the result as JSON.") var json = false
 
     func run() throws {
-        let repo = try global.openRepository(forWriting: true)
-        repo.verifyHooks = !noVerify
-        let r = try repo.prune(revision, keepPercent: keep.value, by: by, message: message, author: author, progress: global.progress)
-        warnWorkTreeMismatches(r.commit.workTreeMismatches)
-        if json { return try printJSON(r) }
-        printCommitSummary(r.commit)
-        for p in r.pruned ?? [] {
-            print("   kept \(p.kept) of \(p.changed) changed elements of \(p.name) (\(String(format: "%.1f", 100 * p.keptFrobeniusShare))% of ‖ΔW‖F)")
+        try recordCommit(global, noVerify: noVerify, json: json) { repo in
+            try repo.prune(revision, keepPercent: keep.value, by: by, message: message, author: author, progress: global.progress)
+        } details: { r in
+            for p in r.pruned ?? [] {
+                print("   kept \(p.kept) of \(p.changed) changed elements of \(p.name) (\(String(format: "%.1f", 100 * p.keptFrobeniusShare))% of ‖ΔW‖F)")
+            }
         }
     }
 }

@@ -42,13 +42,13 @@ struct Restrain: ParsableCommand {
     }
 
     func run() throws {
-        let repo = try global.openRepository(forWriting: true)
-        repo.verifyHooks = !noVerify
         let m: RestrainMethod = method == .prune ? .prune(alpha: alphaValue!) : .sphere(eta: eta, beta: beta)
-        let r = try repo.restrain(range: range, method: m, message: message, author: author, progress: global.progress)
-        warnWorkTreeMismatches(r.commit.workTreeMismatches)
-        if json { return try printJSON(r) }
-        printCommitSummary(r.commit)
+        try recordCommit(global, noVerify: noVerify, json: json) { repo in
+            try repo.restrain(range: range, method: m, message: message, author: author, progress: global.progress)
+        } details: { r in printRestrained(r) }
+    }
+
+    private func printRestrained(_ r: RegularizerResult) {
         for x in r.restrained ?? [] {
             let k = "κ \(x.kappaBefore.map { String(format: "%.2f", $0) } ?? "-") → \(x.kappaAfter.map { String(format: "%.2f", $0) } ?? "-")"
             if method == .sphere {

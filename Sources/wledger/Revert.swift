@@ -20,13 +20,24 @@ struct Revert: ParsableCommand {
     @Flag(help: "Print the result as JSON.") var json = false
 
     func run() throws {
-        let repo = try global.openRepository(forWriting: true)
-        repo.verifyHooks = !noVerify
-        let r = try repo.revert(revision, message: message, author: author, progress: global.progress)
-        warnWorkTreeMismatches(r.commit.workTreeMismatches)
-        if json { return try printJSON(r) }
-        printCommitSummary(r.commit)
+        try recordCommit(global, noVerify: noVerify, json: json) { repo in
+            try repo.revert(revision, message: message, author: author, progress: global.progress)
+        }
     }
+}
+
+/// Runs a command that records one commit onto HEAD (`revert`, `cherry-pick`, `prune`,
+/// `restrain`): opens the repository for writing with the hooks on unless `noVerify`, and prints
+/// the result as JSON or as the commit's summary followed by `details`.
+func recordCommit(_ global: GlobalOptions, noVerify: Bool, json: Bool, _ body: (Repository) throws -> RegularizerResult,
+                  details: (RegularizerResult) -> Void = { _ in }) throws {
+    let repo = try global.openRepository(forWriting: true)
+    repo.verifyHooks = !noVerify
+    let r = try body(repo)
+    warnWorkTreeMismatches(r.commit.workTreeMismatches)
+    if json { return try printJSON(r) }
+    printCommitSummary(r.commit)
+    details(r)
 }
 
 /// The two-line summary every committing command prints.
