@@ -142,7 +142,7 @@ extension Repository {
     /// `wledger log`: commits from `revision` (default HEAD) back to the base, newest first; or,
     /// for a range `A..B` (as git: an omitted side is HEAD), those of B's that are not A's
     /// (stopping at the first commit they share); for `A...B`, those of either that the other
-    /// lacks (both sides since their merge base), newest first.
+    /// lacks (both sides since their merge base), newest first (by commit time, as git).
     /// - Parameter stat: include κ before/after of every edited matrix (computed once, then cached).
     public func log(from revision: String = "HEAD", limit: Int = Int.max, stat: Bool = false) throws -> [CommitInfo] {
         let commits: [CommitRecord]
@@ -150,7 +150,7 @@ extension Repository {
             let ha = try ledger.history(from: try resolve(range.a)), hb = try ledger.history(from: try resolve(range.b))
             let ia = Set(ha.map(\.id)), ib = Set(hb.map(\.id))
             let either = ha.filter { !ib.contains($0.id) } + hb.filter { !ia.contains($0.id) }
-            commits = Array(either.sorted { ($0.generation, $0.time, $0.id) > ($1.generation, $1.time, $1.id) }.prefix(limit))
+            commits = Array(either.sorted { ($0.time, $0.generation, $0.id) > ($1.time, $1.generation, $1.id) }.prefix(limit))
         } else if let range = try Self.splitRange(revision) {
             let excluded = Set(try ledger.history(from: try resolve(range.a)).map(\.id))
             commits = Array(try ledger.history(from: try resolve(range.b)).prefix { !excluded.contains($0.id) }.prefix(limit))

@@ -114,26 +114,25 @@ extension Repository {
                            progress: ProgressReporter = .silent) throws -> RegularizerResult {
         let id = try resolve(revision)
         let (c, edges) = try edges(of: id)
+        let parentFiles = try ledger.files(of: c.parent!), files = try ledger.files(of: id)
+        let sideChanges = Set(parentFiles.keys).union(files.keys).filter { parentFiles[$0]?.object != files[$0]?.object }.sorted()
+        if !sideChanges.isEmpty {
+            throw KitError.refused("cannot cherry-pick \(id.prefix(12)): it also changed \(sideChanges.prefix(3).map { "'\($0)'" }.joined(separator: ", ")), and cherry-pick carries tensors only")
+        }
         let head = try ledger.head().commit
         let history = try ledger.history(from: head)
-        if history.contains(where: { $0.id == id }) {
-            throw KitError.refused("commit \(id.prefix(12)) is already in HEAD's history (wledger revert undoes it)")
-        }
-        // Picked before onto this history: adding its ΔW again would apply it twice.
-        for h in history where h.parameters?.contains(id) == true {
-            if case let .object(pairs)? = try? JSONParser.parse(Array(h.parameters!.utf8)),
-               pairs.contains(where: { $0.0 == "cherryPickedFrom" && $0.1 == .string(id) }) {
-                throw KitError.refused("commit \(id.prefix(12)) was already cherry-picked onto this history as \(h.id.prefix(12))")
-            }
+        // The edit a commit carries is its first origin's: a pick of a pick is the same edit. One
+        // already on HEAD's history (itself, or picked) would be applied twice.
+        let origin = try pickOrigin(id)
+        for h in history where try pickOrigin(h.id, record: h) == origin {
+            throw KitError.refused(h.id == id ? "commit \(id.prefix(12)) is already in HEAD's history (wledger revert undoes it)"
+                : "the change of \(id.prefix(12)) is already on this history as \(h.id.prefix(12)) (if it was reverted since, revert that revert)")
         }
         let headManifest = try ledger.manifest(of: head)
         var updates: [String: [UInt8]] = [:]
         for (e, parent, child) in edges {
             let (h, headNow) = try headBytes(e.name, headManifest)
             if h.hash == e.hash { continue }  // already as the commit left it
-            guard h.dtype == e.dtype, h.shape == e.shape else {
-                throw KitError.refused("cannot cherry-pick \(id.prefix(12)): tensor '\(e.name)' is \(h.dtype.rawValue) \(h.shapeJSON) at HEAD")
-            }
             if SHA256Digest.hash(parent).hex == h.hash { updates[e.name] = child; continue }
             guard e.dtype.isFloat else {
                 throw KitError.refused("cannot cherry-pick \(id.prefix(12)): tensor '\(e.name)' (\(e.dtype.rawValue)) changed since its parent and is not a float tensor to add ΔW to")
@@ -146,17 +145,51 @@ extension Repository {
         }
         var options = CommitOptions(message: message ?? c.message + "\n\n(cherry picked from commit \(c.id))")
         options.kind = c.kind
-        options.author = author
+        options.author = author ?? c.author
         options.method = c.method
         options.request = c.request
-        var params: [(String, JSONValue)] = [("cherryPickedFrom", .string(c.id))]
-        if let text = c.parameters, case let .object(pairs) = try JSONParser.parse(Array(text.utf8)) { params = pairs + params }
+        // Parameters as the commit had them, with `reverts`/`prunes` naming the copy of that edit
+        // on HEAD's history where there is one (health's edits task follows those links), and
+        // `cherryPickedFrom` this commit.
+        var params: [(String, JSONValue)] = []
+        if let text = c.parameters, case let .object(pairs) = try JSONParser.parse(Array(text.utf8)) {
+            for (key, value) in pairs where key != "cherryPickedFrom" {
+                if ["reverts", "prunes"].contains(key), case let .string(target) = value {
+                    let o = try pickOrigin(target)
+                    let local = try history.first { try pickOrigin($0.id, record: $0) == o }
+                    params.append((key, .string(local?.id ?? target)))
+                } else {
+                    params.append((key, value))
+                }
+            }
+        }
+        params.append(("cherryPickedFrom", .string(c.id)))
         options.parameters = JSONValue.object(params).serialized()
         options.hookEnvironment["WLEDGER_CHERRY_PICK"] = c.id
-        // A picked revert is a revert (pre-revert runs): of the commit the original reverted.
+        // A picked revert is a revert (pre-revert runs): of what it reverts here.
         for case let ("reverts", .string(r)) in params { options.hookEnvironment["WLEDGER_REVERT"] = r }
+        // Hooks that ask the edit (pre-commit-health) get its request as a file, as with commit --request.
+        let requestFile = wledgerDirectory + "/CHERRY_PICK_REQUEST.json"
+        if let request = c.request {
+            try writeFileAtomically(requestFile, Array(request.utf8))
+            options.hookEnvironment["WLEDGER_REQUEST"] = requestFile
+        }
+        defer { unlink(requestFile) }
         options.reflogAction = "cherry-pick"
         return RegularizerResult(commit: try commitUpdates(updates, options: options, progress: progress))
+    }
+
+    /// The commit whose change `id` carries: following `cherryPickedFrom` back to the first.
+    private func pickOrigin(_ id: String, record: CommitRecord? = nil) throws -> String {
+        var current = id, seen: Set<String> = [id]
+        var params = try (record ?? ledger.commit(id))?.parameters
+        while let text = params, text.contains("cherryPickedFrom"),
+              case let .object(pairs)? = try? JSONParser.parse(Array(text.utf8)),
+              case let .string(from)? = pairs.first(where: { $0.0 == "cherryPickedFrom" })?.1, seen.insert(from).inserted {
+            current = from
+            params = try ledger.commit(from)?.parameters
+        }
+        return current
     }
 
     /// `wledger prune <rev> --keep K%` (RECT): for each tensor `rev` changed, keeps the top K% of

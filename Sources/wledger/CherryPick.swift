@@ -6,11 +6,12 @@ struct CherryPick: ParsableCommand {
         commandName: "cherry-pick",
         abstract: "Commit one commit's ΔW onto HEAD (e.g. an edit made on another branch).",
         discussion: """
-            As git cherry-pick: the new commit has the picked one's kind, method, edit request (so health's \
-            edit retention follows it) and message, with "(cherry picked from commit <id>)" added. Where HEAD \
+            As git cherry-pick: the new commit has the picked one's kind, author, method, edit request (so \
+            health's edit retention follows it) and message, with "(cherry picked from commit <id>)" added. Where HEAD \
             holds a tensor as the picked commit's parent did, the result is the picked commit's bytes exactly; \
-            elsewhere HEAD + ΔW is computed in float64 and rounded to the tensor's dtype. Refused for a commit \
-            already in HEAD's history, when HEAD already holds what it wrote, and with uncommitted changes.
+            elsewhere HEAD + ΔW is computed in float64 and rounded to the tensor's dtype. Refused when its change \
+            is already on HEAD's history (the commit, or a pick of the same edit), when HEAD already holds what \
+            it wrote, when it changed side files (cherry-pick carries tensors only), and with uncommitted changes.
 
             Example: wledger cherry-pick rect~2
             """)
@@ -18,7 +19,7 @@ struct CherryPick: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The commit to apply.") var revision: String
     @Option(name: .shortAndLong, help: "Message (default: the picked commit's, with where it came from).") var message: String?
-    @Option(help: "Author (default: $WLEDGER_AUTHOR or $USER).") var author: String?
+    @Option(help: "Author (default: the picked commit's, as git).") var author: String?
     @Flag(help: "Skip the hooks in .wledger/hooks/.") var noVerify = false
     @Flag(help: "Print the result as JSON.") var json = false
 

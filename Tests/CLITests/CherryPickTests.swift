@@ -27,7 +27,7 @@ final class CherryPickTests: XCTestCase {
 
         XCTAssertEqual(try wl(["init", "-q"]).status, 0)
         let one = try SimulatedEdit.rankOne(file: weights, tensor: l4, seed: 1)
-        XCTAssertEqual(try wl(["commit", "-q", "-m", "Eiffel Tower → Rome", "--request", request, "--method", "ROME"]).status, 0)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "Eiffel Tower → Rome", "--request", request, "--method", "ROME", "--author", "Ada <ada@example.com>"]).status, 0)
         let oneID = try XCTUnwrap(show("HEAD")["id"] as? String)
         let two = try SimulatedEdit.rankOne(file: weights, tensor: l9, seed: 2)
         XCTAssertEqual(try wl(["commit", "-q", "-m", "two"]).status, 0)
@@ -44,6 +44,7 @@ final class CherryPickTests: XCTestCase {
         XCTAssertEqual(picked["message"] as? String, "Eiffel Tower → Rome\n\n(cherry picked from commit \(oneID))")
         XCTAssertEqual(picked["kind"] as? String, "edit")
         XCTAssertEqual(picked["method"] as? String, "ROME")
+        XCTAssertEqual(picked["author"] as? String, "Ada <ada@example.com>", "git keeps the author")
         XCTAssertEqual(picked["request"] as? NSDictionary, original["request"] as? NSDictionary)
         XCTAssertNotNil(picked["request"] as? NSDictionary)
         XCTAssertEqual((picked["parameters"] as? [String: Any])?["cherryPickedFrom"] as? String, oneID)
@@ -76,7 +77,7 @@ final class CherryPickTests: XCTestCase {
         // Refusals: one line, the right exit code, no byte changed.
         let headID = try XCTUnwrap(show("HEAD")["id"] as? String)
         for (args, code, needle) in [(["cherry-pick", "HEAD~1"], Int32(1), "already in HEAD's history"),
-                                     (["cherry-pick", twoID], 1, "already cherry-picked onto this history"),
+                                     (["cherry-pick", twoID], 1, "already on this history as"),
                                      (["cherry-pick", "base"], 2, "base snapshot"),
                                      (["cherry-pick", "nope"], 2, "unknown revision 'nope'")] {
             let before = try directoryDigest(dir)
@@ -86,6 +87,28 @@ final class CherryPickTests: XCTestCase {
             XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
             XCTAssertEqual(try directoryDigest(dir), before, "\(args)")
         }
+        // On main: revert the edit, and change a side file alone.
+        let pickID = try XCTUnwrap(picked["id"] as? String)
+        XCTAssertEqual(try wl(["checkout", "-q", "main"]).status, 0)
+        r = try wl(["cherry-pick", pickID])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("already on this history as \(oneID.prefix(12))"), "a pick of a pick is the same edit: \(r.stderr)")
+        XCTAssertEqual(try wl(["revert", "-q", oneID]).status, 0)
+        try "{\"do_sample\": false}\n".write(toFile: dir + "/generation_config.json", atomically: true, encoding: .utf8)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "config"]).status, 0)
+        XCTAssertEqual(try wl(["checkout", "-q", "side"]).status, 0)
+        // The picked revert reverts side's copy of the edit (health's edits task follows that link).
+        r = try wl(["cherry-pick", "main~1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let pickedRevert = try show("HEAD")
+        XCTAssertEqual(pickedRevert["kind"] as? String, "revert")
+        XCTAssertEqual((pickedRevert["parameters"] as? [String: Any])?["reverts"] as? String, pickID)
+        XCTAssertEqual(try readTensorBytes(file: weights, tensor: l4), one.parent)
+        r = try wl(["cherry-pick", "main"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("also changed 'generation_config.json', and cherry-pick carries tensors only"), r.stderr)
+        let headID2 = try XCTUnwrap(show("HEAD")["id"] as? String)
+
         // A branch that already holds what the commit wrote (the same edit made by hand): nothing
         // to pick. Then, back on side with uncommitted changes, a pick is refused.
         XCTAssertEqual(try wl(["checkout", "-q", "-b", "holds", "base"]).status, 0)
@@ -105,7 +128,8 @@ final class CherryPickTests: XCTestCase {
         XCTAssertEqual(r.status, 1, r.stderr)
         XCTAssertTrue(r.stderr.contains("uncommitted changes"), r.stderr)
         XCTAssertEqual(try directoryDigest(dir), before)
-        XCTAssertEqual(try XCTUnwrap(show("HEAD")["id"] as? String), headID)
+        XCTAssertEqual(try XCTUnwrap(show("HEAD")["id"] as? String), headID2)
+        XCTAssertNotEqual(headID, headID2)
         // Clean again, the pick of layer 2 goes through.
         XCTAssertEqual(try wl(["checkout", "-q", "--force", "HEAD"]).status, 0)
         XCTAssertEqual(try wl(["cherry-pick", "-q", "holds"]).status, 0)

@@ -452,13 +452,14 @@ final class HelpTests: XCTestCase {
         OVERVIEW: Commit one commit's ΔW onto HEAD (e.g. an edit made on another
         branch).
 
-        As git cherry-pick: the new commit has the picked one's kind, method, edit
-        request (so health's edit retention follows it) and message, with "(cherry
+        As git cherry-pick: the new commit has the picked one's kind, author, method,
+        edit request (so health's edit retention follows it) and message, with "(cherry
         picked from commit <id>)" added. Where HEAD holds a tensor as the picked
         commit's parent did, the result is the picked commit's bytes exactly; elsewhere
-        HEAD + ΔW is computed in float64 and rounded to the tensor's dtype. Refused for
-        a commit already in HEAD's history, when HEAD already holds what it wrote, and
-        with uncommitted changes.
+        HEAD + ΔW is computed in float64 and rounded to the tensor's dtype. Refused
+        when its change is already on HEAD's history (the commit, or a pick of the same
+        edit), when HEAD already holds what it wrote, when it changed side files
+        (cherry-pick carries tensors only), and with uncommitted changes.
 
         Example: wledger cherry-pick rect~2
 
@@ -472,7 +473,7 @@ final class HelpTests: XCTestCase {
           -q, --quiet             Show no progress or notices.
           -m, --message <message> Message (default: the picked commit's, with where it
                                   came from).
-          --author <author>       Author (default: $WLEDGER_AUTHOR or $USER).
+          --author <author>       Author (default: the picked commit's, as git).
           --no-verify             Skip the hooks in .wledger/hooks/.
           --json                  Print the result as JSON.
           --version               Show the version.
