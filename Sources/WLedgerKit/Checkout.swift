@@ -93,13 +93,20 @@ extension Repository {
             return r
         }
         // Another branch at HEAD's own commit, `-b`, or detaching: only HEAD moves, and
-        // uncommitted changes stay, as with git, without a scan (`--force` rewrites the files to
-        // discard them; a checkout that leaves HEAD as it is scans, and keeps them below).
+        // uncommitted changes stay, as with git (`--force` rewrites the files to discard them; a
+        // checkout that leaves HEAD as it is keeps them below). They are listed from a scan that
+        // hashes only what its stat cache cannot vouch for; a tree too broken to scan lists none.
         let head = try ledger.head()
         let moved: HeadState = branch.map { .branch(name: $0, commit: target) } ?? .detached(commit: target)
         if output == nil, !force, head.commit == target, head != moved {
             try moveHead(to: target, branch: branch, create: newBranch != nil)
-            return workTreeResult(unchanged: files.keys.sorted())
+            var result = workTreeResult(unchanged: files.keys.sorted())
+            if let report = try? WorkTreeComparison.compare(root: root, ledger: ledger, commit: target, branch: branch,
+                                                             rehash: false, progress: .silent).report {
+                result.carriedTensors = report.modifiedTensors.map(\.name)
+                result.carriedSideFiles = report.sideFiles
+            }
+            return result
         }
         if let output {
             let dir = absolutePath(output)

@@ -264,6 +264,7 @@ final class BranchCommandTests: XCTestCase {
         let dirty = try files()
         r = try wl(["checkout", "side"])
         XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.hasPrefix("M\t\(edited)\n"), "the kept change is listed: \(r.stdout)")
         XCTAssertEqual(try head(), "On branch side")
         XCTAssertEqual(try files(), dirty)
         XCTAssertTrue(try wl(["status"]).stdout.contains("modified tensor: \(edited)"))
