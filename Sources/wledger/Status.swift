@@ -8,17 +8,36 @@ struct Status: ParsableCommand {
             Files whose size, mtime, ctime and inode match the last commit or checkout are not rehashed; \
             the others are fingerprinted tensor by tensor (XXH3-128) and compared with HEAD.
 
-            Example: wledger status --json
+            --short prints one line per change, as git status --short: ' M' a modified tensor or side file, \
+            ' D' a deleted side file, '??' an untracked one, ' M FILE (header)' a changed safetensors header, \
+            '!!' a structural change that cannot be committed; -b adds '## BRANCH' first.
+
+            Examples: wledger status --json; wledger status -sb
             """)
 
     @OptionGroup var global: GlobalOptions
     @Flag(help: "Ignore recorded file stats and hash every tensor.") var rehash = false
+    @Flag(name: [.customShort("s"), .customLong("short")], help: "One line per change (git's short format).") var shortFormat = false
+    @Flag(name: .shortAndLong, help: "With --short: the branch first ('## main').") var branch = false
     @Flag(help: "Print the result as JSON.") var json = false
+
+    func validate() throws {
+        if branch && !shortFormat { throw ValidationError("-b goes with --short") }
+        if shortFormat && json { throw ValidationError("--short and --json cannot be combined") }
+    }
 
     func run() throws {
         let repo = try global.openRepository(forWriting: false)
         let r = try repo.status(rehash: rehash, progress: global.progress)
         if json { return try printJSON(r) }
+        if shortFormat {
+            if branch { print("## " + (r.branch ?? "HEAD (no branch)")) }
+            for s in r.structural { print("!! \(s)") }
+            for t in r.modifiedTensors { print(" M \(t.name)") }
+            for h in r.modifiedHeaders { print(" M \(h) (header)") }
+            for f in r.sideFiles { print("\(f.change == .added ? "??" : f.change == .deleted ? " D" : " M") \(f.path)") }
+            return
+        }
         print(r.branch.map { "On branch \($0)" } ?? "HEAD detached at \(short(r.head))")
         if r.clean { print("nothing to commit, work tree clean"); return }
         if !r.structural.isEmpty {

@@ -46,6 +46,11 @@ final class CheckoutCarryTests: XCTestCase {
         let carried = (tensors: [l6], side: ["added NOTES.md", "modified generation_config.json"])
         XCTAssertEqual(try status().tensors, carried.tensors)
         XCTAssertEqual(try status().side, carried.side)
+        var r = try wl(["status", "-sb"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout.split(separator: "\n").first, "## main")
+        XCTAssertEqual(Set(r.stdout.split(separator: "\n").dropFirst()), [" M \(l6)", " M generation_config.json", "?? NOTES.md"])
+        XCTAssertEqual(try wl(["status", "-b"]).status, 2, "-b goes with --short")
 
         /// The work tree is `rev`'s files with layer 6 and the two side files as changed here.
         func assertCarried(over rev: String, line: UInt = #line) throws {
@@ -63,7 +68,7 @@ final class CheckoutCarryTests: XCTestCase {
         }
 
         // To side: layer 9 goes back to one's version in place, the changes stay and are listed.
-        var r = try wl(["checkout", "side"])
+        r = try wl(["checkout", "side"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(Set(r.stdout.split(separator: "\n").filter { $0.contains("\t") }), ["M\t\(l6)", "M\tgeneration_config.json"],
                        "untracked files are not listed: \(r.stdout)")

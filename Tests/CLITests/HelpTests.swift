@@ -140,14 +140,21 @@ final class HelpTests: XCTestCase {
         not rehashed; the others are fingerprinted tensor by tensor (XXH3-128) and
         compared with HEAD.
 
-        Example: wledger status --json
+        --short prints one line per change, as git status --short: ' M' a modified
+        tensor or side file, ' D' a deleted side file, '??' an untracked one, ' M FILE
+        (header)' a changed safetensors header, '!!' a structural change that cannot be
+        committed; -b adds '## BRANCH' first.
 
-        USAGE: wledger status [-C <path>] [--quiet] [--rehash] [--json]
+        Examples: wledger status --json; wledger status -sb
+
+        USAGE: wledger status [-C <path>] [--quiet] [--rehash] [--short] [--branch] [--json]
 
         OPTIONS:
           -C <path>               Run as if started in <path>. (default: .)
           -q, --quiet             Show no progress or notices.
           --rehash                Ignore recorded file stats and hash every tensor.
+          -s, --short             One line per change (git's short format).
+          -b, --branch            With --short: the branch first ('## main').
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
