@@ -182,6 +182,14 @@ extension Repository {
         return RevisionRange(a: a.isEmpty ? "HEAD" : a, b: b.isEmpty ? "HEAD" : b, symmetric: symmetric)
     }
 
+    /// A two-dot range for commands whose omitted left side is the base (`restrain`, `report`):
+    /// (from, to), nil for a single revision; `A...B` is refused.
+    static func baseRange(_ spec: String, command: String) throws -> (from: String, to: String)? {
+        guard let r = try splitRange(spec) else { return nil }
+        if r.symmetric { throw KitError.usage("'\(spec)': \(command) takes two-dot ranges A..B") }
+        return (spec.hasPrefix("..") ? "base" : r.a, r.b)
+    }
+
     /// The newest commit both revisions descend from (or are): git's merge base. Every commit of
     /// a ledger descends from its one base, so there always is one.
     func mergeBase(_ a: String, _ b: String) throws -> String {

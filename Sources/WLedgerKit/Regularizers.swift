@@ -46,14 +46,14 @@ public enum RestrainMethod: Sendable {
 }
 
 extension Repository {
-    /// The tensors a commit changed, with its parent's and its own bytes.
-    private func edges(of commitID: String) throws -> (CommitRecord, [(entry: ManifestEntry, parent: [UInt8], child: [UInt8])]) {
+    /// The tensors a commit changed, with its parent's version (hash and bytes) and its own bytes.
+    private func edges(of commitID: String) throws -> (CommitRecord, [(entry: ManifestEntry, parentHash: String, parent: [UInt8], child: [UInt8])]) {
         guard let c = try ledger.commit(commitID) else { throw LedgerError.unknownRevision(commitID) }
         guard let parentID = c.parent else { throw KitError.usage("commit '\(commitID.prefix(12))' is the base snapshot; it has no ΔW") }
         let parentManifest = try ledger.manifest(of: parentID)
         return (c, try ledger.changes(of: commitID).map { e, _ in
             guard let pe = parentManifest[e.name] else { throw LedgerError.invalid("tensor '\(e.name)' missing from the parent of '\(commitID.prefix(12))'") }
-            return (e, try ledger.tensorBytes(pe.hash), try ledger.tensorBytes(e.hash))
+            return (e, pe.hash, try ledger.tensorBytes(pe.hash), try ledger.tensorBytes(e.hash))
         })
     }
 
@@ -87,7 +87,7 @@ extension Repository {
         let (c, edges) = try edges(of: id)
         let headManifest = try ledger.manifest(of: try ledger.head().commit)
         var updates: [String: [UInt8]] = [:]
-        for (e, parent, child) in edges {
+        for (e, _, parent, child) in edges {
             try Repository.requireFloat(e, "revert")
             let (h, head) = try headBytes(e.name, headManifest)
             if h.hash == e.hash { updates[e.name] = parent; continue }
@@ -130,10 +130,10 @@ extension Repository {
         }
         let headManifest = try ledger.manifest(of: head)
         var updates: [String: [UInt8]] = [:]
-        for (e, parent, child) in edges {
+        for (e, parentHash, parent, child) in edges {
             let (h, headNow) = try headBytes(e.name, headManifest)
             if h.hash == e.hash { continue }  // already as the commit left it
-            if SHA256Digest.hash(parent).hex == h.hash { updates[e.name] = child; continue }
+            if parentHash == h.hash { updates[e.name] = child; continue }
             guard e.dtype.isFloat else {
                 throw KitError.refused("cannot cherry-pick \(id.prefix(12)): tensor '\(e.name)' (\(e.dtype.rawValue)) changed since its parent and is not a float tensor to add ΔW to")
             }
@@ -203,7 +203,7 @@ extension Repository {
         let headManifest = try ledger.manifest(of: try ledger.head().commit)
         var updates: [String: [UInt8]] = [:]
         var report: [PrunedTensor] = []
-        for (e, parent, child) in edges {
+        for (e, _, parent, child) in edges {
             try Repository.requireFloat(e, "prune")
             let (h, head) = try headBytes(e.name, headManifest)
             let (bytes, info) = Repository.rect(parent: parent, child: child, head: head, headIsChild: h.hash == e.hash, entry: e,
@@ -250,12 +250,7 @@ extension Repository {
     /// Parses a restrain range: nil → base..HEAD; "a..b"; "a.." (a..HEAD); "..b" (base..b); "a" (a..HEAD).
     static func parseRange(_ range: String?) throws -> (String, String) {
         guard let range else { return ("base", "HEAD") }
-        if range.contains("...") { throw KitError.usage("'\(range)': restrain takes a two-dot range A..B") }
-        if let r = range.range(of: "..") {
-            let a = String(range[..<r.lowerBound]), b = String(range[r.upperBound...])
-            return (a.isEmpty ? "base" : a, b.isEmpty ? "HEAD" : b)
-        }
-        return (range, "HEAD")
+        return try baseRange(range, command: "restrain") ?? (range, "HEAD")
     }
 
     /// `wledger restrain [<a>..<b>]` (PRUNE, or the sphere projection): for every 2-D float tensor

@@ -203,13 +203,7 @@ extension Repository {
 
     /// The first-parent commits from A to B (both included), oldest first.
     func reportSeries(_ spec: String, baseID: String) throws -> ReportSeries {
-        var fromRev = "base", toRev = spec
-        if spec.contains("...") { throw KitError.usage("'\(spec)': report takes two-dot ranges A..B") }
-        if let r = spec.range(of: "..") {
-            let a = String(spec[..<r.lowerBound]), b = String(spec[r.upperBound...])
-            fromRev = a.isEmpty ? "base" : a
-            toRev = b.isEmpty ? "HEAD" : b
-        }
+        let (fromRev, toRev) = try Self.baseRange(spec, command: "report") ?? ("base", spec)
         let from = try resolve(fromRev), to = try resolve(toRev)
         var ids: [String] = []
         for c in try ledger.history(from: to) {
