@@ -33,7 +33,7 @@ final class HelpTests: XCTestCase {
 
     /// `-h` and `help <command>` print the same text as `--help`.
     func testShortFlagAndHelpSubcommandMatchLongFlag() throws {
-        for cmd in ["init", "status", "commit", "log", "show", "diff", "checkout", "branch", "tag", "revert", "prune", "restrain", "edit", "health", "bisect", "gate", "hooks", "report", "config", "fsck"] {
+        for cmd in ["init", "status", "commit", "log", "show", "diff", "checkout", "branch", "tag", "revert", "prune", "restrain", "edit", "health", "bisect", "gate", "hooks", "report", "config", "fsck", "gc", "reflog", "cherry-pick", "reset"] {
             let long = try CLI.run([cmd, "--help"], environment: ["COLUMNS": "80"])
             let short = try CLI.run([cmd, "-h"], environment: ["COLUMNS": "80"])
             XCTAssertEqual(short.status, 0)
@@ -101,6 +101,8 @@ final class HelpTests: XCTestCase {
                                   (suites, tasks, thresholds, evaluators, gates).
           fsck                    Verify every object, tensor version and commit in the
                                   ledger.
+          gc                      Remove commits nothing reaches, and what only they
+                                  stored; compact the ledger.
 
           See 'wledger help <subcommand>' for detailed help.
         """#)
@@ -429,9 +431,10 @@ final class HelpTests: XCTestCase {
         status' and 'wledger commit' records it again. --hard also rewrites the work
         tree to the revision (as checkout --force HEAD: every weight file in full, from
         the ledger), discarding uncommitted changes and removing side files the
-        revision does not track. The commits left behind stay in the ledger; the
-        previous HEAD is printed, and 'wledger reset <that id>' (or 'wledger reset
-        HEAD@{1}', see 'wledger reflog') goes back. Refused while a bisect runs.
+        revision does not track. The commits left behind stay in the ledger (until
+        'wledger gc --expire-unreachable'); the previous HEAD is printed, and 'wledger
+        reset <that id>' (or 'wledger reset HEAD@{1}', see 'wledger reflog') goes back.
+        Refused while a bisect runs.
 
         Examples: wledger reset HEAD~1; wledger reset --hard edits-25; wledger reset
         --hard HEAD@{1}
@@ -608,6 +611,38 @@ final class HelpTests: XCTestCase {
           -q, --quiet             Show no progress or notices.
           --full                  Also rebuild every tensor version of every commit and
                                   check its sha256.
+          --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+    }
+
+    func testGCHelp() throws {
+        try assertHelp(["gc", "--help"], #"""
+        OVERVIEW: Remove commits nothing reaches, and what only they stored; compact
+        the ledger.
+
+        As git gc --prune=now: a commit stays while a branch, a tag, HEAD, a reflog
+        entry, a bisect session or 'checkout -' reaches it (with its ancestors); the
+        others (left behind by reset --hard or by deleting a branch) are removed with
+        the tensor versions and stored objects only they used, and the ledger file is
+        rewritten without the freed space (SQLite VACUUM: it needs free disk space of
+        about twice the ledger's size while it runs). --expire-unreachable first drops
+        the reflog entries of commits no ref reaches (git reflog expire
+        --expire-unreachable=now --all), so HEAD@{N} can no longer name them and they
+        go too. --dry-run lists what would go and changes nothing. The work tree is
+        never touched; every kept commit checks out byte for byte as before.
+
+        Examples: wledger gc --dry-run; wledger gc; wledger gc --expire-unreachable
+
+        USAGE: wledger gc [-C <path>] [--quiet] [--expire-unreachable] [--dry-run] [--json]
+
+        OPTIONS:
+          -C <path>               Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          --expire-unreachable    Also drop the reflog entries of commits no branch,
+                                  tag or HEAD reaches, so those commits go.
+          -n, --dry-run           Show what would be removed; change nothing.
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.

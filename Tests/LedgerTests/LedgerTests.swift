@@ -81,6 +81,53 @@ final class LedgerTests: XCTestCase {
         XCTAssertEqual(try ledger.reflog("refs/heads/main").map(\.new), [b])
     }
 
+    /// Garbage collection's roots beyond the refs: a bisect mark and an extra id (`checkout -`'s
+    /// detached commit) keep their commits, and a meta value keeps the object it names (the
+    /// editors' key statistics); a commit nothing names and an object nothing refers to go, in a
+    /// dry run only counted.
+    func testGarbageCollectionKeepsEveryRootAndMetaObjects() throws {
+        let (_, ledger) = try makeLedger()
+        let tree = String(repeating: "c", count: 64)
+        let a = CommitRecord.computeID(parent: nil, kind: .base, message: "a", author: "t", time: 1, method: nil, request: nil, parameters: nil, tree: tree)
+        var children: [String] = []
+        try ledger.transaction {
+            try ledger.insert(CommitRecord(id: a, parent: nil, generation: 0, kind: .base, message: "a", author: "t", time: 1, method: nil,
+                                           request: nil, parameters: nil, tree: tree, fullManifest: true), tensors: [], files: [])
+            for m in ["b", "c", "d", "e"] {
+                let id = CommitRecord.computeID(parent: a, kind: .edit, message: m, author: "t", time: 2, method: nil, request: nil, parameters: nil, tree: tree)
+                try ledger.insert(CommitRecord(id: id, parent: a, generation: 1, kind: .edit, message: m, author: "t", time: 2, method: nil,
+                                               request: nil, parameters: nil, tree: tree, fullManifest: false), tensors: [], files: [])
+                children.append(id)
+            }
+            try ledger.db.run("INSERT INTO ref(name, target) VALUES('refs/heads/main', ?)", [.text(children[0])])
+            try ledger.db.run("INSERT INTO ref(name, symbolic) VALUES('HEAD', 'refs/heads/main')", [])
+            try ledger.addBisectMark(.bad, children[1])
+        }
+        let (b, c, d, e) = (children[0], children[1], children[2], children[3])
+        let named = try [UInt8](repeating: 1, count: 4096).withUnsafeBytes { try PreparedObject.encode($0, elementSize: 4, compress: true) }
+        let orphan = try [UInt8](repeating: 2, count: 4096).withUnsafeBytes { try PreparedObject.encode($0, elementSize: 4, compress: true) }
+        try ledger.transaction {
+            _ = try ledger.insert(named)
+            _ = try ledger.insert(orphan)
+            try ledger.setMeta("mom2/x/layer3/y/1000", "\(named.id) 1000")
+        }
+        let plan = try ledger.collectGarbage(otherRoots: [d], expireUnreachable: false, dryRun: true)
+        XCTAssertEqual(plan.commits, [e])
+        XCTAssertEqual(plan.objects, 1)
+        XCTAssertEqual(plan.storedBytes, try ledger.storedSize(of: orphan.id))
+        XCTAssertEqual(plan.keptByReflog, 2, "c (bisect) and d (extra root)")
+        XCTAssertTrue(try ledger.hasObject(orphan.id), "a dry run removes nothing")
+        XCTAssertNotNil(try ledger.commit(e))
+        XCTAssertEqual(try ledger.collectGarbage(otherRoots: [d], expireUnreachable: false, dryRun: false), plan)
+        XCTAssertNil(try ledger.commit(e))
+        for id in [a, b, c, d] { XCTAssertNotNil(try ledger.commit(id), id) }
+        XCTAssertTrue(try ledger.hasObject(named.id))
+        XCTAssertFalse(try ledger.hasObject(orphan.id))
+        XCTAssertEqual(try ledger.integrityCheck(), [])
+        // Without the extra root, d goes next.
+        XCTAssertEqual(try ledger.collectGarbage(otherRoots: [], expireUnreachable: true, dryRun: false).commits, [d])
+    }
+
     func makeLedger() throws -> (TemporaryDirectory, Ledger) {
         let dir = try TemporaryDirectory("ledger")
         return (dir, try Ledger.create(at: dir.path + "/ledger"))

@@ -1,0 +1,46 @@
+import Ledger
+
+/// What `gc` removed (or, with `--dry-run`, would remove).
+public struct GCResult: Encodable, Sendable {
+    public var dryRun: Bool
+    /// Commits no ref, reflog entry or bisect session reaches, oldest first.
+    public var removedCommits: [String]
+    public var removedTensorVersions: Int
+    public var removedObjects: Int
+    /// Stored (compressed) bytes of the removed objects.
+    public var removedStoredBytes: Int
+    /// Reflog entries dropped (`--expire-unreachable`).
+    public var removedReflogEntries: Int
+    /// Commits no ref reaches, kept because the reflog (or a bisect session, or `checkout -`)
+    /// still names them.
+    public var keptUnreachableCommits: Int
+    /// The ledger file and its WAL before and after (equal for a dry run).
+    public var ledgerBytesBefore: Int
+    public var ledgerBytesAfter: Int
+}
+
+extension Repository {
+    /// `wledger gc [--expire-unreachable] [--dry-run]`: removes the commits nothing reaches (left
+    /// behind by `reset --hard`, `branch -D`, `commit --amend`-style rewrites), the tensor versions
+    /// and objects only they used, then compacts the ledger file. Commits the reflog names are
+    /// kept, so `HEAD@{N}` still works; `expireUnreachable` first drops the reflog entries of
+    /// commits no ref reaches (git's `reflog expire --expire-unreachable=now --all` then
+    /// `gc --prune=now`). The work tree is never touched.
+    public func gc(expireUnreachable: Bool = false, dryRun: Bool = false, progress: ProgressReporter = .silent) throws -> GCResult {
+        let before = ledger.fileBytes()
+        // `checkout -` remembers a detached HEAD's commit.
+        let previous = try ledger.meta(Self.previousHeadKey).flatMap { $0.hasPrefix(RefKind.branch.prefix) ? nil : $0 }
+        let plan = try ledger.collectGarbage(otherRoots: previous.map { [$0] } ?? [], expireUnreachable: expireUnreachable, dryRun: dryRun)
+        let removedAnything = !plan.commits.isEmpty || plan.tensorVersions > 0 || plan.objects > 0 || plan.reflogEntries > 0
+        if !dryRun && removedAnything {
+            progress.start("compacting the ledger", total: 1)
+            try ledger.vacuum()
+            progress.advance()
+            progress.finish()
+        }
+        return GCResult(dryRun: dryRun, removedCommits: plan.commits, removedTensorVersions: plan.tensorVersions,
+                        removedObjects: plan.objects, removedStoredBytes: plan.storedBytes,
+                        removedReflogEntries: plan.reflogEntries, keptUnreachableCommits: plan.keptByReflog,
+                        ledgerBytesBefore: before, ledgerBytesAfter: dryRun ? before : ledger.fileBytes())
+    }
+}

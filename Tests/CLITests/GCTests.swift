@@ -1,0 +1,126 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// `wledger gc` on the real SmolLM2 BF16: commits a deleted branch left behind stay while the
+/// reflog names them and go with `--expire-unreachable`, with the tensor versions and objects
+/// only they used; a version a kept commit shares with a removed one (a cherry-pick's exact copy)
+/// stays; every kept commit still checks out byte for byte, `fsck --full` passes, the ledger file
+/// shrinks by what was removed, and the work tree is never touched. `--dry-run` changes nothing.
+final class GCTests: XCTestCase {
+    func testGCRemovesWhatNothingReachesAndKeepsEveryReachableCommitExact() throws {
+        let tmp = try TemporaryDirectory("gc")
+        let dir = (try tmp.copyModel(from: try Fixtures.smolLM2("bf16")) as NSString).standardizingPath
+        let weights = dir + "/model.safetensors"
+        func wl(_ args: [String]) throws -> ProcessOutput { try CLI.run(args, in: dir) }
+        func files() throws -> [String: String] { try directoryDigest(dir).filter { !$0.key.hasPrefix(".wledger/") } }
+        func json(_ args: [String]) throws -> [String: Any] {
+            let r = try wl(args)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stdout)
+        }
+        func commitID(_ rev: String) throws -> String { try XCTUnwrap(try json(["show", rev, "--json"])["id"] as? String) }
+        /// The ledger and its WAL (the lock file records each writer's pid).
+        func ledgerDigest() throws -> [String: String] {
+            try directoryDigest(dir + "/.wledger").filter { $0.key.hasPrefix("ledger") }
+        }
+        func fsckCounts() throws -> (objects: Int, versions: Int, commits: Int) {
+            let o = try json(["fsck", "--json"])
+            XCTAssertEqual(o["problems"] as? [String], [])
+            return (try XCTUnwrap(o["objects"] as? Int), try XCTUnwrap(o["tensorVersions"] as? Int), try XCTUnwrap(o["commits"] as? Int))
+        }
+
+        // main: base, one, two. side (from two): s1 (rank one), s2 (dense noise on a whole matrix).
+        XCTAssertEqual(try wl(["init", "-q"]).status, 0)
+        var kept: [String: [String: String]] = [try commitID("HEAD"): try files()]
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.4.mlp.down_proj.weight", seed: 1)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "one"]).status, 0)
+        kept[try commitID("HEAD")] = try files()
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.9.mlp.down_proj.weight", seed: 2)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "two"]).status, 0)
+        kept[try commitID("HEAD")] = try files()
+        XCTAssertEqual(try wl(["checkout", "-q", "-b", "side"]).status, 0)
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.12.mlp.down_proj.weight", seed: 3)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "s1"]).status, 0)
+        let s1 = try commitID("HEAD")
+        _ = try SimulatedEdit.modify(file: weights, tensor: "model.layers.20.mlp.up_proj.weight") { w, _ in
+            var rng = SplitMix64(seed: 4)
+            for i in w.indices { w[i] += Float(Double(rng.next() >> 11) / Double(1 << 53) - 0.5) * 0.02 }
+        }
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "s2"]).status, 0)
+        let s2 = try commitID("HEAD"), s2Files = try files()
+        let s2Tensors = try XCTUnwrap(try json(["show", "HEAD", "--json"])["tensors"] as? [[String: Any]])
+        let s2Stored = s2Tensors.reduce(0) { $0 + (($1["storedBytes"] as? Int) ?? 0) }
+        XCTAssertGreaterThan(s2Stored, 1 << 19, "the dense edit stores over 512 KiB")
+        // s1 picked onto main: HEAD holds layer 12 as s1's parent did, so the copy is s1's own
+        // tensor version, which gc must keep when s1 goes.
+        XCTAssertEqual(try wl(["checkout", "-q", "main"]).status, 0)
+        XCTAssertEqual(try wl(["cherry-pick", "-q", "side~1"]).status, 0)
+        let picked = try commitID("HEAD")
+        kept[picked] = try files()
+        XCTAssertEqual(try wl(["branch", "-d", "side"]).status, 0)
+        let tree = try files()
+        let before = try fsckCounts()
+        XCTAssertEqual(before.commits, 6)
+
+        // The reflog still names s1 and s2: gc keeps them, and a dry run changes nothing.
+        var ledgerBefore = try ledgerDigest()
+        var o = try json(["gc", "--dry-run", "--json"])
+        XCTAssertEqual(o["removedCommits"] as? [String], [])
+        XCTAssertEqual(o["keptUnreachableCommits"] as? Int, 2)
+        XCTAssertEqual(try ledgerDigest(), ledgerBefore)
+        o = try json(["gc", "--json"])
+        XCTAssertEqual(o["removedCommits"] as? [String], [])
+        XCTAssertEqual(o["removedObjects"] as? Int, 0)
+        XCTAssertEqual(try commitID("HEAD@{2}"), s2, "HEAD@{2} is where HEAD was before 'checkout main'")
+        XCTAssertEqual(try wl(["checkout", "-q", "--output", tmp.path + "/s2", "HEAD@{2}"]).status, 0)
+        XCTAssertEqual(try directoryDigest(tmp.path + "/s2"), s2Files)
+
+        // --expire-unreachable: s1 and s2 go (dry run first, then for real).
+        ledgerBefore = try ledgerDigest()
+        o = try json(["gc", "--expire-unreachable", "--dry-run", "--json"])
+        XCTAssertEqual(o["removedCommits"] as? [String], [s1, s2], "oldest first")
+        XCTAssertEqual(try ledgerDigest(), ledgerBefore)
+        let planned = o
+        o = try json(["gc", "--expire-unreachable", "--json"])
+        for key in ["removedCommits", "removedTensorVersions", "removedObjects", "removedStoredBytes", "removedReflogEntries"] {
+            XCTAssertEqual(o[key] as? NSObject, planned[key] as? NSObject, key)
+        }
+        let after = try fsckCounts()
+        XCTAssertEqual(after.commits, 4)
+        // s2's dense version goes; s1's stays (main's pick uses it), as does its object.
+        XCTAssertEqual(o["removedTensorVersions"] as? Int, 1)
+        XCTAssertEqual(before.versions - after.versions, 1)
+        XCTAssertEqual(before.objects - after.objects, o["removedObjects"] as? Int)
+        XCTAssertEqual(o["removedStoredBytes"] as? Int, s2Stored, "the object of s2's only version")
+        // The entries of the moves to s1 and s2 (HEAD's commits there) are gone; the move away
+        // from s2 stays without its old value.
+        XCTAssertEqual(o["removedReflogEntries"] as? Int, 2)
+        let log = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(try wl(["reflog", "--json"]).stdout.utf8)) as? [[String: Any]])
+        XCTAssertFalse(log.contains { [s1, s2].contains($0["commit"] as? String) || [s1, s2].contains($0["previous"] as? String) }, "\(log)")
+        XCTAssertEqual(log.first?["message"] as? String, "cherry-pick: s1")
+        let shrunk = try XCTUnwrap(o["ledgerBytesBefore"] as? Int) - (try XCTUnwrap(o["ledgerBytesAfter"] as? Int))
+        XCTAssertGreaterThanOrEqual(shrunk, s2Stored / 2, "the ledger file gives back the removed object's pages")
+        let r = try wl(["show", String(s2.prefix(12))])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("unknown revision"), r.stderr)
+
+        // Nothing else changed: the work tree, every kept commit's bytes, the ledger's integrity.
+        XCTAssertEqual(try files(), tree)
+        XCTAssertEqual(try wl(["status", "-s"]).stdout, "")
+        XCTAssertEqual(try json(["fsck", "--full", "--json"])["problems"] as? [String], [])
+        for (id, digest) in kept {
+            let out = tmp.path + "/out-" + id.prefix(12)
+            XCTAssertEqual(try wl(["checkout", "-q", "--output", out, id]).status, 0)
+            XCTAssertEqual(try directoryDigest(out), digest, id)
+        }
+        // A second gc finds nothing, and the ledger still takes commits.
+        o = try json(["gc", "--expire-unreachable", "--json"])
+        XCTAssertEqual(o["removedCommits"] as? [String], [])
+        XCTAssertEqual(o["removedObjects"] as? Int, 0)
+        XCTAssertEqual(o["ledgerBytesAfter"] as? Int, o["ledgerBytesBefore"] as? Int)
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.2.mlp.down_proj.weight", seed: 5)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "after gc"]).status, 0)
+        XCTAssertEqual(try fsckCounts().commits, 5)
+    }
+}
