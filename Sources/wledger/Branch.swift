@@ -4,17 +4,25 @@ import WLedgerKit
 struct Branch: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List, create, rename or delete branches.",
-        discussion: "Examples: wledger branch; wledger branch rect HEAD~2; wledger branch -m rect rect-40; wledger branch -d rect")
+        discussion: """
+            As git branch. -d deletes a branch whose commit is in HEAD's history (it is merged); -D (or \
+            -d -f) deletes any other branch but the current one, whose commits then stay reachable through \
+            the reflog until 'wledger gc --expire-unreachable'.
+
+            Examples: wledger branch; wledger branch rect HEAD~2; wledger branch -m rect rect-40; wledger branch -d rect
+            """)
 
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Branch to create (list when omitted); with -m, the branch to rename, or the new name of the current one.") var name: String?
     @Argument(help: "Where the new branch starts (default HEAD); with -m, the new name.") var startPoint: String?
-    @Flag(name: .shortAndLong, help: "Delete the branch.") var delete = false
+    @Flag(name: .shortAndLong, help: "Delete the branch (refused when it is not merged into HEAD).") var delete = false
+    @Flag(name: .customShort("D"), help: "Delete the branch even when it is not merged into HEAD (-d -f).") var forceDelete = false
     @Flag(name: [.customShort("m"), .long], help: "Rename the branch (HEAD follows the current one).") var move = false
     @Flag(name: .shortAndLong, help: "Move the branch if it exists (with -m: replace the new name's branch).") var force = false
     @Flag(help: "Print the result as JSON.") var json = false
 
-    func validate() throws {
+    mutating func validate() throws {
+        if forceDelete { delete = true; force = true }
         if move && delete { throw ValidationError("-m and -d cannot be combined") }
         if move && name == nil { throw ValidationError("-m needs the new name (wledger branch -m [OLD] NEW)") }
         if delete && startPoint != nil { throw ValidationError("-d takes one branch name") }
@@ -60,7 +68,7 @@ func runRefCommand(_ kind: RefKind, global: GlobalOptions, name: String?, startP
     }
     let repo = try global.openRepository(forWriting: true)
     if delete {
-        try repo.deleteRef(kind, name: name)
+        try repo.deleteRef(kind, name: name, force: force)
         if !json { print("Deleted \(kind.rawValue) \(name)") }
         return
     }

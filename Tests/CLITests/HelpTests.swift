@@ -341,10 +341,15 @@ final class HelpTests: XCTestCase {
         try assertHelp(["branch", "--help"], #"""
         OVERVIEW: List, create, rename or delete branches.
 
+        As git branch. -d deletes a branch whose commit is in HEAD's history (it is
+        merged); -D (or -d -f) deletes any other branch but the current one, whose
+        commits then stay reachable through the reflog until 'wledger gc
+        --expire-unreachable'.
+
         Examples: wledger branch; wledger branch rect HEAD~2; wledger branch -m rect
         rect-40; wledger branch -d rect
 
-        USAGE: wledger branch [-C <path>] [--quiet] [<name>] [<start-point>] [--delete] [--move] [--force] [--json]
+        USAGE: wledger branch [-C <path>] [--quiet] [<name>] [<start-point>] [--delete] [-D] [--move] [--force] [--json]
 
         ARGUMENTS:
           <name>                  Branch to create (list when omitted); with -m, the
@@ -355,7 +360,10 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               Run as if started in <path>. (default: .)
           -q, --quiet             Show no progress or notices.
-          -d, --delete            Delete the branch.
+          -d, --delete            Delete the branch (refused when it is not merged into
+                                  HEAD).
+          -D                      Delete the branch even when it is not merged into
+                                  HEAD (-d -f).
           -m, --move              Rename the branch (HEAD follows the current one).
           -f, --force             Move the branch if it exists (with -m: replace the
                                   new name's branch).
