@@ -12,8 +12,8 @@ public struct GarbagePlan: Equatable, Sendable {
     public var storedBytes: Int
     /// Reflog entries dropped (with `expireUnreachable`).
     public var reflogEntries: Int
-    /// Commits no ref reaches that are kept because a reflog entry (or the bisect session, or
-    /// `checkout -`'s memory) still names them.
+    /// Commits no ref reaches that are kept because a reflog entry, the bisect session,
+    /// `checkout -`'s memory or a kept commit's link still names them.
     public var keptByReflog: Int
 }
 
@@ -23,7 +23,8 @@ extension Ledger {
     ///
     /// - roots: every ref (HEAD, branches, tags), every commit the reflog names (old and new),
     ///   the bisect session's commits and marks, and the extra ids in `otherRoots`;
-    /// - kept commits: the roots and all their ancestors;
+    /// - kept commits: the roots and all their ancestors, and the commits a kept one links to in
+    ///   its parameters (`cherryPickedFrom`, `reverts`, `prunes`) with theirs;
     /// - kept tensor versions: those the kept commits' manifest rows name, and every version on
     ///   their patch chains (a chain can pass through a version only a removed commit introduced);
     /// - kept objects: those the kept versions and the kept commits' file rows store, and those
@@ -52,7 +53,7 @@ extension Ledger {
                 SELECT id FROM live
                 """
             // The commits the refs alone keep.
-            try db.execute("INSERT INTO gcRoot SELECT target FROM ref WHERE target IS NOT NULL")
+            try db.execute("INSERT OR IGNORE INTO gcRoot SELECT target FROM ref WHERE target IS NOT NULL")
             try db.execute("INSERT INTO gcRefLive \(closure)")
             // Everything else that names a commit.
             if !expireUnreachable {
@@ -70,6 +71,19 @@ extension Ledger {
                 try db.run("INSERT OR IGNORE INTO gcRoot SELECT id FROM \"commit\" WHERE id = ?", [.text(id)])
             }
             try db.execute("INSERT INTO gcLive \(closure)")
+            // A kept commit's links keep their targets (and those targets' links): cherry-pick
+            // follows `cherryPickedFrom` to the first commit of an edit to refuse applying it
+            // twice, and a picked revert or prune is matched to its edit through that chain.
+            let links = """
+                SELECT DISTINCT t FROM (
+                    SELECT json_extract(parameters, '$.cherryPickedFrom') AS t FROM "commit" WHERE id IN (SELECT id FROM gcLive) AND parameters IS NOT NULL
+                    UNION ALL SELECT json_extract(parameters, '$.reverts') FROM "commit" WHERE id IN (SELECT id FROM gcLive) AND parameters IS NOT NULL
+                    UNION ALL SELECT json_extract(parameters, '$.prunes') FROM "commit" WHERE id IN (SELECT id FROM gcLive) AND parameters IS NOT NULL)
+                WHERE t IN (SELECT id FROM "commit") AND t NOT IN (SELECT id FROM gcLive)
+                """
+            while (try db.queryOne("SELECT count(*) FROM (\(links))") { $0.int(0) } ?? 0) > 0 {
+                try db.execute("INSERT OR IGNORE INTO gcRoot \(links); DELETE FROM gcLive; INSERT INTO gcLive \(closure)")
+            }
             let reflogEntries = Int(try db.queryOne("""
                 SELECT count(*) FROM reflog WHERE new NOT IN (SELECT id FROM gcLive)
                 """) { $0.int(0) } ?? 0)
@@ -129,6 +143,9 @@ extension Ledger {
         try db.execute("VACUUM")
         try checkpoint()
     }
+
+    /// Bytes of the ledger's free pages (what `vacuum` would give back).
+    public func freeBytes() throws -> Int { Int(try db.pragma("freelist_count") * db.pragma("page_size")) }
 
     /// Bytes of the ledger file and its WAL.
     public func fileBytes() -> Int {

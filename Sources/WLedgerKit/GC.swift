@@ -11,8 +11,8 @@ public struct GCResult: Encodable, Sendable {
     public var removedStoredBytes: Int
     /// Reflog entries dropped (`--expire-unreachable`).
     public var removedReflogEntries: Int
-    /// Commits no ref reaches, kept because the reflog (or a bisect session, or `checkout -`)
-    /// still names them.
+    /// Commits no ref reaches, kept because the reflog, a bisect session, `checkout -` or a kept
+    /// commit's cherry-pick, revert or prune link still names them.
     public var keptUnreachableCommits: Int
     /// The ledger file and its WAL before and after (equal for a dry run).
     public var ledgerBytesBefore: Int
@@ -32,9 +32,20 @@ extension Repository {
         let previous = try ledger.meta(Self.previousHeadKey).flatMap { $0.hasPrefix(RefKind.branch.prefix) ? nil : $0 }
         let plan = try ledger.collectGarbage(otherRoots: previous.map { [$0] } ?? [], expireUnreachable: expireUnreachable, dryRun: dryRun)
         let removedAnything = !plan.commits.isEmpty || plan.tensorVersions > 0 || plan.objects > 0 || plan.reflogEntries > 0
-        if !dryRun && removedAnything {
+        // Compacted when something went, or when at least 1% of the file (and 1 MiB) is free
+        // pages (an earlier compaction failed, or other work freed them).
+        if try !dryRun && (removedAnything || ledger.freeBytes() >= max(1 << 20, before / 100)) {
             progress.start("compacting the ledger", total: 1)
-            try ledger.vacuum()
+            do { try ledger.vacuum() } catch {
+                progress.finish()
+                // The removal is committed; only the file's compaction failed (e.g. no space for
+                // its temporary copy), which leaves a whole ledger with free pages in it.
+                let why: String
+                if case LedgerError.diskFull = error { why = "no space left on device" } else { why = "\(error)" }
+                throw KitError.refused("removed \(plan.commits.count) commit(s) and \(plan.objects) object(s), but compacting "
+                    + "'\(ledger.path)' failed: \(why) (the ledger is intact and later commits reuse its free space; "
+                    + "'wledger gc' compacts it once there is free disk space of about twice its size)")
+            }
             progress.advance()
             progress.finish()
         }

@@ -4,7 +4,7 @@ import XCTest
 
 /// `wledger gc` on the real SmolLM2 BF16: commits a deleted branch left behind stay while the
 /// reflog names them and go with `--expire-unreachable`, with the tensor versions and objects
-/// only they used; a version a kept commit shares with a removed one (a cherry-pick's exact copy)
+/// only they used; a version a kept commit shares with a removed one (the same edit made twice)
 /// stays; every kept commit still checks out byte for byte, `fsck --full` passes, the ledger file
 /// shrinks by what was removed, and the work tree is never touched. `--dry-run` changes nothing.
 final class GCTests: XCTestCase {
@@ -52,12 +52,16 @@ final class GCTests: XCTestCase {
         let s2Tensors = try XCTUnwrap(try json(["show", "HEAD", "--json"])["tensors"] as? [[String: Any]])
         let s2Stored = s2Tensors.reduce(0) { $0 + (($1["storedBytes"] as? Int) ?? 0) }
         XCTAssertGreaterThan(s2Stored, 1 << 19, "the dense edit stores over 512 KiB")
-        // s1 picked onto main: HEAD holds layer 12 as s1's parent did, so the copy is s1's own
-        // tensor version, which gc must keep when s1 goes.
+        // s1's edit made again on main (same bytes from the same parent, no link between the two):
+        // main's commit stores no new version but names s1's, which gc must keep when s1 goes.
         XCTAssertEqual(try wl(["checkout", "-q", "main"]).status, 0)
-        XCTAssertEqual(try wl(["cherry-pick", "-q", "side~1"]).status, 0)
-        let picked = try commitID("HEAD")
-        kept[picked] = try files()
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.12.mlp.down_proj.weight", seed: 3)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "s1 again"]).status, 0)
+        let again = try commitID("HEAD")
+        kept[again] = try files()
+        let againTensors = try XCTUnwrap(try json(["show", "HEAD", "--json"])["tensors"] as? [[String: Any]])
+        XCTAssertEqual(againTensors.map { $0["storedBytes"] as? Int }, [0], "the version is s1's")
+        XCTAssertEqual(try wl(["tag", "again"]).status, 0, "two refs on one commit")
         var r = try wl(["branch", "-d", "side"])
         XCTAssertEqual(r.status, 1, "side is not merged into main")
         XCTAssertTrue(r.stderr.contains("not fully merged"), r.stderr)
@@ -91,7 +95,7 @@ final class GCTests: XCTestCase {
         }
         let after = try fsckCounts()
         XCTAssertEqual(after.commits, 4)
-        // s2's dense version goes; s1's stays (main's pick uses it), as does its object.
+        // s2's dense version goes; s1's stays (main's commit names it), as does its object.
         XCTAssertEqual(o["removedTensorVersions"] as? Int, 1)
         XCTAssertEqual(before.versions - after.versions, 1)
         XCTAssertEqual(before.objects - after.objects, o["removedObjects"] as? Int)
@@ -101,7 +105,7 @@ final class GCTests: XCTestCase {
         XCTAssertEqual(o["removedReflogEntries"] as? Int, 2)
         let log = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(try wl(["reflog", "--json"]).stdout.utf8)) as? [[String: Any]])
         XCTAssertFalse(log.contains { [s1, s2].contains($0["commit"] as? String) || [s1, s2].contains($0["previous"] as? String) }, "\(log)")
-        XCTAssertEqual(log.first?["message"] as? String, "cherry-pick: s1")
+        XCTAssertEqual(log.first?["message"] as? String, "commit: s1 again")
         let shrunk = try XCTUnwrap(o["ledgerBytesBefore"] as? Int) - (try XCTUnwrap(o["ledgerBytesAfter"] as? Int))
         XCTAssertGreaterThanOrEqual(shrunk, s2Stored / 2, "the ledger file gives back the removed object's pages")
         r = try wl(["show", String(s2.prefix(12))])

@@ -631,15 +631,18 @@ final class HelpTests: XCTestCase {
         the ledger.
 
         As git gc --prune=now: a commit stays while a branch, a tag, HEAD, a reflog
-        entry, a bisect session or 'checkout -' reaches it (with its ancestors); the
-        others (left behind by reset --hard or by deleting a branch) are removed with
-        the tensor versions and stored objects only they used, and the ledger file is
-        rewritten without the freed space (SQLite VACUUM: it needs free disk space of
-        about twice the ledger's size while it runs). --expire-unreachable first drops
-        the reflog entries of commits no ref reaches (git reflog expire
-        --expire-unreachable=now --all), so HEAD@{N} can no longer name them and they
-        go too. --dry-run lists what would go and changes nothing. The work tree is
-        never touched; every kept commit checks out byte for byte as before.
+        entry, a bisect session or 'checkout -' reaches it (with its ancestors), or a
+        kept commit links to it (the commit a cherry-pick was picked from, the edit a
+        revert or prune undid). The others are removed with the tensor versions and
+        stored objects only they used, and the ledger file is rewritten without the
+        freed space (SQLite VACUUM: a temporary copy in $SQLITE_TMPDIR, /var/tmp or
+        /tmp and a WAL next to the ledger, each up to the ledger's size). HEAD's reflog
+        names every commit HEAD was ever on, so plain gc mostly compacts;
+        --expire-unreachable first drops the reflog entries of moves to commits no ref
+        reaches (git reflog expire --expire-unreachable=now --all: what reset --hard or
+        deleting a branch left behind), so those commits go too and HEAD@{N} counts
+        only what is left. --dry-run lists what would go and changes nothing. The work
+        tree is never touched; every kept commit checks out byte for byte as before.
 
         Examples: wledger gc --dry-run; wledger gc; wledger gc --expire-unreachable
 
