@@ -144,8 +144,29 @@ extension Repository {
     /// (stopping at the first commit they share); for `A...B`, those of either that the other
     /// lacks (both sides since their merge base), newest first (by commit time, as git).
     /// - Parameter stat: include κ before/after of every edited matrix (computed once, then cached).
-    public func log(from revision: String = "HEAD", limit: Int = Int.max, stat: Bool = false) throws -> [CommitInfo] {
+    /// With `all` (`log --all`, as git), the commits of every branch, tag and HEAD (and of
+    /// `revision` when given), newest first by commit time.
+    public func log(from revision: String? = nil, all: Bool = false, limit: Int = Int.max, stat: Bool = false) throws -> [CommitInfo] {
         let commits: [CommitRecord]
+        if all {
+            if let revision, try Self.splitRange(revision) != nil {
+                throw KitError.usage("'\(revision)': --all takes revisions, not ranges")
+            }
+            var starts = try ledger.refs(prefix: "refs/").map(\.target) + [try ledger.head().commit]
+            if let revision { starts.append(try resolve(revision)) }
+            var seen = Set<String>(), union: [CommitRecord] = []
+            for start in starts where !seen.contains(start) {
+                for c in try ledger.history(from: start) {
+                    // A commit seen before brings its ancestors with it.
+                    guard seen.insert(c.id).inserted else { break }
+                    union.append(c)
+                }
+            }
+            commits = Array(union.sorted { ($0.time, $0.generation, $0.id) > ($1.time, $1.generation, $1.id) }.prefix(limit))
+            let deco = try decorations()
+            return try commits.map { try info($0, decorations: deco, detailed: false, kappa: stat) }
+        }
+        let revision = revision ?? "HEAD"
         if let range = try Self.splitRange(revision), range.symmetric {
             let ha = try ledger.history(from: try resolve(range.a)), hb = try ledger.history(from: try resolve(range.b))
             let ia = Set(ha.map(\.id)), ib = Set(hb.map(\.id))

@@ -4,10 +4,11 @@ import WLedgerKit
 struct Log: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show commit history.",
-        discussion: "Examples: wledger log --oneline; wledger log main..rect (the commits of rect that main does not have); wledger log main...rect (both sides since they forked)")
+        discussion: "Examples: wledger log --oneline; wledger log main..rect (the commits of rect that main does not have); wledger log main...rect (both sides since they forked); wledger log --all --oneline (every branch and tag)")
 
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Revision to start from, or a range A..B: B's commits that are not A's; A...B: the commits of either that the other lacks (an omitted side is HEAD).") var revision = "HEAD"
+    @Argument(help: "Revision to start from (default HEAD), or a range A..B: B's commits that are not A's; A...B: the commits of either that the other lacks (an omitted side is HEAD).") var revision: String?
+    @Flag(help: "The commits of every branch, tag and HEAD (and of the revision, if given), newest first.") var all = false
     @Flag(help: "One line per commit.") var oneline = false
     @Flag(help: "Add a ΔW summary: Σ|ΔW| and the condition number κ of each edited matrix before → after.") var stat = false
     @Option(name: [.customShort("n"), .long], help: "Show at most this many commits.") var maxCount: Int?
@@ -15,7 +16,7 @@ struct Log: ParsableCommand {
 
     func run() throws {
         let repo = try global.openRepository(forWriting: false)
-        let commits = try repo.log(from: revision, limit: maxCount ?? Int.max, stat: stat)
+        let commits = try repo.log(from: revision, all: all, limit: maxCount ?? Int.max, stat: stat)
         if json { return try printJSON(commits) }
         for c in commits {
             let deco = c.refs.isEmpty ? "" : " (\(c.refs.joined(separator: ", ")))"

@@ -62,10 +62,25 @@ final class GCTests: XCTestCase {
         let againTensors = try XCTUnwrap(try json(["show", "HEAD", "--json"])["tensors"] as? [[String: Any]])
         XCTAssertEqual(againTensors.map { $0["storedBytes"] as? Int }, [0], "the version is s1's")
         XCTAssertEqual(try wl(["tag", "again"]).status, 0, "two refs on one commit")
+        /// `log --all --json` (with `extra` arguments): the commit ids, newest first.
+        func logAll(_ extra: [String] = []) throws -> [String] {
+            let r = try wl(["log", "--all", "--json"] + extra)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let list = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]])
+            let dates = list.compactMap { $0["time"] as? Int }
+            XCTAssertEqual(dates, dates.sorted(by: >), "newest first")
+            return list.compactMap { $0["id"] as? String }
+        }
+        XCTAssertEqual(Set(try logAll()), Set(kept.keys).union([s1, s2]), "every branch and tag")
         var r = try wl(["branch", "-d", "side"])
         XCTAssertEqual(r.status, 1, "side is not merged into main")
         XCTAssertTrue(r.stderr.contains("not fully merged"), r.stderr)
         XCTAssertEqual(try wl(["branch", "-D", "side"]).status, 0)
+        XCTAssertEqual(Set(try logAll()), Set(kept.keys), "side's commits are on no ref now")
+        XCTAssertEqual(Set(try logAll([s2])), Set(kept.keys).union([s1, s2]), "and a revision adds its history")
+        r = try wl(["log", "--all", "main..HEAD"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("--all takes revisions, not ranges"), r.stderr)
         let tree = try files()
         let before = try fsckCounts()
         XCTAssertEqual(before.commits, 6)

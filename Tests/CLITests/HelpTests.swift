@@ -205,19 +205,22 @@ final class HelpTests: XCTestCase {
         OVERVIEW: Show commit history.
 
         Examples: wledger log --oneline; wledger log main..rect (the commits of rect
-        that main does not have); wledger log main...rect (both sides since they forked)
+        that main does not have); wledger log main...rect (both sides since they
+        forked); wledger log --all --oneline (every branch and tag)
 
-        USAGE: wledger log [-C <path>] [--quiet] [<revision>] [--oneline] [--stat] [--max-count <max-count>] [--json]
+        USAGE: wledger log [-C <path>] [--quiet] [<revision>] [--all] [--oneline] [--stat] [--max-count <max-count>] [--json]
 
         ARGUMENTS:
-          <revision>              Revision to start from, or a range A..B: B's commits
-                                  that are not A's; A...B: the commits of either that
-                                  the other lacks (an omitted side is HEAD). (default:
-                                  HEAD)
+          <revision>              Revision to start from (default HEAD), or a range
+                                  A..B: B's commits that are not A's; A...B: the
+                                  commits of either that the other lacks (an omitted
+                                  side is HEAD).
 
         OPTIONS:
           -C <path>               Run as if started in <path>. (default: .)
           -q, --quiet             Show no progress or notices.
+          --all                   The commits of every branch, tag and HEAD (and of the
+                                  revision, if given), newest first.
           --oneline               One line per commit.
           --stat                  Add a ΔW summary: Σ|ΔW| and the condition number κ of
                                   each edited matrix before → after.
