@@ -32,9 +32,10 @@ extension Repository {
         let previous = try ledger.meta(Self.previousHeadKey).flatMap { $0.hasPrefix(RefKind.branch.prefix) ? nil : $0 }
         let plan = try ledger.collectGarbage(otherRoots: previous.map { [$0] } ?? [], expireUnreachable: expireUnreachable, dryRun: dryRun)
         let removedAnything = !plan.commits.isEmpty || plan.tensorVersions > 0 || plan.objects > 0 || plan.reflogEntries > 0
-        // Compacted when something went, or when at least 1% of the file (and 1 MiB) is free
-        // pages (an earlier compaction failed, or other work freed them).
-        if try !dryRun && (removedAnything || ledger.freeBytes() >= max(1 << 20, before / 100)) {
+        // Compacted when something went, or when free pages make up 1% of the file or more (an
+        // earlier compaction failed, or other work freed them).
+        let free = try ledger.freeBytes()
+        if !dryRun && (removedAnything || (free > 0 && free >= before / 100)) {
             progress.start("compacting the ledger", total: 1)
             do { try ledger.vacuum() } catch {
                 progress.finish()

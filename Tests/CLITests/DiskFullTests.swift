@@ -44,10 +44,11 @@ final class DiskFullTests: XCTestCase {
         }
     }
 
-    func tinyModel(_ dir: String) throws {
+    /// One F32 tensor "w" of rows × 512 (1 MiB by default) and a config.json.
+    func tinyModel(_ dir: String, rows: Int = 512) throws {
         var rng = SplitMix64(seed: 1)
-        let values = (0..<(256 * 1024)).map { _ in rng.nextGaussian() * 0.02 }   // 1 MiB of F32
-        let header = SafetensorsHeader.make(tensors: [("w", .f32, [512, 512])])
+        let values = (0..<(rows * 512)).map { _ in rng.nextGaussian() * 0.02 }
+        let header = SafetensorsHeader.make(tensors: [("w", .f32, [rows, 512])])
         try Data(header.prefixBytes + values.withUnsafeBytes { Array($0) }).write(to: URL(fileURLWithPath: dir + "/model.safetensors"))
         try Data(#"{"architectures":["Tiny"]}"#.utf8).write(to: URL(fileURLWithPath: dir + "/config.json"))
     }
@@ -99,5 +100,42 @@ final class DiskFullTests: XCTestCase {
         try? FileManager.default.removeItem(atPath: fs + "/out")
         XCTAssertEqual(try CLI.run(["checkout", "-q", "-C", model, "HEAD", "--output", fs + "/out"]).status, 0)
         XCTAssertEqual(try fileSHA256(fs + "/out/model.safetensors"), try fileSHA256(model + "/model.safetensors"))
+    }
+
+    /// `gc` on a full disk: the removal of a small edit (a small transaction) stands and the
+    /// compaction, which needs a WAL as large as the ledger, fails with one line saying so; the ledger stays whole
+    /// and the work tree untouched, and `gc` with room again compacts it.
+    func testGCOnAFullDiskRemovesAndSaysTheCompactionFailed() throws {
+        let fs = try mountTmpfs(megabytes: 16)
+        let model = fs + "/m"
+        try FileManager.default.createDirectory(atPath: model, withIntermediateDirectories: true)
+        // 4 MiB of weights: compacting the ledger needs several MiB of WAL, removing a small
+        // commit about one MiB (a 64 KiB page of each table it touches).
+        try tinyModel(model, rows: 2048)
+        func wl(_ args: [String]) throws -> ProcessOutput { try CLI.run(args + ["-C", model]) }
+        XCTAssertEqual(try wl(["init", "-q"]).status, 0)
+        XCTAssertEqual(try wl(["checkout", "-q", "-b", "side"]).status, 0)
+        _ = try SimulatedEdit.columns(file: model + "/model.safetensors", tensor: "w", seed: 3, count: 8)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "eight columns"]).status, 0)
+        XCTAssertEqual(try wl(["checkout", "-q", "main"]).status, 0)
+        XCTAssertEqual(try wl(["branch", "-q", "-D", "side"]).status, 0)
+        let tree = try directoryDigest(model).filter { !$0.key.hasPrefix(".wledger/") }
+        let ledgerSize = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: model + "/.wledger/ledger")[.size] as? Int)
+        try fill(fs, leave: 2816 * 1024)   // removing needs < 1.8 MiB, compacting > 4 MiB
+        let r = try wl(["gc", "--expire-unreachable"])
+        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        XCTAssertTrue(r.stderr.hasPrefix("error: removed 1 commit(s) and 1 object(s), but compacting '\(model)/.wledger/ledger' failed: no space left on device"), r.stderr)
+        XCTAssertEqual(try directoryDigest(model).filter { !$0.key.hasPrefix(".wledger/") }, tree)
+        XCTAssertEqual(try wl(["fsck", "-q"]).status, 0)
+        let counts = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(try wl(["fsck", "--json"]).stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(counts["commits"] as? Int, 1, "the removal stands")
+        try FileManager.default.removeItem(atPath: fs + "/filler")
+        let again = try wl(["gc", "--json"])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        let o = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(again.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(o["removedCommits"] as? [String], [])
+        XCTAssertLessThan(try XCTUnwrap(o["ledgerBytesAfter"] as? Int), ledgerSize, "compacted now")
+        XCTAssertEqual(try wl(["fsck", "-q", "--full"]).status, 0)
     }
 }
