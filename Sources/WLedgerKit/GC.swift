@@ -43,9 +43,9 @@ extension Repository {
                 // its temporary copy), which leaves a whole ledger with free pages in it.
                 let why: String
                 if case LedgerError.diskFull = error { why = "no space left on device" } else { why = "\(error)" }
-                throw KitError.refused("removed \(plan.commits.count) commit(s) and \(plan.objects) object(s), but compacting "
-                    + "'\(ledger.path)' failed: \(why) (the ledger is intact and later commits reuse its free space; "
-                    + "'wledger gc' compacts it once there is free disk space of about twice its size)")
+                let removed = removedAnything ? "removed \(plan.commits.count) commit(s) and \(plan.objects) object(s), but " : ""
+                throw KitError.refused(removed + "compacting '\(ledger.path)' failed: \(why) (the ledger is intact and later commits "
+                    + "reuse its free space; 'wledger gc' compacts it once there is room for a temporary copy and a WAL of its size)")
             }
             progress.advance()
             progress.finish()

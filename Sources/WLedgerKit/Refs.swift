@@ -175,18 +175,24 @@ extension Repository {
         }
     }
 
-    /// Deletes a branch or tag. The current branch cannot be deleted, and, as git's `branch -d`,
-    /// neither can a branch whose commit is not in HEAD's history unless `force` (`-D`): its
-    /// commits would then be reachable only through the reflog, until `gc --expire-unreachable`.
-    public func deleteRef(_ kind: RefKind, name: String, force: Bool = false) throws {
+    /// Deletes a branch or tag; returns the commit it pointed to. The current branch cannot be
+    /// deleted, nor the branch a running bisect returns to, and, as git's `branch -d`, neither
+    /// can a branch whose commit is not in HEAD's history unless `force` (`-D`): its commits
+    /// would then be reachable only through the reflog, until `gc --expire-unreachable`.
+    @discardableResult
+    public func deleteRef(_ kind: RefKind, name: String, force: Bool = false) throws -> String {
         let full = kind.prefix + name
         guard let old = try ledger.refTarget(full) else { throw KitError.usage("\(kind.rawValue) '\(name)' not found") }
         if kind == .branch, try ledger.head().branchName == name {
             throw KitError.refused("cannot delete branch '\(name)': HEAD points to it")
         }
+        if kind == .branch, let session = try ledger.bisectSession(), session.origHead == full {
+            throw KitError.refused("cannot delete branch '\(name)': a bisect started on it returns there (wledger bisect reset first)")
+        }
         if kind == .branch, !force, try mergeBase(old, "HEAD") != old {
             throw KitError.refused("the branch '\(name)' is not fully merged into HEAD; 'wledger branch -D \(name)' deletes it anyway")
         }
         try ledger.transaction { try ledger.deleteRef(full, expected: .value(old)) }
+        return old
     }
 }

@@ -18,15 +18,15 @@ struct Branch: ParsableCommand {
     @Flag(name: .shortAndLong, help: "Delete the branch (refused when it is not merged into HEAD).") var delete = false
     @Flag(name: .customShort("D"), help: "Delete the branch even when it is not merged into HEAD (-d -f).") var forceDelete = false
     @Flag(name: [.customShort("m"), .long], help: "Rename the branch (HEAD follows the current one).") var move = false
-    @Flag(name: .shortAndLong, help: "Move the branch if it exists (with -m: replace the new name's branch).") var force = false
+    @Flag(name: .shortAndLong, help: "Move the branch if it exists (with -m: replace the new name's branch; with -d: delete it even when not merged).") var force = false
     @Flag(help: "Print the result as JSON.") var json = false
 
     mutating func validate() throws {
         if forceDelete { delete = true; force = true }
-        if move && delete { throw ValidationError("-m and -d cannot be combined") }
+        if move && delete { throw ValidationError("-m and -d/-D cannot be combined") }
         if move && name == nil { throw ValidationError("-m needs the new name (wledger branch -m [OLD] NEW)") }
-        if delete && startPoint != nil { throw ValidationError("-d takes one branch name") }
-        if (delete || force) && name == nil { throw ValidationError("branch name required (-d and -f act on one)") }
+        if delete && startPoint != nil { throw ValidationError("-d/-D takes one branch name") }
+        if (delete || force) && name == nil { throw ValidationError("branch name required (-d, -D and -f act on one)") }
     }
 
     func run() throws {
@@ -68,8 +68,10 @@ func runRefCommand(_ kind: RefKind, global: GlobalOptions, name: String?, startP
     }
     let repo = try global.openRepository(forWriting: true)
     if delete {
-        try repo.deleteRef(kind, name: name, force: force)
-        if !json { print("Deleted \(kind.rawValue) \(name)") }
+        let was = try repo.deleteRef(kind, name: name, force: force)
+        struct Deleted: Encodable { var deleted: String; var kind: String; var commit: String }
+        if json { return try printJSON(Deleted(deleted: name, kind: kind.rawValue, commit: was)) }
+        print("Deleted \(kind.rawValue) \(name) (was \(short(was)))")
         return
     }
     let r = try repo.createRef(kind, name: name, at: startPoint, force: force)

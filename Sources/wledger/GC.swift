@@ -12,7 +12,8 @@ struct GC: ParsableCommand {
             removed with the tensor versions and stored objects only they used, and the ledger file is \
             rewritten without the freed space (SQLite VACUUM: a temporary copy in $SQLITE_TMPDIR, \
             /var/tmp or /tmp and a WAL next to the ledger, each up to the ledger's size). HEAD's reflog \
-            names every commit HEAD was ever on, so plain gc mostly compacts; --expire-unreachable first \
+            names every commit HEAD was ever on, so plain gc removes little (it compacts when free pages \
+            make up 1% of the ledger or more); --expire-unreachable first \
             drops the reflog entries of moves to commits no ref reaches (git reflog expire \
             --expire-unreachable=now --all: what reset --hard or deleting a branch left behind), so \
             those commits go too and HEAD@{N} counts only what is left. --dry-run lists what would go \

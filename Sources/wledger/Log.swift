@@ -14,6 +14,10 @@ struct Log: ParsableCommand {
     @Option(name: [.customShort("n"), .long], help: "Show at most this many commits.") var maxCount: Int?
     @Flag(help: "Print the result as JSON.") var json = false
 
+    func validate() throws {
+        if let n = maxCount, n < 0 { throw ValidationError("-n must be 0 or more") }
+    }
+
     func run() throws {
         let repo = try global.openRepository(forWriting: false)
         let commits = try repo.log(from: revision, all: all, limit: maxCount ?? Int.max, stat: stat)

@@ -69,13 +69,22 @@ final class GCTests: XCTestCase {
             let list = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]])
             let dates = list.compactMap { $0["time"] as? Int }
             XCTAssertEqual(dates, dates.sorted(by: >), "newest first")
-            return list.compactMap { $0["id"] as? String }
+            let ids = list.compactMap { $0["id"] as? String }
+            XCTAssertEqual(ids.count, Set(ids).count, "each commit once")
+            return ids
         }
         XCTAssertEqual(Set(try logAll()), Set(kept.keys).union([s1, s2]), "every branch and tag")
         var r = try wl(["branch", "-d", "side"])
         XCTAssertEqual(r.status, 1, "side is not merged into main")
         XCTAssertTrue(r.stderr.contains("not fully merged"), r.stderr)
-        XCTAssertEqual(try wl(["branch", "-D", "side"]).status, 0)
+        XCTAssertEqual(try logAll(["-n", "2"]).count, 2)
+        r = try wl(["log", "--all", "--max-count=-1"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("-n must be 0 or more"), r.stderr)
+        r = try wl(["branch", "-D", "side", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let deleted = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: String])
+        XCTAssertEqual(deleted, ["deleted": "side", "kind": "branch", "commit": s2], "names the commit it pointed to")
         XCTAssertEqual(Set(try logAll()), Set(kept.keys), "side's commits are on no ref now")
         XCTAssertEqual(Set(try logAll([s2])), Set(kept.keys).union([s1, s2]), "and a revision adds its history")
         r = try wl(["log", "--all", "main..HEAD"])
@@ -144,5 +153,12 @@ final class GCTests: XCTestCase {
         _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.2.mlp.down_proj.weight", seed: 5)
         XCTAssertEqual(try wl(["commit", "-q", "-m", "after gc"]).status, 0)
         XCTAssertEqual(try fsckCounts().commits, 5)
+        // Neither -d nor -D deletes the branch a running bisect returns to (HEAD is detached then).
+        XCTAssertEqual(try wl(["bisect", "start", "-q", "HEAD", "base"]).status, 0)
+        r = try wl(["branch", "-D", "main"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("a bisect started on it returns there"), r.stderr)
+        XCTAssertEqual(try wl(["bisect", "reset", "-q"]).status, 0)
+        XCTAssertEqual(try wl(["status", "-s", "-b"]).stdout, "## main\n")
     }
 }

@@ -369,7 +369,8 @@ final class HelpTests: XCTestCase {
                                   HEAD (-d -f).
           -m, --move              Rename the branch (HEAD follows the current one).
           -f, --force             Move the branch if it exists (with -m: replace the
-                                  new name's branch).
+                                  new name's branch; with -d: delete it even when not
+                                  merged).
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
@@ -640,12 +641,13 @@ final class HelpTests: XCTestCase {
         stored objects only they used, and the ledger file is rewritten without the
         freed space (SQLite VACUUM: a temporary copy in $SQLITE_TMPDIR, /var/tmp or
         /tmp and a WAL next to the ledger, each up to the ledger's size). HEAD's reflog
-        names every commit HEAD was ever on, so plain gc mostly compacts;
-        --expire-unreachable first drops the reflog entries of moves to commits no ref
-        reaches (git reflog expire --expire-unreachable=now --all: what reset --hard or
-        deleting a branch left behind), so those commits go too and HEAD@{N} counts
-        only what is left. --dry-run lists what would go and changes nothing. The work
-        tree is never touched; every kept commit checks out byte for byte as before.
+        names every commit HEAD was ever on, so plain gc removes little (it compacts
+        when free pages make up 1% of the ledger or more); --expire-unreachable first
+        drops the reflog entries of moves to commits no ref reaches (git reflog expire
+        --expire-unreachable=now --all: what reset --hard or deleting a branch left
+        behind), so those commits go too and HEAD@{N} counts only what is left.
+        --dry-run lists what would go and changes nothing. The work tree is never
+        touched; every kept commit checks out byte for byte as before.
 
         Examples: wledger gc --dry-run; wledger gc; wledger gc --expire-unreachable
 

@@ -82,7 +82,7 @@ final class LedgerTests: XCTestCase {
     }
 
     /// Garbage collection's roots beyond the refs (two of them on one commit): a bisect mark, an
-    /// extra id (`checkout -`'s detached commit) and the cherry-pick and revert links of a kept
+    /// extra id (`checkout -`'s detached commit) and the cherry-pick, prune and revert links of a kept
     /// commit keep their commits, and a meta value keeps the object it names (the
     /// editors' key statistics); a commit nothing names and an object nothing refers to go, in a
     /// dry run only counted.
@@ -104,10 +104,10 @@ final class LedgerTests: XCTestCase {
             try ledger.db.run("INSERT INTO ref(name, target) VALUES('refs/tags/same', ?)", [.text(children[0])])
             try ledger.db.run("INSERT INTO ref(name, symbolic) VALUES('HEAD', 'refs/heads/main')", [])
             try ledger.addBisectMark(.bad, children[1])
-            // A tagged pick of a pick of a revert of i: the chain of links keeps h, g and i.
+            // A tagged pick of a prune of a revert of i: the chain of links keeps h, g and i.
             var link: String? = nil
             for m in ["i", "g", "h", "f"] {
-                let key = m == "g" ? "reverts" : "cherryPickedFrom"
+                let key = ["g": "reverts", "h": "prunes"][m] ?? "cherryPickedFrom"
                 let params = link.map { "{\"\(key)\":\"\($0)\"}" }
                 let id = CommitRecord.computeID(parent: a, kind: .edit, message: m, author: "t", time: 3, method: nil, request: nil, parameters: params, tree: tree)
                 try ledger.insert(CommitRecord(id: id, parent: a, generation: 1, kind: .edit, message: m, author: "t", time: 3, method: nil,
@@ -128,7 +128,7 @@ final class LedgerTests: XCTestCase {
         XCTAssertEqual(plan.commits, [e])
         XCTAssertEqual(plan.objects, 1)
         XCTAssertEqual(plan.storedBytes, try ledger.storedSize(of: orphan.id))
-        XCTAssertEqual(plan.keptByReflog, 5, "c (bisect), d (extra root), and h, g, i (links of the tagged f)")
+        XCTAssertEqual(plan.keptByReflog, 5, "c (bisect), d (extra root), and h, g, i (links of the tagged f: cherry-pick, prune, revert)")
         XCTAssertTrue(try ledger.hasObject(orphan.id), "a dry run removes nothing")
         XCTAssertNotNil(try ledger.commit(e))
         XCTAssertEqual(try ledger.collectGarbage(otherRoots: [d], expireUnreachable: false, dryRun: false), plan)
