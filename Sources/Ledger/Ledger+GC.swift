@@ -21,7 +21,7 @@ extension Ledger {
     /// Plans, and unless `dryRun` carries out in one transaction, the removal of everything no
     /// root reaches, as `git gc --prune=now` does:
     ///
-    /// - roots: every ref (HEAD, branches, tags), every commit the reflog names (old and new),
+    /// - roots: every ref (HEAD, branches, tags), every stash entry, every commit the reflog names (old and new),
     ///   the bisect session's commits and marks, and the extra ids in `otherRoots`;
     /// - kept commits: the roots and all their ancestors, and the commits a kept one links to in
     ///   its parameters (`cherryPickedFrom`, `reverts`, `prunes`) with theirs;
@@ -61,6 +61,9 @@ extension Ledger {
                     INSERT OR IGNORE INTO gcRoot SELECT new FROM reflog;
                     INSERT OR IGNORE INTO gcRoot SELECT old FROM reflog WHERE old IS NOT NULL;
                     """)
+            } else {
+                // Stash entries are kept until dropped, like refs.
+                try db.run("INSERT OR IGNORE INTO gcRoot SELECT new FROM reflog WHERE ref = ?", [.text(Self.stashLog)])
             }
             try db.execute("""
                 INSERT OR IGNORE INTO gcRoot SELECT current FROM bisectSession WHERE current IS NOT NULL;

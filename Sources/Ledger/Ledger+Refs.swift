@@ -136,6 +136,30 @@ extension Ledger {
         try appendReflog(ref, old: commit, new: commit, message: message)
     }
 
+    /// The stash: git's `refs/stash` is a log with no ref, newest entry first (`stash@{0}`).
+    public static let stashLog = "refs/stash"
+
+    /// Pushes `commit` onto the stash (call inside a transaction).
+    public func pushStash(_ commit: String, message: String) throws {
+        try appendReflog(Self.stashLog, old: try reflog(Self.stashLog, limit: 1).first?.new, new: commit, message: message)
+    }
+
+    /// Removes stash entry `index` (0 = newest); false when there is none.
+    @discardableResult
+    public func dropStash(_ index: Int) throws -> Bool {
+        guard let seq = try db.queryOne("SELECT seq FROM reflog WHERE ref = ? ORDER BY seq DESC LIMIT 1 OFFSET ?",
+                                        [.text(Self.stashLog), .int(Int64(index))], { $0.int(0) }) else { return false }
+        try db.run("DELETE FROM reflog WHERE seq = ?", [.int(seq)])
+        return true
+    }
+
+    /// Removes every stash entry; returns how many there were.
+    public func clearStash() throws -> Int {
+        let n = Int(try db.queryOne("SELECT count(*) FROM reflog WHERE ref = ?", [.text(Self.stashLog)]) { $0.int(0) } ?? 0)
+        try db.run("DELETE FROM reflog WHERE ref = ?", [.text(Self.stashLog)])
+        return n
+    }
+
     private func appendReflog(_ ref: String, old: String?, new: String, message: String) throws {
         try db.run("INSERT INTO reflog(ref, old, new, time, message) VALUES(?, ?, ?, ?, ?)",
                    [.text(ref), old.map { .text($0) } ?? .null, .text(new), .int(Int64(Date().timeIntervalSince1970)),

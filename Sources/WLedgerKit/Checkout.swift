@@ -66,8 +66,10 @@ extension Repository {
     ///   - inPlace: nil: `core.in-place` of `.wledger/config` (true when unset).
     ///   - alsoRemoving: side files to remove besides those HEAD tracks and the target does not
     ///     (`reset --hard`, whose HEAD already is the target), when the target does not have them.
+    ///   - keepHead: write the revision's files into the work tree and leave HEAD where it is
+    ///     (`stash apply`): what differs from HEAD then shows as uncommitted changes.
     public func checkout(_ revision: String, newBranch: String? = nil, output: String? = nil, force: Bool = false,
-                         verifySHA256: Bool = false, inPlace: Bool? = nil, alsoRemoving: [String] = [],
+                         verifySHA256: Bool = false, inPlace: Bool? = nil, alsoRemoving: [String] = [], keepHead: Bool = false,
                          progress: ProgressReporter = .silent) throws -> CheckoutResult {
         // `-`: where the last checkout that moved HEAD came from, as with git.
         let revision = revision == "-" ? try previousCheckout() : revision
@@ -98,7 +100,7 @@ extension Repository {
         // hashes only what its stat cache cannot vouch for; a tree too broken to scan lists none.
         let head = try ledger.head()
         let moved: HeadState = branch.map { .branch(name: $0, commit: target) } ?? .detached(commit: target)
-        if output == nil, !force, head.commit == target, head != moved {
+        if output == nil, !force, !keepHead, head.commit == target, head != moved {
             try moveHead(to: target, branch: branch, create: newBranch != nil)
             var result = workTreeResult(unchanged: files.keys.sorted())
             if let report = try? WorkTreeComparison.compare(root: root, ledger: ledger, commit: target, branch: branch,
@@ -138,15 +140,15 @@ extension Repository {
                            progress: progress, result: &result) { staged in
                 try self.writeJournal(PendingOperation(kind: .checkout, commit: target, branch: branch,
                                                        renames: staged.map { [self.relativeToRoot($0.tempPath), self.relativeToRoot($0.path)] },
-                                                       removes: extraRemovals))
+                                                       removes: extraRemovals, keepHead: keepHead ? true : nil))
                 FaultInjection.point("checkout-journaled")
             }
             removeSideFiles(extraRemovals, result: &result)
-            try moveHead(to: target, branch: branch, create: newBranch != nil)
+            if !keepHead { try moveHead(to: target, branch: branch, create: newBranch != nil) }
             clearJournal()
             var written: [String: FileStat] = [:]
             for p in result.written { written[p] = FileStat.of(root + "/" + p) }
-            try recordStats(result.written, commit: target, scanned: written)
+            if !keepHead { try recordStats(result.written, commit: target, scanned: written) }
             return result
         }
         // Uncommitted changes the switch leaves alone are carried over, as git does: a modified
@@ -238,7 +240,7 @@ extension Repository {
                        progress: progress, result: &result) { staged in
             try self.writeJournal(PendingOperation(kind: .checkout, commit: target, branch: branch,
                                                    renames: staged.map { [self.relativeToRoot($0.tempPath), self.relativeToRoot($0.path)] },
-                                                   removes: removals, patches: patches.map(\.patch)))
+                                                   removes: removals, patches: patches.map(\.patch), keepHead: keepHead ? true : nil))
             FaultInjection.point("checkout-journaled")
         }
         for p in patches {
@@ -252,13 +254,13 @@ extension Repository {
         FaultInjection.point("checkout-renamed")
         // Side files tracked at HEAD but not in the target are removed.
         removeSideFiles(removals, result: &result)
-        try moveHead(to: target, branch: branch, create: newBranch != nil)
+        if !keepHead { try moveHead(to: target, branch: branch, create: newBranch != nil) }
         clearJournal()
         // Files with carried changes do not hold the target's bytes: their stats are not recorded.
         var written: [String: FileStat] = [:]
         for p in result.written { written[p] = FileStat.of(root + "/" + p) }
         for p in result.unchanged { written[p] = cmp.stats[p] }
-        try recordStats((result.written + result.unchanged).filter { !carriedFiles.contains($0) }, commit: target, scanned: written)
+        if !keepHead { try recordStats((result.written + result.unchanged).filter { !carriedFiles.contains($0) }, commit: target, scanned: written) }
         return result
     }
 

@@ -24,6 +24,8 @@ public struct CommitOptions: Sendable {
     var hookEnvironment: [String: String] = [:]
     /// What the reflog names as the action ("cherry-pick"); nil: the kind ("commit" for an edit).
     var reflogAction: String?
+    /// Push the commit onto the stash instead of moving HEAD (`stash`).
+    var stash = false
 
     public init(message: String) { self.message = message }
 }
@@ -161,7 +163,9 @@ extension Repository {
                                                    policy: policy)
             }
         }
-        let report = cmp.report
+        var report = cmp.report
+        // Untracked side files stay out of a stash (and in the work tree), as with git's default.
+        if options.stash { report.sideFiles.removeAll { $0.change == .added } }
         if !report.structural.isEmpty {
             throw KitError.usage("'\(root)': work tree tensors differ from HEAD in structure: \(report.structural.prefix(3).joined(separator: "; "))\(report.structural.count > 3 ? "; …" : "")")
         }
@@ -209,7 +213,7 @@ extension Repository {
             objects.append(obj)
             fileRows.append(FileEntry(path: f, kind: .safetensors, object: obj.id, size: weights.files[f]!.header.fileSize))
         }
-        for change in cmp.report.sideFiles {
+        for change in report.sideFiles {
             switch change.change {
             case .added, .modified:
                 let content = cmp.sideContents[change.path]!
@@ -315,8 +319,12 @@ extension Repository {
                                       author: sig.author, time: sig.time, method: options.method, request: options.request,
                                       parameters: options.parameters, tree: tree, fullManifest: full)
             try ledger.insert(record, tensors: tensorRows, files: rows)
-            try ledger.advanceHead(from: head.commit, to: id,
-                                   message: (options.reflogAction ?? (options.kind == .edit ? "commit" : options.kind.rawValue)) + ": " + options.message)
+            if options.stash {
+                try ledger.pushStash(id, message: options.message)
+            } else {
+                try ledger.advanceHead(from: head.commit, to: id,
+                                       message: (options.reflogAction ?? (options.kind == .edit ? "commit" : options.kind.rawValue)) + ": " + options.message)
+            }
             try alsoRecord?(id)
             return id
         }

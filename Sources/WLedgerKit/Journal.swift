@@ -52,6 +52,8 @@ struct PendingOperation: Codable {
     /// Weight files whose changed tensors are written in place (absent in journals of older
     /// versions, which had none).
     var patches: [InPlacePatch]? = nil
+    /// Checkout: HEAD stays where it is (`stash apply` writes a stash's files under it).
+    var keepHead: Bool? = nil
 }
 
 extension Repository {
@@ -111,7 +113,7 @@ extension Repository {
             }
             if kind == .checkout {
                 for path in op.removes { unlink(root + "/" + path) }
-                try ledger.transaction {
+                if op.keepHead != true { try ledger.transaction {
                     if let b = op.branch {
                         // A branch the checkout was to create (`checkout -b`) is created now; one
                         // that points elsewhere is not followed (HEAD is detached at the files).
@@ -123,7 +125,7 @@ extension Repository {
                     } else {
                         try switchHead(to: .detached(commit: op.commit))
                     }
-                }
+                } }
             }
             syncDirectory(root)
             clearJournal()

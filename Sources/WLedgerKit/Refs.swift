@@ -169,7 +169,7 @@ extension Repository {
     /// after each of its moves, newest first; at most `limit` entries.
     public func reflog(_ ref: String = "HEAD", limit: Int? = nil) throws -> [ReflogItem] {
         let full = try RevisionResolver(ledger: ledger).reflogName(ref)
-        let shown = full == "HEAD" ? "HEAD" : String(full.dropFirst(RefKind.branch.prefix.count))
+        let shown = full == "HEAD" ? "HEAD" : full == Ledger.stashLog ? "stash" : String(full.dropFirst(RefKind.branch.prefix.count))
         return try ledger.reflog(full, limit: limit).enumerated().map { i, e in
             ReflogItem(selector: "\(shown)@{\(i)}", commit: e.new, previous: e.old, date: isoDate(e.time), message: e.message)
         }

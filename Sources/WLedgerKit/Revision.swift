@@ -70,6 +70,14 @@ public struct RevisionResolver {
             throw LedgerError.invalid("'\(original)': not a reflog selector (REF@{N}: N moves back, N ≥ 0; @{-N}: the N-th previous checkout)")
         }
         let full = try reflogName(ref, original: original)
+        if full == Ledger.stashLog {
+            // The stash is a log with no ref: stash@{N} is its N-th newest entry.
+            let entries = try ledger.reflog(full, limit: n + 1)
+            guard n < entries.count else {
+                throw LedgerError.invalid("'\(original)': the stash has \(entries.isEmpty ? "no entries" : "only \(entries.count) entr\(entries.count == 1 ? "y" : "ies")")")
+            }
+            return entries[n].new
+        }
         if n == 0 { return full == "HEAD" ? try ledger.head().commit : try ledger.refTarget(full) ?? ledger.head().commit }
         let entries = try ledger.reflog(full, limit: n + 1)
         if n < entries.count { return entries[n].new }
@@ -110,6 +118,7 @@ public struct RevisionResolver {
             if try ledger.refTarget(RefKind.tag.prefix + ref) != nil {
                 throw LedgerError.invalid("'\(original ?? ref)': tags have no log (they do not move)")
             }
+            if ref == "stash" || ref == Ledger.stashLog { return Ledger.stashLog }
             throw LedgerError.unknownRevision(original ?? ref)
         }
     }

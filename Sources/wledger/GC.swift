@@ -6,8 +6,8 @@ struct GC: ParsableCommand {
         commandName: "gc",
         abstract: "Remove commits nothing reaches, and what only they stored; compact the ledger.",
         discussion: """
-            As git gc --prune=now: a commit stays while a branch, a tag, HEAD, a reflog entry, a bisect \
-            session or 'checkout -' reaches it (with its ancestors), or a kept commit links to it (the \
+            As git gc --prune=now: a commit stays while a branch, a tag, HEAD, a reflog entry, a stash \
+            entry, a bisect session or 'checkout -' reaches it (with its ancestors), or a kept commit links to it (the \
             commit a cherry-pick was picked from, the edit a revert or prune undid). The others are \
             removed with the tensor versions and stored objects only they used, and the ledger file is \
             rewritten without the freed space (SQLite VACUUM: a temporary copy in $SQLITE_TMPDIR, \
@@ -43,7 +43,7 @@ struct GC: ParsableCommand {
         }
         if r.keptUnreachableCommits > 0 {
             print("kept \(r.keptUnreachableCommits) commit(s) no branch, tag or HEAD reaches (named by "
-                  + (expireUnreachable ? "a bisect session, 'checkout -' or a kept commit's link)" : "the reflog or another root; --expire-unreachable removes those only the reflog names)"))
+                  + (expireUnreachable ? "the stash, a bisect session, 'checkout -' or a kept commit's link)" : "the reflog or another root; --expire-unreachable removes those only the reflog names)"))
         }
     }
 }

@@ -14,7 +14,7 @@ struct WLedger: ParsableCommand {
         version: "0.1.0",
         subcommands: [Init.self, Status.self, Commit.self, Log.self, Show.self, Diff.self, Checkout.self, Branch.self, Tag.self,
                       Reset.self, Reflog.self, Revert.self, CherryPick.self, Prune.self, Restrain.self, Edit.self, Health.self, Bisect.self, Gate.self, Hooks.self, Report.self,
-                      Config.self, Fsck.self, GC.self]
+                      Config.self, Fsck.self, GC.self, Stash.self]
     )
 
     /// The subcommands by the names they are invoked with, for parsing `wledger <command> …` by
@@ -23,7 +23,7 @@ struct WLedger: ParsableCommand {
         "init": Init.self, "status": Status.self, "commit": Commit.self, "log": Log.self, "show": Show.self, "diff": Diff.self,
         "checkout": Checkout.self, "branch": Branch.self, "tag": Tag.self, "reset": Reset.self, "reflog": Reflog.self, "revert": Revert.self, "cherry-pick": CherryPick.self, "prune": Prune.self,
         "restrain": Restrain.self, "edit": Edit.self, "health": Health.self, "bisect": Bisect.self, "gate": Gate.self,
-        "hooks": Hooks.self, "report": Report.self, "config": Config.self, "fsck": Fsck.self, "gc": GC.self,
+        "hooks": Hooks.self, "report": Report.self, "config": Config.self, "fsck": Fsck.self, "gc": GC.self, "stash": Stash.self,
     ]
 }
 

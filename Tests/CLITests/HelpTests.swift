@@ -33,7 +33,7 @@ final class HelpTests: XCTestCase {
 
     /// `-h` and `help <command>` print the same text as `--help`.
     func testShortFlagAndHelpSubcommandMatchLongFlag() throws {
-        for cmd in ["init", "status", "commit", "log", "show", "diff", "checkout", "branch", "tag", "revert", "prune", "restrain", "edit", "health", "bisect", "gate", "hooks", "report", "config", "fsck", "gc", "reflog", "cherry-pick", "reset"] {
+        for cmd in ["init", "status", "commit", "log", "show", "diff", "checkout", "branch", "tag", "revert", "prune", "restrain", "edit", "health", "bisect", "gate", "hooks", "report", "config", "fsck", "gc", "reflog", "cherry-pick", "reset", "stash"] {
             let long = try CLI.run([cmd, "--help"], environment: ["COLUMNS": "80"])
             let short = try CLI.run([cmd, "-h"], environment: ["COLUMNS": "80"])
             XCTAssertEqual(short.status, 0)
@@ -103,6 +103,8 @@ final class HelpTests: XCTestCase {
                                   ledger.
           gc                      Remove commits nothing reaches, and what only they
                                   stored; compact the ledger.
+          stash                   Set uncommitted changes aside and bring them back
+                                  later.
 
           See 'wledger help <subcommand>' for detailed help.
         """#)
@@ -635,19 +637,19 @@ final class HelpTests: XCTestCase {
         the ledger.
 
         As git gc --prune=now: a commit stays while a branch, a tag, HEAD, a reflog
-        entry, a bisect session or 'checkout -' reaches it (with its ancestors), or a
-        kept commit links to it (the commit a cherry-pick was picked from, the edit a
-        revert or prune undid). The others are removed with the tensor versions and
-        stored objects only they used, and the ledger file is rewritten without the
-        freed space (SQLite VACUUM: a temporary copy in $SQLITE_TMPDIR, /var/tmp or
-        /tmp and a WAL next to the ledger, each up to the ledger's size). HEAD's reflog
-        names every commit HEAD was ever on, so plain gc removes little (it compacts
-        when free pages make up 1% of the ledger or more); --expire-unreachable first
-        drops the reflog entries of moves to commits no ref reaches (git reflog expire
-        --expire-unreachable=now --all: what reset --hard or deleting a branch left
-        behind), so those commits go too and HEAD@{N} counts only what is left.
-        --dry-run lists what would go and changes nothing. The work tree is never
-        touched; every kept commit checks out byte for byte as before.
+        entry, a stash entry, a bisect session or 'checkout -' reaches it (with its
+        ancestors), or a kept commit links to it (the commit a cherry-pick was picked
+        from, the edit a revert or prune undid). The others are removed with the tensor
+        versions and stored objects only they used, and the ledger file is rewritten
+        without the freed space (SQLite VACUUM: a temporary copy in $SQLITE_TMPDIR,
+        /var/tmp or /tmp and a WAL next to the ledger, each up to the ledger's size).
+        HEAD's reflog names every commit HEAD was ever on, so plain gc removes little
+        (it compacts when free pages make up 1% of the ledger or more);
+        --expire-unreachable first drops the reflog entries of moves to commits no ref
+        reaches (git reflog expire --expire-unreachable=now --all: what reset --hard or
+        deleting a branch left behind), so those commits go too and HEAD@{N} counts
+        only what is left. --dry-run lists what would go and changes nothing. The work
+        tree is never touched; every kept commit checks out byte for byte as before.
 
         Examples: wledger gc --dry-run; wledger gc; wledger gc --expire-unreachable
 
@@ -662,6 +664,46 @@ final class HelpTests: XCTestCase {
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
+        """#)
+    }
+
+    func testStashHelp() throws {
+        try assertHelp(["stash", "--help"], #"""
+        OVERVIEW: Set uncommitted changes aside and bring them back later.
+
+        As git stash. 'wledger stash' (push) records the work tree's uncommitted
+        changes (tensors, headers, tracked side files; untracked files stay where they
+        are) as a commit on HEAD that no branch points to, pushes it onto the stash as
+        stash@{0}, and rewrites the work tree to HEAD (as checkout --force HEAD); hooks
+        do not run. 'apply' writes a stash's files back into the work tree without
+        moving HEAD, which must be the commit the stash was made on (elsewhere: check
+        that commit out first, or 'wledger cherry-pick stash@{N}' commits its ΔW onto
+        HEAD); uncommitted changes it does not touch are kept, as a checkout keeps
+        them, and any other refuses before a byte is written. 'pop' applies and drops;
+        'drop' and 'clear' remove entries (their commits stay until 'wledger gc'; gc
+        never removes a stash entry's commit). stash@{N} works as a revision anywhere
+        (show, diff, cherry-pick).
+
+        Examples: wledger stash -m "try layer 9"; wledger stash list; wledger diff
+        stash@{0}~1 stash@{0} --stat; wledger stash pop
+
+        USAGE: wledger stash <subcommand>
+
+        OPTIONS:
+          --version               Show the version.
+          -h, --help              Show help information.
+
+        SUBCOMMANDS:
+          push (default)          Save the uncommitted changes as stash@{0} and rewrite
+                                  the work tree to HEAD.
+          list                    List the stash entries, newest first.
+          apply                   Write a stash's files into the work tree (HEAD
+                                  stays); keep the entry.
+          pop                     Apply a stash, then drop it.
+          drop                    Remove one stash entry.
+          clear                   Remove every stash entry.
+
+          See 'wledger help stash <subcommand>' for detailed help.
         """#)
     }
 

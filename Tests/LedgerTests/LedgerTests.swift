@@ -73,12 +73,52 @@ final class LedgerTests: XCTestCase {
             }
         }
         let ledger = try Ledger.open(at: path)
-        XCTAssertEqual(try ledger.schemaVersion(), 5)
+        XCTAssertEqual(try ledger.schemaVersion(), SchemaMigrations.latestVersion)
         XCTAssertEqual(try ledger.reflog("HEAD"), [])
         XCTAssertEqual(try ledger.head(), .branch(name: "main", commit: a))
         try ledger.transaction { try ledger.advanceHead(from: a, to: b, message: "commit: b") }
         XCTAssertEqual(try ledger.reflog("HEAD").map(\.old), [a])
         XCTAssertEqual(try ledger.reflog("refs/heads/main").map(\.new), [b])
+    }
+
+    /// A ledger of schema 5 (its reflog rebuilt with migration 5's CHECK, which has no room for
+    /// the stash) opens migrated: the reflog rows keep their order, and the stash takes entries.
+    func testSchema5LedgerKeepsItsReflogAndTakesTheStash() throws {
+        let dir = try TemporaryDirectory("ledger-migrate-stash")
+        let path = dir.path + "/ledger"
+        let tree = String(repeating: "d", count: 64)
+        let a = CommitRecord.computeID(parent: nil, kind: .base, message: "a", author: "t", time: 1, method: nil, request: nil, parameters: nil, tree: tree)
+        let b = CommitRecord.computeID(parent: a, kind: .edit, message: "b", author: "t", time: 2, method: nil, request: nil, parameters: nil, tree: tree)
+        do {
+            let ledger = try Ledger.create(at: path)
+            let v5 = try XCTUnwrap(SchemaMigrations.embedded.first { $0.version == 5 }?.sql)
+            try ledger.db.execute("DROP TABLE reflog")
+            try ledger.db.execute(v5)
+            try ledger.db.execute("PRAGMA user_version = 5")
+            try ledger.transaction {
+                for (id, parent) in [(a, nil), (b, a)] as [(String, String?)] {
+                    try ledger.insert(CommitRecord(id: id, parent: parent, generation: parent == nil ? 0 : 1, kind: parent == nil ? .base : .edit,
+                                                   message: "m", author: "t", time: 1, method: nil, request: nil, parameters: nil, tree: tree,
+                                                   fullManifest: parent == nil), tensors: [], files: [])
+                }
+                try ledger.db.run("INSERT INTO ref(name, target) VALUES('refs/heads/main', ?)", [.text(a)])
+                try ledger.db.run("INSERT INTO ref(name, symbolic) VALUES('HEAD', 'refs/heads/main')", [])
+                try ledger.advanceHead(from: a, to: b, message: "commit: b")
+            }
+            XCTAssertThrowsError(try ledger.transaction { try ledger.pushStash(b, message: "WIP") }, "schema 5 has no stash")
+        }
+        let ledger = try Ledger.open(at: path)
+        XCTAssertEqual(try ledger.schemaVersion(), SchemaMigrations.latestVersion)
+        XCTAssertEqual(try ledger.reflog("HEAD").map(\.new), [b])
+        XCTAssertEqual(try ledger.reflog("refs/heads/main").map(\.old), [a])
+        try ledger.transaction { try ledger.pushStash(a, message: "one"); try ledger.pushStash(b, message: "two") }
+        XCTAssertEqual(try ledger.reflog(Ledger.stashLog).map(\.message), ["two", "one"])
+        XCTAssertEqual(try ledger.reflog(Ledger.stashLog).map(\.old), [a, nil])
+        XCTAssertTrue(try ledger.transaction { try ledger.dropStash(1) })
+        XCTAssertEqual(try ledger.reflog(Ledger.stashLog).map(\.message), ["two"])
+        XCTAssertFalse(try ledger.transaction { try ledger.dropStash(1) })
+        XCTAssertEqual(try ledger.transaction { try ledger.clearStash() }, 1)
+        XCTAssertEqual(try ledger.integrityCheck(), [])
     }
 
     /// Garbage collection's roots beyond the refs (two of them on one commit): a bisect mark, an

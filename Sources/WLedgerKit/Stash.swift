@@ -1,0 +1,99 @@
+import Ledger
+
+/// One stash entry, as `stash list` shows it.
+public struct StashItem: Encodable, Sendable {
+    /// `stash@{N}`.
+    public var selector: String
+    public var commit: String
+    /// The commit it was made on (HEAD then).
+    public var base: String
+    public var message: String
+    public var date: String
+}
+
+/// What `stash push` did.
+public struct StashPushResult: Encodable, Sendable {
+    /// Nil when there was nothing to save.
+    public var stash: StashItem?
+    public var commit: CommitResult?
+    /// The work tree's rewrite back to HEAD.
+    public var checkout: CheckoutResult?
+}
+
+/// What `stash apply` / `stash pop` did.
+public struct StashApplyResult: Encodable, Sendable {
+    public var stash: StashItem
+    public var checkout: CheckoutResult
+    /// `pop`: the entry was dropped.
+    public var dropped: Bool
+}
+
+extension Repository {
+    /// `wledger stash [push] [-m MSG]`: records the work tree's uncommitted changes (tensors,
+    /// headers, tracked side files; untracked ones stay, as with git) as a commit on HEAD that no ref points to, pushed
+    /// onto the stash (`stash@{0}`), then rewrites the work tree to HEAD as `checkout --force
+    /// HEAD` does. Hooks do not run. Nothing to save: a result with no stash.
+    public func stashPush(message: String? = nil, progress: ProgressReporter = .silent) throws -> StashPushResult {
+        let head = try ledger.head()
+        let subject = (try ledger.commit(head.commit)?.message ?? "").split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init) ?? ""
+        let on = head.branchName ?? "(no branch)"
+        var options = CommitOptions(message: message.map { "On \(on): \($0)" } ?? "WIP on \(on): \(head.commit.prefix(12)) \(subject)")
+        options.stash = true
+        let hooks = verifyHooks
+        verifyHooks = false
+        defer { verifyHooks = hooks }
+        let committed: CommitResult
+        do {
+            committed = try commit(options, progress: progress)
+        } catch KitError.refused(let why) where why.hasPrefix("nothing to commit") {
+            return StashPushResult(stash: nil, commit: nil, checkout: nil)
+        }
+        let restored = try checkout("HEAD", force: true, progress: progress)
+        return StashPushResult(stash: try stashList().first, commit: committed, checkout: restored)
+    }
+
+    /// `wledger stash list`: newest first.
+    public func stashList() throws -> [StashItem] {
+        try ledger.reflog(Ledger.stashLog).enumerated().map { i, e in
+            StashItem(selector: "stash@{\(i)}", commit: e.new, base: try ledger.commit(e.new)?.parent ?? "", message: e.message,
+                      date: isoDate(e.time))
+        }
+    }
+
+    /// The entry `selector` names ("stash@{N}", "N", or nil for the newest) with its index.
+    func stashEntry(_ selector: String?) throws -> (index: Int, item: StashItem) {
+        let list = try stashList()
+        guard !list.isEmpty else { throw KitError.usage("no stash entries") }
+        guard let s = selector else { return (0, list[0]) }
+        let digits = s.hasPrefix("stash@{") && s.hasSuffix("}") ? String(s.dropFirst(7).dropLast()) : s
+        guard let n = Int(digits), n >= 0 else { throw KitError.usage("'\(s)' is not a stash entry (stash@{N} or N)") }
+        guard n < list.count else { throw KitError.usage("'\(s)': the stash has only \(list.count) entr\(list.count == 1 ? "y" : "ies")") }
+        return (n, list[n])
+    }
+
+    /// `wledger stash apply|pop [STASH]`: writes the stash's files into the work tree, leaving HEAD
+    /// where it is, so its changes are uncommitted again; `pop` then drops the entry. HEAD must be
+    /// the commit the stash was made on (elsewhere: `checkout` that commit first, or `cherry-pick
+    /// stash@{N}` to commit its ΔW onto HEAD). Uncommitted changes the stash does not touch are
+    /// kept, as a checkout keeps them; any other refuses before anything is written.
+    public func stashApply(_ selector: String? = nil, pop: Bool = false, progress: ProgressReporter = .silent) throws -> StashApplyResult {
+        let (index, item) = try stashEntry(selector)
+        let head = try ledger.head()
+        guard head.commit == item.base else {
+            throw KitError.refused("\(item.selector) was made on \(item.base.prefix(12)), HEAD is \(head.commit.prefix(12)): check out \(item.base.prefix(12)) to apply it there, or 'wledger cherry-pick \(item.selector)' to commit its ΔW onto HEAD")
+        }
+        let result = try checkout(item.commit, keepHead: true, progress: progress)
+        if pop { try ledger.transaction { try ledger.dropStash(index) } }
+        return StashApplyResult(stash: item, checkout: result, dropped: pop)
+    }
+
+    /// `wledger stash drop [STASH]`: removes one entry (its commit stays until `gc`).
+    public func stashDrop(_ selector: String? = nil) throws -> StashItem {
+        let (index, item) = try stashEntry(selector)
+        try ledger.transaction { try ledger.dropStash(index) }
+        return item
+    }
+
+    /// `wledger stash clear`: removes every entry; returns how many there were.
+    public func stashClear() throws -> Int { try ledger.transaction { try ledger.clearStash() } }
+}

@@ -1,0 +1,105 @@
+import ArgumentParser
+import WLedgerKit
+
+struct Stash: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Set uncommitted changes aside and bring them back later.",
+        discussion: """
+            As git stash. 'wledger stash' (push) records the work tree's uncommitted changes (tensors, \
+            headers, tracked side files; untracked files stay where they are) as a commit on HEAD that no \
+            branch points to, \
+            pushes it onto the stash as stash@{0}, and rewrites the work tree to HEAD (as checkout --force \
+            HEAD); hooks do not run. 'apply' writes a stash's files back into the work tree without moving \
+            HEAD, which must be the commit the stash was made on (elsewhere: check that commit out first, or \
+            'wledger cherry-pick stash@{N}' commits its ΔW onto HEAD); uncommitted changes it does not touch \
+            are kept, as a checkout keeps them, and any other refuses before a byte is written. 'pop' applies \
+            and drops; 'drop' and 'clear' remove entries (their commits stay until 'wledger gc'; gc never \
+            removes a stash entry's commit). stash@{N} works as a revision anywhere (show, diff, \
+            cherry-pick).
+
+            Examples: wledger stash -m "try layer 9"; wledger stash list; wledger diff stash@{0}~1 stash@{0} --stat; wledger stash pop
+            """,
+        subcommands: [Push.self, List.self, Apply.self, Pop.self, Drop.self, Clear.self],
+        defaultSubcommand: Push.self)
+
+    struct Push: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Save the uncommitted changes as stash@{0} and rewrite the work tree to HEAD.")
+        @OptionGroup var global: GlobalOptions
+        @Option(name: .shortAndLong, help: "Describe the entry (default: WIP on BRANCH: COMMIT SUBJECT).") var message: String?
+        @Flag(help: "Print the result as JSON.") var json = false
+
+        func run() throws {
+            let repo = try global.openRepository(forWriting: true)
+            let r = try repo.stashPush(message: message, progress: global.progress)
+            if let c = r.checkout { warnWorkTreeMismatches(c.workTreeMismatches) }
+            if json { return try printJSON(r) }
+            guard let s = r.stash else { return print("No local changes to save") }
+            if !global.quiet { print("Saved working directory state \(s.message) as \(s.selector) (\(short(s.commit)))") }
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the stash entries, newest first.")
+        @OptionGroup var global: GlobalOptions
+        @Flag(help: "Print the result as JSON.") var json = false
+
+        func run() throws {
+            let repo = try global.openRepository(forWriting: false)
+            let list = try repo.stashList()
+            if json { return try printJSON(list) }
+            for s in list { print("\(s.selector): \(s.message)") }
+        }
+    }
+
+    struct Apply: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Write a stash's files into the work tree (HEAD stays); keep the entry.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "stash@{N} or N (default: stash@{0}).") var stash: String?
+        @Flag(help: "Print the result as JSON.") var json = false
+
+        func run() throws { try runApply(global: global, stash: stash, pop: false, json: json) }
+    }
+
+    struct Pop: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Apply a stash, then drop it.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "stash@{N} or N (default: stash@{0}).") var stash: String?
+        @Flag(help: "Print the result as JSON.") var json = false
+
+        func run() throws { try runApply(global: global, stash: stash, pop: true, json: json) }
+    }
+
+    struct Drop: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove one stash entry.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "stash@{N} or N (default: stash@{0}).") var stash: String?
+        @Flag(help: "Print the result as JSON.") var json = false
+
+        func run() throws {
+            let repo = try global.openRepository(forWriting: true)
+            let s = try repo.stashDrop(stash)
+            if json { return try printJSON(s) }
+            print("Dropped \(s.selector) (\(short(s.commit)))")
+        }
+    }
+
+    struct Clear: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove every stash entry.")
+        @OptionGroup var global: GlobalOptions
+
+        func run() throws {
+            let repo = try global.openRepository(forWriting: true)
+            let n = try repo.stashClear()
+            if !global.quiet { print("Cleared \(n) stash entr\(n == 1 ? "y" : "ies")") }
+        }
+    }
+}
+
+private func runApply(global: GlobalOptions, stash: String?, pop: Bool, json: Bool) throws {
+    let repo = try global.openRepository(forWriting: true)
+    let r = try repo.stashApply(stash, pop: pop, progress: global.progress)
+    warnWorkTreeMismatches(r.checkout.workTreeMismatches)
+    if json { return try printJSON(r) }
+    for name in r.checkout.carriedTensors { print("M\t\(name)") }
+    print("Applied \(r.stash.selector) (\(short(r.stash.commit))): \(r.checkout.written.count) file(s) written\(r.dropped ? "; dropped it" : "")")
+}

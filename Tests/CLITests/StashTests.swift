@@ -1,0 +1,126 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// `wledger stash` on the real SmolLM2 BF16: push records the uncommitted tensor and side-file
+/// changes (not untracked files) and rewrites the work tree to HEAD's exact bytes; apply and pop
+/// bring back the exact bytes of the stashed work tree without moving HEAD, keeping uncommitted
+/// changes the stash does not touch; a stash made on another commit is refused with nothing
+/// changed; gc keeps stashed commits; a killed apply is finished by the next command with HEAD
+/// where it was; drop, clear, list, `stash@{N}` as a revision and in `reflog stash`.
+final class StashTests: XCTestCase {
+    func testStashPushApplyPopDropExactAndHeadStays() throws {
+        let tmp = try TemporaryDirectory("stash")
+        let dir = (try tmp.copyModel(from: try Fixtures.smolLM2("bf16")) as NSString).standardizingPath
+        let weights = dir + "/model.safetensors"
+        func wl(_ args: [String], env: [String: String] = [:]) throws -> ProcessOutput { try CLI.run(args, in: dir, environment: env) }
+        /// The work tree's files but the untracked NOTES.md.
+        func files() throws -> [String: String] {
+            try directoryDigest(dir).filter { !$0.key.hasPrefix(".wledger/") && $0.key != "NOTES.md" }
+        }
+        func json(_ args: [String]) throws -> Any {
+            let r = try wl(args)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return try JSONSerialization.jsonObject(with: Data(r.stdout.utf8))
+        }
+        func commitID(_ rev: String) throws -> String { try XCTUnwrap((try json(["show", rev, "--json"]) as? [String: Any])?["id"] as? String) }
+        func head() throws -> String { try wl(["status", "-s", "-b"]).stdout.split(separator: "\n").first.map(String.init) ?? "" }
+        func stashCount() throws -> Int { try XCTUnwrap(try json(["stash", "list", "--json"]) as? [[String: Any]]).count }
+
+        XCTAssertEqual(try wl(["init", "-q"]).status, 0)
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.3.mlp.down_proj.weight", seed: 1)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "one"]).status, 0)
+        let one = try commitID("HEAD"), oneFiles = try files()
+
+        // Uncommitted: a tensor, a tracked side file; and an untracked file, which a stash leaves.
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.5.mlp.down_proj.weight", seed: 2)
+        try "{\"do_sample\": true}\n".write(toFile: dir + "/generation_config.json", atomically: false, encoding: .utf8)
+        try "notes\n".write(toFile: dir + "/NOTES.md", atomically: false, encoding: .utf8)
+        let dirty = try files()
+        var r = try wl(["stash"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.hasPrefix("Saved working directory state WIP on main: \(one.prefix(12)) one as stash@{0}"), r.stdout)
+        XCTAssertEqual(try files(), oneFiles, "the work tree is HEAD's again, byte for byte")
+        XCTAssertEqual(try wl(["status", "-s"]).stdout, "?? NOTES.md\n")
+        r = try wl(["stash"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "No local changes to save\n")
+        XCTAssertEqual(try stashCount(), 1)
+        // stash@{0} is a commit on HEAD with the tensor and the side file, and a revision anywhere.
+        let shown = try XCTUnwrap(try json(["show", "stash@{0}", "--json"]) as? [String: Any])
+        XCTAssertEqual(shown["parent"] as? String, one)
+        XCTAssertEqual((shown["tensors"] as? [[String: Any]])?.compactMap { $0["name"] as? String }, ["model.layers.5.mlp.down_proj.weight"])
+        let stashed = try XCTUnwrap(shown["id"] as? String)
+        XCTAssertEqual(try wl(["reflog", "stash"]).stdout, "\(stashed.prefix(12)) stash@{0}: WIP on main: \(one.prefix(12)) one\n")
+        XCTAssertEqual(try wl(["log", "--all", "--oneline"]).stdout.split(separator: "\n").count, 2, "no ref points to a stash")
+
+        // Away and back, then apply with another uncommitted change the stash does not touch.
+        XCTAssertEqual(try wl(["checkout", "-q", "base"]).status, 0)
+        XCTAssertEqual(try wl(["checkout", "-q", "-"]).status, 0)
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.7.mlp.down_proj.weight", seed: 3)
+        let layer7 = try files()["model.safetensors"]
+        r = try wl(["stash", "apply"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.hasPrefix("M\tmodel.layers.7.mlp.down_proj.weight\nApplied stash@{0}"), r.stdout)
+        XCTAssertNotEqual(try files()["model.safetensors"], layer7)
+        XCTAssertEqual(try head(), "## main")
+        XCTAssertEqual(try commitID("HEAD"), one, "HEAD stays")
+        XCTAssertEqual(Set(try wl(["status", "-s"]).stdout.split(separator: "\n").map(String.init)),
+                       [" M model.layers.5.mlp.down_proj.weight", " M model.layers.7.mlp.down_proj.weight", " M generation_config.json", "?? NOTES.md"])
+        XCTAssertEqual(try stashCount(), 1, "apply keeps the entry")
+        // pop on a clean tree: exactly the stashed work tree, and the entry goes.
+        XCTAssertEqual(try wl(["checkout", "-q", "--force", "HEAD"]).status, 0)
+        XCTAssertEqual(try files(), oneFiles)
+        r = try wl(["stash", "pop"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try files(), dirty)
+        XCTAssertEqual(try stashCount(), 0)
+        XCTAssertEqual(try commitID("HEAD"), one)
+
+        // A stash applies only on the commit it was made on: elsewhere refused, nothing changed.
+        XCTAssertEqual(try wl(["stash", "-q", "-m", "two"]).status, 0)
+        XCTAssertEqual(try wl(["stash", "list"]).stdout, "stash@{0}: On main: two\n")
+        XCTAssertEqual(try wl(["checkout", "-q", "base"]).status, 0)
+        let atBase = try files()
+        r = try wl(["stash", "apply"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.hasPrefix("error: stash@{0} was made on \(one.prefix(12)), HEAD is "), r.stderr)
+        XCTAssertEqual(try files(), atBase)
+        XCTAssertEqual(try stashCount(), 1)
+
+        // gc keeps a stash's commit, even expiring the reflog.
+        XCTAssertEqual(try wl(["checkout", "-q", "main"]).status, 0)
+        XCTAssertEqual(try wl(["gc", "-q", "--expire-unreachable"]).status, 0)
+        // A pop killed after its journal is finished by the next command, HEAD where it was.
+        r = try wl(["stash", "pop", "-q"], env: ["WLEDGER_FAULT": "checkout-journaled"])
+        XCTAssertEqual(r.status, 9, r.stderr)
+        r = try wl(["status", "-s", "-b"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("completed an interrupted checkout"), r.stderr)
+        XCTAssertTrue(r.stdout.hasPrefix("## main\n"), r.stdout)
+        XCTAssertEqual(try files(), dirty, "rolled forward to the stash's files")
+        XCTAssertEqual(try commitID("HEAD"), one)
+        XCTAssertEqual(try stashCount(), 1, "the killed pop did not drop it")
+        XCTAssertEqual(try wl(["fsck", "-q", "--full"]).status, 0)
+
+        // drop, clear, and bad selectors.
+        r = try wl(["stash", "drop"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.hasPrefix("Dropped stash@{0} ("), r.stdout)
+        for (args, needle) in [(["stash", "drop"], "no stash entries"), (["stash", "apply"], "no stash entries"),
+                               (["show", "stash@{0}"], "the stash has no entries")] {
+            r = try wl(args)
+            XCTAssertEqual(r.status, 2, "\(args): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains(needle) && r.stderr.split(separator: "\n").count == 1, "\(args): \(r.stderr)")
+        }
+        XCTAssertEqual(try wl(["checkout", "-q", "--force", "HEAD"]).status, 0)
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.9.mlp.down_proj.weight", seed: 4)
+        XCTAssertEqual(try wl(["stash", "-q"]).status, 0)
+        r = try wl(["stash", "pop", "stash@{1}"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("the stash has only 1 entry"), r.stderr)
+        XCTAssertEqual(try wl(["stash", "clear"]).stdout, "Cleared 1 stash entry\n")
+        XCTAssertEqual(try stashCount(), 0)
+        XCTAssertEqual(try files(), oneFiles)
+    }
+}
