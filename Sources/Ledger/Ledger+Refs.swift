@@ -147,8 +147,13 @@ extension Ledger {
     /// Removes stash entry `index` (0 = newest); false when there is none.
     @discardableResult
     public func dropStash(_ index: Int) throws -> Bool {
-        guard let seq = try db.queryOne("SELECT seq FROM reflog WHERE ref = ? ORDER BY seq DESC LIMIT 1 OFFSET ?",
-                                        [.text(Self.stashLog), .int(Int64(index))], { $0.int(0) }) else { return false }
+        guard let (seq, old) = try db.queryOne("SELECT seq, old FROM reflog WHERE ref = ? ORDER BY seq DESC LIMIT 1 OFFSET ?",
+                                               [.text(Self.stashLog), .int(Int64(index))], { ($0.int(0), $0.optionalText(1)) }) else { return false }
+        // The next newer entry's old value was the dropped one: it takes the dropped entry's
+        // (git rewrites the log the same way), so nothing names the dropped commit any more.
+        try db.run("""
+            UPDATE reflog SET old = ? WHERE seq = (SELECT min(seq) FROM reflog WHERE ref = ? AND seq > ?)
+            """, [old.map { .text($0) } ?? .null, .text(Self.stashLog), .int(seq)])
         try db.run("DELETE FROM reflog WHERE seq = ?", [.int(seq)])
         return true
     }

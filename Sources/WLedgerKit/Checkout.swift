@@ -68,9 +68,11 @@ extension Repository {
     ///     (`reset --hard`, whose HEAD already is the target), when the target does not have them.
     ///   - keepHead: write the revision's files into the work tree and leave HEAD where it is
     ///     (`stash apply`): what differs from HEAD then shows as uncommitted changes.
+    ///   - discard: overwrite uncommitted changes as `force` does, but write only what differs
+    ///     (in place where possible) instead of whole files (`stash` push, once they are saved).
     public func checkout(_ revision: String, newBranch: String? = nil, output: String? = nil, force: Bool = false,
                          verifySHA256: Bool = false, inPlace: Bool? = nil, alsoRemoving: [String] = [], keepHead: Bool = false,
-                         progress: ProgressReporter = .silent) throws -> CheckoutResult {
+                         discard: Bool = false, progress: ProgressReporter = .silent) throws -> CheckoutResult {
         // `-`: where the last checkout that moved HEAD came from, as with git.
         let revision = revision == "-" ? try previousCheckout() : revision
         if let newBranch {
@@ -156,7 +158,7 @@ extension Repository {
         // or is not written), a side file changed, added or deleted where HEAD and the target agree.
         // Any other change refuses the checkout before anything is written.
         var carried = Set<String>()
-        if !cmp.report.clean && !force {
+        if !cmp.report.clean && !force && !discard {
             var what = Array(cmp.report.structural.prefix(2)) + cmp.report.modifiedHeaders.map { "the header of '\($0)'" }
             for t in cmp.report.modifiedTensors {
                 if manifest[t.name]?.hash == cmp.manifest[t.name]?.hash { carried.insert(t.name) } else { what.append("'\(t.name)'") }

@@ -139,7 +139,8 @@ extension Repository {
             let p = TensorMath.doubles(parent, dtype: e.dtype), c = TensorMath.doubles(child, dtype: e.dtype)
             let dw = zip(c, p).map { $0 - $1 }
             d.delta = RelativeChange.summarize(base: p, delta: dw, thresholds: options.thresholds)
-            if options.spectrum, let (rows, cols) = TensorMath.matrixShape(e.shape) {
+            // No spectrum or rank for weights holding NaN or Inf (SVD is undefined there).
+            if options.spectrum, let (rows, cols) = TensorMath.matrixShape(e.shape), p.allSatisfy(\.isFinite), c.allSatisfy(\.isFinite) {
                 d.fromSpectrum = try spectrum(of: e, values: p)
                 if workTree == nil {
                     d.toSpectrum = try spectrum(of: to, values: c)

@@ -47,6 +47,8 @@ public struct RevisionResolver {
             guard let r = roots else { throw LedgerError.unknownRevision(original) }
             return r.id
         }
+        // `stash` alone is stash@{0} while the stash has entries (git's refs/stash).
+        if name == "stash" || name == Ledger.stashLog, let top = try ledger.reflog(Ledger.stashLog, limit: 1).first { return top.new }
         if name.hasPrefix("refs/"), let t = try ledger.refTarget(name) { return t }
         if let t = try ledger.refTarget("refs/heads/" + name) { return t }
         if let t = try ledger.refTarget("refs/tags/" + name) { return t }
@@ -113,12 +115,13 @@ public struct RevisionResolver {
             let head = try ledger.head()
             return head.branchName.map { RefKind.branch.prefix + $0 } ?? "HEAD"
         default:
+            // As git's refs/stash, the stash comes before a branch or tag of that name.
+            if ref == "stash" || ref == Ledger.stashLog { return Ledger.stashLog }
             if ref.hasPrefix(RefKind.branch.prefix), try ledger.refTarget(ref) != nil { return ref }
             if try ledger.refTarget(RefKind.branch.prefix + ref) != nil { return RefKind.branch.prefix + ref }
             if try ledger.refTarget(RefKind.tag.prefix + ref) != nil {
                 throw LedgerError.invalid("'\(original ?? ref)': tags have no log (they do not move)")
             }
-            if ref == "stash" || ref == Ledger.stashLog { return Ledger.stashLog }
             throw LedgerError.unknownRevision(original ?? ref)
         }
     }

@@ -25,11 +25,14 @@ public struct SpectrumInfo: Encodable, Sendable, Equatable {
 }
 
 extension Repository {
-    /// σmax, σmin of a stored 2-D tensor version, from the ledger's cache or computed (and cached).
+    /// σmax, σmin of a stored 2-D tensor version, from the ledger's cache or computed (and cached);
+    /// nil for other tensors and for those holding NaN or Inf.
     func spectrum(of entry: ManifestEntry, values: [Double]? = nil) throws -> SpectrumInfo? {
         guard entry.dtype.isFloat, let (rows, cols) = TensorMath.matrixShape(entry.shape) else { return nil }
         if let s = try ledger.spectrum(entry.hash) { return SpectrumInfo(sigmaMax: s.sigmaMax, sigmaMin: s.sigmaMin) }
         let v = try values ?? TensorMath.doubles(ledger.tensorBytes(entry.hash), dtype: entry.dtype)
+        // Weights with NaN or Inf (committed with --allow-nonfinite, or stashed) have no spectrum.
+        guard v.allSatisfy(\.isFinite) else { return nil }
         let s = try SpectrumInfo.of(v, rows: rows, cols: cols)
         // A read-only command may race a writer; the cache is derived data, so failing to store it is harmless.
         try? ledger.setSpectrum(entry.hash, rows: rows, cols: cols, sigmaMax: s.sigmaMax, sigmaMin: s.sigmaMin)

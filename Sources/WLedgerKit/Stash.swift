@@ -1,3 +1,4 @@
+import Foundation
 import Ledger
 
 /// One stash entry, as `stash list` shows it.
@@ -39,6 +40,7 @@ extension Repository {
         let on = head.branchName ?? "(no branch)"
         var options = CommitOptions(message: message.map { "On \(on): \($0)" } ?? "WIP on \(on): \(head.commit.prefix(12)) \(subject)")
         options.stash = true
+        options.policy.allowNonFinite = true   // a stash saves whatever the work tree holds
         let hooks = verifyHooks
         verifyHooks = false
         defer { verifyHooks = hooks }
@@ -48,7 +50,16 @@ extension Repository {
         } catch KitError.refused(let why) where why.hasPrefix("nothing to commit") {
             return StashPushResult(stash: nil, commit: nil, checkout: nil)
         }
-        let restored = try checkout("HEAD", force: true, progress: progress)
+        // The saved changes are overwritten with HEAD's bytes, only where they differ. If that
+        // fails before its journal is written the work tree is as it was: the entry is dropped
+        // again, so a retry does not stash twice (the commit is left for gc).
+        let restored: CheckoutResult
+        do {
+            restored = try checkout("HEAD", discard: true, progress: progress)
+        } catch {
+            if !FileManager.default.fileExists(atPath: journalPath) { try? ledger.transaction { _ = try ledger.dropStash(0) } }
+            throw error
+        }
         return StashPushResult(stash: try stashList().first, commit: committed, checkout: restored)
     }
 
@@ -80,9 +91,17 @@ extension Repository {
         let (index, item) = try stashEntry(selector)
         let head = try ledger.head()
         guard head.commit == item.base else {
-            throw KitError.refused("\(item.selector) was made on \(item.base.prefix(12)), HEAD is \(head.commit.prefix(12)): check out \(item.base.prefix(12)) to apply it there, or 'wledger cherry-pick \(item.selector)' to commit its ΔW onto HEAD")
+            let tensorsOnly = try ledger.fileRows(of: item.commit).isEmpty
+            throw KitError.refused("\(item.selector) was made on \(item.base.prefix(12)), HEAD is \(head.commit.prefix(12)): check out \(item.base.prefix(12)) to apply it there"
+                + (tensorsOnly ? ", or 'wledger cherry-pick \(item.selector)' to commit its ΔW onto HEAD" : ""))
         }
-        let result = try checkout(item.commit, keepHead: true, progress: progress)
+        let result: CheckoutResult
+        do {
+            result = try checkout(item.commit, keepHead: true, progress: progress)
+        } catch KitError.refused(let why) where why.hasPrefix("your local changes would be overwritten by checkout") {
+            throw KitError.refused(why.replacingOccurrences(of: "by checkout", with: "by \(item.selector)")
+                .replacingOccurrences(of: "commit them or use --force", with: "commit or stash them first, or discard them with 'wledger checkout --force HEAD'"))
+        }
         if pop { try ledger.transaction { try ledger.dropStash(index) } }
         return StashApplyResult(stash: item, checkout: result, dropped: pop)
     }

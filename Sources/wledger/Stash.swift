@@ -6,16 +6,16 @@ struct Stash: ParsableCommand {
         abstract: "Set uncommitted changes aside and bring them back later.",
         discussion: """
             As git stash. 'wledger stash' (push) records the work tree's uncommitted changes (tensors, \
-            headers, tracked side files; untracked files stay where they are) as a commit on HEAD that no \
-            branch points to, \
-            pushes it onto the stash as stash@{0}, and rewrites the work tree to HEAD (as checkout --force \
-            HEAD); hooks do not run. 'apply' writes a stash's files back into the work tree without moving \
-            HEAD, which must be the commit the stash was made on (elsewhere: check that commit out first, or \
-            'wledger cherry-pick stash@{N}' commits its ΔW onto HEAD); uncommitted changes it does not touch \
-            are kept, as a checkout keeps them, and any other refuses before a byte is written. 'pop' applies \
-            and drops; 'drop' and 'clear' remove entries (their commits stay until 'wledger gc'; gc never \
-            removes a stash entry's commit). stash@{N} works as a revision anywhere (show, diff, \
-            cherry-pick).
+            headers, tracked side files, NaN and Inf included; untracked files stay where they are) as a \
+            commit on HEAD that no branch points to, pushes it onto the stash as stash@{0}, and writes \
+            HEAD's bytes back where the work tree differs (in place where it can); hooks do not run. \
+            'apply' writes a stash's files back into the work tree without moving HEAD, which must be the \
+            commit the stash was made on (elsewhere: check that commit out first, or, for a stash of \
+            tensor changes only, 'wledger cherry-pick stash@{N}' commits its ΔW onto HEAD); uncommitted \
+            changes it does not touch are kept, as a checkout keeps them, and any other refuses before a \
+            byte is written. 'pop' applies and drops; 'drop' and 'clear' remove entries (their commits \
+            stay until 'wledger gc'; gc never removes a stash entry's commit). stash@{N} (and stash, \
+            stash@{0}) works as a revision anywhere (show, diff, cherry-pick).
 
             Examples: wledger stash -m "try layer 9"; wledger stash list; wledger diff stash@{0}~1 stash@{0} --stat; wledger stash pop
             """,
@@ -79,7 +79,7 @@ struct Stash: ParsableCommand {
             let repo = try global.openRepository(forWriting: true)
             let s = try repo.stashDrop(stash)
             if json { return try printJSON(s) }
-            print("Dropped \(s.selector) (\(short(s.commit)))")
+            if !global.quiet { print("Dropped \(s.selector) (\(short(s.commit)))") }
         }
     }
 
@@ -100,6 +100,8 @@ private func runApply(global: GlobalOptions, stash: String?, pop: Bool, json: Bo
     let r = try repo.stashApply(stash, pop: pop, progress: global.progress)
     warnWorkTreeMismatches(r.checkout.workTreeMismatches)
     if json { return try printJSON(r) }
+    guard !global.quiet else { return }
     for name in r.checkout.carriedTensors { print("M\t\(name)") }
-    print("Applied \(r.stash.selector) (\(short(r.stash.commit))): \(r.checkout.written.count) file(s) written\(r.dropped ? "; dropped it" : "")")
+    let removed = r.checkout.removed.isEmpty ? "" : ", \(r.checkout.removed.count) removed"
+    print("Applied \(r.stash.selector) (\(short(r.stash.commit))): \(r.checkout.written.count) file(s) written\(removed)\(r.dropped ? "; dropped it" : "")")
 }

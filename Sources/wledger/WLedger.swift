@@ -46,6 +46,9 @@ struct GlobalOptions: ParsableArguments {
 func printJSON<T: Encodable>(_ value: T) throws {
     let enc = JSONEncoder()
     enc.outputFormatting = [.prettyPrinted, .withoutEscapingSlashes]
+    // Statistics of weights committed or stashed with NaN/Inf (--allow-nonfinite) are NaN/Inf
+    // themselves; JSON has no such numbers, so they are written as these strings.
+    enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
     let data = try enc.encode(value)
     FileHandle.standardOutput.write(data)
     FileHandle.standardOutput.write("\n".data(using: .utf8)!)

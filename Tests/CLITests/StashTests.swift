@@ -114,13 +114,42 @@ final class StashTests: XCTestCase {
             XCTAssertTrue(r.stderr.contains(needle) && r.stderr.split(separator: "\n").count == 1, "\(args): \(r.stderr)")
         }
         XCTAssertEqual(try wl(["checkout", "-q", "--force", "HEAD"]).status, 0)
-        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.9.mlp.down_proj.weight", seed: 4)
+
+        // Push writes HEAD's bytes back only where they differ, in place; NaN is stashed as is.
+        _ = try SimulatedEdit.modify(file: weights, tensor: "model.layers.9.mlp.down_proj.weight") { w, _ in w[7] = .nan }
+        let nan = try files()
+        let pushed = try XCTUnwrap(try json(["stash", "--json"]) as? [String: Any])
+        let restore = try XCTUnwrap(pushed["checkout"] as? [String: Any])
+        XCTAssertEqual(restore["tensorsRebuilt"] as? Int, 1)
+        XCTAssertEqual(restore["patchedInPlace"] as? [String], ["model.safetensors"])
+        XCTAssertEqual(try files(), oneFiles)
+        for args in [["show", "stash"], ["diff", "stash@{0}~1", "stash@{0}", "--stat"], ["log", "--stat", "-n", "1", "stash"]] {
+            r = try wl(args)
+            XCTAssertEqual(r.status, 0, "\(args) on weights with a NaN: \(r.stderr)")
+        }
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.11.mlp.down_proj.weight", seed: 5)
         XCTAssertEqual(try wl(["stash", "-q"]).status, 0)
-        r = try wl(["stash", "pop", "stash@{1}"])
+        let newer = try commitID("stash")
+        XCTAssertEqual(try commitID("stash@{0}"), newer, "stash alone is stash@{0}")
+        // An apply that would overwrite an uncommitted change says so in stash's terms.
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.11.mlp.down_proj.weight", seed: 6)
+        r = try wl(["stash", "apply"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertEqual(r.stderr, "error: your local changes would be overwritten by stash@{0}: 'model.layers.11.mlp.down_proj.weight'; commit or stash them first, or discard them with 'wledger checkout --force HEAD'\n")
+        XCTAssertEqual(try wl(["checkout", "-q", "--force", "HEAD"]).status, 0)
+        r = try wl(["stash", "pop", "stash@{2}"])
         XCTAssertEqual(r.status, 2, r.stderr)
-        XCTAssertTrue(r.stderr.contains("the stash has only 1 entry"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("the stash has only 2 entries"), r.stderr)
+        // Dropping the older entry leaves nothing naming its commit: plain gc removes it.
+        let older = try commitID("stash@{1}")
+        XCTAssertEqual(try wl(["stash", "drop", "-q", "1"]).status, 0)
+        let o = try XCTUnwrap(try json(["gc", "--json"]) as? [String: Any])
+        let removed = try XCTUnwrap(o["removedCommits"] as? [String])
+        XCTAssertTrue(removed.contains(older) && !removed.contains(newer), "\(removed)")
+        XCTAssertEqual(try commitID("stash"), newer)
         XCTAssertEqual(try wl(["stash", "clear"]).stdout, "Cleared 1 stash entry\n")
         XCTAssertEqual(try stashCount(), 0)
         XCTAssertEqual(try files(), oneFiles)
+        _ = nan
     }
 }
