@@ -56,20 +56,13 @@ final class LedgerTests: XCTestCase {
         let dir = try TemporaryDirectory("ledger-migrate-reflog")
         let path = dir.path + "/ledger"
         let tree = String(repeating: "b", count: 64)
-        let a = CommitRecord.computeID(parent: nil, kind: .base, message: "a", author: "t", time: 1, method: nil, request: nil, parameters: nil, tree: tree)
-        let b = CommitRecord.computeID(parent: a, kind: .edit, message: "b", author: "t", time: 2, method: nil, request: nil, parameters: nil, tree: tree)
+        let (a, b) = Self.baseAndChildIDs(tree: tree)
         do {
             let ledger = try Ledger.create(at: path)
             try ledger.db.execute("DROP TABLE reflog")
             try ledger.db.execute("PRAGMA user_version = 4")
             try ledger.transaction {
-                for (id, parent) in [(a, nil), (b, a)] as [(String, String?)] {
-                    try ledger.insert(CommitRecord(id: id, parent: parent, generation: parent == nil ? 0 : 1, kind: parent == nil ? .base : .edit,
-                                                   message: "m", author: "t", time: 1, method: nil, request: nil, parameters: nil, tree: tree,
-                                                   fullManifest: parent == nil), tensors: [], files: [])
-                }
-                try ledger.db.run("INSERT INTO ref(name, target) VALUES('refs/heads/main', ?)", [.text(a)])
-                try ledger.db.run("INSERT INTO ref(name, symbolic) VALUES('HEAD', 'refs/heads/main')", [])
+                try insertBaseAndChild(a, b, tree: tree, into: ledger)
             }
         }
         let ledger = try Ledger.open(at: path)
@@ -87,8 +80,7 @@ final class LedgerTests: XCTestCase {
         let dir = try TemporaryDirectory("ledger-migrate-stash")
         let path = dir.path + "/ledger"
         let tree = String(repeating: "d", count: 64)
-        let a = CommitRecord.computeID(parent: nil, kind: .base, message: "a", author: "t", time: 1, method: nil, request: nil, parameters: nil, tree: tree)
-        let b = CommitRecord.computeID(parent: a, kind: .edit, message: "b", author: "t", time: 2, method: nil, request: nil, parameters: nil, tree: tree)
+        let (a, b) = Self.baseAndChildIDs(tree: tree)
         do {
             let ledger = try Ledger.create(at: path)
             let v5 = try XCTUnwrap(SchemaMigrations.embedded.first { $0.version == 5 }?.sql)
@@ -96,13 +88,7 @@ final class LedgerTests: XCTestCase {
             try ledger.db.execute(v5)
             try ledger.db.execute("PRAGMA user_version = 5")
             try ledger.transaction {
-                for (id, parent) in [(a, nil), (b, a)] as [(String, String?)] {
-                    try ledger.insert(CommitRecord(id: id, parent: parent, generation: parent == nil ? 0 : 1, kind: parent == nil ? .base : .edit,
-                                                   message: "m", author: "t", time: 1, method: nil, request: nil, parameters: nil, tree: tree,
-                                                   fullManifest: parent == nil), tensors: [], files: [])
-                }
-                try ledger.db.run("INSERT INTO ref(name, target) VALUES('refs/heads/main', ?)", [.text(a)])
-                try ledger.db.run("INSERT INTO ref(name, symbolic) VALUES('HEAD', 'refs/heads/main')", [])
+                try insertBaseAndChild(a, b, tree: tree, into: ledger)
                 try ledger.advanceHead(from: a, to: b, message: "commit: b")
             }
             XCTAssertThrowsError(try ledger.transaction { try ledger.pushStash(b, message: "WIP") }, "schema 5 has no stash")
@@ -179,6 +165,24 @@ final class LedgerTests: XCTestCase {
         XCTAssertEqual(try ledger.integrityCheck(), [])
         // Without the extra root, d goes next.
         XCTAssertEqual(try ledger.collectGarbage(otherRoots: [], expireUnreachable: true, dryRun: false).commits, [d])
+    }
+
+    /// Ids of a base commit "a" and its child "b" with an empty manifest of `tree`.
+    static func baseAndChildIDs(tree: String) -> (String, String) {
+        let a = CommitRecord.computeID(parent: nil, kind: .base, message: "a", author: "t", time: 1, method: nil, request: nil, parameters: nil, tree: tree)
+        return (a, CommitRecord.computeID(parent: a, kind: .edit, message: "b", author: "t", time: 2, method: nil, request: nil, parameters: nil, tree: tree))
+    }
+
+    /// Inserts commits `a` (base) and `b` (its child), branch main at `a` and HEAD on main, the
+    /// way any schema since 1 stores them (call inside a transaction).
+    func insertBaseAndChild(_ a: String, _ b: String, tree: String, into ledger: Ledger) throws {
+        for (id, parent) in [(a, nil), (b, a)] as [(String, String?)] {
+            try ledger.insert(CommitRecord(id: id, parent: parent, generation: parent == nil ? 0 : 1, kind: parent == nil ? .base : .edit,
+                                           message: "m", author: "t", time: 1, method: nil, request: nil, parameters: nil, tree: tree,
+                                           fullManifest: parent == nil), tensors: [], files: [])
+        }
+        try ledger.db.run("INSERT INTO ref(name, target) VALUES('refs/heads/main', ?)", [.text(a)])
+        try ledger.db.run("INSERT INTO ref(name, symbolic) VALUES('HEAD', 'refs/heads/main')", [])
     }
 
     func makeLedger() throws -> (TemporaryDirectory, Ledger) {
