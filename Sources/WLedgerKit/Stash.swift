@@ -92,7 +92,7 @@ extension Repository {
         let head = try ledger.head()
         guard head.commit == item.base else {
             let tensorsOnly = try ledger.fileRows(of: item.commit).isEmpty
-            throw KitError.refused("\(item.selector) was made on \(item.base.prefix(12)), HEAD is \(head.commit.prefix(12)): check out \(item.base.prefix(12)) to apply it there"
+            throw KitError.refused("\(item.selector) was made on \(item.base.prefix(12)), HEAD is \(head.commit.prefix(12)): check out \(item.base.prefix(12)) to apply it there ('wledger stash branch NAME' makes a branch there and pops it)"
                 + (tensorsOnly ? ", or 'wledger cherry-pick \(item.selector)' to commit its ΔW onto HEAD" : ""))
         }
         let result: CheckoutResult
@@ -104,6 +104,14 @@ extension Repository {
         }
         if pop { try ledger.transaction { try ledger.dropStash(index) } }
         return StashApplyResult(stash: item, checkout: result, dropped: pop)
+    }
+
+    /// `wledger stash branch NAME [STASH]`: creates branch NAME at the commit the stash was made on,
+    /// checks it out (as `checkout -b`), and pops the stash there, where it always applies.
+    public func stashBranch(_ name: String, _ selector: String? = nil, progress: ProgressReporter = .silent) throws -> StashApplyResult {
+        let (_, item) = try stashEntry(selector)
+        _ = try checkout(item.base, newBranch: name, progress: progress)
+        return try stashApply(item.selector, pop: true, progress: progress)
     }
 
     /// `wledger stash drop [STASH]`: removes one entry (its commit stays until `gc`).

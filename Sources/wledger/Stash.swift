@@ -10,8 +10,9 @@ struct Stash: ParsableCommand {
             commit on HEAD that no branch points to, pushes it onto the stash as stash@{0}, and writes \
             HEAD's bytes back where the work tree differs (in place where it can); hooks do not run. \
             'apply' writes a stash's files back into the work tree without moving HEAD, which must be the \
-            commit the stash was made on (elsewhere: check that commit out first, or, for a stash of \
-            tensor changes only, 'wledger cherry-pick stash@{N}' commits its ΔW onto HEAD); uncommitted \
+            commit the stash was made on (elsewhere: 'stash branch NAME' creates a branch there and pops \
+            the stash on it, or, for a stash of tensor changes only, 'wledger cherry-pick stash@{N}' \
+            commits its ΔW onto HEAD); uncommitted \
             changes it does not touch are kept, as a checkout keeps them, and any other refuses before a \
             byte is written. 'pop' applies and drops; 'drop' and 'clear' remove entries (their commits \
             stay until 'wledger gc'; gc never removes a stash entry's commit). stash@{N} (and stash, \
@@ -19,7 +20,7 @@ struct Stash: ParsableCommand {
 
             Examples: wledger stash -m "try layer 9"; wledger stash list; wledger diff stash@{0}~1 stash@{0} --stat; wledger stash pop
             """,
-        subcommands: [Push.self, List.self, Apply.self, Pop.self, Drop.self, Clear.self],
+        subcommands: [Push.self, List.self, Apply.self, Pop.self, Branch.self, Drop.self, Clear.self],
         defaultSubcommand: Push.self)
 
     struct Push: ParsableCommand {
@@ -67,6 +68,22 @@ struct Stash: ParsableCommand {
         @Flag(help: "Print the result as JSON.") var json = false
 
         func run() throws { try runApply(global: global, stash: stash, pop: true, json: json) }
+    }
+
+    struct Branch: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a branch at the commit a stash was made on, check it out and pop the stash there.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "The new branch.") var name: String
+        @Argument(help: "stash@{N} or N (default: stash@{0}).") var stash: String?
+        @Flag(help: "Print the result as JSON.") var json = false
+
+        func run() throws {
+            let repo = try global.openRepository(forWriting: true)
+            let r = try repo.stashBranch(name, stash, progress: global.progress)
+            warnWorkTreeMismatches(r.checkout.workTreeMismatches)
+            if json { return try printJSON(r) }
+            if !global.quiet { print("Switched to a new branch '\(name)' at \(short(r.stash.base)); applied and dropped \(r.stash.selector) (\(short(r.stash.commit)))") }
+        }
     }
 
     struct Drop: ParsableCommand {

@@ -677,13 +677,14 @@ final class HelpTests: XCTestCase {
         it onto the stash as stash@{0}, and writes HEAD's bytes back where the work
         tree differs (in place where it can); hooks do not run. 'apply' writes a
         stash's files back into the work tree without moving HEAD, which must be the
-        commit the stash was made on (elsewhere: check that commit out first, or, for a
-        stash of tensor changes only, 'wledger cherry-pick stash@{N}' commits its ΔW
-        onto HEAD); uncommitted changes it does not touch are kept, as a checkout keeps
-        them, and any other refuses before a byte is written. 'pop' applies and drops;
-        'drop' and 'clear' remove entries (their commits stay until 'wledger gc'; gc
-        never removes a stash entry's commit). stash@{N} (and stash, stash@{0}) works
-        as a revision anywhere (show, diff, cherry-pick).
+        commit the stash was made on (elsewhere: 'stash branch NAME' creates a branch
+        there and pops the stash on it, or, for a stash of tensor changes only,
+        'wledger cherry-pick stash@{N}' commits its ΔW onto HEAD); uncommitted changes
+        it does not touch are kept, as a checkout keeps them, and any other refuses
+        before a byte is written. 'pop' applies and drops; 'drop' and 'clear' remove
+        entries (their commits stay until 'wledger gc'; gc never removes a stash
+        entry's commit). stash@{N} (and stash, stash@{0}) works as a revision anywhere
+        (show, diff, cherry-pick).
 
         Examples: wledger stash -m "try layer 9"; wledger stash list; wledger diff
         stash@{0}~1 stash@{0} --stat; wledger stash pop
@@ -701,6 +702,8 @@ final class HelpTests: XCTestCase {
           apply                   Write a stash's files into the work tree (HEAD
                                   stays); keep the entry.
           pop                     Apply a stash, then drop it.
+          branch                  Create a branch at the commit a stash was made on,
+                                  check it out and pop the stash there.
           drop                    Remove one stash entry.
           clear                   Remove every stash entry.
 

@@ -6,7 +6,7 @@ import XCTest
 /// changes (not untracked files) and rewrites the work tree to HEAD's exact bytes; apply and pop
 /// bring back the exact bytes of the stashed work tree without moving HEAD, keeping uncommitted
 /// changes the stash does not touch; a stash made on another commit is refused with nothing
-/// changed; gc keeps stashed commits; a killed apply is finished by the next command with HEAD
+/// changed, and `stash branch` pops it on a new branch where it was made; gc keeps stashed commits; a killed apply is finished by the next command with HEAD
 /// where it was; drop, clear, list, `stash@{N}` as a revision and in `reflog stash`.
 final class StashTests: XCTestCase {
     func testStashPushApplyPopDropExactAndHeadStays() throws {
@@ -87,6 +87,14 @@ final class StashTests: XCTestCase {
         XCTAssertTrue(r.stderr.hasPrefix("error: stash@{0} was made on \(one.prefix(12)), HEAD is "), r.stderr)
         XCTAssertEqual(try files(), atBase)
         XCTAssertEqual(try stashCount(), 1)
+        // `stash branch` makes a branch where the stash was made and pops it there.
+        r = try wl(["stash", "branch", "tryit"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try head(), "## tryit")
+        XCTAssertEqual(try commitID("HEAD"), one)
+        XCTAssertEqual(try files(), dirty)
+        XCTAssertEqual(try stashCount(), 0)
+        XCTAssertEqual(try wl(["stash", "-q", "-m", "two"]).status, 0)
 
         // gc keeps a stash's commit, even expiring the reflog.
         XCTAssertEqual(try wl(["checkout", "-q", "main"]).status, 0)
