@@ -84,8 +84,10 @@ extension Ledger {
                     UNION ALL SELECT json_extract(parameters, '$.prunes') FROM "commit" WHERE id IN (SELECT id FROM gcLive) AND parameters IS NOT NULL)
                 WHERE t IN (SELECT id FROM "commit") AND t NOT IN (SELECT id FROM gcLive)
                 """
-            while (try db.queryOne("SELECT count(*) FROM (\(links))") { $0.int(0) } ?? 0) > 0 {
-                try db.execute("INSERT OR IGNORE INTO gcRoot \(links); DELETE FROM gcLive; INSERT INTO gcLive \(closure)")
+            while true {
+                try db.execute("INSERT OR IGNORE INTO gcRoot \(links)")
+                guard (try db.queryOne("SELECT changes()") { $0.int(0) } ?? 0) > 0 else { break }
+                try db.execute("DELETE FROM gcLive; INSERT INTO gcLive \(closure)")
             }
             let reflogEntries = Int(try db.queryOne("""
                 SELECT count(*) FROM reflog WHERE new NOT IN (SELECT id FROM gcLive)

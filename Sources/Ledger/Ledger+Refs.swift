@@ -139,6 +139,11 @@ extension Ledger {
     /// The stash: git's `refs/stash` is a log with no ref, newest entry first (`stash@{0}`).
     public static let stashLog = "refs/stash"
 
+    /// "no entries", "only 1 entry", "only N entries": how far a stash of `count` entries goes.
+    public static func stashSizeText(_ count: Int) -> String {
+        count == 0 ? "no entries" : "only \(count) entr\(count == 1 ? "y" : "ies")"
+    }
+
     /// Pushes `commit` onto the stash (call inside a transaction).
     public func pushStash(_ commit: String, message: String) throws {
         try appendReflog(Self.stashLog, old: try reflog(Self.stashLog, limit: 1).first?.new, new: commit, message: message)

@@ -171,7 +171,7 @@ extension Repository {
                     what.append("'\(s.path)'")
                 }
             }
-            if !what.isEmpty { throw Self.overwritten(what) }
+            if !what.isEmpty { throw Self.overwritten(what, keepingHead: keepHead ? revision : nil) }
         }
         let carriedFiles = Set(cmp.report.modifiedTensors.filter { carried.contains($0.name) }.map(\.file)
             + cmp.report.sideFiles.map(\.path).filter(carried.contains))
@@ -267,8 +267,13 @@ extension Repository {
     }
 
     /// The refusal of a checkout that would overwrite uncommitted changes (`what`: up to six).
-    private static func overwritten(_ what: [String]) -> KitError {
-        .refused("your local changes would be overwritten by checkout: \(what.prefix(6).joined(separator: ", ")); commit them or use --force")
+    /// `keepingHead`: the revision written under HEAD (`stash apply`), which has no --force.
+    private static func overwritten(_ what: [String], keepingHead revision: String? = nil) -> KitError {
+        let list = what.prefix(6).joined(separator: ", ")
+        if let revision {
+            return .refused("your local changes would be overwritten by \(revision): \(list); commit or stash them first, or discard them with 'wledger checkout --force HEAD'")
+        }
+        return .refused("your local changes would be overwritten by checkout: \(list); commit them or use --force")
     }
 
     /// Unlinks side files of the work tree, listing in `result` those that are gone.

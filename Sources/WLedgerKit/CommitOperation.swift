@@ -139,6 +139,9 @@ extension Repository {
     ///   tensor set or shapes differ from HEAD, or a changed tensor holds NaN/Inf.
     /// - Parameter prefetched: the work tree's hashing, started before the repository was opened
     ///   (`startHashing`); used if the work tree did not change since, stopped otherwise.
+    /// What `commit` refuses with on a clean work tree (and `status` says of one).
+    public static let nothingToCommit = "nothing to commit, work tree clean"
+
     public func commit(_ options: CommitOptions, progress: ProgressReporter = .silent, prefetched: WorkTreeHashing? = nil) throws -> CommitResult {
         var options = options
         if let f = options.requestFile { options.hookEnvironment["WLEDGER_REQUEST"] = absolutePath(f) }
@@ -169,7 +172,7 @@ extension Repository {
         if !report.structural.isEmpty {
             throw KitError.usage("'\(root)': work tree tensors differ from HEAD in structure: \(report.structural.prefix(3).joined(separator: "; "))\(report.structural.count > 3 ? "; …" : "")")
         }
-        if report.clean { throw KitError.refused("nothing to commit, work tree clean") }
+        if report.clean { throw KitError.refused(Repository.nothingToCommit) }
         let changedNames = report.modifiedTensors.map(\.name)
         let weights = cmp.weights
         if let prune = options.prune { return try commitPruned(cmp, changedNames, prune, options, progress) }

@@ -148,10 +148,13 @@ extension Repository {
     /// `revision` when given), newest first by commit time.
     public func log(from revision: String? = nil, all: Bool = false, limit: Int = Int.max, stat: Bool = false) throws -> [CommitInfo] {
         let commits: [CommitRecord]
+        /// Newest first by commit time (as git), for commits gathered from more than one line.
+        func newestFirst(_ cs: [CommitRecord]) -> [CommitRecord] {
+            Array(cs.sorted { ($0.time, $0.generation, $0.id) > ($1.time, $1.generation, $1.id) }.prefix(limit))
+        }
+        let range = try Self.splitRange(revision ?? "HEAD")
         if all {
-            if let revision, try Self.splitRange(revision) != nil {
-                throw KitError.usage("'\(revision)': --all takes revisions, not ranges")
-            }
+            if let revision, range != nil { throw KitError.usage("'\(revision)': --all takes revisions, not ranges") }
             var starts = try ledger.refs(prefix: "refs/").map(\.target) + [try ledger.head().commit]
             if let revision { starts.append(try resolve(revision)) }
             var seen = Set<String>(), union: [CommitRecord] = []
@@ -162,21 +165,16 @@ extension Repository {
                     union.append(c)
                 }
             }
-            commits = Array(union.sorted { ($0.time, $0.generation, $0.id) > ($1.time, $1.generation, $1.id) }.prefix(limit))
-            let deco = try decorations()
-            return try commits.map { try info($0, decorations: deco, detailed: false, kappa: stat) }
-        }
-        let revision = revision ?? "HEAD"
-        if let range = try Self.splitRange(revision), range.symmetric {
+            commits = newestFirst(union)
+        } else if let range, range.symmetric {
             let ha = try ledger.history(from: try resolve(range.a)), hb = try ledger.history(from: try resolve(range.b))
             let ia = Set(ha.map(\.id)), ib = Set(hb.map(\.id))
-            let either = ha.filter { !ib.contains($0.id) } + hb.filter { !ia.contains($0.id) }
-            commits = Array(either.sorted { ($0.time, $0.generation, $0.id) > ($1.time, $1.generation, $1.id) }.prefix(limit))
-        } else if let range = try Self.splitRange(revision) {
+            commits = newestFirst(ha.filter { !ib.contains($0.id) } + hb.filter { !ia.contains($0.id) })
+        } else if let range {
             let excluded = Set(try ledger.history(from: try resolve(range.a)).map(\.id))
             commits = Array(try ledger.history(from: try resolve(range.b)).prefix { !excluded.contains($0.id) }.prefix(limit))
         } else {
-            commits = try ledger.history(from: try resolve(revision), limit: limit)
+            commits = try ledger.history(from: try resolve(revision ?? "HEAD"), limit: limit)
         }
         let deco = try decorations()
         return try commits.map { try info($0, decorations: deco, detailed: false, kappa: stat) }

@@ -113,7 +113,10 @@ extension Repository {
             }
             if kind == .checkout {
                 for path in op.removes { unlink(root + "/" + path) }
-                if op.keepHead != true { try ledger.transaction {
+            }
+            // A checkout moves HEAD to its target, unless it wrote a revision under HEAD (stash apply).
+            if kind == .checkout, op.keepHead != true {
+                try ledger.transaction {
                     if let b = op.branch {
                         // A branch the checkout was to create (`checkout -b`) is created now; one
                         // that points elsewhere is not followed (HEAD is detached at the files).
@@ -125,7 +128,7 @@ extension Repository {
                     } else {
                         try switchHead(to: .detached(commit: op.commit))
                     }
-                } }
+                }
             }
             syncDirectory(root)
             clearJournal()

@@ -76,7 +76,7 @@ public struct RevisionResolver {
             // The stash is a log with no ref: stash@{N} is its N-th newest entry.
             let entries = try ledger.reflog(full, limit: n + 1)
             guard n < entries.count else {
-                throw LedgerError.invalid("'\(original)': the stash has \(entries.isEmpty ? "no entries" : "only \(entries.count) entr\(entries.count == 1 ? "y" : "ies")")")
+                throw LedgerError.invalid("'\(original)': the stash has \(Ledger.stashSizeText(entries.count))")
             }
             return entries[n].new
         }

@@ -31,9 +31,10 @@ public struct StashApplyResult: Encodable, Sendable {
 
 extension Repository {
     /// `wledger stash [push] [-m MSG]`: records the work tree's uncommitted changes (tensors,
-    /// headers, tracked side files; untracked ones stay, as with git) as a commit on HEAD that no ref points to, pushed
-    /// onto the stash (`stash@{0}`), then rewrites the work tree to HEAD as `checkout --force
-    /// HEAD` does. Hooks do not run. Nothing to save: a result with no stash.
+    /// headers, tracked side files; untracked ones stay, as with git) as a commit on HEAD that no
+    /// ref points to, pushed onto the stash (`stash@{0}`), then writes HEAD's bytes back where the
+    /// work tree differs (`checkout` with `discard`). Hooks do not run. Nothing to save: a result
+    /// with no stash.
     public func stashPush(message: String? = nil, progress: ProgressReporter = .silent) throws -> StashPushResult {
         let head = try ledger.head()
         let subject = (try ledger.commit(head.commit)?.message ?? "").split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init) ?? ""
@@ -47,7 +48,7 @@ extension Repository {
         let committed: CommitResult
         do {
             committed = try commit(options, progress: progress)
-        } catch KitError.refused(let why) where why.hasPrefix("nothing to commit") {
+        } catch KitError.refused(let why) where why == Repository.nothingToCommit {
             return StashPushResult(stash: nil, commit: nil, checkout: nil)
         }
         // The saved changes are overwritten with HEAD's bytes, only where they differ. If that
@@ -78,14 +79,14 @@ extension Repository {
         guard let s = selector else { return (0, list[0]) }
         let digits = s.hasPrefix("stash@{") && s.hasSuffix("}") ? String(s.dropFirst(7).dropLast()) : s
         guard let n = Int(digits), n >= 0 else { throw KitError.usage("'\(s)' is not a stash entry (stash@{N} or N)") }
-        guard n < list.count else { throw KitError.usage("'\(s)': the stash has only \(list.count) entr\(list.count == 1 ? "y" : "ies")") }
+        guard n < list.count else { throw KitError.usage("'\(s)': the stash has \(Ledger.stashSizeText(list.count))") }
         return (n, list[n])
     }
 
     /// `wledger stash apply|pop [STASH]`: writes the stash's files into the work tree, leaving HEAD
     /// where it is, so its changes are uncommitted again; `pop` then drops the entry. HEAD must be
-    /// the commit the stash was made on (elsewhere: `checkout` that commit first, or `cherry-pick
-    /// stash@{N}` to commit its ΔW onto HEAD). Uncommitted changes the stash does not touch are
+    /// the commit the stash was made on (elsewhere: `stashBranch`, or `cherry-pick stash@{N}` to
+    /// commit its ΔW onto HEAD). Uncommitted changes the stash does not touch are
     /// kept, as a checkout keeps them; any other refuses before anything is written.
     public func stashApply(_ selector: String? = nil, pop: Bool = false, progress: ProgressReporter = .silent) throws -> StashApplyResult {
         let (index, item) = try stashEntry(selector)
@@ -95,13 +96,8 @@ extension Repository {
             throw KitError.refused("\(item.selector) was made on \(item.base.prefix(12)), HEAD is \(head.commit.prefix(12)): check out \(item.base.prefix(12)) to apply it there ('wledger stash branch NAME' makes a branch there and pops it)"
                 + (tensorsOnly ? ", or 'wledger cherry-pick \(item.selector)' to commit its ΔW onto HEAD" : ""))
         }
-        let result: CheckoutResult
-        do {
-            result = try checkout(item.commit, keepHead: true, progress: progress)
-        } catch KitError.refused(let why) where why.hasPrefix("your local changes would be overwritten by checkout") {
-            throw KitError.refused(why.replacingOccurrences(of: "by checkout", with: "by \(item.selector)")
-                .replacingOccurrences(of: "commit them or use --force", with: "commit or stash them first, or discard them with 'wledger checkout --force HEAD'"))
-        }
+        // By its selector, so a refusal names the stash entry.
+        let result = try checkout(item.selector, keepHead: true, progress: progress)
         if pop { try ledger.transaction { try ledger.dropStash(index) } }
         return StashApplyResult(stash: item, checkout: result, dropped: pop)
     }

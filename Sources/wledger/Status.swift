@@ -39,7 +39,7 @@ struct Status: ParsableCommand {
             return
         }
         print(r.branch.map { "On branch \($0)" } ?? "HEAD detached at \(short(r.head))")
-        if r.clean { print("nothing to commit, work tree clean"); return }
+        if r.clean { print(Repository.nothingToCommit); return }
         if !r.structural.isEmpty {
             print("Structural changes (cannot be committed):")
             for s in r.structural { print("  \(s)") }
