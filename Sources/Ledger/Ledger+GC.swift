@@ -10,14 +10,96 @@ public struct GarbagePlan: Equatable, Sendable {
     /// Objects nothing kept refers to, and their stored (compressed) bytes.
     public var objects: Int
     public var storedBytes: Int
-    /// Reflog entries dropped (with `expireUnreachable`).
+    /// Reflog entries dropped (those the expiry names).
     public var reflogEntries: Int
     /// Commits no ref reaches that are kept because a reflog entry, the bisect session,
     /// `checkout -`'s memory or a kept commit's link still names them.
     public var keptByReflog: Int
 }
 
+/// Which reflog entries `gc` and `reflog expire` drop, as git's `gc.reflogExpire` and
+/// `gc.reflogExpireUnreachable`. The stash's log is never expired (its entries go with `stash
+/// drop`/`clear`).
+public struct ReflogExpiry: Equatable, Sendable {
+    /// Entries older than this (unix seconds; `Int64.max`: every entry) go; nil keeps them.
+    public var before: Int64?
+    /// Entries older than this go when no ref (branch, tag, HEAD) reaches their commit, and
+    /// the previous commit such an entry names is forgotten when no ref reaches it; nil keeps them.
+    public var unreachableBefore: Int64?
+    /// The logs it applies to ("HEAD", "refs/heads/x"); nil: every log but the stash's.
+    public var refs: [String]?
+
+    public init(before: Int64?, unreachableBefore: Int64?, refs: [String]? = nil) {
+        self.before = before
+        self.unreachableBefore = unreachableBefore
+        self.refs = refs
+    }
+
+    /// Keeps every entry (and so every commit the reflog names).
+    public static let never = ReflogExpiry(before: nil, unreachableBefore: nil)
+
+    /// SQL conditions on a `reflog` row, given `temp.gcRefLive` (the commits the refs reach) and
+    /// `temp.gcExpireRef` (the logs in scope, when `refs` is set): the entry goes; its `old`
+    /// is forgotten.
+    var conditions: (entry: String, old: String) {
+        var scope = "ref <> '\(Ledger.stashLog)'"
+        if refs != nil { scope += " AND ref IN (SELECT ref FROM gcExpireRef)" }
+        var entry: [String] = [], old: [String] = []
+        if let t = before { entry.append("time < \(t)") }
+        if let t = unreachableBefore {
+            entry.append("(time < \(t) AND new NOT IN (SELECT id FROM gcRefLive))")
+            old.append("(time < \(t) AND old NOT IN (SELECT id FROM gcRefLive))")
+        }
+        func or(_ c: [String]) -> String { c.isEmpty ? "0" : "(\(scope) AND (\(c.joined(separator: " OR "))))" }
+        return (or(entry), "(old IS NOT NULL AND \(or(old)))")
+    }
+}
+
+/// A reflog entry `reflog expire` or `gc` drops.
+public struct ExpiredReflogEntry: Equatable, Sendable {
+    public var ref: String
+    public var old: String?
+    public var new: String
+    public var time: Int64
+    public var message: String
+}
+
 extension Ledger {
+    /// Creates `temp.gcRefLive` (the commits a ref reaches) and `temp.gcExpireRef`.
+    private func prepareExpiry(_ expiry: ReflogExpiry) throws {
+        try db.execute("""
+            CREATE TEMP TABLE gcRefLive(id TEXT PRIMARY KEY) WITHOUT ROWID;
+            CREATE TEMP TABLE gcExpireRef(ref TEXT PRIMARY KEY) WITHOUT ROWID;
+            INSERT INTO gcRefLive WITH RECURSIVE live(id) AS (
+                SELECT target FROM ref WHERE target IS NOT NULL
+                UNION SELECT c.parent FROM "commit" c JOIN live ON c.id = live.id WHERE c.parent IS NOT NULL)
+            SELECT id FROM live;
+            """)
+        for r in expiry.refs ?? [] { try db.run("INSERT OR IGNORE INTO gcExpireRef VALUES(?)", [.text(r)]) }
+    }
+
+    /// The entries `expiry` drops, oldest first.
+    private func expiredEntries(_ expiry: ReflogExpiry) throws -> [ExpiredReflogEntry] {
+        try db.query("SELECT ref, old, new, time, message FROM reflog WHERE \(expiry.conditions.entry) ORDER BY seq") {
+            ExpiredReflogEntry(ref: $0.text(0), old: $0.optionalText(1), new: $0.text(2), time: $0.int(3), message: $0.text(4))
+        }
+    }
+
+    /// `git reflog expire`: drops the entries `expiry` names, and forgets the previous commit of
+    /// the others where it names one (unless `dryRun`); the commits stay until `gc`. Returns the
+    /// dropped entries, oldest first.
+    public func expireReflog(_ expiry: ReflogExpiry, dryRun: Bool) throws -> [ExpiredReflogEntry] {
+        try transaction {
+            defer { try? db.execute("DROP TABLE IF EXISTS temp.gcRefLive; DROP TABLE IF EXISTS temp.gcExpireRef") }
+            try prepareExpiry(expiry)
+            let entries = try expiredEntries(expiry)
+            guard !dryRun else { return entries }
+            let c = expiry.conditions
+            try db.execute("DELETE FROM reflog WHERE \(c.entry); UPDATE reflog SET old = NULL WHERE \(c.old)")
+            return entries
+        }
+    }
+
     /// Plans, and unless `dryRun` carries out in one transaction, the removal of everything no
     /// root reaches, as `git gc --prune=now` does:
     ///
@@ -30,19 +112,19 @@ extension Ledger {
     /// - kept objects: those the kept versions and the kept commits' file rows store, and those
     ///   `meta` values name (the key statistics of the editors).
     ///
-    /// With `expireUnreachable`, reflog entries only name roots when a ref reaches their commits:
-    /// the entries of moves to a commit no ref reaches are dropped, so those commits go too
-    /// (`git reflog expire --expire-unreachable=now --all`), and an entry of a move away from
-    /// one stays without its old value.
+    /// The reflog entries `expiry` names are dropped first and name no roots (`git reflog
+    /// expire`): with `unreachableBefore` = `Int64.max`, the entries of moves to a commit no ref
+    /// reaches go, so those commits go too (`--expire-unreachable=now --all`), and an entry of a
+    /// move away from one stays without its old value.
     /// Derived rows of removed versions (spectra) and stat-cache rows of removed commits go with
     /// them; cached evaluations are keyed by tree and kept.
-    public func collectGarbage(otherRoots: [String], expireUnreachable: Bool, dryRun: Bool) throws -> GarbagePlan {
+    public func collectGarbage(otherRoots: [String], expiry: ReflogExpiry, dryRun: Bool) throws -> GarbagePlan {
         try transaction {
-            defer { try? db.execute("DROP TABLE IF EXISTS temp.gcRoot; DROP TABLE IF EXISTS temp.gcLive; DROP TABLE IF EXISTS temp.gcRefLive; DROP TABLE IF EXISTS temp.gcVersion; DROP TABLE IF EXISTS temp.gcObject") }
+            defer { try? db.execute("DROP TABLE IF EXISTS temp.gcRoot; DROP TABLE IF EXISTS temp.gcLive; DROP TABLE IF EXISTS temp.gcRefLive; DROP TABLE IF EXISTS temp.gcExpireRef; DROP TABLE IF EXISTS temp.gcVersion; DROP TABLE IF EXISTS temp.gcObject") }
+            try prepareExpiry(expiry)
             try db.execute("""
                 CREATE TEMP TABLE gcRoot(id TEXT PRIMARY KEY) WITHOUT ROWID;
                 CREATE TEMP TABLE gcLive(id TEXT PRIMARY KEY) WITHOUT ROWID;
-                CREATE TEMP TABLE gcRefLive(id TEXT PRIMARY KEY) WITHOUT ROWID;
                 CREATE TEMP TABLE gcVersion(hash TEXT PRIMARY KEY) WITHOUT ROWID;
                 CREATE TEMP TABLE gcObject(id TEXT PRIMARY KEY) WITHOUT ROWID;
                 """)
@@ -52,19 +134,14 @@ extension Ledger {
                     UNION SELECT c.parent FROM "commit" c JOIN live ON c.id = live.id WHERE c.parent IS NOT NULL)
                 SELECT id FROM live
                 """
-            // The commits the refs alone keep.
-            try db.execute("INSERT OR IGNORE INTO gcRoot SELECT target FROM ref WHERE target IS NOT NULL")
-            try db.execute("INSERT INTO gcRefLive \(closure)")
-            // Everything else that names a commit.
-            if !expireUnreachable {
-                try db.execute("""
-                    INSERT OR IGNORE INTO gcRoot SELECT new FROM reflog;
-                    INSERT OR IGNORE INTO gcRoot SELECT old FROM reflog WHERE old IS NOT NULL;
-                    """)
-            } else {
-                // Stash entries are kept until dropped, like refs.
-                try db.run("INSERT OR IGNORE INTO gcRoot SELECT new FROM reflog WHERE ref = ?", [.text(Self.stashLog)])
-            }
+            // The refs, then everything else that names a commit: the reflog entries that stay
+            // (stash entries always: they are kept until dropped, like refs).
+            let expired = expiry.conditions
+            try db.execute("""
+                INSERT OR IGNORE INTO gcRoot SELECT target FROM ref WHERE target IS NOT NULL;
+                INSERT OR IGNORE INTO gcRoot SELECT new FROM reflog WHERE NOT \(expired.entry);
+                INSERT OR IGNORE INTO gcRoot SELECT old FROM reflog WHERE old IS NOT NULL AND NOT \(expired.entry) AND NOT \(expired.old);
+                """)
             try db.execute("""
                 INSERT OR IGNORE INTO gcRoot SELECT current FROM bisectSession WHERE current IS NOT NULL;
                 INSERT OR IGNORE INTO gcRoot SELECT target FROM bisectMark;
@@ -89,9 +166,7 @@ extension Ledger {
                 guard (try db.queryOne("SELECT changes()") { $0.int(0) } ?? 0) > 0 else { break }
                 try db.execute("DELETE FROM gcLive; INSERT INTO gcLive \(closure)")
             }
-            let reflogEntries = Int(try db.queryOne("""
-                SELECT count(*) FROM reflog WHERE new NOT IN (SELECT id FROM gcLive)
-                """) { $0.int(0) } ?? 0)
+            let reflogEntries = Int(try db.queryOne("SELECT count(*) FROM reflog WHERE \(expired.entry)") { $0.int(0) } ?? 0)
             try db.execute("""
                 INSERT INTO gcVersion
                 WITH RECURSIVE lv(hash) AS (
@@ -126,7 +201,7 @@ extension Ledger {
             // Children before parents would not matter (constraints are checked per statement);
             // rows that refer to a removed row go first.
             try db.execute("""
-                DELETE FROM reflog WHERE new NOT IN (SELECT id FROM gcLive);
+                DELETE FROM reflog WHERE \(expired.entry);
                 UPDATE reflog SET old = NULL WHERE old IS NOT NULL AND old NOT IN (SELECT id FROM gcLive);
                 DELETE FROM worktreeFile WHERE "commit" NOT IN (SELECT id FROM gcLive);
                 DELETE FROM commitTensor WHERE "commit" NOT IN (SELECT id FROM gcLive);

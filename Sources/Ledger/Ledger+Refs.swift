@@ -170,9 +170,15 @@ extension Ledger {
         return n
     }
 
+    /// The time a reflog entry records: $WLEDGER_TIME (unix seconds) when set, the time commits
+    /// record too (as git's reflog takes GIT_COMMITTER_DATE), else now.
+    public static func reflogNow() -> Int64 {
+        ProcessInfo.processInfo.environment["WLEDGER_TIME"].flatMap { Int64($0) } ?? Int64(Date().timeIntervalSince1970)
+    }
+
     private func appendReflog(_ ref: String, old: String?, new: String, message: String) throws {
         try db.run("INSERT INTO reflog(ref, old, new, time, message) VALUES(?, ?, ?, ?, ?)",
-                   [.text(ref), old.map { .text($0) } ?? .null, .text(new), .int(Int64(Date().timeIntervalSince1970)),
+                   [.text(ref), old.map { .text($0) } ?? .null, .text(new), .int(Self.reflogNow()),
                     .text(message.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init) ?? "")])
     }
 

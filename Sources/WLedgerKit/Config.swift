@@ -32,7 +32,7 @@ public struct ConfigFile: Sendable {
     }
 
     public enum ValueKind: Sendable {
-        case string, word, count, positiveCount, number, numberOrPercent, mode, source, command, boolean
+        case string, word, count, positiveCount, number, numberOrPercent, mode, source, command, boolean, expiry
     }
 
     public static let schema: [Key] = [
@@ -54,6 +54,8 @@ public struct ConfigFile: Sendable {
         Key(pattern: "gate.max-l1", kind: .number, help: "weight gate: largest Σ|ΔW| vs base allowed in one matrix"),
         Key(pattern: "gate.max-delta-share", kind: .numberOrPercent, help: "weight gate: largest share of elements with δ = |ΔW/W| > 0.171 vs base"),
         Key(pattern: "gate.max-kappa-growth", kind: .number, help: "weight gate: largest κ(W)/κ(W_base) allowed"),
+        Key(pattern: "gc.reflogExpire", kind: .expiry, help: "gc and reflog expire drop reflog entries older than this (default: 90.days.ago; never, now, 2.weeks.ago, 2026-01-31, @UNIX)"),
+        Key(pattern: "gc.reflogExpireUnreachable", kind: .expiry, help: "gc and reflog expire drop reflog entries older than this whose commit no branch, tag or HEAD reaches, so gc removes the commit (default: 30.days.ago)"),
         Key(pattern: "core.in-place", kind: .boolean, help: "write changed tensors into weight files in place where they allow it: checkout, revert, prune, restrain, edit, commit --prune (default: true)"),
     ]
 
@@ -239,6 +241,8 @@ public struct ConfigFile: Sendable {
             return TaskSource(value) == nil ? "'\(key)': unknown task source '\(value)' (bigbench:DIR, jsonl:FILE, perplexity:FILE, edits, external:NAME)" : nil
         case .boolean:
             return ["true", "false"].contains(value) ? nil : "'\(key)' must be true or false"
+        case .expiry:
+            return ExpiryTime(value, now: 0) == nil ? "'\(key)' must be a time (now, never, 90.days.ago, 2026-01-31, @UNIX), got '\(value)'" : nil
         }
     }
 

@@ -9,8 +9,13 @@ public struct GCResult: Encodable, Sendable {
     public var removedObjects: Int
     /// Stored (compressed) bytes of the removed objects.
     public var removedStoredBytes: Int
-    /// Reflog entries dropped (`--expire-unreachable`).
+    /// Reflog entries dropped: older than `reflogExpire`, or older than `reflogExpireUnreachable`
+    /// with a commit no ref reaches.
     public var removedReflogEntries: Int
+    /// The cutoffs applied (`never`, `all` or an ISO date): the config's `gc.reflogExpire` and
+    /// `gc.reflogExpireUnreachable`, else 90 and 30 days; `all` for the latter with `--expire-unreachable`.
+    public var reflogExpire: String
+    public var reflogExpireUnreachable: String
     /// Commits no ref reaches, kept because the reflog, a bisect session, `checkout -` or a kept
     /// commit's cherry-pick, revert or prune link still names them.
     public var keptUnreachableCommits: Int
@@ -22,15 +27,20 @@ public struct GCResult: Encodable, Sendable {
 extension Repository {
     /// `wledger gc [--expire-unreachable] [--dry-run]`: removes the commits nothing reaches (left
     /// behind by `reset --hard`, `branch -D`, `commit --amend`-style rewrites), the tensor versions
-    /// and objects only they used, then compacts the ledger file. Commits the reflog names are
-    /// kept, so `HEAD@{N}` still works; `expireUnreachable` first drops the reflog entries of
-    /// commits no ref reaches (git's `reflog expire --expire-unreachable=now --all` then
-    /// `gc --prune=now`). The work tree is never touched.
+    /// and objects only they used, then compacts the ledger file. As git's gc, it first expires
+    /// the reflog (`gc.reflogExpire`, default 90 days; `gc.reflogExpireUnreachable`, default 30
+    /// days, for entries of commits no ref reaches); the commits the remaining entries name are
+    /// kept, so `HEAD@{N}` still works. `expireUnreachable` drops every entry of a commit no ref
+    /// reaches (git's `reflog expire --expire-unreachable=now --all` then `gc --prune=now`). The
+    /// work tree is never touched.
     public func gc(expireUnreachable: Bool = false, dryRun: Bool = false, progress: ProgressReporter = .silent) throws -> GCResult {
+        var (all, unreachable) = try reflogExpiryTimes(expire: nil, expireUnreachable: nil)
+        if expireUnreachable { unreachable = .all }
         let before = ledger.fileBytes()
         // `checkout -` remembers a detached HEAD's commit.
         let previous = try ledger.meta(Self.previousHeadKey).flatMap { $0.hasPrefix(RefKind.branch.prefix) ? nil : $0 }
-        let plan = try ledger.collectGarbage(otherRoots: previous.map { [$0] } ?? [], expireUnreachable: expireUnreachable, dryRun: dryRun)
+        let plan = try ledger.collectGarbage(otherRoots: previous.map { [$0] } ?? [],
+                                           expiry: ReflogExpiry(before: all.cutoff, unreachableBefore: unreachable.cutoff), dryRun: dryRun)
         let removedAnything = !plan.commits.isEmpty || plan.tensorVersions > 0 || plan.objects > 0 || plan.reflogEntries > 0
         // Compacted when something went, or when free pages make up 1% of the file or more (an
         // earlier compaction failed, or other work freed them).
@@ -52,7 +62,8 @@ extension Repository {
         }
         return GCResult(dryRun: dryRun, removedCommits: plan.commits, removedTensorVersions: plan.tensorVersions,
                         removedObjects: plan.objects, removedStoredBytes: plan.storedBytes,
-                        removedReflogEntries: plan.reflogEntries, keptUnreachableCommits: plan.keptByReflog,
+                        removedReflogEntries: plan.reflogEntries, reflogExpire: all.description,
+                        reflogExpireUnreachable: unreachable.description, keptUnreachableCommits: plan.keptByReflog,
                         ledgerBytesBefore: before, ledgerBytesAfter: dryRun ? before : ledger.fileBytes())
     }
 }

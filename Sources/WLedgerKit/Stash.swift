@@ -98,7 +98,7 @@ extension Repository {
         }
         // By its selector, so a refusal names the stash entry.
         let result = try checkout(item.selector, keepHead: true, progress: progress)
-        if pop { try ledger.transaction { try ledger.dropStash(index) } }
+        if pop { _ = try ledger.transaction { try ledger.dropStash(index) } }
         return StashApplyResult(stash: item, checkout: result, dropped: pop)
     }
 
@@ -113,7 +113,7 @@ extension Repository {
     /// `wledger stash drop [STASH]`: removes one entry (its commit stays until `gc`).
     public func stashDrop(_ selector: String? = nil) throws -> StashItem {
         let (index, item) = try stashEntry(selector)
-        try ledger.transaction { try ledger.dropStash(index) }
+        _ = try ledger.transaction { try ledger.dropStash(index) }
         return item
     }
 

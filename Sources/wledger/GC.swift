@@ -11,12 +11,14 @@ struct GC: ParsableCommand {
             commit a cherry-pick was picked from, the edit a revert or prune undid). The others are \
             removed with the tensor versions and stored objects only they used, and the ledger file is \
             rewritten without the freed space (SQLite VACUUM: a temporary copy in $SQLITE_TMPDIR, \
-            /var/tmp or /tmp and a WAL next to the ledger, each up to the ledger's size). HEAD's reflog \
-            names every commit HEAD was ever on, so plain gc removes little (it compacts when free pages \
-            make up 1% of the ledger or more); --expire-unreachable first \
-            drops the reflog entries of moves to commits no ref reaches (git reflog expire \
-            --expire-unreachable=now --all: what reset --hard or deleting a branch left behind), so \
-            those commits go too and HEAD@{N} counts only what is left. --dry-run lists what would go \
+            /var/tmp or /tmp and a WAL next to the ledger, each up to the ledger's size; it compacts \
+            when something was removed or free pages make up 1% of the ledger or more). As git gc, it \
+            first expires the reflog: entries older than gc.reflogExpire (default 90 days) and entries \
+            older than gc.reflogExpireUnreachable (default 30 days) whose commit no branch, tag or HEAD \
+            reaches go (see 'wledger reflog expire'; stash entries never do), so what reset --hard or \
+            deleting a branch left behind goes a month later. --expire-unreachable drops every \
+            entry of a commit no ref reaches now (git reflog expire --expire-unreachable=now --all), so \
+            those commits go at once and HEAD@{N} counts only what is left. --dry-run lists what would go \
             and changes nothing. The work tree is never touched; every kept commit checks out byte for \
             byte as before.
 
@@ -24,7 +26,7 @@ struct GC: ParsableCommand {
             """)
 
     @OptionGroup var global: GlobalOptions
-    @Flag(help: "Also drop the reflog entries of commits no branch, tag or HEAD reaches, so those commits go.")
+    @Flag(help: "Drop the reflog entries of commits no branch, tag or HEAD reaches whatever their age, so those commits go.")
     var expireUnreachable = false
     @Flag(name: [.customShort("n"), .long], help: "Show what would be removed; change nothing.") var dryRun = false
     @Flag(help: "Print the result as JSON.") var json = false
@@ -43,7 +45,7 @@ struct GC: ParsableCommand {
         }
         if r.keptUnreachableCommits > 0 {
             print("kept \(r.keptUnreachableCommits) commit(s) no branch, tag or HEAD reaches (named by "
-                  + (expireUnreachable ? "the stash, a bisect session, 'checkout -' or a kept commit's link)" : "the reflog or another root; --expire-unreachable removes those only the reflog names)"))
+                  + (expireUnreachable ? "the stash, a bisect session, 'checkout -' or a kept commit's link)" : "the reflog or another root; --expire-unreachable removes those only recent reflog entries name)"))
         }
     }
 }

@@ -161,4 +161,136 @@ final class GCTests: XCTestCase {
         XCTAssertEqual(try wl(["bisect", "reset", "-q"]).status, 0)
         XCTAssertEqual(try wl(["status", "-s", "-b"]).stdout, "## main\n")
     }
+
+    /// Reflog expiry by age, as git's `gc.reflogExpire` (90 days) and `gc.reflogExpireUnreachable`
+    /// (30 days): entries are dated with $WLEDGER_TIME (as commits are), and gc and `reflog expire`
+    /// read the same clock. A deleted branch's commits stay while a recent entry names them and go
+    /// with plain gc once it is a month old; reachable commits only lose their old entries.
+    func testReflogEntriesExpireByAgeAndGCThenRemovesWhatOnlyTheyKept() throws {
+        let tmp = try TemporaryDirectory("gc-expire")
+        let dir = (try tmp.copyModel(from: try Fixtures.smolLM2("bf16")) as NSString).standardizingPath
+        let weights = dir + "/model.safetensors"
+        let now = Int(Date().timeIntervalSince1970), day = 86400
+        func wl(_ args: [String], daysAgo: Int? = nil) throws -> ProcessOutput {
+            try CLI.run(args, in: dir, environment: daysAgo.map { ["WLEDGER_TIME": String(now - $0 * day)] } ?? [:])
+        }
+        func ok(_ args: [String], daysAgo: Int? = nil) throws {
+            let r = try wl(args, daysAgo: daysAgo)
+            XCTAssertEqual(r.status, 0, "\(args): \(r.stderr)")
+        }
+        func json(_ args: [String], daysAgo: Int? = nil) throws -> [String: Any] {
+            let r = try wl(args, daysAgo: daysAgo)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stdout)
+        }
+        func reflog(_ ref: String = "HEAD") throws -> [[String: Any]] {
+            try XCTUnwrap(JSONSerialization.jsonObject(with: Data(try wl(["reflog", ref, "--json"]).stdout.utf8)) as? [[String: Any]])
+        }
+        func commitID(_ rev: String) throws -> String { try XCTUnwrap(try json(["show", rev, "--json"])["id"] as? String) }
+        func files() throws -> [String: String] { try directoryDigest(dir).filter { !$0.key.hasPrefix(".wledger/") } }
+        func ledgerDigest() throws -> [String: String] { try directoryDigest(dir + "/.wledger").filter { $0.key.hasPrefix("ledger") } }
+
+        // HEAD's log, oldest first: init (200 days ago), commit m1 (100), checkout -b side (100),
+        // commit s1 (100), commit s2 (10), checkout main (10), commit m2 (5); then side is deleted.
+        try ok(["init", "-q"], daysAgo: 200)
+        var kept: [String: [String: String]] = [try commitID("HEAD"): try files()]
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.3.mlp.down_proj.weight", seed: 11)
+        try ok(["commit", "-q", "-m", "m1"], daysAgo: 100)
+        kept[try commitID("HEAD")] = try files()
+        try ok(["checkout", "-q", "-b", "side"], daysAgo: 100)
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.7.mlp.down_proj.weight", seed: 12)
+        try ok(["commit", "-q", "-m", "s1"], daysAgo: 100)
+        let s1 = try commitID("HEAD")
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.8.mlp.down_proj.weight", seed: 13)
+        try ok(["commit", "-q", "-m", "s2"], daysAgo: 10)
+        let s2 = try commitID("HEAD")
+        try ok(["checkout", "-q", "main"], daysAgo: 10)
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.9.mlp.down_proj.weight", seed: 14)
+        try ok(["commit", "-q", "-m", "m2"], daysAgo: 5)
+        kept[try commitID("HEAD")] = try files()
+        try ok(["branch", "-q", "-D", "side"])
+        let head = try reflog()
+        XCTAssertEqual(head.count, 7)
+        let dates = try head.map { try XCTUnwrap(ISO8601DateFormatter().date(from: try XCTUnwrap($0["date"] as? String))) }
+        XCTAssertEqual(dates.map { (now - Int($0.timeIntervalSince1970)) / day }, [5, 10, 10, 100, 100, 100, 200], "dated by WLEDGER_TIME")
+        XCTAssertEqual(try reflog("main").count, 3, "init, m1, m2")
+
+        // Plain gc with the defaults: the six entries older than 90 days go (four of HEAD's, two
+        // of main's; s1's among them, as it is older than 30 days too); s2's entry is 10 days old,
+        // so s2 and its parent s1 stay. The dry run and 'reflog expire' plan the same.
+        let ledgerBefore = try ledgerDigest()
+        let plan = try json(["reflog", "expire", "--all", "--dry-run", "--json"])
+        let dropped = try XCTUnwrap(plan["dropped"] as? [[String: Any]])
+        XCTAssertEqual(dropped.map { "\($0["ref"] ?? "-") \($0["message"] ?? "-")" },
+                       ["main commit (initial): base", "HEAD commit (initial): base", "main commit: m1", "HEAD commit: m1",
+                        "HEAD checkout: moving from main to side", "HEAD commit: s1"], "the old entries, oldest first")
+        var o = try json(["gc", "--dry-run", "--json"])
+        XCTAssertEqual(o["removedReflogEntries"] as? Int, 6)
+        XCTAssertEqual(o["removedCommits"] as? [String], [])
+        XCTAssertEqual(try ledgerDigest(), ledgerBefore, "dry runs change nothing")
+        // Config: never expiring old entries leaves only s1's (older than 30 days, on no ref).
+        try ok(["config", "set", "gc.reflogExpire", "never"])
+        o = try json(["gc", "--dry-run", "--json"])
+        XCTAssertEqual(o["removedReflogEntries"] as? Int, 1)
+        XCTAssertEqual(o["reflogExpire"] as? String, "never")
+        try ok(["config", "set", "gc.reflogExpireUnreachable", "never"])
+        XCTAssertEqual(try json(["gc", "--dry-run", "--json"])["removedReflogEntries"] as? Int, 0)
+        // Bad times: one line naming the option or the config file, nothing changed.
+        var r = try wl(["config", "set", "gc.reflogExpire", "soon"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("'gc.reflogExpire' must be a time"), r.stderr)
+        try ok(["config", "unset", "gc.reflogExpire"])
+        try ok(["config", "unset", "gc.reflogExpireUnreachable"])
+        let config = dir + "/.wledger/config"
+        let configText = try String(contentsOfFile: config, encoding: .utf8)
+        try (configText + "[gc]\n\treflogExpireUnreachable = 3.fortnights\n").write(toFile: config, atomically: true, encoding: .utf8)
+        r = try wl(["gc"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.hasPrefix("error: '\(config)': 'gc.reflogExpireUnreachable' must be a time"), r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        try configText.write(toFile: config, atomically: true, encoding: .utf8)
+        for bad in [["reflog", "expire", "--all", "--expire", "yesterdayish"], ["reflog", "expire"], ["reflog", "expire", "--all", "HEAD"],
+                    ["reflog", "expire", "stash"], ["reflog", "expire", "nosuchbranch"]] {
+            r = try wl(bad)
+            XCTAssertEqual(r.status, 2, "\(bad): \(r.stderr)")
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        }
+        XCTAssertEqual(try ledgerDigest(), ledgerBefore, "refused commands change nothing")
+
+        // 'reflog expire' of main's log alone, then plain gc for the rest.
+        o = try json(["reflog", "expire", "main", "--json"])
+        XCTAssertEqual((o["dropped"] as? [[String: Any]])?.map { $0["message"] as? String }, ["commit (initial): base", "commit: m1"])
+        XCTAssertEqual(try reflog("main").count, 1)
+        o = try json(["gc", "--json"])
+        XCTAssertEqual(o["removedReflogEntries"] as? Int, 4)
+        XCTAssertEqual(o["removedCommits"] as? [String], [])
+        XCTAssertEqual(try reflog().count, 3)
+        XCTAssertEqual(try commitID("HEAD@{2}"), s2, "s2's entry is kept")
+
+        // 25 days on, s2's entry is 35 days old and names a commit no ref reaches: it goes, the
+        // move from s2 to main forgets s2, and gc removes s2 and s1 with what only they stored.
+        let later = try XCTUnwrap(try json(["reflog", "expire", "--all", "-n", "--json"], daysAgo: -25)["dropped"] as? [[String: Any]])
+        XCTAssertEqual(later.map { $0["commit"] as? String }, [s2])
+        o = try json(["gc", "--json"], daysAgo: -25)
+        XCTAssertEqual(o["removedReflogEntries"] as? Int, 1)
+        XCTAssertEqual(o["removedCommits"] as? [String], [s1, s2])
+        XCTAssertEqual(o["removedTensorVersions"] as? Int, 2)
+        let left = try reflog()
+        XCTAssertEqual(left.map { $0["message"] as? String }, ["commit: m2", "checkout: moving from side to main"])
+        XCTAssertNil(left[1]["previous"], "the move away from s2 forgets it")
+        XCTAssertEqual(try json(["fsck", "--full", "--json"])["problems"] as? [String], [])
+        XCTAssertEqual(try wl(["status", "-s"]).stdout, "")
+        for (id, digest) in kept {
+            let out = tmp.path + "/out-" + id.prefix(12)
+            try ok(["checkout", "-q", "--output", out, id])
+            XCTAssertEqual(try directoryDigest(out), digest, id)
+        }
+        // --expire=now empties the logs; the commits stay (refs reach them).
+        o = try json(["reflog", "expire", "--all", "--expire=now", "--json"])
+        XCTAssertEqual((o["dropped"] as? [[String: Any]])?.count, 3)
+        XCTAssertEqual(try reflog().count, 0)
+        XCTAssertEqual(try json(["gc", "--json"])["removedCommits"] as? [String], [])
+        XCTAssertEqual(Set(try XCTUnwrap((try wl(["log", "--all", "--json"]).stdout.data(using: .utf8)).flatMap {
+            try JSONSerialization.jsonObject(with: $0) as? [[String: Any]] }).compactMap { $0["id"] as? String }), Set(kept.keys))
+    }
 }

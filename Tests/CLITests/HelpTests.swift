@@ -75,7 +75,7 @@ final class HelpTests: XCTestCase {
           reset                   Move the current branch (or a detached HEAD) to a
                                   revision.
           reflog                  Show where HEAD or a branch pointed after each of its
-                                  moves.
+                                  moves; expire old entries.
           revert                  Commit the inverse of one edit's ΔW onto HEAD (any
                                   commit, not only HEAD).
           cherry-pick             Commit one commit's ΔW onto HEAD (e.g. an edit made
@@ -405,7 +405,8 @@ final class HelpTests: XCTestCase {
 
     func testReflogHelp() throws {
         try assertHelp(["reflog", "--help"], #"""
-        OVERVIEW: Show where HEAD or a branch pointed after each of its moves.
+        OVERVIEW: Show where HEAD or a branch pointed after each of its moves; expire
+        old entries.
 
         As git reflog: newest first, one line per move (commit, checkout, reset, branch
         creation or rename), with the selector that names that position in any command:
@@ -414,15 +415,33 @@ final class HelpTests: XCTestCase {
         checkout came from. A commit that reset --hard left behind is found here. A
         branch's log goes when the branch is deleted and follows it when it is renamed;
         tags do not move and have none. Ledgers made before the reflog existed start
-        with an empty one.
+        with an empty one. Entries record $WLEDGER_TIME when it is set, as commits do.
+        'reflog expire' drops old entries (gc does it first, with the config's
+        gc.reflogExpire and gc.reflogExpireUnreachable: 90 and 30 days by default).
 
         Examples: wledger reflog; wledger reflog main -n 5; wledger reset --hard
-        HEAD@{1}
+        HEAD@{1}; wledger reflog expire --expire-unreachable=now --all
 
-        USAGE: wledger reflog [-C <path>] [--quiet] [<ref>] [--max-count <max-count>] [--json]
+        USAGE: wledger reflog <subcommand>
+
+        OPTIONS:
+          --version               Show the version.
+          -h, --help              Show help information.
+
+        SUBCOMMANDS:
+          show (default)          List a log's entries, newest first (the default).
+          expire                  Drop old reflog entries, so gc can remove the commits
+                                  only they kept.
+
+          See 'wledger help reflog <subcommand>' for detailed help.
+        """#)
+        try assertHelp(["reflog", "show", "--help"], #"""
+        OVERVIEW: List a log's entries, newest first (the default).
+
+        USAGE: wledger reflog show [-C <path>] [--quiet] [<ref>] [--max-count <max-count>] [--json]
 
         ARGUMENTS:
-          <ref>                   HEAD (default), a branch, or @ for the current
+          <ref>                   HEAD (default), a branch, stash, or @ for the current
                                   branch. (default: HEAD)
 
         OPTIONS:
@@ -430,6 +449,40 @@ final class HelpTests: XCTestCase {
           -q, --quiet             Show no progress or notices.
           -n, --max-count <max-count>
                                   Show at most this many entries.
+          --json                  Print the result as JSON.
+          --version               Show the version.
+          -h, --help              Show help information.
+        """#)
+        try assertHelp(["reflog", "expire", "--help"], #"""
+        OVERVIEW: Drop old reflog entries, so gc can remove the commits only they kept.
+
+        As git reflog expire: drops the entries of HEAD's and the branches' logs older
+        than --expire, and those older than --expire-unreachable whose commit no
+        branch, tag or HEAD reaches (an entry that stays forgets its previous commit
+        when that one is such a commit). Defaults: the config's gc.reflogExpire and
+        gc.reflogExpireUnreachable, else 90.days.ago and 30.days.ago. Times: now (every
+        entry), never, N.UNIT[.ago] (second, minute, hour, day, week, month = 30 days,
+        year), a UTC date 2026-01-31[T12:00[:00]], or @UNIX. The commits stay until
+        'wledger gc'. The stash's entries are never expired: 'stash drop' and 'stash
+        clear' remove them.
+
+        Examples: wledger reflog expire --all --dry-run; wledger reflog expire
+        --expire-unreachable=now --all; wledger reflog expire --expire=2.weeks.ago HEAD
+
+        USAGE: wledger reflog expire [-C <path>] [--quiet] [<refs> ...] [--all] [--expire <time>] [--expire-unreachable <time>] [--dry-run] [--json]
+
+        ARGUMENTS:
+          <refs>                  The logs to expire: HEAD, a branch, or @ (or --all).
+
+        OPTIONS:
+          -C <path>               Run as if started in <path>. (default: .)
+          -q, --quiet             Show no progress or notices.
+          --all                   Expire HEAD's log and every branch's.
+          --expire <time>         Drop entries older than this.
+          --expire-unreachable <time>
+                                  Drop entries older than this whose commit no ref
+                                  reaches.
+          -n, --dry-run           List what would be dropped; change nothing.
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
@@ -642,14 +695,18 @@ final class HelpTests: XCTestCase {
         from, the edit a revert or prune undid). The others are removed with the tensor
         versions and stored objects only they used, and the ledger file is rewritten
         without the freed space (SQLite VACUUM: a temporary copy in $SQLITE_TMPDIR,
-        /var/tmp or /tmp and a WAL next to the ledger, each up to the ledger's size).
-        HEAD's reflog names every commit HEAD was ever on, so plain gc removes little
-        (it compacts when free pages make up 1% of the ledger or more);
-        --expire-unreachable first drops the reflog entries of moves to commits no ref
-        reaches (git reflog expire --expire-unreachable=now --all: what reset --hard or
-        deleting a branch left behind), so those commits go too and HEAD@{N} counts
-        only what is left. --dry-run lists what would go and changes nothing. The work
-        tree is never touched; every kept commit checks out byte for byte as before.
+        /var/tmp or /tmp and a WAL next to the ledger, each up to the ledger's size; it
+        compacts when something was removed or free pages make up 1% of the ledger or
+        more). As git gc, it first expires the reflog: entries older than
+        gc.reflogExpire (default 90 days) and entries older than
+        gc.reflogExpireUnreachable (default 30 days) whose commit no branch, tag or
+        HEAD reaches go (see 'wledger reflog expire'; stash entries never do), so what
+        reset --hard or deleting a branch left behind goes a month later.
+        --expire-unreachable drops every entry of a commit no ref reaches now (git
+        reflog expire --expire-unreachable=now --all), so those commits go at once and
+        HEAD@{N} counts only what is left. --dry-run lists what would go and changes
+        nothing. The work tree is never touched; every kept commit checks out byte for
+        byte as before.
 
         Examples: wledger gc --dry-run; wledger gc; wledger gc --expire-unreachable
 
@@ -658,8 +715,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               Run as if started in <path>. (default: .)
           -q, --quiet             Show no progress or notices.
-          --expire-unreachable    Also drop the reflog entries of commits no branch,
-                                  tag or HEAD reaches, so those commits go.
+          --expire-unreachable    Drop the reflog entries of commits no branch, tag or
+                                  HEAD reaches whatever their age, so those commits go.
           -n, --dry-run           Show what would be removed; change nothing.
           --json                  Print the result as JSON.
           --version               Show the version.
@@ -881,6 +938,11 @@ final class HelpTests: XCTestCase {
           gate.max-delta-share: weight gate: largest share of elements with δ = |ΔW/W|
         > 0.171 vs base
           gate.max-kappa-growth: weight gate: largest κ(W)/κ(W_base) allowed
+          gc.reflogExpire: gc and reflog expire drop reflog entries older than this
+        (default: 90.days.ago; never, now, 2.weeks.ago, 2026-01-31, @UNIX)
+          gc.reflogExpireUnreachable: gc and reflog expire drop reflog entries older
+        than this whose commit no branch, tag or HEAD reaches, so gc removes the commit
+        (default: 30.days.ago)
           core.in-place: write changed tensors into weight files in place where they
         allow it: checkout, revert, prune, restrain, edit, commit --prune (default:
         true)

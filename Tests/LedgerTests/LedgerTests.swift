@@ -150,21 +150,21 @@ final class LedgerTests: XCTestCase {
             _ = try ledger.insert(orphan)
             try ledger.setMeta("mom2/x/layer3/y/1000", "\(named.id) 1000")
         }
-        let plan = try ledger.collectGarbage(otherRoots: [d], expireUnreachable: false, dryRun: true)
+        let plan = try ledger.collectGarbage(otherRoots: [d], expiry: .never, dryRun: true)
         XCTAssertEqual(plan.commits, [e])
         XCTAssertEqual(plan.objects, 1)
         XCTAssertEqual(plan.storedBytes, try ledger.storedSize(of: orphan.id))
         XCTAssertEqual(plan.keptByReflog, 5, "c (bisect), d (extra root), and h, g, i (links of the tagged f: cherry-pick, prune, revert)")
         XCTAssertTrue(try ledger.hasObject(orphan.id), "a dry run removes nothing")
         XCTAssertNotNil(try ledger.commit(e))
-        XCTAssertEqual(try ledger.collectGarbage(otherRoots: [d], expireUnreachable: false, dryRun: false), plan)
+        XCTAssertEqual(try ledger.collectGarbage(otherRoots: [d], expiry: .never, dryRun: false), plan)
         XCTAssertNil(try ledger.commit(e))
         for id in [a, b, c, d] { XCTAssertNotNil(try ledger.commit(id), id) }
         XCTAssertTrue(try ledger.hasObject(named.id))
         XCTAssertFalse(try ledger.hasObject(orphan.id))
         XCTAssertEqual(try ledger.integrityCheck(), [])
         // Without the extra root, d goes next.
-        XCTAssertEqual(try ledger.collectGarbage(otherRoots: [], expireUnreachable: true, dryRun: false).commits, [d])
+        XCTAssertEqual(try ledger.collectGarbage(otherRoots: [], expiry: ReflogExpiry(before: nil, unreachableBefore: .max), dryRun: false).commits, [d])
     }
 
     /// Ids of a base commit "a" and its child "b" with an empty manifest of `tree`.

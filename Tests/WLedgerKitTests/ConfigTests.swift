@@ -105,6 +105,37 @@ final class ConfigTests: XCTestCase {
     }
 
     /// Results as lm-evaluation-harness 0.4 writes them (abridged from a real hellaswag run).
+    /// The reflog expiry times of gc.reflogExpire and `reflog expire` (dates checked against
+    /// Python's calendar.timegm).
+    func testParsesExpiryTimesAsGitWritesThem() {
+        let now: Int64 = 1_800_000_000
+        XCTAssertEqual(ExpiryTime("never", now: now), .never)
+        XCTAssertEqual(ExpiryTime("false", now: now), .never)
+        XCTAssertEqual(ExpiryTime("now", now: now), .all)
+        XCTAssertEqual(ExpiryTime("all", now: now), .all)
+        XCTAssertEqual(ExpiryTime("90.days.ago", now: now), .before(now - 90 * 86400))
+        XCTAssertEqual(ExpiryTime("90.days", now: now), .before(now - 90 * 86400))
+        XCTAssertEqual(ExpiryTime("2 weeks ago", now: now), .before(now - 14 * 86400))
+        XCTAssertEqual(ExpiryTime("1.hour.ago", now: now), .before(now - 3600))
+        XCTAssertEqual(ExpiryTime("3.months.ago", now: now), .before(now - 90 * 86400))
+        XCTAssertEqual(ExpiryTime("1.year", now: now), .before(now - 365 * 86400))
+        XCTAssertEqual(ExpiryTime("@1700000000", now: now), .before(1_700_000_000))
+        XCTAssertEqual(ExpiryTime("2026-01-31", now: now), .before(1_769_817_600))
+        XCTAssertEqual(ExpiryTime("2026-01-31T12:00Z", now: now), .before(1_769_860_800))
+        XCTAssertEqual(ExpiryTime("2026-01-31 12:00:00", now: now), .before(1_769_860_800))
+        XCTAssertEqual(ExpiryTime("2024-02-29T23:59:59", now: now), .before(1_709_251_199))
+        XCTAssertEqual(ExpiryTime("99999999999999.years.ago", now: now), .before(Int64.min), "an overflowing age keeps everything")
+        for bad in ["", "soon", "3.fortnights", "-1.days", "1.5.days", "days.ago", "2026-02-30", "2026-13-01", "26-01-31",
+                    "2026-01-31T25:00", "2026-01-31T12", "@-5", "@x"] {
+            XCTAssertNil(ExpiryTime(bad, now: now), bad)
+        }
+        XCTAssertEqual(ExpiryTime.all.cutoff, Int64.max)
+        XCTAssertNil(ExpiryTime.never.cutoff)
+        XCTAssertEqual(ExpiryTime.before(1_769_817_600).description, "2026-01-31T00:00:00Z")
+        XCTAssertNil(ConfigFile.validate(key: "gc.reflogExpire", value: "2.weeks.ago"))
+        XCTAssertNotNil(ConfigFile.validate(key: "gc.reflogExpireUnreachable", value: "soon"))
+    }
+
     func testParsesLMEvalResults() throws {
         let json = """
             {"results": {"hellaswag": {"alias": "hellaswag", "acc,none": 0.4262, "acc_stderr,none": 0.004935,
