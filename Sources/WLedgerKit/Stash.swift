@@ -12,6 +12,15 @@ public struct StashItem: Encodable, Sendable {
     public var date: String
 }
 
+/// What `stash show` reports.
+public struct StashShowResult: Encodable, Sendable {
+    public var stash: StashItem
+    /// ΔW per changed tensor, the commit it was made on to the stash.
+    public var diff: DiffReport
+    /// Files whose bytes the stash changed (side files, and weight files whose header changed).
+    public var files: [StatusReport.SideFileChange]
+}
+
 /// What `stash push` did.
 public struct StashPushResult: Encodable, Sendable {
     /// Nil when there was nothing to save.
@@ -70,6 +79,27 @@ extension Repository {
             StashItem(selector: "stash@{\(i)}", commit: e.new, base: try ledger.commit(e.new)?.parent ?? "", message: e.message,
                       date: isoDate(e.time))
         }
+    }
+
+    /// `wledger stash show [STASH]`: what a stash entry would change, as git's `stash show`: ΔW
+    /// statistics of every tensor it changed against the commit it was made on (`diff
+    /// stash@{N}~1 stash@{N}`), and the files whose bytes it changed (tracked side files, and
+    /// weight files whose header changed).
+    public func stashShow(_ selector: String?, options: DiffOptions = DiffOptions(),
+                          progress: ProgressReporter = .silent) throws -> StashShowResult {
+        let (_, item) = try stashEntry(selector)
+        let diff = try self.diff(item.base, item.commit, options: options, progress: progress)
+        let before = try ledger.files(of: item.base), after = try ledger.files(of: item.commit)
+        var files: [StatusReport.SideFileChange] = []
+        for path in Set(before.keys).union(after.keys).sorted() {
+            switch (before[path], after[path]) {
+            case (nil, _?): files.append(.init(path: path, change: .added))
+            case (_?, nil): files.append(.init(path: path, change: .deleted))
+            case let (b?, a?) where b.object != a.object: files.append(.init(path: path, change: .modified))
+            default: break
+            }
+        }
+        return StashShowResult(stash: item, diff: diff, files: files)
     }
 
     /// The entry `selector` names ("stash@{N}", "N", or nil for the newest) with its index.

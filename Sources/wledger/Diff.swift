@@ -38,29 +38,34 @@ struct Diff: ParsableCommand {
         }
         let d = try repo.diff(a, b, options: options, progress: global.progress)
         if json { return try printJSON(d) }
-        let toLabel = d.to == "worktree" ? "work tree" : short(d.to)
-        print("diff \(short(d.from))..\(toLabel)")
-        if d.tensors.isEmpty { print("no tensor differs"); return }
-        print("tensor".padding(toLength: 48, withPad: " ", startingAt: 0) + "  changed/total        Σ|ΔW|     ‖ΔW‖F  ‖ΔW‖/‖W‖    max|ΔW|")
-        for t in d.tensors {
-            print(t.name.padding(toLength: 48, withPad: " ", startingAt: 0)
-                  + "  " + "\(t.changed)/\(t.count)".padding(toLength: 18, withPad: " ", startingAt: 0)
-                  + " " + pad(sci(t.l1)) + " " + pad(sci(t.frobenius)) + " " + pad(sci(t.relativeFrobenius)) + " " + pad(sci(t.maxAbs)))
-        }
-        let th = d.thresholds.map { String(format: "%g", $0) }
-        print("")
-        print("tensor".padding(toLength: 48, withPad: " ", startingAt: 0) + "  " + th.map { pad("δ>\($0)", 9) }.joined(separator: " ")
-              + "  δ median       p90       p99   κ from →   κ to  rank(ΔW)  top σ(ΔW)")
-        for t in d.tensors {
-            guard let delta = t.delta else { continue }
-            let shares = delta.shares.map { pad(String(format: "%.2f%%", 100 * $0.fraction), 9) }.joined(separator: " ")
-            let kf = t.fromSpectrum?.kappa.map { String(format: "%.2f", $0) } ?? "-"
-            let kt = t.toSpectrum?.kappa.map { String(format: "%.2f", $0) } ?? "-"
-            let sv = (t.deltaSingularValues ?? []).prefix(3).map(sci).joined(separator: ", ")
-            print(t.name.padding(toLength: 48, withPad: " ", startingAt: 0) + "  " + shares + "  " + pad(sci(delta.median), 8) + " "
-                  + pad(sci(delta.p90), 9) + " " + pad(sci(delta.p99), 9) + " " + pad(kf, 9) + " → " + pad(kt, 6)
-                  + "  " + pad(t.deltaRank.map(String.init) ?? "-", 8) + "  " + sv)
-        }
-        print(" \(d.totals.tensors) tensor(s) changed, \(d.totals.changed) elements, Σ|ΔW| \(sci(d.totals.l1)), ‖ΔW‖F \(sci(d.totals.frobenius))")
+        printDiffTables(d)
     }
+}
+
+/// `diff`'s tables: the per-tensor statistics, then δ shares and spectra, then totals.
+func printDiffTables(_ d: DiffReport) {
+    let toLabel = d.to == "worktree" ? "work tree" : short(d.to)
+    print("diff \(short(d.from))..\(toLabel)")
+    if d.tensors.isEmpty { print("no tensor differs"); return }
+    print("tensor".padding(toLength: 48, withPad: " ", startingAt: 0) + "  changed/total        Σ|ΔW|     ‖ΔW‖F  ‖ΔW‖/‖W‖    max|ΔW|")
+    for t in d.tensors {
+        print(t.name.padding(toLength: 48, withPad: " ", startingAt: 0)
+              + "  " + "\(t.changed)/\(t.count)".padding(toLength: 18, withPad: " ", startingAt: 0)
+              + " " + pad(sci(t.l1)) + " " + pad(sci(t.frobenius)) + " " + pad(sci(t.relativeFrobenius)) + " " + pad(sci(t.maxAbs)))
+    }
+    let th = d.thresholds.map { String(format: "%g", $0) }
+    print("")
+    print("tensor".padding(toLength: 48, withPad: " ", startingAt: 0) + "  " + th.map { pad("δ>\($0)", 9) }.joined(separator: " ")
+          + "  δ median       p90       p99   κ from →   κ to  rank(ΔW)  top σ(ΔW)")
+    for t in d.tensors {
+        guard let delta = t.delta else { continue }
+        let shares = delta.shares.map { pad(String(format: "%.2f%%", 100 * $0.fraction), 9) }.joined(separator: " ")
+        let kf = t.fromSpectrum?.kappa.map { String(format: "%.2f", $0) } ?? "-"
+        let kt = t.toSpectrum?.kappa.map { String(format: "%.2f", $0) } ?? "-"
+        let sv = (t.deltaSingularValues ?? []).prefix(3).map(sci).joined(separator: ", ")
+        print(t.name.padding(toLength: 48, withPad: " ", startingAt: 0) + "  " + shares + "  " + pad(sci(delta.median), 8) + " "
+              + pad(sci(delta.p90), 9) + " " + pad(sci(delta.p99), 9) + " " + pad(kf, 9) + " → " + pad(kt, 6)
+              + "  " + pad(t.deltaRank.map(String.init) ?? "-", 8) + "  " + sv)
+    }
+    print(" \(d.totals.tensors) tensor(s) changed, \(d.totals.changed) elements, Σ|ΔW| \(sci(d.totals.l1)), ‖ΔW‖F \(sci(d.totals.frobenius))")
 }

@@ -14,13 +14,13 @@ struct Stash: ParsableCommand {
             the stash on it, or, for a stash of tensor changes only, 'wledger cherry-pick stash@{N}' \
             commits its ΔW onto HEAD); uncommitted \
             changes it does not touch are kept, as a checkout keeps them, and any other refuses before a \
-            byte is written. 'pop' applies and drops; 'drop' and 'clear' remove entries (their commits \
+            byte is written. 'show' lists what an entry changes (ΔW per tensor, changed files). 'pop' applies and drops; 'drop' and 'clear' remove entries (their commits \
             stay until 'wledger gc'; gc never removes a stash entry's commit). stash@{N} (and stash, \
             stash@{0}) works as a revision anywhere (show, diff, cherry-pick).
 
             Examples: wledger stash -m "try layer 9"; wledger stash list; wledger diff stash@{0}~1 stash@{0} --stat; wledger stash pop
             """,
-        subcommands: [Push.self, List.self, Apply.self, Pop.self, Branch.self, Drop.self, Clear.self],
+        subcommands: [Push.self, List.self, Show.self, Apply.self, Pop.self, Branch.self, Drop.self, Clear.self],
         defaultSubcommand: Push.self)
 
     struct Push: ParsableCommand {
@@ -49,6 +49,27 @@ struct Stash: ParsableCommand {
             let list = try repo.stashList()
             if json { return try printJSON(list) }
             for s in list { print("\(s.selector): \(s.message)") }
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show what a stash entry changes: ΔW per tensor and the files it changed.",
+            discussion: "As git stash show: the stash against the commit it was made on (wledger diff stash@{N}~1 stash@{N}), then its changed files.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "stash@{N} or N (default: stash@{0}).") var stash: String?
+        @Flag(help: "Skip the SVD-based statistics (σmax, σmin, κ, rank of ΔW).") var noSpectrum = false
+        @Flag(help: "Print the result as JSON.") var json = false
+
+        func run() throws {
+            let repo = try global.openRepository(forWriting: false)
+            var options = DiffOptions()
+            options.spectrum = !noSpectrum
+            let r = try repo.stashShow(stash, options: options, progress: global.progress)
+            if json { return try printJSON(r) }
+            print("\(r.stash.selector) (\(short(r.stash.commit))): \(r.stash.message)")
+            printDiffTables(r.diff)
+            for f in r.files { print("\(f.change.rawValue.prefix(1).uppercased())\t\(f.path)") }
         }
     }
 

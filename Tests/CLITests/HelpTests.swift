@@ -738,10 +738,11 @@ final class HelpTests: XCTestCase {
         there and pops the stash on it, or, for a stash of tensor changes only,
         'wledger cherry-pick stash@{N}' commits its ΔW onto HEAD); uncommitted changes
         it does not touch are kept, as a checkout keeps them, and any other refuses
-        before a byte is written. 'pop' applies and drops; 'drop' and 'clear' remove
-        entries (their commits stay until 'wledger gc'; gc never removes a stash
-        entry's commit). stash@{N} (and stash, stash@{0}) works as a revision anywhere
-        (show, diff, cherry-pick).
+        before a byte is written. 'show' lists what an entry changes (ΔW per tensor,
+        changed files). 'pop' applies and drops; 'drop' and 'clear' remove entries
+        (their commits stay until 'wledger gc'; gc never removes a stash entry's
+        commit). stash@{N} (and stash, stash@{0}) works as a revision anywhere (show,
+        diff, cherry-pick).
 
         Examples: wledger stash -m "try layer 9"; wledger stash list; wledger diff
         stash@{0}~1 stash@{0} --stat; wledger stash pop
@@ -756,6 +757,8 @@ final class HelpTests: XCTestCase {
           push (default)          Save the uncommitted changes as stash@{0} and rewrite
                                   the work tree to HEAD.
           list                    List the stash entries, newest first.
+          show                    Show what a stash entry changes: ΔW per tensor and
+                                  the files it changed.
           apply                   Write a stash's files into the work tree (HEAD
                                   stays); keep the entry.
           pop                     Apply a stash, then drop it.

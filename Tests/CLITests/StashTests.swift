@@ -33,7 +33,7 @@ final class StashTests: XCTestCase {
         let one = try commitID("HEAD"), oneFiles = try files()
 
         // Uncommitted: a tensor, a tracked side file; and an untracked file, which a stash leaves.
-        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.5.mlp.down_proj.weight", seed: 2)
+        let edit = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.5.mlp.down_proj.weight", seed: 2)
         try "{\"do_sample\": true}\n".write(toFile: dir + "/generation_config.json", atomically: false, encoding: .utf8)
         try "notes\n".write(toFile: dir + "/NOTES.md", atomically: false, encoding: .utf8)
         let dirty = try files()
@@ -53,6 +53,26 @@ final class StashTests: XCTestCase {
         let stashed = try XCTUnwrap(shown["id"] as? String)
         XCTAssertEqual(try wl(["reflog", "stash"]).stdout, "\(stashed.prefix(12)) stash@{0}: WIP on main: \(one.prefix(12)) one\n")
         XCTAssertEqual(try wl(["log", "--all", "--oneline"]).stdout.split(separator: "\n").count, 2, "no ref points to a stash")
+        // stash show: ΔW of the stashed tensor against the independent float64 reference, and
+        // the side file it changed (not the untracked one).
+        let show = try XCTUnwrap(try json(["stash", "show", "--json"]) as? [String: Any])
+        XCTAssertEqual((show["stash"] as? [String: Any])?["commit"] as? String, stashed)
+        let showDiff = try XCTUnwrap(show["diff"] as? [String: Any])
+        XCTAssertEqual(showDiff["from"] as? String, one)
+        let showTensors = try XCTUnwrap(showDiff["tensors"] as? [[String: Any]])
+        XCTAssertEqual(showTensors.compactMap { $0["name"] as? String }, ["model.layers.5.mlp.down_proj.weight"])
+        let ref = ReferenceDecode.deltaStats(parent: edit.parent, child: edit.child, dtype: "BF16")
+        XCTAssertEqual(showTensors[0]["changed"] as? Int, ref.changed)
+        XCTAssertEqual(try XCTUnwrap(showTensors[0]["l1"] as? Double), ref.l1, accuracy: 1e-9 * ref.l1)
+        XCTAssertEqual(try XCTUnwrap(showTensors[0]["frobenius"] as? Double), ref.frobenius, accuracy: 1e-9 * ref.frobenius)
+        XCTAssertEqual(show["files"] as? [[String: String]], [["path": "generation_config.json", "change": "modified"]])
+        r = try wl(["stash", "show", "0", "--no-spectrum"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.hasPrefix("stash@{0} (\(stashed.prefix(12))): WIP on main: \(one.prefix(12)) one\ndiff \(one.prefix(12))..\(stashed.prefix(12))\n"), r.stdout)
+        XCTAssertTrue(r.stdout.hasSuffix("\nM\tgeneration_config.json\n"), r.stdout)
+        r = try wl(["stash", "show", "stash@{3}"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertEqual(r.stderr, "error: 'stash@{3}': the stash has only 1 entry\n")
 
         // Away and back, then apply with another uncommitted change the stash does not touch.
         XCTAssertEqual(try wl(["checkout", "-q", "base"]).status, 0)
