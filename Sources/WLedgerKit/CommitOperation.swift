@@ -321,7 +321,10 @@ extension Repository {
             let record = CommitRecord(id: id, parent: head.commit, generation: generation, kind: options.kind, message: options.message,
                                       author: sig.author, time: sig.time, method: options.method, request: options.request,
                                       parameters: options.parameters, tree: tree, fullManifest: full)
-            try ledger.insert(record, tensors: tensorRows, files: rows)
+            // The same commit made again (same parent, tree, message, author and second, e.g.
+            // after a reset --hard or a dropped stash, or with $WLEDGER_TIME fixed) is the commit
+            // already stored, as in git: its rows are kept and the ref moves to it.
+            if try ledger.commit(id) == nil { try ledger.insert(record, tensors: tensorRows, files: rows) }
             if options.stash {
                 try ledger.pushStash(id, message: options.message)
             } else {

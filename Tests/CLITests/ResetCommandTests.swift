@@ -55,6 +55,19 @@ final class ResetCommandTests: XCTestCase {
         XCTAssertEqual(try modified(), [])
         let d = try object(wl(["diff", two, again, "--json", "--no-spectrum"]))
         XCTAssertEqual((d["tensors"] as? [Any])?.count, 0, "\(d)")
+        // The same commit made twice (same parent, tree, message and second, as with a pinned
+        // $WLEDGER_TIME) is the commit already stored, as in git: no duplicate-row error.
+        let pinned = ["WLEDGER_TIME": "1800000000"]
+        for _ in 0..<2 {
+            XCTAssertEqual(try wl(["reset", "-q", "HEAD~1"]).status, 0)
+            r = try wl(["commit", "-q", "-m", "pinned"], env: pinned)
+            XCTAssertEqual(r.status, 0, r.stderr)
+        }
+        let pinnedID = try commitID("HEAD")
+        XCTAssertEqual(try commitID("HEAD@{2}"), pinnedID, "the first commit, made again")
+        XCTAssertEqual(try commitID("HEAD~1"), one)
+        XCTAssertEqual(try wl(["fsck", "-q", "--full"]).status, 0)
+        XCTAssertEqual(try wl(["reset", "-q", again]).status, 0)
 
         // Hard: back to base, files included; then forward again to the commit left behind, by id.
         r = try wl(["reset", "--hard", "base", "--json"])

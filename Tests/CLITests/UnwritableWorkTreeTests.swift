@@ -118,9 +118,28 @@ final class UnwritableWorkTreeTests: XCTestCase {
         _ = try expectSuccess(["commit", "-q", "-m", "recorded from a read-only tree"], in: dir)
         _ = try expectSuccess(["fsck"], in: dir)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/.wledger/pending.json"), "a journal was left behind")
-        // Writable again: the same checkout succeeds.
+        // stash records the change, then cannot write HEAD's bytes back: the write fails before
+        // its journal, so the entry is dropped again (a retry does not stash twice), and the
+        // work tree keeps the change.
+        try SimulatedEdit.modify(file: dir + "/model.safetensors", tensor: "a") { w, _ in w[1] += 1 }
+        let dirty = try snapshot(dir).filter { !$0.key.hasPrefix(".wledger") }
+        var r = try wledger(["stash"], in: dir)
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("permission denied") && r.stderr.split(separator: "\n").count == 1, r.stderr)
+        XCTAssertEqual(try snapshot(dir).filter { !$0.key.hasPrefix(".wledger") }, dirty)
+        XCTAssertEqual(try expectSuccess(["stash", "list"], in: dir).stdout, "", "the entry was dropped again")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/.wledger/pending.json"), "a journal was left behind")
+        r = try wledger(["stash"], in: dir)
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertEqual(try expectSuccess(["stash", "list"], in: dir).stdout, "", "a retry does not stash twice")
+        XCTAssertTrue(try expectSuccess(["status", "-s"], in: dir).stdout.contains(" M a"))
+        _ = try expectSuccess(["fsck"], in: dir)
+        // Writable again: the same checkout succeeds, and so does the stash.
         chmod(dir, 0o755)
         chmod(dir + "/model.safetensors", 0o644)
+        _ = try expectSuccess(["stash", "-q"], in: dir)
+        XCTAssertEqual(try expectSuccess(["stash", "list"], in: dir).stdout.split(separator: "\n").count, 1)
+        XCTAssertEqual(try expectSuccess(["status", "-s"], in: dir).stdout, "")
         _ = try expectSuccess(["checkout", "-q", "HEAD~2"], in: dir)
         XCTAssertTrue(try expectSuccess(["status"], in: dir).stdout.contains("HEAD detached"))
     }
