@@ -26,6 +26,8 @@ public struct CommitOptions: Sendable {
     var reflogAction: String?
     /// Push the commit onto the stash instead of moving HEAD (`stash`).
     var stash = false
+    /// With `stash`: record untracked side files too (`stash -u`).
+    var stashUntracked = false
 
     public init(message: String) { self.message = message }
 }
@@ -167,8 +169,9 @@ extension Repository {
             }
         }
         var report = cmp.report
-        // Untracked side files stay out of a stash (and in the work tree), as with git's default.
-        if options.stash { report.sideFiles.removeAll { $0.change == .added } }
+        // Untracked side files stay out of a stash (and in the work tree), as with git's default;
+        // `stash -u` records them.
+        if options.stash && !options.stashUntracked { report.sideFiles.removeAll { $0.change == .added } }
         if !report.structural.isEmpty {
             throw KitError.usage("'\(root)': work tree tensors differ from HEAD in structure: \(report.structural.prefix(3).joined(separator: "; "))\(report.structural.count > 3 ? "; …" : "")")
         }

@@ -39,17 +39,19 @@ public struct StashApplyResult: Encodable, Sendable {
 }
 
 extension Repository {
-    /// `wledger stash [push] [-m MSG]`: records the work tree's uncommitted changes (tensors,
-    /// headers, tracked side files; untracked ones stay, as with git) as a commit on HEAD that no
+    /// `wledger stash [push] [-m MSG] [-u]`: records the work tree's uncommitted changes (tensors,
+    /// headers, tracked side files; untracked ones stay, as with git, unless `includeUntracked`
+    /// records them too and removes them from the work tree) as a commit on HEAD that no
     /// ref points to, pushed onto the stash (`stash@{0}`), then writes HEAD's bytes back where the
     /// work tree differs (`checkout` with `discard`). Hooks do not run. Nothing to save: a result
     /// with no stash.
-    public func stashPush(message: String? = nil, progress: ProgressReporter = .silent) throws -> StashPushResult {
+    public func stashPush(message: String? = nil, includeUntracked: Bool = false, progress: ProgressReporter = .silent) throws -> StashPushResult {
         let head = try ledger.head()
         let subject = (try ledger.commit(head.commit)?.message ?? "").split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init) ?? ""
         let on = head.branchName ?? "(no branch)"
         var options = CommitOptions(message: message.map { "On \(on): \($0)" } ?? "WIP on \(on): \(head.commit.prefix(12)) \(subject)")
         options.stash = true
+        options.stashUntracked = includeUntracked
         options.policy.allowNonFinite = true   // a stash saves whatever the work tree holds
         let hooks = verifyHooks
         verifyHooks = false
@@ -65,7 +67,9 @@ extension Repository {
         // again, so a retry does not stash twice (the commit is left for gc).
         let restored: CheckoutResult
         do {
-            restored = try checkout("HEAD", discard: true, progress: progress)
+            // The untracked files a `-u` stash recorded go from the work tree, as git's do.
+            let untracked = includeUntracked ? try ledger.fileRows(of: committed.commit).map(\.path) : []
+            restored = try checkout("HEAD", alsoRemoving: untracked, discard: true, progress: progress)
         } catch {
             if !FileManager.default.fileExists(atPath: journalPath) { try? ledger.transaction { _ = try ledger.dropStash(0) } }
             throw error

@@ -6,7 +6,8 @@ struct Stash: ParsableCommand {
         abstract: "Set uncommitted changes aside and bring them back later.",
         discussion: """
             As git stash. 'wledger stash' (push) records the work tree's uncommitted changes (tensors, \
-            headers, tracked side files, NaN and Inf included; untracked files stay where they are) as a \
+            headers, tracked side files, NaN and Inf included; untracked files stay where they are unless \
+            -u records and removes them) as a \
             commit on HEAD that no branch points to, pushes it onto the stash as stash@{0}, and writes \
             HEAD's bytes back where the work tree differs (in place where it can); hooks do not run. \
             'apply' writes a stash's files back into the work tree without moving HEAD, which must be the \
@@ -27,11 +28,13 @@ struct Stash: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Save the uncommitted changes as stash@{0} and rewrite the work tree to HEAD.")
         @OptionGroup var global: GlobalOptions
         @Option(name: .shortAndLong, help: "Describe the entry (default: WIP on BRANCH: COMMIT SUBJECT).") var message: String?
+        @Flag(name: [.customShort("u"), .long], help: "Also stash untracked side files, and remove them from the work tree.")
+        var includeUntracked = false
         @Flag(help: "Print the result as JSON.") var json = false
 
         func run() throws {
             let repo = try global.openRepository(forWriting: true)
-            let r = try repo.stashPush(message: message, progress: global.progress)
+            let r = try repo.stashPush(message: message, includeUntracked: includeUntracked, progress: global.progress)
             if let c = r.checkout { warnWorkTreeMismatches(c.workTreeMismatches) }
             if json { return try printJSON(r) }
             guard let s = r.stash else { return print("No local changes to save") }

@@ -730,19 +730,19 @@ final class HelpTests: XCTestCase {
 
         As git stash. 'wledger stash' (push) records the work tree's uncommitted
         changes (tensors, headers, tracked side files, NaN and Inf included; untracked
-        files stay where they are) as a commit on HEAD that no branch points to, pushes
-        it onto the stash as stash@{0}, and writes HEAD's bytes back where the work
-        tree differs (in place where it can); hooks do not run. 'apply' writes a
-        stash's files back into the work tree without moving HEAD, which must be the
-        commit the stash was made on (elsewhere: 'stash branch NAME' creates a branch
-        there and pops the stash on it, or, for a stash of tensor changes only,
-        'wledger cherry-pick stash@{N}' commits its ΔW onto HEAD); uncommitted changes
-        it does not touch are kept, as a checkout keeps them, and any other refuses
-        before a byte is written. 'show' lists what an entry changes (ΔW per tensor,
-        changed files). 'pop' applies and drops; 'drop' and 'clear' remove entries
-        (their commits stay until 'wledger gc'; gc never removes a stash entry's
-        commit). stash@{N} (and stash, stash@{0}) works as a revision anywhere (show,
-        diff, cherry-pick).
+        files stay where they are unless -u records and removes them) as a commit on
+        HEAD that no branch points to, pushes it onto the stash as stash@{0}, and
+        writes HEAD's bytes back where the work tree differs (in place where it can);
+        hooks do not run. 'apply' writes a stash's files back into the work tree
+        without moving HEAD, which must be the commit the stash was made on (elsewhere:
+        'stash branch NAME' creates a branch there and pops the stash on it, or, for a
+        stash of tensor changes only, 'wledger cherry-pick stash@{N}' commits its ΔW
+        onto HEAD); uncommitted changes it does not touch are kept, as a checkout keeps
+        them, and any other refuses before a byte is written. 'show' lists what an
+        entry changes (ΔW per tensor, changed files). 'pop' applies and drops; 'drop'
+        and 'clear' remove entries (their commits stay until 'wledger gc'; gc never
+        removes a stash entry's commit). stash@{N} (and stash, stash@{0}) works as a
+        revision anywhere (show, diff, cherry-pick).
 
         Examples: wledger stash -m "try layer 9"; wledger stash list; wledger diff
         stash@{0}~1 stash@{0} --stat; wledger stash pop

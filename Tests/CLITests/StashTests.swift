@@ -180,4 +180,55 @@ final class StashTests: XCTestCase {
         XCTAssertEqual(try files(), oneFiles)
         _ = nan
     }
+
+    /// `stash -u`: untracked side files are recorded and leave the work tree, and come back with
+    /// pop (not over a file that took their place); without -u an untracked file alone is nothing
+    /// to save.
+    func testStashIncludeUntrackedRecordsAndRemovesUntrackedFiles() throws {
+        let tmp = try TemporaryDirectory("stash-u")
+        let dir = (try tmp.copyModel(from: try Fixtures.smolLM2("bf16")) as NSString).standardizingPath
+        let weights = dir + "/model.safetensors", notes = dir + "/NOTES.md"
+        func wl(_ args: [String]) throws -> ProcessOutput { try CLI.run(args, in: dir) }
+        func files() throws -> [String: String] { try directoryDigest(dir).filter { !$0.key.hasPrefix(".wledger/") } }
+        XCTAssertEqual(try wl(["init", "-q"]).status, 0)
+        let baseFiles = try files()
+        let tensor = "model.layers.6.mlp.down_proj.weight"
+
+        try "notes\n".write(toFile: notes, atomically: false, encoding: .utf8)
+        var r = try wl(["stash"])
+        XCTAssertEqual(r.stdout, "No local changes to save\n", "an untracked file alone, without -u")
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: tensor, seed: 7)
+        let dirty = try files()
+        r = try wl(["stash", "-u", "-q"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try files(), baseFiles, "HEAD's bytes, and the untracked file gone")
+        XCTAssertEqual(try wl(["status", "-s"]).stdout, "")
+        let shown = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(try wl(["stash", "show", "--json", "--no-spectrum"]).stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(shown["files"] as? [[String: String]], [["path": "NOTES.md", "change": "added"]])
+        XCTAssertEqual(((shown["diff"] as? [String: Any])?["tensors"] as? [[String: Any]])?.compactMap { $0["name"] as? String }, [tensor])
+
+        // A file that took its place is not overwritten: pop refuses with nothing changed.
+        try "other\n".write(toFile: notes, atomically: false, encoding: .utf8)
+        let occupied = try files()
+        r = try wl(["stash", "pop"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("'NOTES.md'") && r.stderr.split(separator: "\n").count == 1, r.stderr)
+        XCTAssertEqual(try files(), occupied)
+        XCTAssertEqual(try wl(["stash", "list"]).stdout.split(separator: "\n").count, 1)
+        try FileManager.default.removeItem(atPath: notes)
+        r = try wl(["stash", "pop", "-q"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try files(), dirty, "the tensor and the untracked file, byte for byte")
+        XCTAssertEqual(try wl(["status", "-s"]).stdout, " M \(tensor)\n?? NOTES.md\n")
+        XCTAssertEqual(try wl(["stash", "list"]).stdout, "")
+
+        // -u with only an untracked file.
+        XCTAssertEqual(try wl(["checkout", "-q", "--force", "HEAD"]).status, 0)
+        XCTAssertEqual(try wl(["stash", "-u", "-q"]).status, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: notes))
+        XCTAssertEqual(try files(), baseFiles)
+        XCTAssertEqual(try wl(["stash", "apply", "-q"]).status, 0)
+        XCTAssertEqual(try String(contentsOfFile: notes, encoding: .utf8), "notes\n")
+        XCTAssertEqual(try wl(["fsck", "-q", "--full"]).status, 0)
+    }
 }
