@@ -12,8 +12,8 @@ public struct GarbagePlan: Equatable, Sendable {
     public var storedBytes: Int
     /// Reflog entries dropped (those the expiry names).
     public var reflogEntries: Int
-    /// Commits no ref reaches that are kept because a reflog entry, the bisect session,
-    /// `checkout -`'s memory or a kept commit's link still names them.
+    /// Commits no ref, stash entry or bisect session reaches that are kept because a reflog
+    /// entry, `checkout -`'s memory or a kept commit's link still names them.
     public var keptByReflog: Int
 }
 
@@ -23,8 +23,9 @@ public struct GarbagePlan: Equatable, Sendable {
 public struct ReflogExpiry: Equatable, Sendable {
     /// Entries older than this (unix seconds; `Int64.max`: every entry) go; nil keeps them.
     public var before: Int64?
-    /// Entries older than this go when no ref (branch, tag, HEAD) reaches their commit, and
-    /// the previous commit such an entry names is forgotten when no ref reaches it; nil keeps them.
+    /// Entries older than this go when no ref (branch, tag, HEAD), stash entry or bisect session
+    /// reaches their commit, and an entry older than this that stays forgets its previous commit
+    /// when nothing of those reaches it; nil keeps them.
     public var unreachableBefore: Int64?
     /// The logs it applies to ("HEAD", "refs/heads/x"); nil: every log but the stash's.
     public var refs: [String]?
@@ -65,13 +66,18 @@ public struct ExpiredReflogEntry: Equatable, Sendable {
 }
 
 extension Ledger {
-    /// Creates `temp.gcRefLive` (the commits a ref reaches) and `temp.gcExpireRef`.
+    /// Creates `temp.gcRefLive` (the commits the refs, the stash entries and a bisect session
+    /// reach: what git's refs, refs/stash and refs/bisect/* would) and `temp.gcExpireRef`.
     private func prepareExpiry(_ expiry: ReflogExpiry) throws {
         try db.execute("""
             CREATE TEMP TABLE gcRefLive(id TEXT PRIMARY KEY) WITHOUT ROWID;
             CREATE TEMP TABLE gcExpireRef(ref TEXT PRIMARY KEY) WITHOUT ROWID;
             INSERT INTO gcRefLive WITH RECURSIVE live(id) AS (
                 SELECT target FROM ref WHERE target IS NOT NULL
+                UNION SELECT new FROM reflog WHERE ref = '\(Self.stashLog)'
+                UNION SELECT current FROM bisectSession WHERE current IS NOT NULL
+                UNION SELECT origHead FROM bisectSession WHERE origHead IN (SELECT id FROM "commit")
+                UNION SELECT target FROM bisectMark
                 UNION SELECT c.parent FROM "commit" c JOIN live ON c.id = live.id WHERE c.parent IS NOT NULL)
             SELECT id FROM live;
             """)

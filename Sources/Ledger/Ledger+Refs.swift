@@ -170,11 +170,10 @@ extension Ledger {
         return n
     }
 
-    /// The time a reflog entry records: $WLEDGER_TIME (unix seconds) when set, the time commits
-    /// record too (as git's reflog takes GIT_COMMITTER_DATE), else now.
-    public static func reflogNow() -> Int64 {
-        ProcessInfo.processInfo.environment["WLEDGER_TIME"].flatMap { Int64($0) } ?? Int64(Date().timeIntervalSince1970)
-    }
+    /// The time a reflog entry records, and reflog expiry measures ages from: the clock's, even
+    /// where $WLEDGER_TIME pins commit times (git's reflog takes GIT_COMMITTER_DATE, so a pinned
+    /// past date makes every entry look old to its gc at once). The reflog says when refs moved.
+    public static func reflogNow() -> Int64 { Int64(Date().timeIntervalSince1970) }
 
     private func appendReflog(_ ref: String, old: String?, new: String, message: String) throws {
         try db.run("INSERT INTO reflog(ref, old, new, time, message) VALUES(?, ?, ?, ?, ?)",

@@ -55,7 +55,7 @@ public struct ConfigFile: Sendable {
         Key(pattern: "gate.max-delta-share", kind: .numberOrPercent, help: "weight gate: largest share of elements with δ = |ΔW/W| > 0.171 vs base"),
         Key(pattern: "gate.max-kappa-growth", kind: .number, help: "weight gate: largest κ(W)/κ(W_base) allowed"),
         Key(pattern: "gc.reflogExpire", kind: .expiry, help: "gc and reflog expire drop reflog entries older than this (default: 90.days.ago; never, now, 2.weeks.ago, 2026-01-31, @UNIX)"),
-        Key(pattern: "gc.reflogExpireUnreachable", kind: .expiry, help: "gc and reflog expire drop reflog entries older than this whose commit no branch, tag or HEAD reaches, so gc removes the commit (default: 30.days.ago)"),
+        Key(pattern: "gc.reflogExpireUnreachable", kind: .expiry, help: "gc and reflog expire drop reflog entries older than this whose commit no branch, tag, HEAD, stash entry or bisect session reaches, so gc removes the commit (default: 30.days.ago)"),
         Key(pattern: "core.in-place", kind: .boolean, help: "write changed tensors into weight files in place where they allow it: checkout, revert, prune, restrain, edit, commit --prune (default: true)"),
     ]
 

@@ -16,8 +16,8 @@ public struct GCResult: Encodable, Sendable {
     /// `gc.reflogExpireUnreachable`, else 90 and 30 days; `all` for the latter with `--expire-unreachable`.
     public var reflogExpire: String
     public var reflogExpireUnreachable: String
-    /// Commits no ref reaches, kept because the reflog, a bisect session, `checkout -` or a kept
-    /// commit's cherry-pick, revert or prune link still names them.
+    /// Commits no ref, stash entry or bisect session reaches, kept because the reflog,
+    /// `checkout -` or a kept commit's cherry-pick, revert or prune link still names them.
     public var keptUnreachableCommits: Int
     /// The ledger file and its WAL before and after (equal for a dry run).
     public var ledgerBytesBefore: Int
@@ -34,16 +34,16 @@ extension Repository {
     /// reaches (git's `reflog expire --expire-unreachable=now --all` then `gc --prune=now`). The
     /// work tree is never touched.
     public func gc(expireUnreachable: Bool = false, dryRun: Bool = false, progress: ProgressReporter = .silent) throws -> GCResult {
-        var (all, unreachable) = try reflogExpiryTimes(expire: nil, expireUnreachable: nil)
-        if expireUnreachable { unreachable = .all }
+        let (all, unreachable) = try reflogExpiryTimes(expire: nil, expireUnreachable: nil, unreachableNow: expireUnreachable)
         let before = ledger.fileBytes()
         // `checkout -` remembers a detached HEAD's commit.
         let previous = try ledger.meta(Self.previousHeadKey).flatMap { $0.hasPrefix(RefKind.branch.prefix) ? nil : $0 }
         let plan = try ledger.collectGarbage(otherRoots: previous.map { [$0] } ?? [],
                                            expiry: ReflogExpiry(before: all.cutoff, unreachableBefore: unreachable.cutoff), dryRun: dryRun)
-        let removedAnything = !plan.commits.isEmpty || plan.tensorVersions > 0 || plan.objects > 0 || plan.reflogEntries > 0
-        // Compacted when something went, or when free pages make up 1% of the file or more (an
-        // earlier compaction failed, or other work freed them).
+        let removedAnything = !plan.commits.isEmpty || plan.tensorVersions > 0 || plan.objects > 0
+        // Compacted when a commit, version or object went, or when free pages make up 1% of the
+        // file or more (an earlier compaction failed, or other work freed them); reflog rows
+        // aged out alone free too little to rewrite the file for.
         let free = try ledger.freeBytes()
         if !dryRun && (removedAnything || (free > 0 && free >= before / 100)) {
             progress.start("compacting the ledger", total: 1)

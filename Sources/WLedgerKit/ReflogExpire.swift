@@ -11,8 +11,9 @@ public enum ExpiryTime: Equatable, Sendable, CustomStringConvertible {
     case before(Int64)
 
     /// Parses `never`/`false`, `now`/`all`, an age (`90.days`, `2.weeks.ago`, `3 hours ago`; units
-    /// second, minute, hour, day, week, month = 30 days, year = 365 days), `@UNIX`, or a UTC date
-    /// `YYYY-MM-DD[THH:MM[:SS]][Z]` (also with a space before the time). Nil when it is none of them.
+    /// second, minute, hour, day, week, month = 30 days, year = 365 days; one reaching before
+    /// 1970 is `never`), `@UNIX`, or a UTC date `YYYY-MM-DD[THH:MM[:SS]][Z]` (also with a space before
+    /// the time). Nil when it is none of them.
     public init?(_ text: String, now: Int64) {
         let t = text.trimmingCharacters(in: .whitespaces).lowercased()
         switch t {
@@ -20,22 +21,28 @@ public enum ExpiryTime: Equatable, Sendable, CustomStringConvertible {
         case "now", "all": self = .all; return
         default: break
         }
-        if t.hasPrefix("@"), let n = Int64(t.dropFirst()), n >= 0 { self = .before(n); return }
+        if t.hasPrefix("@"), let n = Self.number(t.dropFirst()) { self = .before(n); return }
         if let seconds = Self.age(t) {
-            // An age past Int64's range keeps every entry.
+            // An age reaching before 1970 (or past Int64's range) keeps every entry.
             let (d, overflow) = now.subtractingReportingOverflow(seconds)
-            self = .before(overflow || seconds == Int64.max ? Int64.min : d)
+            self = overflow || seconds == Int64.max || d < 0 ? .never : .before(d)
             return
         }
         if let date = Self.date(t) { self = .before(date); return }
         return nil
     }
 
+    /// Decimal digits only (no sign), as a non-negative number.
+    private static func number<S: StringProtocol>(_ s: S) -> Int64? {
+        guard !s.isEmpty, s.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
+        return Int64(s)
+    }
+
     /// `N.unit[s][.ago]` or `N unit[s] [ago]` in seconds.
     private static func age(_ t: String) -> Int64? {
         var words = t.split(whereSeparator: { $0 == "." || $0 == " " }).map(String.init)
         if words.last == "ago" { words.removeLast() }
-        guard words.count == 2, let n = Int64(words[0]), n >= 0 else { return nil }
+        guard words.count == 2, let n = number(words[0]) else { return nil }
         var unit = words[1]
         if unit.count > 1, unit.hasSuffix("s") { unit.removeLast() }
         let units: [String: Int64] = ["second": 1, "sec": 1, "minute": 60, "min": 60, "hour": 3600, "day": 86400,
@@ -51,15 +58,16 @@ public enum ExpiryTime: Equatable, Sendable, CustomStringConvertible {
         if s.hasSuffix("z") { s = s.dropLast() }
         let parts = s.split(omittingEmptySubsequences: false, whereSeparator: { $0 == " " || $0 == "t" })
         guard parts.count == 1 || parts.count == 2 else { return nil }
-        let ymd = parts[0].split(separator: "-", omittingEmptySubsequences: false).map { Int($0) }
-        guard ymd.count == 3, parts[0].split(separator: "-")[0].count == 4,
-              let y = ymd[0], let m = ymd[1], let d = ymd[2], (1...12).contains(m), (1...31).contains(d) else { return nil }
+        let pieces = parts[0].split(separator: "-", omittingEmptySubsequences: false)
+        guard pieces.count == 3, pieces.map(\.count) == [4, 2, 2] else { return nil }
+        let ymd = pieces.map { number($0).map(Int.init) }
+        guard let y = ymd[0], let m = ymd[1], let d = ymd[2], (1...12).contains(m), (1...31).contains(d) else { return nil }
         var hms = [0, 0, 0]
         if parts.count == 2 {
-            let f = parts[1].split(separator: ":", omittingEmptySubsequences: false).map { Int($0) }
-            guard f.count == 2 || f.count == 3, f.allSatisfy({ $0 != nil }) else { return nil }
-            for (i, v) in f.enumerated() { hms[i] = v! }
-            guard (0...23).contains(hms[0]), (0...59).contains(hms[1]), (0...60).contains(hms[2]) else { return nil }
+            let f = parts[1].split(separator: ":", omittingEmptySubsequences: false)
+            guard f.count == 2 || f.count == 3, f.allSatisfy({ $0.count == 2 && number($0) != nil }) else { return nil }
+            for (i, v) in f.enumerated() { hms[i] = Int(v)! }
+            guard (0...23).contains(hms[0]), (0...59).contains(hms[1]), (0...59).contains(hms[2]) else { return nil }
         }
         var c = DateComponents()
         (c.year, c.month, c.day, c.hour, c.minute, c.second) = (y, m, d, hms[0], hms[1], hms[2])
@@ -117,7 +125,7 @@ extension Repository {
     /// The cutoffs `gc` and `reflog expire` apply: `expire` / `expireUnreachable` when given, else
     /// the config's `gc.reflogExpire` / `gc.reflogExpireUnreachable`, else 90 and 30 days.
     /// - Throws: `KitError.usage` naming the option or the config file for a value that is no time.
-    func reflogExpiryTimes(expire: String?, expireUnreachable: String?) throws -> (ExpiryTime, ExpiryTime) {
+    func reflogExpiryTimes(expire: String?, expireUnreachable: String?, unreachableNow: Bool = false) throws -> (ExpiryTime, ExpiryTime) {
         let now = Ledger.reflogNow()
         let config = try ConfigFile.load(configPath)
         func time(_ given: String?, option: String, key: String, fallback: String) throws -> ExpiryTime {
@@ -136,15 +144,17 @@ extension Repository {
             return ExpiryTime(fallback, now: now)!
         }
         return (try time(expire, option: "--expire", key: "gc.reflogExpire", fallback: Self.defaultReflogExpire),
-                try time(expireUnreachable, option: "--expire-unreachable", key: "gc.reflogExpireUnreachable",
+                unreachableNow ? .all : try time(expireUnreachable, option: "--expire-unreachable", key: "gc.reflogExpireUnreachable",
                          fallback: Self.defaultReflogExpireUnreachable))
     }
 
     /// `wledger reflog expire [--expire=T] [--expire-unreachable=T] (--all | REF…) [--dry-run]`:
     /// drops the entries of HEAD's and the branches' logs (all of them, or `refs`) older than
-    /// `expire`, and those older than `expireUnreachable` whose commit no branch, tag or HEAD
-    /// reaches (defaults: the config's `gc.reflogExpire*`, else 90 and 30 days, as git). The
-    /// commits stay until `gc`; the stash's entries are never expired (`stash drop`/`clear`).
+    /// `expire`, and those older than `expireUnreachable` whose commit no branch, tag, HEAD, stash
+    /// entry or bisect session reaches (defaults: the config's `gc.reflogExpire*`, else 90 and 30
+    /// days, as git); an entry that stays but is older than `expireUnreachable` forgets its
+    /// previous commit when that one is unreachable so. The commits stay until `gc`; the stash's
+    /// entries are never expired (`stash drop`/`clear`).
     public func expireReflog(refs: [String]?, expire: String? = nil, expireUnreachable: String? = nil,
                              dryRun: Bool = false) throws -> ReflogExpireResult {
         let (all, unreachable) = try reflogExpiryTimes(expire: expire, expireUnreachable: expireUnreachable)

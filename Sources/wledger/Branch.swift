@@ -7,7 +7,7 @@ struct Branch: ParsableCommand {
         discussion: """
             As git branch. -d deletes a branch whose commit is in HEAD's history (it is merged); -D (or \
             -d -f) deletes any other branch but the current one, whose commits then stay reachable through \
-            the reflog until 'wledger gc --expire-unreachable'.
+            the reflog until a 'wledger gc' 30 days later removes them ('wledger gc --expire-unreachable' at once).
 
             Examples: wledger branch; wledger branch rect HEAD~2; wledger branch -m rect rect-40; wledger branch -d rect
             """)

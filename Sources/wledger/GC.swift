@@ -14,10 +14,10 @@ struct GC: ParsableCommand {
             /var/tmp or /tmp and a WAL next to the ledger, each up to the ledger's size; it compacts \
             when something was removed or free pages make up 1% of the ledger or more). As git gc, it \
             first expires the reflog: entries older than gc.reflogExpire (default 90 days) and entries \
-            older than gc.reflogExpireUnreachable (default 30 days) whose commit no branch, tag or HEAD \
-            reaches go (see 'wledger reflog expire'; stash entries never do), so what reset --hard or \
+            older than gc.reflogExpireUnreachable (default 30 days) whose commit no branch, tag, HEAD, \
+            stash entry or bisect session reaches go (see 'wledger reflog expire'; stash entries never do), so what reset --hard or \
             deleting a branch left behind goes a month later. --expire-unreachable drops every \
-            entry of a commit no ref reaches now (git reflog expire --expire-unreachable=now --all), so \
+            entry of a commit none of those reaches now (git reflog expire --expire-unreachable=now --all), so \
             those commits go at once and HEAD@{N} counts only what is left. --dry-run lists what would go \
             and changes nothing. The work tree is never touched; every kept commit checks out byte for \
             byte as before.
@@ -26,7 +26,7 @@ struct GC: ParsableCommand {
             """)
 
     @OptionGroup var global: GlobalOptions
-    @Flag(help: "Drop the reflog entries of commits no branch, tag or HEAD reaches whatever their age, so those commits go.")
+    @Flag(help: "Drop the reflog entries of commits no branch, tag, HEAD, stash entry or bisect session reaches whatever their age, so those commits go.")
     var expireUnreachable = false
     @Flag(name: [.customShort("n"), .long], help: "Show what would be removed; change nothing.") var dryRun = false
     @Flag(help: "Print the result as JSON.") var json = false
@@ -44,8 +44,8 @@ struct GC: ParsableCommand {
             print("ledger \(humanBytes(r.ledgerBytesBefore)) -> \(humanBytes(r.ledgerBytesAfter))")
         }
         if r.keptUnreachableCommits > 0 {
-            print("kept \(r.keptUnreachableCommits) commit(s) no branch, tag or HEAD reaches (named by "
-                  + (expireUnreachable ? "the stash, a bisect session, 'checkout -' or a kept commit's link)" : "the reflog or another root; --expire-unreachable removes those only recent reflog entries name)"))
+            print("kept \(r.keptUnreachableCommits) commit(s) no branch, tag, HEAD, stash entry or bisect session reaches (named by "
+                  + (expireUnreachable ? "'checkout -' or a kept commit's link)" : "the reflog or another root; --expire-unreachable removes those only recent reflog entries name)"))
         }
     }
 }

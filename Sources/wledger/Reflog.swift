@@ -10,8 +10,8 @@ struct Reflog: ParsableCommand {
             was before its last move, main@{2} where main was two moves ago, @{1} the current branch's, @{-1} the branch (or commit) the last checkout came from. \
             A commit that reset --hard left behind is found here. A branch's log goes when the branch is \
             deleted and follows it when it is renamed; tags do not move and have none. Ledgers made \
-            before the reflog existed start with an empty one. Entries record $WLEDGER_TIME when it is \
-            set, as commits do. 'reflog expire' drops old entries (gc does it first, with the config's \
+            before the reflog existed start with an empty one. Entries record the clock's time, even where \
+            $WLEDGER_TIME pins commit times. 'reflog expire' drops old entries (gc does it first, with the config's \
             gc.reflogExpire and gc.reflogExpireUnreachable: 90 and 30 days by default).
 
             Examples: wledger reflog; wledger reflog main -n 5; wledger reset --hard HEAD@{1}; wledger reflog expire --expire-unreachable=now --all
@@ -44,7 +44,8 @@ struct Reflog: ParsableCommand {
             discussion: """
                 As git reflog expire: drops the entries of HEAD's and the branches' logs older than \
                 --expire, and those older than --expire-unreachable whose commit no branch, tag or HEAD \
-                reaches (an entry that stays forgets its previous commit when that one is such a commit). \
+                reaches (nor a stash entry or bisect session); an entry older than --expire-unreachable that \
+                stays forgets its previous commit when that one is unreachable so. \
                 Defaults: the config's gc.reflogExpire and gc.reflogExpireUnreachable, else 90.days.ago \
                 and 30.days.ago. Times: now (every entry), never, N.UNIT[.ago] (second, minute, hour, \
                 day, week, month = 30 days, year), a UTC date 2026-01-31[T12:00[:00]], or @UNIX. The \

@@ -9,8 +9,8 @@ struct Reset: ParsableCommand {
             tree alone: what differs from the new HEAD shows in 'wledger status' and 'wledger commit' records \
             it again. --hard also rewrites the work tree to the revision (as checkout --force HEAD: every \
             weight file in full, from the ledger), discarding uncommitted changes and removing side files \
-            the revision does not track. The commits left behind stay in the ledger (until 'wledger gc \
-            --expire-unreachable'); the previous HEAD \
+            the revision does not track. The commits left behind stay in the ledger (until a 'wledger gc' \
+            30 days later, or 'wledger gc --expire-unreachable'); the previous HEAD \
             is printed, and 'wledger reset <that id>' (or 'wledger reset HEAD@{1}', see 'wledger reflog') \
             goes back. Refused while a bisect runs.
 

@@ -30,9 +30,17 @@ func fail(_ message: String, _ code: Int32) -> Never {
 /// A usage error as one line: ArgumentParser's first message line and where to find help.
 func usageLine(_ error: Error) -> String {
     let first = WLedger.message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid arguments"
-    let words = CommandLine.arguments.dropFirst().prefix { !$0.hasPrefix("-") }
-    let known = Set(WLedger.configuration.subcommands.map { $0._commandName })
-    let command = words.first.flatMap { known.contains($0) ? " " + $0 : nil } ?? ""
+    let words = Array(CommandLine.arguments.dropFirst().prefix { !$0.hasPrefix("-") })
+    var command = ""
+    if let name = words.first, let type = WLedger.commandsByName[name] {
+        command = " " + name
+        // A subcommand's help (`reflog expire`), or the default one's where its options are
+        // (`reflog main -n -1` is `reflog show`).
+        let subcommands = type.configuration.subcommands
+        if let sub = words.dropFirst().first.flatMap({ w in subcommands.first { $0._commandName == w } }) ?? type.configuration.defaultSubcommand {
+            command += " " + sub._commandName
+        }
+    }
     let body = first.hasPrefix("Error: ") ? String(first.dropFirst(7)) : first
     return "error: \(body) (see 'wledger\(command) --help')"
 }

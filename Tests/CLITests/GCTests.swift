@@ -163,25 +163,34 @@ final class GCTests: XCTestCase {
     }
 
     /// Reflog expiry by age, as git's `gc.reflogExpire` (90 days) and `gc.reflogExpireUnreachable`
-    /// (30 days): entries are dated with $WLEDGER_TIME (as commits are), and gc and `reflog expire`
-    /// read the same clock. A deleted branch's commits stay while a recent entry names them and go
-    /// with plain gc once it is a month old; reachable commits only lose their old entries.
+    /// (30 days), entries back-dated in the ledger (they record the clock's time, not a pinned
+    /// $WLEDGER_TIME). A deleted branch's commits stay while a recent entry names them and go with
+    /// plain gc once it is a month old; reachable commits only lose their old entries.
     func testReflogEntriesExpireByAgeAndGCThenRemovesWhatOnlyTheyKept() throws {
         let tmp = try TemporaryDirectory("gc-expire")
         let dir = (try tmp.copyModel(from: try Fixtures.smolLM2("bf16")) as NSString).standardizingPath
         let weights = dir + "/model.safetensors"
-        let now = Int(Date().timeIntervalSince1970), day = 86400
-        func wl(_ args: [String], daysAgo: Int? = nil) throws -> ProcessOutput {
-            try CLI.run(args, in: dir, environment: daysAgo.map { ["WLEDGER_TIME": String(now - $0 * day)] } ?? [:])
-        }
-        func ok(_ args: [String], daysAgo: Int? = nil) throws {
-            let r = try wl(args, daysAgo: daysAgo)
+        let day = 86400
+        func wl(_ args: [String]) throws -> ProcessOutput { try CLI.run(args, in: dir) }
+        func ok(_ args: [String]) throws {
+            let r = try wl(args)
             XCTAssertEqual(r.status, 0, "\(args): \(r.stderr)")
         }
-        func json(_ args: [String], daysAgo: Int? = nil) throws -> [String: Any] {
-            let r = try wl(args, daysAgo: daysAgo)
+        func json(_ args: [String]) throws -> [String: Any] {
+            let r = try wl(args)
             XCTAssertEqual(r.status, 0, r.stderr)
             return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stdout)
+        }
+        /// Moves the reflog entries with `message` (or all) `days` back in time, in the ledger.
+        func backdate(_ days: Int, _ message: String? = nil) throws {
+            let py = try runProcess("/usr/bin/env", ["python3", "-c", """
+                import sqlite3, sys
+                db = sqlite3.connect(sys.argv[1])
+                n = db.execute("UPDATE reflog SET time = time - ? WHERE ? = '' OR message = ?", (int(sys.argv[2]), sys.argv[3], sys.argv[3])).rowcount
+                db.commit()
+                assert n > 0, n
+                """, dir + "/.wledger/ledger", String(days * day), message ?? ""])
+            XCTAssertEqual(py.status, 0, py.stderr)
         }
         func reflog(_ ref: String = "HEAD") throws -> [[String: Any]] {
             try XCTUnwrap(JSONSerialization.jsonObject(with: Data(try wl(["reflog", ref, "--json"]).stdout.utf8)) as? [[String: Any]])
@@ -192,27 +201,34 @@ final class GCTests: XCTestCase {
 
         // HEAD's log, oldest first: init (200 days ago), commit m1 (100), checkout -b side (100),
         // commit s1 (100), commit s2 (10), checkout main (10), commit m2 (5); then side is deleted.
-        try ok(["init", "-q"], daysAgo: 200)
+        // A pinned $WLEDGER_TIME (a past commit time) does not date them.
+        try ok(["init", "-q"])
         var kept: [String: [String: String]] = [try commitID("HEAD"): try files()]
         _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.3.mlp.down_proj.weight", seed: 11)
-        try ok(["commit", "-q", "-m", "m1"], daysAgo: 100)
+        XCTAssertEqual(try CLI.run(["commit", "-q", "-m", "m1"], in: dir, environment: ["WLEDGER_TIME": "1000000000"]).status, 0)
         kept[try commitID("HEAD")] = try files()
-        try ok(["checkout", "-q", "-b", "side"], daysAgo: 100)
+        try ok(["checkout", "-q", "-b", "side"])
         _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.7.mlp.down_proj.weight", seed: 12)
-        try ok(["commit", "-q", "-m", "s1"], daysAgo: 100)
+        try ok(["commit", "-q", "-m", "s1"])
         let s1 = try commitID("HEAD")
         _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.8.mlp.down_proj.weight", seed: 13)
-        try ok(["commit", "-q", "-m", "s2"], daysAgo: 10)
+        try ok(["commit", "-q", "-m", "s2"])
         let s2 = try commitID("HEAD")
-        try ok(["checkout", "-q", "main"], daysAgo: 10)
+        try ok(["checkout", "-q", "main"])
         _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.9.mlp.down_proj.weight", seed: 14)
-        try ok(["commit", "-q", "-m", "m2"], daysAgo: 5)
+        try ok(["commit", "-q", "-m", "m2"])
         kept[try commitID("HEAD")] = try files()
         try ok(["branch", "-q", "-D", "side"])
+        XCTAssertEqual(try json(["gc", "--dry-run", "--json"])["removedReflogEntries"] as? Int, 0, "every entry is recent")
+        for (days, message) in [(200, "commit (initial): base"), (100, "commit: m1"), (100, "checkout: moving from main to side"),
+                                (100, "commit: s1"), (10, "commit: s2"), (10, "checkout: moving from side to main"), (5, "commit: m2")] {
+            try backdate(days, message)
+        }
+        let now = Int(Date().timeIntervalSince1970)
         let head = try reflog()
         XCTAssertEqual(head.count, 7)
         let dates = try head.map { try XCTUnwrap(ISO8601DateFormatter().date(from: try XCTUnwrap($0["date"] as? String))) }
-        XCTAssertEqual(dates.map { (now - Int($0.timeIntervalSince1970)) / day }, [5, 10, 10, 100, 100, 100, 200], "dated by WLEDGER_TIME")
+        XCTAssertEqual(dates.map { (now - Int($0.timeIntervalSince1970) + day / 2) / day }, [5, 10, 10, 100, 100, 100, 200])
         XCTAssertEqual(try reflog("main").count, 3, "init, m1, m2")
 
         // Plain gc with the defaults: the six entries older than 90 days go (four of HEAD's, two
@@ -249,7 +265,7 @@ final class GCTests: XCTestCase {
         XCTAssertTrue(r.stderr.hasPrefix("error: '\(config)': 'gc.reflogExpireUnreachable' must be a time"), r.stderr)
         XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
         try configText.write(toFile: config, atomically: true, encoding: .utf8)
-        for bad in [["reflog", "expire", "--all", "--expire", "yesterdayish"], ["reflog", "expire"], ["reflog", "expire", "--all", "HEAD"],
+        for bad in [["reflog", "expire", "--all", "--expire", "yesterdayish"], ["reflog", "expire", "--all", "--expire=--"], ["reflog", "expire"], ["reflog", "expire", "--all", "HEAD"],
                     ["reflog", "expire", "stash"], ["reflog", "expire", "nosuchbranch"]] {
             r = try wl(bad)
             XCTAssertEqual(r.status, 2, "\(bad): \(r.stderr)")
@@ -269,9 +285,10 @@ final class GCTests: XCTestCase {
 
         // 25 days on, s2's entry is 35 days old and names a commit no ref reaches: it goes, the
         // move from s2 to main forgets s2, and gc removes s2 and s1 with what only they stored.
-        let later = try XCTUnwrap(try json(["reflog", "expire", "--all", "-n", "--json"], daysAgo: -25)["dropped"] as? [[String: Any]])
+        try backdate(25)
+        let later = try XCTUnwrap(try json(["reflog", "expire", "--all", "-n", "--json"])["dropped"] as? [[String: Any]])
         XCTAssertEqual(later.map { $0["commit"] as? String }, [s2])
-        o = try json(["gc", "--json"], daysAgo: -25)
+        o = try json(["gc", "--json"])
         XCTAssertEqual(o["removedReflogEntries"] as? Int, 1)
         XCTAssertEqual(o["removedCommits"] as? [String], [s1, s2])
         XCTAssertEqual(o["removedTensorVersions"] as? Int, 2)

@@ -348,8 +348,8 @@ final class HelpTests: XCTestCase {
 
         As git branch. -d deletes a branch whose commit is in HEAD's history (it is
         merged); -D (or -d -f) deletes any other branch but the current one, whose
-        commits then stay reachable through the reflog until 'wledger gc
-        --expire-unreachable'.
+        commits then stay reachable through the reflog until a 'wledger gc' 30 days
+        later removes them ('wledger gc --expire-unreachable' at once).
 
         Examples: wledger branch; wledger branch rect HEAD~2; wledger branch -m rect
         rect-40; wledger branch -d rect
@@ -415,9 +415,10 @@ final class HelpTests: XCTestCase {
         checkout came from. A commit that reset --hard left behind is found here. A
         branch's log goes when the branch is deleted and follows it when it is renamed;
         tags do not move and have none. Ledgers made before the reflog existed start
-        with an empty one. Entries record $WLEDGER_TIME when it is set, as commits do.
-        'reflog expire' drops old entries (gc does it first, with the config's
-        gc.reflogExpire and gc.reflogExpireUnreachable: 90 and 30 days by default).
+        with an empty one. Entries record the clock's time, even where $WLEDGER_TIME
+        pins commit times. 'reflog expire' drops old entries (gc does it first, with
+        the config's gc.reflogExpire and gc.reflogExpireUnreachable: 90 and 30 days by
+        default).
 
         Examples: wledger reflog; wledger reflog main -n 5; wledger reset --hard
         HEAD@{1}; wledger reflog expire --expire-unreachable=now --all
@@ -458,8 +459,9 @@ final class HelpTests: XCTestCase {
 
         As git reflog expire: drops the entries of HEAD's and the branches' logs older
         than --expire, and those older than --expire-unreachable whose commit no
-        branch, tag or HEAD reaches (an entry that stays forgets its previous commit
-        when that one is such a commit). Defaults: the config's gc.reflogExpire and
+        branch, tag or HEAD reaches (nor a stash entry or bisect session); an entry
+        older than --expire-unreachable that stays forgets its previous commit when
+        that one is unreachable so. Defaults: the config's gc.reflogExpire and
         gc.reflogExpireUnreachable, else 90.days.ago and 30.days.ago. Times: now (every
         entry), never, N.UNIT[.ago] (second, minute, hour, day, week, month = 30 days,
         year), a UTC date 2026-01-31[T12:00[:00]], or @UNIX. The commits stay until
@@ -498,10 +500,10 @@ final class HelpTests: XCTestCase {
         status' and 'wledger commit' records it again. --hard also rewrites the work
         tree to the revision (as checkout --force HEAD: every weight file in full, from
         the ledger), discarding uncommitted changes and removing side files the
-        revision does not track. The commits left behind stay in the ledger (until
-        'wledger gc --expire-unreachable'); the previous HEAD is printed, and 'wledger
-        reset <that id>' (or 'wledger reset HEAD@{1}', see 'wledger reflog') goes back.
-        Refused while a bisect runs.
+        revision does not track. The commits left behind stay in the ledger (until a
+        'wledger gc' 30 days later, or 'wledger gc --expire-unreachable'); the previous
+        HEAD is printed, and 'wledger reset <that id>' (or 'wledger reset HEAD@{1}',
+        see 'wledger reflog') goes back. Refused while a bisect runs.
 
         Examples: wledger reset HEAD~1; wledger reset --hard edits-25; wledger reset
         --hard HEAD@{1}
@@ -699,14 +701,14 @@ final class HelpTests: XCTestCase {
         compacts when something was removed or free pages make up 1% of the ledger or
         more). As git gc, it first expires the reflog: entries older than
         gc.reflogExpire (default 90 days) and entries older than
-        gc.reflogExpireUnreachable (default 30 days) whose commit no branch, tag or
-        HEAD reaches go (see 'wledger reflog expire'; stash entries never do), so what
-        reset --hard or deleting a branch left behind goes a month later.
-        --expire-unreachable drops every entry of a commit no ref reaches now (git
-        reflog expire --expire-unreachable=now --all), so those commits go at once and
-        HEAD@{N} counts only what is left. --dry-run lists what would go and changes
-        nothing. The work tree is never touched; every kept commit checks out byte for
-        byte as before.
+        gc.reflogExpireUnreachable (default 30 days) whose commit no branch, tag, HEAD,
+        stash entry or bisect session reaches go (see 'wledger reflog expire'; stash
+        entries never do), so what reset --hard or deleting a branch left behind goes a
+        month later. --expire-unreachable drops every entry of a commit none of those
+        reaches now (git reflog expire --expire-unreachable=now --all), so those
+        commits go at once and HEAD@{N} counts only what is left. --dry-run lists what
+        would go and changes nothing. The work tree is never touched; every kept commit
+        checks out byte for byte as before.
 
         Examples: wledger gc --dry-run; wledger gc; wledger gc --expire-unreachable
 
@@ -715,8 +717,9 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               Run as if started in <path>. (default: .)
           -q, --quiet             Show no progress or notices.
-          --expire-unreachable    Drop the reflog entries of commits no branch, tag or
-                                  HEAD reaches whatever their age, so those commits go.
+          --expire-unreachable    Drop the reflog entries of commits no branch, tag,
+                                  HEAD, stash entry or bisect session reaches whatever
+                                  their age, so those commits go.
           -n, --dry-run           Show what would be removed; change nothing.
           --json                  Print the result as JSON.
           --version               Show the version.
@@ -944,8 +947,8 @@ final class HelpTests: XCTestCase {
           gc.reflogExpire: gc and reflog expire drop reflog entries older than this
         (default: 90.days.ago; never, now, 2.weeks.ago, 2026-01-31, @UNIX)
           gc.reflogExpireUnreachable: gc and reflog expire drop reflog entries older
-        than this whose commit no branch, tag or HEAD reaches, so gc removes the commit
-        (default: 30.days.ago)
+        than this whose commit no branch, tag, HEAD, stash entry or bisect session
+        reaches, so gc removes the commit (default: 30.days.ago)
           core.in-place: write changed tensors into weight files in place where they
         allow it: checkout, revert, prune, restrain, edit, commit --prune (default:
         true)
