@@ -173,6 +173,14 @@ extension Repository {
             }
             if !what.isEmpty { throw Self.overwritten(what, keepingHead: keepHead ? revision : nil) }
         }
+        // A side file the target has and HEAD does not, where the work tree holds something its
+        // scan does not read (a directory, a file past the side-file limit): as git's "untracked
+        // working tree file would be overwritten", refused before a byte is written (a directory
+        // even with --force: no file can be renamed over it).
+        for (path, f) in files.sorted(by: { $0.key < $1.key }) where f.kind == .side && cmp.files[path] == nil && cmp.sideHashes[path] == nil {
+            guard let what = WorkTreeComparison.unreadableSideFile(root + "/" + path), !force || what == "a directory" else { continue }
+            throw KitError.refused("'\(root)/\(path)' is \(what) that \(revision) would overwrite with its tracked file; move it away first")
+        }
         let carriedFiles = Set(cmp.report.modifiedTensors.filter { carried.contains($0.name) }.map(\.file)
             + cmp.report.sideFiles.map(\.path).filter(carried.contains))
         var result = workTreeResult()

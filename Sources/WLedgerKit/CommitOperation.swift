@@ -171,7 +171,14 @@ extension Repository {
         var report = cmp.report
         // Untracked side files stay out of a stash (and in the work tree), as with git's default;
         // `stash -u` records them.
-        if options.stash && !options.stashUntracked { report.sideFiles.removeAll { $0.change == .added } }
+        if options.stash {
+            // `-u` takes untracked regular files; a symbolic link stays where it is (the stash
+            // would record its target's bytes and give back a plain file).
+            report.sideFiles.removeAll { s in
+                s.change == .added && (!options.stashUntracked
+                    || (try? FileManager.default.attributesOfItem(atPath: root + "/" + s.path)[.type] as? FileAttributeType) == .typeSymbolicLink)
+            }
+        }
         if !report.structural.isEmpty {
             throw KitError.usage("'\(root)': work tree tensors differ from HEAD in structure: \(report.structural.prefix(3).joined(separator: "; "))\(report.structural.count > 3 ? "; …" : "")")
         }

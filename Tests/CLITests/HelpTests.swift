@@ -698,9 +698,9 @@ final class HelpTests: XCTestCase {
         versions and stored objects only they used, and the ledger file is rewritten
         without the freed space (SQLite VACUUM: a temporary copy in $SQLITE_TMPDIR,
         /var/tmp or /tmp and a WAL next to the ledger, each up to the ledger's size; it
-        compacts when something was removed or free pages make up 1% of the ledger or
-        more). As git gc, it first expires the reflog: entries older than
-        gc.reflogExpire (default 90 days) and entries older than
+        compacts when a commit, version or object was removed or free pages make up 1%
+        of the ledger or more). As git gc, it first expires the reflog: entries older
+        than gc.reflogExpire (default 90 days) and entries older than
         gc.reflogExpireUnreachable (default 30 days) whose commit no branch, tag, HEAD,
         stash entry or bisect session reaches go (see 'wledger reflog expire'; stash
         entries never do), so what reset --hard or deleting a branch left behind goes a

@@ -222,13 +222,49 @@ final class StashTests: XCTestCase {
         XCTAssertEqual(try wl(["status", "-s"]).stdout, " M \(tensor)\n?? NOTES.md\n")
         XCTAssertEqual(try wl(["stash", "list"]).stdout, "")
 
-        // -u with only an untracked file.
+        // -u with only an untracked file (a symbolic link stays where it is, as itself).
         XCTAssertEqual(try wl(["checkout", "-q", "--force", "HEAD"]).status, 0)
+        try FileManager.default.createSymbolicLink(atPath: dir + "/LINK.md", withDestinationPath: "config.json")
         XCTAssertEqual(try wl(["stash", "-u", "-q"]).status, 0)
         XCTAssertFalse(FileManager.default.fileExists(atPath: notes))
-        XCTAssertEqual(try files(), baseFiles)
+        XCTAssertEqual(try files().filter { $0.key != "LINK.md" }, baseFiles)
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: dir + "/LINK.md"), "config.json")
+        try FileManager.default.removeItem(atPath: dir + "/LINK.md")
+        // What the scan does not read cannot be overwritten either: a directory, or a file past
+        // the 64 MiB side-file limit, where the stash has NOTES.md; refused with nothing written.
+        try FileManager.default.createDirectory(atPath: notes, withIntermediateDirectories: false)
+        let ledger = try directoryDigest(dir + "/.wledger").filter { $0.key.hasPrefix("ledger") }
+        r = try wl(["stash", "apply"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertEqual(r.stderr, "error: '\(notes)' is a directory that stash@{0} would overwrite with its tracked file; move it away first\n")
+        XCTAssertEqual(try wl(["status", "-s"]).stdout, "", "no journal left to trip over")
+        try FileManager.default.removeItem(atPath: notes)
+        let big = Data(repeating: 7, count: (64 << 20) + 1)
+        try big.write(to: URL(fileURLWithPath: notes))
+        r = try wl(["stash", "pop"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("is 67.1 MB, over the 64 MiB limit for side files that stash@{0} would overwrite"), r.stderr)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: notes)), big)
+        XCTAssertEqual(try directoryDigest(dir + "/.wledger").filter { $0.key.hasPrefix("ledger") }, ledger, "the entry stays")
+        try FileManager.default.removeItem(atPath: notes)
         XCTAssertEqual(try wl(["stash", "apply", "-q"]).status, 0)
         XCTAssertEqual(try String(contentsOfFile: notes, encoding: .utf8), "notes\n")
         XCTAssertEqual(try wl(["fsck", "-q", "--full"]).status, 0)
+
+        // A tracked side file grown past the limit is not a deletion: status, commit and stash
+        // refuse with one line, and the file stays (a stash used to record it deleted and write
+        // the committed one over it).
+        let tokenizer = dir + "/tokenizer_config.json"
+        var grown = try Data(contentsOf: URL(fileURLWithPath: tokenizer))
+        grown.append(big)
+        try grown.write(to: URL(fileURLWithPath: tokenizer))
+        for args in [["status"], ["stash"], ["commit", "-m", "grown"], ["stash", "-u"]] {
+            r = try wl(args)
+            XCTAssertEqual(r.status, 2, "\(args): \(r.stderr)")
+            XCTAssertEqual(r.stderr, "error: '\(dir)/tokenizer_config.json': the tracked side file is now \(String(format: "%.1f", Double(grown.count) / 1e6)) MB, "
+                           + "over the 64 MiB limit for side files; move it away or shrink it ('wledger checkout --force HEAD' writes the committed one back)\n")
+        }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: tokenizer)), grown)
+        XCTAssertEqual(try wl(["stash", "list"]).stdout.split(separator: "\n").count, 1)
     }
 }
