@@ -266,5 +266,13 @@ final class StashTests: XCTestCase {
         }
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: tokenizer)), grown)
         XCTAssertEqual(try wl(["stash", "list"]).stdout.split(separator: "\n").count, 1)
+        XCTAssertEqual(try wl(["checkout", "-q", "--force", "HEAD"]).status, 0)
+        XCTAssertEqual(try files().filter { $0.key != "NOTES.md" }, baseFiles, "--force writes the committed one back")
+        // ... and so is one replaced by a directory.
+        try FileManager.default.removeItem(atPath: dir + "/generation_config.json")
+        try FileManager.default.createDirectory(atPath: dir + "/generation_config.json", withIntermediateDirectories: false)
+        r = try wl(["stash"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("generation_config.json': the tracked side file is now a directory;"), r.stderr)
     }
 }
