@@ -303,7 +303,8 @@ extension Repository {
             for c in changes {
                 let p = c.prepared
                 var bytesAdded = 0
-                if try ledger.version(p.hash) == nil {
+                let existing = try ledger.version(p.hash) != nil
+                if !existing {
                     if let obj = p.object { bytesAdded += try ledger.insert(obj) }
                     if let v = p.version { try ledger.insert(v) }
                 }
@@ -312,7 +313,8 @@ extension Repository {
                 let st = p.stats!
                 tensorRows.append((c.entry, ChangeStats(changed: st.changed, l1: st.l1, frobenius: st.frobenius, maxAbs: st.maxAbs,
                                                         baseNorm: st.baseNorm, storedBytes: bytesAdded)))
-                out.append(.init(name: c.entry.name, encoding: p.version?.encoding ?? "existing", changed: st.changed, count: st.count,
+                // A version already stored (the same bytes committed before) costs nothing new.
+                out.append(.init(name: c.entry.name, encoding: existing ? "existing" : p.version?.encoding ?? "existing", changed: st.changed, count: st.count,
                                  l1: st.l1, frobenius: st.frobenius, storedBytes: bytesAdded))
             }
             for obj in objects { stored += try ledger.insert(obj) }

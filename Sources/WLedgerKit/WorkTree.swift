@@ -216,8 +216,8 @@ struct WorkTreeComparison {
                 // past the size limit): the latter is not a deletion, which a stash or checkout
                 // would carry out.
                 if let what = Self.unreadableSideFile(root + "/" + path) {
-                    throw KitError.usage("'\(root)/\(path)': the tracked side file is now \(what); move it away or shrink it "
-                        + "('wledger checkout --force HEAD' writes the committed one back)")
+                    throw KitError.usage("'\(root)/\(path)': the tracked side file is now \(what); "
+                        + (what == "a directory" ? "move it away" : "move it away or shrink it ('wledger checkout --force HEAD' writes the committed one back)"))
                 }
                 report.sideFiles.append(.init(path: path, change: .deleted))
             }

@@ -56,7 +56,9 @@ final class GCTests: XCTestCase {
         // main's commit stores no new version but names s1's, which gc must keep when s1 goes.
         XCTAssertEqual(try wl(["checkout", "-q", "main"]).status, 0)
         _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.12.mlp.down_proj.weight", seed: 3)
-        XCTAssertEqual(try wl(["commit", "-q", "-m", "s1 again"]).status, 0)
+        let committedAgain = try XCTUnwrap(try json(["commit", "-q", "-m", "s1 again", "--json"])["tensors"] as? [[String: Any]])
+        XCTAssertEqual(committedAgain.map { $0["encoding"] as? String }, ["existing"], "s1's version, stored before")
+        XCTAssertEqual(committedAgain.map { $0["storedBytes"] as? Int }, [0])
         let again = try commitID("HEAD")
         kept[again] = try files()
         let againTensors = try XCTUnwrap(try json(["show", "HEAD", "--json"])["tensors"] as? [[String: Any]])
