@@ -128,6 +128,15 @@ extension Repository {
             return result
         }
 
+        // No file can be renamed over a directory: one where the target has a file refuses the
+        // checkout before its journal (even with --force), which would otherwise fail halfway and
+        // leave the next command's recovery failing on the same rename.
+        for path in files.keys.sorted() {
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: root + "/" + path, isDirectory: &isDir), isDir.boolValue {
+                throw KitError.refused("'\(root)/\(path)' is a directory where \(revision) has a file; move it away first")
+            }
+        }
         let scanned: WorkTreeComparison?
         do {
             scanned = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName,
@@ -173,12 +182,11 @@ extension Repository {
             }
             if !what.isEmpty { throw Self.overwritten(what, keepingHead: keepHead ? revision : nil) }
         }
-        // A side file the target has and HEAD does not, where the work tree holds something its
-        // scan does not read (a directory, a file past the side-file limit): as git's "untracked
-        // working tree file would be overwritten", refused before a byte is written (a directory
-        // even with --force: no file can be renamed over it).
-        for (path, f) in files.sorted(by: { $0.key < $1.key }) where f.kind == .side && cmp.files[path] == nil && cmp.sideHashes[path] == nil {
-            guard let what = WorkTreeComparison.unreadableSideFile(root + "/" + path), !force || what == "a directory" else { continue }
+        // A side file the target has and HEAD does not, where the work tree holds a file its scan
+        // does not read (past the side-file limit): as git's "untracked working tree file would
+        // be overwritten", refused before a byte is written (--force overwrites it, as git's).
+        for (path, f) in files.sorted(by: { $0.key < $1.key }) where !force && f.kind == .side && cmp.files[path] == nil && cmp.sideHashes[path] == nil {
+            guard let what = WorkTreeComparison.unreadableSideFile(root + "/" + path) else { continue }
             throw KitError.refused("'\(root)/\(path)' is \(what) that \(revision) would overwrite with its tracked file; move it away first")
         }
         let carriedFiles = Set(cmp.report.modifiedTensors.filter { carried.contains($0.name) }.map(\.file)
