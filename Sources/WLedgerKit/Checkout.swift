@@ -131,11 +131,8 @@ extension Repository {
         // No file can be renamed over a directory: one where the target has a file refuses the
         // checkout before its journal (even with --force), which would otherwise fail halfway and
         // leave the next command's recovery failing on the same rename.
-        for path in files.keys.sorted() {
-            var isDir: ObjCBool = false
-            if FileManager.default.fileExists(atPath: root + "/" + path, isDirectory: &isDir), isDir.boolValue {
-                throw KitError.refused("'\(root)/\(path)' is a directory where \(revision) has a file; move it away first")
-            }
+        for path in files.keys.sorted() where WorkTreeComparison.isDirectory(root + "/" + path) {
+            throw KitError.refused("'\(root)/\(path)' is a directory where \(revision == "HEAD" ? String(target.prefix(12)) : revision) has a file; move it away first")
         }
         let scanned: WorkTreeComparison?
         do {
@@ -147,6 +144,10 @@ extension Repository {
         }
         guard let cmp = scanned else {
             var result = workTreeResult()
+            // Without a scan, the side files HEAD tracks and the target does not go too, as they
+            // would after one (unlink: a directory in their place stays).
+            let headOnly = try ledger.files(of: head.commit).filter { $0.value.kind == .side && files[$0.key] == nil }.keys.sorted()
+            let extraRemovals = extraRemovals + headOnly.filter { !extraRemovals.contains($0) }
             try writeFiles(Array(files.values), into: root, manifest: manifest, sources: [:], verifySHA256: verifySHA256,
                            progress: progress, result: &result) { staged in
                 try self.writeJournal(PendingOperation(kind: .checkout, commit: target, branch: branch,
@@ -186,7 +187,7 @@ extension Repository {
         // does not read (past the side-file limit): as git's "untracked working tree file would
         // be overwritten", refused before a byte is written (--force overwrites it, as git's).
         for (path, f) in files.sorted(by: { $0.key < $1.key }) where !force && f.kind == .side && cmp.files[path] == nil && cmp.sideHashes[path] == nil {
-            guard let what = WorkTreeComparison.unreadableSideFile(root + "/" + path) else { continue }
+            guard let what = WorkTreeComparison.oversizedSideFile(root + "/" + path) else { continue }
             throw KitError.refused("'\(root)/\(path)' is \(what) that \(revision) would overwrite with its tracked file; move it away first")
         }
         let carriedFiles = Set(cmp.report.modifiedTensors.filter { carried.contains($0.name) }.map(\.file)

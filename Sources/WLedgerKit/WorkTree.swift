@@ -46,15 +46,18 @@ public struct StatusReport: Encodable, Sendable {
 /// A scan of the work tree compared with a commit, with what later steps need (mapped weights,
 /// fingerprints of tensors that were hashed, side file contents).
 struct WorkTreeComparison {
-    /// What stands at `path` that the scan does not read as a side file ("a directory", "70.0 MB,
-    /// over the 64 MiB limit for side files"), or nil when nothing (or a dangling link) is there.
-    static func unreadableSideFile(_ path: String) -> String? {
+    /// A file at `path` the scan does not read as a side file because of its size ("70.0 MB, over
+    /// the 64 MiB limit for side files"), or nil.
+    static func oversizedSideFile(_ path: String) -> String? {
         var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { return nil }
-        if isDir.boolValue { return "a directory" }
-        let size = FileStat.of(path)?.size ?? 0
-        guard size > ModelDirectory.maxSideFileBytes else { return nil }
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue,
+              let size = FileStat.of(path)?.size, size > ModelDirectory.maxSideFileBytes else { return nil }
         return String(format: "%.1f MB, over the %d MiB limit for side files", Double(size) / 1e6, ModelDirectory.maxSideFileBytes >> 20)
+    }
+
+    /// Whether `path` itself (not a link's target) is a directory.
+    static func isDirectory(_ path: String) -> Bool {
+        (try? FileManager.default.attributesOfItem(atPath: path)[.type] as? FileAttributeType) == .typeDirectory
     }
 
     let directory: ModelDirectory
@@ -212,12 +215,12 @@ struct WorkTreeComparison {
                 }
             }
             for (path, f) in files where f.kind == .side && sideHashes[path] == nil {
-                // Gone, or still there but no longer a side file the scan reads (a directory, or
-                // past the size limit): the latter is not a deletion, which a stash or checkout
-                // would carry out.
-                if let what = Self.unreadableSideFile(root + "/" + path) {
-                    throw KitError.usage("'\(root)/\(path)': the tracked side file is now \(what); "
-                        + (what == "a directory" ? "move it away" : "move it away or shrink it ('wledger checkout --force HEAD' writes the committed one back)"))
+                // Gone (or a directory now, which nothing writes over), or still there but past the
+                // size limit the scan reads: the latter is not a deletion, which a stash or
+                // checkout would carry out over the file.
+                if let what = Self.oversizedSideFile(root + "/" + path) {
+                    throw KitError.usage("'\(root)/\(path)': the tracked side file is now \(what); move it away or shrink it "
+                        + "('wledger checkout --force HEAD' writes the committed one back)")
                 }
                 report.sideFiles.append(.init(path: path, change: .deleted))
             }

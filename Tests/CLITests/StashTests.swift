@@ -271,17 +271,38 @@ final class StashTests: XCTestCase {
         // ... and so is one replaced by a directory.
         try FileManager.default.removeItem(atPath: dir + "/generation_config.json")
         try FileManager.default.createDirectory(atPath: dir + "/generation_config.json", withIntermediateDirectories: false)
-        r = try wl(["stash"])
-        XCTAssertEqual(r.status, 2, r.stderr)
-        XCTAssertTrue(r.stderr.contains("generation_config.json': the tracked side file is now a directory; move it away\n"), r.stderr)
-        // Not even --force renames over it (it used to fail after its journal, and every later
-        // command in recovery): refused before a byte is written.
-        r = try wl(["checkout", "--force", "HEAD"])
-        XCTAssertEqual(r.status, 1, r.stderr)
-        XCTAssertEqual(r.stderr, "error: '\(dir)/generation_config.json' is a directory where HEAD has a file; move it away first\n")
-        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/.wledger/pending.json"), "no journal")
+        // It reads as deleted, but nothing renames a file over it, not even --force (that used to
+        // fail after the journal, and every later command's recovery with it): stash and checkout
+        // refuse before a byte is written.
+        let baseID = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(try wl(["show", "base", "--json"]).stdout.utf8)) as? [String: Any])?["id"] as? String)
+        let base = String(baseID.prefix(12))
+        XCTAssertTrue(try wl(["status", "-s"]).stdout.contains(" D generation_config.json"))
+        for args in [["stash"], ["checkout", "--force", "HEAD"]] {
+            r = try wl(args)
+            XCTAssertEqual(r.status, 1, "\(args): \(r.stderr)")
+            XCTAssertEqual(r.stderr, "error: '\(dir)/generation_config.json' is a directory where \(base) has a file; move it away first\n")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/.wledger/pending.json"), "no journal")
+        }
+        XCTAssertEqual(try wl(["stash", "list"]).stdout.split(separator: "\n").count, 1, "the failed stash dropped its entry again")
         try FileManager.default.removeItem(atPath: dir + "/generation_config.json")
         XCTAssertEqual(try wl(["checkout", "-q", "--force", "HEAD"]).status, 0)
         XCTAssertEqual(try files().filter { $0.key != "NOTES.md" }, baseFiles)
+
+        // checkout --force past a side file too large to scan still removes the side files only
+        // HEAD tracks, as a scanned checkout does.
+        try "{}\n".write(toFile: dir + "/extra.json", atomically: false, encoding: .utf8)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "extra"]).status, 0)
+        try grown.write(to: URL(fileURLWithPath: tokenizer))
+        XCTAssertEqual(try wl(["checkout", "-q", "--force", base]).status, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/extra.json"))
+        XCTAssertEqual(try files().filter { $0.key != "NOTES.md" }, baseFiles)
+        // A directory where a side file only HEAD tracks was is already as the target has it.
+        XCTAssertEqual(try wl(["checkout", "-q", "main"]).status, 0)
+        try FileManager.default.removeItem(atPath: dir + "/extra.json")
+        try FileManager.default.createDirectory(atPath: dir + "/extra.json", withIntermediateDirectories: false)
+        r = try wl(["checkout", "-q", base])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        var isDir: ObjCBool = false
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/extra.json", isDirectory: &isDir) && isDir.boolValue, "left alone")
     }
 }
