@@ -70,9 +70,11 @@ extension Repository {
     ///     (`stash apply`): what differs from HEAD then shows as uncommitted changes.
     ///   - discard: overwrite uncommitted changes as `force` does, but write only what differs
     ///     (in place where possible) instead of whole files (`stash` push, once they are saved).
+    ///   - removeDigests: files of `alsoRemoving` removed only while their SHA-256 is this, also
+    ///     by the journal's recovery (`stash -u`: an untracked file edited since it was stashed stays).
     public func checkout(_ revision: String, newBranch: String? = nil, output: String? = nil, force: Bool = false,
                          verifySHA256: Bool = false, inPlace: Bool? = nil, alsoRemoving: [String] = [], keepHead: Bool = false,
-                         discard: Bool = false, progress: ProgressReporter = .silent) throws -> CheckoutResult {
+                         discard: Bool = false, removeDigests: [String: String] = [:], progress: ProgressReporter = .silent) throws -> CheckoutResult {
         // `-`: where the last checkout that moved HEAD came from, as with git.
         let revision = revision == "-" ? try previousCheckout() : revision
         if let newBranch {
@@ -259,7 +261,8 @@ extension Repository {
                        progress: progress, result: &result) { staged in
             try self.writeJournal(PendingOperation(kind: .checkout, commit: target, branch: branch,
                                                    renames: staged.map { [self.relativeToRoot($0.tempPath), self.relativeToRoot($0.path)] },
-                                                   removes: removals, patches: patches.map(\.patch), keepHead: keepHead ? true : nil))
+                                                   removes: removals, patches: patches.map(\.patch), keepHead: keepHead ? true : nil,
+                                                   removeDigests: removeDigests.isEmpty ? nil : removeDigests))
             FaultInjection.point("checkout-journaled")
         }
         for p in patches {
@@ -271,8 +274,9 @@ extension Repository {
         }
         result.written.sort()
         FaultInjection.point("checkout-renamed")
-        // Side files tracked at HEAD but not in the target are removed.
-        removeSideFiles(removals, result: &result)
+        // Side files tracked at HEAD but not in the target are removed (those with a required
+        // digest only while they have it).
+        removeSideFiles(removals.filter { PendingOperation.removable(root + "/" + $0, relative: $0, digests: removeDigests) }, result: &result)
         if !keepHead { try moveHead(to: target, branch: branch, create: newBranch != nil) }
         clearJournal()
         // Files with carried changes do not hold the target's bytes: their stats are not recorded.

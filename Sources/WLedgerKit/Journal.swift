@@ -54,6 +54,16 @@ struct PendingOperation: Codable {
     var patches: [InPlacePatch]? = nil
     /// Checkout: HEAD stays where it is (`stash apply` writes a stash's files under it).
     var keepHead: Bool? = nil
+    /// Checkout: side files of `removes` removed only while their SHA-256 is this (`stash -u`:
+    /// an untracked file edited after the stash recorded it stays).
+    var removeDigests: [String: String]? = nil
+
+    /// Whether the side file at `path` may go: no digest is required, or it still has it.
+    static func removable(_ path: String, relative: String, digests: [String: String]?) -> Bool {
+        guard let want = digests?[relative] else { return true }
+        guard let bytes = try? readFile(path) else { return true }
+        return SHA256Digest.hash(bytes).hex == want
+    }
 }
 
 extension Repository {
@@ -112,7 +122,9 @@ extension Repository {
                 }
             }
             if kind == .checkout {
-                for path in op.removes { unlink(root + "/" + path) }
+                for path in op.removes where PendingOperation.removable(root + "/" + path, relative: path, digests: op.removeDigests) {
+                    unlink(root + "/" + path)
+                }
             }
             // A checkout moves HEAD to its target, unless it wrote a revision under HEAD (stash apply).
             if kind == .checkout, op.keepHead != true {

@@ -68,8 +68,10 @@ extension Repository {
         let restored: CheckoutResult
         do {
             // The untracked files a `-u` stash recorded go from the work tree, as git's do.
-            let untracked = includeUntracked ? try ledger.fileRows(of: committed.commit).map(\.path) : []
-            restored = try checkout("HEAD", alsoRemoving: untracked, discard: true, progress: progress)
+            let untracked = includeUntracked ? try ledger.fileRows(of: committed.commit) : []
+            var digests: [String: String] = [:]
+            for f in untracked { digests[f.path] = f.object }
+            restored = try checkout("HEAD", alsoRemoving: untracked.map(\.path), discard: true, removeDigests: digests, progress: progress)
         } catch {
             if !FileManager.default.fileExists(atPath: journalPath) { try? ledger.transaction { _ = try ledger.dropStash(0) } }
             throw error

@@ -251,6 +251,20 @@ final class StashTests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: notes, encoding: .utf8), "notes\n")
         XCTAssertEqual(try wl(["fsck", "-q", "--full"]).status, 0)
 
+        // A stash -u killed after its journal is finished by the next command, but an untracked
+        // file edited in between stays: the stash holds what it was, the edit is not lost.
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: tensor, seed: 8)
+        r = try CLI.run(["stash", "-u", "-q"], in: dir, environment: ["WLEDGER_FAULT": "checkout-journaled"])
+        XCTAssertNotEqual(r.status, 0, "killed")
+        try "edited after the kill\n".write(toFile: notes, atomically: false, encoding: .utf8)
+        XCTAssertEqual(try wl(["status", "-s"]).stdout, "?? NOTES.md\n", "the tensor is HEAD's again")
+        XCTAssertEqual(try String(contentsOfFile: notes, encoding: .utf8), "edited after the kill\n")
+        XCTAssertEqual(try wl(["stash", "list"]).stdout.split(separator: "\n").count, 2)
+        XCTAssertEqual((try JSONSerialization.jsonObject(with: Data(try wl(["stash", "show", "--json", "--no-spectrum"]).stdout.utf8)) as? [String: Any])?["files"] as? [[String: String]],
+                       [["path": "NOTES.md", "change": "added"]])
+        XCTAssertEqual(try wl(["stash", "drop", "-q"]).status, 0)
+        try "notes\n".write(toFile: notes, atomically: false, encoding: .utf8)
+
         // A tracked side file grown past the limit is not a deletion: status, commit and stash
         // refuse with one line, and the file stays (a stash used to record it deleted and write
         // the committed one over it).
