@@ -140,18 +140,13 @@ extension Ledger {
                     UNION SELECT c.parent FROM "commit" c JOIN live ON c.id = live.id WHERE c.parent IS NOT NULL)
                 SELECT id FROM live
                 """
-            // The refs, then everything else that names a commit: the reflog entries that stay
-            // (stash entries always: they are kept until dropped, like refs).
+            // What the refs, the stash entries and a bisect session reach (`prepareExpiry`), then
+            // the other names of commits: the reflog entries that stay.
             let expired = expiry.conditions
             try db.execute("""
-                INSERT OR IGNORE INTO gcRoot SELECT target FROM ref WHERE target IS NOT NULL;
+                INSERT INTO gcRoot SELECT id FROM gcRefLive;
                 INSERT OR IGNORE INTO gcRoot SELECT new FROM reflog WHERE NOT \(expired.entry);
                 INSERT OR IGNORE INTO gcRoot SELECT old FROM reflog WHERE old IS NOT NULL AND NOT \(expired.entry) AND NOT \(expired.old);
-                """)
-            try db.execute("""
-                INSERT OR IGNORE INTO gcRoot SELECT current FROM bisectSession WHERE current IS NOT NULL;
-                INSERT OR IGNORE INTO gcRoot SELECT target FROM bisectMark;
-                INSERT OR IGNORE INTO gcRoot SELECT origHead FROM bisectSession WHERE origHead IN (SELECT id FROM "commit");
                 """)
             for id in otherRoots {
                 try db.run("INSERT OR IGNORE INTO gcRoot SELECT id FROM \"commit\" WHERE id = ?", [.text(id)])

@@ -133,7 +133,7 @@ extension Repository {
         // No file can be renamed over a directory: one where the target has a file refuses the
         // checkout before its journal (even with --force), which would otherwise fail halfway and
         // leave the next command's recovery failing on the same rename.
-        for path in files.keys.sorted() where WorkTreeComparison.isDirectory(root + "/" + path) {
+        for path in files.keys.sorted() where WorkTreeComparison.fileType(root + "/" + path) == .typeDirectory {
             throw KitError.refused("'\(root)/\(path)' is a directory where \(revision == "HEAD" ? String(target.prefix(12)) : revision) has a file; move it away first")
         }
         let scanned: WorkTreeComparison?
@@ -149,15 +149,15 @@ extension Repository {
             // Without a scan, the side files HEAD tracks and the target does not go too, as they
             // would after one (unlink: a directory in their place stays).
             let headOnly = try ledger.files(of: head.commit).filter { $0.value.kind == .side && files[$0.key] == nil }.keys.sorted()
-            let extraRemovals = extraRemovals + headOnly.filter { !extraRemovals.contains($0) }
+            let removals = extraRemovals + headOnly.filter { !extraRemovals.contains($0) }
             try writeFiles(Array(files.values), into: root, manifest: manifest, sources: [:], verifySHA256: verifySHA256,
                            progress: progress, result: &result) { staged in
                 try self.writeJournal(PendingOperation(kind: .checkout, commit: target, branch: branch,
                                                        renames: staged.map { [self.relativeToRoot($0.tempPath), self.relativeToRoot($0.path)] },
-                                                       removes: extraRemovals, keepHead: keepHead ? true : nil))
+                                                       removes: removals, keepHead: keepHead ? true : nil))
                 FaultInjection.point("checkout-journaled")
             }
-            removeSideFiles(extraRemovals, result: &result)
+            removeSideFiles(removals, result: &result)
             if !keepHead { try moveHead(to: target, branch: branch, create: newBranch != nil) }
             clearJournal()
             var written: [String: FileStat] = [:]

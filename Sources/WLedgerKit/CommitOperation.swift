@@ -134,6 +134,9 @@ public struct CommitResult: Encodable, Sendable {
 }
 
 extension Repository {
+    /// What `commit` refuses with on a clean work tree (and `status` says of one).
+    public static let nothingToCommit = "nothing to commit, work tree clean"
+
     /// `wledger commit`: records the work tree as a new commit on HEAD. Each changed tensor is
     /// stored as the smallest exact patch from its parent version (verified by applying it before
     /// the commit is recorded), or as a keyframe when its patch chain reaches the depth limit.
@@ -141,9 +144,6 @@ extension Repository {
     ///   tensor set or shapes differ from HEAD, or a changed tensor holds NaN/Inf.
     /// - Parameter prefetched: the work tree's hashing, started before the repository was opened
     ///   (`startHashing`); used if the work tree did not change since, stopped otherwise.
-    /// What `commit` refuses with on a clean work tree (and `status` says of one).
-    public static let nothingToCommit = "nothing to commit, work tree clean"
-
     public func commit(_ options: CommitOptions, progress: ProgressReporter = .silent, prefetched: WorkTreeHashing? = nil) throws -> CommitResult {
         var options = options
         if let f = options.requestFile { options.hookEnvironment["WLEDGER_REQUEST"] = absolutePath(f) }
@@ -176,7 +176,7 @@ extension Repository {
             // would record its target's bytes and give back a plain file).
             report.sideFiles.removeAll { s in
                 s.change == .added && (!options.stashUntracked
-                    || (try? FileManager.default.attributesOfItem(atPath: root + "/" + s.path)[.type] as? FileAttributeType) == .typeSymbolicLink)
+                    || WorkTreeComparison.fileType(root + "/" + s.path) == .typeSymbolicLink)
             }
         }
         if !report.structural.isEmpty {

@@ -170,7 +170,7 @@ extension Repository {
                                               dryRun: dryRun)
         return ReflogExpireResult(dryRun: dryRun, expire: all.description, expireUnreachable: unreachable.description,
                                   dropped: dropped.map {
-            ReflogDrop(ref: $0.ref == "HEAD" ? "HEAD" : String($0.ref.dropFirst(RefKind.branch.prefix.count)), commit: $0.new,
+            ReflogDrop(ref: Self.logName($0.ref), commit: $0.new,
                        previous: $0.old, date: isoDate($0.time), message: $0.message)
         })
     }

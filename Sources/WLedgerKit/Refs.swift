@@ -169,16 +169,22 @@ extension Repository {
     /// after each of its moves, newest first; at most `limit` entries.
     public func reflog(_ ref: String = "HEAD", limit: Int? = nil) throws -> [ReflogItem] {
         let full = try RevisionResolver(ledger: ledger).reflogName(ref)
-        let shown = full == "HEAD" ? "HEAD" : full == Ledger.stashLog ? "stash" : String(full.dropFirst(RefKind.branch.prefix.count))
+        let shown = Self.logName(full)
         return try ledger.reflog(full, limit: limit).enumerated().map { i, e in
             ReflogItem(selector: "\(shown)@{\(i)}", commit: e.new, previous: e.old, date: isoDate(e.time), message: e.message)
         }
     }
 
+    /// How a log is named to the user: "HEAD", "stash", or the branch's name.
+    static func logName(_ full: String) -> String {
+        full == "HEAD" ? "HEAD" : full == Ledger.stashLog ? "stash" : String(full.dropFirst(RefKind.branch.prefix.count))
+    }
+
     /// Deletes a branch or tag; returns the commit it pointed to. The current branch cannot be
     /// deleted, nor the branch a running bisect returns to, and, as git's `branch -d`, neither
     /// can a branch whose commit is not in HEAD's history unless `force` (`-D`): its commits
-    /// would then be reachable only through the reflog, until `gc --expire-unreachable`.
+    /// would then be reachable only through the reflog, until a `gc` 30 days later
+    /// (`gc.reflogExpireUnreachable`) or `gc --expire-unreachable`.
     @discardableResult
     public func deleteRef(_ kind: RefKind, name: String, force: Bool = false) throws -> String {
         let full = kind.prefix + name

@@ -55,9 +55,9 @@ struct WorkTreeComparison {
         return String(format: "%.1f MB, over the %d MiB limit for side files", Double(size) / 1e6, ModelDirectory.maxSideFileBytes >> 20)
     }
 
-    /// Whether `path` itself (not a link's target) is a directory.
-    static func isDirectory(_ path: String) -> Bool {
-        (try? FileManager.default.attributesOfItem(atPath: path)[.type] as? FileAttributeType) == .typeDirectory
+    /// The type of `path` itself, not of a link's target (nil when nothing is there).
+    static func fileType(_ path: String) -> FileAttributeType? {
+        (try? FileManager.default.attributesOfItem(atPath: path)[.type]) as? FileAttributeType
     }
 
     let directory: ModelDirectory
