@@ -5,6 +5,7 @@ import WLedgerKit
 
 struct Bisect: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "bisect",
         abstract: "Find the edit that broke an ability: binary search over the history, by hand, by a command, or on a health metric.",
         discussion: """
             By hand or by a command (git's semantics): 'bisect start <bad> <good>' checks out the commit halfway \
@@ -25,6 +26,7 @@ struct Bisect: ParsableCommand {
 
     struct Metric: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "metric",
             abstract: "Bisect automatically on a health metric (the default: 'wledger bisect --metric ...').",
             discussion: """
                 A commit is bad when TASK.METRIC is below X (--below) or fell more than P% of the base value below \
@@ -78,7 +80,7 @@ struct Bisect: ParsableCommand {
     }
 
     struct Start: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Start bisecting: mark a bad commit and good ones, and check out the commit to test.")
+        static let configuration = CommandConfiguration(commandName: "start", abstract: "Start bisecting: mark a bad commit and good ones, and check out the commit to test.")
         @OptionGroup var global: GlobalOptions
         @Flag(help: "Leave the work tree alone; 'bisect run' gets the candidate in $WLEDGER_CANDIDATE.") var noCheckout = false
         @Flag(help: "Print the result as JSON.") var json = false
@@ -92,7 +94,7 @@ struct Bisect: ParsableCommand {
     }
 
     struct Good: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Mark commits good (default: the one being tested).")
+        static let configuration = CommandConfiguration(commandName: "good", abstract: "Mark commits good (default: the one being tested).")
         @OptionGroup var global: GlobalOptions
         @Flag(help: "Print the result as JSON.") var json = false
         @Argument(help: ArgumentHelp("Commits to mark.", valueName: "rev")) var revisions: [String] = []
@@ -101,7 +103,7 @@ struct Bisect: ParsableCommand {
     }
 
     struct Bad: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Mark a commit bad (default: the one being tested).")
+        static let configuration = CommandConfiguration(commandName: "bad", abstract: "Mark a commit bad (default: the one being tested).")
         @OptionGroup var global: GlobalOptions
         @Flag(help: "Print the result as JSON.") var json = false
         @Argument(help: ArgumentHelp("The commit to mark.", valueName: "rev")) var revision: String?
@@ -110,7 +112,7 @@ struct Bisect: ParsableCommand {
     }
 
     struct Skip: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Skip commits that cannot be tested (default: the one being tested).")
+        static let configuration = CommandConfiguration(commandName: "skip", abstract: "Skip commits that cannot be tested (default: the one being tested).")
         @OptionGroup var global: GlobalOptions
         @Flag(help: "Print the result as JSON.") var json = false
         @Argument(help: ArgumentHelp("Commits to skip.", valueName: "rev")) var revisions: [String] = []
@@ -119,7 +121,7 @@ struct Bisect: ParsableCommand {
     }
 
     struct Reset: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "End the bisect and check out the original HEAD (or <rev>).")
+        static let configuration = CommandConfiguration(commandName: "reset", abstract: "End the bisect and check out the original HEAD (or <rev>).")
         @OptionGroup var global: GlobalOptions
         @Argument(help: ArgumentHelp("Check out this instead of the original HEAD.", valueName: "rev")) var revision: String?
 
@@ -138,7 +140,7 @@ struct Bisect: ParsableCommand {
     }
 
     struct Log: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print the session as commands 'bisect replay' can run again.")
+        static let configuration = CommandConfiguration(commandName: "log", abstract: "Print the session as commands 'bisect replay' can run again.")
         @OptionGroup var global: GlobalOptions
         @Flag(help: "Print the result as JSON.") var json = false
 
@@ -153,7 +155,7 @@ struct Bisect: ParsableCommand {
     }
 
     struct Replay: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Start over from a file written by 'bisect log'.")
+        static let configuration = CommandConfiguration(commandName: "replay", abstract: "Start over from a file written by 'bisect log'.")
         @OptionGroup var global: GlobalOptions
         @Flag(help: "Print the result as JSON.") var json = false
         @Argument(help: "The log file.") var file: String
@@ -166,6 +168,7 @@ struct Bisect: ParsableCommand {
 
     struct Run: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "run",
             abstract: "Mark commits by running a command on each: exit 0 good, 125 skip, 1-127 bad, anything else stops.",
             discussion: """
                 The command runs in the work tree with WLEDGER_CANDIDATE (the candidate's weights: the work tree, \

@@ -3,6 +3,7 @@ import WLedgerKit
 
 struct Branch: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "branch",
         abstract: "List, create, rename or delete branches.",
         discussion: """
             As git branch. -d deletes a branch whose commit is in HEAD's history (it is merged); -D (or \
@@ -43,6 +44,7 @@ struct Branch: ParsableCommand {
 
 struct Tag: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "tag",
         abstract: "List, create or delete tags.",
         discussion: "Examples: wledger tag; wledger tag before-edits base; wledger tag -d before-edits")
 

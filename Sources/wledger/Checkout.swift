@@ -3,6 +3,7 @@ import WLedgerKit
 
 struct Checkout: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "checkout",
         abstract: "Rewrite the work tree (or another directory) to a revision.",
         discussion: """
             A weight file that keeps its header (every tensor at the same offset) gets only its changed tensors \

@@ -7,6 +7,7 @@ import WLedgerKit
 
 struct Commit: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "commit",
         abstract: "Record the work tree's weights as a new commit.",
         discussion: """
             Every changed tensor is stored as the smallest exact patch against its parent (sparse positions + \

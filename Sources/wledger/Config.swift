@@ -12,7 +12,7 @@ struct Config: ParsableCommand {
         subcommands: [Get.self, Set.self, Unset.self, List.self])
 
     struct Get: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print a key's value (exit 1 when unset).")
+        static let configuration = CommandConfiguration(commandName: "get", abstract: "Print a key's value (exit 1 when unset).")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "section[.name].key") var key: String
         @Flag(help: "Print the result as JSON.") var json = false
@@ -31,7 +31,7 @@ struct Config: ParsableCommand {
     }
 
     struct Set: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Set a key (checked against the documented keys).")
+        static let configuration = CommandConfiguration(commandName: "set", abstract: "Set a key (checked against the documented keys).")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "section[.name].key") var key: String
         @Argument(help: "The value.") var value: String
@@ -45,7 +45,7 @@ struct Config: ParsableCommand {
     }
 
     struct Unset: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Remove a key (exit 1 when it was not set).")
+        static let configuration = CommandConfiguration(commandName: "unset", abstract: "Remove a key (exit 1 when it was not set).")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "section[.name].key") var key: String
 
@@ -58,7 +58,7 @@ struct Config: ParsableCommand {
     }
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List every key that is set, in file order.")
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "List every key that is set, in file order.")
         @OptionGroup var global: GlobalOptions
         @Flag(help: "Print the result as JSON.") var json = false
 

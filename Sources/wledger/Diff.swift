@@ -4,6 +4,7 @@ import WLedgerKit
 
 struct Diff: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "diff",
         abstract: "Show ΔW statistics between two revisions, or a revision and the work tree.",
         discussion: """
             With no revision: HEAD vs the work tree. With one: that revision vs the work tree (a range A..B: A vs B; A...B: B vs the merge base of A and B, what B did since it forked from A). With two: a vs b. \

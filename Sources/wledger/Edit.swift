@@ -6,6 +6,7 @@ import WLedgerKit
 
 struct Edit: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "edit",
         abstract: "Edit a fact natively (ROME or MEMIT) and commit the edit with its request.",
         discussion: """
             ROME edits one request at a time (an array of requests becomes one commit each): k* is the \

@@ -3,6 +3,7 @@ import WLedgerKit
 
 struct Fsck: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "fsck",
         abstract: "Verify every object, tensor version and commit in the ledger.",
         discussion: """
             Checks every object's sha256, every tensor version's object and patch chain, and every \

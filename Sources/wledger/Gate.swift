@@ -4,6 +4,7 @@ import WLedgerKit
 
 struct Gate: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "gate",
         abstract: "Weight-space gate: check the matrices a change edits against the gate.* limits (exit 1 when one is exceeded).",
         discussion: """
             Every floating-point matrix whose weights differ from HEAD is compared with the base commit: Σ|ΔW| \

@@ -5,6 +5,7 @@ import WLedgerKit
 
 struct Health: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "health",
         abstract: "Evaluate general abilities and edit retention of a commit, next to the base.",
         discussion: """
             Runs a suite of tasks (BIG-bench JSON, lm-eval JSONL, perplexity, the retention of every \

@@ -4,6 +4,7 @@ import WLedgerKit
 
 struct Hooks: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "hooks",
         abstract: "List, enable and disable hooks in .wledger/hooks/.",
         discussion: """
             Hooks are executables named pre-commit, commit-msg (gets the message file, may edit it), post-commit \
@@ -18,7 +19,7 @@ struct Hooks: ParsableCommand {
         subcommands: [List.self, Enable.self, Disable.self])
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List hooks and samples.")
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "List hooks and samples.")
         @OptionGroup var global: GlobalOptions
         @Flag(help: "Print the result as JSON.") var json = false
 
@@ -31,7 +32,7 @@ struct Hooks: ParsableCommand {
     }
 
     struct Enable: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Install a sample as the hook its name starts with (pre-commit-gate -> pre-commit).")
+        static let configuration = CommandConfiguration(commandName: "enable", abstract: "Install a sample as the hook its name starts with (pre-commit-gate -> pre-commit).")
         @OptionGroup var global: GlobalOptions
         @Flag(help: "Replace a different hook that is already there.") var force = false
         @Argument(help: "The sample's name, e.g. pre-commit-health.") var name: String
@@ -44,7 +45,7 @@ struct Hooks: ParsableCommand {
     }
 
     struct Disable: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Remove an installed hook (exit 1 when there was none).")
+        static let configuration = CommandConfiguration(commandName: "disable", abstract: "Remove an installed hook (exit 1 when there was none).")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The hook, e.g. pre-commit.") var name: String
 

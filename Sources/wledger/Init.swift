@@ -3,6 +3,7 @@ import WLedgerKit
 
 struct Init: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "init",
         abstract: "Start tracking a model directory: snapshot its base weights losslessly.",
         discussion: """
             Creates .wledger/ in the model directory and stores every tensor (byte-plane shuffled, zstd), \

@@ -3,6 +3,7 @@ import WLedgerKit
 
 struct Log: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "log",
         abstract: "Show commit history.",
         discussion: "Examples: wledger log --oneline; wledger log main..rect (the commits of rect that main does not have); wledger log main...rect (both sides since they forked); wledger log --all --oneline (every branch and tag)")
 

@@ -4,6 +4,7 @@ import WLedgerKit
 
 struct Prune: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "prune",
         abstract: "RECT: keep only the top K% of one edit's ΔW (by relative change) and commit the rest's removal.",
         discussion: """
             For every tensor the commit changed, δ = |ΔW / W| is computed against the commit's parent (where W = 0 \

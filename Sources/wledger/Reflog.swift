@@ -3,6 +3,7 @@ import WLedgerKit
 
 struct Reflog: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "reflog",
         abstract: "Show where HEAD or a branch pointed after each of its moves; expire old entries.",
         discussion: """
             As git reflog: newest first, one line per move (commit, checkout, reset, branch creation or \
@@ -20,7 +21,7 @@ struct Reflog: ParsableCommand {
         defaultSubcommand: Show.self)
 
     struct Show: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List a log's entries, newest first (the default).")
+        static let configuration = CommandConfiguration(commandName: "show", abstract: "List a log's entries, newest first (the default).")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "HEAD (default), a branch, stash, or @ for the current branch.") var ref = "HEAD"
         @Option(name: [.customShort("n"), .long], help: "Show at most this many entries.") var maxCount: Int?
@@ -40,6 +41,7 @@ struct Reflog: ParsableCommand {
 
     struct Expire: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "expire",
             abstract: "Drop old reflog entries, so gc can remove the commits only they kept.",
             discussion: """
                 As git reflog expire: drops the entries of HEAD's and the branches' logs older than \

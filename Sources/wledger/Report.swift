@@ -4,6 +4,7 @@ import WLedgerKit
 
 struct Report: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "report",
         abstract: "Write one self-contained HTML page showing what the edits did to the model.",
         discussion: """
             Charts, drawn as inline SVG (no external requests; prints well): each cached health metric \

@@ -3,6 +3,7 @@ import WLedgerKit
 
 struct Reset: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "reset",
         abstract: "Move the current branch (or a detached HEAD) to a revision.",
         discussion: """
             As git reset. --soft (the default; --mixed is the same, as there is no index) leaves the work \

@@ -4,6 +4,7 @@ import WLedgerKit
 
 struct Restrain: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "restrain",
         abstract: "PRUNE: restrain the large singular values of the accumulated ΔW of every edited matrix.",
         discussion: """
             For each 2-D tensor that changed in the range (default base..HEAD), ΔW = W_b − W_a is decomposed \

@@ -3,6 +3,7 @@ import WLedgerKit
 
 struct Revert: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "revert",
         abstract: "Commit the inverse of one edit's ΔW onto HEAD (any commit, not only HEAD).",
         discussion: """
             For every tensor the commit changed, HEAD − ΔW_rev is computed in float64 and rounded to the tensor's \

@@ -3,6 +3,7 @@ import WLedgerKit
 
 struct Show: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "show",
         abstract: "Show one commit: message, edit request, tensors touched and ΔW statistics.",
         discussion: "Example: wledger show HEAD~2 --json")
 

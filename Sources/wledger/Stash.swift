@@ -3,6 +3,7 @@ import WLedgerKit
 
 struct Stash: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "stash",
         abstract: "Set uncommitted changes aside and bring them back later.",
         discussion: """
             As git stash. 'wledger stash' (push) records the work tree's uncommitted changes (tensors, \
@@ -25,7 +26,7 @@ struct Stash: ParsableCommand {
         defaultSubcommand: Push.self)
 
     struct Push: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Save the uncommitted changes as stash@{0} and rewrite the work tree to HEAD.")
+        static let configuration = CommandConfiguration(commandName: "push", abstract: "Save the uncommitted changes as stash@{0} and rewrite the work tree to HEAD.")
         @OptionGroup var global: GlobalOptions
         @Option(name: .shortAndLong, help: "Describe the entry (default: WIP on BRANCH: COMMIT SUBJECT).") var message: String?
         @Flag(name: [.customShort("u"), .long], help: "Also stash untracked side files, and remove them from the work tree.")
@@ -43,7 +44,7 @@ struct Stash: ParsableCommand {
     }
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the stash entries, newest first.")
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "List the stash entries, newest first.")
         @OptionGroup var global: GlobalOptions
         @Flag(help: "Print the result as JSON.") var json = false
 
@@ -57,6 +58,7 @@ struct Stash: ParsableCommand {
 
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "show",
             abstract: "Show what a stash entry changes: ΔW per tensor and the files it changed.",
             discussion: "As git stash show: the stash against the commit it was made on (wledger diff stash@{N}~1 stash@{N}), then its changed files.")
         @OptionGroup var global: GlobalOptions
@@ -77,7 +79,7 @@ struct Stash: ParsableCommand {
     }
 
     struct Apply: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Write a stash's files into the work tree (HEAD stays); keep the entry.")
+        static let configuration = CommandConfiguration(commandName: "apply", abstract: "Write a stash's files into the work tree (HEAD stays); keep the entry.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "stash@{N} or N (default: stash@{0}).") var stash: String?
         @Flag(help: "Print the result as JSON.") var json = false
@@ -86,7 +88,7 @@ struct Stash: ParsableCommand {
     }
 
     struct Pop: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Apply a stash, then drop it.")
+        static let configuration = CommandConfiguration(commandName: "pop", abstract: "Apply a stash, then drop it.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "stash@{N} or N (default: stash@{0}).") var stash: String?
         @Flag(help: "Print the result as JSON.") var json = false
@@ -95,7 +97,7 @@ struct Stash: ParsableCommand {
     }
 
     struct Branch: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create a branch at the commit a stash was made on, check it out and pop the stash there.")
+        static let configuration = CommandConfiguration(commandName: "branch", abstract: "Create a branch at the commit a stash was made on, check it out and pop the stash there.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The new branch.") var name: String
         @Argument(help: "stash@{N} or N (default: stash@{0}).") var stash: String?
@@ -111,7 +113,7 @@ struct Stash: ParsableCommand {
     }
 
     struct Drop: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Remove one stash entry.")
+        static let configuration = CommandConfiguration(commandName: "drop", abstract: "Remove one stash entry.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "stash@{N} or N (default: stash@{0}).") var stash: String?
         @Flag(help: "Print the result as JSON.") var json = false
@@ -125,7 +127,7 @@ struct Stash: ParsableCommand {
     }
 
     struct Clear: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Remove every stash entry.")
+        static let configuration = CommandConfiguration(commandName: "clear", abstract: "Remove every stash entry.")
         @OptionGroup var global: GlobalOptions
 
         func run() throws {

@@ -3,6 +3,7 @@ import WLedgerKit
 
 struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "status",
         abstract: "Show which tensors and files differ from HEAD.",
         discussion: """
             Files whose size, mtime, ctime and inode match the last commit or checkout are not rehashed; \
