@@ -75,7 +75,9 @@ public struct DeltaStatistics: Sendable, Equatable, Codable {
                 s.changed += p.changed; s.l1 += p.l1; s.sum_sq += p.sum_sq; s.max_abs = max(s.max_abs, p.max_abs)
                 s.base_sum_sq += p.base_sum_sq; s.nonfinite += p.nonfinite
             }
-            return DeltaStatistics(changed: Int(s.changed), l1: s.l1, frobenius: s.sum_sq.squareRoot(), maxAbs: s.max_abs,
+            // The kernel's maximum skips NaN (a comparison with NaN is false); the sum does not,
+            // so a NaN in ΔW shows there and makes the maximum NaN as well.
+            return DeltaStatistics(changed: Int(s.changed), l1: s.l1, frobenius: s.sum_sq.squareRoot(), maxAbs: s.l1.isNaN ? .nan : s.max_abs,
                                    baseNorm: s.base_sum_sq.squareRoot(), nonFinite: Int(s.nonfinite), count: n)
         default:
             let changed = n == 0 ? 0 : wl_count_diff(parent.baseAddress!.assumingMemoryBound(to: UInt8.self),
@@ -90,7 +92,8 @@ public struct DeltaStatistics: Sendable, Equatable, Codable {
                 if !y.isFinite { nonFinite += 1 }
                 l1 += abs(d); sq += d * d; mx = max(mx, abs(d)); bsq += x * x
             }
-            return DeltaStatistics(changed: changed, l1: l1, frobenius: sq.squareRoot(), maxAbs: mx, baseNorm: bsq.squareRoot(), nonFinite: nonFinite, count: n)
+            return DeltaStatistics(changed: changed, l1: l1, frobenius: sq.squareRoot(), maxAbs: l1.isNaN ? .nan : mx, baseNorm: bsq.squareRoot(),
+                                   nonFinite: nonFinite, count: n)
         }
     }
 }

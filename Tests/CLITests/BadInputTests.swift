@@ -423,6 +423,15 @@ final class BadInputTests: XCTestCase {
         let status = try expectSuccess(["status"], in: dir)
         XCTAssertTrue(status.stdout.contains("nothing to commit"), status.stdout)
         try expectSuccess(["fsck"], in: dir)
+        // ΔW holds a NaN: every statistic that sees it is NaN, the maximum too (it read 0 before).
+        let diff = try expectSuccess(["diff", "HEAD~1", "HEAD", "--stat", "--json"], in: dir)
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(diff.stdout.utf8)) as? [String: Any])
+        let row = try XCTUnwrap((report["tensors"] as? [[String: Any]])?.first { $0["name"] as? String == name })
+        XCTAssertEqual(row["maxAbs"] as? String, "NaN", diff.stdout)
+        XCTAssertEqual(row["l1"] as? String, "NaN", diff.stdout)
+        let table = try expectSuccess(["diff", "HEAD~1", "HEAD", "--stat", "--no-spectrum"], in: dir).stdout
+        let line = try XCTUnwrap(table.split(separator: "\n").first { $0.contains(name) }, table)
+        XCTAssertEqual(line.split(separator: " ").last, "nan", String(line))
     }
 
     func testCommitWithInfIsRejectedUnlessAllowed() throws {

@@ -55,6 +55,36 @@ final class LinAlgTests: XCTestCase {
             XCTAssertEqual(s.baseNorm, base.squareRoot(), accuracy: 1e-9 * max(1, base.squareRoot()))
         }
     }
+
+    /// A NaN anywhere in ΔW makes Σ|ΔW|, ‖ΔW‖F and max|ΔW| NaN (the kernel's maximum alone used
+    /// to skip it and report the largest finite change); an infinite change makes them +∞.
+    func testDeltaStatisticsOfNonFiniteChanges() {
+        let n = 3 * (1 << 20) + 5   // several blocks, and a tail
+        let a = (0..<n).map { Float(($0 % 97) - 48) / 64 }
+        for dtype in [DType.f32, .bf16, .f16, .f64] {
+            for (position, value) in [(17, Float.nan), (n - 1, .nan), (2 * (1 << 20) + 3, .infinity), (5, -.infinity)] {
+                var b = a
+                b[position] = value
+                b[1000] += 0.5
+                let encode = { (v: [Float]) -> [UInt8] in
+                    if dtype == .f64 { return v.map(Double.init).withUnsafeBytes { Array($0) } }
+                    var out = [UInt8](repeating: 0, count: n * dtype.size)
+                    v.withUnsafeBufferPointer { p in out.withUnsafeMutableBytes { encodeFromFloat(p, dtype: dtype, into: $0) } }
+                    return out
+                }
+                let ab = encode(a), bb = encode(b)
+                let s = ab.withUnsafeBytes { p in bb.withUnsafeBytes { DeltaStatistics.compute(parent: p, child: $0, dtype: dtype) } }
+                XCTAssertEqual(s.changed, 2, "\(dtype) \(position)")
+                XCTAssertEqual(s.nonFinite, 1, "\(dtype) \(position)")
+                if value.isNaN {
+                    XCTAssertTrue(s.maxAbs.isNaN && s.l1.isNaN && s.frobenius.isNaN, "\(dtype) \(position): \(s.maxAbs) \(s.l1) \(s.frobenius)")
+                } else {
+                    XCTAssertEqual(s.maxAbs, .infinity, "\(dtype) \(position)")
+                    XCTAssertEqual(s.l1, .infinity, "\(dtype) \(position)")
+                }
+            }
+        }
+    }
 }
 
 /// `BLASKernel`: which OpenBLAS fallbacks wledger overrides, and the kernel self-check.
