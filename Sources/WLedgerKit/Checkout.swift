@@ -185,12 +185,19 @@ extension Repository {
             }
             if !what.isEmpty { throw Self.overwritten(what, keepingHead: keepHead ? revision : nil) }
         }
-        // A side file the target has and HEAD does not, where the work tree holds a file its scan
-        // does not read (past the side-file limit): as git's "untracked working tree file would
-        // be overwritten", refused before a byte is written (--force overwrites it, as git's).
-        for (path, f) in files.sorted(by: { $0.key < $1.key }) where !force && f.kind == .side && cmp.files[path] == nil && cmp.sideHashes[path] == nil {
-            guard let what = WorkTreeComparison.oversizedSideFile(root + "/" + path) else { continue }
-            throw KitError.refused("'\(root)/\(path)' is \(what) that \(revision) would overwrite with its tracked file; move it away first")
+        // A file the target has and HEAD does not, where the work tree holds something its scan
+        // does not list (a side file past the size limit, a symbolic link that leads nowhere or
+        // to a directory, a FIFO or socket): as git's "untracked working tree file would be
+        // overwritten", refused before a byte is written (--force replaces it, as git's).
+        for (path, f) in files.sorted(by: { $0.key < $1.key })
+        where !force && cmp.files[path] == nil && cmp.sideHashes[path] == nil && cmp.weights.files[path] == nil {
+            let full = root + "/" + path
+            if f.kind == .side, let what = WorkTreeComparison.oversizedSideFile(full) {
+                throw KitError.refused("'\(full)' is \(what) that \(revision) would overwrite with its tracked file; move it away first")
+            }
+            if let what = WorkTreeComparison.unlistedEntry(full) {
+                throw KitError.refused("'\(full)' is \(what), untracked, that \(revision) would replace with its tracked file; move it away first, or use --force")
+            }
         }
         let carriedFiles = Set(cmp.report.modifiedTensors.filter { carried.contains($0.name) }.map(\.file)
             + cmp.report.sideFiles.map(\.path).filter(carried.contains))

@@ -55,6 +55,21 @@ struct WorkTreeComparison {
         return String(format: "%.1f MB, over the %d MiB limit for side files", Double(size) / 1e6, ModelDirectory.maxSideFileBytes >> 20)
     }
 
+    /// What stands at `path` that a scan does not list and a rename would replace: a symbolic
+    /// link that leads nowhere or to a directory (one to a regular file is listed as its file),
+    /// or a FIFO, socket or device; nil for nothing, a directory or a regular file.
+    static func unlistedEntry(_ path: String) -> String? {
+        guard let type = fileType(path) else { return nil }
+        switch type {
+        case .typeRegular, .typeDirectory: return nil
+        case .typeSymbolicLink:
+            var isDir: ObjCBool = false
+            if !FileManager.default.fileExists(atPath: path, isDirectory: &isDir) { return "a symbolic link to nothing" }
+            return isDir.boolValue ? "a symbolic link to a directory" : nil
+        default: return "a special file (FIFO, socket or device)"
+        }
+    }
+
     /// The type of `path` itself, not of a link's target (nil when nothing is there).
     static func fileType(_ path: String) -> FileAttributeType? {
         (try? FileManager.default.attributesOfItem(atPath: path)[.type]) as? FileAttributeType

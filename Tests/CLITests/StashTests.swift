@@ -247,6 +247,27 @@ final class StashTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: notes)), big)
         XCTAssertEqual(try directoryDigest(dir + "/.wledger").filter { $0.key.hasPrefix("ledger") }, ledger, "the entry stays")
         try FileManager.default.removeItem(atPath: notes)
+        // Nor a symbolic link the scan does not list (to nothing, or to a directory), as git's
+        // untracked files: apply and checkout refuse, the link stays; checkout --force replaces it.
+        for (destination, what) in [("missing.md", "nothing"), (".wledger", "a directory")] {
+            try FileManager.default.createSymbolicLink(atPath: notes, withDestinationPath: destination)
+            for args in [["stash", "apply"], ["checkout", "stash@{0}"]] {
+                r = try wl(args)
+                XCTAssertEqual(r.status, 1, r.stderr)
+                XCTAssertEqual(r.stderr, "error: '\(notes)' is a symbolic link to \(what), untracked, that stash@{0} would replace "
+                               + "with its tracked file; move it away first, or use --force\n")
+                XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: notes), destination)
+                XCTAssertEqual(try directoryDigest(dir + "/.wledger").filter { $0.key.hasPrefix("ledger") }, ledger, "nothing recorded")
+            }
+            XCTAssertEqual(try wl(["status", "-s"]).stdout, "")
+            try FileManager.default.removeItem(atPath: notes)
+        }
+        try FileManager.default.createSymbolicLink(atPath: notes, withDestinationPath: "missing.md")
+        XCTAssertEqual(try wl(["checkout", "-q", "--force", "stash@{0}"]).status, 0)
+        XCTAssertEqual((try FileManager.default.attributesOfItem(atPath: notes)[.type] as? FileAttributeType), .typeRegular)
+        XCTAssertEqual(try String(contentsOfFile: notes, encoding: .utf8), "notes\n")
+        XCTAssertEqual(try wl(["checkout", "-q", "main"]).status, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: notes), "main does not track it")
         XCTAssertEqual(try wl(["stash", "apply", "-q"]).status, 0)
         XCTAssertEqual(try String(contentsOfFile: notes, encoding: .utf8), "notes\n")
         XCTAssertEqual(try wl(["fsck", "-q", "--full"]).status, 0)
