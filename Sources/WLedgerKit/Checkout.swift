@@ -72,9 +72,12 @@ extension Repository {
     ///     (in place where possible) instead of whole files (`stash` push, once they are saved).
     ///   - removeDigests: files of `alsoRemoving` removed only while their SHA-256 is this, also
     ///     by the journal's recovery (`stash -u`: an untracked file edited since it was stashed stays).
+    ///   - displayName: how refusals name the revision (`stash@{0}` for the commit `stash apply`
+    ///     writes onto another HEAD).
     public func checkout(_ revision: String, newBranch: String? = nil, output: String? = nil, force: Bool = false,
                          verifySHA256: Bool = false, inPlace: Bool? = nil, alsoRemoving: [String] = [], keepHead: Bool = false,
-                         discard: Bool = false, removeDigests: [String: String] = [:], progress: ProgressReporter = .silent) throws -> CheckoutResult {
+                         discard: Bool = false, removeDigests: [String: String] = [:], displayName: String? = nil,
+                         progress: ProgressReporter = .silent) throws -> CheckoutResult {
         // `-`: where the last checkout that moved HEAD came from, as with git.
         let revision = revision == "-" ? try previousCheckout() : revision
         if let newBranch {
@@ -88,6 +91,7 @@ extension Repository {
         let target = try resolver.resolve(revision)
         // `checkout HEAD` (e.g. with --force to discard changes) stays on the current branch.
         let branch = try newBranch ?? (["HEAD", "@"].contains(revision) ? ledger.head().branchName : resolver.branchName(revision))
+        let shown = displayName ?? (revision == "HEAD" ? String(target.prefix(12)) : revision)
         let manifest = try ledger.manifest(of: target)
         let files = try ledger.files(of: target)
         let extraRemovals = alsoRemoving.filter { files[$0] == nil }
@@ -134,7 +138,7 @@ extension Repository {
         // checkout before its journal (even with --force), which would otherwise fail halfway and
         // leave the next command's recovery failing on the same rename.
         for path in files.keys.sorted() where WorkTreeComparison.fileType(root + "/" + path) == .typeDirectory {
-            throw KitError.refused("'\(root)/\(path)' is a directory where \(revision == "HEAD" ? String(target.prefix(12)) : revision) has a file; move it away first")
+            throw KitError.refused("'\(root)/\(path)' is a directory where \(shown) has a file; move it away first")
         }
         let scanned: WorkTreeComparison?
         do {
@@ -171,19 +175,9 @@ extension Repository {
         // Any other change refuses the checkout before anything is written.
         var carried = Set<String>()
         if !cmp.report.clean && !force && !discard {
-            var what = Array(cmp.report.structural.prefix(2)) + cmp.report.modifiedHeaders.map { "the header of '\($0)'" }
-            for t in cmp.report.modifiedTensors {
-                if manifest[t.name]?.hash == cmp.manifest[t.name]?.hash { carried.insert(t.name) } else { what.append("'\(t.name)'") }
-            }
-            for s in cmp.report.sideFiles {
-                if files[s.path]?.object == cmp.files[s.path]?.object {
-                    carried.insert(s.path)
-                } else if !(s.change == .deleted && files[s.path] == nil) {
-                    // (a file deleted here that the target does not have is already as the target has it)
-                    what.append("'\(s.path)'")
-                }
-            }
-            if !what.isEmpty { throw Self.overwritten(what, keepingHead: keepHead ? revision : nil) }
+            let check = Self.carryCheck(cmp, manifest: manifest, files: files)
+            carried = check.carried
+            if !check.overwritten.isEmpty { throw Self.overwritten(check.overwritten, keepingHead: keepHead ? shown : nil) }
         }
         // A file the target has and HEAD does not, where the work tree holds something its scan
         // does not list (a side file past the size limit, a symbolic link that leads nowhere or
@@ -193,10 +187,10 @@ extension Repository {
         where !force && cmp.files[path] == nil && cmp.sideHashes[path] == nil && cmp.weights.files[path] == nil {
             let full = root + "/" + path
             if f.kind == .side, let what = WorkTreeComparison.oversizedSideFile(full) {
-                throw KitError.refused("'\(full)' is \(what) that \(revision) would overwrite with its tracked file; move it away first")
+                throw KitError.refused("'\(full)' is \(what) that \(shown) would overwrite with its tracked file; move it away first")
             }
             if let what = WorkTreeComparison.unlistedEntry(full) {
-                throw KitError.refused("'\(full)' is \(what), untracked, that \(revision) would replace with its tracked file; move it away first, or use --force")
+                throw KitError.refused("'\(full)' is \(what), untracked, that \(shown) would replace with its tracked file; move it away first\(keepHead ? "" : ", or use --force")")
             }
         }
         let carriedFiles = Set(cmp.report.modifiedTensors.filter { carried.contains($0.name) }.map(\.file)
@@ -294,9 +288,31 @@ extension Repository {
         return result
     }
 
+    /// The uncommitted changes of a scanned work tree that a switch to a tree (`manifest`, `files`)
+    /// leaves alone (`carried`: modified tensors the target has as HEAD has them, side files
+    /// changed where HEAD and the target agree) and those it would overwrite, as a refusal names
+    /// them (structural changes, headers, the other tensors and side files).
+    static func carryCheck(_ cmp: WorkTreeComparison, manifest: [String: ManifestEntry], files: [String: FileEntry])
+        -> (carried: Set<String>, overwritten: [String]) {
+        var carried = Set<String>()
+        var what = Array(cmp.report.structural.prefix(2)) + cmp.report.modifiedHeaders.map { "the header of '\($0)'" }
+        for t in cmp.report.modifiedTensors {
+            if manifest[t.name]?.hash == cmp.manifest[t.name]?.hash { carried.insert(t.name) } else { what.append("'\(t.name)'") }
+        }
+        for s in cmp.report.sideFiles {
+            if files[s.path]?.object == cmp.files[s.path]?.object {
+                carried.insert(s.path)
+            } else if !(s.change == .deleted && files[s.path] == nil) {
+                // (a file deleted here that the target does not have is already as the target has it)
+                what.append("'\(s.path)'")
+            }
+        }
+        return (carried, what)
+    }
+
     /// The refusal of a checkout that would overwrite uncommitted changes (`what`: up to six).
     /// `keepingHead`: the revision written under HEAD (`stash apply`), which has no --force.
-    private static func overwritten(_ what: [String], keepingHead revision: String? = nil) -> KitError {
+    static func overwritten(_ what: [String], keepingHead revision: String? = nil) -> KitError {
         let list = what.prefix(6).joined(separator: ", ")
         if let revision {
             return .refused("your local changes would be overwritten by \(revision): \(list); commit or stash them first, or discard them with 'wledger checkout --force HEAD'")

@@ -28,6 +28,9 @@ public struct CommitOptions: Sendable {
     var stash = false
     /// With `stash`: record untracked side files too (`stash -u`).
     var stashUntracked = false
+    /// Record the commit and move no ref, push no stash entry (`stash apply` onto another commit
+    /// writes such a commit into the work tree under HEAD; `gc` removes it).
+    var recordOnly = false
 
     public init(message: String) { self.message = message }
 }
@@ -339,7 +342,7 @@ extension Repository {
             if try ledger.commit(id) == nil { try ledger.insert(record, tensors: tensorRows, files: rows) }
             if options.stash {
                 try ledger.pushStash(id, message: options.message)
-            } else {
+            } else if !options.recordOnly {
                 try ledger.advanceHead(from: head.commit, to: id,
                                        message: (options.reflogAction ?? (options.kind == .edit ? "commit" : options.kind.rawValue)) + ": " + options.message)
             }

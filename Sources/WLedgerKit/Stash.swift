@@ -1,5 +1,7 @@
 import Foundation
 import Ledger
+import Ops
+import TensorIO
 
 /// One stash entry, as `stash list` shows it.
 public struct StashItem: Encodable, Sendable {
@@ -36,6 +38,12 @@ public struct StashApplyResult: Encodable, Sendable {
     public var checkout: CheckoutResult
     /// `pop`: the entry was dropped.
     public var dropped: Bool
+    /// Applied onto a HEAD other than the commit the stash was made on: the commit holding HEAD
+    /// with the stash's changes that was written into the work tree (no ref points to it).
+    public var onto: String? = nil
+    /// Tensors HEAD also changed since the stash's base: HEAD + the stash's ΔW, in float64
+    /// rounded to the dtype (the others are the stash's bytes exactly).
+    public var mergedTensors: [String] = []
 }
 
 extension Repository {
@@ -120,22 +128,111 @@ extension Repository {
     }
 
     /// `wledger stash apply|pop [STASH]`: writes the stash's files into the work tree, leaving HEAD
-    /// where it is, so its changes are uncommitted again; `pop` then drops the entry. HEAD must be
-    /// the commit the stash was made on (elsewhere: `stashBranch`, or `cherry-pick stash@{N}` to
-    /// commit its ΔW onto HEAD). Uncommitted changes the stash does not touch are
-    /// kept, as a checkout keeps them; any other refuses before anything is written.
+    /// where it is, so its changes are uncommitted again; `pop` then drops the entry. Uncommitted
+    /// changes the stash does not touch are kept, as a checkout keeps them; any other refuses
+    /// before anything is written.
+    ///
+    /// On a HEAD other than the commit the stash was made on, as git's merge of the stash, per
+    /// tensor and file (`stashOnto`): what HEAD has as the stash's base had it takes the stash's
+    /// version; a float tensor HEAD changed too gets HEAD + the stash's ΔW (as `cherry-pick`);
+    /// a side file both changed, a non-float tensor both changed, a changed header or a tensor
+    /// HEAD lacks refuse the apply before anything is written.
     public func stashApply(_ selector: String? = nil, pop: Bool = false, progress: ProgressReporter = .silent) throws -> StashApplyResult {
         let (index, item) = try stashEntry(selector)
         let head = try ledger.head()
-        guard head.commit == item.base else {
-            let tensorsOnly = try ledger.fileRows(of: item.commit).isEmpty
-            throw KitError.refused("\(item.selector) was made on \(item.base.prefix(12)), HEAD is \(head.commit.prefix(12)): check out \(item.base.prefix(12)) to apply it there ('wledger stash branch NAME' makes a branch there and pops it)"
-                + (tensorsOnly ? ", or 'wledger cherry-pick \(item.selector)' to commit its ΔW onto HEAD" : ""))
-        }
-        // By its selector, so a refusal names the stash entry.
-        let result = try checkout(item.selector, keepHead: true, progress: progress)
+        var onto: (commit: String, merged: [String])? = nil
+        if head.commit != item.base { onto = try stashOnto(item, head: head, progress: progress) }
+        // Refusals name the stash entry.
+        let result = try checkout(onto?.commit ?? item.commit, keepHead: true, displayName: item.selector, progress: progress)
         if pop { _ = try ledger.transaction { try ledger.dropStash(index) } }
-        return StashApplyResult(stash: item, checkout: result, dropped: pop)
+        return StashApplyResult(stash: item, checkout: result, dropped: pop, onto: onto?.commit, mergedTensors: onto?.merged ?? [])
+    }
+
+    /// The stash's changes carried onto HEAD, recorded as a commit on HEAD that no ref points to
+    /// (`gc` removes it), for `stashApply` to write under HEAD; HEAD's own commit when HEAD
+    /// already has every change. Per tensor the stash changed: HEAD's version as the stash left it
+    /// stays; as the base had it, the stash's version; otherwise (a float tensor) HEAD + ΔW in
+    /// float64, rounded to the dtype, elements ΔW leaves alone keeping HEAD's bytes. Per side file
+    /// the same without the sum: one both changed refuses.
+    private func stashOnto(_ item: StashItem, head: HeadState, progress: ProgressReporter) throws -> (commit: String, merged: [String]) {
+        let base = String(item.base.prefix(12))
+        func refused(_ why: String) -> KitError {
+            .refused("cannot apply \(item.selector) onto HEAD \(head.commit.prefix(12)): \(why) ('wledger stash branch NAME' pops it on a new branch at \(base), the commit it was made on)")
+        }
+        let baseManifest = try ledger.manifest(of: item.base), stashManifest = try ledger.manifest(of: item.commit)
+        let headManifest = try ledger.manifest(of: head.commit)
+        guard Set(baseManifest.keys) == Set(stashManifest.keys) else { throw refused("it adds or removes tensors") }
+        var updates: [String: [UInt8]] = [:], merged: [String] = []
+        for name in stashManifest.keys.sorted() {
+            let b = baseManifest[name]!, s = stashManifest[name]!
+            if b.hash == s.hash { continue }
+            guard let h = headManifest[name], h.dtype == s.dtype, h.shape == s.shape, h.file == s.file else {
+                throw refused("HEAD does not have tensor '\(name)', which it changes, as \(base) had it (name, file, dtype and shape)")
+            }
+            if h.hash == s.hash { continue }
+            if h.hash == b.hash { updates[name] = try ledger.tensorBytes(s.hash); continue }
+            guard s.dtype.isFloat else {
+                throw refused("tensor '\(name)' (\(s.dtype.rawValue)) changed since \(base) too, and is not a float tensor to add its ΔW to")
+            }
+            let p = TensorMath.doubles(try ledger.tensorBytes(b.hash), dtype: s.dtype)
+            let c = TensorMath.doubles(try ledger.tensorBytes(s.hash), dtype: s.dtype)
+            updates[name] = Repository.apply(delta: zip(c, p).map { $0 - $1 }, to: try ledger.tensorBytes(h.hash), dtype: s.dtype)
+            merged.append(name)
+        }
+        let baseFiles = try ledger.files(of: item.base), stashFiles = try ledger.files(of: item.commit)
+        let headFiles = try ledger.files(of: head.commit)
+        var fileRows: [FileEntry] = []
+        for path in Set(baseFiles.keys).union(stashFiles.keys).sorted() {
+            let b = baseFiles[path], s = stashFiles[path]
+            if b?.object == s?.object && b?.kind == s?.kind { continue }
+            if b?.kind == .safetensors || s?.kind == .safetensors { throw refused("it changes the header of '\(path)'") }
+            let h = headFiles[path]
+            if h?.object == s?.object && h?.kind == s?.kind { continue }
+            guard h?.object == b?.object && h?.kind == b?.kind else { throw refused("'\(path)' changed since \(base) too") }
+            fileRows.append(s ?? FileEntry(path: path, kind: .side, object: nil, size: 0))
+        }
+        if updates.isEmpty && fileRows.isEmpty { return (head.commit, []) }
+        // Uncommitted changes the result would overwrite refuse it now, before it is recorded
+        // (the checkout that writes it checks again).
+        var manifest = headManifest, files = headFiles
+        for (name, bytes) in updates { manifest[name]!.hash = SHA256Digest.hash(bytes).hex }
+        for f in fileRows { files[f.path] = f.object == nil ? nil : f }
+        let cmp = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName, rehash: false,
+                                                 progress: progress)
+        if !cmp.report.clean {
+            let overwritten = Repository.carryCheck(cmp, manifest: manifest, files: files).overwritten
+            if !overwritten.isEmpty { throw Repository.overwritten(overwritten, keepingHead: item.selector) }
+        }
+        // The changed tensors encoded against HEAD's versions (one the stash stored already is
+        // found by its hash and costs nothing).
+        var options = CommitOptions(message: "\(item.message)\n\n(\(item.selector) \(item.commit) applied onto \(head.commit))")
+        options.recordOnly = true
+        options.policy.allowNonFinite = true   // as the stash saved it
+        let policy = options.policy
+        let names = updates.keys.sorted(), children = updates
+        let recipes = try names.map { try ledger.recipe(for: headManifest[$0]!.hash) }
+        let slots = Slots<PreparedTensor>(names.count)
+        progress.start("encoding \(item.selector) onto HEAD", total: names.count)
+        try parallelFor(names.count) { i in
+            let e = headManifest[names[i]]!
+            var parent = try recipes[i].build(verifySHA256: false)
+            slots[i] = try parent.withUnsafeMutableBytes { pb in
+                try children[names[i]]!.withUnsafeBytes { cb in
+                    try Repository.prepareChange(name: e.name, parent: pb, parentVersion: recipes[i].version, child: cb, dtype: e.dtype,
+                                                 shape: e.shape, policy: policy)
+                }
+            }
+            progress.advance()
+        }
+        progress.finish()
+        let changes = names.enumerated().map { i, name -> TensorChange in
+            var e = headManifest[name]!
+            e.hash = slots[i]!.hash
+            return TensorChange(entry: e, prepared: slots[i]!)
+        }
+        let recorded = try recordCommit(head: head, manifest: headManifest, files: headFiles, changes: changes, fileRows: fileRows,
+                                        objects: [], options: options)
+        return (recorded.id, merged)
     }
 
     /// `wledger stash branch NAME [STASH]`: creates branch NAME at the commit the stash was made on,

@@ -737,10 +737,12 @@ final class HelpTests: XCTestCase {
         HEAD that no branch points to, pushes it onto the stash as stash@{0}, and
         writes HEAD's bytes back where the work tree differs (in place where it can);
         hooks do not run. 'apply' writes a stash's files back into the work tree
-        without moving HEAD, which must be the commit the stash was made on (elsewhere:
-        'stash branch NAME' creates a branch there and pops the stash on it, or, for a
-        stash of tensor changes only, 'wledger cherry-pick stash@{N}' commits its ΔW
-        onto HEAD); uncommitted changes it does not touch are kept, as a checkout keeps
+        without moving HEAD. On another commit than the one it was made on it merges,
+        per tensor and file: what HEAD still has as that commit had it gets the stash's
+        bytes, a float tensor HEAD changed too gets HEAD + the stash's ΔW (float64,
+        rounded to the dtype, as cherry-pick), and a side file both changed refuses
+        ('stash branch NAME' creates a branch where the stash was made and pops it
+        there). Uncommitted changes it does not touch are kept, as a checkout keeps
         them, and any other refuses before a byte is written. 'show' lists what an
         entry changes (ΔW per tensor, changed files). 'pop' applies and drops; 'drop'
         and 'clear' remove entries (their commits stay until 'wledger gc'; gc never

@@ -97,16 +97,24 @@ final class StashTests: XCTestCase {
         XCTAssertEqual(try stashCount(), 0)
         XCTAssertEqual(try commitID("HEAD"), one)
 
-        // A stash applies only on the commit it was made on: elsewhere refused, nothing changed.
+        // On another commit (base, where layer 3 is as it was before `one`) the stash's changes
+        // apply as well: its layer 5 and side file, with base's layer 3 (testStashAppliesOntoAnotherCommit).
         XCTAssertEqual(try wl(["stash", "-q", "-m", "two"]).status, 0)
         XCTAssertEqual(try wl(["stash", "list"]).stdout, "stash@{0}: On main: two\n")
         XCTAssertEqual(try wl(["checkout", "-q", "base"]).status, 0)
         let atBase = try files()
+        let layer3 = try readTensorBytes(file: weights, tensor: "model.layers.3.mlp.down_proj.weight")
         r = try wl(["stash", "apply"])
-        XCTAssertEqual(r.status, 1, r.stderr)
-        XCTAssertTrue(r.stderr.hasPrefix("error: stash@{0} was made on \(one.prefix(12)), HEAD is "), r.stderr)
-        XCTAssertEqual(try files(), atBase)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.hasPrefix("Applied stash@{0} (\(try commitID("stash").prefix(12))) onto HEAD \(try commitID("base").prefix(12)): "), r.stdout)
+        XCTAssertEqual(try readTensorBytes(file: weights, tensor: "model.layers.5.mlp.down_proj.weight"), edit.child)
+        XCTAssertEqual(try readTensorBytes(file: weights, tensor: "model.layers.3.mlp.down_proj.weight"), layer3)
+        XCTAssertEqual(try files()["generation_config.json"], dirty["generation_config.json"])
+        XCTAssertEqual(Set(try wl(["status", "-s"]).stdout.split(separator: "\n").map(String.init)),
+                       [" M model.layers.5.mlp.down_proj.weight", " M generation_config.json", "?? NOTES.md"])
         XCTAssertEqual(try stashCount(), 1)
+        XCTAssertEqual(try wl(["checkout", "-q", "--force", "HEAD"]).status, 0)
+        XCTAssertEqual(try files(), atBase)
         // `stash branch` makes a branch where the stash was made and pops it there.
         r = try wl(["stash", "branch", "tryit"])
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -179,6 +187,109 @@ final class StashTests: XCTestCase {
         XCTAssertEqual(try stashCount(), 0)
         XCTAssertEqual(try files(), oneFiles)
         _ = nan
+    }
+
+    /// `stash apply` on another commit than the one the stash was made on merges per tensor and
+    /// file, as git merges a stash: a tensor HEAD has as the stash's base had it gets the stash's
+    /// bytes exactly; one HEAD changed too gets HEAD + the stash's ΔW (checked element by element
+    /// against float64 here, within half a BF16 ulp, untouched elements bit-exact); a side file
+    /// both changed, or an uncommitted change the result would overwrite, refuses with no byte of
+    /// the work tree or the ledger changed. The commit written under HEAD is gc's to remove.
+    func testStashAppliesOntoAnotherCommit() throws {
+        let tmp = try TemporaryDirectory("stash-onto")
+        let dir = (try tmp.copyModel(from: try Fixtures.smolLM2("bf16")) as NSString).standardizingPath
+        let weights = dir + "/model.safetensors", gen = dir + "/generation_config.json"
+        func wl(_ args: [String]) throws -> ProcessOutput { try CLI.run(args, in: dir) }
+        func files() throws -> [String: String] { try directoryDigest(dir).filter { !$0.key.hasPrefix(".wledger/") } }
+        func ledgerFiles() throws -> [String: String] { try directoryDigest(dir + "/.wledger").filter { $0.key.hasPrefix("ledger") } }
+        func json(_ args: [String]) throws -> [String: Any] {
+            let r = try wl(args)
+            XCTAssertEqual(r.status, 0, "\(args): \(r.stderr)")
+            return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        }
+        let l2 = "model.layers.2.mlp.down_proj.weight", l5 = "model.layers.5.mlp.down_proj.weight", l8 = "model.layers.8.mlp.down_proj.weight"
+        XCTAssertEqual(try wl(["init", "-q"]).status, 0)
+        let base = try XCTUnwrap(try json(["show", "HEAD", "--json"])["id"] as? String)
+        // Stashed on base: layers 2 and 5 and the generation config.
+        let s2 = try SimulatedEdit.rankOne(file: weights, tensor: l2, seed: 21)
+        let s5 = try SimulatedEdit.rankOne(file: weights, tensor: l5, seed: 22)
+        try "{\"do_sample\": true}\n".write(toFile: gen, atomically: false, encoding: .utf8)
+        let stashedGen = try files()["generation_config.json"]
+        XCTAssertEqual(try wl(["stash", "-q"]).status, 0)
+        let stash = try XCTUnwrap(try json(["show", "stash", "--json"])["id"] as? String)
+        // Meanwhile main moves on: layer 5 edited too, and layer 8.
+        let h5 = try SimulatedEdit.rankOne(file: weights, tensor: l5, seed: 23)
+        let h8 = try SimulatedEdit.rankOne(file: weights, tensor: l8, seed: 24)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "moved on"]).status, 0)
+        let head = try XCTUnwrap(try json(["show", "HEAD", "--json"])["id"] as? String)
+        let moved = try files(), ledger = try ledgerFiles()
+
+        // An uncommitted change to a tensor the stash changes refuses, before anything is recorded.
+        let local = try SimulatedEdit.rankOne(file: weights, tensor: l2, seed: 25)
+        let dirty = try files()
+        var r = try wl(["stash", "apply"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertEqual(r.stderr, "error: your local changes would be overwritten by stash@{0}: '\(l2)'; commit or stash them first, or discard them with 'wledger checkout --force HEAD'\n")
+        XCTAssertEqual(try files(), dirty)
+        XCTAssertEqual(try ledgerFiles(), ledger, "nothing recorded")
+        _ = local
+        XCTAssertEqual(try wl(["checkout", "-q", "--force", "HEAD"]).status, 0)
+        XCTAssertEqual(try files(), moved)
+
+        let applied = try json(["stash", "apply", "--json"])
+        let onto = try XCTUnwrap(applied["onto"] as? String)
+        XCTAssertNotEqual(onto, head)
+        XCTAssertEqual(applied["mergedTensors"] as? [String], [l5])
+        XCTAssertEqual(try XCTUnwrap(try json(["show", "HEAD", "--json"])["id"] as? String), head, "HEAD stays")
+        XCTAssertEqual(Set(try wl(["status", "-s"]).stdout.split(separator: "\n").map(String.init)),
+                       [" M \(l2)", " M \(l5)", " M generation_config.json"])
+        XCTAssertEqual(try readTensorBytes(file: weights, tensor: l2), s2.child, "HEAD had base's layer 2: the stash's bytes")
+        XCTAssertEqual(try readTensorBytes(file: weights, tensor: l8), h8.child, "a tensor the stash left alone is HEAD's")
+        XCTAssertEqual(try files()["generation_config.json"], stashedGen)
+        // Layer 5, changed on both sides: HEAD + ΔW of the stash, against float64 here.
+        let got = try readTensorBytes(file: weights, tensor: l5)
+        let h = ReferenceDecode.doubles(h5.child, dtype: "BF16"), p = ReferenceDecode.doubles(s5.parent, dtype: "BF16")
+        let c = ReferenceDecode.doubles(s5.child, dtype: "BF16"), g = ReferenceDecode.doubles(got, dtype: "BF16")
+        var changed = 0, worst = 0.0
+        for i in 0..<h.count {
+            let d = c[i] - p[i]
+            if d == 0 {
+                if got[2 * i] != h5.child[2 * i] || got[2 * i + 1] != h5.child[2 * i + 1] { XCTFail("element \(i) changed where ΔW is 0"); break }
+                continue
+            }
+            changed += 1
+            let exact = h[i] + d
+            worst = max(worst, abs(g[i] - exact) / max(abs(exact), 1e-30))
+        }
+        XCTAssertGreaterThan(changed, h.count / 2, "a rank-one ΔW moves most elements")
+        XCTAssertLessThanOrEqual(worst, 1.0 / 256, "within half a BF16 ulp of HEAD + ΔW")
+        XCTAssertNotEqual(got, s5.child)
+        XCTAssertNotEqual(got, h5.child)
+        // Committed, the result is a normal commit; the one written under HEAD is unreachable and
+        // gc removes it, never the stash's.
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "with the stash"]).status, 0)
+        let gc = try json(["gc", "--json"])
+        let removed = try XCTUnwrap(gc["removedCommits"] as? [String])
+        XCTAssertTrue(removed.contains(onto) && !removed.contains(stash), "\(removed)")
+        XCTAssertEqual(try wl(["fsck", "-q", "--full"]).status, 0)
+
+        // A side file both changed refuses, naming it, with nothing written or recorded.
+        XCTAssertEqual(try wl(["reset", "-q", "--hard", head]).status, 0)
+        try "{\"do_sample\": false}\n".write(toFile: gen, atomically: false, encoding: .utf8)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "config"]).status, 0)
+        let before = try files(), ledgerBefore = try ledgerFiles()
+        r = try wl(["stash", "pop"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertEqual(r.stderr, "error: cannot apply stash@{0} onto HEAD \(try XCTUnwrap(try json(["show", "HEAD", "--json"])["id"] as? String).prefix(12)): "
+                       + "'generation_config.json' changed since \(base.prefix(12)) too ('wledger stash branch NAME' pops it on a new branch at "
+                       + "\(base.prefix(12)), the commit it was made on)\n")
+        XCTAssertEqual(try files(), before)
+        XCTAssertEqual(try ledgerFiles(), ledgerBefore)
+        XCTAssertEqual(try wl(["stash", "list"]).stdout.split(separator: "\n").count, 1, "the entry stays")
+        // stash branch still pops it where it was made.
+        XCTAssertEqual(try wl(["stash", "branch", "-q", "where"]).status, 0)
+        XCTAssertEqual(try readTensorBytes(file: weights, tensor: l5), s5.child)
+        XCTAssertEqual(try files()["generation_config.json"], stashedGen)
     }
 
     /// `stash -u`: untracked side files are recorded and leave the work tree, and come back with
@@ -255,7 +366,7 @@ final class StashTests: XCTestCase {
                 r = try wl(args)
                 XCTAssertEqual(r.status, 1, r.stderr)
                 XCTAssertEqual(r.stderr, "error: '\(notes)' is a symbolic link to \(what), untracked, that stash@{0} would replace "
-                               + "with its tracked file; move it away first, or use --force\n")
+                               + "with its tracked file; move it away first\(args[0] == "checkout" ? ", or use --force" : "")\n")
                 XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: notes), destination)
                 XCTAssertEqual(try directoryDigest(dir + "/.wledger").filter { $0.key.hasPrefix("ledger") }, ledger, "nothing recorded")
             }
