@@ -10,7 +10,7 @@ public enum ExpiryTime: Equatable, Sendable, CustomStringConvertible {
     /// Entries before this unix time.
     case before(Int64)
 
-    /// Parses `never`/`false`, `now`/`all`, an age (`90.days`, `2.weeks.ago`, `3 hours ago`; units
+    /// Parses `never`/`false`, `now`/`all`, `yesterday` (a day ago), an age (`90.days`, `2.weeks.ago`, `3 hours ago`; units
     /// second, minute, hour, day, week, month = 30 days, year = 365 days; one reaching before
     /// 1970 is `never`), `@UNIX`, or a UTC date `YYYY-MM-DD[THH:MM[:SS]][Z]` (also with a space before
     /// the time). Nil when it is none of them.
@@ -19,6 +19,7 @@ public enum ExpiryTime: Equatable, Sendable, CustomStringConvertible {
         switch t {
         case "never", "false": self = .never; return
         case "now", "all": self = .all; return
+        case "yesterday": self = .before(now - 86400); return   // as git's approxidate: this time a day ago
         default: break
         }
         if t.hasPrefix("@"), let n = Self.number(t.dropFirst()) { self = .before(n); return }

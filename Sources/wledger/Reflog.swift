@@ -49,7 +49,7 @@ struct Reflog: ParsableCommand {
                 reaches (nor a stash entry or bisect session); an entry older than --expire-unreachable that \
                 stays forgets its previous commit when that one is unreachable so. \
                 Defaults: the config's gc.reflogExpire and gc.reflogExpireUnreachable, else 90.days.ago \
-                and 30.days.ago. Times: now (every entry), never, N.UNIT[.ago] (second, minute, hour, \
+                and 30.days.ago. Times: now (every entry), never, yesterday, N.UNIT[.ago] (second, minute, hour, \
                 day, week, month = 30 days, year), a UTC date 2026-01-31[T12:00[:00]], or @UNIX. The \
                 commits stay until 'wledger gc'. The stash's entries are never expired: 'stash drop' \
                 and 'stash clear' remove them.

@@ -116,6 +116,7 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(ExpiryTime("90.days", now: now), .before(now - 90 * 86400))
         XCTAssertEqual(ExpiryTime("2 weeks ago", now: now), .before(now - 14 * 86400))
         XCTAssertEqual(ExpiryTime("1.hour.ago", now: now), .before(now - 3600))
+        XCTAssertEqual(ExpiryTime("Yesterday", now: now), .before(now - 86400))
         XCTAssertEqual(ExpiryTime("3.months.ago", now: now), .before(now - 90 * 86400))
         XCTAssertEqual(ExpiryTime("1.year", now: now), .before(now - 365 * 86400))
         XCTAssertEqual(ExpiryTime("@1700000000", now: now), .before(1_700_000_000))
