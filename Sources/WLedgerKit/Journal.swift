@@ -5,7 +5,7 @@ import TensorIO
 /// A journal that makes "move HEAD and rename files into the work tree" crash-safe.
 ///
 /// The ledger (SQLite) and the work tree (files) cannot change in one atomic step. Operations
-/// that do both — checkout, and revert/prune/restrain/`commit --prune` — first stage every new
+/// that do both — checkout, and revert/prune/restrain/cherry-pick/`commit --prune` — first stage every new
 /// file completely (written and fsynced as a temporary file next to its destination), then
 /// write `.wledger/pending.json` naming the temporary files, the destinations and the commit,
 /// then make their ledger change and rename the files, and finally remove the journal. If the
@@ -14,8 +14,8 @@ import TensorIO
 ///
 /// - `update` (a new commit whose files are being renamed in, or whose tensors are being written
 ///   in place): if HEAD is no longer the commit the operation started from, its transaction was
-///   recorded, the tensors it writes in place are written again and the remaining temporary files
-///   are renamed into place (roll forward); otherwise the transaction never happened, nothing was
+///   recorded, the tensors it writes in place are written again, the remaining temporary files
+///   are renamed into place and the side files it deletes (`cherry-pick`) removed (roll forward); otherwise the transaction never happened, nothing was
 ///   written in place, and the temporary files are deleted (roll back).
 /// - `checkout`: the staged files are complete, so the tensors it writes in place are written
 ///   again, the remaining renames and removals are done and HEAD is moved to the target (roll
@@ -121,7 +121,7 @@ extension Repository {
                     unlink(temp)
                 }
             }
-            if kind == .checkout {
+            if kind == .checkout || (kind == .update && rollForward) {
                 for path in op.removes where PendingOperation.removable(root + "/" + path, relative: path, digests: op.removeDigests) {
                     unlink(root + "/" + path)
                 }

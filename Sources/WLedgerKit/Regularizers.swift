@@ -108,18 +108,31 @@ extension Repository {
     /// did, the result is the commit's bytes exactly; elsewhere HEAD + ΔW is computed in float64
     /// and rounded to the dtype (elements ΔW leaves alone keep HEAD's bytes). Refused when the
     /// commit is HEAD's or an ancestor of it or was picked onto HEAD's history before, when HEAD
-    /// already holds every tensor as the commit left it, and for a non-float tensor HEAD holds
-    /// otherwise than the commit's parent.
+    /// already holds every tensor and file as the commit left it, for a non-float tensor HEAD holds
+    /// otherwise than the commit's parent, and for a side file HEAD changed too. Side files the
+    /// commit added, modified or deleted are carried where HEAD has them as its parent did.
     public func cherryPick(_ revision: String, message: String? = nil, author: String? = nil,
                            progress: ProgressReporter = .silent) throws -> RegularizerResult {
         let id = try resolve(revision)
         let (c, edges) = try edges(of: id)
-        let parentFiles = try ledger.files(of: c.parent!), files = try ledger.files(of: id)
-        let sideChanges = Set(parentFiles.keys).union(files.keys).filter { parentFiles[$0]?.object != files[$0]?.object }.sorted()
-        if !sideChanges.isEmpty {
-            throw KitError.refused("cannot cherry-pick \(id.prefix(12)): it also changed \(sideChanges.prefix(3).map { "'\($0)'" }.joined(separator: ", ")), and cherry-pick carries tensors only")
-        }
         let head = try ledger.head().commit
+        // Side files: what HEAD has as the commit's parent had it takes the commit's version
+        // (added, modified or deleted); what HEAD has as the commit left it stays; a file both
+        // changed refuses, as would a change to a weight file's header.
+        let parentFiles = try ledger.files(of: c.parent!), files = try ledger.files(of: id), headFiles = try ledger.files(of: head)
+        var sideFiles: [String: FileEntry?] = [:]
+        for path in Set(parentFiles.keys).union(files.keys).sorted() {
+            let p = parentFiles[path], f = files[path], h = headFiles[path]
+            if p?.object == f?.object && p?.kind == f?.kind { continue }
+            if p?.kind == .safetensors || f?.kind == .safetensors {
+                throw KitError.refused("cannot cherry-pick \(id.prefix(12)): it changed the header of '\(path)'")
+            }
+            if h?.object == f?.object && h?.kind == f?.kind { continue }
+            guard h?.object == p?.object && h?.kind == p?.kind else {
+                throw KitError.refused("cannot cherry-pick \(id.prefix(12)): '\(path)' changed on HEAD's side too")
+            }
+            sideFiles[path] = .some(f)
+        }
         let history = try ledger.history(from: head)
         // The edit a commit carries is its first origin's: a pick of a pick is the same edit. One
         // already on HEAD's history (itself, or picked) would be applied twice.
@@ -140,8 +153,8 @@ extension Repository {
             let p = TensorMath.doubles(parent, dtype: e.dtype), ch = TensorMath.doubles(child, dtype: e.dtype)
             updates[e.name] = Repository.apply(delta: zip(ch, p).map { $0 - $1 }, to: headNow, dtype: e.dtype)
         }
-        if updates.isEmpty {
-            throw KitError.refused("nothing to cherry-pick: HEAD already holds every tensor as \(id.prefix(12)) left it")
+        if updates.isEmpty && sideFiles.isEmpty {
+            throw KitError.refused("nothing to cherry-pick: HEAD already holds every tensor and file as \(id.prefix(12)) left it")
         }
         var options = CommitOptions(message: message ?? c.message + "\n\n(cherry picked from commit \(c.id))")
         options.kind = c.kind
@@ -176,7 +189,7 @@ extension Repository {
         }
         defer { unlink(requestFile) }
         options.reflogAction = "cherry-pick"
-        return RegularizerResult(commit: try commitUpdates(updates, options: options, progress: progress))
+        return RegularizerResult(commit: try commitUpdates(updates, sideFiles: sideFiles, options: options, progress: progress))
     }
 
     /// The commit whose change `id` carries: following `cherryPickedFrom` back to the first.

@@ -18,9 +18,12 @@ extension Repository {
     ///     HEAD are dropped.
     ///   - allowDirty: tensors named in `updates` may differ from HEAD in the work tree (used by
     ///     `commit --prune`); everything else must be clean.
+    ///   - sideFiles: side files to commit too (`cherry-pick`): path → its new entry, whose
+    ///     object the ledger holds, or nil to delete it. Staged and renamed in (or removed) with
+    ///     the weight files, under the same journal.
     /// - Throws: `KitError.refused` when the work tree has other uncommitted changes or nothing
     ///   would change.
-    func commitUpdates(_ updates: [String: [UInt8]], options: CommitOptions, allowDirty: Bool = false,
+    func commitUpdates(_ updates: [String: [UInt8]], sideFiles: [String: FileEntry?] = [:], options: CommitOptions, allowDirty: Bool = false,
                        progress: ProgressReporter) throws -> CommitResult {
         var options = options
         let head = try ledger.head()
@@ -42,7 +45,8 @@ extension Repository {
             if SHA256Digest.hash(bytes).hex != e.hash { changedNames.append(name) }
         }
         let names = changedNames
-        if names.isEmpty { throw KitError.refused("nothing to commit: the operation leaves every tensor as HEAD has it") }
+        let sideChanges = sideFiles.filter { $0.value?.object != cmp.files[$0.key]?.object }
+        if names.isEmpty && sideChanges.isEmpty { throw KitError.refused("nothing to commit: the operation leaves every tensor as HEAD has it") }
         if !options.policy.allowNonFinite {
             for name in names where cmp.manifest[name]!.dtype.isFloat {
                 if updates[name]!.withUnsafeBytes({ countNonFinite($0, dtype: cmp.manifest[name]!.dtype) }) > 0 {
@@ -116,13 +120,22 @@ extension Repository {
                 staged.append((file, w))
             }
             progress.finish()
+            for (path, entry) in sideChanges.sorted(by: { $0.key < $1.key }) {
+                guard let object = entry?.object else { continue }
+                let bytes = try ledger.readObject(object)
+                let w = try AtomicFileWriter(path: root + "/" + path, size: bytes.count)
+                staged.append((path, w))
+                try w.write(bytes, at: 0)
+            }
+            let removals = sideChanges.filter { $0.value?.object == nil }.keys.sorted()
+            let fileRows = sideChanges.keys.sorted().map { sideChanges[$0]!.flatMap { $0 } ?? FileEntry(path: $0, kind: .side, object: nil, size: 0) }
             // Durable staged files and a journal first, so a crash from here on is finished or
             // undone by the next command (see Journal.swift).
             for s in staged { try s.writer.sync() }
             // Hooks see a candidate directory: hard links to the staged files and the rest of the
             // work tree, removed before anything is renamed. A failing hook aborts here.
             if hooked {
-                let candidate = try candidateDirectory(files: cmp.directory.weightFiles + cmp.directory.sideFiles,
+                let candidate = try candidateDirectory(files: (cmp.directory.weightFiles + cmp.directory.sideFiles).filter { !removals.contains($0) },
                                                        staged: Dictionary(uniqueKeysWithValues: staged.map { ($0.path, $0.writer.tempPath) }))
                 defer { try? FileManager.default.removeItem(atPath: candidate) }
                 options.message = try runPreCommitHooks(HookContext(candidate: candidate, parent: head.commit, message: options.message,
@@ -130,12 +143,12 @@ extension Repository {
                                                         kind: options.kind, what: "committed")
             }
             try writeJournal(PendingOperation(kind: .update, commit: head.commit, branch: nil,
-                                              renames: staged.map { [relativeToRoot($0.writer.tempPath), $0.path] }, removes: [],
+                                              renames: staged.map { [relativeToRoot($0.writer.tempPath), $0.path] }, removes: removals,
                                               patches: patches.map(\.patch)))
             FaultInjection.point("update-journaled")
             let recorded: (id: String, tensors: [CommitResult.ChangedTensor], storedBytes: Int)
             do {
-                recorded = try recordCommit(head: head, manifest: manifest, files: cmp.files, changes: changes, fileRows: [], objects: [],
+                recorded = try recordCommit(head: head, manifest: manifest, files: cmp.files, changes: changes, fileRows: fileRows, objects: [],
                                             options: options)
             } catch {
                 clearJournal()
@@ -150,6 +163,7 @@ extension Repository {
                 if i == 0 { try FaultInjection.error("update-rename-error", path: root + "/" + s.path) }
                 try s.writer.commit(sync: false, keepOnFailure: true)
             }
+            for path in removals { unlink(root + "/" + path) }
             syncDirectory(root)
             for p in patches { try p.write(fault: "update-patching") }
             clearJournal()
@@ -158,11 +172,11 @@ extension Repository {
             let paths = staged.map(\.path) + patches.map(\.patch.path)
             for p in paths { written[p] = FileStat.of(root + "/" + p) }
             try recordStats(paths, commit: recorded.id, scanned: written)
-            try recordStats((cmp.directory.weightFiles + cmp.directory.sideFiles).filter { written[$0] == nil }, commit: recorded.id,
+            try recordStats((cmp.directory.weightFiles + cmp.directory.sideFiles).filter { written[$0] == nil && !removals.contains($0) }, commit: recorded.id,
                             scanned: cmp.stats, readAt: cmp.scannedAt)
             runPostCommitHook(commit: recorded.id, candidate: root)
             var result = CommitResult(commit: recorded.id, parent: head.commit, branch: head.branchName, kind: options.kind.rawValue,
-                                      tensors: recorded.tensors, files: [], storedBytes: recorded.storedBytes)
+                                      tensors: recorded.tensors, files: fileRows.map(\.path), storedBytes: recorded.storedBytes)
             result.parentsFromWorkTree = tally.continued
             result.workTreeMismatches = tally.mismatches
             return result

@@ -4,14 +4,16 @@ import WLedgerKit
 struct CherryPick: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cherry-pick",
-        abstract: "Commit one commit's ΔW onto HEAD (e.g. an edit made on another branch).",
+        abstract: "Commit one commit's ΔW (and side-file changes) onto HEAD (e.g. an edit made on another branch).",
         discussion: """
             As git cherry-pick: the new commit has the picked one's kind, author, method, edit request (so \
             health's edit retention follows it) and message, with "(cherry picked from commit <id>)" added. Where HEAD \
             holds a tensor as the picked commit's parent did, the result is the picked commit's bytes exactly; \
-            elsewhere HEAD + ΔW is computed in float64 and rounded to the tensor's dtype. Refused when its change \
-            is already on HEAD's history (the commit, or a pick of the same edit), when HEAD already holds what \
-            it wrote, when it changed side files (cherry-pick carries tensors only), and with uncommitted changes.
+            elsewhere HEAD + ΔW is computed in float64 and rounded to the tensor's dtype. A side file it added, \
+            modified or deleted is carried where HEAD has it as the picked commit's parent did. Refused when its \
+            change is already on HEAD's history (the commit, or a pick of the same edit), when HEAD already holds \
+            what it wrote, when HEAD changed one of its side files too or it changed a weight file's header, and \
+            with uncommitted changes.
 
             Example: wledger cherry-pick rect~2
             """)

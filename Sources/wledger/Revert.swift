@@ -43,8 +43,10 @@ func recordCommit(_ global: GlobalOptions, noVerify: Bool, json: Bool, _ body: (
 
 /// The two-line summary every committing command prints.
 func printCommitSummary(_ r: CommitResult) {
-    print("[\(r.branch ?? "detached HEAD") \(short(r.commit))] \(r.kind): \(r.tensors.count) tensor(s) changed, stored \(humanBytes(r.storedBytes))")
+    let files = r.files.isEmpty ? "" : ", \(r.files.count) file(s)"
+    print("[\(r.branch ?? "detached HEAD") \(short(r.commit))] \(r.kind): \(r.tensors.count) tensor(s) changed\(files), stored \(humanBytes(r.storedBytes))")
     for t in r.tensors {
         print("   \(t.name): \(t.changed)/\(t.count) changed, Σ|ΔW| \(sci(t.l1)), ‖ΔW‖F \(sci(t.frobenius)), \(t.encoding) \(humanBytes(t.storedBytes))")
     }
+    for f in r.files { print("   \(f)") }
 }

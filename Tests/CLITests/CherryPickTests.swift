@@ -104,9 +104,24 @@ final class CherryPickTests: XCTestCase {
         XCTAssertEqual(pickedRevert["kind"] as? String, "revert")
         XCTAssertEqual((pickedRevert["parameters"] as? [String: Any])?["reverts"] as? String, pickID)
         XCTAssertEqual(try readTensorBytes(file: weights, tensor: l4), one.parent)
+        // A side file the commit changed is carried where HEAD has it as the commit's parent did.
+        let gen = dir + "/generation_config.json"
+        let mainID = try XCTUnwrap(show("main")["id"] as? String)
+        r = try wl(["cherry-pick", "main"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("edit: 0 tensor(s) changed, 1 file(s), stored ") && r.stdout.hasSuffix("\n   generation_config.json\n"), r.stdout)
+        XCTAssertEqual(try String(contentsOfFile: gen, encoding: .utf8), "{\"do_sample\": false}\n")
+        XCTAssertEqual(try wl(["status", "-s"]).stdout, "")
+        XCTAssertEqual(try show("HEAD")["files"] as? [String], ["generation_config.json"])
+        // Undone, and side changes the file its own way: the pick refuses with no byte changed.
+        XCTAssertEqual(try wl(["reset", "-q", "--hard", "HEAD~1"]).status, 0)
+        try "{\"do_sample\": true}\n".write(toFile: gen, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "side's config"]).status, 0)
+        let conflicted = try directoryDigest(dir)
         r = try wl(["cherry-pick", "main"])
         XCTAssertEqual(r.status, 1, r.stderr)
-        XCTAssertTrue(r.stderr.contains("also changed 'generation_config.json', and cherry-pick carries tensors only"), r.stderr)
+        XCTAssertEqual(r.stderr, "error: cannot cherry-pick \(mainID.prefix(12)): 'generation_config.json' changed on HEAD's side too\n")
+        XCTAssertEqual(try directoryDigest(dir), conflicted)
         let headID2 = try XCTUnwrap(show("HEAD")["id"] as? String)
 
         // A branch that already holds what the commit wrote (the same edit made by hand): nothing
@@ -134,5 +149,28 @@ final class CherryPickTests: XCTestCase {
         XCTAssertEqual(try wl(["checkout", "-q", "--force", "HEAD"]).status, 0)
         XCTAssertEqual(try wl(["cherry-pick", "-q", "holds"]).status, 0)
         XCTAssertEqual(try wl(["fsck", "-q"]).status, 0)
+
+        // A file added, then deleted, on main; each picked onto side. The deletion's pick killed
+        // right after its commit was recorded is finished by the next command, file removed.
+        XCTAssertEqual(try wl(["checkout", "-q", "main"]).status, 0)
+        try "notes\n".write(toFile: dir + "/NOTES.md", atomically: true, encoding: .utf8)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "notes"]).status, 0)
+        try FileManager.default.removeItem(atPath: dir + "/NOTES.md")
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "no notes"]).status, 0)
+        XCTAssertEqual(try wl(["checkout", "-q", "side"]).status, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/NOTES.md"))
+        XCTAssertEqual(try wl(["cherry-pick", "-q", "main~1"]).status, 0)
+        XCTAssertEqual(try String(contentsOfFile: dir + "/NOTES.md", encoding: .utf8), "notes\n")
+        let beforeDeletion = try XCTUnwrap(show("HEAD")["id"] as? String)
+        r = try CLI.run(["cherry-pick", "-q", "main"], in: dir, environment: ["WLEDGER_FAULT": "update-recorded"])
+        XCTAssertEqual(r.status, 9, r.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/NOTES.md"), "killed before the removal")
+        r = try wl(["status", "-s"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("completed an interrupted update"), r.stderr)
+        XCTAssertEqual(r.stdout, "")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/NOTES.md"))
+        XCTAssertEqual(try show("HEAD")["parent"] as? String, beforeDeletion)
+        XCTAssertEqual(try wl(["fsck", "-q", "--full"]).status, 0)
     }
 }
