@@ -47,6 +47,16 @@ extension Repository {
         let names = changedNames
         let sideChanges = sideFiles.filter { $0.value?.object != cmp.files[$0.key]?.object }
         if names.isEmpty && sideChanges.isEmpty { throw KitError.refused("nothing to commit: the operation leaves every tensor as HEAD has it") }
+        // A side file HEAD does not track goes where the scan found nothing; something it does not
+        // list (past the side-file limit, a link to nothing or to a directory, a directory) is
+        // not replaced, as checkout refuses.
+        for (path, entry) in sideChanges.sorted(by: { $0.key < $1.key }) where entry != nil && cmp.files[path] == nil {
+            let full = root + "/" + path
+            if let what = WorkTreeComparison.oversizedSideFile(full) ?? WorkTreeComparison.unlistedEntry(full)
+                ?? (WorkTreeComparison.fileType(full) == .typeDirectory ? "a directory" : nil) {
+                throw KitError.refused("'\(full)' is \(what), untracked, where the commit has a file; move it away first")
+            }
+        }
         if !options.policy.allowNonFinite {
             for name in names where cmp.manifest[name]!.dtype.isFloat {
                 if updates[name]!.withUnsafeBytes({ countNonFinite($0, dtype: cmp.manifest[name]!.dtype) }) > 0 {
