@@ -105,8 +105,10 @@ extension Ledger {
             FROM commitTensor WHERE "commit" = ? AND changed IS NOT NULL ORDER BY name
             """, [.text(commitID)]) { s in
             let e = ManifestEntry(name: s.text(0), file: s.text(1), dtype: DType(rawValue: s.text(2)) ?? .u8, shape: try parseShape(s.text(3)), hash: s.text(4))
-            let st = ChangeStats(changed: Int(s.int(5)), l1: s.double(6), frobenius: s.double(7), maxAbs: s.double(8),
-                                 baseNorm: s.double(9), storedBytes: Int(s.int(10)))
+            // SQLite stores NaN as NULL: a changed row's NULL statistic is a NaN one (weights
+            // committed with --allow-nonfinite), not 0.
+            let st = ChangeStats(changed: Int(s.int(5)), l1: s.optionalDouble(6) ?? .nan, frobenius: s.optionalDouble(7) ?? .nan,
+                                 maxAbs: s.optionalDouble(8) ?? .nan, baseNorm: s.optionalDouble(9) ?? .nan, storedBytes: Int(s.int(10)))
             return (e, st)
         }
     }

@@ -32,11 +32,11 @@ public struct ModelDirectory: Sendable {
         } catch {
             throw TensorIOError.io(path: path, operation: "list", reason: "\(error.localizedDescription)")
         }
+        /// A regular file, or a link to one: not a directory, FIFO, socket or device (reading a
+        /// FIFO would block the scan).
         func isRegular(_ name: String) -> Bool {
-            guard let st = FileStat.of(path + "/" + name) else { return false }
-            _ = st
-            var d: ObjCBool = false
-            return fm.fileExists(atPath: path + "/" + name, isDirectory: &d) && !d.boolValue
+            var st = Glibc.stat()
+            return stat(path + "/" + name, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
         }
         let files = names.filter(isRegular)
         var weightMap: [String: String]? = nil

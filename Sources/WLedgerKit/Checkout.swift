@@ -134,12 +134,7 @@ extension Repository {
             return result
         }
 
-        // No file can be renamed over a directory: one where the target has a file refuses the
-        // checkout before its journal (even with --force), which would otherwise fail halfway and
-        // leave the next command's recovery failing on the same rename.
-        for path in files.keys.sorted() where WorkTreeComparison.fileType(root + "/" + path) == .typeDirectory {
-            throw KitError.refused("'\(root)/\(path)' is a directory where \(shown) has a file; move it away first")
-        }
+        try refuseDirectories(at: files, shown: shown)
         let scanned: WorkTreeComparison?
         do {
             scanned = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName,
@@ -179,20 +174,7 @@ extension Repository {
             carried = check.carried
             if !check.overwritten.isEmpty { throw Self.overwritten(check.overwritten, keepingHead: keepHead ? shown : nil) }
         }
-        // A file the target has and HEAD does not, where the work tree holds something its scan
-        // does not list (a side file past the size limit, a symbolic link that leads nowhere or
-        // to a directory, a FIFO or socket): as git's "untracked working tree file would be
-        // overwritten", refused before a byte is written (--force replaces it, as git's).
-        for (path, f) in files.sorted(by: { $0.key < $1.key })
-        where !force && cmp.files[path] == nil && cmp.sideHashes[path] == nil && cmp.weights.files[path] == nil {
-            let full = root + "/" + path
-            if f.kind == .side, let what = WorkTreeComparison.oversizedSideFile(full) {
-                throw KitError.refused("'\(full)' is \(what) that \(shown) would overwrite with its tracked file; move it away first")
-            }
-            if let what = WorkTreeComparison.unlistedEntry(full) {
-                throw KitError.refused("'\(full)' is \(what), untracked, that \(shown) would replace with its tracked file; move it away first\(keepHead ? "" : ", or use --force")")
-            }
-        }
+        if !force { try refuseUnlistedEntries(at: files, cmp: cmp, shown: shown, keepHead: keepHead) }
         let carriedFiles = Set(cmp.report.modifiedTensors.filter { carried.contains($0.name) }.map(\.file)
             + cmp.report.sideFiles.map(\.path).filter(carried.contains))
         var result = workTreeResult()
@@ -286,6 +268,33 @@ extension Repository {
         for p in result.unchanged { written[p] = cmp.stats[p] }
         if !keepHead { try recordStats((result.written + result.unchanged).filter { !carriedFiles.contains($0) }, commit: target, scanned: written) }
         return result
+    }
+
+    /// No file can be renamed over a directory: one where the target (`files`) has a file refuses
+    /// the checkout before its journal (even with --force), which would otherwise fail halfway and
+    /// leave the next command's recovery failing on the same rename.
+    func refuseDirectories(at files: [String: FileEntry], shown: String) throws {
+        for path in files.keys.sorted() where WorkTreeComparison.fileType(root + "/" + path) == .typeDirectory {
+            throw KitError.refused("'\(root)/\(path)' is a directory where \(shown) has a file; move it away first")
+        }
+    }
+
+    /// A file the target has and HEAD does not, where the work tree holds something its scan does
+    /// not list (a side file past the size limit, a symbolic link that leads nowhere or to a
+    /// directory, a FIFO or socket): as git's "untracked working tree file would be overwritten",
+    /// refused before a byte is written (`checkout --force` replaces it, as git's; `keepHead`:
+    /// `stash apply`, which has no --force).
+    func refuseUnlistedEntries(at files: [String: FileEntry], cmp: WorkTreeComparison, shown: String, keepHead: Bool) throws {
+        for (path, f) in files.sorted(by: { $0.key < $1.key })
+        where cmp.files[path] == nil && cmp.sideHashes[path] == nil && cmp.weights.files[path] == nil {
+            let full = root + "/" + path
+            if f.kind == .side, let what = WorkTreeComparison.oversizedSideFile(full) {
+                throw KitError.refused("'\(full)' is \(what) that \(shown) would overwrite with its tracked file; move it away first")
+            }
+            if let what = WorkTreeComparison.unlistedEntry(full) {
+                throw KitError.refused("'\(full)' is \(what), untracked, that \(shown) would replace with its tracked file; move it away first\(keepHead ? "" : ", or use --force")")
+            }
+        }
     }
 
     /// The uncommitted changes of a scanned work tree that a switch to a tree (`manifest`, `files`)

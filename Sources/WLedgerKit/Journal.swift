@@ -47,15 +47,16 @@ struct PendingOperation: Codable {
     var branch: String?
     /// (temporary file, destination), paths relative to the work tree.
     var renames: [[String]]
-    /// Checkout: side files to remove, relative to the work tree.
+    /// Side files to remove, relative to the work tree (checkout; an update rolled forward:
+    /// `cherry-pick` of a deletion).
     var removes: [String]
     /// Weight files whose changed tensors are written in place (absent in journals of older
     /// versions, which had none).
     var patches: [InPlacePatch]? = nil
     /// Checkout: HEAD stays where it is (`stash apply` writes a stash's files under it).
     var keepHead: Bool? = nil
-    /// Checkout: side files of `removes` removed only while their SHA-256 is this (`stash -u`:
-    /// an untracked file edited after the stash recorded it stays).
+    /// Side files of `removes` removed only while their SHA-256 is this (`stash -u`: an untracked
+    /// file edited after the stash recorded it stays; `cherry-pick`: one edited after a killed pick).
     var removeDigests: [String: String]? = nil
 
     /// Whether the side file at `path` may go: no digest is required, or it still has it.

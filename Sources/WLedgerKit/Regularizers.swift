@@ -57,6 +57,21 @@ extension Repository {
         })
     }
 
+    /// `to` − `from` per element in float64, 0 where the two elements' bytes are equal, so an
+    /// element a change left alone is no change even where it is NaN or infinite (whose
+    /// difference with itself is NaN).
+    static func delta(from: [UInt8], to: [UInt8], dtype: DType) -> [Double] {
+        let a = TensorMath.doubles(from, dtype: dtype), b = TensorMath.doubles(to, dtype: dtype)
+        let e = dtype.size
+        var d = [Double](repeating: 0, count: a.count)
+        from.withUnsafeBytes { pa in
+            to.withUnsafeBytes { pb in
+                for i in 0..<a.count where memcmp(pa.baseAddress! + i * e, pb.baseAddress! + i * e, e) != 0 { d[i] = b[i] - a[i] }
+            }
+        }
+        return d
+    }
+
     /// `head` + `delta` rounded to the dtype; elements where delta is exactly 0 keep head's bytes.
     static func apply(delta: [Double], to head: [UInt8], dtype: DType) -> [UInt8] {
         let h = TensorMath.doubles(head, dtype: dtype)
@@ -79,27 +94,51 @@ extension Repository {
         guard e.dtype.isFloat else { throw KitError.usage("cannot \(op) tensor '\(e.name)': dtype \(e.dtype.rawValue) is not F64/F32/F16/BF16") }
     }
 
+    /// The side-file changes that carry the step `from` → `to` (two commits' files) onto HEAD's
+    /// files `onto`, for `commitUpdates`: a file HEAD has as `from` had it takes `to`'s version
+    /// (written, or deleted where `to` has none); one HEAD has as `to` has it stays. A file HEAD
+    /// has otherwise, and a weight file whose header entry differs, refuse with
+    /// `refusal(isHeader, path)`.
+    private func sideFileChanges(from: [String: FileEntry], to: [String: FileEntry], onto head: [String: FileEntry],
+                                 refusal: (Bool, String) -> KitError) throws -> [String: FileEntry?] {
+        var changes: [String: FileEntry?] = [:]
+        for path in Set(from.keys).union(to.keys).sorted() {
+            let a = from[path], b = to[path], h = head[path]
+            if a?.object == b?.object && a?.kind == b?.kind { continue }
+            if a?.kind == .safetensors || b?.kind == .safetensors { throw refusal(true, path) }
+            if h?.object == b?.object && h?.kind == b?.kind { continue }
+            guard h?.object == a?.object && h?.kind == a?.kind else { throw refusal(false, path) }
+            changes[path] = .some(b)
+        }
+        return changes
+    }
+
     /// `wledger revert <rev>`: commits −ΔW_rev onto HEAD (rounded to each tensor's dtype), for any
     /// commit, not only HEAD. Where HEAD still holds exactly what `rev` wrote, the result is the
-    /// parent's bytes exactly.
+    /// parent's bytes exactly. Side files `rev` changed go back to its parent's version where HEAD
+    /// has them as `rev` left them (one changed since refuses), as git's revert.
     public func revert(_ revision: String, message: String? = nil, author: String? = nil, progress: ProgressReporter = .silent) throws -> RegularizerResult {
         let id = try resolve(revision)
         let (c, edges) = try edges(of: id)
-        let headManifest = try ledger.manifest(of: try ledger.head().commit)
+        let head = try ledger.head().commit
+        // Side files go back to the parent's version where HEAD has the commit's.
+        let sideFiles = try sideFileChanges(from: try ledger.files(of: id), to: try ledger.files(of: c.parent!), onto: try ledger.files(of: head)) {
+            KitError.refused("cannot revert \(id.prefix(12)): " + ($0 ? "it changed the header of '\($1)'" : "'\($1)' changed since"))
+        }
+        let headManifest = try ledger.manifest(of: head)
         var updates: [String: [UInt8]] = [:]
         for (e, _, parent, child) in edges {
             try Repository.requireFloat(e, "revert")
             let (h, head) = try headBytes(e.name, headManifest)
             if h.hash == e.hash { updates[e.name] = parent; continue }
-            let p = TensorMath.doubles(parent, dtype: e.dtype), ch = TensorMath.doubles(child, dtype: e.dtype)
-            updates[e.name] = Repository.apply(delta: zip(p, ch).map { $0 - $1 }, to: head, dtype: e.dtype)
+            updates[e.name] = Repository.apply(delta: Repository.delta(from: child, to: parent, dtype: e.dtype), to: head, dtype: e.dtype)
         }
         var options = CommitOptions(message: message ?? "Revert \"\(c.message.split(separator: "\n").first ?? "")\"\n\nThis reverts commit \(c.id).")
         options.kind = .revert
         options.author = author
         options.parameters = JSONValue.object([("reverts", .string(c.id))]).serialized()
         options.hookEnvironment["WLEDGER_REVERT"] = c.id
-        return RegularizerResult(commit: try commitUpdates(updates, options: options, progress: progress))
+        return RegularizerResult(commit: try commitUpdates(updates, sideFiles: sideFiles, options: options, progress: progress))
     }
 
     /// `wledger cherry-pick <rev>`: commits ΔW_rev onto HEAD, as git's cherry-pick, with the
@@ -116,23 +155,6 @@ extension Repository {
         let id = try resolve(revision)
         let (c, edges) = try edges(of: id)
         let head = try ledger.head().commit
-        // Side files: what HEAD has as the commit's parent had it takes the commit's version
-        // (added, modified or deleted); what HEAD has as the commit left it stays; a file both
-        // changed refuses, as would a change to a weight file's header.
-        let parentFiles = try ledger.files(of: c.parent!), files = try ledger.files(of: id), headFiles = try ledger.files(of: head)
-        var sideFiles: [String: FileEntry?] = [:]
-        for path in Set(parentFiles.keys).union(files.keys).sorted() {
-            let p = parentFiles[path], f = files[path], h = headFiles[path]
-            if p?.object == f?.object && p?.kind == f?.kind { continue }
-            if p?.kind == .safetensors || f?.kind == .safetensors {
-                throw KitError.refused("cannot cherry-pick \(id.prefix(12)): it changed the header of '\(path)'")
-            }
-            if h?.object == f?.object && h?.kind == f?.kind { continue }
-            guard h?.object == p?.object && h?.kind == p?.kind else {
-                throw KitError.refused("cannot cherry-pick \(id.prefix(12)): '\(path)' changed on HEAD's side too")
-            }
-            sideFiles[path] = .some(f)
-        }
         let history = try ledger.history(from: head)
         // The edit a commit carries is its first origin's: a pick of a pick is the same edit. One
         // already on HEAD's history (itself, or picked) would be applied twice.
@@ -140,6 +162,9 @@ extension Repository {
         for h in history where try pickOrigin(h.id, record: h) == origin {
             throw KitError.refused(h.id == id ? "commit \(id.prefix(12)) is already in HEAD's history (wledger revert undoes it)"
                 : "the change of \(id.prefix(12)) is already on this history as \(h.id.prefix(12)) (if it was reverted since, revert that revert)")
+        }
+        let sideFiles = try sideFileChanges(from: try ledger.files(of: c.parent!), to: try ledger.files(of: id), onto: try ledger.files(of: head)) {
+            KitError.refused("cannot cherry-pick \(id.prefix(12)): " + ($0 ? "it changed the header of '\($1)'" : "'\($1)' changed on HEAD's side too"))
         }
         let headManifest = try ledger.manifest(of: head)
         var updates: [String: [UInt8]] = [:]
@@ -150,8 +175,7 @@ extension Repository {
             guard e.dtype.isFloat else {
                 throw KitError.refused("cannot cherry-pick \(id.prefix(12)): tensor '\(e.name)' (\(e.dtype.rawValue)) changed since its parent and is not a float tensor to add ΔW to")
             }
-            let p = TensorMath.doubles(parent, dtype: e.dtype), ch = TensorMath.doubles(child, dtype: e.dtype)
-            updates[e.name] = Repository.apply(delta: zip(ch, p).map { $0 - $1 }, to: headNow, dtype: e.dtype)
+            updates[e.name] = Repository.apply(delta: Repository.delta(from: parent, to: child, dtype: e.dtype), to: headNow, dtype: e.dtype)
         }
         if updates.isEmpty && sideFiles.isEmpty {
             throw KitError.refused("nothing to cherry-pick: HEAD already holds every tensor and file as \(id.prefix(12)) left it")

@@ -1,6 +1,5 @@
 import Foundation
 import Ledger
-import Ops
 import TensorIO
 
 /// One stash entry, as `stash list` shows it.
@@ -39,7 +38,8 @@ public struct StashApplyResult: Encodable, Sendable {
     /// `pop`: the entry was dropped.
     public var dropped: Bool
     /// Applied onto a HEAD other than the commit the stash was made on: the commit holding HEAD
-    /// with the stash's changes that was written into the work tree (no ref points to it).
+    /// with the stash's changes that was written into the work tree (no ref points to it, `gc`
+    /// removes it); nil there when HEAD already had every change.
     public var onto: String? = nil
     /// Tensors HEAD also changed since the stash's base: HEAD + the stash's ΔW, in float64
     /// rounded to the dtype (the others are the stash's bytes exactly).
@@ -145,7 +145,8 @@ extension Repository {
         // Refusals name the stash entry.
         let result = try checkout(onto?.commit ?? item.commit, keepHead: true, displayName: item.selector, progress: progress)
         if pop { _ = try ledger.transaction { try ledger.dropStash(index) } }
-        return StashApplyResult(stash: item, checkout: result, dropped: pop, onto: onto?.commit, mergedTensors: onto?.merged ?? [])
+        return StashApplyResult(stash: item, checkout: result, dropped: pop, onto: onto.flatMap { $0.commit == head.commit ? nil : $0.commit },
+                                mergedTensors: onto?.merged ?? [])
     }
 
     /// The stash's changes carried onto HEAD, recorded as a commit on HEAD that no ref points to
@@ -174,9 +175,8 @@ extension Repository {
             guard s.dtype.isFloat else {
                 throw refused("tensor '\(name)' (\(s.dtype.rawValue)) changed since \(base) too, and is not a float tensor to add its ΔW to")
             }
-            let p = TensorMath.doubles(try ledger.tensorBytes(b.hash), dtype: s.dtype)
-            let c = TensorMath.doubles(try ledger.tensorBytes(s.hash), dtype: s.dtype)
-            updates[name] = Repository.apply(delta: zip(c, p).map { $0 - $1 }, to: try ledger.tensorBytes(h.hash), dtype: s.dtype)
+            let delta = Repository.delta(from: try ledger.tensorBytes(b.hash), to: try ledger.tensorBytes(s.hash), dtype: s.dtype)
+            updates[name] = Repository.apply(delta: delta, to: try ledger.tensorBytes(h.hash), dtype: s.dtype)
             merged.append(name)
         }
         let baseFiles = try ledger.files(of: item.base), stashFiles = try ledger.files(of: item.commit)
@@ -192,17 +192,20 @@ extension Repository {
             fileRows.append(s ?? FileEntry(path: path, kind: .side, object: nil, size: 0))
         }
         if updates.isEmpty && fileRows.isEmpty { return (head.commit, []) }
-        // Uncommitted changes the result would overwrite refuse it now, before it is recorded
-        // (the checkout that writes it checks again).
+        // What the checkout that writes the result refuses, refused now, before it is recorded
+        // (the checkout checks again): a directory where it has a file, uncommitted changes it
+        // would overwrite, something the scan does not list where it adds a file.
         var manifest = headManifest, files = headFiles
         for (name, bytes) in updates { manifest[name]!.hash = SHA256Digest.hash(bytes).hex }
         for f in fileRows { files[f.path] = f.object == nil ? nil : f }
+        try refuseDirectories(at: files, shown: item.selector)
         let cmp = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName, rehash: false,
                                                  progress: progress)
         if !cmp.report.clean {
             let overwritten = Repository.carryCheck(cmp, manifest: manifest, files: files).overwritten
             if !overwritten.isEmpty { throw Repository.overwritten(overwritten, keepingHead: item.selector) }
         }
+        try refuseUnlistedEntries(at: files, cmp: cmp, shown: item.selector, keepHead: true)
         // The changed tensors encoded against HEAD's versions (one the stash stored already is
         // found by its hash and costs nothing).
         var options = CommitOptions(message: "\(item.message)\n\n(\(item.selector) \(item.commit) applied onto \(head.commit))")

@@ -30,7 +30,13 @@ extension Repository {
         let cmp = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName,
                                                  rehash: false, progress: progress)
         let dirtyTensors = Set(cmp.report.modifiedTensors.map(\.name))
-        let otherDirty = !cmp.report.structural.isEmpty || !cmp.report.modifiedHeaders.isEmpty || !cmp.report.sideFiles.isEmpty
+        // Untracked side files stay, as git's do, unless the update writes one at their path.
+        let untracked = Set(cmp.report.sideFiles.filter { $0.change == .added }.map(\.path))
+        if let path = untracked.sorted().first(where: { sideFiles[$0] != nil }) {
+            throw KitError.refused("the untracked file '\(root)/\(path)' would be overwritten; move it away first")
+        }
+        let otherDirty = !cmp.report.structural.isEmpty || !cmp.report.modifiedHeaders.isEmpty
+            || cmp.report.sideFiles.contains { !untracked.contains($0.path) }
             || !(allowDirty ? dirtyTensors.subtracting(updates.keys) : dirtyTensors).isEmpty
         if otherDirty {
             throw KitError.refused("the work tree has uncommitted changes; commit them or run 'wledger checkout --force HEAD' first")
@@ -138,6 +144,9 @@ extension Repository {
                 try w.write(bytes, at: 0)
             }
             let removals = sideChanges.filter { $0.value?.object == nil }.keys.sorted()
+            // Removed only while they hold HEAD's bytes, also by the journal's recovery (a file
+            // edited after a killed update stays).
+            let removeDigests = Dictionary(uniqueKeysWithValues: removals.map { ($0, cmp.sideHashes[$0] ?? "") })
             let fileRows = sideChanges.keys.sorted().map { sideChanges[$0]!.flatMap { $0 } ?? FileEntry(path: $0, kind: .side, object: nil, size: 0) }
             // Durable staged files and a journal first, so a crash from here on is finished or
             // undone by the next command (see Journal.swift).
@@ -145,7 +154,8 @@ extension Repository {
             // Hooks see a candidate directory: hard links to the staged files and the rest of the
             // work tree, removed before anything is renamed. A failing hook aborts here.
             if hooked {
-                let candidate = try candidateDirectory(files: (cmp.directory.weightFiles + cmp.directory.sideFiles).filter { !removals.contains($0) },
+                let present = (cmp.directory.weightFiles + cmp.directory.sideFiles).filter { !removals.contains($0) }
+                let candidate = try candidateDirectory(files: present + staged.map(\.path).filter { !present.contains($0) },
                                                        staged: Dictionary(uniqueKeysWithValues: staged.map { ($0.path, $0.writer.tempPath) }))
                 defer { try? FileManager.default.removeItem(atPath: candidate) }
                 options.message = try runPreCommitHooks(HookContext(candidate: candidate, parent: head.commit, message: options.message,
@@ -154,7 +164,8 @@ extension Repository {
             }
             try writeJournal(PendingOperation(kind: .update, commit: head.commit, branch: nil,
                                               renames: staged.map { [relativeToRoot($0.writer.tempPath), $0.path] }, removes: removals,
-                                              patches: patches.map(\.patch)))
+                                              patches: patches.map(\.patch),
+                                              removeDigests: removals.isEmpty ? nil : removeDigests))
             FaultInjection.point("update-journaled")
             let recorded: (id: String, tensors: [CommitResult.ChangedTensor], storedBytes: Int)
             do {
@@ -173,7 +184,7 @@ extension Repository {
                 if i == 0 { try FaultInjection.error("update-rename-error", path: root + "/" + s.path) }
                 try s.writer.commit(sync: false, keepOnFailure: true)
             }
-            for path in removals { unlink(root + "/" + path) }
+            for path in removals where PendingOperation.removable(root + "/" + path, relative: path, digests: removeDigests) { unlink(root + "/" + path) }
             syncDirectory(root)
             for p in patches { try p.write(fault: "update-patching") }
             clearJournal()
@@ -182,7 +193,8 @@ extension Repository {
             let paths = staged.map(\.path) + patches.map(\.patch.path)
             for p in paths { written[p] = FileStat.of(root + "/" + p) }
             try recordStats(paths, commit: recorded.id, scanned: written)
-            try recordStats((cmp.directory.weightFiles + cmp.directory.sideFiles).filter { written[$0] == nil && !removals.contains($0) }, commit: recorded.id,
+            try recordStats((cmp.directory.weightFiles + cmp.directory.sideFiles).filter { written[$0] == nil && !removals.contains($0) && !untracked.contains($0) },
+                            commit: recorded.id,
                             scanned: cmp.stats, readAt: cmp.scannedAt)
             runPostCommitHook(commit: recorded.id, candidate: root)
             var result = CommitResult(commit: recorded.id, parent: head.commit, branch: head.branchName, kind: options.kind.rawValue,

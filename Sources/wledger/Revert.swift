@@ -8,7 +8,9 @@ struct Revert: ParsableCommand {
         discussion: """
             For every tensor the commit changed, HEAD − ΔW_rev is computed in float64 and rounded to the tensor's \
             dtype; where HEAD still holds exactly what the commit wrote, the parent's bytes come back exactly. \
-            Later edits to the same matrices are kept. Reverting a revert restores the edit.
+            Later edits to the same matrices are kept. Side files the commit changed go back to its parent's \
+            version where HEAD has them as the commit left them (one changed since refuses), as git's revert. \
+            Reverting a revert restores the edit. Untracked files stay.
 
             Example: wledger revert HEAD~3
             """)

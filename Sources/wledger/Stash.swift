@@ -148,6 +148,7 @@ private func runApply(global: GlobalOptions, stash: String?, pop: Bool, json: Bo
     for name in r.checkout.carriedTensors { print("M\t\(name)") }
     for name in r.mergedTensors { print("merged\t\(name)\t(HEAD's + the stash's ΔW)") }
     let removed = r.checkout.removed.isEmpty ? "" : ", \(r.checkout.removed.count) removed"
-    let onto = r.onto == nil ? "" : " onto HEAD \(short(try repo.resolve("HEAD")))"
+    let head = try repo.resolve("HEAD")
+    let onto = head == r.stash.base ? "" : " onto HEAD \(short(head))"
     print("Applied \(r.stash.selector) (\(short(r.stash.commit)))\(onto): \(r.checkout.written.count) file(s) written\(removed)\(r.dropped ? "; dropped it" : "")")
 }

@@ -423,7 +423,7 @@ final class BadInputTests: XCTestCase {
         let status = try expectSuccess(["status"], in: dir)
         XCTAssertTrue(status.stdout.contains("nothing to commit"), status.stdout)
         try expectSuccess(["fsck"], in: dir)
-        // ΔW holds a NaN: every statistic that sees it is NaN, the maximum too (it read 0 before).
+        // ΔW holds a NaN: every statistic that sees it is NaN, the maximum too (it used to show the largest finite change).
         let diff = try expectSuccess(["diff", "HEAD~1", "HEAD", "--stat", "--json"], in: dir)
         let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(diff.stdout.utf8)) as? [String: Any])
         let row = try XCTUnwrap((report["tensors"] as? [[String: Any]])?.first { $0["name"] as? String == name })
@@ -432,6 +432,11 @@ final class BadInputTests: XCTestCase {
         let table = try expectSuccess(["diff", "HEAD~1", "HEAD", "--stat", "--no-spectrum"], in: dir).stdout
         let line = try XCTUnwrap(table.split(separator: "\n").first { $0.contains(name) }, table)
         XCTAssertEqual(line.split(separator: " ").last, "nan", String(line))
+        // show reads them back from the ledger (SQLite stores NaN as NULL): NaN there too, not 0.
+        let shown = try expectSuccess(["show", "HEAD", "--json"], in: dir)
+        let stored = try XCTUnwrap((try XCTUnwrap(JSONSerialization.jsonObject(with: Data(shown.stdout.utf8)) as? [String: Any])["tensors"]
+            as? [[String: Any]])?.first { $0["name"] as? String == name }, shown.stdout)
+        XCTAssertEqual(stored["l1"] as? String, "NaN", shown.stdout)
     }
 
     func testCommitWithInfIsRejectedUnlessAllowed() throws {

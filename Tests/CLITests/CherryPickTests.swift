@@ -159,8 +159,16 @@ final class CherryPickTests: XCTestCase {
         XCTAssertEqual(try wl(["commit", "-q", "-m", "no notes"]).status, 0)
         XCTAssertEqual(try wl(["checkout", "-q", "side"]).status, 0)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/NOTES.md"))
-        // Not over what the scan does not list: a link to nothing stays, nothing is recorded.
+        // Not over an untracked file, nor over what the scan does not list (a link to nothing):
+        // refused, the file or link stays, nothing is recorded.
         let sideHead = try XCTUnwrap(show("HEAD")["id"] as? String)
+        try "mine\n".write(toFile: dir + "/NOTES.md", atomically: true, encoding: .utf8)
+        r = try wl(["cherry-pick", "main~1"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertEqual(r.stderr, "error: the untracked file '\(dir)/NOTES.md' would be overwritten; move it away first\n")
+        XCTAssertEqual(try String(contentsOfFile: dir + "/NOTES.md", encoding: .utf8), "mine\n")
+        XCTAssertEqual(try XCTUnwrap(show("HEAD")["id"] as? String), sideHead)
+        try FileManager.default.removeItem(atPath: dir + "/NOTES.md")
         try FileManager.default.createSymbolicLink(atPath: dir + "/NOTES.md", withDestinationPath: "missing")
         r = try wl(["cherry-pick", "main~1"])
         XCTAssertEqual(r.status, 1, r.stderr)
@@ -168,9 +176,25 @@ final class CherryPickTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: dir + "/NOTES.md"), "missing")
         XCTAssertEqual(try XCTUnwrap(show("HEAD")["id"] as? String), sideHead)
         try FileManager.default.removeItem(atPath: dir + "/NOTES.md")
-        XCTAssertEqual(try wl(["cherry-pick", "-q", "main~1"]).status, 0)
+        // A pre-commit hook sees the added file in its candidate directory.
+        let hook = dir + "/.wledger/hooks/pre-commit"
+        try FileManager.default.createDirectory(atPath: dir + "/.wledger/hooks", withIntermediateDirectories: true)
+        try "#!/bin/sh\ntest \"$(cat \"$WLEDGER_CANDIDATE/NOTES.md\")\" = notes || { echo 'no NOTES.md in the candidate' >&2; exit 1; }\n"
+            .write(toFile: hook, atomically: true, encoding: .utf8)
+        XCTAssertEqual(chmod(hook, 0o755), 0)
+        r = try wl(["cherry-pick", "-q", "main~1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        try FileManager.default.removeItem(atPath: hook)
         XCTAssertEqual(try String(contentsOfFile: dir + "/NOTES.md", encoding: .utf8), "notes\n")
         let beforeDeletion = try XCTUnwrap(show("HEAD")["id"] as? String)
+        // The deletion's pick killed after its journal, before its commit: rolled back, file kept.
+        r = try CLI.run(["cherry-pick", "-q", "main"], in: dir, environment: ["WLEDGER_FAULT": "update-journaled"])
+        XCTAssertEqual(r.status, 9, r.stderr)
+        r = try wl(["status", "-s"])
+        XCTAssertTrue(r.stderr.contains("rolled back an interrupted update"), r.stderr)
+        XCTAssertEqual(r.stdout, "")
+        XCTAssertEqual(try String(contentsOfFile: dir + "/NOTES.md", encoding: .utf8), "notes\n")
+        XCTAssertEqual(try XCTUnwrap(show("HEAD")["id"] as? String), beforeDeletion)
         r = try CLI.run(["cherry-pick", "-q", "main"], in: dir, environment: ["WLEDGER_FAULT": "update-recorded"])
         XCTAssertEqual(r.status, 9, r.stderr)
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/NOTES.md"), "killed before the removal")
@@ -180,6 +204,24 @@ final class CherryPickTests: XCTestCase {
         XCTAssertEqual(r.stdout, "")
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/NOTES.md"))
         XCTAssertEqual(try show("HEAD")["parent"] as? String, beforeDeletion)
+        XCTAssertEqual(try wl(["fsck", "-q", "--full"]).status, 0)
+        // revert takes side files back too, as git's: reverting the deletion gives the file back;
+        // an untracked file the operation does not touch stays.
+        try "scratch\n".write(toFile: dir + "/scratch.txt", atomically: true, encoding: .utf8)
+        r = try wl(["revert", "HEAD"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("revert: 0 tensor(s) changed, 1 file(s)"), r.stdout)
+        XCTAssertEqual(try String(contentsOfFile: dir + "/NOTES.md", encoding: .utf8), "notes\n", "the deletion reverted")
+        XCTAssertEqual(try wl(["status", "-s"]).stdout, "?? scratch.txt\n")
+        // Changed since: reverting the revert refuses, nothing changed.
+        try FileManager.default.removeItem(atPath: dir + "/scratch.txt")
+        try "changed\n".write(toFile: dir + "/NOTES.md", atomically: true, encoding: .utf8)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "notes changed"]).status, 0)
+        let reverted = try directoryDigest(dir), revertID = try XCTUnwrap(show("HEAD~1")["id"] as? String)
+        r = try wl(["revert", "HEAD~1"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertEqual(r.stderr, "error: cannot revert \(revertID.prefix(12)): 'NOTES.md' changed since\n")
+        XCTAssertEqual(try directoryDigest(dir), reverted)
         XCTAssertEqual(try wl(["fsck", "-q", "--full"]).status, 0)
     }
 }

@@ -259,6 +259,7 @@ final class StashTests: XCTestCase {
             }
             changed += 1
             let exact = h[i] + d
+            XCTAssertFalse(g[i].isNaN, "element \(i)")
             worst = max(worst, abs(g[i] - exact) / max(abs(exact), 1e-30))
         }
         XCTAssertGreaterThan(changed, h.count / 2, "a rank-one ΔW moves most elements")
@@ -290,6 +291,61 @@ final class StashTests: XCTestCase {
         XCTAssertEqual(try wl(["stash", "branch", "-q", "where"]).status, 0)
         XCTAssertEqual(try readTensorBytes(file: weights, tensor: l5), s5.child)
         XCTAssertEqual(try files()["generation_config.json"], stashedGen)
+
+        // A -u stash applied onto another commit: refused before anything is recorded where a
+        // link to nothing stands at its untracked file's path; once it is gone, the file is back.
+        let notes = dir + "/NOTES.md"
+        try "notes\n".write(toFile: notes, atomically: false, encoding: .utf8)
+        XCTAssertEqual(try wl(["stash", "-u", "-q"]).status, 0)
+        XCTAssertEqual(try wl(["checkout", "-q", head]).status, 0)
+        try FileManager.default.createSymbolicLink(atPath: notes, withDestinationPath: "missing")
+        let ledgerAtLink = try ledgerFiles()
+        r = try wl(["stash", "apply"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertEqual(r.stderr, "error: '\(notes)' is a symbolic link to nothing, untracked, that stash@{0} would replace with its tracked file; move it away first\n")
+        XCTAssertEqual(try ledgerFiles(), ledgerAtLink, "nothing recorded")
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: notes), "missing")
+        try FileManager.default.removeItem(atPath: notes)
+        let popped = try json(["stash", "pop", "--json"])
+        XCTAssertEqual(popped["mergedTensors"] as? [String], [l5])
+        XCTAssertEqual(try String(contentsOfFile: notes, encoding: .utf8), "notes\n")
+        XCTAssertEqual(try readTensorBytes(file: weights, tensor: l2), s2.child)
+    }
+
+    /// Merging onto another HEAD, elements the stash left alone keep HEAD's bytes even where the
+    /// stash's base held NaN or Inf there (whose difference with itself is NaN): HEAD's fix of
+    /// them stays. The elements the stash moved are HEAD + ΔW against float64 here.
+    func testStashOntoKeepsWhatTheStashLeftAloneAtNonFiniteElements() throws {
+        let tmp = try TemporaryDirectory("stash-onto-nan")
+        let dir = (try tmp.copyModel(from: try Fixtures.smolLM2("bf16")) as NSString).standardizingPath
+        let weights = dir + "/model.safetensors", t = "model.layers.4.mlp.down_proj.weight"
+        func wl(_ args: [String]) throws -> ProcessOutput { try CLI.run(args, in: dir) }
+        XCTAssertEqual(try wl(["init", "-q"]).status, 0)
+        _ = try SimulatedEdit.modify(file: weights, tensor: t) { w, _ in w[7] = .nan; w[8] = .infinity }
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "broken", "--allow-nonfinite"]).status, 0)
+        let stashed = try SimulatedEdit.modify(file: weights, tensor: t) { w, _ in for i in 100..<110 { w[i] += 0.25 } }
+        XCTAssertEqual(try wl(["stash", "-q"]).status, 0)
+        let fixed = try SimulatedEdit.modify(file: weights, tensor: t) { w, _ in w[7] = 0.5; w[8] = -0.5; w[200] += 1 }
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "fixed"]).status, 0)
+        let r = try wl(["stash", "apply", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let applied = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(applied["mergedTensors"] as? [String], [t])
+        let got = try readTensorBytes(file: weights, tensor: t)
+        let h = ReferenceDecode.doubles(fixed.child, dtype: "BF16"), g = ReferenceDecode.doubles(got, dtype: "BF16")
+        let p = ReferenceDecode.doubles(stashed.parent, dtype: "BF16"), c = ReferenceDecode.doubles(stashed.child, dtype: "BF16")
+        for i in 0..<h.count where !(100..<110).contains(i) {
+            if got[2 * i] != fixed.child[2 * i] || got[2 * i + 1] != fixed.child[2 * i + 1] {
+                XCTFail("element \(i): \(g[i]), HEAD has \(h[i])"); break
+            }
+        }
+        XCTAssertEqual(g[7], 0.5)
+        XCTAssertEqual(g[8], -0.5)
+        for i in 100..<110 {
+            let exact = h[i] + (c[i] - p[i])
+            XCTAssertFalse(g[i].isNaN)
+            XCTAssertLessThanOrEqual(abs(g[i] - exact), abs(exact) / 256, "element \(i) within half a BF16 ulp of HEAD + ΔW")
+        }
     }
 
     /// `stash -u`: untracked side files are recorded and leave the work tree, and come back with
@@ -373,6 +429,16 @@ final class StashTests: XCTestCase {
             XCTAssertEqual(try wl(["status", "-s"]).stdout, "")
             try FileManager.default.removeItem(atPath: notes)
         }
+        // A FIFO is no side file: the scan leaves it alone (reading it would block), and it is not
+        // replaced either.
+        XCTAssertEqual(mkfifo(notes, 0o644), 0)
+        XCTAssertEqual(try wl(["status", "-s"]).stdout, "")
+        r = try wl(["stash", "apply"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertEqual(r.stderr, "error: '\(notes)' is a special file (FIFO, socket or device), untracked, that stash@{0} would replace "
+                       + "with its tracked file; move it away first\n")
+        XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: notes)[.type] as? FileAttributeType, .typeUnknown)
+        try FileManager.default.removeItem(atPath: notes)
         try FileManager.default.createSymbolicLink(atPath: notes, withDestinationPath: "missing.md")
         XCTAssertEqual(try wl(["checkout", "-q", "--force", "stash@{0}"]).status, 0)
         XCTAssertEqual((try FileManager.default.attributesOfItem(atPath: notes)[.type] as? FileAttributeType), .typeRegular)
