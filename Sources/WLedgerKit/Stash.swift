@@ -211,28 +211,10 @@ extension Repository {
         var options = CommitOptions(message: "\(item.message)\n\n(\(item.selector) \(item.commit) applied onto \(head.commit))")
         options.recordOnly = true
         options.policy.allowNonFinite = true   // as the stash saved it
-        let policy = options.policy
-        let names = updates.keys.sorted(), children = updates
+        let names = updates.keys.sorted()
         let recipes = try names.map { try ledger.recipe(for: headManifest[$0]!.hash) }
-        let slots = Slots<PreparedTensor>(names.count)
-        progress.start("encoding \(item.selector) onto HEAD", total: names.count)
-        try parallelFor(names.count) { i in
-            let e = headManifest[names[i]]!
-            var parent = try recipes[i].build(verifySHA256: false)
-            slots[i] = try parent.withUnsafeMutableBytes { pb in
-                try children[names[i]]!.withUnsafeBytes { cb in
-                    try Repository.prepareChange(name: e.name, parent: pb, parentVersion: recipes[i].version, child: cb, dtype: e.dtype,
-                                                 shape: e.shape, policy: policy)
-                }
-            }
-            progress.advance()
-        }
-        progress.finish()
-        let changes = names.enumerated().map { i, name -> TensorChange in
-            var e = headManifest[name]!
-            e.hash = slots[i]!.hash
-            return TensorChange(entry: e, prepared: slots[i]!)
-        }
+        let changes = try Repository.encodeUpdates(updates, names: names, manifest: headManifest, recipes: recipes, policy: options.policy,
+                                                   tally: RebuildTally(), progress: progress)
         let recorded = try recordCommit(head: head, manifest: headManifest, files: headFiles, changes: changes, fileRows: fileRows,
                                         objects: [], options: options)
         return (recorded.id, merged)

@@ -4,6 +4,33 @@ import LinAlg
 import TensorIO
 
 extension Repository {
+    /// The changes that record new bytes (`updates`) for the tensors `names` of `manifest`, each
+    /// encoded against the version its recipe rebuilds, in parallel.
+    static func encodeUpdates(_ updates: [String: [UInt8]], names: [String], manifest: [String: ManifestEntry], recipes: [TensorRecipe],
+                              policy: SnapshotPolicy, tally: RebuildTally, progress: ProgressReporter) throws -> [TensorChange] {
+        let slots = Slots<PreparedTensor>(names.count)
+        progress.start("encoding changed tensors", total: names.count)
+        try parallelFor(names.count) { i in
+            let e = manifest[names[i]]!
+            var parent: [UInt8], origin: TensorRecipe.Origin
+            (parent, origin) = try recipes[i].buildReportingOrigin(verifySHA256: false)
+            tally.record(origin)
+            slots[i] = try parent.withUnsafeMutableBytes { pb in
+                try updates[names[i]]!.withUnsafeBytes { cb in
+                    try Repository.prepareChange(name: e.name, parent: pb, parentVersion: recipes[i].version, child: cb, dtype: e.dtype,
+                                                 shape: e.shape, policy: policy)
+                }
+            }
+            progress.advance()
+        }
+        progress.finish()
+        return names.enumerated().map { i, name -> TensorChange in
+            var e = manifest[name]!
+            e.hash = slots[i]!.hash
+            return TensorChange(entry: e, prepared: slots[i]!)
+        }
+    }
+
     /// Commits new contents for some tensors onto HEAD and writes them into the work tree: the
     /// path shared by revert, prune, restrain and `commit --prune`.
     ///
@@ -70,7 +97,6 @@ extension Repository {
                 }
             }
         }
-        progress.start("encoding changed tensors", total: names.count)
         // The parents are HEAD's versions: a clean work tree holds them (copied, and verified like
         // any rebuild; a tensor that fails is rebuilt from its keyframe).
         let recipes = try names.map { name -> TensorRecipe in
@@ -78,29 +104,9 @@ extension Repository {
             let held = dirtyTensors.contains(name) ? nil : RawView.tensor(name, in: cmp.weights).map { WorkTreeTensor(version: hash, bytes: $0) }
             return try ledger.recipe(for: hash, current: held)
         }
-        let policy = options.policy
-        let manifest = cmp.manifest
-        let slots = Slots<PreparedTensor>(names.count), tally = RebuildTally()
-        try parallelFor(names.count) { i in
-            let e = manifest[names[i]]!
-            var parent: [UInt8], origin: TensorRecipe.Origin
-            (parent, origin) = try recipes[i].buildReportingOrigin(verifySHA256: false)
-            tally.record(origin)
-            let child = updates[names[i]]!
-            slots[i] = try parent.withUnsafeMutableBytes { pb in
-                try child.withUnsafeBytes { cb in
-                    try Repository.prepareChange(name: e.name, parent: pb, parentVersion: recipes[i].version, child: cb, dtype: e.dtype,
-                                                 shape: e.shape, policy: policy)
-                }
-            }
-            progress.advance()
-        }
-        progress.finish()
-        let changes = names.enumerated().map { i, name -> TensorChange in
-            var e = manifest[name]!
-            e.hash = slots[i]!.hash
-            return TensorChange(entry: e, prepared: slots[i]!)
-        }
+        let manifest = cmp.manifest, tally = RebuildTally()
+        let changes = try Repository.encodeUpdates(updates, names: names, manifest: manifest, recipes: recipes, policy: options.policy,
+                                                   tally: tally, progress: progress)
         // Stage the weight files that hold changed tensors; everything else is copied from the work tree.
         var newManifest = manifest
         for c in changes { newManifest[c.entry.name] = c.entry }
