@@ -109,11 +109,12 @@ w(f"| scratch filesystem | {V.get('machine.fs', '?')} |")
 w(f"| kernel | {V.get('machine.kernel', '?')} |")
 w(f"| tools | {V.get('tools', '?')} |")
 w("")
-w("**Method.** Every timing is the median of repeated `hyperfine` runs (spread and run count in brackets); "
+w("**Method.** Every timing is the median of repeated runs (spread and run count in brackets); "
   "baselines are measured in the same run on the same files, and only ratios are compared with the "
   "targets. The machine is a shared 2-core VM, so single runs vary by ±30 %. Commits and `cat` run with a warm "
-  "page cache (the model is read twice before, and again in each commit's `--prepare`). Checkouts and `cp` "
-  "start from a `sync`ed, warm state (`--prepare 'rm -rf OUT; sync'`).")
+  "page cache and in alternation (`bench/interleave.py`: each round edits, reads the model once untimed, "
+  "then times `cat`, then the commit, so both see the same machine state). Checkouts and `cp` run under "
+  "`hyperfine` and start from a `sync`ed, warm state (`--prepare 'rm -rf OUT; sync'`).")
 w("")
 w("**Edits** (`bench/edit.py`, written in place into the safetensors file with `pwrite`, no fsync): "
   "*rank-one* (ROME-like) is `W += 0.01·‖W‖F·u vᵀ` with random unit vectors u, v on one "

@@ -213,14 +213,16 @@ if ((!QUICK)); then
 fi
 
 # ---------------------------------------------------------------------------------------------
-# Target 1: commit of one rank-one edit vs cat of the model directory (warm cache).
+# Target 1: commit of one rank-one edit vs cat of the model directory (warm cache). The two are
+# timed in alternation, each round after a fresh edit (bench/interleave.py): both see the same
+# machine state, which on this VM drifts from minute to minute.
 commit_bench() {  # commit_bench KEY DIR LAYERS WARMUP RUNS
   local key=$1 dir=$2 layers=$3 w=$4 r=$5
   warm "$dir"
-  hf "$key.cat" -w "$w" -r "$r" "cat $dir/* > /dev/null"
-  hf "$key.commit" -w "$w" -r "$r" \
+  log "interleaved $key.cat / $key.commit"
+  "$PY" "$SCRIPT_DIR/interleave.py" --out-dir "$RES" --warmup "$w" --runs "$r" \
     --prepare "$EDIT apply $dir --tensor random-down-proj --layers $layers && cat $dir/* > /dev/null" \
-    "$WL commit -C $dir -q -m 'bench: rank-one edit'"
+    "$key.cat=cat $dir/* > /dev/null" "$key.commit=$WL commit -C $dir -q -m 'bench: rank-one edit' > /dev/null"
   "$WL" log -C "$dir" --json -n $((w + r)) >"$RES/$key.commits.json"
 }
 F32=$BENCH/smol-f32
