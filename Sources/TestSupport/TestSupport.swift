@@ -246,6 +246,29 @@ public enum ReferenceDecode {
         }
     }
 
+    /// `got` against head + (child − parent) in float64, element by element: how many elements
+    /// the delta moves, the largest relative error there (`worst`), the first element the delta
+    /// leaves alone whose bytes differ from head's, and the first NaN among the moved ones.
+    public static func headPlusDelta(got: [UInt8], head: [UInt8], parent: [UInt8], child: [UInt8], dtype: String)
+        -> (moved: Int, worst: Double, keptMismatch: Int?, nan: Int?) {
+        let h = doubles(head, dtype: dtype), p = doubles(parent, dtype: dtype), c = doubles(child, dtype: dtype)
+        let g = doubles(got, dtype: dtype)
+        let size = head.count / max(h.count, 1)
+        var moved = 0, worst = 0.0, keptMismatch: Int?, nan: Int?
+        for i in 0..<h.count {
+            let d = c[i] - p[i]
+            if d == 0 {
+                if keptMismatch == nil, got[(i * size)..<((i + 1) * size)] != head[(i * size)..<((i + 1) * size)] { keptMismatch = i }
+                continue
+            }
+            moved += 1
+            if g[i].isNaN, nan == nil { nan = i }
+            let exact = h[i] + d
+            worst = max(worst, abs(g[i] - exact) / max(abs(exact), 1e-30))
+        }
+        return (moved, worst, keptMismatch, nan)
+    }
+
     /// (changed elements, Σ|d|, ‖d‖F, max|d|) of d = child − parent.
     public static func deltaStats(parent: [UInt8], child: [UInt8], dtype: String) -> (changed: Int, l1: Double, frobenius: Double, maxAbs: Double) {
         let p = doubles(parent, dtype: dtype), c = doubles(child, dtype: dtype)

@@ -66,7 +66,16 @@ extension Repository {
         var d = [Double](repeating: 0, count: a.count)
         from.withUnsafeBytes { pa in
             to.withUnsafeBytes { pb in
-                for i in 0..<a.count where memcmp(pa.baseAddress! + i * e, pb.baseAddress! + i * e, e) != 0 { d[i] = b[i] - a[i] }
+                func differ<T: FixedWidthInteger>(_: T.Type) {
+                    for i in 0..<a.count where pa.loadUnaligned(fromByteOffset: i * e, as: T.self) != pb.loadUnaligned(fromByteOffset: i * e, as: T.self) {
+                        d[i] = b[i] - a[i]
+                    }
+                }
+                switch e {
+                case 2: differ(UInt16.self)
+                case 4: differ(UInt32.self)
+                default: differ(UInt64.self)   // F64 (the float dtypes are 2, 4 or 8 bytes)
+                }
             }
         }
         return d
@@ -99,7 +108,7 @@ extension Repository {
     /// (written, or deleted where `to` has none); one HEAD has as `to` has it stays. A file HEAD
     /// has otherwise, and a weight file whose header entry differs, refuse with
     /// `refusal(isHeader, path)`.
-    private func sideFileChanges(from: [String: FileEntry], to: [String: FileEntry], onto head: [String: FileEntry],
+    func sideFileChanges(from: [String: FileEntry], to: [String: FileEntry], onto head: [String: FileEntry],
                                  refusal: (Bool, String) -> KitError) throws -> [String: FileEntry?] {
         var changes: [String: FileEntry?] = [:]
         for path in Set(from.keys).union(to.keys).sorted() {
@@ -111,6 +120,12 @@ extension Repository {
             changes[path] = .some(b)
         }
         return changes
+    }
+
+    /// The file rows that record `changes` (from `sideFileChanges`): a deletion as a row without
+    /// an object.
+    static func fileRows(_ changes: [String: FileEntry?]) -> [FileEntry] {
+        changes.keys.sorted().map { changes[$0]! ?? FileEntry(path: $0, kind: .side, object: nil, size: 0) }
     }
 
     /// `wledger revert <rev>`: commits −ΔW_rev onto HEAD (rounded to each tensor's dtype), for any

@@ -179,18 +179,11 @@ extension Repository {
             updates[name] = Repository.apply(delta: delta, to: try ledger.tensorBytes(h.hash), dtype: s.dtype)
             merged.append(name)
         }
-        let baseFiles = try ledger.files(of: item.base), stashFiles = try ledger.files(of: item.commit)
         let headFiles = try ledger.files(of: head.commit)
-        var fileRows: [FileEntry] = []
-        for path in Set(baseFiles.keys).union(stashFiles.keys).sorted() {
-            let b = baseFiles[path], s = stashFiles[path]
-            if b?.object == s?.object && b?.kind == s?.kind { continue }
-            if b?.kind == .safetensors || s?.kind == .safetensors { throw refused("it changes the header of '\(path)'") }
-            let h = headFiles[path]
-            if h?.object == s?.object && h?.kind == s?.kind { continue }
-            guard h?.object == b?.object && h?.kind == b?.kind else { throw refused("'\(path)' changed since \(base) too") }
-            fileRows.append(s ?? FileEntry(path: path, kind: .side, object: nil, size: 0))
-        }
+        let fileRows = Repository.fileRows(try sideFileChanges(from: try ledger.files(of: item.base), to: try ledger.files(of: item.commit),
+                                                               onto: headFiles) {
+            refused($0 ? "it changes the header of '\($1)'" : "'\($1)' changed since \(base) too")
+        })
         if updates.isEmpty && fileRows.isEmpty { return (head.commit, []) }
         // What the checkout that writes the result refuses, refused now, before it is recorded
         // (the checkout checks again): a directory where it has a file, uncommitted changes it

@@ -153,7 +153,7 @@ extension Repository {
             // Removed only while they hold HEAD's bytes, also by the journal's recovery (a file
             // edited after a killed update stays).
             let removeDigests = Dictionary(uniqueKeysWithValues: removals.map { ($0, cmp.sideHashes[$0] ?? "") })
-            let fileRows = sideChanges.keys.sorted().map { sideChanges[$0]!.flatMap { $0 } ?? FileEntry(path: $0, kind: .side, object: nil, size: 0) }
+            let fileRows = Repository.fileRows(sideChanges)
             // Durable staged files and a journal first, so a crash from here on is finished or
             // undone by the next command (see Journal.swift).
             for s in staged { try s.writer.sync() }

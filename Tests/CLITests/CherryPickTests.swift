@@ -57,21 +57,10 @@ final class CherryPickTests: XCTestCase {
         r = try wl(["cherry-pick", "main", "--json"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let got = try readTensorBytes(file: weights, tensor: l9)
-        let h = ReferenceDecode.doubles(side.child, dtype: "BF16"), p = ReferenceDecode.doubles(two.parent, dtype: "BF16")
-        let c = ReferenceDecode.doubles(two.child, dtype: "BF16"), g = ReferenceDecode.doubles(got, dtype: "BF16")
-        var moved = 0, worst = 0.0
-        for i in 0..<h.count {
-            let d = c[i] - p[i]
-            if d == 0 {
-                if got[2 * i] != side.child[2 * i] || got[2 * i + 1] != side.child[2 * i + 1] { XCTFail("element \(i) changed where ΔW is 0"); break }
-                continue
-            }
-            moved += 1
-            let exact = h[i] + d
-            worst = max(worst, abs(g[i] - exact) / max(abs(exact), 1e-30))
-        }
-        XCTAssertGreaterThan(moved, h.count / 2, "a rank-one ΔW moves most elements")
-        XCTAssertLessThanOrEqual(worst, 1.0 / 256, "within half a BF16 ulp of HEAD + ΔW")
+        let check = ReferenceDecode.headPlusDelta(got: got, head: side.child, parent: two.parent, child: two.child, dtype: "BF16")
+        XCTAssertNil(check.keptMismatch, "an element changed where ΔW is 0")
+        XCTAssertGreaterThan(check.moved, got.count / 4, "a rank-one ΔW moves most elements")
+        XCTAssertLessThanOrEqual(check.worst, 1.0 / 256, "within half a BF16 ulp of HEAD + ΔW")
         XCTAssertNotEqual(got, two.child, "not simply the picked commit's bytes")
 
         // Refusals: one line, the right exit code, no byte changed.

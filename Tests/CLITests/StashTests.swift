@@ -248,22 +248,11 @@ final class StashTests: XCTestCase {
         XCTAssertEqual(try files()["generation_config.json"], stashedGen)
         // Layer 5, changed on both sides: HEAD + ΔW of the stash, against float64 here.
         let got = try readTensorBytes(file: weights, tensor: l5)
-        let h = ReferenceDecode.doubles(h5.child, dtype: "BF16"), p = ReferenceDecode.doubles(s5.parent, dtype: "BF16")
-        let c = ReferenceDecode.doubles(s5.child, dtype: "BF16"), g = ReferenceDecode.doubles(got, dtype: "BF16")
-        var changed = 0, worst = 0.0
-        for i in 0..<h.count {
-            let d = c[i] - p[i]
-            if d == 0 {
-                if got[2 * i] != h5.child[2 * i] || got[2 * i + 1] != h5.child[2 * i + 1] { XCTFail("element \(i) changed where ΔW is 0"); break }
-                continue
-            }
-            changed += 1
-            let exact = h[i] + d
-            XCTAssertFalse(g[i].isNaN, "element \(i)")
-            worst = max(worst, abs(g[i] - exact) / max(abs(exact), 1e-30))
-        }
-        XCTAssertGreaterThan(changed, h.count / 2, "a rank-one ΔW moves most elements")
-        XCTAssertLessThanOrEqual(worst, 1.0 / 256, "within half a BF16 ulp of HEAD + ΔW")
+        let check = ReferenceDecode.headPlusDelta(got: got, head: h5.child, parent: s5.parent, child: s5.child, dtype: "BF16")
+        XCTAssertNil(check.keptMismatch, "an element changed where ΔW is 0")
+        XCTAssertNil(check.nan, "a NaN where ΔW moved an element")
+        XCTAssertGreaterThan(check.moved, got.count / 4, "a rank-one ΔW moves most elements")
+        XCTAssertLessThanOrEqual(check.worst, 1.0 / 256, "within half a BF16 ulp of HEAD + ΔW")
         XCTAssertNotEqual(got, s5.child)
         XCTAssertNotEqual(got, h5.child)
         // Committed, the result is a normal commit; the one written under HEAD is unreachable and
