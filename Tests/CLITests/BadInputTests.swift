@@ -696,6 +696,27 @@ final class BadInputTests: XCTestCase {
         try expectRejected(["commit", "-m", "x", "--prune", "40%"], in: dir, mentions: ["--prune"])
     }
 
+    /// restrain and prune rewrite the tensor they change and leave an untracked file alone, as
+    /// revert and cherry-pick do (CherryPickTests): they refuse only where they would write over one.
+    func testRestrainAndPruneLeaveUntrackedFilesAlone() throws {
+        let dir = try realModelDir()
+        try initialize(dir)
+        let file = dir + "/model.safetensors", tensor = "model.layers.4.mlp.down_proj.weight"
+        // Large enough that the edited matrix's top singular value passes the base's.
+        _ = try SimulatedEdit.rankOne(file: file, tensor: tensor, seed: 11, scale: 0.05)
+        try expectSuccess(["commit", "-q", "-m", "large edit"], in: dir)
+        try Data("notes\n".utf8).write(to: URL(fileURLWithPath: dir + "/NOTES.md"))
+        let edited = try readTensorBytes(file: file, tensor: tensor)
+        try expectSuccess(["restrain", "-q"], in: dir)
+        let restrained = try readTensorBytes(file: file, tensor: tensor)
+        XCTAssertNotEqual(restrained, edited, "restrain rewrote the tensor")
+        try expectSuccess(["prune", "-q", "HEAD", "--keep", "40%"], in: dir)
+        XCTAssertNotEqual(try readTensorBytes(file: file, tensor: tensor), restrained, "prune rewrote the tensor")
+        XCTAssertEqual(try String(contentsOfFile: dir + "/NOTES.md", encoding: .utf8), "notes\n")
+        XCTAssertEqual(try CLI.run(["status", "-s"], in: dir).stdout, "?? NOTES.md\n")
+        XCTAssertEqual(try CLI.run(["log", "--oneline"], in: dir).stdout.split(separator: "\n").count, 4, "base, edit, restrain, prune")
+    }
+
     /// commit --prune records the pruned edit and rewrites the work tree to it; revert undoes it.
     func testCommitPruneRewritesTheWorkTree() throws {
         let dir = try realModelDir()

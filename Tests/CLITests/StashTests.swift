@@ -1,12 +1,14 @@
 import Foundation
+import TensorIO
 import TestSupport
 import XCTest
 
 /// `wledger stash` on the real SmolLM2 BF16: push records the uncommitted tensor and side-file
 /// changes (not untracked files) and rewrites the work tree to HEAD's exact bytes; apply and pop
 /// bring back the exact bytes of the stashed work tree without moving HEAD, keeping uncommitted
-/// changes the stash does not touch; a stash made on another commit is refused with nothing
-/// changed, and `stash branch` pops it on a new branch where it was made; gc keeps stashed commits; a killed apply is finished by the next command with HEAD
+/// changes the stash does not touch; a stash made on another commit is merged onto HEAD, or
+/// refused with nothing changed where it cannot be, and `stash branch` pops it on a new branch
+/// where it was made; gc keeps stashed commits; a killed apply is finished by the next command with HEAD
 /// where it was; drop, clear, list, `stash@{N}` as a revision and in `reflog stash`.
 final class StashTests: XCTestCase {
     func testStashPushApplyPopDropExactAndHeadStays() throws {
@@ -335,6 +337,96 @@ final class StashTests: XCTestCase {
             XCTAssertFalse(g[i].isNaN)
             XCTAssertLessThanOrEqual(abs(g[i] - exact), abs(exact) / 256, "element \(i) within half a BF16 ulp of HEAD + ΔW")
         }
+    }
+
+    /// Onto another HEAD, what cannot be merged refuses before anything is recorded, with the
+    /// work tree and the ledger as they were and the entry kept: a stash that changed a weight
+    /// file's header (on SmolLM2), and a non-float tensor both sides changed, which has no ΔW to
+    /// add (on a small model with an I32 tensor). A non-float tensor only the stash changed comes
+    /// over whole.
+    func testStashOntoRefusesHeaderChangesAndNonFloatTensorsBothSidesChanged() throws {
+        let tmp = try TemporaryDirectory("stash-onto-refusals")
+        func wl(_ args: [String], _ dir: String) throws -> ProcessOutput { try CLI.run(args, in: dir) }
+        func id(_ rev: String, _ dir: String) throws -> String {
+            let r = try wl(["show", rev, "--json"], dir)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+            return try XCTUnwrap(json["id"] as? String)
+        }
+        func files(_ dir: String) throws -> [String: String] { try directoryDigest(dir).filter { !$0.key.hasPrefix(".wledger/") } }
+        func ledgerFiles(_ dir: String) throws -> [String: String] {
+            try directoryDigest(dir + "/.wledger").filter { $0.key.hasPrefix("ledger") }
+        }
+        /// Runs `stash apply`, which must refuse with `why`, changing nothing.
+        func expectRefusal(_ dir: String, base: String, _ why: String) throws {
+            let head = try id("HEAD", dir), before = try files(dir), ledger = try ledgerFiles(dir)
+            let r = try wl(["stash", "apply"], dir)
+            XCTAssertEqual(r.status, 1, r.stderr)
+            XCTAssertEqual(r.stderr, "error: cannot apply stash@{0} onto HEAD \(head.prefix(12)): \(why) ('wledger stash branch NAME' "
+                           + "pops it on a new branch at \(base.prefix(12)), the commit it was made on)\n")
+            XCTAssertEqual(try files(dir), before, "work tree unchanged")
+            XCTAssertEqual(try ledgerFiles(dir), ledger, "nothing recorded")
+            XCTAssertEqual(try wl(["stash", "list"], dir).stdout.split(separator: "\n").count, 1, "the entry stays")
+        }
+
+        // A header change: the stash rewrote model.safetensors with another __metadata__.
+        let dir = (try tmp.copyModel(from: try Fixtures.smolLM2("bf16")) as NSString).standardizingPath
+        let weights = dir + "/model.safetensors"
+        XCTAssertEqual(try wl(["init", "-q"], dir).status, 0)
+        let base = try id("HEAD", dir), original = try files(dir)
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.2.mlp.down_proj.weight", seed: 31)
+        do {
+            let sf = try SafetensorsFile(path: weights)
+            let header = SafetensorsHeader.make(tensors: sf.header.tensors.map { ($0.name, $0.dtype, $0.shape) },
+                                                metadata: sf.header.metadata + [("note", "stashed")])
+            var bytes = header.prefixBytes
+            for t in header.tensors { bytes += sf.bytes(sf.info(t.name)!) }
+            try Data(bytes).write(to: URL(fileURLWithPath: weights + ".tmp"))
+        }
+        XCTAssertEqual(rename(weights + ".tmp", weights), 0)
+        XCTAssertEqual(try wl(["stash", "-q"], dir).status, 0)
+        XCTAssertEqual(try files(dir), original, "stash put HEAD's file back")
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.5.mlp.down_proj.weight", seed: 32)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "moved on"], dir).status, 0)
+        try expectRefusal(dir, base: base, "it changes the header of 'model.safetensors'")
+        // Where it was made, it applies: the header comes back.
+        XCTAssertEqual(try wl(["stash", "branch", "-q", "where"], dir).status, 0)
+        XCTAssertEqual(try SafetensorsFile(path: weights).header.metadata.map(\.1), ["pt", "stashed"])
+
+        // A non-float tensor: "ids" (I32) beside a float "w".
+        let tiny = tmp.path + "/tiny", tinyWeights = tiny + "/model.safetensors"
+        func le<T: FixedWidthInteger>(_ values: [T]) -> [UInt8] {
+            values.flatMap { v in withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+        }
+        func put(_ tensor: String, _ bytes: [UInt8]) throws {
+            let (info, dataStart) = try SimulatedEdit.locate(file: tinyWeights, tensor: tensor)
+            XCTAssertEqual(info.byteCount, bytes.count)
+            let fh = try XCTUnwrap(FileHandle(forUpdatingAtPath: tinyWeights))
+            try fh.seek(toOffset: UInt64(dataStart + info.begin))
+            fh.write(Data(bytes))
+            try fh.close()
+        }
+        let floats = le([Float(1), 2, 3, 4].map(\.bitPattern))
+        try writeTinyModel(tiny, tensors: [("w", .f32, [2, 2], floats), ("ids", .i32, [4], le([Int32(1), 2, 3, 4]))])
+        XCTAssertEqual(try wl(["init", "-q"], tiny).status, 0)
+        let tinyBase = try id("HEAD", tiny)
+        let stashedIDs = le([Int32(1), 2, 3, 40])
+        try put("ids", stashedIDs)
+        XCTAssertEqual(try wl(["stash", "-q"], tiny).status, 0)
+        let headW = le([Float(1), 2, 3, 5].map(\.bitPattern))
+        try put("w", headW)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "w moved"], tiny).status, 0)
+        // Only the stash changed ids: its bytes come over, HEAD's w stays.
+        var r = try wl(["stash", "apply", "--json"], tiny)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try readTensorBytes(file: tinyWeights, tensor: "ids"), stashedIDs)
+        XCTAssertEqual(try readTensorBytes(file: tinyWeights, tensor: "w"), headW)
+        r = try wl(["checkout", "-q", "--force", "HEAD"], tiny)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        // ids changed on HEAD's side too: refused.
+        try put("ids", le([Int32(1), 2, 30, 4]))
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "ids moved"], tiny).status, 0)
+        try expectRefusal(tiny, base: tinyBase, "tensor 'ids' (I32) changed since \(tinyBase.prefix(12)) too, and is not a float tensor to add its ΔW to")
     }
 
     /// `stash -u`: untracked side files are recorded and leave the work tree, and come back with
