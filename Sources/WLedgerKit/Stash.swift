@@ -195,8 +195,10 @@ extension Repository {
         let cmp = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName, rehash: false,
                                                  progress: progress)
         if !cmp.report.clean {
-            let overwritten = Repository.carryCheck(cmp, manifest: manifest, files: files).overwritten
-            if !overwritten.isEmpty { throw Repository.overwritten(overwritten, keepingHead: item.selector) }
+            let check = Repository.carryCheck(cmp, manifest: manifest, files: files)
+            if !check.overwritten.isEmpty { throw Repository.overwritten(check.overwritten, keepingHead: item.selector) }
+            try refuseWholeRewrites(of: check.carried, cmp: cmp, updated: Set(updates.keys), manifest: manifest, files: files,
+                                    shown: item.selector)
         }
         try refuseUnlistedEntries(at: files, cmp: cmp, shown: item.selector, keepHead: true)
         // The changed tensors encoded against HEAD's versions (one the stash stored already is
@@ -211,6 +213,26 @@ extension Repository {
         let recorded = try recordCommit(head: head, manifest: headManifest, files: headFiles, changes: changes, fileRows: fileRows,
                                         objects: [], options: options)
         return (recorded.id, merged)
+    }
+
+    /// Refuses, as the checkout that writes the merged tree would (and before it is recorded),
+    /// when a weight file holding uncommitted tensor changes the merge keeps (`carried`) would
+    /// have to be rewritten whole to take the `updated` tensors: only a write in place keeps
+    /// them. (The checkout can still refuse when rebuilding the tensors would exceed its memory
+    /// budget, which it finds out only by planning the rebuild.)
+    private func refuseWholeRewrites(of carried: Set<String>, cmp: WorkTreeComparison, updated: Set<String>,
+                                     manifest: [String: ManifestEntry], files: [String: FileEntry], shown: String) throws {
+        let kept = Dictionary(grouping: cmp.report.modifiedTensors.filter { carried.contains($0.name) }, by: \.file)
+        let inPlace = try inPlaceByDefault()
+        for (path, tensors) in kept.sorted(by: { $0.key < $1.key }) {
+            let changed = updated.filter { manifest[$0]?.file == path }.sorted()
+            if changed.isEmpty { continue }
+            if inPlace, let entry = files[path], inPlaceTarget(path, entry: entry, cmp: cmp, changed: changed, limit: inPlaceMemoryLimit) != nil {
+                continue
+            }
+            let names = tensors.map(\.name).sorted().prefix(3).map { "'\($0)'" }.joined(separator: ", ")
+            throw KitError.refused("\(shown) would rewrite '\(path)' whole and lose your uncommitted changes to \(names) (it can only keep them writing in place): commit or stash them first, or discard them with 'wledger checkout --force HEAD'")
+        }
     }
 
     /// `wledger stash branch NAME [STASH]`: creates branch NAME at the commit the stash was made on,

@@ -429,6 +429,39 @@ final class StashTests: XCTestCase {
         try expectRefusal(tiny, base: tinyBase, "tensor 'ids' (I32) changed since \(tinyBase.prefix(12)) too, and is not a float tensor to add its ΔW to")
     }
 
+    /// Onto another HEAD, an uncommitted change the merge keeps in a weight file it writes is kept
+    /// only by writing the stash's tensors into that file in place: while the file has another
+    /// hard link it would be rewritten whole, so apply refuses before anything is recorded; once
+    /// the link is gone it applies, keeping the change.
+    func testStashOntoRefusesToRewriteAFileWithKeptChangesWhole() throws {
+        let tmp = try TemporaryDirectory("stash-onto-whole")
+        let dir = (try tmp.copyModel(from: try Fixtures.smolLM2("bf16")) as NSString).standardizingPath
+        let weights = dir + "/model.safetensors", link = tmp.path + "/linked.safetensors"
+        func wl(_ args: [String]) throws -> ProcessOutput { try CLI.run(args, in: dir) }
+        func files() throws -> [String: String] { try directoryDigest(dir).filter { !$0.key.hasPrefix(".wledger/") } }
+        func ledgerFiles() throws -> [String: String] { try directoryDigest(dir + "/.wledger").filter { $0.key.hasPrefix("ledger") } }
+        let l2 = "model.layers.2.mlp.down_proj.weight", l5 = "model.layers.5.mlp.down_proj.weight", l9 = "model.layers.9.mlp.down_proj.weight"
+        XCTAssertEqual(try wl(["init", "-q"]).status, 0)
+        let stashed = try SimulatedEdit.rankOne(file: weights, tensor: l2, seed: 41)
+        XCTAssertEqual(try wl(["stash", "-q"]).status, 0)
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: l5, seed: 42)
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "moved on"]).status, 0)
+        let kept = try SimulatedEdit.rankOne(file: weights, tensor: l9, seed: 43)
+        try FileManager.default.linkItem(atPath: weights, toPath: link)
+        let before = try files(), ledger = try ledgerFiles()
+        var r = try wl(["stash", "apply"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertEqual(r.stderr, "error: stash@{0} would rewrite 'model.safetensors' whole and lose your uncommitted changes to '\(l9)' (it can "
+                       + "only keep them writing in place): commit or stash them first, or discard them with 'wledger checkout --force HEAD'\n")
+        XCTAssertEqual(try files(), before)
+        XCTAssertEqual(try ledgerFiles(), ledger, "nothing recorded")
+        try FileManager.default.removeItem(atPath: link)
+        r = try wl(["stash", "apply"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try readTensorBytes(file: weights, tensor: l2), stashed.child)
+        XCTAssertEqual(try readTensorBytes(file: weights, tensor: l9), kept.child, "the uncommitted change stays")
+    }
+
     /// `stash -u`: untracked side files are recorded and leave the work tree, and come back with
     /// pop (not over a file that took their place); without -u an untracked file alone is nothing
     /// to save.
