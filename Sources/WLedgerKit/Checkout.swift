@@ -74,10 +74,21 @@ extension Repository {
     ///     by the journal's recovery (`stash -u`: an untracked file edited since it was stashed stays).
     ///   - displayName: how refusals name the revision (`stash@{0}` for the commit `stash apply`
     ///     writes onto another HEAD).
+    ///   - scan: the work tree already compared with HEAD by the caller (`stash apply` onto
+    ///     another HEAD), so that a dirty weight file is not hashed twice.
     public func checkout(_ revision: String, newBranch: String? = nil, output: String? = nil, force: Bool = false,
                          verifySHA256: Bool = false, inPlace: Bool? = nil, alsoRemoving: [String] = [], keepHead: Bool = false,
                          discard: Bool = false, removeDigests: [String: String] = [:], displayName: String? = nil,
                          progress: ProgressReporter = .silent) throws -> CheckoutResult {
+        try checkout(revision, newBranch: newBranch, output: output, force: force, verifySHA256: verifySHA256, inPlace: inPlace,
+                     alsoRemoving: alsoRemoving, keepHead: keepHead, discard: discard, removeDigests: removeDigests,
+                     displayName: displayName, scan: nil, progress: progress)
+    }
+
+    func checkout(_ revision: String, newBranch: String? = nil, output: String? = nil, force: Bool = false,
+                  verifySHA256: Bool = false, inPlace: Bool? = nil, alsoRemoving: [String] = [], keepHead: Bool = false,
+                  discard: Bool = false, removeDigests: [String: String] = [:], displayName: String? = nil,
+                  scan: WorkTreeComparison?, progress: ProgressReporter = .silent) throws -> CheckoutResult {
         // `-`: where the last checkout that moved HEAD came from, as with git.
         let revision = revision == "-" ? try previousCheckout() : revision
         if let newBranch {
@@ -137,8 +148,8 @@ extension Repository {
         try refuseDirectories(at: files, shown: shown)
         let scanned: WorkTreeComparison?
         do {
-            scanned = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName,
-                                                     rehash: false, progress: progress)
+            scanned = try scan ?? WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName,
+                                                             rehash: false, progress: progress)
         } catch where force {
             // A work tree too broken to scan (truncated or deleted weights) is rebuilt from the ledger.
             scanned = nil

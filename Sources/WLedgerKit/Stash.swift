@@ -140,10 +140,11 @@ extension Repository {
     public func stashApply(_ selector: String? = nil, pop: Bool = false, progress: ProgressReporter = .silent) throws -> StashApplyResult {
         let (index, item) = try stashEntry(selector)
         let head = try ledger.head()
-        var onto: (commit: String, merged: [String])? = nil
+        var onto: (commit: String, merged: [String], scan: WorkTreeComparison?)? = nil
         if head.commit != item.base { onto = try stashOnto(item, head: head, progress: progress) }
         // Refusals name the stash entry.
-        let result = try checkout(onto?.commit ?? item.commit, keepHead: true, displayName: item.selector, progress: progress)
+        let result = try checkout(onto?.commit ?? item.commit, keepHead: true, displayName: item.selector, scan: onto?.scan,
+                                  progress: progress)
         if pop { _ = try ledger.transaction { try ledger.dropStash(index) } }
         return StashApplyResult(stash: item, checkout: result, dropped: pop, onto: onto.flatMap { $0.commit == head.commit ? nil : $0.commit },
                                 mergedTensors: onto?.merged ?? [])
@@ -155,7 +156,9 @@ extension Repository {
     /// stays; as the base had it, the stash's version; otherwise (a float tensor) HEAD + ΔW in
     /// float64, rounded to the dtype, elements ΔW leaves alone keeping HEAD's bytes. Per side file
     /// the same without the sum: one both changed refuses.
-    private func stashOnto(_ item: StashItem, head: HeadState, progress: ProgressReporter) throws -> (commit: String, merged: [String]) {
+    /// Also returns its comparison of the work tree with HEAD, for the checkout.
+    private func stashOnto(_ item: StashItem, head: HeadState, progress: ProgressReporter)
+        throws -> (commit: String, merged: [String], scan: WorkTreeComparison?) {
         let base = String(item.base.prefix(12))
         func refused(_ why: String) -> KitError {
             .refused("cannot apply \(item.selector) onto HEAD \(head.commit.prefix(12)): \(why) ('wledger stash branch NAME' pops it on a new branch at \(base), the commit it was made on)")
@@ -184,7 +187,7 @@ extension Repository {
                                                                onto: headFiles) {
             refused($0 ? "it changes the header of '\($1)'" : "'\($1)' changed since \(base) too")
         })
-        if updates.isEmpty && fileRows.isEmpty { return (head.commit, []) }
+        if updates.isEmpty && fileRows.isEmpty { return (head.commit, [], nil) }
         // What the checkout that writes the result refuses, refused now, before it is recorded
         // (the checkout checks again): a directory where it has a file, uncommitted changes it
         // would overwrite, something the scan does not list where it adds a file.
@@ -212,7 +215,7 @@ extension Repository {
                                                    tally: RebuildTally(), progress: progress)
         let recorded = try recordCommit(head: head, manifest: headManifest, files: headFiles, changes: changes, fileRows: fileRows,
                                         objects: [], options: options)
-        return (recorded.id, merged)
+        return (recorded.id, merged, cmp)
     }
 
     /// Refuses, as the checkout that writes the merged tree would (and before it is recorded),
