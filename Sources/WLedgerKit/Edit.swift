@@ -250,7 +250,7 @@ extension Repository {
         if let text = try ledger.meta(key), let arr = try? JSONParser.parse(Array(text.utf8)).arrayValue {
             return arr.compactMap(\.stringValue)
         }
-        progress.message("generating context templates")
+        progress.phase("generating context templates")
         let pairs = lengths.filter { $0.count == 2 }.map { (length: $0[0], count: $0[1]) }
         let templates = try prompts.contextTemplates(model: model, lengths: pairs)
         try ledger.transaction { try ledger.setMeta(key, JSONValue.array(templates.map { .string($0) }).serialized()) }

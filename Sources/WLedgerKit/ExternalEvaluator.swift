@@ -25,7 +25,7 @@ struct ExternalEvaluator {
         let line = command.replacingOccurrences(of: "{weights}", with: Self.shellQuote(weightsDirectory))
             .replacingOccurrences(of: "{out}", with: Self.shellQuote(out))
             .replacingOccurrences(of: "{tasks}", with: Self.shellQuote(tasks))
-        progress.message("running evaluator '\(name)'")
+        progress.phase("running evaluator '\(name)'")
         BLASKernel.load()   // not while OpenBLAS opens, when the environment has its variables
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/sh")

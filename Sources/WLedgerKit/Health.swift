@@ -240,7 +240,7 @@ final class WeightsProvider {
             if let dir = try repository.cleanWorkTree(holding: c) { return dir }
             let tmp = try Repository.makeScratchDirectory(label: "health", bytesNeeded: try repository.ledger.files(of: c.id).values.reduce(0) { $0 + $1.size })
             temporary = tmp
-            progress.message("materializing \(String(c.id.prefix(12))) into \(tmp)")
+            progress.phase("materializing \(String(c.id.prefix(12))) into \(tmp)")
             do {
                 _ = try repository.checkout(c.id, output: tmp, progress: progress)
             } catch {

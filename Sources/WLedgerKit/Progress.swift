@@ -51,6 +51,12 @@ public final class ProgressReporter: @unchecked Sendable {
         FileHandle.standardError.write((text + "\n").data(using: .utf8)!)
     }
 
+    /// A line naming a long step about to start, shown where progress bars are (a TTY, not
+    /// quiet): progress, not a notice.
+    public func phase(_ text: String) {
+        if showsBars { message(text) }
+    }
+
     private func draw(force: Bool) {
         guard showsBars else { return }
         var ts = timespec()

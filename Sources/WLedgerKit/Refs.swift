@@ -78,6 +78,10 @@ extension Repository {
         }
         try ledger.transaction {
             let exists = try ledger.refTarget(kind.prefix + name) != nil
+            // As git: an existing name is refused (exit 1, as `checkout -b` and `branch -m`).
+            if exists && !force {
+                throw KitError.refused("\(kind == .branch ? "a branch named" : "tag") '\(name)' already exists (use -f to move it)")
+            }
             try ledger.updateRef(kind.prefix + name, to: target, expected: force ? .any : .absent,
                                  message: exists ? "branch: Reset to \(revision)" : "branch: Created from \(revision)")
         }

@@ -150,7 +150,7 @@ extension Repository {
         var suiteName = options.suite ?? settings.defaultSuite
         if !options.tasks.isEmpty { suiteName = "(tasks)" }
         var commits: [ReportCommit] = []
-        if options.evaluate { progress.message("evaluating \(order.count) commit(s) where not cached") }
+        if options.evaluate { progress.phase("evaluating \(order.count) commit(s) where not cached") }
         for id in order {
             guard let c = try ledger.commit(id) else { throw LedgerError.unknownRevision(id) }
             healthOptions.target = .revision(id)

@@ -76,7 +76,12 @@ func runRefCommand(_ kind: RefKind, global: GlobalOptions, name: String?, startP
         print("Deleted \(kind.rawValue) \(name) (was \(short(was)))")
         return
     }
+    let before = force ? try repo.listRefs(kind).first { $0.name == name }?.commit : nil
     let r = try repo.createRef(kind, name: name, at: startPoint, force: force)
     if json { return try printJSON(r) }
-    print("Created \(kind.rawValue) \(r.name) at \(short(r.commit))")
+    if let before {
+        print("Moved \(kind.rawValue) \(r.name) to \(short(r.commit)) (was \(short(before)))")
+    } else {
+        print("Created \(kind.rawValue) \(r.name) at \(short(r.commit))")
+    }
 }

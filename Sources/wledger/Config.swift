@@ -21,7 +21,7 @@ struct Config: ParsableCommand {
             let repo = try global.openRepository(forWriting: false)
             let config = try ConfigFile.load(repo.configPath)
             guard ConfigFile.schemaKey(for: key) != nil else {
-                throw ValidationError("unknown key '\(key)' (see 'wledger config --help' for the documented keys)")
+                throw KitError.usage("unknown key '\(key)' (see 'wledger config --help' for the documented keys)")
             }
             let value = config.get(key)
             if json { return try printJSON(["key": key, "value": value]) }

@@ -8,7 +8,8 @@ struct WLedger: ParsableCommand {
         commandName: "wledger",
         abstract: "Version control for edits to large-language-model weights.",
         discussion: """
-            Run inside a Hugging Face model directory (safetensors weights, config.json, tokenizer.json). \
+            Run inside a Hugging Face model directory (safetensors weights, config.json, tokenizer.json), \
+            or name it with -C <path>, before the command (as git -C) or after it. \
             Exit codes: 0 ok, 1 check failed or operation refused, 2 usage error or bad input.
             """,
         version: "0.1.0",
@@ -38,7 +39,13 @@ struct GlobalOptions: ParsableArguments {
     var progress: ProgressReporter { ProgressReporter(quiet: quiet) }
 
     func openRepository(forWriting: Bool) throws -> Repository {
-        try Repository.open(at: directory, forWriting: forWriting, progress: progress)
+        // As `git -C`: a directory that is not there is named as such, not as "not a model directory".
+        var isDirectory: ObjCBool = false
+        let exists = FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory)
+        if !exists || !isDirectory.boolValue {
+            throw KitError.usage("cannot change to '\(directory)': \(exists ? "Not a directory" : "No such file or directory")")
+        }
+        return try Repository.open(at: directory, forWriting: forWriting, progress: progress)
     }
 }
 

@@ -30,7 +30,7 @@ func fail(_ message: String, _ code: Int32) -> Never {
 /// A usage error as one line: ArgumentParser's first message line and where to find help.
 func usageLine(_ error: Error) -> String {
     let first = WLedger.message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid arguments"
-    let words = Array(CommandLine.arguments.dropFirst().prefix { !$0.hasPrefix("-") })
+    let words = Array(arguments.prefix { !$0.hasPrefix("-") })
     var command = ""
     if let name = words.first, let type = WLedger.commandsByName[name] {
         command = " " + name
@@ -45,10 +45,26 @@ func usageLine(_ error: Error) -> String {
     return "error: \(body) (see 'wledger\(command) --help')"
 }
 
+// `wledger -C <path> <command> …`, as `git -C`: the process changes to <path> (each further -C
+// relative to the one before) before anything else reads the command line, so relative paths
+// in the command's arguments are relative to it. A command's own `-C <path>` (after its name)
+// names the model directory only. `arguments` is the command line after those pairs, without
+// the program's name.
+let arguments: [String] = {
+    var args = Array(CommandLine.arguments.dropFirst())
+    while args.count >= 2, args[0] == "-C" {
+        if !args[1].isEmpty, chdir(args[1]) != 0 {
+            fail("error: cannot change to '\(args[1])': \(String(cString: strerror(errno)))", 2)
+        }
+        args.removeFirst(2)
+    }
+    return args
+}()
+
 // Commands that rebuild and encode whole tensors keep freed memory for reuse (see ProcessMemory;
 // measured on commit and checkout). Before any thread starts.
 let tensorCommands: Set<String> = ["init", "commit", "checkout", "revert", "prune", "restrain", "diff", "show", "fsck"]
-if let command = CommandLine.arguments.dropFirst().first(where: { !$0.hasPrefix("-") }), tensorCommands.contains(command) {
+if let command = arguments.first(where: { !$0.hasPrefix("-") }), tensorCommands.contains(command) {
     ProcessMemory.keepFreedMemory()
 }
 
@@ -58,7 +74,7 @@ if let command = CommandLine.arguments.dropFirst().first(where: { !$0.hasPrefix(
 // low-rank patches) run it on the calling thread alone, with the kernels OpenBLAS picked itself.
 let blasCommands: Set<String> = ["commit", "revert", "diff", "prune", "restrain", "health", "edit", "gate", "bisect", "report"]
 let smallBLASCommands: Set<String> = ["commit", "revert", "prune"]
-if let command = CommandLine.arguments.dropFirst().first(where: { !$0.hasPrefix("-") }), blasCommands.contains(command) {
+if let command = arguments.first(where: { !$0.hasPrefix("-") }), blasCommands.contains(command) {
     if smallBLASCommands.contains(command) { BLASKernel.smallCalls = true }
     BLASKernel.loadInBackground()
 }
@@ -69,14 +85,14 @@ if let command = CommandLine.arguments.dropFirst().first(where: { !$0.hasPrefix(
 /// requests and every parse error take the root's path, so they read the same either way (a
 /// help request is never tried alone: the command would then print itself as the root).
 func parseCommandLine() throws -> ParsableCommand {
-    let args = Array(CommandLine.arguments.dropFirst())
+    let args = arguments
     let helpFlags: Set<String> = ["-h", "--help", "-help", "--version", "--experimental-dump-help"]
     if let name = args.first, let command = WLedger.commandsByName[name],
        !args.contains(where: { helpFlags.contains($0) || $0.hasPrefix("--generate-completion") }),
        let parsed = try? command.parseAsRoot(Array(args.dropFirst())) {
         return parsed
     }
-    return try WLedger.parseAsRoot()
+    return try WLedger.parseAsRoot(arguments)
 }
 
 #if DEBUG

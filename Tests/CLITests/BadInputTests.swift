@@ -696,6 +696,34 @@ final class BadInputTests: XCTestCase {
         try expectRejected(["commit", "-m", "x", "--prune", "40%"], in: dir, mentions: ["--prune"])
     }
 
+    /// `wledger -C <path> <command>` runs as if started in <path>, as `git -C` (each -C relative
+    /// to the one before); a path that is not a directory is named as such, in either position.
+    func testDashCBeforeTheCommand() throws {
+        let dir = try tinyModelDir()
+        try initialize(dir)
+        let parent = (dir as NSString).deletingLastPathComponent, name = (dir as NSString).lastPathComponent
+        let direct = try CLI.run(["status", "-C", dir])
+        XCTAssertEqual(direct.status, 0, direct.stderr)
+        for args in [["-C", dir, "status"], ["-C", parent, "-C", name, "status"]] {
+            let r = try CLI.run(args)
+            XCTAssertEqual(r.status, 0, "\(args): \(r.stderr)")
+            XCTAssertEqual(r.stdout, direct.stdout, "\(args)")
+        }
+        let missing = parent + "/no-such-dir"
+        for args in [["-C", missing, "status"], ["status", "-C", missing]] {
+            let r = try CLI.run(args)
+            XCTAssertEqual(r.status, 2, "\(args)")
+            XCTAssertEqual(r.stderr, "error: cannot change to '\(missing)': No such file or directory\n", "\(args)")
+        }
+        let notDir = try CLI.run(["status", "-C", dir + "/model.safetensors"])
+        XCTAssertEqual(notDir.status, 2)
+        XCTAssertEqual(notDir.stderr, "error: cannot change to '\(dir)/model.safetensors': Not a directory\n")
+        // config get of an unknown key: one hint.
+        let unknown = try CLI.run(["config", "get", "nosuch.key", "-C", dir])
+        XCTAssertEqual(unknown.status, 2)
+        XCTAssertEqual(unknown.stderr, "error: unknown key 'nosuch.key' (see 'wledger config --help' for the documented keys)\n")
+    }
+
     /// restrain and prune rewrite the tensor they change and leave an untracked file alone, as
     /// revert and cherry-pick do (CherryPickTests): they refuse only where they would write over one.
     func testRestrainAndPruneLeaveUntrackedFilesAlone() throws {

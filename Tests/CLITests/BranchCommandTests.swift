@@ -115,6 +115,19 @@ final class BranchCommandTests: XCTestCase {
         XCTAssertEqual(try logIDs("side.."), [two])
         XCTAssertEqual(try logIDs(".."), [], "HEAD..HEAD")
         XCTAssertEqual(try wl(["tag", "v1.2", "side"]).status, 0)
+        // An existing name is refused (exit 1, as `checkout -b` above), -f moves it and says so.
+        for (args, message) in [(["tag", "v1.2", "main"], "error: tag 'v1.2' already exists (use -f to move it)\n"),
+                                (["branch", "keep", "main"], "error: a branch named 'keep' already exists (use -f to move it)\n")] {
+            r = try wl(args)
+            XCTAssertEqual(r.status, 1, r.stderr)
+            XCTAssertEqual(r.stderr, message)
+        }
+        XCTAssertEqual(try commitID("v1.2"), one)
+        r = try wl(["tag", "-f", "v1.2", "main"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "Moved tag v1.2 to \(two.prefix(12)) (was \(one.prefix(12)))\n")
+        r = try wl(["tag", "-f", "v1.2", "side"])
+        XCTAssertEqual(r.stdout, "Moved tag v1.2 to \(one.prefix(12)) (was \(two.prefix(12)))\n")
         XCTAssertEqual(try logIDs("v1.2..keep"), [three], "a dotted name on the left")
         XCTAssertEqual(try logIDs("main"), [two, one, base])
         // `diff A..B` is `diff A B`.

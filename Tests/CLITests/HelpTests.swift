@@ -49,8 +49,9 @@ final class HelpTests: XCTestCase {
         OVERVIEW: Version control for edits to large-language-model weights.
 
         Run inside a Hugging Face model directory (safetensors weights, config.json,
-        tokenizer.json). Exit codes: 0 ok, 1 check failed or operation refused, 2 usage
-        error or bad input.
+        tokenizer.json), or name it with -C <path>, before the command (as git -C) or
+        after it. Exit codes: 0 ok, 1 check failed or operation refused, 2 usage error
+        or bad input.
 
         USAGE: wledger <subcommand>
 
