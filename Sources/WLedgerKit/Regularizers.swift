@@ -140,12 +140,16 @@ extension Repository {
         let sideFiles = try sideFileChanges(from: try ledger.files(of: id), to: try ledger.files(of: c.parent!), onto: try ledger.files(of: head)) {
             KitError.refused("cannot revert \(id.prefix(12)): " + ($0 ? "it changed the header of '\($1)'" : "'\($1)' changed since"))
         }
+        if let r = try activeRevert(of: id, history: try ledger.history(from: head)) {
+            throw KitError.refused("commit \(id.prefix(12)) is already reverted on HEAD's history by \(r.id.prefix(12)) (revert that commit to bring the change back)")
+        }
         let headManifest = try ledger.manifest(of: head)
-        var updates: [String: [UInt8]] = [:]
-        for (e, _, parent, child) in edges {
+        var updates: [String: [UInt8]] = [:], recorded = Set<String>()
+        for (e, parentHash, parent, child) in edges {
             try Repository.requireFloat(e, "revert")
             let (h, head) = try headBytes(e.name, headManifest)
-            if h.hash == e.hash { updates[e.name] = parent; continue }
+            if h.hash == parentHash { continue }  // already as before the commit: nothing to undo (git's merge)
+            if h.hash == e.hash { updates[e.name] = parent; recorded.insert(e.name); continue }
             updates[e.name] = Repository.apply(delta: Repository.delta(from: child, to: parent, dtype: e.dtype), to: head, dtype: e.dtype)
         }
         var options = CommitOptions(message: message ?? "Revert \"\(c.message.split(separator: "\n").first ?? "")\"\n\nThis reverts commit \(c.id).")
@@ -153,7 +157,24 @@ extension Repository {
         options.author = author
         options.parameters = JSONValue.object([("reverts", .string(c.id))]).serialized()
         options.hookEnvironment["WLEDGER_REVERT"] = c.id
-        return RegularizerResult(commit: try commitUpdates(updates, sideFiles: sideFiles, options: options, progress: progress))
+        return RegularizerResult(commit: try commitUpdates(updates, sideFiles: sideFiles, options: options, recorded: recorded,
+                                                           progress: progress))
+    }
+
+    /// The commit on `history` (HEAD's, newest first) that reverts `id` and is still in effect,
+    /// not reverted itself further up; nil when there is none.
+    private func activeRevert(of id: String, history: [CommitRecord]) throws -> CommitRecord? {
+        var reverted: [String: [CommitRecord]] = [:]
+        for c in history where c.kind == .revert {
+            if let text = c.parameters, case let .object(pairs) = try JSONParser.parse(Array(text.utf8)),
+               case let .string(target)? = pairs.first(where: { $0.0 == "reverts" })?.1 {
+                reverted[target, default: []].append(c)
+            }
+        }
+        func active(_ target: String) -> CommitRecord? {
+            reverted[target]?.first { active($0.id) == nil }
+        }
+        return active(id)
     }
 
     /// `wledger cherry-pick <rev>`: commits ΔW_rev onto HEAD, as git's cherry-pick, with the
@@ -182,11 +203,11 @@ extension Repository {
             KitError.refused("cannot cherry-pick \(id.prefix(12)): " + ($0 ? "it changed the header of '\($1)'" : "'\($1)' changed on HEAD's side too"))
         }
         let headManifest = try ledger.manifest(of: head)
-        var updates: [String: [UInt8]] = [:]
+        var updates: [String: [UInt8]] = [:], recorded = Set<String>()
         for (e, parentHash, parent, child) in edges {
             let (h, headNow) = try headBytes(e.name, headManifest)
             if h.hash == e.hash { continue }  // already as the commit left it
-            if parentHash == h.hash { updates[e.name] = child; continue }
+            if parentHash == h.hash { updates[e.name] = child; recorded.insert(e.name); continue }
             guard e.dtype.isFloat else {
                 throw KitError.refused("cannot cherry-pick \(id.prefix(12)): tensor '\(e.name)' (\(e.dtype.rawValue)) changed since its parent and is not a float tensor to add ΔW to")
             }
@@ -228,7 +249,8 @@ extension Repository {
         }
         defer { unlink(requestFile) }
         options.reflogAction = "cherry-pick"
-        return RegularizerResult(commit: try commitUpdates(updates, sideFiles: sideFiles, options: options, progress: progress))
+        return RegularizerResult(commit: try commitUpdates(updates, sideFiles: sideFiles, options: options, recorded: recorded,
+                                                           progress: progress))
     }
 
     /// The commit whose change `id` carries: following `cherryPickedFrom` back to the first.

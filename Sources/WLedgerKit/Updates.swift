@@ -43,6 +43,8 @@ extension Repository {
     /// - Parameters:
     ///   - updates: tensor name → new bytes (same dtype and shape as HEAD). Updates equal to
     ///     HEAD are dropped.
+    ///   - recorded: tensors whose new bytes are a version the ledger already holds (revert's
+    ///     parent, cherry-pick's child): NaN or Inf in them was allowed when it was committed.
     ///   - allowDirty: tensors named in `updates` may differ from HEAD in the work tree (used by
     ///     `commit --prune`); everything else must be clean.
     ///   - sideFiles: side files to commit too (`cherry-pick`): path → its new entry, whose
@@ -51,7 +53,7 @@ extension Repository {
     /// - Throws: `KitError.refused` when the work tree has other uncommitted changes or nothing
     ///   would change.
     func commitUpdates(_ updates: [String: [UInt8]], sideFiles: [String: FileEntry?] = [:], options: CommitOptions, allowDirty: Bool = false,
-                       progress: ProgressReporter) throws -> CommitResult {
+                       recorded: Set<String> = [], progress: ProgressReporter) throws -> CommitResult {
         var options = options
         let head = try ledger.head()
         let cmp = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName,
@@ -91,7 +93,7 @@ extension Repository {
             }
         }
         if !options.policy.allowNonFinite {
-            for name in names where cmp.manifest[name]!.dtype.isFloat {
+            for name in names where cmp.manifest[name]!.dtype.isFloat && !recorded.contains(name) {
                 if updates[name]!.withUnsafeBytes({ countNonFinite($0, dtype: cmp.manifest[name]!.dtype) }) > 0 {
                     throw KitError.usage("the result for tensor '\(name)' contains NaN or Inf; nothing was committed")
                 }

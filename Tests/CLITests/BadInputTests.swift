@@ -437,6 +437,13 @@ final class BadInputTests: XCTestCase {
         let stored = try XCTUnwrap((try XCTUnwrap(JSONSerialization.jsonObject(with: Data(shown.stdout.utf8)) as? [String: Any])["tensors"]
             as? [[String: Any]])?.first { $0["name"] as? String == name }, shown.stdout)
         XCTAssertEqual(stored["l1"] as? String, "NaN", shown.stdout)
+        // revert gives the bytes before it back, and reverting that revert the NaN edit, bit for
+        // bit: a version the ledger holds, whose NaN was allowed when it was committed.
+        let withNaN = try readTensorBytes(file: file, tensor: name)
+        try expectSuccess(["revert", "-q", "HEAD"], in: dir)
+        XCTAssertNotEqual(try readTensorBytes(file: file, tensor: name), withNaN)
+        try expectSuccess(["revert", "-q", "HEAD"], in: dir)
+        XCTAssertEqual(try readTensorBytes(file: file, tensor: name), withNaN)
     }
 
     func testCommitWithInfIsRejectedUnlessAllowed() throws {
@@ -694,6 +701,34 @@ final class BadInputTests: XCTestCase {
         // commit --prune refuses side-file changes alongside the tensor change.
         try Data("{}".utf8).write(to: URL(fileURLWithPath: dir + "/generation_config.json"))
         try expectRejected(["commit", "-m", "x", "--prune", "40%"], in: dir, mentions: ["--prune"])
+    }
+
+    /// A commit reverted on HEAD's history is not reverted again (its ΔW would be taken off
+    /// twice): refused, naming the revert, until that revert is reverted itself.
+    func testRevertOfAnAlreadyRevertedCommitIsRefused() throws {
+        let dir = try realModelDir()
+        try initialize(dir)
+        let file = dir + "/model.safetensors", a = "model.layers.3.mlp.down_proj.weight"
+        func id(_ rev: String) throws -> String {
+            let r = try expectSuccess(["show", rev, "--json"], in: dir)
+            return try XCTUnwrap((JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["id"] as? String)
+        }
+        let edit = try SimulatedEdit.rankOne(file: file, tensor: a, seed: 5)
+        try expectSuccess(["commit", "-q", "-m", "edit a"], in: dir)
+        let editID = try id("HEAD")
+        try SimulatedEdit.rankOne(file: file, tensor: "model.layers.4.mlp.down_proj.weight", seed: 6)
+        try expectSuccess(["commit", "-q", "-m", "edit b"], in: dir)
+        try expectSuccess(["revert", "-q", editID], in: dir)
+        XCTAssertEqual(try readTensorBytes(file: file, tensor: a), edit.parent)
+        let firstRevert = try id("HEAD")
+        try expectSuccess(["status"], in: dir)
+        try expectRejected(["revert", editID], in: dir, code: 1,
+                           mentions: ["commit \(editID.prefix(12)) is already reverted on HEAD's history by \(firstRevert.prefix(12))"])
+        // Reverting the revert brings the edit back; then it may be reverted again.
+        try expectSuccess(["revert", "-q", "HEAD"], in: dir)
+        XCTAssertEqual(try readTensorBytes(file: file, tensor: a), edit.child)
+        try expectSuccess(["revert", "-q", editID], in: dir)
+        XCTAssertEqual(try readTensorBytes(file: file, tensor: a), edit.parent)
     }
 
     /// `wledger -C <path> <command>` runs as if started in <path>, as `git -C` (each -C relative
