@@ -29,6 +29,18 @@ public struct StashPushResult: Encodable, Sendable {
     public var commit: CommitResult?
     /// The work tree's rewrite back to HEAD.
     public var checkout: CheckoutResult?
+
+    enum CodingKeys: String, CodingKey { case saved, stash, commit, checkout }
+
+    /// As the synthesized encoding, plus `saved` (false, and nothing else, when there was nothing
+    /// to save: `{}` said nothing).
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(stash != nil, forKey: .saved)
+        try c.encodeIfPresent(stash, forKey: .stash)
+        try c.encodeIfPresent(commit, forKey: .commit)
+        try c.encodeIfPresent(checkout, forKey: .checkout)
+    }
 }
 
 /// What `stash apply` / `stash pop` did.

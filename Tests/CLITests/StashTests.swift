@@ -47,6 +47,7 @@ final class StashTests: XCTestCase {
         r = try wl(["stash"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(r.stdout, "No local changes to save\n")
+        XCTAssertEqual(try json(["stash", "--json"]) as? [String: Bool], ["saved": false])
         XCTAssertEqual(try stashCount(), 1)
         // stash@{0} is a commit on HEAD with the tensor and the side file, and a revision anywhere.
         let shown = try XCTUnwrap(try json(["show", "stash@{0}", "--json"]) as? [String: Any])
@@ -157,6 +158,7 @@ final class StashTests: XCTestCase {
         _ = try SimulatedEdit.modify(file: weights, tensor: "model.layers.9.mlp.down_proj.weight") { w, _ in w[7] = .nan }
         let nan = try files()
         let pushed = try XCTUnwrap(try json(["stash", "--json"]) as? [String: Any])
+        XCTAssertEqual(pushed["saved"] as? Bool, true)
         let restore = try XCTUnwrap(pushed["checkout"] as? [String: Any])
         XCTAssertEqual(restore["tensorsRebuilt"] as? Int, 1)
         XCTAssertEqual(restore["patchedInPlace"] as? [String], ["model.safetensors"])
