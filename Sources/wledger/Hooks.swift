@@ -51,7 +51,7 @@ struct Hooks: ParsableCommand {
 
         func run() throws {
             let repo = try global.openRepository(forWriting: true)
-            guard try repo.disableHook(name) else { throw ExitCode(1) }
+            guard try repo.disableHook(name) else { throw KitError.refused("no \(name) hook is installed in '\(repo.wledgerDirectory)/hooks'") }
         }
     }
 }

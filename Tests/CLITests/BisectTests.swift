@@ -305,6 +305,7 @@ final class BisectTests: XCTestCase {
         try refused(["bisect", "replay", h.tmp.path + "/bad.log"], 2, "line 2: unknown bisect command 'maybe'")
         try refused(["bisect", "replay", h.tmp.path + "/missing.log"], 2, "missing.log")
         try refused(["hooks", "enable", "post-commit-none"], 2, "no such sample")
+        try refused(["hooks", "disable", "post-commit"], 1, "no post-commit hook is installed in '")
         try refused(["bisect", "--metric", "nosuchtask.acc", "--below", "1"], 2, "nosuchtask")
         // A dirty work tree is not overwritten by a bisect checkout.
         try Self.harmless(h.dir + "/model.safetensors", 300)
