@@ -140,16 +140,30 @@ extension Repository {
         let sideFiles = try sideFileChanges(from: try ledger.files(of: id), to: try ledger.files(of: c.parent!), onto: try ledger.files(of: head)) {
             KitError.refused("cannot revert \(id.prefix(12)): " + ($0 ? "it changed the header of '\($1)'" : "'\($1)' changed since"))
         }
-        if let r = try activeRevert(of: id, history: try ledger.history(from: head)) {
-            throw KitError.refused("commit \(id.prefix(12)) is already reverted on HEAD's history by \(r.id.prefix(12)) (revert that commit to bring the change back)")
+        // The edit's applications and reverts on HEAD's history, picks included: reverting takes
+        // it off once more, which is refused where it is not on (as git's revert of a change
+        // already reverted finds nothing to undo), and a revert of a revert where it is on.
+        let effect = try revertEffect(c)
+        if let (net, latest) = try effectTally(effect.edit, history: try ledger.history(from: head)),
+           effect.sign > 0 ? net <= 0 : net >= 1 {
+            throw KitError.refused(effect.sign > 0
+                ? "the change of \(id.prefix(12)) is already reverted on HEAD's history (last by \(latest.prefix(12))); revert that revert to bring it back"
+                : "the change \(id.prefix(12)) reverted is already back on HEAD's history (last by \(latest.prefix(12)))")
         }
+        // Bytes of a version the ledger holds, written back exactly, may hold NaN or Inf where
+        // that version was committed with them allowed (not a stash's, saved as found).
+        let stashed = Set(try stashList().map(\.commit))
         let headManifest = try ledger.manifest(of: head)
         var updates: [String: [UInt8]] = [:], recorded = Set<String>()
         for (e, parentHash, parent, child) in edges {
-            try Repository.requireFloat(e, "revert")
             let (h, head) = try headBytes(e.name, headManifest)
             if h.hash == parentHash { continue }  // already as before the commit: nothing to undo (git's merge)
-            if h.hash == e.hash { updates[e.name] = parent; recorded.insert(e.name); continue }
+            try Repository.requireFloat(e, "revert")
+            if h.hash == e.hash {
+                updates[e.name] = parent
+                if !stashed.contains(c.parent!) { recorded.insert(e.name) }
+                continue
+            }
             updates[e.name] = Repository.apply(delta: Repository.delta(from: child, to: parent, dtype: e.dtype), to: head, dtype: e.dtype)
         }
         var options = CommitOptions(message: message ?? "Revert \"\(c.message.split(separator: "\n").first ?? "")\"\n\nThis reverts commit \(c.id).")
@@ -161,20 +175,31 @@ extension Repository {
                                                            progress: progress))
     }
 
-    /// The commit on `history` (HEAD's, newest first) that reverts `id` and is still in effect,
-    /// not reverted itself further up; nil when there is none.
-    private func activeRevert(of id: String, history: [CommitRecord]) throws -> CommitRecord? {
-        var reverted: [String: [CommitRecord]] = [:]
-        for c in history where c.kind == .revert {
-            if let text = c.parameters, case let .object(pairs) = try JSONParser.parse(Array(text.utf8)),
-               case let .string(target)? = pairs.first(where: { $0.0 == "reverts" })?.1 {
-                reverted[target, default: []].append(c)
-            }
+    /// What commit `c` does to one edit: the edit (the pick origin of the commit at the root of
+    /// its chain of reverts) and +1 where `c` applies it, −1 where it takes it off (a revert of
+    /// a commit that applies it, a revert of a revert of one that takes it off, …).
+    private func revertEffect(_ c: CommitRecord) throws -> (edit: String, sign: Int) {
+        var sign = 1, current = c, seen: Set<String> = [c.id]
+        while current.kind == .revert, let text = current.parameters, case let .object(pairs) = try JSONParser.parse(Array(text.utf8)),
+              case let .string(target)? = pairs.first(where: { $0.0 == "reverts" })?.1, seen.insert(target).inserted,
+              let next = try ledger.commit(target) {
+            sign = -sign
+            current = next
         }
-        func active(_ target: String) -> CommitRecord? {
-            reverted[target]?.first { active($0.id) == nil }
+        return (try pickOrigin(current.id, record: current), sign)
+    }
+
+    /// The sum of the effects on `edit` of the commits on `history` (HEAD's, newest first), and
+    /// the newest of them; nil when none touches it.
+    private func effectTally(_ edit: String, history: [CommitRecord]) throws -> (net: Int, latest: String)? {
+        var net = 0, latest: String?
+        for h in history {
+            let e = try revertEffect(h)
+            guard e.edit == edit else { continue }
+            net += e.sign
+            if latest == nil { latest = h.id }
         }
-        return active(id)
+        return latest.map { (net, $0) }
     }
 
     /// `wledger cherry-pick <rev>`: commits ΔW_rev onto HEAD, as git's cherry-pick, with the
@@ -199,15 +224,22 @@ extension Repository {
             throw KitError.refused(h.id == id ? "commit \(id.prefix(12)) is already in HEAD's history (wledger revert undoes it)"
                 : "the change of \(id.prefix(12)) is already on this history as \(h.id.prefix(12)) (if it was reverted since, revert that revert)")
         }
+        // A picked revert (or revert of a revert) moves its edit as revert does: refused where
+        // that would take it off HEAD's history twice or put it on twice.
+        let effect = try revertEffect(c)
+        if effect.sign < 0 || c.kind == .revert, let (net, latest) = try effectTally(effect.edit, history: history),
+           net + effect.sign < 0 || net + effect.sign > 1 {
+            throw KitError.refused("the change of \(effect.edit.prefix(12)) is already \(effect.sign < 0 ? "off" : "on") HEAD's history (last moved by \(latest.prefix(12))); picking \(id.prefix(12)) would \(effect.sign < 0 ? "take it off" : "apply it") twice")
+        }
         let sideFiles = try sideFileChanges(from: try ledger.files(of: c.parent!), to: try ledger.files(of: id), onto: try ledger.files(of: head)) {
             KitError.refused("cannot cherry-pick \(id.prefix(12)): " + ($0 ? "it changed the header of '\($1)'" : "'\($1)' changed on HEAD's side too"))
         }
         let headManifest = try ledger.manifest(of: head)
-        var updates: [String: [UInt8]] = [:], recorded = Set<String>()
+        var updates: [String: [UInt8]] = [:]
         for (e, parentHash, parent, child) in edges {
             let (h, headNow) = try headBytes(e.name, headManifest)
             if h.hash == e.hash { continue }  // already as the commit left it
-            if parentHash == h.hash { updates[e.name] = child; recorded.insert(e.name); continue }
+            if parentHash == h.hash { updates[e.name] = child; continue }
             guard e.dtype.isFloat else {
                 throw KitError.refused("cannot cherry-pick \(id.prefix(12)): tensor '\(e.name)' (\(e.dtype.rawValue)) changed since its parent and is not a float tensor to add ΔW to")
             }
@@ -249,8 +281,7 @@ extension Repository {
         }
         defer { unlink(requestFile) }
         options.reflogAction = "cherry-pick"
-        return RegularizerResult(commit: try commitUpdates(updates, sideFiles: sideFiles, options: options, recorded: recorded,
-                                                           progress: progress))
+        return RegularizerResult(commit: try commitUpdates(updates, sideFiles: sideFiles, options: options, progress: progress))
     }
 
     /// The commit whose change `id` carries: following `cherryPickedFrom` back to the first.

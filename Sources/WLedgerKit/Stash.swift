@@ -200,9 +200,10 @@ extension Repository {
             refused($0 ? "it changes the header of '\($1)'" : "'\($1)' changed since \(base) too")
         })
         if updates.isEmpty && fileRows.isEmpty { return (head.commit, [], nil) }
-        // What the checkout that writes the result refuses, refused now, before it is recorded
-        // (the checkout checks again): a directory where it has a file, uncommitted changes it
-        // would overwrite, something the scan does not list where it adds a file.
+        // What the checkout that writes the result refuses, refused now, before it is recorded: a
+        // directory where it has a file, uncommitted changes it would overwrite or could keep only
+        // by a write in place that is not possible, something the scan does not list where it
+        // adds a file. The checkout reuses this scan.
         var manifest = headManifest, files = headFiles
         for (name, bytes) in updates { manifest[name]!.hash = SHA256Digest.hash(bytes).hex }
         for f in fileRows { files[f.path] = f.object == nil ? nil : f }

@@ -30,7 +30,7 @@ struct WLedger: ParsableCommand {
 
 /// Options every command takes.
 struct GlobalOptions: ParsableArguments {
-    @Option(name: .customShort("C"), help: ArgumentHelp("Run as if started in <path>.", valueName: "path"))
+    @Option(name: .customShort("C"), help: ArgumentHelp("The model directory, or one inside it (default: the current directory).", valueName: "path"))
     var directory: String = "."
 
     @Flag(name: .shortAndLong, help: "Show no progress or notices.")

@@ -52,7 +52,8 @@ func usageLine(_ error: Error) -> String {
 // the program's name.
 let arguments: [String] = {
     var args = Array(CommandLine.arguments.dropFirst())
-    while args.count >= 2, args[0] == "-C" {
+    while args.first == "-C" {
+        guard args.count >= 2 else { fail("error: no directory given for '-C' (see 'wledger --help')", 2) }
         if !args[1].isEmpty, chdir(args[1]) != 0 {
             fail("error: cannot change to '\(args[1])': \(String(cString: strerror(errno)))", 2)
         }

@@ -723,12 +723,55 @@ final class BadInputTests: XCTestCase {
         let firstRevert = try id("HEAD")
         try expectSuccess(["status"], in: dir)
         try expectRejected(["revert", editID], in: dir, code: 1,
-                           mentions: ["commit \(editID.prefix(12)) is already reverted on HEAD's history by \(firstRevert.prefix(12))"])
+                           mentions: ["the change of \(editID.prefix(12)) is already reverted on HEAD's history (last by \(firstRevert.prefix(12)))"])
         // Reverting the revert brings the edit back; then it may be reverted again.
         try expectSuccess(["revert", "-q", "HEAD"], in: dir)
         XCTAssertEqual(try readTensorBytes(file: file, tensor: a), edit.child)
+        let secondRevert = try id("HEAD")
+        try expectRejected(["revert", firstRevert], in: dir, code: 1,
+                           mentions: ["the change \(firstRevert.prefix(12)) reverted is already back on HEAD's history (last by \(secondRevert.prefix(12)))"])
         try expectSuccess(["revert", "-q", editID], in: dir)
         XCTAssertEqual(try readTensorBytes(file: file, tensor: a), edit.parent)
+        // The edit reverted twice over (its second revert came after the revert of its first):
+        // reverting that revert of the revert would take it off a second time.
+        try expectRejected(["revert", secondRevert], in: dir, code: 1, mentions: ["already reverted on HEAD's history"])
+
+        // A tensor HEAD holds as before the commit (here written back by hand and committed) is
+        // left alone: nothing to undo, as git's revert of a change already undone.
+        let other = "model.layers.6.mlp.down_proj.weight"
+        let second = try SimulatedEdit.rankOne(file: file, tensor: other, seed: 7)
+        try expectSuccess(["commit", "-q", "-m", "edit c"], in: dir)
+        let secondID = try id("HEAD")
+        let (info, dataStart) = try SimulatedEdit.locate(file: file, tensor: other)
+        let fh = try XCTUnwrap(FileHandle(forUpdatingAtPath: file))
+        try fh.seek(toOffset: UInt64(dataStart + info.begin))
+        fh.write(Data(second.parent))
+        try fh.close()
+        try expectSuccess(["commit", "-q", "-m", "undo c by hand"], in: dir)
+        try expectSuccess(["status"], in: dir)
+        try expectRejected(["revert", secondID], in: dir, code: 1, mentions: ["nothing to commit"])
+    }
+
+    /// A revert picked from another branch moves its edit as revert does: refused where HEAD's
+    /// history already took the edit off (here reverted on both branches, and edited since on
+    /// main, so no byte comparison would notice).
+    func testCherryPickOfARevertAlreadyDoneIsRefused() throws {
+        let dir = try realModelDir()
+        try initialize(dir)
+        let file = dir + "/model.safetensors", a = "model.layers.3.mlp.down_proj.weight"
+        try SimulatedEdit.rankOne(file: file, tensor: a, seed: 11)
+        try expectSuccess(["commit", "-q", "-m", "edit a"], in: dir)
+        let edit = try XCTUnwrap((JSONSerialization.jsonObject(with: Data(try expectSuccess(["show", "HEAD", "--json"], in: dir).stdout.utf8))
+            as? [String: Any])?["id"] as? String)
+        try expectSuccess(["checkout", "-q", "-b", "side"], in: dir)
+        try expectSuccess(["revert", "-q", "HEAD"], in: dir)
+        try expectSuccess(["checkout", "-q", "main"], in: dir)
+        try expectSuccess(["revert", "-q", "HEAD"], in: dir)
+        try SimulatedEdit.rankOne(file: file, tensor: a, seed: 12)
+        try expectSuccess(["commit", "-q", "-m", "edit a again"], in: dir)
+        try expectSuccess(["status"], in: dir)
+        try expectRejected(["cherry-pick", "side"], in: dir, code: 1,
+                           mentions: ["the change of \(edit.prefix(12)) is already off HEAD's history", "would take it off twice"])
     }
 
     /// `wledger -C <path> <command>` runs as if started in <path>, as `git -C` (each -C relative
@@ -750,6 +793,15 @@ final class BadInputTests: XCTestCase {
             XCTAssertEqual(r.status, 2, "\(args)")
             XCTAssertEqual(r.stderr, "error: cannot change to '\(missing)': No such file or directory\n", "\(args)")
         }
+        let bare = try CLI.run(["-C"])
+        XCTAssertEqual(bare.status, 2)
+        XCTAssertEqual(bare.stderr, "error: no directory given for '-C' (see 'wledger --help')\n")
+        // Relative paths after a leading -C are relative to it: `--output out` lands in the model
+        // directory's parent here, as with git -C.
+        let out = try CLI.run(["-C", parent, "checkout", "-q", "HEAD", "--output", "materialized", "-C", name])
+        XCTAssertEqual(out.status, 0, out.stderr)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: parent + "/materialized/model.safetensors")),
+                       try Data(contentsOf: URL(fileURLWithPath: dir + "/model.safetensors")))
         let notDir = try CLI.run(["status", "-C", dir + "/model.safetensors"])
         XCTAssertEqual(notDir.status, 2)
         XCTAssertEqual(notDir.stderr, "error: cannot change to '\(dir)/model.safetensors': Not a directory\n")

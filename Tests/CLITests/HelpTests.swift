@@ -125,7 +125,8 @@ final class HelpTests: XCTestCase {
         USAGE: wledger init [-C <path>] [--quiet] [--message <message>] [--author <author>] [--allow-nonfinite] [--json]
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           -m, --message <message> Message of the base commit. (default: base)
           --author <author>       Author of the base commit (default: $WLEDGER_AUTHOR
@@ -155,7 +156,8 @@ final class HelpTests: XCTestCase {
         USAGE: wledger status [-C <path>] [--quiet] [--rehash] [--short] [--branch] [--json]
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           --rehash                Ignore recorded file stats and hash every tensor.
           -s, --short             One line per change (git's short format).
@@ -181,7 +183,8 @@ final class HelpTests: XCTestCase {
         USAGE: wledger commit [-C <path>] [--quiet] --message <message> [--request <request>] [--method <method>] [--author <author>] [--allow-nonfinite] [--prune <prune>] [--prune-by <prune-by>] [--no-verify] [--json]
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           -m, --message <message> Commit message.
           --request <request>     Edit request JSON file (EasyEdit fields: prompt,
@@ -220,7 +223,8 @@ final class HelpTests: XCTestCase {
                                   side is HEAD).
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           --all                   The commits of every branch, tag and HEAD (and of the
                                   revision, if given), newest first.
@@ -248,7 +252,8 @@ final class HelpTests: XCTestCase {
           <revision>              Revision to show. (default: HEAD)
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           --json                  Print the result as JSON.
           --version               Show the version.
@@ -279,7 +284,8 @@ final class HelpTests: XCTestCase {
           <b>                     Newer revision (default: the work tree).
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           --stat                  Per-tensor statistics table (the default output).
           --tensor <tensor>       Only this tensor.
@@ -324,7 +330,8 @@ final class HelpTests: XCTestCase {
                                   base (with -b, default HEAD); - for the previous one.
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           -b <new-branch>         Create this branch at the revision and switch to it.
           --output <output>       Materialize into this (new or empty) directory; HEAD
@@ -364,7 +371,8 @@ final class HelpTests: XCTestCase {
                                   the new name.
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           -d, --delete            Delete the branch (refused when it is not merged into
                                   HEAD).
@@ -394,7 +402,8 @@ final class HelpTests: XCTestCase {
           <target>                Commit to tag (default HEAD). (default: HEAD)
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           -d, --delete            Delete the tag.
           -f, --force             Move the tag if it exists.
@@ -447,7 +456,8 @@ final class HelpTests: XCTestCase {
                                   branch. (default: HEAD)
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           -n, --max-count <max-count>
                                   Show at most this many entries.
@@ -478,7 +488,8 @@ final class HelpTests: XCTestCase {
           <refs>                  The logs to expire: HEAD, a branch, or @ (or --all).
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           --all                   Expire HEAD's log and every branch's.
           --expire <time>         Drop entries older than this.
@@ -515,7 +526,8 @@ final class HelpTests: XCTestCase {
           <revision>              Revision to move to. (default: HEAD)
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           --soft                  Move the ref only (default).
           --mixed                 Same as --soft: there is no index.
@@ -551,7 +563,8 @@ final class HelpTests: XCTestCase {
           <revision>              The commit to apply.
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           -m, --message <message> Message (default: the picked commit's, with where it
                                   came from).
@@ -583,7 +596,8 @@ final class HelpTests: XCTestCase {
           <revision>              The commit to revert.
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           -m, --message <message> Message (default: Revert "<original message>").
           --author <author>       Author (default: $WLEDGER_AUTHOR or $USER).
@@ -613,7 +627,8 @@ final class HelpTests: XCTestCase {
           <revision>              The edit to prune.
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           --keep <keep>           Share of ΔW's elements to keep, e.g. 40%.
           --by <by>               Ranking: relative (|ΔW/W|, RECT) or magnitude (|ΔW|).
@@ -650,7 +665,8 @@ final class HelpTests: XCTestCase {
                                   <a>..HEAD).
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           --alpha <alpha>         Base α of the logarithm: e, 2, 1.5, 1.2 or any number
                                   > 1. (default: e)
@@ -681,7 +697,8 @@ final class HelpTests: XCTestCase {
         USAGE: wledger fsck [-C <path>] [--quiet] [--full] [--json]
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           --full                  Also rebuild every tensor version of every commit and
                                   check its sha256.
@@ -720,7 +737,8 @@ final class HelpTests: XCTestCase {
         USAGE: wledger gc [-C <path>] [--quiet] [--expire-unreachable] [--dry-run] [--json]
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           --expire-unreachable    Drop the reflog entries of commits no branch, tag,
                                   HEAD, stash entry or bisect session reaches whatever
@@ -802,7 +820,8 @@ final class HelpTests: XCTestCase {
           <revision>              Revision to evaluate (default HEAD).
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           --suite <suite>         Suite to run (default: config health.suite, else
                                   'default').
@@ -844,7 +863,8 @@ final class HelpTests: XCTestCase {
         USAGE: wledger edit [<options>] --request <file>
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           --method <method>       Editing method: rome or memit. (values: rome, memit;
                                   default: rome)
@@ -904,7 +924,8 @@ final class HelpTests: XCTestCase {
                                   one line each (default base..HEAD).
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           -o, --output <file>     Write the page here (default .wledger/report.html).
           --suite <suite>         Health suite to show (default: config health.suite,
@@ -1047,7 +1068,8 @@ final class HelpTests: XCTestCase {
                                   the good one (default base).
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           --metric <task.metric>  Bisect automatically on this health metric.
           --below <below>         A commit is bad when the metric is below this.
@@ -1072,7 +1094,8 @@ final class HelpTests: XCTestCase {
           <rev>                   The bad commit, then good ones.
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           --no-checkout           Leave the work tree alone; 'bisect run' gets the
                                   candidate in $WLEDGER_CANDIDATE.
@@ -1092,7 +1115,8 @@ final class HelpTests: XCTestCase {
           <rev>                   Commits to mark.
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           --json                  Print the result as JSON.
           --version               Show the version.
@@ -1110,7 +1134,8 @@ final class HelpTests: XCTestCase {
           <rev>                   The commit to mark.
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           --json                  Print the result as JSON.
           --version               Show the version.
@@ -1128,7 +1153,8 @@ final class HelpTests: XCTestCase {
           <rev>                   Commits to skip.
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           --json                  Print the result as JSON.
           --version               Show the version.
@@ -1146,7 +1172,8 @@ final class HelpTests: XCTestCase {
           <rev>                   Check out this instead of the original HEAD.
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           --version               Show the version.
           -h, --help              Show help information.
@@ -1160,7 +1187,8 @@ final class HelpTests: XCTestCase {
         USAGE: wledger bisect log [-C <path>] [--quiet] [--json]
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           --json                  Print the result as JSON.
           --version               Show the version.
@@ -1178,7 +1206,8 @@ final class HelpTests: XCTestCase {
           <file>                  The log file.
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           --json                  Print the result as JSON.
           --version               Show the version.
@@ -1202,7 +1231,8 @@ final class HelpTests: XCTestCase {
           <cmd>                   The command and its arguments.
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           --version               Show the version.
           -h, --help              Show help information.
@@ -1228,7 +1258,8 @@ final class HelpTests: XCTestCase {
                                   set, else the work tree).
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           --json                  Print the result as JSON.
           --version               Show the version.
@@ -1275,7 +1306,8 @@ final class HelpTests: XCTestCase {
         USAGE: wledger hooks list [-C <path>] [--quiet] [--json]
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           --json                  Print the result as JSON.
           --version               Show the version.
@@ -1294,7 +1326,8 @@ final class HelpTests: XCTestCase {
           <name>                  The sample's name, e.g. pre-commit-health.
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           --force                 Replace a different hook that is already there.
           --version               Show the version.
@@ -1312,7 +1345,8 @@ final class HelpTests: XCTestCase {
           <name>                  The hook, e.g. pre-commit.
 
         OPTIONS:
-          -C <path>               Run as if started in <path>. (default: .)
+          -C <path>               The model directory, or one inside it (default: the
+                                  current directory). (default: .)
           -q, --quiet             Show no progress or notices.
           --version               Show the version.
           -h, --help              Show help information.
