@@ -764,7 +764,9 @@ final class BadInputTests: XCTestCase {
         let edit = try XCTUnwrap((JSONSerialization.jsonObject(with: Data(try expectSuccess(["show", "HEAD", "--json"], in: dir).stdout.utf8))
             as? [String: Any])?["id"] as? String)
         try expectSuccess(["checkout", "-q", "-b", "side"], in: dir)
-        try expectSuccess(["revert", "-q", "HEAD"], in: dir)
+        // (its own message: made in the same second with the same message, the two reverts
+        // would be one commit, as git gives identical commits one id)
+        try expectSuccess(["revert", "-q", "HEAD", "-m", "revert on side"], in: dir)
         try expectSuccess(["checkout", "-q", "main"], in: dir)
         try expectSuccess(["revert", "-q", "HEAD"], in: dir)
         try SimulatedEdit.rankOne(file: file, tensor: a, seed: 12)
