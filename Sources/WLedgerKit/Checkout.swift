@@ -131,7 +131,7 @@ extension Repository {
         }
         if let output {
             let dir = absolutePath(output)
-            try prepareOutputDirectory(dir)
+            let created = try prepareOutputDirectory(dir)
             var result = CheckoutResult(commit: target, branch: nil, directory: dir, written: [], unchanged: [], removed: [],
                                         tensorsRebuilt: 0, bytesWritten: 0)
             // Tensors the target shares with a clean work tree are copied from it (as fast as cp);
@@ -139,8 +139,17 @@ extension Repository {
             let cmp = try? WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName,
                                                       rehash: false, progress: .silent)
             let workTree = cmp.map(workTreeVersions) ?? [:]
-            try writeFiles(Array(files.values), into: dir, manifest: manifest, sources: Self.unchanged(manifest, in: workTree),
-                           current: workTree, verifySHA256: verifySHA256, progress: progress, result: &result)
+            do {
+                try writeFiles(Array(files.values), into: dir, manifest: manifest, sources: Self.unchanged(manifest, in: workTree),
+                               current: workTree, verifySHA256: verifySHA256, progress: progress, result: &result)
+            } catch {
+                // Nothing is left behind: the directory as it was (gone, or empty).
+                let fm = FileManager.default
+                if created { try? fm.removeItem(atPath: dir) } else {
+                    for entry in (try? fm.contentsOfDirectory(atPath: dir)) ?? [] { try? fm.removeItem(atPath: dir + "/" + entry) }
+                }
+                throw error
+            }
             withExtendedLifetime(cmp) {}
             return result
         }
@@ -385,20 +394,29 @@ extension Repository {
         }
     }
 
-    private func prepareOutputDirectory(_ dir: String) throws {
+    /// Checks that `dir` is outside the model directory and is empty or absent, creating it (and
+    /// missing parents) when absent; whether it created it.
+    private func prepareOutputDirectory(_ dir: String) throws -> Bool {
+        if dir == root || dir.hasPrefix(root + "/") {
+            throw KitError.usage("'\(dir)': --output must be outside the model directory '\(root)'")
+        }
         let fm = FileManager.default
         var isDir: ObjCBool = false
         if fm.fileExists(atPath: dir, isDirectory: &isDir) {
             guard isDir.boolValue else { throw KitError.usage("'\(dir)': output exists and is not a directory") }
             let entries = (try? fm.contentsOfDirectory(atPath: dir)) ?? []
             guard entries.isEmpty else { throw KitError.usage("'\(dir)': output directory is not empty") }
-        } else {
-            do {
-                try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            } catch {
-                throw TensorIOError.io(path: dir, operation: "create", reason: "\(error.localizedDescription)")
+            return false
+        }
+        // mkdir -p, with the system's reason for a failure.
+        var path = ""
+        for part in dir.split(separator: "/", omittingEmptySubsequences: true) {
+            path += "/" + part
+            if mkdir(path, 0o777) != 0 && errno != EEXIST {
+                throw TensorIOError.io(path: path, operation: "create", reason: String(cString: strerror(errno)))
             }
         }
+        return true
     }
 
     /// A clean work tree's tensors with the versions they hold, for rebuilds of later versions of

@@ -65,7 +65,9 @@ func runRefCommand(_ kind: RefKind, global: GlobalOptions, name: String?, startP
         let repo = try global.openRepository(forWriting: false)
         let refs = try repo.listRefs(kind)
         if json { return try printJSON(refs) }
-        for r in refs { print("\(r.current ? "*" : " ") \(r.name.padding(toLength: 24, withPad: " ", startingAt: 0)) \(short(r.commit))") }
+        // Names are padded to the longest (at least 24 columns), never cut.
+        let width = max(24, refs.map(\.name.count).max() ?? 0)
+        for r in refs { print("\(r.current ? "*" : " ") \(r.name.padding(toLength: width, withPad: " ", startingAt: 0)) \(short(r.commit))") }
         return
     }
     let repo = try global.openRepository(forWriting: true)

@@ -633,6 +633,10 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(try snapshot(out), before, "checkout --output wrote into a non-empty directory")
         try expectRejected(["checkout", "HEAD", "--output", out + "/notes.txt"], in: dir, mentions: ["notes.txt", "not a directory"])
         XCTAssertEqual(try snapshot(out), before)
+        // Not into the model directory, nor into its ledger.
+        for inside in [dir + "/.wledger/copy", dir + "/copy"] {
+            try expectRejected(["checkout", "HEAD", "--output", inside], in: dir, mentions: ["--output must be outside the model directory"])
+        }
     }
 
     func testNothingToCommit() throws {
@@ -774,6 +778,20 @@ final class BadInputTests: XCTestCase {
         try expectSuccess(["status"], in: dir)
         try expectRejected(["cherry-pick", "side"], in: dir, code: 1,
                            mentions: ["the change of \(edit.prefix(12)) is already off HEAD's history", "would take it off twice"])
+    }
+
+    /// As git: an empty or blank commit message aborts the commit; a branch listing pads long
+    /// names instead of cutting them.
+    func testEmptyCommitMessageAndLongBranchNames() throws {
+        let dir = try tinyModelDir()
+        try initialize(dir)
+        _ = try SimulatedEdit.modify(file: dir + "/model.safetensors", tensor: "a") { w, _ in w[0] += 1 }
+        for m in ["", "  \n"] { try expectRejected(["commit", "-m", m], in: dir, mentions: ["empty commit message"]) }
+        let long = "feature/rome-edit-paris-capital-2024", longer = "feature/rome-edit-paris-capital-2025"
+        try expectSuccess(["branch", long], in: dir)
+        try expectSuccess(["branch", longer], in: dir)
+        let listing = try expectSuccess(["branch"], in: dir).stdout
+        XCTAssertTrue(listing.contains(" \(long) ") && listing.contains(" \(longer) "), listing)
     }
 
     /// `wledger -C <path> <command>` runs as if started in <path>, as `git -C` (each -C relative

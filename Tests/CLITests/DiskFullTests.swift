@@ -96,8 +96,8 @@ final class DiskFullTests: XCTestCase {
         XCTAssertEqual(o.stderr.split(separator: "\n").count, 1, o.stderr)
         XCTAssertTrue(o.stderr.contains("'\(fs)/out/") && o.stderr.contains("no space left on device"), o.stderr)
         XCTAssertEqual(try directoryDigest(model), clean, "a failed checkout --output changed the ledger or work tree")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: fs + "/out"), "a failed --output leaves no directory it created")
         try FileManager.default.removeItem(atPath: fs + "/filler")
-        try? FileManager.default.removeItem(atPath: fs + "/out")
         XCTAssertEqual(try CLI.run(["checkout", "-q", "-C", model, "HEAD", "--output", fs + "/out"]).status, 0)
         XCTAssertEqual(try fileSHA256(fs + "/out/model.safetensors"), try fileSHA256(model + "/model.safetensors"))
     }
