@@ -137,6 +137,9 @@ extension Repository {
             throw KitError.refused("a bisect is running; end it first (wledger bisect reset)")
         }
         let head = try ledger.head()
+        // What the hard reset's checkout refuses before writing, refused before the ref moves (no
+        // reflog entries for a reset that did not happen).
+        if mode == .hard { try refuseDirectories(at: try ledger.files(of: target), shown: String(target.prefix(12))) }
         try ledger.transaction {
             let log = "reset: moving to \(revision)"
             if target != head.commit {

@@ -76,6 +76,8 @@ extension Repository {
         let hooks = verifyHooks
         verifyHooks = false
         defer { verifyHooks = hooks }
+        // What writing HEAD back refuses before it writes, refused before the stash is recorded.
+        try refuseDirectories(at: try ledger.files(of: head.commit), shown: String(head.commit.prefix(12)))
         let committed: CommitResult
         do {
             committed = try commit(options, progress: progress)

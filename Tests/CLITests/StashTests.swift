@@ -613,11 +613,14 @@ final class StashTests: XCTestCase {
         let baseID = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(try wl(["show", "base", "--json"]).stdout.utf8)) as? [String: Any])?["id"] as? String)
         let base = String(baseID.prefix(12))
         XCTAssertTrue(try wl(["status", "-s"]).stdout.contains(" D generation_config.json"))
-        for args in [["stash"], ["checkout", "--force", "HEAD"]] {
+        let ledgerAtDirectory = try directoryDigest(dir + "/.wledger").filter { $0.key.hasPrefix("ledger") }
+        for args in [["stash"], ["checkout", "--force", "HEAD"], ["reset", "--hard"]] {
             r = try wl(args)
             XCTAssertEqual(r.status, 1, "\(args): \(r.stderr)")
             XCTAssertEqual(r.stderr, "error: '\(dir)/generation_config.json' is a directory where \(base) has a file; move it away first\n")
             XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/.wledger/pending.json"), "no journal")
+            // (no stash commit, no reflog entry for a reset that did not happen)
+            XCTAssertEqual(try directoryDigest(dir + "/.wledger").filter { $0.key.hasPrefix("ledger") }, ledgerAtDirectory, "\(args)")
         }
         XCTAssertEqual(try wl(["stash", "list"]).stdout.split(separator: "\n").count, 1, "the failed stash dropped its entry again")
         try FileManager.default.removeItem(atPath: dir + "/generation_config.json")
