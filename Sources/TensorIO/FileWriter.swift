@@ -14,16 +14,26 @@ public final class AtomicFileWriter {
     private var fd: Int32
     private var committed = false
 
-    /// Creates the temporary file, sized to `size` bytes.
-    public init(path: String, size: Int, mode: mode_t = 0o644) throws {
+    /// Creates the temporary file, sized to `size` bytes, with permission bits `mode`; nil: those
+    /// of the file it replaces (what it links to, for a symbolic link), else 0644 less the umask.
+    public init(path: String, size: Int, mode: mode_t? = nil) throws {
         self.path = path
         let dir = parentDirectory(of: path)
         let base = String(path.split(separator: "/").last ?? "")
         tempPath = dir + "/.\(base).wledger-tmp-\(getpid())"
-        fd = open(tempPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        var st = stat()
+        let kept: mode_t? = mode == nil && stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG ? st.st_mode & 0o7777 : nil
+        fd = open(tempPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode ?? 0o644)
         guard fd >= 0 else {
             // Name the file being written (the temporary name means nothing to the user).
             throw TensorIOError.io(path: path, operation: "write", reason: "\(errnoText()) (creating a temporary file in '\(dir)')")
+        }
+        // A rewritten file keeps its permissions, as an editor's save does (a read-only weight
+        // file stays read-only).
+        if let kept, fchmod(fd, kept) != 0 {
+            let reason = errnoText()
+            abort()
+            throw TensorIOError.io(path: path, operation: "write", reason: "\(reason) (setting the permissions of a temporary file in '\(dir)')")
         }
         if ftruncate(fd, off_t(size)) != 0 {
             let reason = errnoText()

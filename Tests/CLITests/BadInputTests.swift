@@ -780,6 +780,24 @@ final class BadInputTests: XCTestCase {
                            mentions: ["the change of \(edit.prefix(12)) is already off HEAD's history", "would take it off twice"])
     }
 
+    /// A weight file written anew (temporary file + rename) keeps its permissions, as an
+    /// editor's save does: a read-only file stays read-only.
+    func testRewrittenWeightFileKeepsItsPermissions() throws {
+        let dir = try realModelDir()
+        try initialize(dir)
+        let file = dir + "/model.safetensors"
+        let edit = try SimulatedEdit.rankOne(file: file, tensor: "model.layers.3.mlp.down_proj.weight", seed: 3)
+        try expectSuccess(["commit", "-q", "-m", "edit"], in: dir)
+        func mode() throws -> Int { try XCTUnwrap(FileManager.default.attributesOfItem(atPath: file)[.posixPermissions] as? Int) }
+        for (perm, rev, bytes) in [(0o600, "HEAD~1", edit.parent), (0o444, "main", edit.child)] {
+            XCTAssertEqual(chmod(file, mode_t(perm)), 0)
+            try expectSuccess(["checkout", "-q", "--no-in-place", rev], in: dir)
+            XCTAssertEqual(try mode(), perm, "after checkout --no-in-place \(rev)")
+            XCTAssertEqual(try readTensorBytes(file: file, tensor: "model.layers.3.mlp.down_proj.weight"), bytes)
+        }
+        XCTAssertEqual(chmod(file, 0o644), 0)
+    }
+
     /// As git: an empty or blank commit message aborts the commit; a branch listing pads long
     /// names instead of cutting them.
     func testEmptyCommitMessageAndLongBranchNames() throws {
