@@ -36,6 +36,13 @@ extension Repository {
             throw KitError.usage("'\(root)/\(weights.tensors[nonFinite[0]]!.file)': tensor '\(nonFinite[0])' contains NaN or Inf (\(nonFinite.count) tensor(s) affected); use --allow-nonfinite to snapshot anyway")
         }
 
+        // The directories of killed inits (.wledger.tmp-PID whose process is gone) are garbage;
+        // one of a running init stays.
+        for e in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] where e.hasPrefix(".wledger.tmp-") {
+            if let pid = Int32(e.dropFirst(".wledger.tmp-".count)), pid > 0, pid != getpid(), kill(pid, 0) != 0, errno == ESRCH {
+                try? FileManager.default.removeItem(atPath: root + "/" + e)
+            }
+        }
         let temp = root + "/.wledger.tmp-\(getpid())"
         try? FileManager.default.removeItem(atPath: temp)
         guard mkdir(temp, 0o755) == 0 else {

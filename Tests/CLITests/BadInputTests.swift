@@ -659,6 +659,22 @@ final class BadInputTests: XCTestCase {
         }
     }
 
+    /// init removes what killed inits left (.wledger.tmp-PID of a process that is gone), not
+    /// the directory of one still running.
+    func testInitRemovesWhatKilledInitsLeft() throws {
+        let dir = try tinyModelDir()
+        var dead: Int32 = 4_000_000
+        while kill(dead, 0) == 0 || errno != ESRCH { dead -= 1 }
+        let stale = dir + "/.wledger.tmp-\(dead)", running = dir + "/.wledger.tmp-\(getpid())"
+        for d in [stale, running] {
+            try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: false)
+            try Data("partial".utf8).write(to: URL(fileURLWithPath: d + "/ledger"))
+        }
+        try initialize(dir)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: stale))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: running + "/ledger"))
+    }
+
     func testInitTwice() throws {
         let dir = try tinyModelDir()
         try initialize(dir)
