@@ -185,6 +185,15 @@ extension Repository {
         if !report.structural.isEmpty {
             throw KitError.usage("'\(root)': work tree tensors differ from HEAD in structure: \(report.structural.prefix(3).joined(separator: "; "))\(report.structural.count > 3 ? "; …" : "")")
         }
+        // A tracked side file whose path now holds what the scan does not list (a directory, a
+        // link to nothing or to a directory, a FIFO) reads as deleted, but something is there:
+        // wledger tracks regular files only, so that is refused rather than recorded as a deletion.
+        for f in report.sideFiles where f.change == .deleted {
+            let full = root + "/" + f.path
+            if let what = WorkTreeComparison.unlistedEntry(full) ?? (WorkTreeComparison.fileType(full) == .typeDirectory ? "a directory" : nil) {
+                throw KitError.refused("'\(full)' is \(what) where HEAD has a file (wledger tracks regular files only): remove it to record the deletion, or put the file back")
+            }
+        }
         if report.clean { throw KitError.refused(Repository.nothingToCommit) }
         let changedNames = report.modifiedTensors.map(\.name)
         let weights = cmp.weights

@@ -796,6 +796,36 @@ final class BadInputTests: XCTestCase {
                            mentions: ["the change of \(edit.prefix(12)) is already off HEAD's history", "would take it off twice"])
     }
 
+    /// A tracked side file replaced by a link to nothing or by a directory reads as deleted, but
+    /// commit (and stash, which records through it) refuses to record it as a deletion; once it
+    /// is gone, the deletion commits.
+    func testSideFileReplacedByALinkToNothingIsNotCommittedAsADeletion() throws {
+        let dir = try tinyModelDir()
+        try initialize(dir)
+        let config = dir + "/config.json"
+        func ledger() throws -> [String: String] { try directoryDigest(dir + "/.wledger").filter { $0.key.hasPrefix("ledger") } }
+        try FileManager.default.removeItem(atPath: config)
+        for replace in [{ try FileManager.default.createSymbolicLink(atPath: config, withDestinationPath: "/nonexistent") },
+                        { try FileManager.default.createDirectory(atPath: config, withIntermediateDirectories: false) }] {
+            try replace()
+            XCTAssertEqual(try CLI.run(["status", "-s", "-C", dir]).stdout, " D config.json\n")
+            let before = try ledger()
+            for args in [["commit", "-m", "x"], ["stash"]] {
+                let r = try CLI.run(args + ["-C", dir])
+                XCTAssertEqual(r.status, 1, "\(args): \(r.stderr)")
+                XCTAssertTrue(r.stderr.hasPrefix("error: '\(canonical(dir))/config.json' is a ") && r.stderr.split(separator: "\n").count == 1,
+                              "\(args): \(r.stderr)")
+                if args[0] == "commit" {
+                    XCTAssertTrue(r.stderr.hasSuffix(" where HEAD has a file (wledger tracks regular files only): remove it to record the deletion, "
+                        + "or put the file back\n"), r.stderr)
+                }
+                XCTAssertEqual(try ledger(), before, "\(args)")
+            }
+            try FileManager.default.removeItem(atPath: config)
+        }
+        try expectSuccess(["commit", "-q", "-m", "no config"], in: dir)
+    }
+
     /// A weight file written anew (temporary file + rename) keeps its permissions, as an
     /// editor's save does: a read-only file stays read-only.
     func testRewrittenWeightFileKeepsItsPermissions() throws {
