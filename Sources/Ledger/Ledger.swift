@@ -1,5 +1,8 @@
 import Codec
 import TensorIO
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The SQLite ledger in `.wledger/ledger`: objects, tensor versions, commits, manifests, refs.
 ///
@@ -32,6 +35,8 @@ public final class Ledger {
     /// - Throws: `LedgerError.notALedger` for foreign or damaged files, `.newerSchema` for newer ones.
     public static func open(at path: String) throws -> Ledger {
         guard FileStat.of(path) != nil else { throw LedgerError.notALedger(path: path, reason: "file is missing") }
+        // A ledger the user may not read is named as such, not as "not a ledger".
+        if access(path, R_OK) != 0 { throw TensorIOError.io(path: path, operation: "read", reason: errnoText()) }
         let db: Database
         do {
             db = try Database(path: path, create: false)

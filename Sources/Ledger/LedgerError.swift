@@ -24,6 +24,8 @@ public enum LedgerError: Error, CustomStringConvertible {
     case invalid(String)
     /// SQLite could not write the ledger for lack of space; the transaction was rolled back.
     case diskFull(path: String)
+    /// SQLite could not write the ledger: a file of it or its directory is read-only.
+    case readOnly(path: String)
 
     public var description: String {
         switch self {
@@ -31,6 +33,8 @@ public enum LedgerError: Error, CustomStringConvertible {
             if let sql { return "sqlite error \(code): \(message) (in '\(sql.prefix(80))')" }
             return "sqlite error \(code): \(message)"
         case let .notALedger(path, reason): return "'\(path)' is not a wledger ledger: \(reason)"
+        case let .readOnly(path):
+            return "cannot write the ledger '\(path)': it, its -wal or -shm file, or its directory is read-only (check their permissions and owner)"
         case let .newerSchema(path, found, supported):
             return "'\(path)' has ledger schema version \(found), newer than this wledger supports (\(supported)); upgrade wledger"
         case let .noRepository(path): return "not a wledger model directory (or any parent): '\(path)'; run 'wledger init' there first"

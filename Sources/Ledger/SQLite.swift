@@ -72,7 +72,11 @@ public final class Database {
     }
 
     static func failure(_ rc: Int32, _ message: String, _ sql: String?, path: String) -> LedgerError {
-        rc & 0xFF == SQLITE_FULL ? .diskFull(path: path) : .sqlite(code: rc, message: message, sql: sql)
+        switch rc & 0xFF {
+        case SQLITE_FULL: return .diskFull(path: path)
+        case SQLITE_READONLY: return .readOnly(path: path)
+        default: return .sqlite(code: rc, message: message, sql: sql)
+        }
     }
 
     /// Runs one or more statements without results.

@@ -15,7 +15,7 @@ func exitCode(for error: Error) -> Int32 {
     case is CodecError: return 1
     case let e as LedgerError:
         switch e {
-        case .corruptObject, .sqlite, .locked: return 1
+        case .corruptObject, .sqlite, .locked, .readOnly: return 1
         default: return 2
         }
     default: return 1

@@ -796,6 +796,32 @@ final class BadInputTests: XCTestCase {
                            mentions: ["the change of \(edit.prefix(12)) is already off HEAD's history", "would take it off twice"])
     }
 
+    /// A ledger the user may not read is named as such (it used to read "not a wledger ledger:
+    /// unable to open database file"). Run as `nobody` through setpriv; skipped where that is not
+    /// possible (not root).
+    func testUnreadableLedgerIsNamed() throws {
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else { throw XCTSkip("needs root and setpriv") }
+        // Under /tmp, which nobody may walk through (the test's own temporary root may not be).
+        let dir = "/tmp/wledger-unreadable-\(getpid())-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try writeTinyModel(dir, tensors: [("a", .f32, [2], [0, 0, 128, 63, 0, 0, 0, 64])])
+        XCTAssertEqual(chmod(dir, 0o755), 0)
+        try initialize(dir)
+        let ledger = dir + "/.wledger/ledger"
+        XCTAssertEqual(chmod(ledger, 0o600), 0)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        p.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", CLI.binary, "log", "-C", dir]
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = Pipe()
+        try p.run()
+        p.waitUntilExit()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertEqual(p.terminationStatus, 2, stderr)
+        XCTAssertEqual(stderr, "error: cannot read '\(canonical(ledger))': permission denied\n")
+    }
+
     /// A tracked side file replaced by a link to nothing or by a directory reads as deleted, but
     /// commit (and stash, which records through it) refuses to record it as a deletion; once it
     /// is gone, the deletion commits.
