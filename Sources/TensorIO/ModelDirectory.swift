@@ -57,6 +57,14 @@ public struct ModelDirectory: Sendable {
                 throw TensorIOError.notWeights(path: path + "/" + pickle, what: "a pickle checkpoint",
                                                hint: "convert it to safetensors first; wledger never unpickles")
             }
+            // A weights name that is there but not a regular file is named, with what it is.
+            if let odd = names.first(where: { $0.hasSuffix(".safetensors") && !isRegular($0) }) {
+                var st = Glibc.stat()
+                let what = lstat(path + "/" + odd, &st) != 0 ? "unreadable"
+                    : (st.st_mode & S_IFMT) == S_IFLNK ? (stat(path + "/" + odd, &st) == 0 ? "a symbolic link to something that is not a file" : "a symbolic link to nothing")
+                    : (st.st_mode & S_IFMT) == S_IFDIR ? "a directory" : "not a regular file"
+                throw TensorIOError.invalidModelDirectory(path: path + "/" + odd, reason: "\(what), not a safetensors file")
+            }
             throw TensorIOError.invalidModelDirectory(path: path, reason: "no safetensors weights found (expected model.safetensors or \(indexName))")
         }
         let weightSet = Set(weights)

@@ -337,6 +337,19 @@ final class BadInputTests: XCTestCase {
     func testDirectoryWithoutWeights() throws {
         let dir = try emptyModelDir()
         try expectRejected(["init"], in: dir, mentions: [canonical(dir), "no safetensors weights"])
+        // A weights name that is not a file is named, with what it is, also once initialized.
+        let weights = dir + "/model.safetensors"
+        try FileManager.default.createSymbolicLink(atPath: weights, withDestinationPath: "/nonexistent")
+        try expectRejected(["init"], in: dir, mentions: ["'\(canonical(weights))': a symbolic link to nothing, not a safetensors file"])
+        try FileManager.default.removeItem(atPath: weights)
+        try FileManager.default.createDirectory(atPath: weights, withIntermediateDirectories: false)
+        try expectRejected(["init"], in: dir, mentions: ["'\(canonical(weights))': a directory, not a safetensors file"])
+        try FileManager.default.removeItem(atPath: weights)
+        let tiny = try tinyModelDir()
+        try initialize(tiny)
+        try FileManager.default.removeItem(atPath: tiny + "/model.safetensors")
+        try FileManager.default.createDirectory(atPath: tiny + "/model.safetensors", withIntermediateDirectories: false)
+        try expectRejected(["status"], in: tiny, mentions: ["'\(canonical(tiny))/model.safetensors': a directory, not a safetensors file"])
     }
 
     // MARK: - Sharded index
