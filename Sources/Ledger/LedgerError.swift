@@ -1,3 +1,5 @@
+import Foundation
+
 /// Errors raised by the ledger (SQLite, objects, refs, revisions, locking).
 public enum LedgerError: Error, CustomStringConvertible {
     /// An SQLite call failed.
@@ -38,11 +40,19 @@ public enum LedgerError: Error, CustomStringConvertible {
         case let .newerSchema(path, found, supported):
             return "'\(path)' has ledger schema version \(found), newer than this wledger supports (\(supported)); upgrade wledger"
         case let .noRepository(path): return "not a wledger model directory (or any parent): '\(path)'; run 'wledger init' there first"
-        case let .alreadyInitialized(path): return "'\(path)' is already a wledger model directory"
+        case let .alreadyInitialized(path):
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: path + "/.wledger", isDirectory: &isDir), !isDir.boolValue {
+                return "'\(path)/.wledger' is a file, not a wledger directory; move it away first"
+            }
+            return "'\(path)' is already a wledger model directory"
         case let .corruptObject(id, reason): return "object '\(id.prefix(12))' is corrupt: \(reason)"
         case let .unknownRevision(r): return "unknown revision '\(r)'"
         case let .ambiguousRevision(r, c): return "ambiguous revision '\(r)': matches \(c.map { String($0.prefix(12)) }.joined(separator: ", "))"
-        case let .ref(name, reason): return "ref '\(name)': \(reason)"
+        case let .ref(name, reason):
+            // Control characters (a newline in a name) are shown escaped: the message stays one line.
+            let shown = name.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? $0.escaped(asASCII: true) : String($0) }.joined()
+            return "ref '\(shown)': \(reason)"
         case let .locked(path, holder): return "'\(path)' is locked by another wledger process (\(holder)); try again when it finishes"
         case let .invalid(reason): return reason
         case let .diskFull(path): return "cannot write '\(path)': no space left on device (nothing was recorded; free some space and run the command again)"

@@ -688,6 +688,20 @@ final class BadInputTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: running + "/ledger"))
     }
 
+    /// A stray file named .wledger: init names it, and other commands name the directory they
+    /// looked in (not '.'); a ref name with a newline is refused on one line.
+    func testStrayDotWledgerFileAndANewlineInARefName() throws {
+        let dir = try tinyModelDir()
+        try Data("not a ledger".utf8).write(to: URL(fileURLWithPath: dir + "/.wledger"))
+        try expectRejected(["init"], in: dir, mentions: ["'\(canonical(dir))/.wledger' is a file, not a wledger directory"])
+        let r = try CLI.run(["status"], in: dir)
+        XCTAssertEqual(r.status, 2)
+        XCTAssertTrue(r.stderr.contains("not a wledger model directory (or any parent): '\(canonical(dir))'"), r.stderr)
+        try FileManager.default.removeItem(atPath: dir + "/.wledger")
+        try initialize(dir)
+        try expectRejected(["branch", "two\nlines"], in: dir, mentions: ["ref 'two\\nlines': not a valid ref name"])
+    }
+
     func testInitTwice() throws {
         let dir = try tinyModelDir()
         try initialize(dir)
