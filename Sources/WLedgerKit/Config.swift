@@ -74,8 +74,12 @@ public struct ConfigFile: Sendable {
     /// - Throws: `KitError.usage` naming the file and line of a malformed line.
     public static func load(_ path: String) throws -> ConfigFile {
         guard FileManager.default.fileExists(atPath: path) else { return ConfigFile(lines: [], path: path) }
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
+            throw TensorIOError.io(path: path, operation: "read", reason: "it is a directory, not a config file")
+        }
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw TensorIOError.io(path: path, operation: "read", reason: "permission denied")
+            throw TensorIOError.io(path: path, operation: "read", reason: access(path, R_OK) != 0 ? errnoText() : "unreadable")
         }
         guard let text = String(data: data, encoding: .utf8) else { throw KitError.usage("'\(path)': not UTF-8 text") }
         return try ConfigFile(text: text, path: path)

@@ -946,6 +946,11 @@ final class BadInputTests: XCTestCase {
         let unknown = try CLI.run(["config", "get", "nosuch.key", "-C", dir])
         XCTAssertEqual(unknown.status, 2)
         XCTAssertEqual(unknown.stderr, "error: unknown key 'nosuch.key' (see 'wledger config --help' for the documented keys)\n")
+        // A config file that is a directory is named as one (it read "permission denied").
+        try FileManager.default.removeItem(atPath: dir + "/.wledger/config")
+        try FileManager.default.createDirectory(atPath: dir + "/.wledger/config", withIntermediateDirectories: false)
+        try expectRejected(["config", "get", "core.in-place"], in: dir,
+                           mentions: ["cannot read '\(canonical(dir))/.wledger/config': it is a directory, not a config file"])
     }
 
     /// restrain and prune rewrite the tensor they change and leave an untracked file alone, as
