@@ -74,7 +74,8 @@ public final class Database {
     static func failure(_ rc: Int32, _ message: String, _ sql: String?, path: String) -> LedgerError {
         switch rc & 0xFF {
         case SQLITE_FULL: return .diskFull(path: path)
-        case SQLITE_READONLY: return .readOnly(path: path)
+        // (not READONLY_DBMOVED: the file was moved or deleted while open, no permission problem)
+        case SQLITE_READONLY where rc != SQLITE_READONLY | (4 << 8): return .readOnly(path: path)
         default: return .sqlite(code: rc, message: message, sql: sql)
         }
     }

@@ -14,15 +14,17 @@ public final class AtomicFileWriter {
     private var fd: Int32
     private var committed = false
 
-    /// Creates the temporary file, sized to `size` bytes, with permission bits `mode`; nil: those
-    /// of the file it replaces (what it links to, for a symbolic link), else 0644 less the umask.
+    /// Creates the temporary file, sized to `size` bytes, with permission bits `mode`; nil: the
+    /// read/write/execute bits of the regular file it replaces (not setuid, setgid or sticky, as
+    /// cp and git), else 0644 less the umask (also where it replaces a symbolic link, whose
+    /// target's bits belong to another file, such as a read-only blob of a Hugging Face cache).
     public init(path: String, size: Int, mode: mode_t? = nil) throws {
         self.path = path
         let dir = parentDirectory(of: path)
         let base = String(path.split(separator: "/").last ?? "")
         tempPath = dir + "/.\(base).wledger-tmp-\(getpid())"
         var st = stat()
-        let kept: mode_t? = mode == nil && stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG ? st.st_mode & 0o7777 : nil
+        let kept: mode_t? = mode == nil && lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG ? st.st_mode & 0o777 : nil
         fd = open(tempPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode ?? 0o644)
         guard fd >= 0 else {
             // Name the file being written (the temporary name means nothing to the user).

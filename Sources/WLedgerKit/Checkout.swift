@@ -145,7 +145,7 @@ extension Repository {
             } catch {
                 // Nothing is left behind: the directory as it was (gone, or empty).
                 let fm = FileManager.default
-                if created { try? fm.removeItem(atPath: dir) } else {
+                if let created { try? fm.removeItem(atPath: created) } else {
                     for entry in (try? fm.contentsOfDirectory(atPath: dir)) ?? [] { try? fm.removeItem(atPath: dir + "/" + entry) }
                 }
                 throw error
@@ -394,29 +394,48 @@ extension Repository {
         }
     }
 
-    /// Checks that `dir` is outside the model directory and is empty or absent, creating it (and
-    /// missing parents) when absent; whether it created it.
-    private func prepareOutputDirectory(_ dir: String) throws -> Bool {
-        if dir == root || dir.hasPrefix(root + "/") {
+    /// Checks that `dir` is outside the model directory (compared with symbolic links resolved)
+    /// and is an empty directory or absent, creating it and missing parents when absent; the
+    /// topmost directory it created (nil: none), which holds everything it made.
+    private func prepareOutputDirectory(_ dir: String) throws -> String? {
+        /// `path` with symbolic links resolved: its deepest existing ancestor by realpath, the
+        /// rest appended.
+        func resolved(_ path: String) -> String {
+            var head = path, tail: [String] = []
+            while !head.isEmpty && head != "/" {
+                if let r = realpath(head, nil) {
+                    defer { free(r) }
+                    return ([String(cString: r)] + tail.reversed()).joined(separator: "/")
+                }
+                tail.append(String(head.split(separator: "/").last ?? ""))
+                head = parentDirectory(of: head)
+            }
+            return "/" + tail.reversed().joined(separator: "/")
+        }
+        let realRoot = resolved(root), realDir = resolved(dir)
+        if realDir == realRoot || realDir.hasPrefix(realRoot + "/") {
             throw KitError.usage("'\(dir)': --output must be outside the model directory '\(root)'")
         }
-        let fm = FileManager.default
-        var isDir: ObjCBool = false
-        if fm.fileExists(atPath: dir, isDirectory: &isDir) {
-            guard isDir.boolValue else { throw KitError.usage("'\(dir)': output exists and is not a directory") }
-            let entries = (try? fm.contentsOfDirectory(atPath: dir)) ?? []
+        var st = Glibc.stat()
+        if lstat(dir, &st) == 0 || stat(dir, &st) == 0 {
+            guard stat(dir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+                throw KitError.usage("'\(dir)': output exists and is not a directory")
+            }
+            let entries = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
             guard entries.isEmpty else { throw KitError.usage("'\(dir)': output directory is not empty") }
-            return false
+            return nil
         }
         // mkdir -p, with the system's reason for a failure.
-        var path = ""
+        var path = "", created: String?
         for part in dir.split(separator: "/", omittingEmptySubsequences: true) {
             path += "/" + part
-            if mkdir(path, 0o777) != 0 && errno != EEXIST {
-                throw TensorIOError.io(path: path, operation: "create", reason: String(cString: strerror(errno)))
+            if mkdir(path, 0o777) == 0 {
+                if created == nil { created = path }
+            } else if errno != EEXIST || stat(path, &st) != 0 || (st.st_mode & S_IFMT) != S_IFDIR {
+                throw TensorIOError.io(path: path, operation: "create", reason: errno == EEXIST ? "not a directory" : String(cString: strerror(errno)))
             }
         }
-        return true
+        return created
     }
 
     /// A clean work tree's tensors with the versions they hold, for rebuilds of later versions of

@@ -36,12 +36,21 @@ extension Repository {
             throw KitError.usage("'\(root)/\(weights.tensors[nonFinite[0]]!.file)': tensor '\(nonFinite[0])' contains NaN or Inf (\(nonFinite.count) tensor(s) affected); use --allow-nonfinite to snapshot anyway")
         }
 
-        // The directories of killed inits (.wledger.tmp-PID whose process is gone) are garbage;
-        // one of a running init stays.
+        // The directories of killed inits are garbage; one of a running init stays. A running
+        // init holds the lock in its directory (an flock, released when its process dies, in
+        // whatever PID namespace it ran); before it took the lock, its PID tells.
         for e in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] where e.hasPrefix(".wledger.tmp-") {
-            if let pid = Int32(e.dropFirst(".wledger.tmp-".count)), pid > 0, pid != getpid(), kill(pid, 0) != 0, errno == ESRCH {
-                try? FileManager.default.removeItem(atPath: root + "/" + e)
+            guard let pid = Int32(e.dropFirst(".wledger.tmp-".count)), pid > 0, pid != getpid() else { continue }
+            let lockPath = "\(root)/\(e)/lock"
+            let fd = Glibc.open(lockPath, O_RDWR | O_CLOEXEC)
+            var abandoned: Bool
+            if fd >= 0 {
+                abandoned = flock(fd, LOCK_EX | LOCK_NB) == 0
+                close(fd)
+            } else {
+                abandoned = kill(pid, 0) != 0 && errno == ESRCH
             }
+            if abandoned { try? FileManager.default.removeItem(atPath: root + "/" + e) }
         }
         let temp = root + "/.wledger.tmp-\(getpid())"
         try? FileManager.default.removeItem(atPath: temp)

@@ -646,10 +646,17 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(try snapshot(out), before, "checkout --output wrote into a non-empty directory")
         try expectRejected(["checkout", "HEAD", "--output", out + "/notes.txt"], in: dir, mentions: ["notes.txt", "not a directory"])
         XCTAssertEqual(try snapshot(out), before)
-        // Not into the model directory, nor into its ledger.
-        for inside in [dir + "/.wledger/copy", dir + "/copy"] {
+        // Not into the model directory, nor into its ledger, also through a symbolic link; not
+        // through a link to nothing (kept).
+        let link = out + "-link", dangling = out + "-dangling"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: dir)
+        try FileManager.default.createSymbolicLink(atPath: dangling, withDestinationPath: out + "/missing")
+        defer { unlink(link); unlink(dangling) }
+        for inside in [dir + "/.wledger/copy", dir + "/copy", link + "/copy"] {
             try expectRejected(["checkout", "HEAD", "--output", inside], in: dir, mentions: ["--output must be outside the model directory"])
         }
+        try expectRejected(["checkout", "HEAD", "--output", dangling], in: dir, mentions: ["output exists and is not a directory"])
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: dangling), out + "/missing")
     }
 
     func testNothingToCommit() throws {
@@ -678,14 +685,23 @@ final class BadInputTests: XCTestCase {
         let dir = try tinyModelDir()
         var dead: Int32 = 4_000_000
         while kill(dead, 0) == 0 || errno != ESRCH { dead -= 1 }
+        // Without a lock file the PID tells; with one, whether its lock is held (a PID from
+        // another PID namespace looks dead here).
         let stale = dir + "/.wledger.tmp-\(dead)", running = dir + "/.wledger.tmp-\(getpid())"
-        for d in [stale, running] {
+        let locked = dir + "/.wledger.tmp-\(dead - 1)", unlocked = dir + "/.wledger.tmp-\(getpid() + 1)"
+        for d in [stale, running, locked, unlocked] {
             try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: false)
             try Data("partial".utf8).write(to: URL(fileURLWithPath: d + "/ledger"))
         }
+        for d in [locked, unlocked] { try Data().write(to: URL(fileURLWithPath: d + "/lock")) }
+        let fd = open(locked + "/lock", O_RDWR)
+        XCTAssertEqual(flock(fd, LOCK_EX), 0)
+        defer { close(fd) }
         try initialize(dir)
         XCTAssertFalse(FileManager.default.fileExists(atPath: stale))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: unlocked))
         XCTAssertTrue(FileManager.default.fileExists(atPath: running + "/ledger"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: locked + "/ledger"))
     }
 
     /// A stray file named .wledger: init names it, and other commands name the directory they
@@ -888,13 +904,24 @@ final class BadInputTests: XCTestCase {
         let edit = try SimulatedEdit.rankOne(file: file, tensor: "model.layers.3.mlp.down_proj.weight", seed: 3)
         try expectSuccess(["commit", "-q", "-m", "edit"], in: dir)
         func mode() throws -> Int { try XCTUnwrap(FileManager.default.attributesOfItem(atPath: file)[.posixPermissions] as? Int) }
-        for (perm, rev, bytes) in [(0o600, "HEAD~1", edit.parent), (0o444, "main", edit.child)] {
+        // (setuid is not kept, as cp and git do not keep it)
+        for (perm, kept, rev, bytes) in [(0o600, 0o600, "HEAD~1", edit.parent), (0o444, 0o444, "main", edit.child),
+                                         (0o4755, 0o755, "HEAD~1", edit.parent)] {
             XCTAssertEqual(chmod(file, mode_t(perm)), 0)
             try expectSuccess(["checkout", "-q", "--no-in-place", rev], in: dir)
-            XCTAssertEqual(try mode(), perm, "after checkout --no-in-place \(rev)")
+            XCTAssertEqual(try mode(), kept, "after checkout --no-in-place \(rev)")
             XCTAssertEqual(try readTensorBytes(file: file, tensor: "model.layers.3.mlp.down_proj.weight"), bytes)
         }
-        XCTAssertEqual(chmod(file, 0o644), 0)
+        // A symbolic link (into a read-only cache, say) is replaced by a file of its own, with the
+        // default permissions, not the target's.
+        let blob = try tempDir().path + "/blob"
+        try FileManager.default.moveItem(atPath: file, toPath: blob)
+        XCTAssertEqual(chmod(blob, 0o444), 0)
+        try FileManager.default.createSymbolicLink(atPath: file, withDestinationPath: blob)
+        try expectSuccess(["checkout", "-q", "main"], in: dir)
+        XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: file)[.type] as? FileAttributeType, .typeRegular)
+        XCTAssertEqual(try mode() & 0o200, 0o200, "writable")
+        XCTAssertEqual(try readTensorBytes(file: blob, tensor: "model.layers.3.mlp.down_proj.weight"), edit.parent, "the link's target untouched")
     }
 
     /// As git: an empty or blank commit message aborts the commit; a branch listing pads long

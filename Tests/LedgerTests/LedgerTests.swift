@@ -7,18 +7,22 @@ import TestSupport
 import XCTest
 
 final class LedgerTests: XCTestCase {
-    /// The migrations embedded in the binary are exactly the files in schema/.
     /// SQLite's "attempt to write a readonly database" names the ledger and what to check, as a
-    /// full disk does (a read-only -shm file left by a read of a read-only ledger is one cause).
+    /// full disk does (a read-only -shm file left by a read of a read-only ledger is one cause);
+    /// a ledger moved or deleted while open (READONLY_DBMOVED) is not a permission problem.
     func testReadOnlyAndFullFailuresNameTheLedger() throws {
-        let readOnly = Database.failure(SQLITE_READONLY | (4 << 8), "attempt to write a readonly database", "BEGIN IMMEDIATE", path: "/m/.wledger/ledger")
-        guard case .readOnly(path: "/m/.wledger/ledger") = readOnly else { return XCTFail("\(readOnly)") }
-        XCTAssertEqual(readOnly.description, "cannot write the ledger '/m/.wledger/ledger': it, its -wal or -shm file, or its directory is read-only "
-                       + "(check their permissions and owner)")
+        for rc in [SQLITE_READONLY, SQLITE_READONLY | (6 << 8)] {   // plain, READONLY_DIRECTORY
+            let readOnly = Database.failure(rc, "attempt to write a readonly database", "BEGIN IMMEDIATE", path: "/m/.wledger/ledger")
+            guard case .readOnly(path: "/m/.wledger/ledger") = readOnly else { return XCTFail("\(readOnly)") }
+            XCTAssertEqual(readOnly.description, "cannot write the ledger '/m/.wledger/ledger': it, its -wal or -shm file, or its directory is read-only "
+                           + "(check their permissions and owner)")
+        }
+        guard case .sqlite = Database.failure(SQLITE_READONLY | (4 << 8), "attempt to write a readonly database", nil, path: "p") else { return XCTFail() }
         guard case .diskFull = Database.failure(SQLITE_FULL, "database or disk is full", nil, path: "/m/.wledger/ledger") else { return XCTFail() }
         guard case .sqlite(code: SQLITE_BUSY, _, _) = Database.failure(SQLITE_BUSY, "busy", nil, path: "p") else { return XCTFail() }
     }
 
+    /// The migrations embedded in the binary are exactly the files in schema/.
     func testEmbeddedSchemaMatchesSchemaDirectory() throws {
         let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
         let files = try FileManager.default.contentsOfDirectory(atPath: repoRoot + "/schema").filter { $0.hasSuffix(".sql") }.sorted()
