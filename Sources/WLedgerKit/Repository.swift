@@ -70,7 +70,7 @@ public final class Repository {
             if FileManager.default.fileExists(atPath: dir + "/" + directoryName, isDirectory: &isDir), isDir.boolValue {
                 return dir
             }
-            if dir == "/" || dir.isEmpty { throw LedgerError.noRepository(path: absolutePath(path)) }
+            if dir == "/" || dir.isEmpty { throw LedgerError.noRepository(path: path == "." ? absolutePath(path) : path) }
             dir = parentDirectory(of: dir)
         }
     }

@@ -674,7 +674,7 @@ final class BadInputTests: XCTestCase {
     func testCommandsOutsideARepository() throws {
         let dir = try tinyModelDir()
         for args in [["status"], ["log"], ["show"], ["diff"], ["fsck"], ["branch"], ["tag"], ["checkout", "HEAD"], ["commit", "-m", "x"]] {
-            // The directory is quoted as given (-C argument), not canonicalized.
+            // The directory is quoted as given (-C argument), not canonicalized (the current one, ".", by its path).
             try expectRejected(args, in: dir, mentions: ["wledger init", "'\(dir)'"])
         }
     }
