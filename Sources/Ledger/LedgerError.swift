@@ -1,5 +1,3 @@
-import Foundation
-
 /// Errors raised by the ledger (SQLite, objects, refs, revisions, locking).
 public enum LedgerError: Error, CustomStringConvertible {
     /// An SQLite call failed.
@@ -40,12 +38,7 @@ public enum LedgerError: Error, CustomStringConvertible {
         case let .newerSchema(path, found, supported):
             return "'\(path)' has ledger schema version \(found), newer than this wledger supports (\(supported)); upgrade wledger"
         case let .noRepository(path): return "not a wledger model directory (or any parent): '\(path)'; run 'wledger init' there first"
-        case let .alreadyInitialized(path):
-            var isDir: ObjCBool = false
-            if FileManager.default.fileExists(atPath: path + "/.wledger", isDirectory: &isDir), !isDir.boolValue {
-                return "'\(path)/.wledger' is a file, not a wledger directory; move it away first"
-            }
-            return "'\(path)' is already a wledger model directory"
+        case let .alreadyInitialized(path): return "'\(path)' is already a wledger model directory"
         case let .corruptObject(id, reason): return "object '\(id.prefix(12))' is corrupt: \(reason)"
         case let .unknownRevision(r): return "unknown revision '\(r)'"
         case let .ambiguousRevision(r, c): return "ambiguous revision '\(r)': matches \(c.map { String($0.prefix(12)) }.joined(separator: ", "))"

@@ -417,7 +417,7 @@ extension Repository {
             throw KitError.usage("'\(dir)': --output must be outside the model directory '\(root)'")
         }
         var st = Glibc.stat()
-        if lstat(dir, &st) == 0 || stat(dir, &st) == 0 {
+        if lstat(dir, &st) == 0 {
             guard stat(dir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
                 throw KitError.usage("'\(dir)': output exists and is not a directory")
             }

@@ -22,7 +22,11 @@ extension Repository {
                                   policy: SnapshotPolicy = SnapshotPolicy(), progress: ProgressReporter = .silent) throws -> InitResult {
         let root = absolutePath(path)
         let final = root + "/" + directoryName
-        if FileManager.default.fileExists(atPath: final) { throw LedgerError.alreadyInitialized(path: root) }
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: final, isDirectory: &isDir) {
+            guard isDir.boolValue else { throw KitError.usage("'\(final)' is a file, not a wledger directory; move it away first") }
+            throw LedgerError.alreadyInitialized(path: root)
+        }
         let dir = try ModelDirectory.scan(root)
         let scannedAt = wallClockNanoseconds()
         var scanned: [String: FileStat] = [:]

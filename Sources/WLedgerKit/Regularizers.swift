@@ -227,7 +227,7 @@ extension Repository {
         // A picked revert (or revert of a revert) moves its edit as revert does: refused where
         // that would take it off HEAD's history twice or put it on twice.
         let effect = try revertEffect(c)
-        if effect.sign < 0 || c.kind == .revert, let (net, latest) = try effectTally(effect.edit, history: history),
+        if c.kind == .revert, let (net, latest) = try effectTally(effect.edit, history: history),
            net + effect.sign < 0 || net + effect.sign > 1 {
             throw KitError.refused("the change of \(effect.edit.prefix(12)) is already \(effect.sign < 0 ? "off" : "on") HEAD's history (last moved by \(latest.prefix(12))); picking \(id.prefix(12)) would \(effect.sign < 0 ? "take it off" : "apply it") twice")
         }

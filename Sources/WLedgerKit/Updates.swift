@@ -43,8 +43,8 @@ extension Repository {
     /// - Parameters:
     ///   - updates: tensor name → new bytes (same dtype and shape as HEAD). Updates equal to
     ///     HEAD are dropped.
-    ///   - recorded: tensors whose new bytes are a version the ledger already holds (revert's
-    ///     parent, cherry-pick's child): NaN or Inf in them was allowed when it was committed.
+    ///   - recorded: tensors whose new bytes are a version the ledger already holds, committed
+    ///     (not stashed) with any NaN or Inf allowed then (revert's exact restores).
     ///   - allowDirty: tensors named in `updates` may differ from HEAD in the work tree (used by
     ///     `commit --prune`); everything else must be clean.
     ///   - sideFiles: side files to commit too (`cherry-pick`): path → its new entry, whose
@@ -87,8 +87,7 @@ extension Repository {
         // not replaced, as checkout refuses.
         for (path, entry) in sideChanges.sorted(by: { $0.key < $1.key }) where entry != nil && cmp.files[path] == nil {
             let full = root + "/" + path
-            if let what = WorkTreeComparison.oversizedSideFile(full) ?? WorkTreeComparison.unlistedEntry(full)
-                ?? (WorkTreeComparison.fileType(full) == .typeDirectory ? "a directory" : nil) {
+            if let what = WorkTreeComparison.oversizedSideFile(full) ?? WorkTreeComparison.nonFileEntry(full) {
                 throw KitError.refused("'\(full)' is \(what), untracked, where the commit has a file; move it away first")
             }
         }

@@ -55,6 +55,12 @@ struct WorkTreeComparison {
         return String(format: "%.1f MB, over the %d MiB limit for side files", Double(size) / 1e6, ModelDirectory.maxSideFileBytes >> 20)
     }
 
+    /// What stands at `path` that is not a regular file (or a link to one): `unlistedEntry`, or
+    /// a directory; nil for nothing or a regular file.
+    static func nonFileEntry(_ path: String) -> String? {
+        unlistedEntry(path) ?? (fileType(path) == .typeDirectory ? "a directory" : nil)
+    }
+
     /// What stands at `path` that a scan does not list and a rename would replace: a symbolic
     /// link that leads nowhere or to a directory (one to a regular file is listed as its file),
     /// or a FIFO, socket or device; nil for nothing, a directory or a regular file.
