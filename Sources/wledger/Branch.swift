@@ -81,7 +81,9 @@ func runRefCommand(_ kind: RefKind, global: GlobalOptions, name: String?, startP
     let before = force ? try repo.listRefs(kind).first { $0.name == name }?.commit : nil
     let r = try repo.createRef(kind, name: name, at: startPoint, force: force)
     if json { return try printJSON(r) }
-    if let before {
+    if before == r.commit {
+        print("\(kind.rawValue.prefix(1).uppercased() + kind.rawValue.dropFirst()) \(r.name) already at \(short(r.commit)); unchanged")
+    } else if let before {
         print("Moved \(kind.rawValue) \(r.name) to \(short(r.commit)) (was \(short(before)))")
     } else {
         print("Created \(kind.rawValue) \(r.name) at \(short(r.commit))")

@@ -26,6 +26,7 @@ struct CherryPick: ParsableCommand {
     @Flag(help: "Print the result as JSON.") var json = false
 
     func run() throws {
+        try refuseEmptyMessage(message)
         try recordCommit(global, noVerify: noVerify, json: json) { repo in
             try repo.cherryPick(revision, message: message, author: author, progress: global.progress)
         }

@@ -30,8 +30,7 @@ struct Commit: ParsableCommand {
     @Flag(help: "Print the result as JSON.") var json = false
 
     func run() throws {
-        // As git: an empty message (or only white space) aborts the commit.
-        guard !message.allSatisfy(\.isWhitespace) else { throw KitError.usage("aborting commit due to empty commit message (-m)") }
+        try refuseEmptyMessage(message)
         var options = CommitOptions(message: message)
         options.method = method
         options.author = author

@@ -51,6 +51,7 @@ struct Edit: ParsableCommand {
     }
 
     func run() throws {
+        try refuseEmptyMessage(message)
         let bytes: [UInt8]
         do { bytes = try readFile(request) } catch { throw ValidationError("'\(request)': cannot read the edit request") }
         var o = EditOptions()

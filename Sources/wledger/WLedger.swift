@@ -74,6 +74,14 @@ func warnWorkTreeMismatches(_ count: Int) {
     warn("\(count) tensor(s) in the work tree did not hold the version its scan recorded (written since the scan, or by a write their file's stat did not show); rebuilt them from the ledger instead ('wledger status --rehash' re-reads every tensor)")
 }
 
+/// As git: a commit message given as empty (or only white space) aborts the command before the
+/// repository is opened; no message (`nil`) means the command's default.
+func refuseEmptyMessage(_ message: String?) throws {
+    if let message, message.allSatisfy(\.isWhitespace) {
+        throw KitError.usage("aborting commit due to empty commit message (-m)")
+    }
+}
+
 /// Short commit id for display.
 func short(_ id: String) -> String { String(id.prefix(12)) }
 

@@ -62,6 +62,13 @@ let arguments: [String] = {
     return args
 }()
 
+// No command (`wledger`, `wledger -C dir`): the overview, and a usage error's exit code, as git
+// (which exits 1 there; 2 is wledger's code for usage errors).
+if arguments.isEmpty {
+    print(WLedger.helpMessage())
+    exit(2)
+}
+
 // Commands that rebuild and encode whole tensors keep freed memory for reuse (see ProcessMemory;
 // measured on commit and checkout). Before any thread starts.
 let tensorCommands: Set<String> = ["init", "commit", "checkout", "revert", "prune", "restrain", "diff", "show", "fsck"]

@@ -931,6 +931,11 @@ final class BadInputTests: XCTestCase {
         try initialize(dir)
         _ = try SimulatedEdit.modify(file: dir + "/model.safetensors", tensor: "a") { w, _ in w[0] += 1 }
         for m in ["", "  \n"] { try expectRejected(["commit", "-m", m], in: dir, mentions: ["empty commit message"]) }
+        try expectSuccess(["commit", "-q", "-m", "edit"], in: dir)
+        // The same for the commands that record a commit with a default message.
+        for args in [["revert", "HEAD"], ["cherry-pick", "HEAD"], ["prune", "HEAD", "--keep", "40%"], ["restrain"]] {
+            try expectRejected(args + ["-m", " "], in: dir, mentions: ["empty commit message"])
+        }
         let long = "feature/rome-edit-paris-capital-2024", longer = "feature/rome-edit-paris-capital-2025"
         try expectSuccess(["branch", long], in: dir)
         try expectSuccess(["branch", longer], in: dir)
@@ -960,6 +965,12 @@ final class BadInputTests: XCTestCase {
         let bare = try CLI.run(["-C"])
         XCTAssertEqual(bare.status, 2)
         XCTAssertEqual(bare.stderr, "error: no directory given for '-C' (see 'wledger --help')\n")
+        // No command, with or without -C: the overview, with a usage error's exit code (as git).
+        for args in [[], ["-C", dir]] {
+            let r = try CLI.run(args)
+            XCTAssertEqual(r.status, 2, "\(args)")
+            XCTAssertTrue(r.stdout.hasPrefix("OVERVIEW: "), "\(args): \(r.stdout)")
+        }
         // Relative paths after a leading -C are relative to it: `--output out` lands in the model
         // directory's parent here, as with git -C.
         let out = try CLI.run(["-C", parent, "checkout", "-q", "HEAD", "--output", "materialized", "-C", name])

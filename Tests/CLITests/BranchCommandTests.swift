@@ -128,6 +128,8 @@ final class BranchCommandTests: XCTestCase {
         XCTAssertEqual(r.stdout, "Moved tag v1.2 to \(two.prefix(12)) (was \(one.prefix(12)))\n")
         r = try wl(["tag", "-f", "v1.2", "side"])
         XCTAssertEqual(r.stdout, "Moved tag v1.2 to \(one.prefix(12)) (was \(two.prefix(12)))\n")
+        r = try wl(["tag", "-f", "v1.2", "side"])
+        XCTAssertEqual(r.stdout, "Tag v1.2 already at \(one.prefix(12)); unchanged\n", "-f to where it is moves nothing")
         XCTAssertEqual(try logIDs("v1.2..keep"), [three], "a dotted name on the left")
         XCTAssertEqual(try logIDs("main"), [two, one, base])
         // `diff A..B` is `diff A B`.
