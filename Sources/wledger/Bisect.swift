@@ -38,9 +38,9 @@ struct Bisect: ParsableCommand {
                 """)
         @OptionGroup var global: GlobalOptions
         @Option(help: ArgumentHelp("Bisect automatically on this health metric.", valueName: "task.metric")) var metric: String?
-        @Option(help: "A commit is bad when the metric is below this.") var below: Double?
-        @Option(help: "A commit is bad when the metric fell more than this share of the base value, e.g. 25%.") var drop: Percent?
-        @Option(help: "BLAS threads (default: config health.threads, else every core).") var threads: Int?
+        @Option(parsing: .unconditional, help: "A commit is bad when the metric is below this.") var below: Double?
+        @Option(parsing: .unconditional, help: "A commit is bad when the metric fell more than this share of the base value, e.g. 25%.") var drop: Percent?
+        @Option(parsing: .unconditional, help: "BLAS threads (default: config health.threads, else every core).") var threads: Int?
         @Flag(help: "Print the result as JSON.") var json = false
         @Argument(help: ArgumentHelp("With --metric: the bad commit (default HEAD), then the good one (default base).", valueName: "rev"))
         var revisions: [String] = []

@@ -24,7 +24,7 @@ struct Commit: ParsableCommand {
     @Option(help: "Editing method that produced the change (e.g. ROME, MEMIT, KN, MEND).") var method: String?
     @Option(help: "Author (default: $WLEDGER_AUTHOR or $USER).") var author: String?
     @Flag(help: "Commit tensors that contain NaN or Inf.") var allowNonfinite = false
-    @Option(help: "Apply RECT to the edit before recording it: keep this share of ΔW, e.g. 40%.") var prune: Percent?
+    @Option(parsing: .unconditional, help: "Apply RECT to the edit before recording it: keep this share of ΔW, e.g. 40%.") var prune: Percent?
     @Option(help: "RECT ranking with --prune: relative (|ΔW/W|) or magnitude.") var pruneBy: RECT.Ranking = .relative
     @Flag(help: "Skip the hooks in .wledger/hooks/.") var noVerify = false
     @Flag(help: "Print the result as JSON.") var json = false

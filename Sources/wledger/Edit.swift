@@ -26,17 +26,17 @@ struct Edit: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Option(help: "Editing method: rome or memit.") var method: EditMethod = .rome
     @Option(help: ArgumentHelp("Edit request in EasyEdit's JSON format (an object or an array).", valueName: "file")) var request: String
-    @Option(help: "ROME: the layer whose mlp.down_proj is edited (default: 5/32 of the depth).") var layer: Int?
+    @Option(parsing: .unconditional, help: "ROME: the layer whose mlp.down_proj is edited (default: 5/32 of the depth).") var layer: Int?
     @Option(help: ArgumentHelp("MEMIT: the layers, e.g. 3-7 or 3,4,5 (default: 4/32 to 8/32 of the depth).", valueName: "range")) var layers: String?
-    @Option(help: "Adam steps on the value vector.") var steps: Int = 20
-    @Option(help: "Adam learning rate.") var lr: Double = 0.5
-    @Option(help: "Weight decay on the value vector.") var weightDecay: Double = 1e-3
-    @Option(help: "Clamp ‖δ‖ to this multiple of the original output's norm.") var clampNormFactor: Double = 4
-    @Option(help: "Weight of the KL term on \"{subject} is a\".") var klFactor: Double = 0.0625
-    @Option(help: "MEMIT: weight λ of the covariance term.") var mom2UpdateWeight: Double = 15_000
+    @Option(parsing: .unconditional, help: "Adam steps on the value vector.") var steps: Int = 20
+    @Option(parsing: .unconditional, help: "Adam learning rate.") var lr: Double = 0.5
+    @Option(parsing: .unconditional, help: "Weight decay on the value vector.") var weightDecay: Double = 1e-3
+    @Option(parsing: .unconditional, help: "Clamp ‖δ‖ to this multiple of the original output's norm.") var clampNormFactor: Double = 4
+    @Option(parsing: .unconditional, help: "Weight of the KL term on \"{subject} is a\".") var klFactor: Double = 0.0625
+    @Option(parsing: .unconditional, help: "MEMIT: weight λ of the covariance term.") var mom2UpdateWeight: Double = 15_000
     @Flag(help: "Use the identity instead of the keys' second moment C.") var noMom2 = false
     @Option(help: ArgumentHelp("Text file for the key statistics C (default: the Lee news corpus, health.tasks).", valueName: "file")) var mom2Corpus: String?
-    @Option(help: "Tokens over which C is estimated.") var mom2Tokens: Int = 16_384
+    @Option(parsing: .unconditional, help: "Tokens over which C is estimated.") var mom2Tokens: Int = 16_384
     @Option(name: .shortAndLong, help: "Message (default: method, subject, ground truth -> target).") var message: String?
     @Option(help: "Author (default: $WLEDGER_AUTHOR or $USER).") var author: String?
     @Flag(help: "Skip the hooks in .wledger/hooks/.") var noVerify = false

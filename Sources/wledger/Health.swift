@@ -25,7 +25,7 @@ struct Health: ParsableCommand {
     @Flag(help: "Exit 1 when a threshold fails.") var check = false
     @Flag(help: "Evaluate again even when cached.") var refresh = false
     @Flag(help: "Show every metric, not only each task's headline metric and thresholded ones.") var all = false
-    @Option(help: "BLAS threads (default: config health.threads, else every core).") var threads: Int?
+    @Option(parsing: .unconditional, help: "BLAS threads (default: config health.threads, else every core).") var threads: Int?
     @Flag(help: "Print the result as JSON.") var json = false
 
     func validate() throws {

@@ -12,7 +12,7 @@ struct Log: ParsableCommand {
     @Flag(help: "The commits of every branch, tag and HEAD (and of the revision, if given), newest first.") var all = false
     @Flag(help: "One line per commit.") var oneline = false
     @Flag(help: "Add a ΔW summary: Σ|ΔW| and the condition number κ of each edited matrix before → after.") var stat = false
-    @Option(name: [.customShort("n"), .long], help: "Show at most this many commits.") var maxCount: Int?
+    @Option(name: [.customShort("n"), .long], parsing: .unconditional, help: "Show at most this many commits.") var maxCount: Int?
     @Flag(help: "Print the result as JSON.") var json = false
 
     func validate() throws {

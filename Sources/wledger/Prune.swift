@@ -17,7 +17,7 @@ struct Prune: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The edit to prune.") var revision: String
-    @Option(help: "Share of ΔW's elements to keep, e.g. 40%.") var keep: Percent
+    @Option(parsing: .unconditional, help: "Share of ΔW's elements to keep, e.g. 40%.") var keep: Percent
     @Option(help: "Ranking: relative (|ΔW/W|, RECT) or magnitude (|ΔW|).") var by: RECT.Ranking = .relative
     @Option(name: .shortAndLong, help: "Message.") var message: String?
     @Option(help: "Author (default: $WLEDGER_AUTHOR or $USER).") var author: String?

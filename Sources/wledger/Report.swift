@@ -24,7 +24,7 @@ struct Report: ParsableCommand {
     @Option(help: "Health suite to show (default: config health.suite, else 'default').") var suite: String?
     @Option(name: .customLong("task"), help: ArgumentHelp("Show only this task (repeatable).", valueName: "name")) var tasks: [String] = []
     @Flag(help: "Evaluate health where no cached result exists (slow).") var evaluate = false
-    @Option(help: "BLAS threads for --evaluate (default: config health.threads, else every core).") var threads: Int?
+    @Option(parsing: .unconditional, help: "BLAS threads for --evaluate (default: config health.threads, else every core).") var threads: Int?
     @Flag(help: "Print the collected data as JSON instead (the page is written only with --output).") var json = false
 
     func validate() throws {

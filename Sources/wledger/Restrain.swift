@@ -21,10 +21,10 @@ struct Restrain: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Range <a>..<b> (default base..HEAD; '<a>' alone means <a>..HEAD).") var range: String?
-    @Option(help: "Base α of the logarithm: e, 2, 1.5, 1.2 or any number > 1.") var alpha: String = "e"
+    @Option(parsing: .unconditional, help: "Base α of the logarithm: e, 2, 1.5, 1.2 or any number > 1.") var alpha: String = "e"
     @Option(help: "prune (PRUNE, the default) or sphere.") var method: Method = .prune
-    @Option(help: "Sphere: cumulative energy η of the directions kept.") var eta: Double = 0.5
-    @Option(help: "Sphere: strength β of the projection.") var beta: Double = 0.5
+    @Option(parsing: .unconditional, help: "Sphere: cumulative energy η of the directions kept.") var eta: Double = 0.5
+    @Option(parsing: .unconditional, help: "Sphere: strength β of the projection.") var beta: Double = 0.5
     @Option(name: .shortAndLong, help: "Message.") var message: String?
     @Option(help: "Author (default: $WLEDGER_AUTHOR or $USER).") var author: String?
     @Flag(help: "Skip the hooks in .wledger/hooks/.") var noVerify = false

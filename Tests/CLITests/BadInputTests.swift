@@ -943,6 +943,20 @@ final class BadInputTests: XCTestCase {
         XCTAssertTrue(listing.contains(" \(long) ") && listing.contains(" \(longer) "), listing)
     }
 
+    /// A negative number is an option's value, not another option: it reaches the command's own
+    /// check (a log-likelihood threshold below 0 is a legitimate --below).
+    func testNegativeOptionValues() throws {
+        let dir = try tinyModelDir()
+        try initialize(dir)
+        for (args, mention) in [(["log", "-n", "-1"], "-n must be 0 or more"),
+                                (["restrain", "--eta", "-0.5"], "--eta must be in (0, 1]"),
+                                (["prune", "HEAD", "--keep", "-5%"], "'-5%' is invalid for '--keep"),
+                                (["bisect", "--metric", "addition.exact_match", "--below", "-2.5", "HEAD", "HEAD"], "the same commit")] {
+            let r = try expectRejected(args, in: dir, mentions: [mention])
+            XCTAssertFalse(r.stderr.contains("Missing value"), r.stderr)
+        }
+    }
+
     /// `wledger -C <path> <command>` runs as if started in <path>, as `git -C` (each -C relative
     /// to the one before); a path that is not a directory is named as such, in either position.
     func testDashCBeforeTheCommand() throws {
