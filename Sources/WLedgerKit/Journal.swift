@@ -104,6 +104,11 @@ extension Repository {
             guard let op = try? JSONDecoder().decode(PendingOperation.self, from: Data(data)) else {
                 throw LedgerError.invalid("'\(journalPath)': unreadable journal of an interrupted operation")
             }
+            // A journal only wledger wrote names a commit of this ledger; one that does not was
+            // edited or copied from elsewhere, and acting on it would move HEAD to nothing.
+            guard try ledger.commit(op.commit) != nil else {
+                throw LedgerError.invalid("'\(journalPath)': the journal of an interrupted operation names commit \(op.commit.prefix(12)), which this ledger does not hold (not written by wledger; remove it if no wledger command is running)")
+            }
             let head = try ledger.head()
             let kind = op.kind.operation
             let rollForward = kind == .checkout || head.commit != op.commit

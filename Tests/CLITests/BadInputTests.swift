@@ -943,6 +943,23 @@ final class BadInputTests: XCTestCase {
         XCTAssertTrue(listing.contains(" \(long) ") && listing.contains(" \(longer) "), listing)
     }
 
+    /// A journal of an interrupted operation that names a commit the ledger lacks (hand-edited, or
+    /// copied from another model) is named and left alone, not acted on: HEAD would point to nothing.
+    func testJournalNamingAnUnknownCommit() throws {
+        let dir = try tinyModelDir()
+        try initialize(dir)
+        let journal = dir + "/.wledger/pending.json"
+        for kind in ["checkout", "update"] {
+            try Data(#"{"kind":"\#(kind)","commit":"\#(String(repeating: "de", count: 32))","renames":[],"removes":[]}"#.utf8)
+                .write(to: URL(fileURLWithPath: journal))
+            for args in [["status"], ["log"]] {
+                try expectRejected(args, in: dir, mentions: [".wledger/pending.json'", "dededededede", "does not hold"])
+            }
+        }
+        try FileManager.default.removeItem(atPath: journal)
+        try expectSuccess(["status"], in: dir)
+    }
+
     /// A negative number is an option's value, not another option: it reaches the command's own
     /// check (a log-likelihood threshold below 0 is a legitimate --below).
     func testNegativeOptionValues() throws {
