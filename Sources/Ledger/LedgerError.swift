@@ -10,8 +10,9 @@ public enum LedgerError: Error, CustomStringConvertible {
     case noRepository(path: String)
     /// `init` on a directory that already has one.
     case alreadyInitialized(path: String)
-    /// A stored object is missing or does not match its hash.
-    case corruptObject(id: String, reason: String)
+    /// A stored object is missing or does not match its hash; `tensor`: the tensor whose version
+    /// was being rebuilt from it, where the caller knew (`naming(tensor:_:)`).
+    case corruptObject(id: String, reason: String, tensor: String? = nil)
     /// A revision does not name a commit.
     case unknownRevision(String)
     /// A revision prefix matches several commits.
@@ -39,7 +40,8 @@ public enum LedgerError: Error, CustomStringConvertible {
             return "'\(path)' has ledger schema version \(found), newer than this wledger supports (\(supported)); upgrade wledger"
         case let .noRepository(path): return "not a wledger model directory (or any parent): '\(path)'; run 'wledger init' there first"
         case let .alreadyInitialized(path): return "'\(path)' is already a wledger model directory"
-        case let .corruptObject(id, reason): return "object '\(id.prefix(12))' is corrupt: \(reason)"
+        case let .corruptObject(id, reason, tensor):
+            return (tensor.map { "tensor '\($0)': " } ?? "") + "object '\(id.prefix(12))' is corrupt: \(reason)"
         case let .unknownRevision(r): return "unknown revision '\(r)'"
         case let .ambiguousRevision(r, c): return "ambiguous revision '\(r)': matches \(c.map { String($0.prefix(12)) }.joined(separator: ", "))"
         case let .ref(name, reason):
@@ -49,6 +51,19 @@ public enum LedgerError: Error, CustomStringConvertible {
         case let .locked(path, holder): return "'\(path)' is locked by another wledger process (\(holder)); try again when it finishes"
         case let .invalid(reason): return reason
         case let .diskFull(path): return "cannot write '\(path)': no space left on device (nothing was recorded; free some space and run the command again)"
+        }
+    }
+}
+
+extension LedgerError {
+    /// Runs `body`, naming `tensor` in a corrupt-object error it throws that names no tensor yet:
+    /// an object is shared by every tensor version built on it, so only the caller knows which
+    /// tensor it was rebuilding.
+    public static func naming<T>(tensor: String, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let LedgerError.corruptObject(id, reason, nil) {
+            throw LedgerError.corruptObject(id: id, reason: reason, tensor: tensor)
         }
     }
 }

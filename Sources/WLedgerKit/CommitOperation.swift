@@ -282,7 +282,7 @@ extension Repository {
         for name in names {
             let e = cmp.manifest[name]!
             guard e.dtype.isFloat else { throw KitError.usage("cannot prune tensor '\(name)': dtype \(e.dtype.rawValue) is not a float type") }
-            let parent = try ledger.tensorBytes(e.hash)
+            let parent = try ledger.tensorBytes(of: e)
             let child = Array(cmp.weights.bytes(name)!)
             updates[name] = Repository.rect(parent: parent, child: child, head: child, headIsChild: true, entry: e,
                                             percent: prune.percent, ranking: prune.ranking).0
@@ -368,7 +368,7 @@ extension Repository {
     /// Rebuilds the parent version from `recipe` and prepares the change to `child`.
     static func encodeChange(name: String, recipe: TensorRecipe, child: UnsafeRawBufferPointer, fingerprint: String?, info: TensorInfo,
                              policy: SnapshotPolicy) throws -> PreparedTensor {
-        var parent = try recipe.build(verifySHA256: false)
+        var parent = try LedgerError.naming(tensor: name) { try recipe.build(verifySHA256: false) }
         return try parent.withUnsafeMutableBytes { pb in
             try prepareChange(name: name, parent: pb, parentVersion: recipe.version, child: child, dtype: info.dtype, shape: info.shape,
                               policy: policy, fingerprint: fingerprint)

@@ -130,8 +130,8 @@ extension Repository {
     /// ΔW statistics of one tensor between two versions (`to` from the work tree when given).
     func tensorDiff(name: String, from e: ManifestEntry, to: ManifestEntry, workTree: WorkTreeComparison?,
                     options: DiffOptions) throws -> DiffReport.TensorDiff {
-        let parent = try ledger.tensorBytes(e.hash)
-        let child: [UInt8] = try workTree.map { Array($0.weights.bytes(name)!) } ?? ledger.tensorBytes(to.hash)
+        let parent = try ledger.tensorBytes(of: e)
+        let child: [UInt8] = try workTree.map { Array($0.weights.bytes(name)!) } ?? ledger.tensorBytes(of: to)
         let st = parent.withUnsafeBytes { p in child.withUnsafeBytes { DeltaStatistics.compute(parent: p, child: $0, dtype: e.dtype) } }
         var d = DiffReport.TensorDiff(name: name, file: e.file, dtype: e.dtype.rawValue, shape: e.shape, count: st.count, changed: st.changed,
                                       l1: st.l1, frobenius: st.frobenius, relativeFrobenius: st.relativeFrobenius, maxAbs: st.maxAbs)

@@ -241,7 +241,7 @@ extension Repository {
         guard e.dtype.isFloat, e.shape == [delta.rows, delta.cols] else {
             throw KitError.usage("tensor '\(name)' is \(e.dtype.rawValue) \(e.shapeJSON), expected a float (\(delta.rows), \(delta.cols)) matrix")
         }
-        return Repository.apply(delta: delta.data, to: try ledger.tensorBytes(e.hash), dtype: e.dtype)
+        return Repository.apply(delta: delta.data, to: try ledger.tensorBytes(of: e), dtype: e.dtype)
     }
 
     /// ROME's context templates, generated once from the base model and kept in the ledger.

@@ -79,7 +79,7 @@ extension Repository {
             guard let v = try ledger.version(e.hash), Fingerprint.of(bytes).hex != v.fingerprint else { continue }
             guard let b = baseManifest[name], let (rows, cols) = TensorMath.matrixShape(e.shape) else { continue }
             let w = TensorMath.doubles(bytes, dtype: e.dtype)
-            let wb = TensorMath.doubles(try ledger.tensorBytes(b.hash), dtype: b.dtype)
+            let wb = TensorMath.doubles(try ledger.tensorBytes(of: b), dtype: b.dtype)
             var l1 = 0.0
             var above = 0
             for i in 0..<w.count {

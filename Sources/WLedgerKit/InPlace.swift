@@ -72,9 +72,9 @@ extension Repository {
             return overflow ? Int.max : sum
         }
         guard held <= limit else { return nil }
-        let out = Slots<[UInt8]>(items.count), recipes = items.map(\.1)
+        let out = Slots<[UInt8]>(items.count), recipes = items.map(\.1), names = items.map(\.0.name)
         try parallelFor(recipes.count) { i in
-            let (bytes, origin) = try recipes[i].buildReportingOrigin(verifySHA256: verifySHA256)
+            let (bytes, origin) = try LedgerError.naming(tensor: names[i]) { try recipes[i].buildReportingOrigin(verifySHA256: verifySHA256) }
             tally.record(origin)
             out[i] = bytes
         }

@@ -166,4 +166,10 @@ extension Ledger {
     func tensorBytes(_ hash: String, verifySHA256: Bool = false) throws -> [UInt8] {
         try recipe(for: hash).build(verifySHA256: verifySHA256)
     }
+
+    /// Rebuilds a manifest entry's version (verified); a corrupt object is reported with the
+    /// entry's tensor name.
+    func tensorBytes(of entry: ManifestEntry, verifySHA256: Bool = false) throws -> [UInt8] {
+        try LedgerError.naming(tensor: entry.name) { try tensorBytes(entry.hash, verifySHA256: verifySHA256) }
+    }
 }

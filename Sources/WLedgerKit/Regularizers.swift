@@ -53,7 +53,7 @@ extension Repository {
         let parentManifest = try ledger.manifest(of: parentID)
         return (c, try ledger.changes(of: commitID).map { e, _ in
             guard let pe = parentManifest[e.name] else { throw LedgerError.invalid("tensor '\(e.name)' missing from the parent of '\(commitID.prefix(12))'") }
-            return (e, pe.hash, try ledger.tensorBytes(pe.hash), try ledger.tensorBytes(e.hash))
+            return (e, pe.hash, try ledger.tensorBytes(of: pe), try ledger.tensorBytes(of: e))
         })
     }
 
@@ -96,7 +96,7 @@ extension Repository {
 
     private func headBytes(_ name: String, _ headManifest: [String: ManifestEntry]) throws -> (ManifestEntry, [UInt8]) {
         guard let e = headManifest[name] else { throw KitError.usage("tensor '\(name)' does not exist at HEAD") }
-        return (e, try ledger.tensorBytes(e.hash))
+        return (e, try ledger.tensorBytes(of: e))
     }
 
     private static func requireFloat(_ e: ManifestEntry, _ op: String) throws {
@@ -377,8 +377,8 @@ extension Repository {
         for name in names {
             let ea = ma[name]!, eb = mb[name]!
             let (rows, cols) = TensorMath.matrixShape(eb.shape)!
-            let wa = TensorMath.doubles(try ledger.tensorBytes(ea.hash), dtype: ea.dtype)
-            let wb = TensorMath.doubles(try ledger.tensorBytes(eb.hash), dtype: eb.dtype)
+            let wa = TensorMath.doubles(try ledger.tensorBytes(of: ea), dtype: ea.dtype)
+            let wb = TensorMath.doubles(try ledger.tensorBytes(of: eb), dtype: eb.dtype)
             var dw = Matrix(zeros: rows, cols)
             for i in 0..<dw.data.count { dw.data[i] = wb[i] - wa[i] }
             let base = try spectrum(of: ea, values: wa)!

@@ -30,7 +30,7 @@ extension Repository {
     func spectrum(of entry: ManifestEntry, values: [Double]? = nil) throws -> SpectrumInfo? {
         guard entry.dtype.isFloat, let (rows, cols) = TensorMath.matrixShape(entry.shape) else { return nil }
         if let s = try ledger.spectrum(entry.hash) { return SpectrumInfo(sigmaMax: s.sigmaMax, sigmaMin: s.sigmaMin) }
-        let v = try values ?? TensorMath.doubles(ledger.tensorBytes(entry.hash), dtype: entry.dtype)
+        let v = try values ?? TensorMath.doubles(ledger.tensorBytes(of: entry), dtype: entry.dtype)
         // Weights with NaN or Inf (committed with --allow-nonfinite, or stashed) have no spectrum.
         guard v.allSatisfy(\.isFinite) else { return nil }
         let s = try SpectrumInfo.of(v, rows: rows, cols: cols)

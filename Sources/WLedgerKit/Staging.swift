@@ -128,7 +128,7 @@ extension Repository {
                         try writer.writer.write(v, at: dataStart + t.begin)
                     case let .bytes(b): try writer.writer.write(b, at: dataStart + t.begin)
                     case let .recipe(r):
-                        let (bytes, origin) = try r.buildReportingOrigin(verifySHA256: verifySHA256)
+                        let (bytes, origin) = try LedgerError.naming(tensor: t.name) { try r.buildReportingOrigin(verifySHA256: verifySHA256) }
                         tally.record(origin)
                         try bytes.withUnsafeBytes { try writer.writer.write($0, at: dataStart + t.begin) }
                     }

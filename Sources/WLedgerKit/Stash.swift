@@ -188,12 +188,12 @@ extension Repository {
                 throw refused("HEAD does not have tensor '\(name)', which it changes, as \(base) had it (name, file, dtype and shape)")
             }
             if h.hash == s.hash { continue }
-            if h.hash == b.hash { updates[name] = try ledger.tensorBytes(s.hash); continue }
+            if h.hash == b.hash { updates[name] = try ledger.tensorBytes(of: s); continue }
             guard s.dtype.isFloat else {
                 throw refused("tensor '\(name)' (\(s.dtype.rawValue)) changed since \(base) too, and is not a float tensor to add its ΔW to")
             }
-            let delta = Repository.delta(from: try ledger.tensorBytes(b.hash), to: try ledger.tensorBytes(s.hash), dtype: s.dtype)
-            updates[name] = Repository.apply(delta: delta, to: try ledger.tensorBytes(h.hash), dtype: s.dtype)
+            let delta = Repository.delta(from: try ledger.tensorBytes(of: b), to: try ledger.tensorBytes(of: s), dtype: s.dtype)
+            updates[name] = Repository.apply(delta: delta, to: try ledger.tensorBytes(of: h), dtype: s.dtype)
             merged.append(name)
         }
         let headFiles = try ledger.files(of: head.commit)

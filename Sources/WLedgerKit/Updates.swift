@@ -13,7 +13,7 @@ extension Repository {
         try parallelFor(names.count) { i in
             let e = manifest[names[i]]!
             var parent: [UInt8], origin: TensorRecipe.Origin
-            (parent, origin) = try recipes[i].buildReportingOrigin(verifySHA256: false)
+            (parent, origin) = try LedgerError.naming(tensor: e.name) { try recipes[i].buildReportingOrigin(verifySHA256: false) }
             tally.record(origin)
             slots[i] = try parent.withUnsafeMutableBytes { pb in
                 try updates[names[i]]!.withUnsafeBytes { cb in

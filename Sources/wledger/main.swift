@@ -135,5 +135,7 @@ do {
 } catch {
     if WLedger.exitCode(for: error) == .success { WLedger.exit(withError: error) }
     if error is ValidationError { fail(usageLine(error), 2) }
+    // fsck names every commit and tensor a damaged object reaches.
+    if case LedgerError.corruptObject = error { fail("error: \(error) (run 'wledger fsck' for every commit it damages)", 1) }
     fail("error: \(error)", exitCode(for: error))
 }

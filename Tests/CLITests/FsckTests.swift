@@ -72,6 +72,15 @@ final class FsckTests: XCTestCase {
         XCTAssertTrue(lines[0].contains("stored object \(patch.prefix(12)) is corrupt"), r.stdout)
         XCTAssertEqual(lines.count, 2, "one problem and the summary: \(r.stdout)")
         XCTAssertTrue(lines[1].hasSuffix("1 problem(s)"), r.stdout)
+        // Commands that rebuild that version name the tensor, and fsck.
+        for args in [["diff", "--stat", "HEAD~1", "HEAD"], ["prune", "-q", "HEAD", "--keep", "40%"]] {
+            r = try CLI.run(args, in: dir)
+            XCTAssertEqual(r.status, 1, "\(args): \(r.stderr)")
+            XCTAssertTrue(r.stderr.hasPrefix("error: tensor '\(tensor)': object "), "\(args): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("object '\(patch.prefix(12))' is corrupt: "), r.stderr)
+            XCTAssertTrue(r.stderr.contains("(run 'wledger fsck' for every commit it damages)"), r.stderr)
+        }
+        XCTAssertEqual(try CLI.run(["log", "--oneline"], in: dir).stdout.split(separator: "\n").count, 3, "nothing recorded")
         _ = try flipBit(ledger: ledger, objectQuery: "SELECT '\(patch)'")  // flip it back
         XCTAssertEqual(try CLI.run(["fsck", "--full"], in: dir).status, 0)
 

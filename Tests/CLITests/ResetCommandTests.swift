@@ -153,6 +153,7 @@ final class ResetCommandTests: XCTestCase {
         r = try wl(["reset", "--hard", "base"])
         XCTAssertNotEqual(r.status, 0, r.stdout)
         XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        XCTAssertTrue(r.stderr.hasPrefix("error: tensor 'model.layers.0.mlp.down_proj.weight': object "), r.stderr)
         XCTAssertEqual(try branchCommit("main"), one, "the branch went back")
         XCTAssertEqual(try files(), beforeCorrupt)
     }
