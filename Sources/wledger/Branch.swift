@@ -80,6 +80,12 @@ func runRefCommand(_ kind: RefKind, global: GlobalOptions, name: String?, startP
     }
     let before = force ? try repo.listRefs(kind).first { $0.name == name }?.commit : nil
     let r = try repo.createRef(kind, name: name, at: startPoint, force: force)
+    // A branch and a tag of one name: revisions take the branch (as `git checkout` does), so the
+    // tag is reached only by its full name.
+    let other: RefKind = kind == .branch ? .tag : .branch
+    if try repo.listRefs(other).contains(where: { $0.name == name }) {
+        warn("a \(other.rawValue) is named '\(name)' too; '\(name)' means the branch (the tag is refs/tags/\(name))")
+    }
     if json { return try printJSON(r) }
     if before == r.commit {
         print("\(kind.rawValue.prefix(1).uppercased() + kind.rawValue.dropFirst()) \(r.name) already at \(short(r.commit)); unchanged")

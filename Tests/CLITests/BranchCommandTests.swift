@@ -131,6 +131,13 @@ final class BranchCommandTests: XCTestCase {
         r = try wl(["tag", "-f", "v1.2", "side"])
         XCTAssertEqual(r.stdout, "Tag v1.2 already at \(one.prefix(12)); unchanged\n", "-f to where it is moves nothing")
         XCTAssertEqual(try logIDs("v1.2..keep"), [three], "a dotted name on the left")
+        // A tag named as a branch is created with a warning; the name means the branch.
+        r = try wl(["tag", "keep", "main"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stderr, "warning: a branch is named 'keep' too; 'keep' means the branch (the tag is refs/tags/keep)\n")
+        XCTAssertEqual(try commitID("keep"), three)
+        XCTAssertEqual(try commitID("refs/tags/keep"), two)
+        XCTAssertEqual(try wl(["tag", "-d", "keep"]).status, 0)
         XCTAssertEqual(try logIDs("main"), [two, one, base])
         // `diff A..B` is `diff A B`.
         r = try wl(["diff", "--json", "--no-spectrum", "main..keep"])
