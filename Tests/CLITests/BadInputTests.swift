@@ -960,6 +960,37 @@ final class BadInputTests: XCTestCase {
         try expectSuccess(["status"], in: dir)
     }
 
+    /// Lines naming a long step (materializing a commit, running an external evaluator) are
+    /// progress: shown on a terminal, never on a stderr that is a pipe or with --quiet.
+    func testPhaseLinesOnlyOnATerminal() throws {
+        let dir = try tinyModelDir()
+        try initialize(dir)
+        _ = try SimulatedEdit.modify(file: dir + "/model.safetensors", tensor: "a") { w, _ in w[0] += 1 }
+        try expectSuccess(["commit", "-q", "-m", "edit"], in: dir)
+        try expectSuccess(["checkout", "-q", "HEAD~1"], in: dir)
+        let results = #"{"results":{"t":{"acc,none":0.5}},"n-samples":{"t":{"effective":2}}}"#
+        try expectSuccess(["config", "set", "evaluator.fixed.command", "test -f {weights}/model.safetensors && printf '%s' '\(results)' > {out}"], in: dir)
+        try expectSuccess(["config", "set", "task.ext.source", "external:fixed"], in: dir)
+        try expectSuccess(["config", "set", "task.ext.tasks", "t"], in: dir)
+        // main is not the work tree's commit, so health materializes it first.
+        let phases = ["materializing ", "running evaluator 'fixed'"]
+        let piped = try expectSuccess(["health", "--task", "ext", "--refresh", "main"], in: dir)
+        for p in phases { XCTAssertFalse(piped.stderr.contains(p), "on a pipe: \(piped.stderr)") }
+        XCTAssertTrue(piped.stdout.contains("0.5"), piped.stdout)
+        // The same command on a pseudo-terminal (util-linux script), then quiet there.
+        func onTerminal(_ extra: [String]) throws -> String {
+            let line = ([CLI.binary, "health", "--task", "ext", "--refresh", "main", "-C", dir] + extra).map { "'\($0)'" }.joined(separator: " ")
+            let r = try runProcess("/usr/bin/script", ["-qec", line, "/dev/null"])
+            XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+            return r.stdout
+        }
+        let tty = try onTerminal([])
+        for p in phases { XCTAssertTrue(tty.contains(p), "on a terminal: \(tty)") }
+        let quiet = try onTerminal(["--quiet"])
+        for p in phases { XCTAssertFalse(quiet.contains(p), "--quiet on a terminal: \(quiet)") }
+        XCTAssertTrue(quiet.contains("0.5"), quiet)
+    }
+
     /// A negative number is an option's value, not another option: it reaches the command's own
     /// check (a log-likelihood threshold below 0 is a legitimate --below).
     func testNegativeOptionValues() throws {
