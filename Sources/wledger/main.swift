@@ -59,6 +59,22 @@ let arguments: [String] = {
         }
         args.removeFirst(2)
     }
+    // As git: `log -3` and `log -n3` are `log -n 3` (ArgumentParser takes no value attached to a
+    // short option); so in `reflog` and `reflog show`, not `reflog expire`, whose -n is --dry-run.
+    if let name = args.first, name == "log" || (name == "reflog" && args.dropFirst().first != "expire") {
+        var out = [name], previous = ""
+        for a in args.dropFirst() {
+            let digits = a.hasPrefix("-n") ? a.dropFirst(2) : a.dropFirst()
+            if a.hasPrefix("-"), !digits.isEmpty, digits.allSatisfy({ ("0"..."9").contains($0) }),
+               previous != "-n", previous != "--max-count", !out.contains("--") {
+                out += ["-n", String(digits)]
+            } else {
+                out.append(a)
+            }
+            previous = a
+        }
+        args = out
+    }
     return args
 }()
 

@@ -73,6 +73,11 @@ final class ReflogCommandTests: XCTestCase {
         r = try wl(["reflog", "-n", "2"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(r.stdout, "\(base.prefix(12)) HEAD@{0}: reset: moving to HEAD~2\n\(two.prefix(12)) HEAD@{1}: checkout: moving from side to main\n")
+        // As git, the count may be attached (-n2) or given alone (-2), in log too.
+        for args in [["reflog", "-n2"], ["reflog", "-2"], ["reflog", "show", "-2"]] { XCTAssertEqual(try wl(args).stdout, r.stdout, "\(args)") }
+        let twoLines = try wl(["log", "--oneline", "-n", "2", "HEAD@{1}"]).stdout
+        XCTAssertEqual(twoLines.split(separator: "\n").count, 2, twoLines)
+        for args in [["log", "--oneline", "-n2", "HEAD@{1}"], ["log", "-2", "--oneline", "HEAD@{1}"]] { XCTAssertEqual(try wl(args).stdout, twoLines, "\(args)") }
         XCTAssertEqual(try commitID("HEAD@{1}"), two)
         XCTAssertEqual(try commitID("HEAD@{1}~1"), one)
         XCTAssertEqual(try wl(["reset", "-q", "--hard", "HEAD@{1}"]).status, 0)
