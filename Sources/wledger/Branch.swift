@@ -35,6 +35,7 @@ struct Branch: ParsableCommand {
             let repo = try global.openRepository(forWriting: true)
             let (old, new) = startPoint.map { (Optional(name), $0) } ?? (nil, name)
             let r = try repo.renameBranch(old, to: new, force: force)
+            try warnIfBranchAndTagShare(r.to, created: .branch, in: repo)
             if json { return try printJSON(r) }
             return print("Renamed branch \(r.from) to \(r.to)\(r.current ? " (HEAD follows it)" : "")")
         }
@@ -80,12 +81,7 @@ func runRefCommand(_ kind: RefKind, global: GlobalOptions, name: String?, startP
     }
     let before = force ? try repo.listRefs(kind).first { $0.name == name }?.commit : nil
     let r = try repo.createRef(kind, name: name, at: startPoint, force: force)
-    // A branch and a tag of one name: revisions take the branch (as `git checkout` does), so the
-    // tag is reached only by its full name.
-    let other: RefKind = kind == .branch ? .tag : .branch
-    if try repo.listRefs(other).contains(where: { $0.name == name }) {
-        warn("a \(other.rawValue) is named '\(name)' too; '\(name)' means the branch (the tag is refs/tags/\(name))")
-    }
+    try warnIfBranchAndTagShare(name, created: kind, in: repo)
     if json { return try printJSON(r) }
     if before == r.commit {
         print("\(kind.rawValue.prefix(1).uppercased() + kind.rawValue.dropFirst()) \(r.name) already at \(short(r.commit)); unchanged")
@@ -93,5 +89,15 @@ func runRefCommand(_ kind: RefKind, global: GlobalOptions, name: String?, startP
         print("Moved \(kind.rawValue) \(r.name) to \(short(r.commit)) (was \(short(before)))")
     } else {
         print("Created \(kind.rawValue) \(r.name) at \(short(r.commit))")
+    }
+}
+
+/// Warns when a branch or tag just created (or a branch renamed) shares its name with a ref of
+/// the other kind: revisions take the branch (as `git checkout` does), so the tag is reached
+/// only by its full name.
+func warnIfBranchAndTagShare(_ name: String, created kind: RefKind, in repo: Repository) throws {
+    let other: RefKind = kind == .branch ? .tag : .branch
+    if try repo.listRefs(other).contains(where: { $0.name == name }) {
+        warn("a \(other.rawValue) is named '\(name)' too; '\(name)' means the branch (the tag is refs/tags/\(name))")
     }
 }

@@ -44,6 +44,7 @@ struct Checkout: ParsableCommand {
         let r = try repo.checkout(revision ?? "HEAD", newBranch: newBranch, output: output, force: force, verifySHA256: verify,
                                   inPlace: inPlace, progress: global.progress)
         warnWorkTreeMismatches(r.workTreeMismatches)
+        if r.branchCreated, let b = r.branch { try warnIfBranchAndTagShare(b, created: .branch, in: repo) }
         if json { return try printJSON(r) }
         if output != nil {
             print("Wrote \(r.written.count) file(s) of \(short(r.commit)) to \(r.directory) (\(humanBytes(r.bytesWritten)))")

@@ -137,6 +137,18 @@ final class BranchCommandTests: XCTestCase {
         XCTAssertEqual(r.stderr, "warning: a branch is named 'keep' too; 'keep' means the branch (the tag is refs/tags/keep)\n")
         XCTAssertEqual(try commitID("keep"), three)
         XCTAssertEqual(try commitID("refs/tags/keep"), two)
+        // The same for a branch made by checkout -b or branch -m onto a tag's name.
+        r = try wl(["checkout", "-q", "-b", "v1.2"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stderr, "warning: a tag is named 'v1.2' too; 'v1.2' means the branch (the tag is refs/tags/v1.2)\n")
+        XCTAssertEqual(try wl(["checkout", "-q", "@{-1}"]).status, 0)
+        XCTAssertEqual(try wl(["tag", "t-only", "main"]).status, 0)
+        r = try wl(["branch", "-m", "v1.2", "t-only"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stderr, "warning: a tag is named 't-only' too; 't-only' means the branch (the tag is refs/tags/t-only)\n")
+        r = try wl(["branch", "-m", "t-only", "b-only"])
+        XCTAssertEqual(r.stderr, "", "no tag b-only")
+        for args in [["branch", "-D", "b-only"], ["tag", "-d", "t-only"]] { XCTAssertEqual(try wl(args).status, 0, "\(args)") }
         XCTAssertEqual(try wl(["tag", "-d", "keep"]).status, 0)
         XCTAssertEqual(try logIDs("main"), [two, one, base])
         // `diff A..B` is `diff A B`.
