@@ -30,6 +30,7 @@ extension Ledger {
 
     /// Records (or replaces) a result.
     public func storeEvaluation(_ r: EvaluationRecord) throws {
+        guard !readOnly else { return }   // a cache: left as it is on a read-only ledger
         try db.run("""
             INSERT INTO evaluation(tree, task, spec, evaluator, result, createdAt) VALUES(?, ?, ?, ?, ?, ?)
             ON CONFLICT(tree, spec, evaluator) DO UPDATE SET task = excluded.task, result = excluded.result, createdAt = excluded.createdAt

@@ -96,6 +96,7 @@ extension Ledger {
     /// caller from bytes whose fingerprint matched the version's; a version's existing probe is
     /// never changed. Call inside a transaction.
     public func fillMissingProbes(_ probes: [String: Int64]) throws {
+        guard !readOnly else { return }   // a cache: left as it is on a read-only ledger
         for (hash, probe) in probes.sorted(by: { $0.key < $1.key }) {
             try db.run("UPDATE tensorVersion SET probe = ? WHERE hash = ? AND probe IS NULL", [.int(probe), .text(hash)])
         }
@@ -140,6 +141,7 @@ extension Ledger {
 
     /// Caches (σmax, σmin) of a 2-D tensor version (derived data; ignored if present).
     public func setSpectrum(_ hash: String, rows: Int, cols: Int, sigmaMax: Double, sigmaMin: Double) throws {
+        guard !readOnly else { return }   // a cache: left as it is on a read-only ledger
         try db.run("INSERT INTO tensorSpectrum(hash, rows, cols, sigmaMax, sigmaMin) VALUES(?, ?, ?, ?, ?) ON CONFLICT(hash) DO NOTHING",
                    [.text(hash), .int(Int64(rows)), .int(Int64(cols)), .double(sigmaMax), .double(sigmaMin)])
     }

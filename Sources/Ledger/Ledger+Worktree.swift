@@ -10,6 +10,7 @@ extension Ledger {
 
     /// Records that the file at `path`, with this stat, equals `commit`'s version.
     public func recordWorktreeStat(_ path: String, commit: String, stat: FileStat, recordedNs: Int64) throws {
+        guard !readOnly else { return }   // a cache: left as it is on a read-only ledger
         try db.run("""
             INSERT INTO worktreeFile(path, "commit", size, mtimeNs, ctimeNs, inode, device, recordedNs) VALUES(?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(path) DO UPDATE SET "commit" = excluded."commit", size = excluded.size, mtimeNs = excluded.mtimeNs,

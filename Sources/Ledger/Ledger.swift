@@ -11,6 +11,9 @@ import Glibc
 public final class Ledger {
     public let path: String
     let db: Database
+    /// Opened read-only (`open(at:readOnly:)`): the caches (tensor spectra, work-tree stats,
+    /// probes, evaluations) are not written, and any other write fails.
+    public var readOnly: Bool { db.immutable }
 
     /// Every `fullManifestInterval`-th generation stores a full manifest.
     public static let fullManifestInterval = 64
@@ -32,14 +35,17 @@ public final class Ledger {
     }
 
     /// Opens an existing ledger, checking that it is one and migrating it to the current schema.
+    /// `readOnly`: for a reader that may not write the ledger or its directory, while no writer
+    /// can run (the caller holds the repository lock shared) and the WAL holds nothing; SQLite
+    /// then reads the file alone (`Database(immutable:)`).
     /// - Throws: `LedgerError.notALedger` for foreign or damaged files, `.newerSchema` for newer ones.
-    public static func open(at path: String) throws -> Ledger {
+    public static func open(at path: String, readOnly: Bool = false) throws -> Ledger {
         guard FileStat.of(path) != nil else { throw LedgerError.notALedger(path: path, reason: "file is missing") }
         // A ledger the user may not read is named as such, not as "not a ledger".
         if access(path, R_OK) != 0 { throw TensorIOError.io(path: path, operation: "read", reason: errnoText()) }
         let db: Database
         do {
-            db = try Database(path: path, create: false)
+            db = try Database(path: path, create: false, immutable: readOnly)
             let appID = try db.pragma("application_id")
             guard appID == SchemaMigrations.applicationID else {
                 throw LedgerError.notALedger(path: path, reason: "SQLite database of another application (application_id \(appID))")

@@ -26,7 +26,7 @@ public enum LedgerError: Error, CustomStringConvertible {
     /// SQLite could not write the ledger for lack of space; the transaction was rolled back.
     case diskFull(path: String)
     /// SQLite could not write the ledger: a file of it or its directory is read-only.
-    case readOnly(path: String)
+    case readOnly(path: String, reason: String? = nil)
 
     public var description: String {
         switch self {
@@ -34,7 +34,9 @@ public enum LedgerError: Error, CustomStringConvertible {
             if let sql { return "sqlite error \(code): \(message) (in '\(sql.prefix(80))')" }
             return "sqlite error \(code): \(message)"
         case let .notALedger(path, reason): return "'\(path)' is not a wledger ledger: \(reason)"
-        case let .readOnly(path):
+        case let .readOnly(path, reason?):
+            return "cannot read the ledger '\(path)' without writing to it, which this user may not: \(reason)"
+        case let .readOnly(path, nil):
             return "cannot write the ledger '\(path)': it, its -wal or -shm file, or its directory is read-only (check their permissions and owner)"
         case let .newerSchema(path, found, supported):
             return "'\(path)' has ledger schema version \(found), newer than this wledger supports (\(supported)); upgrade wledger"

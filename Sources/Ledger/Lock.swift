@@ -13,14 +13,16 @@ public final class RepositoryLock {
     public let path: String
 
     /// Takes the lock, waiting up to `timeout` seconds for another process to release it.
+    /// `shared`: a reader's shared lock on an existing lock file, opened read-only (a reader
+    /// that may not write the ledger keeps writers out while it reads; see `Ledger.open`).
     /// - Parameter onWait: called once, with the holder's description, if we have to wait.
-    public init(path: String, timeout: Double, onWait: (String) -> Void) throws {
+    public init(path: String, timeout: Double, shared: Bool = false, onWait: (String) -> Void) throws {
         self.path = path
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        fd = shared ? open(path, O_RDONLY | O_CLOEXEC) : open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw TensorIOError.io(path: path, operation: "open lock", reason: errnoText()) }
         var waited = false
         let deadline = Double(monotonicNanoseconds()) / 1e9 + timeout
-        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+        while flock(fd, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0 {
             guard errno == EWOULDBLOCK || errno == EINTR else {
                 let reason = errnoText()
                 close(fd)
@@ -34,6 +36,7 @@ public final class RepositoryLock {
             if !waited { onWait(holder); waited = true }
             usleep(50_000)
         }
+        if shared { return }
         let pid = "pid \(getpid())\n"
         ftruncate(fd, 0)
         _ = pid.withCString { pwrite(fd, $0, strlen($0), 0) }

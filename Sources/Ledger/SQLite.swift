@@ -28,13 +28,32 @@ public protocol SQLBindable { var sqlValue: SQLValue { get } }
 public final class Database {
     let handle: OpaquePointer
     public let path: String
+    /// Opened with `immutable`: SQLite reads the file and nothing else, takes no locks and writes
+    /// nothing (no -wal or -shm file); a transaction is a plain BEGIN, and a write in it fails.
+    public let immutable: Bool
 
-    /// Opens (or creates) the database at `path`.
-    public init(path: String, create: Bool) throws {
+    /// Opens (or creates) the database at `path`; `immutable`: read only, for a database no
+    /// process changes while it is open and whose WAL holds nothing (SQLite's `immutable=1`).
+    public init(path: String, create: Bool, immutable: Bool = false) throws {
         self.path = path
+        self.immutable = immutable
         var db: OpaquePointer?
-        let flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_FULLMUTEX
-        let rc = sqlite3_open_v2(path, &db, flags, nil)
+        let rc: Int32
+        if immutable {
+            // A URI: '%', '?', '#' and non-ASCII bytes of the path are %-escaped.
+            var uri = "file:"
+            let hex = Array("0123456789ABCDEF")
+            for c in path.utf8 {
+                if c >= 0x80 || c == UInt8(ascii: "%") || c == UInt8(ascii: "?") || c == UInt8(ascii: "#") {
+                    uri += "%" + String(hex[Int(c >> 4)]) + String(hex[Int(c & 15)])
+                } else {
+                    uri.unicodeScalars.append(UnicodeScalar(c))
+                }
+            }
+            rc = sqlite3_open_v2(uri + "?mode=ro&immutable=1", &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_FULLMUTEX, nil)
+        } else {
+            rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_FULLMUTEX, nil)
+        }
         guard rc == SQLITE_OK, let db else {
             let msg = db.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
             if let db { sqlite3_close_v2(db) }
@@ -185,9 +204,10 @@ public final class Database {
     /// Rows changed by the last statement.
     public var changes: Int { Int(sqlite3_changes(handle)) }
 
-    /// Runs `body` in a `BEGIN IMMEDIATE` transaction; rolls back if it throws.
+    /// Runs `body` in a `BEGIN IMMEDIATE` transaction (a plain BEGIN on an immutable database);
+    /// rolls back if it throws.
     public func transaction<T>(_ body: () throws -> T) throws -> T {
-        try execute("BEGIN IMMEDIATE")
+        try execute(immutable ? "BEGIN" : "BEGIN IMMEDIATE")
         do {
             let v = try body()
             try execute("COMMIT")

@@ -31,6 +31,9 @@ public final class Repository {
     public static func open(at path: String, forWriting: Bool, progress: ProgressReporter? = nil) throws -> Repository {
         let root = try discoverRoot(from: path)
         let dir = root + "/" + directoryName
+        if !forWriting, access(dir, W_OK) != 0 || access(dir + "/" + ledgerName, W_OK) != 0 {
+            return try openReadOnly(root: root, progress: progress)
+        }
         let lock = forWriting ? try takeLock(dir, progress: progress) : nil
         let ledger = try Ledger.open(at: dir + "/" + ledgerName)
         let repo = Repository(root: root, ledger: ledger, lock: lock)
@@ -52,6 +55,28 @@ public final class Repository {
         guard let root = try? discoverRoot(from: path),
               let hashing = TensorHashing.prefetch(root: root, throttle: .besideScan(), progress: progress) else { return nil }
         return WorkTreeHashing(hashing)
+    }
+
+    /// A reading command's repository where the user may not write the ledger or `.wledger/`
+    /// (another user's model, a read-only mount), as git reads a repository it cannot write: the
+    /// lock is held shared while the command runs, so no writer changes the ledger under it, and
+    /// SQLite reads the ledger file alone, creating no -wal or -shm file (which it could not).
+    /// The caches are not written. A ledger whose WAL holds commits (a writer was killed before
+    /// its checkpoint) or whose journal holds an interrupted operation needs a writer first.
+    static func openReadOnly(root: String, progress: ProgressReporter?) throws -> Repository {
+        let dir = root + "/" + directoryName, path = dir + "/" + ledgerName
+        let timeout = Double(ProcessInfo.processInfo.environment["WLEDGER_LOCK_TIMEOUT"] ?? "") ?? 600
+        let lock = try RepositoryLock(path: dir + "/lock", timeout: timeout, shared: true) { holder in
+            progress?.message("waiting for another wledger process (\(holder)) to finish")
+        }
+        if FileManager.default.fileExists(atPath: dir + "/" + journalName) {
+            throw LedgerError.readOnly(path: path, reason: "an interrupted operation ('\(dir)/\(journalName)') must be finished by a user who can write it")
+        }
+        if let wal = FileStat.of(path + "-wal"), wal.size > 0 {
+            throw LedgerError.readOnly(path: path, reason: "its WAL holds changes a killed writer left; a user who can write it must open it first")
+        }
+        let ledger = try Ledger.open(at: path, readOnly: true)
+        return Repository(root: root, ledger: ledger, lock: lock)
     }
 
     /// Takes the repository lock of a `.wledger` directory.

@@ -52,7 +52,7 @@ struct GlobalOptions: ParsableArguments {
 /// Prints an Encodable as pretty JSON on stdout.
 func printJSON<T: Encodable>(_ value: T) throws {
     let enc = JSONEncoder()
-    enc.outputFormatting = [.prettyPrinted, .withoutEscapingSlashes]
+    enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]   // the same bytes every run
     // Statistics of weights committed or stashed with NaN/Inf (--allow-nonfinite) are NaN/Inf
     // themselves; JSON has no such numbers, so they are written as these strings.
     enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")

@@ -865,6 +865,53 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(stderr, "error: cannot read '\(canonical(ledger))': permission denied\n")
     }
 
+    /// As git reads a repository it may not write: another user (nobody, through setpriv) runs
+    /// the read commands on a model whose ledger and `.wledger/` only root may write, with the
+    /// output root gets, and leaves every file as it was (no -wal or -shm, no cache rows); a
+    /// write is refused in one line, and so is a read while an interrupted operation waits for
+    /// a writer to finish it. Skipped where setpriv cannot be used (not root).
+    func testAnotherUserReadsALedgerItMayNotWrite() throws {
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else { throw XCTSkip("needs root and setpriv") }
+        let dir = "/tmp/wledger-readonly-\(getpid())-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try writeTinyModel(dir, tensors: [("a", .f32, [2, 2], [1, 2, 3, 4].flatMap { (f: Float) in withUnsafeBytes(of: f.bitPattern.littleEndian) { Array($0) } })])
+        XCTAssertEqual(chmod(dir, 0o755), 0)
+        try initialize(dir)
+        _ = try SimulatedEdit.modify(file: dir + "/model.safetensors", tensor: "a") { w, _ in w[1] += 0.5 }
+        try expectSuccess(["commit", "-q", "-m", "edit"], in: dir)
+        func asNobody(_ args: [String]) throws -> ProcessOutput {
+            try runProcess("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", CLI.binary] + args + ["-C", dir])
+        }
+        for args in [["log"], ["log", "--stat", "--json"], ["status"], ["show", "HEAD"], ["diff", "--stat", "HEAD~1", "HEAD"],
+                     ["branch"], ["reflog"], ["fsck"], ["stash", "list"]] {
+            let mine = try expectSuccess(args, in: dir)   // root first: it may fill the caches
+            let before = try snapshot(dir)
+            let theirs = try asNobody(args)
+            XCTAssertEqual(theirs.status, 0, "\(args): \(theirs.stderr)")
+            XCTAssertEqual(theirs.stdout, mine.stdout, "\(args)")
+            XCTAssertEqual(try snapshot(dir), before, "\(args) as nobody changed a file")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/.wledger/ledger-shm"))
+        // A write: refused in one line, nothing changed.
+        _ = try SimulatedEdit.modify(file: dir + "/model.safetensors", tensor: "a") { w, _ in w[2] += 0.5 }
+        XCTAssertEqual(chmod(dir + "/model.safetensors", 0o644), 0)
+        let before = try snapshot(dir)
+        let commit = try asNobody(["commit", "-m", "theirs"])
+        XCTAssertNotEqual(commit.status, 0)
+        XCTAssertEqual(commit.stderr.split(separator: "\n").count, 1, commit.stderr)
+        XCTAssertTrue(commit.stderr.contains(".wledger/lock"), commit.stderr)
+        XCTAssertEqual(try snapshot(dir), before)
+        // An interrupted operation (killed after its journal) waits for a writer; readers say so.
+        let killed = try CLI.run(["commit", "-q", "-m", "killed", "--prune", "40%", "-C", dir], environment: ["WLEDGER_FAULT": "update-journaled"])
+        XCTAssertEqual(killed.status, 9, killed.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/.wledger/pending.json"))
+        let log = try asNobody(["log"])
+        XCTAssertEqual(log.status, 1, log.stderr)
+        XCTAssertTrue(log.stderr.hasPrefix("error: cannot read the ledger '") && log.stderr.contains("pending.json') must be finished by a user who can write it"), log.stderr)
+        try expectSuccess(["status"], in: dir)
+        XCTAssertEqual(try asNobody(["log", "--oneline"]).stdout.split(separator: "\n").count, 2, "the killed commit rolled back")
+    }
+
     /// A tracked side file replaced by a link to nothing or by a directory reads as deleted, but
     /// commit (and stash, which records through it) refuses to record it as a deletion; once it
     /// is gone, the deletion commits.

@@ -13,7 +13,7 @@ final class LedgerTests: XCTestCase {
     func testReadOnlyAndFullFailuresNameTheLedger() throws {
         for rc in [SQLITE_READONLY, SQLITE_READONLY | (6 << 8)] {   // plain, READONLY_DIRECTORY
             let readOnly = Database.failure(rc, "attempt to write a readonly database", "BEGIN IMMEDIATE", path: "/m/.wledger/ledger")
-            guard case .readOnly(path: "/m/.wledger/ledger") = readOnly else { return XCTFail("\(readOnly)") }
+            guard case .readOnly(path: "/m/.wledger/ledger", reason: nil) = readOnly else { return XCTFail("\(readOnly)") }
             XCTAssertEqual(readOnly.description, "cannot write the ledger '/m/.wledger/ledger': it, its -wal or -shm file, or its directory is read-only "
                            + "(check their permissions and owner)")
         }
