@@ -39,6 +39,10 @@ public enum BLAS {
         wl_sgemv(trans ? 1 : 0, Int32(m), Int32(n), alpha, a, Int32(lda), x, beta, y)
     }
 
+    /// The most threads wledger asks OpenBLAS for (`--threads`, `health.threads`); OpenBLAS
+    /// itself caps the count at the threads it was built for.
+    public static let maxThreads = 1024
+
     /// Sets how many threads OpenBLAS uses for every later call in this process (a setting of the
     /// C library, shared by all callers).
     ///
@@ -46,7 +50,7 @@ public enum BLAS {
     public static func setThreadCount(_ count: Int) {
         precondition(count >= 1, "thread count must be positive")
         BLASKernel.load()
-        wl_blas_set_num_threads(Int32(count))
+        wl_blas_set_num_threads(Int32(min(count, maxThreads)))
     }
 
     /// How many threads OpenBLAS currently uses.

@@ -338,7 +338,11 @@ extension Repository {
         let session = try requireBisectSession()
         var status = try decide(try analyze(try ledger.bisectMarks()))
         let current = status.state == .testing ? status.candidate?.id : nil
-        try ledger.transaction { try ledger.setBisectCurrent(current) }
+        // Once found, a --no-checkout session's bare `bisect bad`/`good` names the first bad
+        // commit (as git's BISECT_HEAD stays on the last one tested), not HEAD, which never moved
+        // and would restart the search from the bad end.
+        let named = current ?? (status.state == .found && session.noCheckout ? status.firstBad?.id : nil)
+        try ledger.transaction { try ledger.setBisectCurrent(named) }
         if let current, !session.noCheckout {
             let head = try ledger.head()
             if head.commit != current || head.branchName != nil { _ = try checkout(current, progress: progress) }

@@ -1,4 +1,5 @@
 import Foundation
+import LinAlg
 import TensorIO
 
 /// `.wledger/config`: suites, tasks, thresholds, evaluators and hook settings, in git-config syntax.
@@ -32,12 +33,12 @@ public struct ConfigFile: Sendable {
     }
 
     public enum ValueKind: Sendable {
-        case string, word, count, positiveCount, number, numberOrPercent, mode, source, command, boolean, expiry
+        case string, word, count, positiveCount, threads, number, numberOrPercent, mode, source, command, boolean, expiry
     }
 
     public static let schema: [Key] = [
         Key(pattern: "health.suite", kind: .word, help: "suite `wledger health` runs when no --suite is given (default: default)"),
-        Key(pattern: "health.threads", kind: .positiveCount, help: "BLAS threads for evaluation (default: every core)"),
+        Key(pattern: "health.threads", kind: .threads, help: "BLAS threads for evaluation (default: every core)"),
         Key(pattern: "health.bigbench", kind: .string, help: "directory of BIG-bench tasks (default: $WLEDGER_BIGBENCH, then ~/.cache/wledger/bigbench/benchmark_tasks)"),
         Key(pattern: "health.tasks", kind: .string, help: "directory of the default suite's analogy tasks and edit's default text corpus (default: $WLEDGER_TASKS, then ~/.cache/wledger/tasks)"),
         Key(pattern: "suite.*.tasks", kind: .string, help: "task names of a suite, separated by spaces or commas"),
@@ -229,6 +230,11 @@ public struct ConfigFile: Sendable {
             return nil
         case .word:
             return isValidName(value) ? nil : "'\(key)' must be a name (letters, digits, '-', '_'), got '\(value)'"
+        case .threads:
+            guard let n = Int(value), (1...BLAS.maxThreads).contains(n) else {
+                return "'\(key)' must be a thread count from 1 to \(BLAS.maxThreads), got '\(value)'"
+            }
+            return nil
         case .count, .positiveCount:
             guard let n = Int(value), n >= (spec.kind == .count ? 0 : 1) else {
                 return "'\(key)' must be a \(spec.kind == .count ? "non-negative" : "positive") integer, got '\(value)'"

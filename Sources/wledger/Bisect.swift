@@ -50,8 +50,9 @@ struct Bisect: ParsableCommand {
                 throw ValidationError("give --metric TASK.METRIC, or a subcommand (start, good, bad, skip, reset, log, replay, run)")
             }
             if (below == nil) == (drop == nil) { throw ValidationError("give one of --below X or --drop P% with --metric") }
+            if let b = below, !b.isFinite { throw ValidationError("--below must be a finite number") }
             if revisions.count > 2 { throw ValidationError("at most two revisions: <bad> [<good>]") }
-            if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
+            try validateThreads(threads)
         }
 
         func run() throws {

@@ -24,9 +24,9 @@ struct Config: ParsableCommand {
                 throw KitError.usage("unknown key '\(key)' (see 'wledger config --help' for the documented keys)")
             }
             let value = config.get(key)
-            if json { return try printJSON(["key": key, "value": value]) }
-            guard let value else { throw ExitCode(1) }
-            print(value)
+            // An unset key exits 1, as git (with --json too, after printing its null).
+            if json { try printJSON(["key": key, "value": value]) } else if let value { print(value) }
+            if value == nil { throw ExitCode(1) }
         }
     }
 

@@ -21,7 +21,7 @@ struct Diff: ParsableCommand {
     @Argument(help: "Newer revision (default: the work tree).") var b: String?
     @Flag(help: "Per-tensor statistics table (the default output).") var stat = false
     @Option(help: "Only this tensor.") var tensor: String?
-    @Option(help: "Comma-separated δ thresholds for the shares of relative change (default 0.077,0.171).") var deltaThresholds: String?
+    @Option(parsing: .unconditional, help: "Comma-separated δ thresholds for the shares of relative change (default 0.077,0.171).") var deltaThresholds: String?
     @Flag(help: "Skip the SVD-based statistics (σmax, σmin, κ, rank of ΔW).") var noSpectrum = false
     @Flag(help: "Print the result as JSON.") var json = false
 
@@ -31,9 +31,10 @@ struct Diff: ParsableCommand {
         options.tensor = tensor
         options.spectrum = !noSpectrum
         if let deltaThresholds {
-            let values = deltaThresholds.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
-            guard !values.isEmpty, values.allSatisfy({ $0 != nil && $0! >= 0 }) else {
-                throw ValidationError("--delta-thresholds must be comma-separated non-negative numbers, e.g. 0.077,0.171")
+            // (empty items kept: "0.1,,0.2" is refused, not read as two thresholds)
+            let values = deltaThresholds.split(separator: ",", omittingEmptySubsequences: false).map { Double($0.trimmingCharacters(in: .whitespaces)) }
+            guard !values.isEmpty, values.allSatisfy({ $0 != nil && $0! >= 0 && $0!.isFinite }) else {
+                throw ValidationError("--delta-thresholds must be comma-separated finite non-negative numbers, e.g. 0.077,0.171")
             }
             options.thresholds = values.map { $0! }
         }

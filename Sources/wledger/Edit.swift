@@ -44,8 +44,9 @@ struct Edit: ParsableCommand {
 
     func validate() throws {
         guard steps >= 0 else { throw ValidationError("--steps must not be negative") }
-        guard lr > 0, weightDecay >= 0, clampNormFactor > 0, klFactor >= 0, mom2UpdateWeight >= 0 else {
-            throw ValidationError("--lr and --clamp-norm-factor must be positive; --weight-decay, --kl-factor and --mom2-update-weight not negative")
+        guard lr > 0, weightDecay >= 0, clampNormFactor > 0, klFactor >= 0, mom2UpdateWeight >= 0,
+              [lr, weightDecay, clampNormFactor, klFactor, mom2UpdateWeight].allSatisfy(\.isFinite) else {
+            throw ValidationError("--lr and --clamp-norm-factor must be positive; --weight-decay, --kl-factor and --mom2-update-weight not negative; all finite")
         }
         guard mom2Tokens >= 128 else { throw ValidationError("--mom2-tokens must be at least 128") }
     }

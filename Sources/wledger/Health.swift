@@ -30,7 +30,7 @@ struct Health: ParsableCommand {
 
     func validate() throws {
         if candidate && revision != nil { throw ValidationError("give a revision or --candidate, not both") }
-        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
+        try validateThreads(threads)
     }
 
     func run() throws {

@@ -28,7 +28,7 @@ struct Report: ParsableCommand {
     @Flag(help: "Print the collected data as JSON instead (the page is written only with --output).") var json = false
 
     func validate() throws {
-        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
+        try validateThreads(threads)
     }
 
     func run() throws {

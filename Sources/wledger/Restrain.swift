@@ -38,7 +38,7 @@ struct Restrain: ParsableCommand {
 
     var alphaValue: Double? {
         if alpha == "e" { return M_E }
-        guard let v = Double(alpha), v > 1 else { return nil }
+        guard let v = Double(alpha), v > 1, v.isFinite else { return nil }
         return v
     }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LinAlg
 import WLedgerKit
 
 /// The root command.
@@ -80,6 +81,11 @@ func refuseEmptyMessage(_ message: String?) throws {
     if let message, message.allSatisfy(\.isWhitespace) {
         throw KitError.usage("aborting commit due to empty commit message (-m)")
     }
+}
+
+/// `--threads`: 1 to `BLAS.maxThreads`.
+func validateThreads(_ threads: Int?) throws {
+    if let t = threads, !(1...BLAS.maxThreads).contains(t) { throw ValidationError("--threads must be between 1 and \(BLAS.maxThreads)") }
 }
 
 /// Short commit id for display.

@@ -1038,6 +1038,32 @@ final class BadInputTests: XCTestCase {
         XCTAssertTrue(quiet.contains("0.5"), quiet)
     }
 
+    /// Numbers out of range are refused in one line before anything runs: a thread count past
+    /// what a C int holds used to trap in the BLAS call (on the command line and from the
+    /// config), an infinite α or threshold was taken as given.
+    func testOutOfRangeNumbersAreRefused() throws {
+        let dir = try tinyModelDir()
+        try initialize(dir)
+        for (args, mention) in [(["health", "--threads", "2147483648"], "--threads must be between 1 and 1024"),
+                                (["report", "--threads", "0"], "--threads must be between 1 and 1024"),
+                                (["bisect", "--metric", "a.b", "--below", "1", "--threads", "99999999999"], "--threads must be between 1 and 1024"),
+                                (["config", "set", "health.threads", "3000000000"], "'health.threads' must be a thread count from 1 to 1024"),
+                                (["restrain", "--alpha", "1e400"], "--alpha must be 'e' or a number greater than 1"),
+                                (["diff", "--delta-thresholds", "inf"], "finite non-negative"),
+                                (["diff", "--delta-thresholds", "0.1,,0.2"], "finite non-negative"),
+                                (["diff", "--delta-thresholds", "-1"], "finite non-negative"),
+                                (["bisect", "--metric", "a.b", "--below", "nan"], "--below must be a finite number")] {
+            try expectRejected(args, in: dir, mentions: [mention])
+        }
+        // config get of an unset key exits 1 with --json too (as without it, and as git).
+        let unset = try CLI.run(["config", "get", "gate.max-l1", "--json", "-C", dir])
+        XCTAssertEqual(unset.status, 1, unset.stderr)
+        let value = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(unset.stdout.utf8)) as? [String: Any])
+        XCTAssertTrue(value["value"] is NSNull, unset.stdout)
+        try expectSuccess(["config", "set", "gate.max-l1", "5"], in: dir)
+        XCTAssertEqual(try expectSuccess(["config", "get", "gate.max-l1", "--json"], in: dir).stdout.contains("\"5\""), true)
+    }
+
     /// A negative number is an option's value, not another option: it reaches the command's own
     /// check (a log-likelihood threshold below 0 is a legitimate --below).
     func testNegativeOptionValues() throws {

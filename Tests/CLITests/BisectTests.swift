@@ -273,6 +273,11 @@ final class BisectTests: XCTestCase {
         XCTAssertTrue(log.hasPrefix("wledger bisect start --no-checkout\n"), log)
         XCTAssertTrue(log.contains("wledger bisect skip \(h.ids[31])\n"), log)
         XCTAssertFalse(log.contains("good \(h.ids[31])") || log.contains("bad \(h.ids[31])"), log)
+        // A bare `bisect bad` after the answer names the first bad commit again (it used to mark
+        // HEAD, the bad end, and restart the search).
+        let again = try wl(["bisect", "bad"], in: h.dir).stdout
+        XCTAssertTrue(again.contains("\(h.ids[41]) is the first bad commit"), again)
+        XCTAssertTrue(try wl(["bisect", "log"], in: h.dir).stdout.contains("# first bad commit: [\(h.ids[41])]"))
         // --no-checkout leaves HEAD and the work tree alone.
         XCTAssertEqual(try self.log(h.dir).first, h.ids[63])
         XCTAssertEqual(try fileSHA256(h.dir + "/model.safetensors"), before)
