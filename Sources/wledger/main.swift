@@ -1,5 +1,6 @@
 import ArgumentParser
 import Codec
+import Engine
 import Foundation
 import Ledger
 import LinAlg
@@ -12,6 +13,8 @@ func exitCode(for error: Error) -> Int32 {
     switch error {
     case let e as KitError: return e.exitCode
     case is TensorIOError: return 2
+    // A task file, model config or tokenizer that cannot serve is bad input.
+    case is TaskError, is ModelError, is TokenizerError: return 2
     case is CodecError: return 1
     case let e as LedgerError:
         switch e {

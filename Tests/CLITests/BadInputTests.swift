@@ -1040,7 +1040,8 @@ final class BadInputTests: XCTestCase {
 
     /// Numbers out of range are refused in one line before anything runs: a thread count past
     /// what a C int holds used to trap in the BLAS call (on the command line and from the
-    /// config), an infinite α or threshold was taken as given.
+    /// config), an infinite α or threshold was taken as given. A task file that cannot serve
+    /// exits 2 as other bad input (it exited 1, the code of a failed check).
     func testOutOfRangeNumbersAreRefused() throws {
         let dir = try tinyModelDir()
         try initialize(dir)
@@ -1055,6 +1056,11 @@ final class BadInputTests: XCTestCase {
                                 (["bisect", "--metric", "a.b", "--below", "nan"], "--below must be a finite number")] {
             try expectRejected(args, in: dir, mentions: [mention])
         }
+        // A task file that cannot serve is bad input (exit 2), as a missing one is.
+        let tasks = try tempDir().path + "/bad.jsonl"
+        try Data("{\"context\": \"2+2=\", \"choices\": [\"4\"], \"gold\": 0}\nnot json\n".utf8).write(to: URL(fileURLWithPath: tasks))
+        try expectSuccess(["config", "set", "task.bad.source", "jsonl:" + tasks], in: dir)
+        try expectRejected(["health", "--task", "bad", "--json"], in: dir, mentions: ["'\(tasks)': line 2: not valid JSON"])
         // config get of an unset key exits 1 with --json too (as without it, and as git).
         let unset = try CLI.run(["config", "get", "gate.max-l1", "--json", "-C", dir])
         XCTAssertEqual(unset.status, 1, unset.stderr)
