@@ -11,6 +11,9 @@ public struct DiffReport: Encodable, Sendable {
     public var thresholds: [Double]
     public var tensors: [TensorDiff]
     public var totals: Totals
+    /// Side files (config.json, tokenizer.json, …) added, modified or deleted between the two
+    /// sides, by path (none with `--tensor`).
+    public var sideFiles: [StatusReport.SideFileChange] = []
 
     public struct TensorDiff: Encodable, Sendable {
         public var name: String
@@ -85,10 +88,21 @@ extension Repository {
         var toManifest: [String: ManifestEntry]
         var workTree: WorkTreeComparison? = nil
         var toLabel: String
+        var sideFiles: [StatusReport.SideFileChange] = []
         if let b {
             let toID = try resolve(b)
             toManifest = try ledger.manifest(of: toID)
             toLabel = toID
+            let before = try ledger.files(of: fromID).filter { $0.value.kind != .safetensors }
+            let after = try ledger.files(of: toID).filter { $0.value.kind != .safetensors }
+            for path in Set(before.keys).union(after.keys).sorted() {
+                switch (before[path], after[path]) {
+                case (nil, _?): sideFiles.append(.init(path: path, change: .added))
+                case (_?, nil): sideFiles.append(.init(path: path, change: .deleted))
+                case let (x?, y?) where x.object != y.object: sideFiles.append(.init(path: path, change: .modified))
+                default: break
+                }
+            }
         } else {
             let cmp = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: fromID, branch: nil, rehash: false, progress: progress)
             if !cmp.report.structural.isEmpty {
@@ -98,6 +112,7 @@ extension Repository {
             for name in cmp.report.modifiedTensors.map(\.name) { toManifest[name]?.hash = "worktree" }
             workTree = cmp
             toLabel = "worktree"
+            sideFiles = cmp.report.sideFiles
         }
         var names = fromManifest.keys.filter { toManifest[$0] != nil && toManifest[$0]!.hash != fromManifest[$0]!.hash }.sorted()
         if let tensor = options.tensor {
@@ -124,7 +139,8 @@ extension Repository {
         progress.finish()
         let totals = DiffReport.Totals(tensors: out.count, changed: out.reduce(0) { $0 + $1.changed }, l1: out.reduce(0) { $0 + $1.l1 },
                                        frobenius: out.reduce(0) { $0 + $1.frobenius * $1.frobenius }.squareRoot())
-        return DiffReport(from: fromID, to: toLabel, thresholds: options.thresholds, tensors: out, totals: totals)
+        return DiffReport(from: fromID, to: toLabel, thresholds: options.thresholds, tensors: out, totals: totals,
+                          sideFiles: options.tensor == nil ? sideFiles : [])
     }
 
     /// ΔW statistics of one tensor between two versions (`to` from the work tree when given).

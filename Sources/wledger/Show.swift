@@ -37,6 +37,11 @@ struct Show: ParsableCommand {
         } else if c.kind == "base" {
             print("\nbase snapshot: \(humanBytes(c.summary.storedBytes)) stored in the ledger")
         }
+        // Side files (config.json, tokenizer.json, …) the commit added, changed or removed.
+        if c.kind != "base", let files = c.files, !files.isEmpty {
+            print("\nside files changed:")
+            for f in files { print("    \(f)") }
+        }
     }
 }
 

@@ -1070,6 +1070,29 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(try expectSuccess(["config", "get", "gate.max-l1", "--json"], in: dir).stdout.contains("\"5\""), true)
     }
 
+    /// `diff` lists side files added, modified or deleted (A/M/D, as `git diff --name-status`;
+    /// `sideFiles` in JSON) between commits and against the work tree; `show` lists a commit's.
+    /// Both used to be silent about them while `status` showed them.
+    func testDiffAndShowListSideFiles() throws {
+        let dir = try tinyModelDir()
+        try Data(#"{"a": 1}"#.utf8).write(to: URL(fileURLWithPath: dir + "/config.json"))
+        try Data("x".utf8).write(to: URL(fileURLWithPath: dir + "/old.txt"))
+        try initialize(dir)
+        try Data(#"{"a": 2}"#.utf8).write(to: URL(fileURLWithPath: dir + "/config.json"))
+        try Data("notes".utf8).write(to: URL(fileURLWithPath: dir + "/NOTES.md"))
+        try FileManager.default.removeItem(atPath: dir + "/old.txt")
+        let worktree = try expectSuccess(["diff"], in: dir).stdout
+        XCTAssertTrue(worktree.contains("\nA\tNOTES.md\nM\tconfig.json\nD\told.txt\nno tensor differs\n"), worktree)
+        try expectSuccess(["commit", "-q", "-m", "side files"], in: dir)
+        XCTAssertEqual(try expectSuccess(["diff", "HEAD~1", "HEAD"], in: dir).stdout.split(separator: "\n").dropFirst(), worktree.split(separator: "\n").dropFirst())
+        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(try expectSuccess(["diff", "HEAD~1", "HEAD", "--json"], in: dir).stdout.utf8)) as? [String: Any])
+        let files = try XCTUnwrap(json["sideFiles"] as? [[String: String]])
+        XCTAssertEqual(files, [["path": "NOTES.md", "change": "added"], ["path": "config.json", "change": "modified"], ["path": "old.txt", "change": "deleted"]])
+        XCTAssertEqual(try expectSuccess(["diff"], in: dir).stdout.components(separatedBy: "\t").count, 1, "clean: no side file listed")
+        let show = try expectSuccess(["show", "HEAD"], in: dir).stdout
+        XCTAssertTrue(show.contains("\nside files changed:\n    NOTES.md\n    config.json\n    old.txt\n"), show)
+    }
+
     /// A negative number is an option's value, not another option: it reaches the command's own
     /// check (a log-likelihood threshold below 0 is a legitimate --below).
     func testNegativeOptionValues() throws {
