@@ -26,7 +26,13 @@ extension Repository {
         var badObjects: [String: String] = [:]
         progress.start("checking objects", total: ids.count)
         for id in ids {
-            do { _ = try ledger.readObject(id) } catch { badObjects[id] = "\(error)" }
+            do {
+                _ = try ledger.readObject(id)
+            } catch let LedgerError.corruptObject(_, reason, _) {
+                badObjects[id] = reason   // (the problem line names the object itself)
+            } catch {
+                badObjects[id] = "\(error)"
+            }
             progress.advance()
         }
         progress.finish()
@@ -59,15 +65,23 @@ extension Repository {
         }
         var reported = Set<String>()
         let commits = try ledger.allCommits()
+        // A damaged version's problem line (by version), and the other commits that keep it
+        // unchanged (later ones, or a branch's), which it damages too: named on that line.
+        var lineOf: [String: Int] = [:], keptBy: [String: [String]] = [:]
         for c in commits {
             do {
                 let manifest = try ledger.manifest(of: c.id)
                 // The versions this commit introduced: all of them for the base snapshot.
                 let introduced = c.parent == nil ? manifest.values.sorted { $0.name < $1.name } : try ledger.changes(of: c.id).map(\.entry)
+                let introducedHashes = Set(introduced.map(\.hash))
+                for entry in manifest.values where !introducedHashes.contains(entry.hash) && rootCause(entry.hash) != nil {
+                    keptBy[entry.hash, default: []].append(c.id)
+                }
                 for entry in introduced {
                     if let (cause, why) = rootCause(entry.hash) {
                         let via = cause == entry.hash ? "" : " (patched from damaged version \(cause.prefix(12)))"
                         problems.append("commit \(c.id.prefix(12)): tensor '\(entry.name)' version \(entry.hash.prefix(12)): \(why)\(via)")
+                        if lineOf[entry.hash] == nil { lineOf[entry.hash] = problems.count - 1 }
                         reported.insert(cause)
                     } else if byHash[entry.hash] == nil {
                         problems.append("commit \(c.id.prefix(12)): tensor '\(entry.name)' version \(entry.hash.prefix(12)) is missing")
@@ -90,6 +104,14 @@ extension Repository {
             } catch {
                 problems.append("commit \(c.id.prefix(12)): \(error)")
             }
+        }
+        let head = try? ledger.head().commit
+        for (hash, line) in lineOf {
+            guard let later = keptBy[hash] else { continue }
+            let named = later.prefix(3).map { $0 == head ? "\($0.prefix(12)) (HEAD)" : String($0.prefix(12)) }.joined(separator: ", ")
+            let more = later.count > 3 ? ", …" : ""
+            let withHead = later.count > 3 && later.dropFirst(3).contains { $0 == head } ? ", HEAD among them" : ""
+            problems[line] += "; also in \(later.count) other commit(s): \(named)\(more)\(withHead)"
         }
         // Damage no commit references (e.g. an unreferenced object) is still reported.
         for (id, why) in badObjects.sorted(by: { $0.key < $1.key }) where !reported.contains(id)

@@ -56,9 +56,12 @@ final class FsckTests: XCTestCase {
             _ = try SimulatedEdit.rankOne(file: dir + "/model.safetensors", tensor: tensor, seed: seed, scale: 0.05)
             XCTAssertEqual(try CLI.run(["commit", "-q", "-m", "edit \(seed)"], in: dir).status, 0)
         }
+        // A third commit edits another tensor: it keeps the second edit's version of `tensor`.
+        _ = try SimulatedEdit.rankOne(file: dir + "/model.safetensors", tensor: "model.layers.5.mlp.down_proj.weight", seed: 3, scale: 0.05)
+        XCTAssertEqual(try CLI.run(["commit", "-q", "-m", "edit 3"], in: dir).status, 0)
         let log = try CLI.run(["log", "--oneline"], in: dir).stdout.split(separator: "\n").map { String($0.prefix(12)) }
-        XCTAssertEqual(log.count, 3)
-        let (second, first, base) = (log[0], log[1], log[2])
+        XCTAssertEqual(log.count, 4)
+        let (third, second, first, base) = (log[0], log[1], log[2], log[3])
         XCTAssertEqual(try CLI.run(["fsck", "--full"], in: dir).status, 0)
         let ledger = dir + "/.wledger/ledger"
 
@@ -69,18 +72,20 @@ final class FsckTests: XCTestCase {
         XCTAssertEqual(r.status, 1, r.stdout)
         let lines = r.stdout.split(separator: "\n").map(String.init)
         XCTAssertTrue(lines[0].hasPrefix("commit \(second): tensor '\(tensor)' version "), r.stdout)
-        XCTAssertTrue(lines[0].contains("stored object \(patch.prefix(12)) is corrupt"), r.stdout)
+        XCTAssertTrue(lines[0].contains("stored object \(patch.prefix(12)) is corrupt: "), r.stdout)
+        XCTAssertFalse(lines[0].contains("is corrupt: object"), "the reason once: \(r.stdout)")
+        XCTAssertTrue(lines[0].hasSuffix("; also in 1 other commit(s): \(third) (HEAD)"), r.stdout)
         XCTAssertEqual(lines.count, 2, "one problem and the summary: \(r.stdout)")
         XCTAssertTrue(lines[1].hasSuffix("1 problem(s)"), r.stdout)
         // Commands that rebuild that version name the tensor, and fsck.
-        for args in [["diff", "--stat", "HEAD~1", "HEAD"], ["prune", "-q", "HEAD", "--keep", "40%"]] {
+        for args in [["diff", "--stat", "HEAD~2", "HEAD"], ["prune", "-q", "HEAD~1", "--keep", "40%"]] {
             r = try CLI.run(args, in: dir)
             XCTAssertEqual(r.status, 1, "\(args): \(r.stderr)")
             XCTAssertTrue(r.stderr.hasPrefix("error: tensor '\(tensor)': object "), "\(args): \(r.stderr)")
             XCTAssertTrue(r.stderr.contains("object '\(patch.prefix(12))' is corrupt: "), r.stderr)
             XCTAssertTrue(r.stderr.contains("(run 'wledger fsck' for every commit it damages)"), r.stderr)
         }
-        XCTAssertEqual(try CLI.run(["log", "--oneline"], in: dir).stdout.split(separator: "\n").count, 3, "nothing recorded")
+        XCTAssertEqual(try CLI.run(["log", "--oneline"], in: dir).stdout.split(separator: "\n").count, 4, "nothing recorded")
         _ = try flipBit(ledger: ledger, objectQuery: "SELECT '\(patch)'")  // flip it back
         XCTAssertEqual(try CLI.run(["fsck", "--full"], in: dir).status, 0)
 
