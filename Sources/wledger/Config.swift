@@ -65,10 +65,15 @@ struct Config: ParsableCommand {
         func run() throws {
             let repo = try global.openRepository(forWriting: false)
             let config = try ConfigFile.load(repo.configPath)
-            try config.validateAll()
             let entries = config.list()
-            if json { return try printJSON(entries.map { ["key": $0.key, "value": $0.value] }) }
-            for e in entries { print("\(e.key)=\(e.value)") }
+            if json { try printJSON(entries.map { ["key": $0.key, "value": $0.value] }) } else {
+                for e in entries { print("\(e.key)=\(e.value)") }
+            }
+            // As git lists a config it would refuse to use: every entry, with a warning for each
+            // value the commands that read it would refuse ('config unset' or 'set' fixes it).
+            for e in entries {
+                if let why = ConfigFile.validate(key: e.key, value: e.value) { warn("'\(repo.configPath)': \(why)") }
+            }
         }
     }
 }

@@ -1061,6 +1061,16 @@ final class BadInputTests: XCTestCase {
         try Data("{\"context\": \"2+2=\", \"choices\": [\"4\"], \"gold\": 0}\nnot json\n".utf8).write(to: URL(fileURLWithPath: tasks))
         try expectSuccess(["config", "set", "task.bad.source", "jsonl:" + tasks], in: dir)
         try expectRejected(["health", "--task", "bad", "--json"], in: dir, mentions: ["'\(tasks)': line 2: not valid JSON"])
+        // A value the commands would refuse is still listed, with a warning (as git lists it).
+        let configPath = dir + "/.wledger/config"
+        let handle = try XCTUnwrap(FileHandle(forWritingAtPath: configPath))
+        handle.seekToEndOfFile()
+        handle.write(Data("[gate]\n\tmax-l1 = abc\n".utf8))
+        try handle.close()
+        let listed = try expectSuccess(["config", "list"], in: dir)
+        XCTAssertTrue(listed.stdout.contains("gate.max-l1=abc\n"), listed.stdout)
+        XCTAssertEqual(listed.stderr, "warning: '\(canonical(configPath))': 'gate.max-l1' must be a number, got 'abc'\n")
+        try expectSuccess(["config", "unset", "gate.max-l1"], in: dir)
         // config get of an unset key exits 1 with --json too (as without it, and as git).
         let unset = try CLI.run(["config", "get", "gate.max-l1", "--json", "-C", dir])
         XCTAssertEqual(unset.status, 1, unset.stderr)
