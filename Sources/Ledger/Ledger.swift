@@ -40,7 +40,8 @@ public final class Ledger {
     /// then reads the file alone (`Database(immutable:)`).
     /// - Throws: `LedgerError.notALedger` for foreign or damaged files, `.newerSchema` for newer ones.
     public static func open(at path: String, readOnly: Bool = false) throws -> Ledger {
-        guard FileStat.of(path) != nil else { throw LedgerError.notALedger(path: path, reason: "file is missing") }
+        guard let st = FileStat.of(path) else { throw LedgerError.notALedger(path: path, reason: "file is missing") }
+        if st.size == 0 { throw LedgerError.notALedger(path: path, reason: "empty file") }
         // A ledger the user may not read is named as such, not as "not a ledger".
         if access(path, R_OK) != 0 { throw TensorIOError.io(path: path, operation: "read", reason: errnoText()) }
         let db: Database

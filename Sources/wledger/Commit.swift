@@ -52,7 +52,7 @@ struct Commit: ParsableCommand {
         let elements = r.tensors.reduce(0) { $0 + $1.changed }
         print(" \(r.tensors.count) tensor(s) changed, \(elements) elements, \(r.files.count) file(s); stored \(humanBytes(r.storedBytes))")
         for t in r.tensors {
-            print("   \(t.name): \(t.changed)/\(t.count) changed, ΣΔ \(sci(t.l1)), ‖ΔW‖F \(sci(t.frobenius)), \(t.encoding) \(humanBytes(t.storedBytes))")
+            print("   \(t.name): \(t.changed)/\(t.count) changed, Σ|ΔW| \(sci(t.l1)), ‖ΔW‖F \(sci(t.frobenius)), \(t.encoding) \(humanBytes(t.storedBytes))")
         }
     }
 }

@@ -88,7 +88,7 @@ struct Health: ParsableCommand {
         for l in lines { print(render(l)) }
         let cached = r.tasks.filter(\.cached).count
         print("")
-        print("\(r.tasks.count) tasks, \(cached) from cache, \(String(format: "%.1f", r.elapsedSeconds)) s; ± is one standard error")
+        print("\(r.tasks.count) task(s), \(cached) from cache, \(String(format: "%.1f", r.elapsedSeconds)) s; ± is one standard error")
         for f in r.failures { print("threshold failed: \(f)") }
     }
 

@@ -532,7 +532,8 @@ final class BadInputTests: XCTestCase {
         let ledger = dir + "/.wledger/ledger"
         try Data().write(to: URL(fileURLWithPath: ledger))
         for args in ledgerCommands {
-            try expectRejected(args, in: dir, mentions: [canonical(ledger), "not a wledger ledger"])
+            // (said as such: it read "SQLite database of another application (application_id 0)")
+            try expectRejected(args, in: dir, mentions: [canonical(ledger), "not a wledger ledger: empty file"])
         }
     }
 

@@ -143,7 +143,7 @@ final class HealthTests: XCTestCase {
         let failed = try CLI.run(["health", "main", "--task", "cap", "--check"], in: dir)
         XCTAssertEqual(failed.status, 1, failed.stderr)
         XCTAssertTrue(failed.stdout.contains("threshold failed: cap.gold_logprob: dropped"), failed.stdout)
-        XCTAssertTrue(failed.stdout.contains("1 tasks, 1 from cache"), failed.stdout)
+        XCTAssertTrue(failed.stdout.contains("1 task(s), 1 from cache"), failed.stdout)
         let unchecked = try health(["main", "--task", "cap"], in: dir)
         XCTAssertEqual(unchecked.failures.count, 1)
         XCTAssertEqual(unchecked.rows.first { $0.metric == "acc" }?.passed, true)
