@@ -66,8 +66,15 @@ func runRefCommand(_ kind: RefKind, global: GlobalOptions, name: String?, startP
         let repo = try global.openRepository(forWriting: false)
         let refs = try repo.listRefs(kind)
         if json { return try printJSON(refs) }
-        // Names are padded to the longest (at least 24 columns), never cut.
-        let width = max(24, refs.map(\.name.count).max() ?? 0)
+        // Names are padded to the longest (at least 24 columns), never cut. A detached HEAD is
+        // listed first, as git does.
+        var width = max(24, refs.map(\.name.count).max() ?? 0)
+        let head = try repo.ledger.head()
+        if kind == .branch, head.branchName == nil {
+            let detached = "(HEAD detached at \(short(head.commit)))"
+            width = max(width, detached.count)
+            print("* \(detached.padding(toLength: width, withPad: " ", startingAt: 0)) \(short(head.commit))")
+        }
         for r in refs { print("\(r.current ? "*" : " ") \(r.name.padding(toLength: width, withPad: " ", startingAt: 0)) \(short(r.commit))") }
         return
     }

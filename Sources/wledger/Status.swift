@@ -40,6 +40,12 @@ struct Status: ParsableCommand {
             return
         }
         print(r.branch.map { "On branch \($0)" } ?? "HEAD detached at \(short(r.head))")
+        // As git: a bisect in progress is said, with where 'bisect reset' returns.
+        if let session = try repo.ledger.bisectSession() {
+            let origin = session.origHead.hasPrefix("refs/heads/") ? "branch '\(session.origHead.dropFirst("refs/heads/".count))'"
+                : short(session.origHead)
+            print("You are currently bisecting, started from \(origin) ('wledger bisect reset' returns there).")
+        }
         if r.clean { print(Repository.nothingToCommit); return }
         if !r.structural.isEmpty {
             print("Structural changes (cannot be committed):")

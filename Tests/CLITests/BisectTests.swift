@@ -226,6 +226,8 @@ final class BisectTests: XCTestCase {
         XCTAssertTrue(log.hasPrefix("wledger bisect start\n"), log)
         XCTAssertTrue(log.contains("wledger bisect bad \(h.ids[41])\n"), log)
         XCTAssertTrue(log.contains("# first bad commit: [\(h.ids[41])] edit 41"), log)
+        // status says a bisect is in progress, as git; not once it is reset (below).
+        XCTAssertTrue(try wl(["status"], in: h.dir).stdout.contains("\nYou are currently bisecting, started from branch 'main'"))
         try log.write(toFile: h.tmp.path + "/bisect.log", atomically: true, encoding: .utf8)
         try wl(["bisect", "reset"], in: h.dir)
         XCTAssertEqual(try self.log(h.dir).first, h.ids[63])
@@ -235,6 +237,7 @@ final class BisectTests: XCTestCase {
         try wl(["bisect", "reset"], in: h.dir)
         let status = try wl(["status", "--json"], in: h.dir).stdout
         XCTAssertTrue(status.contains("\"main\""), status)
+        XCTAssertFalse(try wl(["status"], in: h.dir).stdout.contains("bisecting"))
         XCTAssertEqual(try self.log(h.dir).first, h.ids[63])
         try wl(["bisect", "good"], in: h.dir, expect: 1)  // not bisecting
     }

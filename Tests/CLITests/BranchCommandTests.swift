@@ -131,6 +131,13 @@ final class BranchCommandTests: XCTestCase {
         r = try wl(["tag", "-f", "v1.2", "side"])
         XCTAssertEqual(r.stdout, "Tag v1.2 already at \(one.prefix(12)); unchanged\n", "-f to where it is moves nothing")
         XCTAssertEqual(try logIDs("v1.2..keep"), [three], "a dotted name on the left")
+        // A detached HEAD is listed first, as git does.
+        XCTAssertEqual(try wl(["checkout", "-q", "v1.2"]).status, 0)
+        let detached = try wl(["branch"]).stdout.split(separator: "\n")
+        XCTAssertTrue(detached.first?.hasPrefix("* (HEAD detached at \(one.prefix(12))) ") == true, "\(detached)")
+        XCTAssertFalse(detached.dropFirst().contains { $0.hasPrefix("*") }, "\(detached)")
+        XCTAssertEqual(try wl(["checkout", "-q", "@{-1}"]).status, 0)
+        XCTAssertFalse(try wl(["branch"]).stdout.contains("detached"))
         // A tag named as a branch is created with a warning; the name means the branch.
         r = try wl(["tag", "keep", "main"])
         XCTAssertEqual(r.status, 0, r.stderr)
