@@ -3,7 +3,8 @@ import Ledger
 /// Resolves revision strings: `HEAD` (or `@`), `base`, branch and tag names, full or unique
 /// prefixes (≥ 4 hex digits) of commit ids, `REF@{N}` (where HEAD or a branch pointed N moves
 /// ago, from the reflog; `@{N}` is the current branch's; `@{-N}` is the N-th previous checkout's
-/// branch or commit), each optionally followed by `~N`, `~` or `^` (first parent, N times).
+/// branch or commit), each optionally followed by `~N`, `~` or `^` (first parent, N times) and
+/// `^0`/`^1` (the commit itself, its parent).
 public struct RevisionResolver {
     public let ledger: Ledger
 
@@ -18,6 +19,14 @@ public struct RevisionResolver {
             if last == "^" {
                 steps += 1
                 name = name.dropLast()
+            } else if let caret = name.lastIndex(of: "^"), name[name.index(after: caret)...].allSatisfy(\.isNumber) {
+                // `^N`, git's N-th parent: ^0 is the commit itself, ^1 its parent; a wledger
+                // commit has one parent, so ^2 and above name none.
+                guard let n = Int(name[name.index(after: caret)...]), n <= 1 else {
+                    throw LedgerError.invalid("revision '\(revision)': a wledger commit has one parent, so '^\(name[name.index(after: caret)...])' names none")
+                }
+                steps += n
+                name = name[..<caret]
             } else if let tilde = name.lastIndex(of: "~"), name[name.index(after: tilde)...].allSatisfy(\.isNumber) {
                 let digits = name[name.index(after: tilde)...]
                 guard let n = digits.isEmpty ? 1 : Int(digits) else { throw LedgerError.unknownRevision(revision) }

@@ -592,9 +592,14 @@ final class BadInputTests: XCTestCase {
             try expectRejected(c.args, in: dir, mentions: ["unknown revision '\(c.revision)'"])
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: out), "checkout of an unknown revision created --output")
-        for args in [["show", "HEAD~1"], ["checkout", "HEAD^"], ["diff", "base~3"]] {
+        for args in [["show", "HEAD~1"], ["checkout", "HEAD^"], ["diff", "base~3"], ["show", "HEAD^1"]] {
             try expectRejected(args, in: dir, mentions: ["'\(args[1])'", "past the base commit"])
         }
+        // git's ^N: ^0 is the commit itself; a commit has one parent, so ^2 names none.
+        let head = try expectSuccess(["show", "HEAD", "--json"], in: dir).stdout
+        XCTAssertEqual(try expectSuccess(["show", "HEAD^0", "--json"], in: dir).stdout, head)
+        XCTAssertEqual(try expectSuccess(["show", "base^0~0", "--json"], in: dir).stdout, head)
+        try expectRejected(["show", "HEAD^2"], in: dir, mentions: ["'HEAD^2'", "one parent"])
     }
 
     // MARK: - Refusals (exit 1)
