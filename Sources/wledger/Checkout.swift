@@ -46,6 +46,7 @@ struct Checkout: ParsableCommand {
         warnWorkTreeMismatches(r.workTreeMismatches)
         if r.branchCreated, let b = r.branch { try warnIfBranchAndTagShare(b, created: .branch, in: repo) }
         if json { return try printJSON(r) }
+        if global.quiet { return }   // as git's -q: no summary either
         if output != nil {
             print("Wrote \(r.written.count) file(s) of \(short(r.commit)) to \(r.directory) (\(humanBytes(r.bytesWritten)))")
         } else {

@@ -48,6 +48,7 @@ struct Commit: ParsableCommand {
         repo.verifyHooks = !noVerify
         let r = try repo.commit(options, progress: global.progress, prefetched: hashing)
         if json { return try printJSON(r) }
+        if global.quiet { return }   // as git's -q: no summary either
         print("[\(r.branch ?? "detached HEAD") \(short(r.commit))] \(message)")
         let elements = r.tensors.reduce(0) { $0 + $1.changed }
         print(" \(r.tensors.count) tensor(s) changed, \(elements) elements, \(r.files.count) file(s); stored \(humanBytes(r.storedBytes))")

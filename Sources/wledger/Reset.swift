@@ -34,6 +34,7 @@ struct Reset: ParsableCommand {
         let r = try repo.reset(to: revision, mode: hard ? .hard : .soft, progress: global.progress)
         if let c = r.checkout { warnWorkTreeMismatches(c.workTreeMismatches) }
         if json { return try printJSON(r) }
+        if global.quiet { return }   // as git's -q: no summary either
         let ref = r.branch.map { "branch '\($0)'" } ?? "HEAD (detached)"
         let files = r.checkout.map { " (\($0.written.count) file(s) written, \($0.unchanged.count) unchanged)" } ?? ""
         print("Reset \(ref) to \(short(r.commit)), was \(short(r.from))\(files)")

@@ -1109,6 +1109,19 @@ final class BadInputTests: XCTestCase {
         XCTAssertTrue(show.contains("\nside files changed:\n    NOTES.md\n    config.json\n    old.txt\n"), show)
     }
 
+    /// As git's -q: commit, checkout and reset print nothing on success (they printed their
+    /// summary); without -q they do.
+    func testQuietCommitCheckoutAndResetPrintNothing() throws {
+        let dir = try tinyModelDir()
+        try initialize(dir)
+        _ = try SimulatedEdit.modify(file: dir + "/model.safetensors", tensor: "a") { w, _ in w[0] += 1 }
+        for args in [["commit", "-q", "-m", "edit"], ["checkout", "-q", "HEAD~1"], ["checkout", "-q", "main"], ["reset", "-q", "--hard", "HEAD~1"]] {
+            let r = try expectSuccess(args, in: dir)
+            XCTAssertEqual(r.stdout + r.stderr, "", "\(args)")
+        }
+        XCTAssertFalse(try expectSuccess(["checkout", "main@{1}"], in: dir).stdout.isEmpty, "the summary without -q")
+    }
+
     /// A negative number is an option's value, not another option: it reaches the command's own
     /// check (a log-likelihood threshold below 0 is a legitimate --below).
     func testNegativeOptionValues() throws {

@@ -127,7 +127,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           -m, --message <message> Message of the base commit. (default: base)
           --author <author>       Author of the base commit (default: $WLEDGER_AUTHOR
                                   or $USER).
@@ -158,7 +159,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           --rehash                Ignore recorded file stats and hash every tensor.
           -s, --short             One line per change (git's short format).
           -b, --branch            With --short: the branch first ('## main').
@@ -185,7 +187,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           -m, --message <message> Commit message.
           --request <request>     Edit request JSON file (EasyEdit fields: prompt,
                                   subject, target_new, ground_truth, rephrase_prompt,
@@ -225,7 +228,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           --all                   The commits of every branch, tag and HEAD (and of the
                                   revision, if given), newest first.
           --oneline               One line per commit.
@@ -254,7 +258,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
@@ -286,7 +291,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           --stat                  Per-tensor statistics table (the default output).
           --tensor <tensor>       Only this tensor.
           --delta-thresholds <delta-thresholds>
@@ -332,7 +338,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           -b <new-branch>         Create this branch at the revision and switch to it.
           --output <output>       Materialize into this (new or empty) directory; HEAD
                                   and the work tree stay as they are.
@@ -373,7 +380,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           -d, --delete            Delete the branch (refused when it is not merged into
                                   HEAD).
           -D                      Delete the branch even when it is not merged into
@@ -404,7 +412,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           -d, --delete            Delete the tag.
           -f, --force             Move the tag if it exists.
           --json                  Print the result as JSON.
@@ -458,7 +467,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           -n, --max-count <max-count>
                                   Show at most this many entries.
           --json                  Print the result as JSON.
@@ -490,7 +500,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           --all                   Expire HEAD's log and every branch's.
           --expire <time>         Drop entries older than this.
           --expire-unreachable <time>
@@ -528,7 +539,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           --soft                  Move the ref only (default).
           --mixed                 Same as --soft: there is no index.
           --hard                  Also rewrite the work tree to the revision,
@@ -565,7 +577,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           -m, --message <message> Message (default: the picked commit's, with where it
                                   came from).
           --author <author>       Author (default: the picked commit's, as git).
@@ -598,7 +611,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           -m, --message <message> Message (default: Revert "<original message>").
           --author <author>       Author (default: $WLEDGER_AUTHOR or $USER).
           --no-verify             Skip the hooks in .wledger/hooks/.
@@ -629,7 +643,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           --keep <keep>           Share of ΔW's elements to keep, e.g. 40%.
           --by <by>               Ranking: relative (|ΔW/W|, RECT) or magnitude (|ΔW|).
                                   (values: relative, magnitude; default: relative)
@@ -667,7 +682,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           --alpha <alpha>         Base α of the logarithm: e, 2, 1.5, 1.2 or any number
                                   > 1. (default: e)
           --method <method>       prune (PRUNE, the default) or sphere. (values: prune,
@@ -699,7 +715,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           --full                  Also rebuild every tensor version of every commit and
                                   check its sha256.
           --json                  Print the result as JSON.
@@ -739,7 +756,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           --expire-unreachable    Drop the reflog entries of commits no branch, tag,
                                   HEAD, stash entry or bisect session reaches whatever
                                   their age, so those commits go.
@@ -822,7 +840,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           --suite <suite>         Suite to run (default: config health.suite, else
                                   'default').
           --task <name>           Run only this task (repeatable).
@@ -865,7 +884,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           --method <method>       Editing method: rome or memit. (values: rome, memit;
                                   default: rome)
           --request <file>        Edit request in EasyEdit's JSON format (an object or
@@ -926,7 +946,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           -o, --output <file>     Write the page here (default .wledger/report.html).
           --suite <suite>         Health suite to show (default: config health.suite,
                                   else 'default').
@@ -1070,7 +1091,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           --metric <task.metric>  Bisect automatically on this health metric.
           --below <below>         A commit is bad when the metric is below this.
           --drop <drop>           A commit is bad when the metric fell more than this
@@ -1096,7 +1118,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           --no-checkout           Leave the work tree alone; 'bisect run' gets the
                                   candidate in $WLEDGER_CANDIDATE.
           --json                  Print the result as JSON.
@@ -1117,7 +1140,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
@@ -1136,7 +1160,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
@@ -1155,7 +1180,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
@@ -1174,7 +1200,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           --version               Show the version.
           -h, --help              Show help information.
         """#)
@@ -1189,7 +1216,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
@@ -1208,7 +1236,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
@@ -1233,7 +1262,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           --version               Show the version.
           -h, --help              Show help information.
         """#)
@@ -1260,7 +1290,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
@@ -1308,7 +1339,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
@@ -1328,7 +1360,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           --force                 Replace a different hook that is already there.
           --version               Show the version.
           -h, --help              Show help information.
@@ -1347,7 +1380,8 @@ final class HelpTests: XCTestCase {
         OPTIONS:
           -C <path>               The model directory, or one inside it (default: the
                                   current directory). (default: .)
-          -q, --quiet             Show no progress or notices.
+          -q, --quiet             Show no progress or notices (commit, checkout, reset:
+                                  nor their summary, as git).
           --version               Show the version.
           -h, --help              Show help information.
         """#)
