@@ -31,10 +31,10 @@ struct Gate: ParsableCommand {
                 if let g = t.kappaGrowth { parts.append("κ ×\(String(format: "%.3g", g))") }
                 print("   \(t.name): \(parts.joined(separator: ", "))\(t.failures.isEmpty ? "" : "  FAIL")")
             }
-            for f in r.failures { print("gate failed: \(f)") }
         }
+        // Why it failed goes to stderr, with or without --json.
         if !r.failures.isEmpty {
-            if json { for f in r.failures { FileHandle.standardError.write(Data("gate failed: \(f)\n".utf8)) } }
+            for f in r.failures { FileHandle.standardError.write(Data("gate failed: \(f)\n".utf8)) }
             throw ExitCode(1)
         }
     }

@@ -406,6 +406,10 @@ final class BisectTests: XCTestCase {
         XCTAssertEqual(report.tensors.map(\.name), [Self.damagedTensor])
         XCTAssertLessThan(report.cpuSeconds, 1.0, "CPU time of the gate on SmolLM2 (debug build)")
         XCTAssertTrue(report.failures.contains { $0.contains("gate.max-l1") }, "\(report.failures)")
+        // Why it failed is on stderr, with or without --json.
+        let text = try wl(["gate"], in: h.dir, expect: 1)
+        XCTAssertFalse(text.stdout.contains("gate failed"), text.stdout)
+        XCTAssertEqual(text.stderr, g.stderr)
         // Σ|ΔW| vs base, computed independently.
         let base = ReferenceDecode.doubles(try readTensorBytes(file: h.source + "/model.safetensors", tensor: Self.damagedTensor), dtype: "F32")
         let now = ReferenceDecode.doubles(try readTensorBytes(file: file, tensor: Self.damagedTensor), dtype: "F32")
