@@ -1056,6 +1056,7 @@ final class BadInputTests: XCTestCase {
                                 (["bisect", "--metric", "a.b", "--below", "1", "--threads", "99999999999"], "--threads must be between 1 and 1024"),
                                 (["config", "set", "health.threads", "3000000000"], "'health.threads' must be a thread count from 1 to 1024"),
                                 (["restrain", "--alpha", "1e400"], "--alpha must be 'e' or a number greater than 1"),
+                                (["prune", "HEAD", "--keep", "0.4"], "'0.4' is invalid for '--keep"),
                                 (["diff", "--delta-thresholds", "inf"], "finite non-negative"),
                                 (["diff", "--delta-thresholds", "0.1,,0.2"], "finite non-negative"),
                                 (["diff", "--delta-thresholds", "-1"], "finite non-negative"),
