@@ -133,7 +133,8 @@ extension Repository {
     /// The entry `selector` names ("stash@{N}", "N", or nil for the newest) with its index.
     func stashEntry(_ selector: String?) throws -> (index: Int, item: StashItem) {
         let list = try stashList()
-        guard !list.isEmpty else { throw KitError.usage("no stash entries") }
+        // (exit 1, as git: nothing to act on, not a malformed request)
+        guard !list.isEmpty else { throw KitError.refused("no stash entries") }
         guard let s = selector else { return (0, list[0]) }
         let digits = s.hasPrefix("stash@{") && s.hasSuffix("}") ? String(s.dropFirst(7).dropLast()) : s
         guard let n = Int(digits), n >= 0 else { throw KitError.usage("'\(s)' is not a stash entry (stash@{N} or N)") }
