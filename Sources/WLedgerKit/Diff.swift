@@ -93,16 +93,8 @@ extension Repository {
             let toID = try resolve(b)
             toManifest = try ledger.manifest(of: toID)
             toLabel = toID
-            let before = try ledger.files(of: fromID).filter { $0.value.kind != .safetensors }
-            let after = try ledger.files(of: toID).filter { $0.value.kind != .safetensors }
-            for path in Set(before.keys).union(after.keys).sorted() {
-                switch (before[path], after[path]) {
-                case (nil, _?): sideFiles.append(.init(path: path, change: .added))
-                case (_?, nil): sideFiles.append(.init(path: path, change: .deleted))
-                case let (x?, y?) where x.object != y.object: sideFiles.append(.init(path: path, change: .modified))
-                default: break
-                }
-            }
+            sideFiles = Self.fileChanges(from: try ledger.files(of: fromID).filter { $0.value.kind != .safetensors },
+                                         to: try ledger.files(of: toID).filter { $0.value.kind != .safetensors })
         } else {
             let cmp = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: fromID, branch: nil, rehash: false, progress: progress)
             if !cmp.report.structural.isEmpty {
@@ -141,6 +133,18 @@ extension Repository {
                                        frobenius: out.reduce(0) { $0 + $1.frobenius * $1.frobenius }.squareRoot())
         return DiffReport(from: fromID, to: toLabel, thresholds: options.thresholds, tensors: out, totals: totals,
                           sideFiles: options.tensor == nil ? sideFiles : [])
+    }
+
+    /// The files added, deleted or whose bytes changed between two commits' file lists, by path.
+    static func fileChanges(from before: [String: FileEntry], to after: [String: FileEntry]) -> [StatusReport.SideFileChange] {
+        Set(before.keys).union(after.keys).sorted().compactMap { path in
+            switch (before[path], after[path]) {
+            case (nil, _?): return .init(path: path, change: .added)
+            case (_?, nil): return .init(path: path, change: .deleted)
+            case let (b?, a?) where b.object != a.object: return .init(path: path, change: .modified)
+            default: return nil
+            }
+        }
     }
 
     /// ΔW statistics of one tensor between two versions (`to` from the work tree when given).

@@ -116,17 +116,9 @@ extension Repository {
     public func stashShow(_ selector: String?, options: DiffOptions = DiffOptions(),
                           progress: ProgressReporter = .silent) throws -> StashShowResult {
         let (_, item) = try stashEntry(selector)
-        let diff = try self.diff(item.base, item.commit, options: options, progress: progress)
-        let before = try ledger.files(of: item.base), after = try ledger.files(of: item.commit)
-        var files: [StatusReport.SideFileChange] = []
-        for path in Set(before.keys).union(after.keys).sorted() {
-            switch (before[path], after[path]) {
-            case (nil, _?): files.append(.init(path: path, change: .added))
-            case (_?, nil): files.append(.init(path: path, change: .deleted))
-            case let (b?, a?) where b.object != a.object: files.append(.init(path: path, change: .modified))
-            default: break
-            }
-        }
+        var diff = try self.diff(item.base, item.commit, options: options, progress: progress)
+        diff.sideFiles = []   // listed once, in `files` (with weight files whose header changed)
+        let files = Self.fileChanges(from: try ledger.files(of: item.base), to: try ledger.files(of: item.commit))
         return StashShowResult(stash: item, diff: diff, files: files)
     }
 

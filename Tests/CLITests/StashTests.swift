@@ -73,6 +73,7 @@ final class StashTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.hasPrefix("stash@{0} (\(stashed.prefix(12))): WIP on main: \(one.prefix(12)) one\ndiff \(one.prefix(12))..\(stashed.prefix(12))\n"), r.stdout)
         XCTAssertTrue(r.stdout.hasSuffix("\nM\tgeneration_config.json\n"), r.stdout)
+        XCTAssertEqual(r.stdout.components(separatedBy: "generation_config.json").count, 2, "the file listed once: \(r.stdout)")
         r = try wl(["stash", "show", "stash@{3}"])
         XCTAssertEqual(r.status, 2, r.stderr)
         XCTAssertEqual(r.stderr, "error: 'stash@{3}': the stash has only 1 entry\n")
