@@ -331,9 +331,12 @@ public struct ConfigFile: Sendable {
     /// Checks every documented key's value (used before running anything configured).
     /// - Throws: `KitError.usage` naming the file and the first bad key.
     public func validateAll() throws {
-        for (key, value) in list() {
-            if let why = Self.validate(key: key, value: value) { throw KitError.usage("'\(path)': \(why)") }
-        }
+        if let why = problems().first { throw KitError.usage("'\(path)': \(why)") }
+    }
+
+    /// Why each set value the commands reading it would refuse, in file order.
+    public func problems() -> [String] {
+        list().compactMap { Self.validate(key: $0.key, value: $0.value) }
     }
 
     /// The starting config `init` writes: comments that document the keys.

@@ -63,6 +63,8 @@ extension Repository {
             }
             return nil
         }
+        // Each version's root cause, walked once (every commit's manifest is looked up below).
+        let damaged = badVersions.isEmpty ? [:] : Dictionary(uniqueKeysWithValues: byHash.keys.compactMap { h in rootCause(h).map { (h, $0) } })
         var reported = Set<String>()
         let commits = try ledger.allCommits()
         // A damaged version's problem line (by version), and the other commits that keep it
@@ -74,11 +76,11 @@ extension Repository {
                 // The versions this commit introduced: all of them for the base snapshot.
                 let introduced = c.parent == nil ? manifest.values.sorted { $0.name < $1.name } : try ledger.changes(of: c.id).map(\.entry)
                 let introducedHashes = Set(introduced.map(\.hash))
-                for entry in manifest.values where !introducedHashes.contains(entry.hash) && rootCause(entry.hash) != nil {
+                for entry in manifest.values where !introducedHashes.contains(entry.hash) && damaged[entry.hash] != nil {
                     keptBy[entry.hash, default: []].append(c.id)
                 }
                 for entry in introduced {
-                    if let (cause, why) = rootCause(entry.hash) {
+                    if let (cause, why) = damaged[entry.hash] {
                         let via = cause == entry.hash ? "" : " (patched from damaged version \(cause.prefix(12)))"
                         problems.append("commit \(c.id.prefix(12)): tensor '\(entry.name)' version \(entry.hash.prefix(12)): \(why)\(via)")
                         if lineOf[entry.hash] == nil { lineOf[entry.hash] = problems.count - 1 }

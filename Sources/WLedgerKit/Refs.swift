@@ -55,7 +55,7 @@ public struct ReflogItem: Encodable, Sendable {
 /// Whether an operation concerns branches or tags.
 public enum RefKind: String, Sendable {
     case branch, tag
-    var prefix: String { self == .branch ? "refs/heads/" : "refs/tags/" }
+    public var prefix: String { self == .branch ? "refs/heads/" : "refs/tags/" }
 }
 
 extension Repository {

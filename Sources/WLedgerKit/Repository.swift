@@ -65,10 +65,7 @@ public final class Repository {
     /// its checkpoint) or whose journal holds an interrupted operation needs a writer first.
     static func openReadOnly(root: String, progress: ProgressReporter?) throws -> Repository {
         let dir = root + "/" + directoryName, path = dir + "/" + ledgerName
-        let timeout = Double(ProcessInfo.processInfo.environment["WLEDGER_LOCK_TIMEOUT"] ?? "") ?? 600
-        let lock = try RepositoryLock(path: dir + "/lock", timeout: timeout, shared: true) { holder in
-            progress?.message("waiting for another wledger process (\(holder)) to finish")
-        }
+        let lock = try takeLock(dir, shared: true, progress: progress)
         if FileManager.default.fileExists(atPath: dir + "/" + journalName) {
             throw LedgerError.readOnly(path: path, reason: "an interrupted operation ('\(dir)/\(journalName)') must be finished by a user who can write it")
         }
@@ -79,10 +76,10 @@ public final class Repository {
         return Repository(root: root, ledger: ledger, lock: lock)
     }
 
-    /// Takes the repository lock of a `.wledger` directory.
-    static func takeLock(_ dir: String, progress: ProgressReporter?) throws -> RepositoryLock {
+    /// Takes the repository lock of a `.wledger` directory (`shared`: a reader's, see `openReadOnly`).
+    static func takeLock(_ dir: String, shared: Bool = false, progress: ProgressReporter?) throws -> RepositoryLock {
         let timeout = Double(ProcessInfo.processInfo.environment["WLEDGER_LOCK_TIMEOUT"] ?? "") ?? 600
-        return try RepositoryLock(path: dir + "/lock", timeout: timeout) { holder in
+        return try RepositoryLock(path: dir + "/lock", timeout: timeout, shared: shared) { holder in
             progress?.message("waiting for another wledger process (\(holder)) to finish")
         }
     }

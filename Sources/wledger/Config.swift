@@ -71,9 +71,7 @@ struct Config: ParsableCommand {
             }
             // As git lists a config it would refuse to use: every entry, with a warning for each
             // value the commands that read it would refuse ('config unset' or 'set' fixes it).
-            for e in entries {
-                if let why = ConfigFile.validate(key: e.key, value: e.value) { warn("'\(repo.configPath)': \(why)") }
-            }
+            for why in config.problems() { warn("'\(repo.configPath)': \(why)") }
         }
     }
 }

@@ -42,7 +42,7 @@ struct Status: ParsableCommand {
         print(r.branch.map { "On branch \($0)" } ?? "HEAD detached at \(short(r.head))")
         // As git: a bisect in progress is said, with where 'bisect reset' returns.
         if let session = try repo.ledger.bisectSession() {
-            let origin = session.origHead.hasPrefix("refs/heads/") ? "branch '\(session.origHead.dropFirst("refs/heads/".count))'"
+            let origin = session.origHead.hasPrefix(RefKind.branch.prefix) ? "branch '\(session.origHead.dropFirst(RefKind.branch.prefix.count))'"
                 : short(session.origHead)
             print("You are currently bisecting, started from \(origin) ('wledger bisect reset' returns there).")
         }
