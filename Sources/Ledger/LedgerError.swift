@@ -44,12 +44,9 @@ public enum LedgerError: Error, CustomStringConvertible {
         case let .alreadyInitialized(path): return "'\(path)' is already a wledger model directory"
         case let .corruptObject(id, reason, tensor):
             return (tensor.map { "tensor '\($0)': " } ?? "") + "object '\(id.prefix(12))' is corrupt: \(reason)"
-        case let .unknownRevision(r): return "unknown revision '\(r)'"
-        case let .ambiguousRevision(r, c): return "ambiguous revision '\(r)': matches \(c.map { String($0.prefix(12)) }.joined(separator: ", "))"
-        case let .ref(name, reason):
-            // Control characters (a newline in a name) are shown escaped: the message stays one line.
-            let shown = name.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? $0.escaped(asASCII: true) : String($0) }.joined()
-            return "ref '\(shown)': \(reason)"
+        case let .unknownRevision(r): return "unknown revision '\(Self.oneLine(r))'"
+        case let .ambiguousRevision(r, c): return "ambiguous revision '\(Self.oneLine(r))': matches \(c.map { String($0.prefix(12)) }.joined(separator: ", "))"
+        case let .ref(name, reason): return "ref '\(Self.oneLine(name))': \(reason)"
         case let .locked(path, holder): return "'\(path)' is locked by another wledger process (\(holder)); try again when it finishes"
         case let .invalid(reason): return reason
         case let .diskFull(path): return "cannot write '\(path)': no space left on device (nothing was recorded; free some space and run the command again)"
@@ -58,6 +55,12 @@ public enum LedgerError: Error, CustomStringConvertible {
 }
 
 extension LedgerError {
+    /// A name or revision the user typed, with control characters (a newline) shown escaped, so
+    /// the message that quotes it stays one line.
+    static func oneLine(_ s: String) -> String {
+        s.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? $0.escaped(asASCII: true) : String($0) }.joined()
+    }
+
     /// Runs `body`, naming `tensor` in a corrupt-object error it throws that names no tensor yet:
     /// an object is shared by every tensor version built on it, so only the caller knows which
     /// tensor it was rebuilding.

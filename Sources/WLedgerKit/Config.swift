@@ -74,9 +74,9 @@ public struct ConfigFile: Sendable {
     /// Reads `path`; a missing file is an empty configuration.
     /// - Throws: `KitError.usage` naming the file and line of a malformed line.
     public static func load(_ path: String) throws -> ConfigFile {
-        guard FileManager.default.fileExists(atPath: path) else { return ConfigFile(lines: [], path: path) }
         var isDir: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { return ConfigFile(lines: [], path: path) }
+        if isDir.boolValue {
             throw TensorIOError.io(path: path, operation: "read", reason: "it is a directory, not a config file")
         }
         guard let data = FileManager.default.contents(atPath: path) else {

@@ -226,10 +226,11 @@ extension Repository {
         }
         // A picked revert (or revert of a revert) moves its edit as revert does: refused where
         // that would take it off HEAD's history twice or put it on twice.
-        let effect = try revertEffect(c)
-        if c.kind == .revert, let (net, latest) = try effectTally(effect.edit, history: history),
-           net + effect.sign < 0 || net + effect.sign > 1 {
-            throw KitError.refused("the change of \(effect.edit.prefix(12)) is already \(effect.sign < 0 ? "off" : "on") HEAD's history (last moved by \(latest.prefix(12))); picking \(id.prefix(12)) would \(effect.sign < 0 ? "take it off" : "apply it") twice")
+        if c.kind == .revert {
+            let effect = try revertEffect(c)
+            if let (net, latest) = try effectTally(effect.edit, history: history), net + effect.sign < 0 || net + effect.sign > 1 {
+                throw KitError.refused("the change of \(effect.edit.prefix(12)) is already \(effect.sign < 0 ? "off" : "on") HEAD's history (last moved by \(latest.prefix(12))); picking \(id.prefix(12)) would \(effect.sign < 0 ? "take it off" : "apply it") twice")
+            }
         }
         let sideFiles = try sideFileChanges(from: try ledger.files(of: c.parent!), to: try ledger.files(of: id), onto: try ledger.files(of: head)) {
             KitError.refused("cannot cherry-pick \(id.prefix(12)): " + ($0 ? "it changed the header of '\($1)'" : "'\($1)' changed on HEAD's side too"))

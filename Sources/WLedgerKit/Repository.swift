@@ -86,6 +86,13 @@ public final class Repository {
 
     /// The nearest directory at or above `path` that contains `.wledger/`.
     public static func discoverRoot(from path: String) throws -> String {
+        // As `git -C`: a directory that is not there is named as such, not as "not a model
+        // directory" of a parent (whose weights `commit` would start hashing).
+        var isDirectory: ObjCBool = false
+        let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
+        if !exists || !isDirectory.boolValue {
+            throw KitError.usage("cannot change to '\(path)': \(exists ? "Not a directory" : "No such file or directory")")
+        }
         var dir = absolutePath(path)
         while true {
             var isDir: ObjCBool = false

@@ -31,7 +31,7 @@ struct WLedger: ParsableCommand {
 
 /// Options every command takes.
 struct GlobalOptions: ParsableArguments {
-    @Option(name: .customShort("C"), help: ArgumentHelp("The model directory, or one inside it (default: the current directory).", valueName: "path"))
+    @Option(name: .customShort("C"), help: ArgumentHelp("The model directory, or one inside it.", valueName: "path"))
     var directory: String = "."
 
     @Flag(name: .shortAndLong, help: "Show no progress or notices (commit, checkout, reset: nor their summary, as git).")
@@ -40,13 +40,7 @@ struct GlobalOptions: ParsableArguments {
     var progress: ProgressReporter { ProgressReporter(quiet: quiet) }
 
     func openRepository(forWriting: Bool) throws -> Repository {
-        // As `git -C`: a directory that is not there is named as such, not as "not a model directory".
-        var isDirectory: ObjCBool = false
-        let exists = FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory)
-        if !exists || !isDirectory.boolValue {
-            throw KitError.usage("cannot change to '\(directory)': \(exists ? "Not a directory" : "No such file or directory")")
-        }
-        return try Repository.open(at: directory, forWriting: forWriting, progress: progress)
+        try Repository.open(at: directory, forWriting: forWriting, progress: progress)
     }
 }
 

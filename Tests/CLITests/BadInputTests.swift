@@ -722,6 +722,7 @@ final class BadInputTests: XCTestCase {
         try FileManager.default.removeItem(atPath: dir + "/.wledger")
         try initialize(dir)
         try expectRejected(["branch", "two\nlines"], in: dir, mentions: ["ref 'two\\nlines': not a valid ref name"])
+        try expectRejected(["show", "two\nlines"], in: dir, mentions: ["unknown revision 'two\\nlines'"])
     }
 
     func testInitTwice() throws {

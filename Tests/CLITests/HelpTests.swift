@@ -125,8 +125,7 @@ final class HelpTests: XCTestCase {
         USAGE: wledger init [-C <path>] [--quiet] [--message <message>] [--author <author>] [--allow-nonfinite] [--json]
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           -m, --message <message> Message of the base commit. (default: base)
@@ -157,8 +156,7 @@ final class HelpTests: XCTestCase {
         USAGE: wledger status [-C <path>] [--quiet] [--rehash] [--short] [--branch] [--json]
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           --rehash                Ignore recorded file stats and hash every tensor.
@@ -185,8 +183,7 @@ final class HelpTests: XCTestCase {
         USAGE: wledger commit [-C <path>] [--quiet] --message <message> [--request <request>] [--method <method>] [--author <author>] [--allow-nonfinite] [--prune <prune>] [--prune-by <prune-by>] [--no-verify] [--json]
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           -m, --message <message> Commit message.
@@ -226,8 +223,7 @@ final class HelpTests: XCTestCase {
                                   side is HEAD).
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           --all                   The commits of every branch, tag and HEAD (and of the
@@ -256,8 +252,7 @@ final class HelpTests: XCTestCase {
           <revision>              Revision to show. (default: HEAD)
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           --json                  Print the result as JSON.
@@ -289,8 +284,7 @@ final class HelpTests: XCTestCase {
           <b>                     Newer revision (default: the work tree).
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           --stat                  Per-tensor statistics table (the default output).
@@ -336,8 +330,7 @@ final class HelpTests: XCTestCase {
                                   base (with -b, default HEAD); - for the previous one.
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           -b <new-branch>         Create this branch at the revision and switch to it.
@@ -378,8 +371,7 @@ final class HelpTests: XCTestCase {
                                   the new name.
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           -d, --delete            Delete the branch (refused when it is not merged into
@@ -410,8 +402,7 @@ final class HelpTests: XCTestCase {
           <target>                Commit to tag (default HEAD). (default: HEAD)
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           -d, --delete            Delete the tag.
@@ -465,8 +456,7 @@ final class HelpTests: XCTestCase {
                                   branch. (default: HEAD)
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           -n, --max-count <max-count>
@@ -498,8 +488,7 @@ final class HelpTests: XCTestCase {
           <refs>                  The logs to expire: HEAD, a branch, or @ (or --all).
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           --all                   Expire HEAD's log and every branch's.
@@ -537,8 +526,7 @@ final class HelpTests: XCTestCase {
           <revision>              Revision to move to. (default: HEAD)
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           --soft                  Move the ref only (default).
@@ -575,8 +563,7 @@ final class HelpTests: XCTestCase {
           <revision>              The commit to apply.
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           -m, --message <message> Message (default: the picked commit's, with where it
@@ -609,8 +596,7 @@ final class HelpTests: XCTestCase {
           <revision>              The commit to revert.
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           -m, --message <message> Message (default: Revert "<original message>").
@@ -641,8 +627,7 @@ final class HelpTests: XCTestCase {
           <revision>              The edit to prune.
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           --keep <keep>           Share of ΔW's elements to keep, e.g. 40%.
@@ -680,8 +665,7 @@ final class HelpTests: XCTestCase {
                                   <a>..HEAD).
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           --alpha <alpha>         Base α of the logarithm: e, 2, 1.5, 1.2 or any number
@@ -713,8 +697,7 @@ final class HelpTests: XCTestCase {
         USAGE: wledger fsck [-C <path>] [--quiet] [--full] [--json]
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           --full                  Also rebuild every tensor version of every commit and
@@ -754,8 +737,7 @@ final class HelpTests: XCTestCase {
         USAGE: wledger gc [-C <path>] [--quiet] [--expire-unreachable] [--dry-run] [--json]
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           --expire-unreachable    Drop the reflog entries of commits no branch, tag,
@@ -838,8 +820,7 @@ final class HelpTests: XCTestCase {
           <revision>              Revision to evaluate (default HEAD).
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           --suite <suite>         Suite to run (default: config health.suite, else
@@ -882,8 +863,7 @@ final class HelpTests: XCTestCase {
         USAGE: wledger edit [<options>] --request <file>
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           --method <method>       Editing method: rome or memit. (values: rome, memit;
@@ -944,8 +924,7 @@ final class HelpTests: XCTestCase {
                                   one line each (default base..HEAD).
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           -o, --output <file>     Write the page here (default .wledger/report.html).
@@ -1089,8 +1068,7 @@ final class HelpTests: XCTestCase {
                                   the good one (default base).
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           --metric <task.metric>  Bisect automatically on this health metric.
@@ -1116,8 +1094,7 @@ final class HelpTests: XCTestCase {
           <rev>                   The bad commit, then good ones.
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           --no-checkout           Leave the work tree alone; 'bisect run' gets the
@@ -1138,8 +1115,7 @@ final class HelpTests: XCTestCase {
           <rev>                   Commits to mark.
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           --json                  Print the result as JSON.
@@ -1158,8 +1134,7 @@ final class HelpTests: XCTestCase {
           <rev>                   The commit to mark.
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           --json                  Print the result as JSON.
@@ -1178,8 +1153,7 @@ final class HelpTests: XCTestCase {
           <rev>                   Commits to skip.
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           --json                  Print the result as JSON.
@@ -1198,8 +1172,7 @@ final class HelpTests: XCTestCase {
           <rev>                   Check out this instead of the original HEAD.
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           --version               Show the version.
@@ -1214,8 +1187,7 @@ final class HelpTests: XCTestCase {
         USAGE: wledger bisect log [-C <path>] [--quiet] [--json]
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           --json                  Print the result as JSON.
@@ -1234,8 +1206,7 @@ final class HelpTests: XCTestCase {
           <file>                  The log file.
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           --json                  Print the result as JSON.
@@ -1260,8 +1231,7 @@ final class HelpTests: XCTestCase {
           <cmd>                   The command and its arguments.
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           --version               Show the version.
@@ -1288,8 +1258,7 @@ final class HelpTests: XCTestCase {
                                   set, else the work tree).
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           --json                  Print the result as JSON.
@@ -1337,8 +1306,7 @@ final class HelpTests: XCTestCase {
         USAGE: wledger hooks list [-C <path>] [--quiet] [--json]
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           --json                  Print the result as JSON.
@@ -1358,8 +1326,7 @@ final class HelpTests: XCTestCase {
           <name>                  The sample's name, e.g. pre-commit-health.
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           --force                 Replace a different hook that is already there.
@@ -1378,8 +1345,7 @@ final class HelpTests: XCTestCase {
           <name>                  The hook, e.g. pre-commit.
 
         OPTIONS:
-          -C <path>               The model directory, or one inside it (default: the
-                                  current directory). (default: .)
+          -C <path>               The model directory, or one inside it. (default: .)
           -q, --quiet             Show no progress or notices (commit, checkout, reset:
                                   nor their summary, as git).
           --version               Show the version.
