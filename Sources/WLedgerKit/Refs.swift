@@ -173,11 +173,23 @@ extension Repository {
     }
 
     /// `wledger reflog [REF]`: where HEAD (default), a branch, or the current branch (`@`) pointed
-    /// after each of its moves, newest first; at most `limit` entries.
+    /// after each of its moves, newest first; at most `limit` entries. As git's, `REF@{N}` starts
+    /// at that entry (`HEAD@{2}`: the third newest), its selectors numbered as before.
     public func reflog(_ ref: String = "HEAD", limit: Int? = nil) throws -> [ReflogItem] {
-        let full = try RevisionResolver(ledger: ledger).reflogName(ref)
+        var name = ref, skip = 0
+        if ref.hasSuffix("}"), let open = ref.range(of: "@{", options: .backwards) {
+            let n = ref[open.upperBound..<ref.index(before: ref.endIndex)]
+            guard let k = Int(n), k >= 0, n.allSatisfy({ $0.isASCII && $0.isNumber }) else {
+                throw LedgerError.invalid("'\(ref)': not a reflog selector (REF@{N}: the log from N moves back, N ≥ 0)")
+            }
+            name = open.lowerBound == ref.startIndex ? "@" : String(ref[..<open.lowerBound])
+            skip = k
+        }
+        let full = try RevisionResolver(ledger: ledger).reflogName(name, original: ref)
         let shown = Self.logName(full)
-        return try ledger.reflog(full, limit: limit).enumerated().map { i, e in
+        let (total, overflow) = (limit ?? 0).addingReportingOverflow(skip)
+        let entries = try ledger.reflog(full, limit: limit == nil || overflow ? nil : total)
+        return entries.enumerated().dropFirst(skip).map { i, e in
             ReflogItem(selector: "\(shown)@{\(i)}", commit: e.new, previous: e.old, date: isoDate(e.time), message: e.message)
         }
     }

@@ -23,7 +23,7 @@ struct Reflog: ParsableCommand {
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "show", abstract: "List a log's entries, newest first (the default).")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "HEAD (default), a branch, stash, or @ for the current branch.") var ref = "HEAD"
+        @Argument(help: "HEAD (default), a branch, stash, or @ for the current branch; NAME@{N} starts at that entry.") var ref = "HEAD"
         @Option(name: [.customShort("n"), .long], parsing: .unconditional, help: "Show at most this many entries.") var maxCount: Int?
         @Flag(help: "Print the result as JSON.") var json = false
 

@@ -453,7 +453,7 @@ final class HelpTests: XCTestCase {
 
         ARGUMENTS:
           <ref>                   HEAD (default), a branch, stash, or @ for the current
-                                  branch. (default: HEAD)
+                                  branch; NAME@{N} starts at that entry. (default: HEAD)
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)

@@ -75,6 +75,16 @@ final class ReflogCommandTests: XCTestCase {
         XCTAssertEqual(r.stdout, "\(base.prefix(12)) HEAD@{0}: reset: moving to HEAD~2\n\(two.prefix(12)) HEAD@{1}: checkout: moving from side to main\n")
         // As git, the count may be attached (-n2) or given alone (-2), in log too.
         for args in [["reflog", "-n2"], ["reflog", "-2"], ["reflog", "show", "-2"]] { XCTAssertEqual(try wl(args).stdout, r.stdout, "\(args)") }
+        // As git's `reflog show HEAD@{1}`: the log from that entry on, numbered as in the whole log.
+        let whole = try wl(["reflog"]).stdout.split(separator: "\n")
+        XCTAssertGreaterThan(whole.count, 3)
+        r = try wl(["reflog", "show", "HEAD@{1}"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout.split(separator: "\n"), Array(whole.dropFirst()))
+        XCTAssertEqual(try wl(["reflog", "HEAD@{1}", "-n", "2"]).stdout.split(separator: "\n"), Array(whole[1...2]))
+        XCTAssertEqual(try wl(["reflog", "@{1}", "-1"]).stdout, try wl(["reflog", "main@{1}", "-1"]).stdout)
+        XCTAssertTrue(try wl(["reflog", "main@{1}", "-1"]).stdout.contains(" main@{1}: "))
+        XCTAssertEqual(try wl(["reflog", "HEAD@{\(whole.count)}"]).stdout, "")
         let twoLines = try wl(["log", "--oneline", "-n", "2", "HEAD@{1}"]).stdout
         XCTAssertEqual(twoLines.split(separator: "\n").count, 2, twoLines)
         for args in [["log", "--oneline", "-n2", "HEAD@{1}"], ["log", "-2", "--oneline", "HEAD@{1}"]] { XCTAssertEqual(try wl(args).stdout, twoLines, "\(args)") }
@@ -129,7 +139,7 @@ final class ReflogCommandTests: XCTestCase {
         XCTAssertEqual(try wl(["tag", "v1"]).status, 0)
         let before = try directoryDigest(dir)
         for (args, needle) in [(["show", "HEAD@{-1}"], "not a reflog selector"), (["show", "HEAD@{9223372036854775807}"], "not a reflog selector"), (["show", "HEAD@{x}"], "not a reflog selector"),
-                               (["reflog", "v1"], "tags have no log"), (["reflog", "nope"], "unknown revision 'nope'"),
+                               (["reflog", "v1"], "tags have no log"), (["reflog", "HEAD@{-1}"], "not a reflog selector"), (["reflog", "v1@{1}"], "tags have no log"), (["reflog", "nope"], "unknown revision 'nope'"),
                                (["show", "nope@{1}"], "unknown revision 'nope@{1}'"), (["reflog", "--max-count=-1"], "-n must be 0 or more"),
                                (["checkout", "HEAD@{99}"], "goes back only")] {
             r = try wl(args)
