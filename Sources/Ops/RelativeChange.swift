@@ -2,7 +2,7 @@
 ///
 /// Where W = 0 the denominator is the smallest positive normal float (2⁻¹²⁶ ≈ 1.18e-38): an
 /// unchanged zero has δ = 0, a changed zero gets a huge but finite δ (it ranks first), and δ is
-/// never NaN or infinite.
+/// never NaN or infinite for finite sides.
 public enum RelativeChange {
     public static let zeroFloor = 0x1p-126
 
@@ -36,6 +36,12 @@ public enum RelativeChange {
         guard n > 0 else { return Summary(shares: thresholds.map { .init(threshold: $0, fraction: 0) }, median: 0, p90: 0, p99: 0) }
         var d = [Double](repeating: 0, count: n)
         for i in 0..<n { d[i] = delta(dw[i], base: base[i]) }
+        // A side with NaN or Inf (committed with --allow-nonfinite, or stashed) gives δ = NaN
+        // there: the shares and quantiles are NaN then, as the other statistics of such weights,
+        // not a count that treats those elements as unchanged.
+        if d.contains(where: \.isNaN) {
+            return Summary(shares: thresholds.map { .init(threshold: $0, fraction: .nan) }, median: .nan, p90: .nan, p99: .nan)
+        }
         let shares = thresholds.map { t in Summary.Share(threshold: t, fraction: Double(d.reduce(0) { $0 + ($1 > t ? 1 : 0) }) / Double(n)) }
         d.sort()
         func q(_ p: Double) -> Double { d[max(0, min(n - 1, Int((p * Double(n)).rounded(.up)) - 1))] }

@@ -63,7 +63,7 @@ func printDiffTables(_ d: DiffReport) {
           + "  δ median       p90       p99   κ from →   κ to  rank(ΔW)  top σ(ΔW)")
     for t in d.tensors {
         guard let delta = t.delta else { continue }
-        let shares = delta.shares.map { pad(String(format: "%.2f%%", 100 * $0.fraction), 9) }.joined(separator: " ")
+        let shares = delta.shares.map { pad($0.fraction.isNaN ? "nan" : String(format: "%.2f%%", 100 * $0.fraction), 9) }.joined(separator: " ")
         let kf = t.fromSpectrum?.kappa.map { String(format: "%.2f", $0) } ?? "-"
         let kt = t.toSpectrum?.kappa.map { String(format: "%.2f", $0) } ?? "-"
         let sv = (t.deltaSingularValues ?? []).prefix(3).map(sci).joined(separator: ", ")

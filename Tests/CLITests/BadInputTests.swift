@@ -445,6 +445,13 @@ final class BadInputTests: XCTestCase {
         let table = try expectSuccess(["diff", "HEAD~1", "HEAD", "--stat", "--no-spectrum"], in: dir).stdout
         let line = try XCTUnwrap(table.split(separator: "\n").first { $0.contains(name) }, table)
         XCTAssertEqual(line.split(separator: " ").last, "nan", String(line))
+        // … and δ's shares and quantiles: NaN, not a 0% that reads as "unchanged".
+        let shares = try XCTUnwrap((row["delta"] as? [String: Any])?["shares"] as? [[String: Any]], diff.stdout)
+        XCTAssertEqual(shares.count, 2)
+        XCTAssertTrue(shares.allSatisfy { $0["fraction"] as? String == "NaN" }, diff.stdout)
+        XCTAssertEqual((row["delta"] as? [String: Any])?["median"] as? String, "NaN", diff.stdout)
+        let deltaLine = try XCTUnwrap(table.split(separator: "\n").filter { $0.contains(name) }.dropFirst().first, table)
+        XCTAssertEqual(deltaLine.split(separator: " ").dropFirst().prefix(5), ["nan", "nan", "nan", "nan", "nan"], String(deltaLine))
         // show reads them back from the ledger (SQLite stores NaN as NULL): NaN there too, not 0.
         let shown = try expectSuccess(["show", "HEAD", "--json"], in: dir)
         let stored = try XCTUnwrap((try XCTUnwrap(JSONSerialization.jsonObject(with: Data(shown.stdout.utf8)) as? [String: Any])["tensors"]

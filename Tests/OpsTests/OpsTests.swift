@@ -75,6 +75,18 @@ final class RECTTests: XCTestCase {
         XCTAssertEqual(s.p90, 0.1)
         XCTAssertEqual(s.p99, 0.2)
     }
+
+    func testRelativeChangeSummaryOfNonFiniteWeightsIsNaN() {
+        // A NaN or Inf on either side makes those δ NaN: the summary says NaN, not "unchanged".
+        for (base, dw) in [([1, .nan, 1], [0.5, 0.5, 0]), ([1, 1, 1], [0.5, .nan, 0]), ([1, .infinity, 1], [0.5, -.infinity, 0])] as [([Double], [Double])] {
+            let s = RelativeChange.summarize(base: base, delta: dw)
+            XCTAssertTrue(s.shares.allSatisfy { $0.fraction.isNaN }, "\(base) \(dw): \(s)")
+            XCTAssertEqual(s.shares.map(\.threshold), RelativeChange.defaultThresholds)
+            XCTAssertTrue(s.median.isNaN && s.p90.isNaN && s.p99.isNaN)
+        }
+        // An infinite δ is not NaN: a finite change of a finite weight keeps its shares.
+        XCTAssertEqual(RelativeChange.summarize(base: [1, 2], delta: [1, 0]).shares.map(\.fraction), [0.5, 0.5])
+    }
 }
 
 final class SphereTests: XCTestCase {
