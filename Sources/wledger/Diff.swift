@@ -60,15 +60,15 @@ func printDiffTables(_ d: DiffReport) {
     let th = d.thresholds.map { String(format: "%g", $0) }
     print("")
     print("tensor".padding(toLength: 48, withPad: " ", startingAt: 0) + "  " + th.map { pad("δ>\($0)", 9) }.joined(separator: " ")
-          + "  δ median       p90       p99   κ from →   κ to  rank(ΔW)  top σ(ΔW)")
+          + "  δ median       p90       p99    κ from →     κ to  rank(ΔW)  top σ(ΔW)")
     for t in d.tensors {
         guard let delta = t.delta else { continue }
         let shares = delta.shares.map { pad($0.fraction.isNaN ? "nan" : String(format: "%.2f%%", 100 * $0.fraction), 9) }.joined(separator: " ")
-        let kf = t.fromSpectrum?.kappa.map { String(format: "%.2f", $0) } ?? "-"
-        let kt = t.toSpectrum?.kappa.map { String(format: "%.2f", $0) } ?? "-"
+        let kf = t.fromSpectrum?.kappa.map(kappa) ?? "-"
+        let kt = t.toSpectrum?.kappa.map(kappa) ?? "-"
         let sv = (t.deltaSingularValues ?? []).prefix(3).map(sci).joined(separator: ", ")
         print(t.name.padding(toLength: 48, withPad: " ", startingAt: 0) + "  " + shares + "  " + pad(sci(delta.median), 8) + " "
-              + pad(sci(delta.p90), 9) + " " + pad(sci(delta.p99), 9) + " " + pad(kf, 9) + " → " + pad(kt, 6)
+              + pad(sci(delta.p90), 9) + " " + pad(sci(delta.p99), 9) + " " + pad(kf, 9) + " → " + pad(kt, 8)
               + "  " + pad(t.deltaRank.map(String.init) ?? "-", 8) + "  " + sv)
     }
     print(" \(d.totals.tensors) tensor(s) changed, \(d.totals.changed) elements, Σ|ΔW| \(sci(d.totals.l1)), ‖ΔW‖F \(sci(d.totals.frobenius))")

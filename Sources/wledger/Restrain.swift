@@ -52,7 +52,7 @@ struct Restrain: ParsableCommand {
 
     private func printRestrained(_ r: RegularizerResult) {
         for x in r.restrained ?? [] {
-            let k = "κ \(x.kappaBefore.map { String(format: "%.2f", $0) } ?? "-") → \(x.kappaAfter.map { String(format: "%.2f", $0) } ?? "-")"
+            let k = "κ \(x.kappaBefore.map(kappa) ?? "-") → \(x.kappaAfter.map(kappa) ?? "-")"
             if method == .sphere {
                 print("   \(x.name): \(x.directions ?? 0) direction(s), \(String(format: "%.0f", 100 * (x.energy ?? 0)))% energy, \(k)")
             } else if x.restrainedFrom.isEmpty {

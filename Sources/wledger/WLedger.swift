@@ -96,3 +96,7 @@ func humanBytes(_ n: Int) -> String {
 
 /// Scientific formatting for norms.
 func sci(_ x: Double) -> String { String(format: "%.4g", x) }
+
+/// A condition number in at most 8 characters: two decimals below 10⁴, else three significant
+/// digits with an exponent (a near-singular matrix's κ of 10¹² overflowed the table's column).
+func kappa(_ x: Double) -> String { x.isFinite && abs(x) < 1e4 ? String(format: "%.2f", x) : String(format: "%.3g", x) }

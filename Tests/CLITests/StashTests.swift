@@ -645,4 +645,35 @@ final class StashTests: XCTestCase {
         var isDir: ObjCBool = false
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/extra.json", isDirectory: &isDir) && isDir.boolValue, "left alone")
     }
+
+    /// `stash show` (and `diff`) of a change that makes a matrix singular: κ → 10¹⁶ or so, which
+    /// the table prints in at most 8 characters, so its columns stay under their headers.
+    func testStashShowKeepsTheTableAlignedForAHugeConditionNumber() throws {
+        let tmp = try TemporaryDirectory("stash-kappa")
+        let dir = (try tmp.copyModel(from: try Fixtures.smolLM2("bf16")) as NSString).standardizingPath
+        let weights = dir + "/model.safetensors"
+        let name = "model.layers.4.self_attn.q_proj.weight"   // 576 × 576: a zero row makes it singular
+        func wl(_ args: [String]) throws -> ProcessOutput { try CLI.run(args, in: dir) }
+        XCTAssertEqual(try wl(["init", "-q"]).status, 0)
+        _ = try SimulatedEdit.modify(file: weights, tensor: name) { w, shape in for j in 0..<shape[1] { w[7 * shape[1] + j] = 0 } }
+        XCTAssertEqual(try wl(["stash", "-q"]).status, 0)
+        let r = try wl(["stash", "show"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        let header = try XCTUnwrap(lines.first { $0.hasPrefix("tensor") && $0.contains("κ to") }, r.stdout)
+        let row = try XCTUnwrap(lines.last { $0.hasPrefix(name) }, r.stdout)
+        let fields = row.split(separator: " ").map(String.init)
+        let arrow = try XCTUnwrap(fields.firstIndex(of: "→"), row)
+        let before = try XCTUnwrap(Double(fields[arrow - 1])), after = try XCTUnwrap(Double(fields[arrow + 1]), row)
+        XCTAssertLessThan(before, 1e4, row)
+        XCTAssertGreaterThan(after, 1e6, row)
+        XCTAssertLessThanOrEqual(fields[arrow + 1].count, 8, row)
+        // Every column ends where its header ends: κ's, and the ΔW rank's after it.
+        func end(_ s: String, _ needle: String) -> Int? { s.range(of: needle).map { s.distance(from: s.startIndex, to: $0.upperBound) } }
+        XCTAssertEqual(end(row, " → "), end(header, " → "), "\n\(header)\n\(row)")
+        XCTAssertEqual(end(row, fields[arrow + 1]), end(header, "κ to"), "\n\(header)\n\(row)")
+        let kappaEnd = try XCTUnwrap(end(row, fields[arrow + 1]))
+        XCTAssertEqual(kappaEnd + 2 + 8, end(header, "rank(ΔW)"), "\n\(header)\n\(row)")
+        XCTAssertEqual(String(row.dropFirst(kappaEnd).prefix(10)).trimmingCharacters(in: .whitespaces), fields[arrow + 2])
+    }
 }
