@@ -198,9 +198,12 @@ public struct ConfigFile: Sendable {
     public func list() -> [(key: String, value: String)] {
         lines.compactMap {
             guard case let .entry(s, sub, name, value, _) = $0 else { return nil }
-            let key = ([s] + (sub.map { [$0] } ?? []) + [name]).joined(separator: ".")
-            return (key, value)
+            return (Self.fullKey(s, sub, name), value)
         }
+    }
+
+    static func fullKey(_ section: String, _ subsection: String?, _ name: String) -> String {
+        ([section] + (subsection.map { [$0] } ?? []) + [name]).joined(separator: ".")
     }
 
     /// Subsection names used with `section` (e.g. every `[task "…"]`), in file order, unique.
@@ -334,9 +337,13 @@ public struct ConfigFile: Sendable {
         if let why = problems().first { throw KitError.usage("'\(path)': \(why)") }
     }
 
-    /// Why each set value the commands reading it would refuse, in file order.
+    /// Why each set value the commands reading it would refuse, in file order, each with its
+    /// line (`line 7: 'health.threads' must be …`), as a malformed line is named.
     public func problems() -> [String] {
-        list().compactMap { Self.validate(key: $0.key, value: $0.value) }
+        lines.enumerated().compactMap { i, line in
+            guard case let .entry(s, sub, name, value, _) = line else { return nil }
+            return Self.validate(key: Self.fullKey(s, sub, name), value: value).map { "line \(i + 1): \($0)" }
+        }
     }
 
     /// The starting config `init` writes: comments that document the keys.

@@ -1084,7 +1084,11 @@ final class BadInputTests: XCTestCase {
         try handle.close()
         let listed = try expectSuccess(["config", "list"], in: dir)
         XCTAssertTrue(listed.stdout.contains("gate.max-l1=abc\n"), listed.stdout)
-        XCTAssertEqual(listed.stderr, "warning: '\(canonical(configPath))': 'gate.max-l1' must be a number, got 'abc'\n")
+        // The warning, and the refusal of a command that reads the config, name the value's line.
+        let badLine = try XCTUnwrap(try String(contentsOfFile: configPath, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
+            .firstIndex(of: "\tmax-l1 = abc")) + 1
+        XCTAssertEqual(listed.stderr, "warning: '\(canonical(configPath))': line \(badLine): 'gate.max-l1' must be a number, got 'abc'\n")
+        try expectRejected(["health", "--json"], in: dir, mentions: ["'\(canonical(configPath))': line \(badLine): 'gate.max-l1' must be a number"])
         try expectSuccess(["config", "unset", "gate.max-l1"], in: dir)
         // config get of an unset key exits 1 with --json too (as without it, and as git).
         let unset = try CLI.run(["config", "get", "gate.max-l1", "--json", "-C", dir])
