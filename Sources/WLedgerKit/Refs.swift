@@ -68,24 +68,26 @@ extension Repository {
         }
     }
 
-    /// Creates a branch or tag at `revision` (default HEAD); `force` moves an existing one.
+    /// Creates a branch or tag at `revision` (default HEAD); `force` moves an existing one. Returns
+    /// the ref and where it pointed before (nil: created), read in the transaction that moves it.
     @discardableResult
-    public func createRef(_ kind: RefKind, name: String, at revision: String = "HEAD", force: Bool = false) throws -> RefInfo {
+    public func createRef(_ kind: RefKind, name: String, at revision: String = "HEAD", force: Bool = false) throws -> (ref: RefInfo, previous: String?) {
         try Ledger.validateRefName(name)
         let target = try resolve(revision)
         if kind == .branch, force, try ledger.head().branchName == name {
             throw KitError.refused("cannot force-update branch '\(name)': HEAD points to it (use 'wledger reset')")
         }
-        try ledger.transaction {
-            let exists = try ledger.refTarget(kind.prefix + name) != nil
+        let previous = try ledger.transaction { () -> String? in
+            let previous = try ledger.refTarget(kind.prefix + name)
             // As git: an existing name is refused (exit 1, as `checkout -b` and `branch -m`).
-            if exists && !force {
+            if previous != nil && !force {
                 throw KitError.refused("\(kind == .branch ? "a branch named" : "tag") '\(name)' already exists (use -f to move it)")
             }
-            try ledger.updateRef(kind.prefix + name, to: target, expected: force ? .any : .absent,
-                                 message: exists ? "branch: Reset to \(revision)" : "branch: Created from \(revision)")
+            try ledger.updateRef(kind.prefix + name, to: target, expected: previous.map { .value($0) } ?? .absent,
+                                 message: previous != nil ? "branch: Reset to \(revision)" : "branch: Created from \(revision)")
+            return previous
         }
-        return RefInfo(name: name, commit: target, current: false)
+        return (RefInfo(name: name, commit: target, current: false), previous)
     }
 
     /// Renames branch `old` (nil: the current one) to `new`, in one transaction; HEAD follows it

@@ -86,8 +86,7 @@ func runRefCommand(_ kind: RefKind, global: GlobalOptions, name: String?, startP
         print("Deleted \(kind.rawValue) \(name) (was \(short(was)))")
         return
     }
-    let before = force ? try repo.listRefs(kind).first { $0.name == name }?.commit : nil
-    let r = try repo.createRef(kind, name: name, at: startPoint, force: force)
+    let (r, before) = try repo.createRef(kind, name: name, at: startPoint, force: force)
     try warnIfBranchAndTagShare(name, created: kind, in: repo)
     if json { return try printJSON(r) }
     if before == r.commit {
