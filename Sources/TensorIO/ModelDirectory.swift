@@ -47,7 +47,8 @@ public struct ModelDirectory: Sendable {
             weightMap = map
             weights = Array(Set(map.values)).sorted()
             for shard in weights where !files.contains(shard) {
-                throw TensorIOError.invalidModelDirectory(path: indexPath, reason: "shard '\(shard)' listed in the index does not exist")
+                let what = nonFileEntry(path + "/" + shard).map { "is \($0), not a safetensors file" } ?? "does not exist"
+                throw TensorIOError.invalidModelDirectory(path: indexPath, reason: "shard '\(shard)' listed in the index \(what)")
             }
         } else {
             weights = files.filter { $0.hasSuffix(".safetensors") }
@@ -59,10 +60,7 @@ public struct ModelDirectory: Sendable {
             }
             // A weights name that is there but not a regular file is named, with what it is.
             if let odd = names.first(where: { $0.hasSuffix(".safetensors") && !isRegular($0) }) {
-                var st = Glibc.stat()
-                let what = lstat(path + "/" + odd, &st) != 0 ? "unreadable"
-                    : (st.st_mode & S_IFMT) == S_IFLNK ? (stat(path + "/" + odd, &st) == 0 ? "a symbolic link to something that is not a file" : "a symbolic link to nothing")
-                    : (st.st_mode & S_IFMT) == S_IFDIR ? "a directory" : "not a regular file"
+                let what = nonFileEntry(path + "/" + odd) ?? "unreadable"
                 throw TensorIOError.invalidModelDirectory(path: path + "/" + odd, reason: "\(what), not a safetensors file")
             }
             throw TensorIOError.invalidModelDirectory(path: path, reason: "no safetensors weights found (expected model.safetensors or \(indexName))")
@@ -74,6 +72,25 @@ public struct ModelDirectory: Sendable {
             return st.size <= maxSideFileBytes
         }
         return ModelDirectory(path: path, weightFiles: weights, sideFiles: side, weightMap: weightMap)
+    }
+
+    /// What stands at `path` when it is not a regular file or a symbolic link to one: "a
+    /// directory", "a symbolic link to nothing", "a symbolic link to a directory", "a symbolic
+    /// link to a special file" or "a special file (FIFO, socket or device)"; nil for nothing
+    /// there (or nothing `lstat` can see) and for a regular file or a link to one.
+    public static func nonFileEntry(_ path: String) -> String? {
+        var st = Glibc.stat()
+        guard lstat(path, &st) == 0 else { return nil }
+        func kind(_ mode: mode_t) -> String? {
+            switch mode & S_IFMT {
+            case S_IFREG: return nil
+            case S_IFDIR: return "a directory"
+            default: return "a special file (FIFO, socket or device)"
+            }
+        }
+        guard (st.st_mode & S_IFMT) == S_IFLNK else { return kind(st.st_mode) }
+        guard stat(path, &st) == 0 else { return "a symbolic link to nothing" }
+        return kind(st.st_mode).map { "a symbolic link to " + ($0 == "a directory" ? $0 : "a special file") }
     }
 
     private static func ext(_ name: String) -> String {

@@ -58,22 +58,15 @@ struct WorkTreeComparison {
     /// What stands at `path` that is not a regular file (or a link to one): `unlistedEntry`, or
     /// a directory; nil for nothing or a regular file.
     static func nonFileEntry(_ path: String) -> String? {
-        unlistedEntry(path) ?? (fileType(path) == .typeDirectory ? "a directory" : nil)
+        ModelDirectory.nonFileEntry(path)
     }
 
     /// What stands at `path` that a scan does not list and a rename would replace: a symbolic
-    /// link that leads nowhere or to a directory (one to a regular file is listed as its file),
-    /// or a FIFO, socket or device; nil for nothing, a directory or a regular file.
+    /// link that leads nowhere, to a directory or to a special file (one to a regular file is
+    /// listed as its file), or a FIFO, socket or device; nil for nothing, a directory or a
+    /// regular file.
     static func unlistedEntry(_ path: String) -> String? {
-        guard let type = fileType(path) else { return nil }
-        switch type {
-        case .typeRegular, .typeDirectory: return nil
-        case .typeSymbolicLink:
-            var isDir: ObjCBool = false
-            if !FileManager.default.fileExists(atPath: path, isDirectory: &isDir) { return "a symbolic link to nothing" }
-            return isDir.boolValue ? "a symbolic link to a directory" : nil
-        default: return "a special file (FIFO, socket or device)"
-        }
+        fileType(path) == .typeDirectory ? nil : ModelDirectory.nonFileEntry(path)
     }
 
     /// The type of `path` itself, not of a link's target (nil when nothing is there).

@@ -366,6 +366,21 @@ final class BadInputTests: XCTestCase {
         }
     }
 
+    func testIndexShardThatIsNotAFileSaysWhatItIs() throws {
+        let dir = try emptyModelDir()
+        try writeSafetensors(dir + "/model-00001-of-00002.safetensors", json: headerJSON(goodEntries), data: [UInt8](repeating: 0, count: 32))
+        let index = #"{"metadata":{},"weight_map":{"a":"model-00002-of-00002.safetensors","b":"model-00001-of-00002.safetensors"}}"#
+        let indexPath = canonical(dir + "/model.safetensors.index.json")
+        try Data(index.utf8).write(to: URL(fileURLWithPath: dir + "/model.safetensors.index.json"))
+        try expectRejected(["init"], in: dir, mentions: [indexPath, "shard 'model-00002-of-00002.safetensors' listed in the index does not exist"])
+        let second = dir + "/model-00002-of-00002.safetensors"
+        try FileManager.default.createDirectory(atPath: second, withIntermediateDirectories: false)
+        try expectRejected(["init"], in: dir, mentions: [indexPath, "shard 'model-00002-of-00002.safetensors' listed in the index is a directory, not a safetensors file"])
+        try FileManager.default.removeItem(atPath: second)
+        try FileManager.default.createSymbolicLink(atPath: second, withDestinationPath: "/nonexistent")
+        try expectRejected(["init"], in: dir, mentions: [indexPath, "is a symbolic link to nothing, not a safetensors file"])
+    }
+
     // MARK: - Broken work tree after init (commit, status, diff)
 
     func testBrokenWorkTreeIsRejectedByCommitStatusAndDiff() throws {
