@@ -151,8 +151,8 @@ extension Repository {
                 : "the change \(id.prefix(12)) reverted is already back on HEAD's history (last by \(latest.prefix(12)))")
         }
         // Bytes of a version the ledger holds, written back exactly, may hold NaN or Inf where
-        // that version was committed with them allowed (not a stash's, saved as found).
-        let stashed = Set(try stashList().map(\.commit))
+        // that version was committed with them allowed (not a stash's, saved as found, even one
+        // dropped since).
         let headManifest = try ledger.manifest(of: head)
         var updates: [String: [UInt8]] = [:], recorded = Set<String>()
         for (e, parentHash, parent, child) in edges {
@@ -161,7 +161,7 @@ extension Repository {
             try Repository.requireFloat(e, "revert")
             if h.hash == e.hash {
                 updates[e.name] = parent
-                if !stashed.contains(c.parent!) { recorded.insert(e.name) }
+                if try !versionIsStashed(e.name, at: c.parent!) { recorded.insert(e.name) }
                 continue
             }
             updates[e.name] = Repository.apply(delta: Repository.delta(from: child, to: parent, dtype: e.dtype), to: head, dtype: e.dtype)

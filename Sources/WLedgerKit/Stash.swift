@@ -73,6 +73,8 @@ extension Repository {
         options.stash = true
         options.stashUntracked = includeUntracked
         options.policy.allowNonFinite = true   // a stash saves whatever the work tree holds
+        // Recorded in the commit, so that it stays known as a stash once dropped (`isStash`).
+        options.parameters = JSONValue.object([("stash", .bool(true))]).serialized()
         let hooks = verifyHooks
         verifyHooks = false
         defer { verifyHooks = hooks }
@@ -102,6 +104,29 @@ extension Repository {
     }
 
     /// `wledger stash list`: newest first.
+    /// Whether commit `c` saved a work tree as found (a stash, or a stash merged onto another
+    /// commit), NaN and Inf allowed without `--allow-nonfinite`: its parameters say so (`stash`,
+    /// `stashApplied`), or, for a stash made before they did, it is still on the stash.
+    func isStash(_ c: CommitRecord) throws -> Bool {
+        if let text = c.parameters, case let .object(pairs) = try JSONParser.parse(Array(text.utf8)),
+           pairs.contains(where: { $0.0 == "stash" || $0.0 == "stashApplied" }) {
+            return true
+        }
+        return try ledger.reflog(Ledger.stashLog).contains { $0.new == c.id }
+    }
+
+    /// Whether tensor `name`'s version at commit `at` was written by a stash (`isStash`): the
+    /// newest commit from `at` back whose changes list the tensor is the one that wrote it.
+    func versionIsStashed(_ name: String, at: String) throws -> Bool {
+        var cur: String? = at
+        while let id = cur, let c = try ledger.commit(id) {
+            if c.parent == nil { return false }
+            if try ledger.changes(of: id).contains(where: { $0.entry.name == name }) { return try isStash(c) }
+            cur = c.parent
+        }
+        return false
+    }
+
     public func stashList() throws -> [StashItem] {
         try ledger.reflog(Ledger.stashLog).enumerated().map { i, e in
             StashItem(selector: "stash@{\(i)}", commit: e.new, base: try ledger.commit(e.new)?.parent ?? "", message: e.message,
@@ -217,6 +242,7 @@ extension Repository {
         var options = CommitOptions(message: "\(item.message)\n\n(\(item.selector) \(item.commit) applied onto \(head.commit))")
         options.recordOnly = true
         options.policy.allowNonFinite = true   // as the stash saved it
+        options.parameters = JSONValue.object([("stashApplied", .string(item.commit))]).serialized()
         let names = updates.keys.sorted()
         let recipes = try names.map { try ledger.recipe(for: headManifest[$0]!.hash) }
         let changes = try Repository.encodeUpdates(updates, names: names, manifest: headManifest, recipes: recipes, policy: options.policy,

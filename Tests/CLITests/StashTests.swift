@@ -342,6 +342,37 @@ final class StashTests: XCTestCase {
         }
     }
 
+    /// A stash saves NaN as found, without --allow-nonfinite: a revert that would bring such a
+    /// version back is refused as a commit of it would be, also once the stash is dropped (the
+    /// stash commit says it is one), while a NaN committed with --allow-nonfinite comes back.
+    func testRevertDoesNotBringBackAStashedNaNWithoutItBeingAllowed() throws {
+        let tmp = try TemporaryDirectory("stash-revert-nan")
+        let dir = (try tmp.copyModel(from: try Fixtures.smolLM2("bf16")) as NSString).standardizingPath
+        let weights = dir + "/model.safetensors", t = "model.layers.6.mlp.down_proj.weight"
+        func wl(_ args: [String]) throws -> ProcessOutput { try CLI.run(args, in: dir) }
+        XCTAssertEqual(try wl(["init", "-q"]).status, 0)
+        _ = try SimulatedEdit.modify(file: weights, tensor: t) { w, _ in w[11] = .nan }
+        XCTAssertEqual(try wl(["stash", "-q"]).status, 0)
+        XCTAssertEqual(try wl(["checkout", "-q", "stash@{0}"]).status, 0)
+        _ = try SimulatedEdit.modify(file: weights, tensor: t) { w, _ in w[11] = 0.5 }
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "finite again"]).status, 0)
+        XCTAssertEqual(try wl(["stash", "drop", "-q"]).status, 0)
+        XCTAssertEqual(try wl(["stash", "list"]).stdout, "")
+        let before = try directoryDigest(dir)
+        let r = try wl(["revert", "HEAD"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("the result for tensor '\(t)' contains NaN or Inf; nothing was committed"), r.stderr)
+        XCTAssertEqual(try directoryDigest(dir), before, "nothing changed")
+        // The same NaN committed with --allow-nonfinite is a version revert may write back.
+        _ = try SimulatedEdit.modify(file: weights, tensor: t) { w, _ in w[11] = .nan }
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "nan allowed", "--allow-nonfinite"]).status, 0)
+        _ = try SimulatedEdit.modify(file: weights, tensor: t) { w, _ in w[11] = 0.25 }
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "finite once more"]).status, 0)
+        let back = try wl(["revert", "-q", "HEAD"])
+        XCTAssertEqual(back.status, 0, back.stderr)
+        XCTAssertTrue(ReferenceDecode.doubles(try readTensorBytes(file: weights, tensor: t), dtype: "BF16")[11].isNaN)
+    }
+
     /// Onto another HEAD, what cannot be merged refuses before anything is recorded, with the
     /// work tree and the ledger as they were and the entry kept: a stash that changed a weight
     /// file's header (on SmolLM2), and a non-float tensor both sides changed, which has no ΔW to
