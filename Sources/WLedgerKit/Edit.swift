@@ -84,6 +84,9 @@ extension Repository {
         if let bad = options.memitLayers?.first(where: { $0 < 0 || $0 >= layerCount }), options.method == .memit {
             throw KitError.usage("--layers: layer \(bad) is outside the model's \(layerCount) layers")
         }
+        if let layers = options.memitLayers, Set(layers).count != layers.count {
+            throw KitError.usage("--layers: a layer is given twice (\(layers.map(String.init).joined(separator: ",")))")
+        }
         if options.rome.mom2 { _ = try keyStatisticsCorpus(options) }   // readable before anything is recorded
         let status = try self.status(cacheStats: false, progress: progress)
         guard status.clean else {

@@ -49,6 +49,10 @@ struct Edit: ParsableCommand {
             throw ValidationError("--lr and --clamp-norm-factor must be positive; --weight-decay, --kl-factor and --mom2-update-weight not negative; all finite")
         }
         guard mom2Tokens >= 128 else { throw ValidationError("--mom2-tokens must be at least 128") }
+        // Each method's layer option, not the other's (it would be ignored).
+        if method == .rome, layers != nil { throw ValidationError("--layers is for --method memit; ROME edits one layer (--layer)") }
+        if method == .memit, layer != nil { throw ValidationError("--layer is for --method rome; MEMIT spreads over --layers") }
+        if let layers { _ = try Edit.parseLayers(layers) }
     }
 
     func run() throws {
@@ -88,6 +92,9 @@ struct Edit: ParsableCommand {
         let list = text.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !list.isEmpty, list.count == text.split(separator: ",").count else {
             throw ValidationError("--layers '\(text)': expected a range like 3-7 or a list like 3,4,5")
+        }
+        if let twice = list.enumerated().first(where: { i, l in list[..<i].contains(l) })?.element {
+            throw ValidationError("--layers '\(text)': layer \(twice) is given twice")
         }
         return list
     }

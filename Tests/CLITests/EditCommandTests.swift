@@ -34,7 +34,13 @@ final class EditCommandTests: XCTestCase {
                                (["edit", "--request", badSubject], "bad.json"),
                                (["edit", "--request", france, "--layer", "99"], "--layer 99"),
                                (["edit", "--request", france, "--method", "mend"], "mend"),
-                               (["edit", "--request", two, "--method", "memit", "--layers", "4-x"], "4-x")] {
+                               (["edit", "--request", two, "--method", "memit", "--layers", "4-x"], "4-x"),
+                               // A layer twice trapped (MEMIT's key statistics per layer); each
+                               // method's layer option refuses the other's, which was ignored.
+                               (["edit", "--request", two, "--method", "memit", "--layers", "4,4", "--no-mom2"], "layer 4 is given twice"),
+                               (["edit", "--request", two, "--method", "memit", "--layers", "4,5,4"], "layer 4 is given twice"),
+                               (["edit", "--request", france, "--layers", "4-99", "--no-mom2"], "--layers is for --method memit"),
+                               (["edit", "--request", two, "--method", "memit", "--layer", "99"], "--layer is for --method rome")] {
             let r = try wl(args)
             XCTAssertEqual(r.status, 2, "\(args): \(r.stderr)")
             let lines = r.stderr.split(separator: "\n").filter { !$0.hasPrefix("Usage:") && !$0.hasPrefix("  See") && !$0.isEmpty }
