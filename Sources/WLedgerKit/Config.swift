@@ -206,6 +206,24 @@ public struct ConfigFile: Sendable {
         ([section] + (subsection.map { [$0] } ?? []) + [name]).joined(separator: ".")
     }
 
+    /// The line (1-based) of the entry that gives `key` its value (the last one), or nil.
+    public func line(of key: String) -> Int? {
+        guard let k = Self.splitKey(key) else { return nil }
+        return lines.lastIndex {
+            if case let .entry(s, sub, name, _, _) = $0 { return s == k.section && sub == k.subsection && name == k.name }
+            return false
+        }.map { $0 + 1 }
+    }
+
+    /// The line of the first entry of `[section "subsection"]` (or of a `section.subsection.key`
+    /// entry of a dotted subsection), or nil.
+    public func line(of section: String, _ subsection: String) -> Int? {
+        lines.firstIndex {
+            if case let .entry(s, sub, _, _, _) = $0 { return s == section && sub == subsection }
+            return false
+        }.map { $0 + 1 }
+    }
+
     /// Subsection names used with `section` (e.g. every `[task "…"]`), in file order, unique.
     public func subsections(of section: String) -> [String] {
         var seen: [String] = []

@@ -77,9 +77,23 @@ public struct HealthSettings: Sendable {
     }
 
     public static func load(config: ConfigFile) throws -> HealthSettings {
-        try config.validateAll()
-        let path = config.path
-        func bad(_ m: String) -> KitError { .usage("'\(path)': \(m)") }
+        let (settings, problems) = analyze(config)
+        if let why = problems.first { throw KitError.usage("'\(config.path)': \(why)") }
+        return settings!
+    }
+
+    /// Why the commands that read the config would refuse it, each with its line: a value of
+    /// the wrong kind (`ConfigFile.problems`), then entries that do not fit together (a suite
+    /// naming a task no entry defines, a task without a source, a threshold of an unknown task,
+    /// an evaluator without a command, `health.suite` naming no suite).
+    public static func problems(_ config: ConfigFile) -> [String] { analyze(config).problems }
+
+    /// The settings a config gives, or nil with why not (`problems`).
+    static func analyze(_ config: ConfigFile) -> (settings: HealthSettings?, problems: [String]) {
+        let valueProblems = config.problems()
+        if !valueProblems.isEmpty { return (nil, valueProblems) }   // the reads below trust each value's kind
+        var problems: [String] = []
+        func bad(_ line: Int?, _ m: String) { problems.append((line.map { "line \($0): " } ?? "") + m) }
         let env = ProcessInfo.processInfo.environment
         let cache = env["WLEDGER_CACHE"] ?? (NSHomeDirectory() + "/.cache/wledger")
         let bb = config.get("health.bigbench") ?? env["WLEDGER_BIGBENCH"] ?? (cache + "/bigbench/benchmark_tasks")
@@ -88,10 +102,11 @@ public struct HealthSettings: Sendable {
         var tasks: [String: HealthTask] = [:]
         for t in builtin { tasks[t.name] = t }
         for name in config.subsections(of: "task") {
-            guard ConfigFile.isValidName(name) else { throw bad("task name '\(name)' must be letters, digits, '-' or '_'") }
+            let line = config.line(of: "task", name)
+            guard ConfigFile.isValidName(name) else { bad(line, "task name '\(name)' must be letters, digits, '-' or '_'"); continue }
             var t = tasks[name] ?? HealthTask(name: name, source: .edits)
             if tasks[name] == nil {
-                guard let s = config.get("task.\(name).source") else { throw bad("task '\(name)' has no source") }
+                guard let s = config.get("task.\(name).source") else { bad(line, "task '\(name)' has no source"); continue }
                 t.source = TaskSource(s)!
             } else if let s = config.get("task.\(name).source") {
                 t.source = TaskSource(s)!
@@ -106,33 +121,38 @@ public struct HealthSettings: Sendable {
         }
         var suites: [String: [String]] = [BuiltinSuite.name: builtin.map(\.name)]
         for name in config.subsections(of: "suite") {
+            let line = config.line(of: "suite.\(name).tasks") ?? config.line(of: "suite", name)
             let list = (config.get("suite.\(name).tasks") ?? "").split(whereSeparator: { $0 == " " || $0 == "," || $0 == "\t" }).map(String.init)
-            guard !list.isEmpty else { throw bad("suite '\(name)' has no tasks") }
-            for t in list where tasks[t] == nil { throw bad("suite '\(name)' names unknown task '\(t)'") }
+            guard !list.isEmpty else { bad(line, "suite '\(name)' has no tasks"); continue }
+            if let t = list.first(where: { tasks[$0] == nil }) { bad(line, "suite '\(name)' names unknown task '\(t)'"); continue }
             suites[name] = list
         }
         var evaluators: [String: String] = [:]
         for name in config.subsections(of: "evaluator") {
             if let c = config.get("evaluator.\(name).command") { evaluators[name] = c }
         }
-        for t in tasks.values {
+        for t in tasks.values.sorted(by: { $0.name < $1.name }) {
             if case let .external(e) = t.source, evaluators[e] == nil {
-                throw bad("task '\(t.name)' uses evaluator '\(e)', which has no [evaluator \"\(e)\"] command")
+                bad(config.line(of: "task.\(t.name).source"), "task '\(t.name)' uses evaluator '\(e)', which has no [evaluator \"\(e)\"] command")
             }
         }
         var thresholds: [String: Threshold] = [:]
         for sub in config.subsections(of: "threshold") {
             let parts = sub.split(separator: ".")
             guard parts.count == 2, tasks[String(parts[0])] != nil else {
-                throw bad("threshold '\(sub)' must name TASK.METRIC of a known task")
+                bad(config.line(of: "threshold", sub), "threshold '\(sub)' must name TASK.METRIC of a known task"); continue
             }
             thresholds[sub] = Threshold(metric: sub, min: config.get("threshold.\(sub).min").flatMap(Double.init),
                                         maxDrop: config.get("threshold.\(sub).max-drop").flatMap(Threshold.Amount.init))
         }
         let defaultSuite = config.get("health.suite") ?? BuiltinSuite.name
-        guard suites[defaultSuite] != nil else { throw bad("health.suite names unknown suite '\(defaultSuite)'") }
-        return HealthSettings(tasks: tasks, suites: suites, thresholds: thresholds, evaluators: evaluators, defaultSuite: defaultSuite,
-                              threads: config.get("health.threads").flatMap(Int.init), bigbenchDirectory: bb, dataDirectory: data, configPath: path)
+        if suites[defaultSuite] == nil, !config.subsections(of: "suite").contains(defaultSuite) {
+            bad(config.line(of: "health.suite"), "health.suite names unknown suite '\(defaultSuite)'")
+        }
+        if !problems.isEmpty { return (nil, problems) }
+        return (HealthSettings(tasks: tasks, suites: suites, thresholds: thresholds, evaluators: evaluators, defaultSuite: defaultSuite,
+                               threads: config.get("health.threads").flatMap(Int.init), bigbenchDirectory: bb, dataDirectory: data,
+                               configPath: config.path), [])
     }
 
     /// The tasks of a suite, in order.

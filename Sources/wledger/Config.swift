@@ -41,6 +41,9 @@ struct Config: ParsableCommand {
             var config = try ConfigFile.load(repo.configPath)
             try config.set(key, value)
             try config.save()
+            // The value is of its kind; entries that do not fit together yet (a suite naming a
+            // task not defined so far) are set, with a warning, as a config is built up in steps.
+            for why in HealthSettings.problems(config) { warn("'\(repo.configPath)': \(why)") }
         }
     }
 
@@ -71,7 +74,7 @@ struct Config: ParsableCommand {
             }
             // As git lists a config it would refuse to use: every entry, with a warning for each
             // value the commands that read it would refuse ('config unset' or 'set' fixes it).
-            for why in config.problems() { warn("'\(repo.configPath)': \(why)") }
+            for why in HealthSettings.problems(config) { warn("'\(repo.configPath)': \(why)") }
         }
     }
 }

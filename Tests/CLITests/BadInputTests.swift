@@ -1112,6 +1112,20 @@ final class BadInputTests: XCTestCase {
         XCTAssertTrue(value["value"] is NSNull, unset.stdout)
         try expectSuccess(["config", "set", "gate.max-l1", "5"], in: dir)
         XCTAssertEqual(try expectSuccess(["config", "get", "gate.max-l1", "--json"], in: dir).stdout.contains("\"5\""), true)
+        // A negative value is a value, not an option (a log-probability threshold is negative).
+        try expectSuccess(["config", "set", "threshold.addition.exact_match.min", "-6"], in: dir)
+        XCTAssertEqual(try expectSuccess(["config", "get", "threshold.addition.exact_match.min"], in: dir).stdout, "-6\n")
+        try expectRejected(["config", "set", "threshold.addition.exact_match.max-drop", "-5%"], in: dir,
+                           mentions: ["'threshold.addition.exact_match.max-drop' must be a number or a percentage like 10%, got '-5%'"])
+        // Entries that do not fit together are set with a warning naming their line, listed with
+        // one, and refused by a command that reads them, with the line.
+        let set = try expectSuccess(["config", "set", "suite.mine.tasks", "addition nosuch"], in: dir)
+        let suiteLine = try XCTUnwrap(try String(contentsOfFile: configPath, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
+            .firstIndex { $0.contains("tasks = addition nosuch") }) + 1
+        let warning = "warning: '\(canonical(configPath))': line \(suiteLine): suite 'mine' names unknown task 'nosuch'\n"
+        XCTAssertEqual(set.stderr, warning)
+        XCTAssertEqual(try expectSuccess(["config", "list"], in: dir).stderr, warning)
+        try expectRejected(["health", "--task", "edits"], in: dir, mentions: ["'\(canonical(configPath))': line \(suiteLine): suite 'mine' names unknown task 'nosuch'"])
     }
 
     /// `diff` lists side files added, modified or deleted (A/M/D, as `git diff --name-status`;

@@ -97,11 +97,32 @@ final class ConfigTests: XCTestCase {
         func settingsError(_ text: String) -> String {
             do { _ = try HealthSettings.load(config: try ConfigFile(text: text, path: "cfg")); return "loaded" } catch { return "\(error)" }
         }
-        XCTAssertEqual(settingsError("[suite \"s\"]\ntasks = nope"), "'cfg': suite 's' names unknown task 'nope'")
-        XCTAssertEqual(settingsError("[task \"t\"]\nshots = 1"), "'cfg': task 't' has no source")
-        XCTAssertEqual(settingsError("[task \"t\"]\nsource = external:e"), "'cfg': task 't' uses evaluator 'e', which has no [evaluator \"e\"] command")
-        XCTAssertEqual(settingsError("[threshold \"nope.acc\"]\nmin = 1"), "'cfg': threshold 'nope.acc' must name TASK.METRIC of a known task")
-        XCTAssertEqual(settingsError("[health]\nsuite = s"), "'cfg': health.suite names unknown suite 's'")
+        XCTAssertEqual(settingsError("[suite \"s\"]\ntasks = nope"), "'cfg': line 2: suite 's' names unknown task 'nope'")
+        XCTAssertEqual(settingsError("[task \"t\"]\nshots = 1"), "'cfg': line 2: task 't' has no source")
+        XCTAssertEqual(settingsError("[task \"t\"]\nsource = external:e"), "'cfg': line 2: task 't' uses evaluator 'e', which has no [evaluator \"e\"] command")
+        XCTAssertEqual(settingsError("[threshold \"nope.acc\"]\nmin = 1"), "'cfg': line 2: threshold 'nope.acc' must name TASK.METRIC of a known task")
+        XCTAssertEqual(settingsError("[health]\nsuite = s"), "'cfg': line 2: health.suite names unknown suite 's'")
+        XCTAssertEqual(settingsError("# x\n[health]\nthreads = 0"), "'cfg': line 3: 'health.threads' must be a thread count from 1 to 1024, got '0'")
+        // Every problem, each at its line (config list and set warn about them all).
+        let several = try! ConfigFile(text: """
+            [suite "empty"]
+            \ttasks = ""
+            [threshold "addition"]
+            \tmax-drop = 0.1
+            [task "t3"]
+            \tshots = 2
+            [suite "s2"]
+            \ttasks = t3 edits
+            [health]
+            \tsuite = empty
+            """, path: "cfg")
+        XCTAssertEqual(HealthSettings.problems(several), [
+            "line 6: task 't3' has no source",
+            "line 2: suite 'empty' has no tasks",
+            "line 8: suite 's2' names unknown task 't3'",
+            "line 4: threshold 'addition' must name TASK.METRIC of a known task",
+        ])
+        XCTAssertEqual(HealthSettings.problems(try! ConfigFile(text: sample, path: "cfg")), [])
     }
 
     /// The reflog expiry times of gc.reflogExpire and `reflog expire` (dates checked against
