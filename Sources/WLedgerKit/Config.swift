@@ -50,7 +50,8 @@ public struct ConfigFile: Sendable {
         Key(pattern: "task.*.metric", kind: .word, help: "headline metric of the task, shown first"),
         Key(pattern: "task.*.tasks", kind: .string, help: "external tasks: the evaluator's task names (its {tasks})"),
         Key(pattern: "threshold.*.min", kind: .number, help: "TASK.METRIC must be at least this"),
-        Key(pattern: "threshold.*.max-drop", kind: .numberOrPercent, help: "TASK.METRIC may fall at most this much below base (absolute, or N% of base)"),
+        Key(pattern: "threshold.*.max", kind: .number, help: "TASK.METRIC must be at most this (e.g. a perplexity)"),
+        Key(pattern: "threshold.*.max-drop", kind: .numberOrPercent, help: "TASK.METRIC may worsen at most this much from base (absolute, or N% of base): fall, or rise for perplexity, bits_per_byte, nll_*, *loss"),
         Key(pattern: "evaluator.*.command", kind: .command, help: "external evaluator command template with {weights}, {out} and {tasks}"),
         Key(pattern: "gate.max-l1", kind: .number, help: "weight gate: largest Σ|ΔW| vs base allowed in one matrix"),
         Key(pattern: "gate.max-delta-share", kind: .numberOrPercent, help: "weight gate: largest share of elements with δ = |ΔW/W| > 0.171 vs base"),
@@ -466,5 +467,23 @@ public struct Threshold: Sendable, Equatable, Encodable {
     /// `task.metric`.
     public var metric: String
     public var min: Double?
+    /// An absolute ceiling (for metrics where lower is better, such as perplexity).
+    public var max: Double? = nil
+    /// How far the metric may worsen from base: fall, or rise where lower is better.
     public var maxDrop: Amount?
+
+    public init(metric: String, min: Double? = nil, max: Double? = nil, maxDrop: Amount? = nil) {
+        self.metric = metric
+        self.min = min
+        self.max = max
+        self.maxDrop = maxDrop
+    }
+
+    /// Whether lower values of `metric` (the name after the task's, or all of it) are better:
+    /// perplexities, bits per byte, negative log-likelihoods and losses. Thresholds and metric
+    /// bisects count a rise of these as the worsening.
+    public static func lowerIsBetter(_ metric: String) -> Bool {
+        let name = metric.split(separator: ".").last.map(String.init) ?? metric
+        return name.contains("perplexity") || name.hasPrefix("nll") || name.hasPrefix("bits_per_") || name.hasSuffix("loss")
+    }
 }

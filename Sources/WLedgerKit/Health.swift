@@ -161,11 +161,14 @@ extension Repository {
                 if let th = row.threshold {
                     var why: [String] = []
                     if let min = th.min, !(v.value >= min) { why.append(String(format: "%.4g < min %.4g", v.value, min)) }
+                    if let max = th.max, !(v.value <= max) { why.append(String(format: "%.4g > max %.4g", v.value, max)) }
                     if let drop = th.maxDrop {
                         if let b {
-                            let allowed = drop.allowed(base: b.value)
-                            if !(b.value - v.value <= allowed + 1e-12) {
-                                why.append(String(format: "dropped %.4g from base %.4g (max-drop %@)", b.value - v.value, b.value, drop.description))
+                            // Worsening: a fall, or a rise where lower is better (perplexity).
+                            let lower = Threshold.lowerIsBetter(m)
+                            let worse = lower ? v.value - b.value : b.value - v.value
+                            if !(worse <= drop.allowed(base: b.value) + 1e-12) {
+                                why.append(String(format: "%@ %.4g from base %.4g (max-drop %@)", lower ? "rose" : "dropped", worse, b.value, drop.description))
                             }
                         } else {
                             why.append("max-drop needs the base result")

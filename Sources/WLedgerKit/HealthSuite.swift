@@ -143,6 +143,7 @@ public struct HealthSettings: Sendable {
                 bad(config.line(of: "threshold", sub), "threshold '\(sub)' must name TASK.METRIC of a known task"); continue
             }
             thresholds[sub] = Threshold(metric: sub, min: config.get("threshold.\(sub).min").flatMap(Double.init),
+                                        max: config.get("threshold.\(sub).max").flatMap(Double.init),
                                         maxDrop: config.get("threshold.\(sub).max-drop").flatMap(Threshold.Amount.init))
         }
         let defaultSuite = config.get("health.suite") ?? BuiltinSuite.name

@@ -30,8 +30,9 @@ exec "${WLEDGER:-wledger}" gate
 # Runs 'wledger health --candidate --check' on the weights about to be committed
 # ($WLEDGER_CANDIDATE: the work tree for 'commit', a staged copy for revert, prune and
 # restrain). The suite is health.suite from .wledger/config (else the built-in default);
-# thresholds are threshold.TASK.METRIC.min (absolute minimum) and .max-drop (largest drop
-# vs the base commit, absolute or N% of base), for example:
+# thresholds are threshold.TASK.METRIC.min and .max (absolute bounds) and .max-drop (largest
+# worsening vs the base commit, absolute or N% of base: a fall, or a rise for perplexity and
+# other metrics where lower is better), for example:
 #
 #   wledger config set suite.gate.tasks "addition edits"
 #   wledger config set health.suite gate

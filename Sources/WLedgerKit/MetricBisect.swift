@@ -1,13 +1,16 @@
 import Foundation
 import Ledger
 
-/// `wledger bisect --metric TASK.METRIC (--below X | --drop P%) [<bad> [<good>]]`.
+/// `wledger bisect --metric TASK.METRIC (--below X | --above X | --drop P%) [<bad> [<good>]]`.
 public struct MetricBisectOptions: Sendable {
     /// "TASK.METRIC".
     public var metric: String
     /// A commit is bad when the metric is below this.
     public var below: Double?
-    /// A commit is bad when the metric fell more than this percentage of the base value below base.
+    /// A commit is bad when the metric is above this (a perplexity, say).
+    public var above: Double?
+    /// A commit is bad when the metric worsened by more than this percentage of the base value:
+    /// fell below base, or rose above it where lower is better (`Threshold.lowerIsBetter`).
     public var dropPercent: Double?
     public var bad = "HEAD"
     public var good = "base"
@@ -33,8 +36,10 @@ public struct MetricBisectResult: Encodable, Sendable {
     public var metric: String
     /// In words, e.g. "below 0.5" or "more than 25% below base 0.45 (below 0.3375)".
     public var criterion: String
-    /// A commit is bad when its value is below this.
+    /// A commit is bad when its value is beyond this: below it, or above it (`badAbove`).
     public var limit: Double
+    /// Bad values lie above `limit` (--above, or --drop on a metric where lower is better).
+    public var badAbove: Bool
     public var base: Double?
     /// Commits in good..bad, both ends included.
     public var commits: Int
@@ -65,9 +70,14 @@ extension Repository {
             throw KitError.usage("'\(options.metric)': expected TASK.METRIC, e.g. addition.exact_match")
         }
         let task = String(options.metric[..<dot]), metric = String(options.metric[options.metric.index(after: dot)...])
-        guard (options.below == nil) != (options.dropPercent == nil) else { throw KitError.usage("give one of --below X or --drop P%") }
+        guard [options.below, options.above, options.dropPercent].compactMap({ $0 }).count == 1 else {
+            throw KitError.usage("give one of --below X, --above X or --drop P%")
+        }
         if let d = options.dropPercent, !(d >= 0 && d.isFinite) { throw KitError.usage("--drop must be a non-negative percentage") }
-        if let b = options.below, !b.isFinite { throw KitError.usage("--below must be a finite number") }
+        if let b = options.below ?? options.above, !b.isFinite { throw KitError.usage("--\(options.below != nil ? "below" : "above") must be a finite number") }
+        // Which side of the limit is bad: above it for --above, and for --drop where lower is better.
+        let badAbove = options.above != nil || (options.dropPercent != nil && Threshold.lowerIsBetter(metric))
+        func isBad(_ v: Double, _ limit: Double) -> Bool { badAbove ? !(v <= limit) : !(v >= limit) }
         _ = try HealthSettings.load(self).tasks(named: [task])
 
         let badID = try resolve(options.bad)
@@ -91,7 +101,7 @@ extension Repository {
         var evaluations: [MetricEvaluation] = []
         var values: [String: MetricEvaluation] = [:]
         var base: Double?
-        var limit = options.below ?? 0
+        var limit = options.below ?? options.above ?? 0
         func ask(_ id: String) throws -> MetricEvaluation {
             if let v = values[id] { return v }
             var h = HealthOptions()
@@ -107,9 +117,9 @@ extension Repository {
             if let p = options.dropPercent, base == nil {
                 guard let b = row.base else { throw KitError.usage("task '\(task)': no base result to compare with") }
                 base = b.value
-                limit = b.value - abs(b.value) * p / 100
+                limit = badAbove ? b.value + abs(b.value) * p / 100 : b.value - abs(b.value) * p / 100
                 if id != baseID {
-                    let e = MetricEvaluation(commit: baseID, value: b.value, stderr: b.stderr, n: b.n, bad: !(b.value >= limit),
+                    let e = MetricEvaluation(commit: baseID, value: b.value, stderr: b.stderr, n: b.n, bad: isBad(b.value, limit),
                                              cached: report.tasks.first?.baseCached ?? false)
                     values[baseID] = e
                     evaluations.append(e)
@@ -117,7 +127,7 @@ extension Repository {
                 }
             }
             let e = MetricEvaluation(commit: id, value: row.value.value, stderr: row.value.stderr, n: row.value.n,
-                                     bad: !(row.value.value >= limit), cached: report.tasks.first?.cached ?? false)
+                                     bad: isBad(row.value.value, limit), cached: report.tasks.first?.cached ?? false)
             values[id] = e
             evaluations.append(e)
             evaluated(e)
@@ -125,7 +135,9 @@ extension Repository {
         }
         func criterion() -> String {
             if let b = options.below { return String(format: "below %g", b) }
-            return String(format: "more than %g%% below base %.4g (below %.4g)", options.dropPercent!, base ?? .nan, limit)
+            if let a = options.above { return String(format: "above %g", a) }
+            let side = badAbove ? "above" : "below"
+            return String(format: "more than %g%% %@ base %.4g (%@ %.4g)", options.dropPercent!, side, base ?? .nan, side, limit)
         }
 
         let goodEval = try ask(goodID)
@@ -148,7 +160,7 @@ extension Repository {
         let lastGood = lo >= 0 ? candidates[lo] : try ledger.commit(goodID)!
         var bound = Int(ceil(log2(Double(commits)))) + 1
         if options.dropPercent != nil && goodID != baseID { bound += 1 }
-        return MetricBisectResult(task: task, metric: metric, criterion: criterion(), limit: limit, base: base, commits: commits,
+        return MetricBisectResult(task: task, metric: metric, criterion: criterion(), limit: limit, badAbove: badAbove, base: base, commits: commits,
                                   maxEvaluations: bound, evaluations: evaluations, firstBad: BisectCommit(firstBad),
                                   firstBadValue: values[firstBad.id]!.value, lastGood: BisectCommit(lastGood),
                                   lastGoodValue: values[lastGood.id]!.value)

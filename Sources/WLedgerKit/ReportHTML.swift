@@ -40,6 +40,7 @@ public enum ReportHTML {
             var chart = Chart(title: "\(m.task) · \(m.metric)", id: "health-\(m.task)-\(m.metric)")
             var baseLine: [Point] = []
             var failLimit: [Point] = []
+            let lowerIsBetter = Threshold.lowerIsBetter(m.metric)
             for s in data.series {
                 let color = seriesColor(data, s.label)
                 var pts: [Point] = []
@@ -54,9 +55,16 @@ public enum ReportHTML {
                     if s.label == data.series[0].label {
                         baseLine.append(Point(x: x, y: row?.base?.value, tip: row?.base.map { "base \(fmt($0.value))" } ?? ""))
                         if let t = m.threshold, let r = row {
-                            var limit = -Double.infinity
-                            if let mn = t.min { limit = max(limit, mn) }
-                            if let d = t.maxDrop, let b = r.base?.value { limit = max(limit, b - d.allowed(base: b)) }
+                            // The metric fails below the highest floor, or, where lower is
+                            // better, above the lowest ceiling.
+                            var limit = lowerIsBetter ? Double.infinity : -Double.infinity
+                            if lowerIsBetter {
+                                if let mx = t.max { limit = min(limit, mx) }
+                                if let d = t.maxDrop, let b = r.base?.value { limit = min(limit, b + d.allowed(base: b)) }
+                            } else {
+                                if let mn = t.min { limit = max(limit, mn) }
+                                if let d = t.maxDrop, let b = r.base?.value { limit = max(limit, b - d.allowed(base: b)) }
+                            }
                             if limit.isFinite { failLimit.append(Point(x: x, y: limit, tip: "")) }
                         }
                     }
@@ -71,9 +79,10 @@ public enum ReportHTML {
             }
             if !failLimit.isEmpty {
                 var desc: [String] = []
-                if let mn = m.threshold?.min { desc.append("min \(fmt(mn))") }
+                if let mn = m.threshold?.min, !lowerIsBetter { desc.append("min \(fmt(mn))") }
+                if let mx = m.threshold?.max, lowerIsBetter { desc.append("max \(fmt(mx))") }
                 if let d = m.threshold?.maxDrop { desc.append("max-drop \(d)") }
-                chart.bands.append(Band(label: "fails " + desc.joined(separator: ", "), limit: failLimit))
+                chart.bands.append(Band(label: "fails " + desc.joined(separator: ", "), limit: failLimit, above: lowerIsBetter))
             }
             h += figure(chart)
         }
@@ -223,7 +232,8 @@ public enum ReportHTML {
     struct Point { var x: Int; var y: Double?; var tip: String }
     struct Line { var label: String; var color: String; var dash: String?; var points: [Point]; var dots = true }
     /// The region below `limit` (values that fail a threshold).
-    struct Band { var label: String; var limit: [Point] }
+    /// A failing region: below the limit, or above it (`above`, metrics where lower is better).
+    struct Band { var label: String; var limit: [Point]; var above = false }
     struct Marker { var x: Int; var letter: String; var color: String; var tip: String }
     struct Chart {
         var title: String
@@ -270,7 +280,7 @@ public enum ReportHTML {
         var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" width=\"\(Int(width))\" height=\"\(Int(height))\" role=\"img\">\n"
         s += "<title>\(esc(c.title))</title>\n"
         s += "<rect x=\"\(f(left))\" y=\"\(f(top))\" width=\"\(f(pw))\" height=\"\(f(ph))\" fill=\"#ffffff\" stroke=\"#bbbbbb\"/>\n"
-        // Threshold bands: shaded below the limit.
+        // Threshold bands: shaded below the limit (above it where lower is better).
         for b in c.bands {
             let pts = b.limit.compactMap { p in p.y.map { (sx(p.x), sy($0)) } }
             guard let first = pts.first, let last = pts.last else { continue }
@@ -279,7 +289,7 @@ public enum ReportHTML {
                 poly.insert((left, first.1), at: 0)
                 poly.append((left + pw, last.1))
             }
-            poly += [(left + pw, top + ph), (left, top + ph)]
+            poly += b.above ? [(left + pw, top), (left, top)] : [(left + pw, top + ph), (left, top + ph)]
             s += "<polygon class=\"band\" points=\"\(poly.map { "\(f($0.0)),\(f($0.1))" }.joined(separator: " "))\" fill=\"#e53935\" fill-opacity=\"0.13\" stroke=\"none\"><title>\(esc(b.label))</title></polygon>\n"
             let edge = poly.dropLast(2).map { "\(f($0.0)),\(f($0.1))" }.joined(separator: " ")
             s += "<polyline points=\"\(edge)\" fill=\"none\" stroke=\"#e53935\" stroke-opacity=\"0.6\" stroke-width=\"1\"/>\n"

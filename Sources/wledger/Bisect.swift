@@ -15,7 +15,7 @@ struct Bisect: ParsableCommand {
             started. With 'start --no-checkout' the work tree is left alone and 'run' gives the command the \
             candidate's weights, materialized in a temporary directory, as $WLEDGER_CANDIDATE. The session is \
             kept in the ledger.
-            On a metric: 'bisect --metric TASK.METRIC (--below X | --drop P%) [<bad> [<good>]]' (default HEAD \
+            On a metric: 'bisect --metric TASK.METRIC (--below X | --above X | --drop P%) [<bad> [<good>]]' (default HEAD \
             and base) evaluates the health task through its cache, at most ceil(log2 N)+1 evaluations over N \
             commits, without touching the work tree.
             Examples: wledger bisect start HEAD base; wledger bisect run ./check.sh; wledger bisect --metric addition.exact_match --drop 25%
@@ -29,8 +29,9 @@ struct Bisect: ParsableCommand {
             commandName: "metric",
             abstract: "Bisect automatically on a health metric (the default: 'wledger bisect --metric ...').",
             discussion: """
-                A commit is bad when TASK.METRIC is below X (--below) or fell more than P% of the base value below \
-                base (--drop). The good end is evaluated first, then a binary search in which the bad end is \
+                A commit is bad when TASK.METRIC is below X (--below), above X (--above, for a perplexity), or \
+                worsened by more than P% of the base value (--drop): fell below base, or rose above it for metrics \
+                where lower is better (perplexity, bits_per_byte, nll_*, *loss). The good end is evaluated first, then a binary search in which the bad end is \
                 evaluated only if every commit before it is good: at most ceil(log2 N)+1 evaluations over N commits \
                 (one more for the base with --drop and a good end other than base). Results come from and go to the \
                 health cache; the work tree is not touched.
@@ -39,7 +40,8 @@ struct Bisect: ParsableCommand {
         @OptionGroup var global: GlobalOptions
         @Option(help: ArgumentHelp("Bisect automatically on this health metric.", valueName: "task.metric")) var metric: String?
         @Option(parsing: .unconditional, help: "A commit is bad when the metric is below this.") var below: Double?
-        @Option(parsing: .unconditional, help: "A commit is bad when the metric fell more than this share of the base value, e.g. 25%.") var drop: Percent?
+        @Option(parsing: .unconditional, help: "A commit is bad when the metric is above this.") var above: Double?
+        @Option(parsing: .unconditional, help: "A commit is bad when the metric worsened (fell; rose where lower is better) by more than this share of the base value, e.g. 25% (past 100% for a rise).") var drop: GrowthPercent?
         @Option(parsing: .unconditional, help: "BLAS threads (default: config health.threads, else every core).") var threads: Int?
         @Flag(help: "Print the result as JSON.") var json = false
         @Argument(help: ArgumentHelp("With --metric: the bad commit (default HEAD), then the good one (default base).", valueName: "rev"))
@@ -49,8 +51,9 @@ struct Bisect: ParsableCommand {
             guard metric != nil else {
                 throw ValidationError("give --metric TASK.METRIC, or a subcommand (start, good, bad, skip, reset, log, replay, run)")
             }
-            if (below == nil) == (drop == nil) { throw ValidationError("give one of --below X or --drop P% with --metric") }
+            if [below, above, drop?.value].compactMap({ $0 }).count != 1 { throw ValidationError("give one of --below X, --above X or --drop P% with --metric") }
             if let b = below, !b.isFinite { throw ValidationError("--below must be a finite number") }
+            if let a = above, !a.isFinite { throw ValidationError("--above must be a finite number") }
             if revisions.count > 2 { throw ValidationError("at most two revisions: <bad> [<good>]") }
             try validateThreads(threads)
         }
@@ -59,6 +62,7 @@ struct Bisect: ParsableCommand {
             let repo = try global.openRepository(forWriting: false)
             var options = MetricBisectOptions(metric: metric!)
             options.below = below
+            options.above = above
             options.dropPercent = drop?.value
             if let b = revisions.first { options.bad = b }
             if revisions.count > 1 { options.good = revisions[1] }

@@ -68,6 +68,7 @@ struct Health: ParsableCommand {
             if let t = row.threshold {
                 var parts: [String] = []
                 if let m = t.min { parts.append("min \(fmt(m))") }
+                if let m = t.max { parts.append("max \(fmt(m))") }
                 if let d = t.maxDrop { parts.append("max-drop \(d)") }
                 th = parts.joined(separator: ", ") + (row.passed == false ? "  FAIL" : "  ok")
             } else {

@@ -7,9 +7,26 @@ struct Percent: ExpressibleByArgument {
     var value: Double
 
     init?(argument: String) {
+        guard let v = Percent.parse(argument), v <= 100 else { return nil }
+        value = v
+    }
+
+    /// The percentage `argument` gives (any finite non-negative amount), or nil.
+    static func parse(_ argument: String) -> Double? {
         let s = argument.hasSuffix("%") ? String(argument.dropLast()) : argument
-        guard let v = Double(s), v >= 0, v <= 100 else { return nil }
+        guard let v = Double(s), v >= 0, v.isFinite else { return nil }
         if !argument.hasSuffix("%"), v > 0, v < 1 { return nil }
+        return v
+    }
+}
+
+/// A percentage that may exceed 100% ("250%"): a worsening of a metric such as perplexity,
+/// which can rise to many times its base value.
+struct GrowthPercent: ExpressibleByArgument {
+    var value: Double
+
+    init?(argument: String) {
+        guard let v = Percent.parse(argument) else { return nil }
         value = v
     }
 }

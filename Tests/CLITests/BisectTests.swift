@@ -195,6 +195,68 @@ final class BisectTests: XCTestCase {
         try wl(["bisect", "--metric", "facts.gold_logprob", "--below=\(m.limit)", "HEAD", h.ids[41]], in: h.dir, expect: 1)
     }
 
+    /// A perplexity worsens by rising: --drop bisects on the rise, --above on a ceiling, and a
+    /// threshold's max-drop fails on the rise (they used to count only falls, so the damaging
+    /// commit passed and the bisect called it good).
+    func testPerplexityRiseIsTheWorseningForBisectAndThresholds() throws {
+        let h = try history()
+        try resetToMain(h)
+        let page = h.tmp.path + "/page.txt"
+        try """
+            The river rises in the hills north of the town and runs south for about forty miles before it \
+            reaches the sea. In the eighteenth century mills were built along its banks, and the town grew \
+            around them; by 1850 it had a railway station, three churches and a market held every Thursday.
+            """.write(toFile: page, atomically: true, encoding: .utf8)
+        try wl(["config", "set", "task.page.source", "perplexity:" + page], in: h.dir)
+        defer {
+            for key in ["task.page.source", "threshold.page.perplexity.max-drop", "threshold.page.perplexity.max"] {
+                _ = try? CLI.run(["config", "unset", key], in: h.dir)
+            }
+        }
+        struct Health: Decodable {
+            struct Row: Decodable { struct V: Decodable { var value: Double }; var metric: String; var value: V; var base: V? }
+            var rows: [Row]
+        }
+        func perplexity(_ rev: String) throws -> (value: Double, base: Double) {
+            let r = try wl(["health", rev, "--task", "page", "--all", "--json"], in: h.dir)
+            let row = try XCTUnwrap(try JSONDecoder().decode(Health.self, from: Data(r.stdout.utf8)).rows.first { $0.metric == "perplexity" })
+            return (row.value.value, try XCTUnwrap(row.base?.value))
+        }
+        let before = try perplexity(h.ids[40]), after = try perplexity(h.ids[41])
+        XCTAssertGreaterThan(after.value, before.value * 1.5, "the damage raises perplexity")
+        // --drop P% with P halfway between the two commits' rises over base.
+        let midway = (before.value + after.value) / 2
+        let percent = 100 * (midway - before.base) / before.base
+        var r = try wl(["bisect", "--metric", "page.perplexity", "--drop", String(format: "%.6f%%", percent), "--json", "HEAD", "base"], in: h.dir)
+        struct Found: Decodable {
+            struct Eval: Decodable { var commit: String; var value: Double; var bad: Bool }
+            struct C: Decodable { var id: String }
+            var firstBad: C; var limit: Double; var badAbove: Bool; var evaluations: [Eval]; var criterion: String
+        }
+        let m = try JSONDecoder().decode(Found.self, from: Data(r.stdout.utf8))
+        XCTAssertEqual(m.firstBad.id, h.ids[41])
+        XCTAssertTrue(m.badAbove)
+        XCTAssertEqual(m.limit, midway, accuracy: 1e-3 * midway)
+        XCTAssertTrue(m.criterion.hasPrefix("more than") && m.criterion.contains("above base"), m.criterion)
+        for e in m.evaluations { XCTAssertEqual(e.bad, e.value > m.limit, "\(e.commit.prefix(12)): \(e.value) vs \(m.limit)") }
+        r = try wl(["bisect", "--metric", "page.perplexity", "--above", String(midway), "HEAD", "base"], in: h.dir)
+        XCTAssertTrue(r.stdout.contains("\(h.ids[41]) is the first bad commit"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("(bad: above "), r.stdout)
+        // A threshold: max-drop fails on the rise, max on the ceiling; the commit before passes.
+        try wl(["config", "set", "threshold.page.perplexity.max-drop", String(format: "%.6f%%", percent)], in: h.dir)
+        r = try wl(["health", h.ids[41], "--task", "page", "--check"], in: h.dir, expect: 1)
+        XCTAssertTrue(r.stdout.contains("rose ") || r.stderr.contains("rose "), r.stdout + r.stderr)
+        try wl(["health", h.ids[40], "--task", "page", "--check"], in: h.dir)
+        try wl(["config", "unset", "threshold.page.perplexity.max-drop"], in: h.dir)
+        try wl(["config", "set", "threshold.page.perplexity.max", String(midway)], in: h.dir)
+        r = try wl(["health", h.ids[41], "--task", "page", "--check", "--json"], in: h.dir, expect: 1)
+        XCTAssertTrue(r.stderr.contains("page.perplexity: ") && r.stderr.contains(" > max "), r.stderr)
+        try wl(["health", h.ids[40], "--task", "page", "--check"], in: h.dir)
+        // One criterion only.
+        r = try wl(["bisect", "--metric", "page.perplexity", "--above", "1", "--below", "2"], in: h.dir, expect: 2)
+        XCTAssertTrue(r.stderr.contains("give one of --below X, --above X or --drop P%"), r.stderr)
+    }
+
     // MARK: - bisect run
 
     func testManualBisectRunWithAHealthScriptFindsTheSameCommit() throws {

@@ -964,8 +964,10 @@ final class HelpTests: XCTestCase {
           task.*.metric: headline metric of the task, shown first
           task.*.tasks: external tasks: the evaluator's task names (its {tasks})
           threshold.*.min: TASK.METRIC must be at least this
-          threshold.*.max-drop: TASK.METRIC may fall at most this much below base
-        (absolute, or N% of base)
+          threshold.*.max: TASK.METRIC must be at most this (e.g. a perplexity)
+          threshold.*.max-drop: TASK.METRIC may worsen at most this much from base
+        (absolute, or N% of base): fall, or rise for perplexity, bits_per_byte, nll_*,
+        *loss
           evaluator.*.command: external evaluator command template with {weights},
         {out} and {tasks}
           gate.max-l1: weight gate: largest Σ|ΔW| vs base allowed in one matrix
@@ -1014,10 +1016,10 @@ final class HelpTests: XCTestCase {
         where you started. With 'start --no-checkout' the work tree is left alone and
         'run' gives the command the candidate's weights, materialized in a temporary
         directory, as $WLEDGER_CANDIDATE. The session is kept in the ledger.
-        On a metric: 'bisect --metric TASK.METRIC (--below X | --drop P%) [<bad>
-        [<good>]]' (default HEAD and base) evaluates the health task through its cache,
-        at most ceil(log2 N)+1 evaluations over N commits, without touching the work
-        tree.
+        On a metric: 'bisect --metric TASK.METRIC (--below X | --above X | --drop P%)
+        [<bad> [<good>]]' (default HEAD and base) evaluates the health task through its
+        cache, at most ceil(log2 N)+1 evaluations over N commits, without touching the
+        work tree.
         Examples: wledger bisect start HEAD base; wledger bisect run ./check.sh;
         wledger bisect --metric addition.exact_match --drop 25%
 
@@ -1053,15 +1055,17 @@ final class HelpTests: XCTestCase {
         OVERVIEW: Bisect automatically on a health metric (the default: 'wledger bisect
         --metric ...').
 
-        A commit is bad when TASK.METRIC is below X (--below) or fell more than P% of
-        the base value below base (--drop). The good end is evaluated first, then a
-        binary search in which the bad end is evaluated only if every commit before it
-        is good: at most ceil(log2 N)+1 evaluations over N commits (one more for the
-        base with --drop and a good end other than base). Results come from and go to
-        the health cache; the work tree is not touched.
+        A commit is bad when TASK.METRIC is below X (--below), above X (--above, for a
+        perplexity), or worsened by more than P% of the base value (--drop): fell below
+        base, or rose above it for metrics where lower is better (perplexity,
+        bits_per_byte, nll_*, *loss). The good end is evaluated first, then a binary
+        search in which the bad end is evaluated only if every commit before it is
+        good: at most ceil(log2 N)+1 evaluations over N commits (one more for the base
+        with --drop and a good end other than base). Results come from and go to the
+        health cache; the work tree is not touched.
         Example: wledger bisect --metric addition.exact_match --below 0.3 HEAD base
 
-        USAGE: wledger bisect metric [-C <path>] [--quiet] [--metric <task.metric>] [--below <below>] [--drop <drop>] [--threads <threads>] [--json] [<rev> ...]
+        USAGE: wledger bisect metric [-C <path>] [--quiet] [--metric <task.metric>] [--below <below>] [--above <above>] [--drop <drop>] [--threads <threads>] [--json] [<rev> ...]
 
         ARGUMENTS:
           <rev>                   With --metric: the bad commit (default HEAD), then
@@ -1073,8 +1077,10 @@ final class HelpTests: XCTestCase {
                                   nor their summary, as git).
           --metric <task.metric>  Bisect automatically on this health metric.
           --below <below>         A commit is bad when the metric is below this.
-          --drop <drop>           A commit is bad when the metric fell more than this
-                                  share of the base value, e.g. 25%.
+          --above <above>         A commit is bad when the metric is above this.
+          --drop <drop>           A commit is bad when the metric worsened (fell; rose
+                                  where lower is better) by more than this share of the
+                                  base value, e.g. 25% (past 100% for a rise).
           --threads <threads>     BLAS threads (default: config health.threads, else
                                   every core).
           --json                  Print the result as JSON.
