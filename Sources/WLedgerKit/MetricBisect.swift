@@ -78,7 +78,7 @@ extension Repository {
         // Which side of the limit is bad: above it for --above, and for --drop where lower is better.
         let badAbove = options.above != nil || (options.dropPercent != nil && Threshold.lowerIsBetter(metric))
         func isBad(_ v: Double, _ limit: Double) -> Bool { badAbove ? !(v <= limit) : !(v >= limit) }
-        _ = try HealthSettings.load(self).tasks(named: [task])
+        let healthTask = try HealthSettings.load(self).tasks(named: [task]).first
 
         let badID = try resolve(options.bad)
         let goodID = try resolve(options.good)
@@ -93,6 +93,11 @@ extension Repository {
         }
         guard cur == goodID else {
             throw KitError.usage("good commit \(goodID.prefix(12)) ('\(options.good)') is not an ancestor of bad commit \(badID.prefix(12)) ('\(options.bad)')")
+        }
+        // The edits task asks the edit requests in force at a commit: none at the good end (the
+        // base, say) gives no result to compare; refused before anything is evaluated.
+        if healthTask?.source == .edits, try EditProbe.active(in: try ledger.history(from: goodID)).isEmpty {
+            throw KitError.usage("task '\(task)' gives no result at \(goodID.prefix(12)) ('\(options.good)'): no edit request is in force there; give a good end after the first edit")
         }
         let candidates = Array(chain.reversed())
         guard !candidates.isEmpty else { throw KitError.usage("the good and bad commits are the same commit \(badID.prefix(12))") }
@@ -112,7 +117,8 @@ extension Repository {
             let report = try health(h, progress: progress)
             guard let row = report.rows.first(where: { $0.task == task && $0.metric == metric }) else {
                 let known = report.rows.filter { $0.task == task }.map(\.metric)
-                throw KitError.usage("task '\(task)' has no metric '\(metric)'\(known.isEmpty ? "" : " (it has: \(known.joined(separator: ", ")))")")
+                if known.isEmpty { throw KitError.usage("task '\(task)' gives no result at \(id.prefix(12))") }
+                throw KitError.usage("task '\(task)' has no metric '\(metric)' (it has: \(known.joined(separator: ", ")))")
             }
             if let p = options.dropPercent, base == nil {
                 guard let b = row.base else { throw KitError.usage("task '\(task)': no base result to compare with") }

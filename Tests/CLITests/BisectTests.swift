@@ -377,6 +377,9 @@ final class BisectTests: XCTestCase {
         try refused(["hooks", "enable", "post-commit-none"], 2, "no such sample")
         try refused(["hooks", "disable", "post-commit"], 1, "no post-commit hook is installed in '")
         try refused(["bisect", "--metric", "nosuchtask.acc", "--below", "1"], 2, "nosuchtask")
+        // The edits task has no result where no edit is in force (the base): said so, not "no metric".
+        try refused(["bisect", "--metric", "edits.efficacy", "--below", "0.5"], 2,
+                    "task 'edits' gives no result at \(h.ids[0].prefix(12)) ('base'): no edit request is in force there; give a good end after the first edit")
         // A dirty work tree is not overwritten by a bisect checkout.
         try Self.harmless(h.dir + "/model.safetensors", 300)
         try refused(["bisect", "start", "HEAD", "base"], 1, "uncommitted changes")
