@@ -367,6 +367,10 @@ extension Repository {
 
     /// Runs a command (looked up in PATH) in the work tree with extra environment; its output goes
     /// straight to ours. Returns its exit status (128 + N when killed by signal N).
+    /// The wledger command-line binary running this process, set by its `main` (nil in a process
+    /// that only links the library, such as the tests'): hooks and `bisect run` get it as $WLEDGER.
+    nonisolated(unsafe) public static var commandLineExecutable: String?
+
     func runExternal(_ command: [String], environment: [String: String], stdoutToStderr: Bool = false) throws -> Int32 {
         let p = Process()
         if command[0].contains("/") {
@@ -379,8 +383,8 @@ extension Repository {
         p.currentDirectoryURL = URL(fileURLWithPath: root)
         BLASKernel.load()   // not while OpenBLAS opens, when the environment has its variables
         var env = ProcessInfo.processInfo.environment
-        // $WLEDGER: this binary, so hooks and scripts run the same wledger.
-        if let exe = Bundle.main.executablePath, exe.hasSuffix("/wledger") { env["WLEDGER"] = exe }
+        // $WLEDGER: this binary, so hooks and scripts run the same wledger (whatever its name).
+        if let exe = Repository.commandLineExecutable { env["WLEDGER"] = exe }
         for (k, v) in environment { env[k] = v }
         p.environment = env
         if stdoutToStderr { p.standardOutput = FileHandle.standardError }

@@ -366,6 +366,22 @@ final class BadInputTests: XCTestCase {
         }
     }
 
+    /// Hooks get the running binary as $WLEDGER whatever its name (only one named `wledger` did).
+    func testHooksGetTheRunningBinaryAsWLEDGERUnderAnyName() throws {
+        let dir = try tinyModelDir()
+        try initialize(dir)
+        let renamed = try tempDir().path + "/wl-renamed"
+        try FileManager.default.copyItem(atPath: CLI.binary, toPath: renamed)
+        let seen = try tempDir().path + "/seen.txt"
+        let hook = dir + "/.wledger/hooks/pre-commit"
+        try "#!/bin/sh\nprintf '%s' \"$WLEDGER\" > '\(seen)'\n".write(toFile: hook, atomically: true, encoding: .utf8)
+        XCTAssertEqual(chmod(hook, 0o755), 0)
+        try Data(#"{"model_type": "tiny", "v": 2}"#.utf8).write(to: URL(fileURLWithPath: dir + "/config.json"))
+        let r = try runProcess(renamed, ["commit", "-q", "-m", "side file", "-C", dir])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(canonical(try String(contentsOfFile: seen, encoding: .utf8)), canonical(renamed))
+    }
+
     func testIndexShardThatIsNotAFileSaysWhatItIs() throws {
         let dir = try emptyModelDir()
         try writeSafetensors(dir + "/model-00001-of-00002.safetensors", json: headerJSON(goodEntries), data: [UInt8](repeating: 0, count: 32))
