@@ -74,14 +74,18 @@ extension TaskEvaluator {
 
     /// `perplexity(text:…)` of a UTF-8 text file; the task name is the file name.
     /// - Throws: `TaskError.io` when the file cannot be read, `TaskError.invalidFile` when it
-    ///   is not UTF-8, and what `perplexity(text:…)` throws.
+    ///   is not UTF-8 or has nothing to predict, and what `perplexity(text:…)` throws otherwise.
     public func perplexity(file: String, windowTokens: Int = 512, prefixToken: Int? = nil) throws -> TaskReport {
         let map = try mapTaskFile(file)
         guard let text = String(validating: map.bytes.bindMemory(to: UInt8.self), as: UTF8.self) else {
             throw TaskError.invalidFile(path: file, reason: "not valid UTF-8 text")
         }
         let name = file.split(separator: "/").last.map(String.init) ?? file
-        return try perplexity(text: text, name: name, windowTokens: windowTokens, prefixToken: prefixToken)
+        do {
+            return try perplexity(text: text, name: name, windowTokens: windowTokens, prefixToken: prefixToken)
+        } catch TaskError.invalidRequest(_, let reason) {
+            throw TaskError.invalidFile(path: file, reason: reason)   // the file is what to fix
+        }
     }
 
     /// Bytes of text token `id` decodes to (its byte-alphabet spelling mapped back to bytes, or

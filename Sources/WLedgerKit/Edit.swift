@@ -87,7 +87,10 @@ extension Repository {
         if let layers = options.memitLayers, Set(layers).count != layers.count {
             throw KitError.usage("--layers: a layer is given twice (\(layers.map(String.init).joined(separator: ",")))")
         }
-        if options.rome.mom2 { _ = try keyStatisticsCorpus(options) }   // readable before anything is recorded
+        if options.rome.mom2 {   // readable, and long enough, before anything is recorded
+            let (corpus, text) = try keyStatisticsCorpus(options)
+            _ = try Self.keyStatisticsSequences(corpus: corpus, text: text, tokenizer: try Tokenizer(modelDirectory: root), options: options)
+        }
         let status = try self.status(cacheStats: false, progress: progress)
         guard status.clean else {
             throw KitError.refused("the work tree has uncommitted changes; commit them or run 'wledger checkout --force HEAD' first")
@@ -270,6 +273,28 @@ extension Repository {
         }
     }
 
+    /// Tokens per sequence of the key statistics.
+    static let keyStatisticsLength = 128
+
+    /// The corpus cut into sequences of `keyStatisticsLength` tokens, up to `options.mom2Tokens`.
+    /// - Throws: `KitError.usage` naming the corpus when it is not UTF-8 or too short for one.
+    static func keyStatisticsSequences(corpus: String, text corpusText: [UInt8], tokenizer: Tokenizer, options: EditOptions) throws -> [[Int]] {
+        guard let whole = String(bytes: corpusText, encoding: .utf8) else {
+            throw KitError.usage("'\(corpus)': the text corpus for the key statistics is not UTF-8")
+        }
+        let text = options.mom2Corpus != nil ? whole : Repository.leadingArticles(of: whole, characters: options.mom2Tokens * 6)
+        let ids = tokenizer.encode(text)
+        let length = keyStatisticsLength
+        var sequences: [[Int]] = []
+        var i = 0
+        while i + length <= ids.count && sequences.count * length < options.mom2Tokens {
+            sequences.append(Array(ids[i..<(i + length)]))
+            i += length
+        }
+        guard !sequences.isEmpty else { throw KitError.usage("'\(corpus)': the text corpus for the key statistics has fewer than \(length) tokens") }
+        return sequences
+    }
+
     /// C = E[k kᵀ] of each layer's keys on the base model, over `options.mom2Tokens` tokens of
     /// the corpus; computed once per model, layer and corpus (the missing layers in one pass)
     /// and kept in the ledger: an object of F64 values, named in `meta`.
@@ -298,19 +323,8 @@ extension Repository {
         let dir = try base.directory()
         let model = try Model(directory: dir)
         let tokenizer = try Tokenizer(modelDirectory: dir)
-        guard let whole = String(bytes: corpusText, encoding: .utf8) else {
-            throw KitError.usage("'\(corpus)': the text corpus for the key statistics is not UTF-8")
-        }
-        let text = options.mom2Corpus != nil ? whole : Repository.leadingArticles(of: whole, characters: options.mom2Tokens * 6)
-        let ids = tokenizer.encode(text)
-        let length = 128
-        var sequences: [[Int]] = []
-        var i = 0
-        while i + length <= ids.count && sequences.count * length < options.mom2Tokens {
-            sequences.append(Array(ids[i..<(i + length)]))
-            i += length
-        }
-        guard !sequences.isEmpty else { throw KitError.usage("the text corpus for the key statistics has fewer than \(length) tokens") }
+        let sequences = try Self.keyStatisticsSequences(corpus: corpus, text: corpusText, tokenizer: tokenizer, options: options)
+        let length = Self.keyStatisticsLength
         progress.start("key statistics C of layer(s) \(missing.map(String.init).joined(separator: ",")) over \(sequences.count * length) tokens",
                        total: sequences.count)
         var last = 0

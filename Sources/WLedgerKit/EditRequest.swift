@@ -53,8 +53,8 @@ public enum EditRequest {
         if let r = v["rephrase_prompt"] {
             switch r {
             case let .string(s) where !s.isEmpty: break
-            case let .array(items) where items.allSatisfy({ $0.stringValue?.isEmpty == false }): break
-            default: throw bad("\"rephrase_prompt\" must be a non-empty string or an array of them")
+            case let .array(items) where !items.isEmpty && items.allSatisfy({ $0.stringValue?.isEmpty == false }): break
+            default: throw bad("\"rephrase_prompt\" must be a non-empty string or a non-empty array of them")
             }
         }
         for key in ["locality", "portability"] {

@@ -165,9 +165,10 @@ public struct HealthSettings: Sendable {
         return list.map { tasks[$0]! }
     }
 
-    /// Named tasks (for --task).
+    /// The tasks named (for --task), in order, each once (`--task a --task a` evaluates `a` once).
     public func tasks(named names: [String]) throws -> [HealthTask] {
-        try names.map { n in
+        var seen = Set<String>()
+        return try names.filter { seen.insert($0).inserted }.map { n in
             guard let t = tasks[n] else {
                 throw KitError.usage("unknown task '\(n)' (known: \(tasks.keys.sorted().joined(separator: ", ")))")
             }

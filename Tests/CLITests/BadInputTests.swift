@@ -531,6 +531,8 @@ final class BadInputTests: XCTestCase {
             ("invalid.json", #"{"prompt":"The Eiffel Tower is in","#, ["invalid JSON"]),
             ("not-an-object.json", #""The Eiffel Tower""#, ["JSON object"]),
             ("empty-list.json", "[]", ["empty"]),
+            ("no-rephrasings.json", #"{"prompt":"The Eiffel Tower is in","subject":"Eiffel Tower","target_new":"Rome","ground_truth":"Paris","rephrase_prompt":[]}"#,
+             ["\"rephrase_prompt\" must be a non-empty string or a non-empty array of them"]),
         ]
         for (name, text, words) in cases {
             let path = reqDir + "/" + name

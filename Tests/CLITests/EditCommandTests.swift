@@ -28,6 +28,8 @@ final class EditCommandTests: XCTestCase {
         // Bad input: one line, exit 2, nothing changed. The model file is older than the stat
         // cache's 100 ms racy window by now, so a refusal that scanned and recorded stats would
         // change the ledger's bytes.
+        let tiny = tmp.path + "/tiny.txt"
+        try "Too short a corpus.".write(toFile: tiny, atomically: true, encoding: .utf8)
         Thread.sleep(forTimeInterval: 0.3)
         let before = try directoryDigest(dir)
         for (args, needle) in [(["edit", "--request", tmp.path + "/missing.json"], "missing.json"),
@@ -40,7 +42,8 @@ final class EditCommandTests: XCTestCase {
                                (["edit", "--request", two, "--method", "memit", "--layers", "4,4", "--no-mom2"], "layer 4 is given twice"),
                                (["edit", "--request", two, "--method", "memit", "--layers", "4,5,4"], "layer 4 is given twice"),
                                (["edit", "--request", france, "--layers", "4-99", "--no-mom2"], "--layers is for --method memit"),
-                               (["edit", "--request", two, "--method", "memit", "--layer", "99"], "--layer is for --method rome")] {
+                               (["edit", "--request", two, "--method", "memit", "--layer", "99"], "--layer is for --method rome"),
+                               (["edit", "--request", france, "--mom2-corpus", tiny], "tiny.txt': the text corpus for the key statistics has fewer than 128 tokens")] {
             let r = try wl(args)
             XCTAssertEqual(r.status, 2, "\(args): \(r.stderr)")
             let lines = r.stderr.split(separator: "\n").filter { !$0.hasPrefix("Usage:") && !$0.hasPrefix("  See") && !$0.isEmpty }

@@ -567,6 +567,11 @@ final class TaskTests: XCTestCase {
                        "task 'short': text of 1 token has nothing to predict")
         XCTAssertEqual(message { _ = try evaluator.perplexity(text: text, name: "w", windowTokens: 1) },
                        "task 'w': window of 1 tokens predicts nothing")
+        // From a file, the file is named: it is what to fix.
+        let empty = NSTemporaryDirectory() + "/wledger-empty-\(getpid()).txt"
+        try Data().write(to: URL(fileURLWithPath: empty))
+        defer { try? FileManager.default.removeItem(atPath: empty) }
+        XCTAssertEqual(message { _ = try evaluator.perplexity(file: empty) }, "'\(empty)': text of 0 tokens has nothing to predict")
     }
 
 }

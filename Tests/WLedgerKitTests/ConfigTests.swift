@@ -123,6 +123,9 @@ final class ConfigTests: XCTestCase {
             "line 4: threshold 'addition' must name TASK.METRIC of a known task",
         ])
         XCTAssertEqual(HealthSettings.problems(try! ConfigFile(text: sample, path: "cfg")), [])
+        // A task named twice is evaluated once.
+        let settings = try! HealthSettings.load(config: try! ConfigFile(text: sample, path: "cfg"))
+        XCTAssertEqual(try settings.tasks(named: ["add10", "edits", "add10"]).map(\.name), ["add10", "edits"])
     }
 
     /// The reflog expiry times of gc.reflogExpire and `reflog expire` (dates checked against
