@@ -155,7 +155,7 @@ extension Repository {
             ("mom2", .bool(o.mom2)), ("mom2_tokens", .double(Double(C?.tokens ?? 0))),
             ("steps_run", .double(Double(r.losses.count - 1))), ("final_loss", .double(r.losses.last ?? 0)),
         ]).serialized()
-        let result = try commitUpdates([name: newBytes], options: co, progress: progress)
+        let result = try commitEdit([name: newBytes], options: co, progress: progress)
         let after = try ProbeSnapshot(model: try Model(directory: root), tokenizer: tokenizer, probe: probe)
         return EditReport(commit: result.commit, method: "ROME", subject: request.subject, targetNew: request.targetNew,
                           groundTruth: probe.groundTruth, layers: [o.layer], tensors: [name], losses: r.losses,
@@ -222,7 +222,7 @@ extension Repository {
             ("context_templates", .array(o.templates.map { .array($0.map { .double(Double($0)) }) })),
             ("mom2", .bool(o.mom2)), ("mom2_tokens", .double(Double(momentTokens))),
         ]).serialized()
-        let result = try commitUpdates(updates, options: co, progress: progress)
+        let result = try commitEdit(updates, options: co, progress: progress)
         let edited = try Model(directory: root)
         let seconds = Self.seconds(ContinuousClock().now - start)
         return try requests.indices.map { i in
@@ -270,6 +270,16 @@ extension Repository {
         do { return (corpus, try readFile(corpus)) } catch {
             throw KitError.usage(options.mom2Corpus != nil ? "'\(corpus)': cannot read the text corpus for the key statistics"
                 : "'\(corpus)': the default text corpus of the key statistics is missing (run scripts/fetch-fixtures.sh, set health.tasks, pass --mom2-corpus FILE or --no-mom2)")
+        }
+    }
+
+    /// `commitUpdates` for an edit, whose "nothing to commit" says why an edit can change nothing.
+    private func commitEdit(_ updates: [String: [UInt8]], options: CommitOptions, progress: ProgressReporter) throws -> CommitResult {
+        do {
+            return try commitUpdates(updates, options: options, progress: progress)
+        } catch KitError.refused(let why) where why == Repository.nothingChanges {
+            throw KitError.refused("nothing to commit: the edit's update rounds away in the weights' dtype, so every weight stays as HEAD has it "
+                + "(the target may already be reached, --steps may be 0, or the weights may have grown too large for it to register)")
         }
     }
 

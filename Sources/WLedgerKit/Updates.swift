@@ -52,6 +52,9 @@ extension Repository {
     ///     the weight files, under the same journal.
     /// - Throws: `KitError.refused` when the work tree has other uncommitted changes or nothing
     ///   would change.
+    /// `commitUpdates`' refusal when no tensor or file would change.
+    static let nothingChanges = "nothing to commit: the operation leaves every tensor as HEAD has it"
+
     func commitUpdates(_ updates: [String: [UInt8]], sideFiles: [String: FileEntry?] = [:], options: CommitOptions, allowDirty: Bool = false,
                        recorded: Set<String> = [], progress: ProgressReporter) throws -> CommitResult {
         var options = options
@@ -81,7 +84,7 @@ extension Repository {
         }
         let names = changedNames
         let sideChanges = sideFiles.filter { $0.value?.object != cmp.files[$0.key]?.object }
-        if names.isEmpty && sideChanges.isEmpty { throw KitError.refused("nothing to commit: the operation leaves every tensor as HEAD has it") }
+        if names.isEmpty && sideChanges.isEmpty { throw KitError.refused(Repository.nothingChanges) }
         // A side file HEAD does not track goes where the scan found nothing; something it does not
         // list (past the side-file limit, a link to nothing or to a directory, a directory) is
         // not replaced, as checkout refuses.

@@ -58,6 +58,12 @@ final class EditCommandTests: XCTestCase {
         XCTAssertTrue(noCorpus.stderr.contains("'\(tmp.path)/nowhere/corpus/lee_background.txt': the default text corpus"), noCorpus.stderr)
         XCTAssertEqual(try directoryDigest(dir), before, "a missing corpus changed something")
 
+        // An edit whose update changes no weight says why instead of a bare "nothing to commit".
+        let noSteps = try wl(["edit", "--request", france, "--steps", "0", "--no-mom2"])
+        XCTAssertEqual(noSteps.status, 1, noSteps.stderr)
+        XCTAssertTrue(noSteps.stderr.contains("the edit's update rounds away in the weights' dtype"), noSteps.stderr)
+        XCTAssertEqual(noSteps.stderr.split(separator: "\n").count, 1, noSteps.stderr)
+
         // ROME, with C over a small corpus.
         var r = try wl(["edit", "-q", "--request", france, "--steps", "10", "--mom2-tokens", "2048", "--json"])
         XCTAssertEqual(r.status, 0, r.stderr)
