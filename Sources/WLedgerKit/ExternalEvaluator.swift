@@ -38,14 +38,18 @@ struct ExternalEvaluator {
         let output = pipe.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
         guard p.terminationStatus == 0 else {
-            let tail = String(decoding: output.suffix(2000), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            throw KitError.refused("evaluator '\(name)' exited with status \(p.terminationStatus)\(tail.isEmpty ? "" : ":\n" + tail)")
+            // One line: the last line of its output (a traceback's ends with the exception).
+            let last = String(decoding: output.suffix(2000), as: UTF8.self).split(whereSeparator: \.isNewline)
+                .last { !$0.allSatisfy(\.isWhitespace) }.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+            throw KitError.refused("evaluator '\(name)' exited with status \(p.terminationStatus)\(last.isEmpty ? "" : ": \(last)")")
         }
         let file = try Self.resultsFile(out)
         guard let data = FileManager.default.contents(atPath: file) else {
             throw KitError.refused("evaluator '\(name)': cannot read its results '\(file)'")
         }
-        var r = try Self.parse(Array(data), path: file, wanted: tasks)
+        // Results the evaluator wrote wrong are its failure, as a missing file or a bad exit is.
+        var r: TaskResult
+        do { r = try Self.parse(Array(data), path: file, wanted: tasks) } catch KitError.usage(let why) { throw KitError.refused(why) }
         r.evaluator = "external:\(name)"
         r.elapsedSeconds = TaskEvaluator.secondsOf(clock.now - start)
         return r

@@ -1083,6 +1083,15 @@ final class BadInputTests: XCTestCase {
         let quiet = try onTerminal(["--quiet"])
         for p in phases { XCTAssertFalse(quiet.contains(p), "--quiet on a terminal: \(quiet)") }
         XCTAssertTrue(quiet.contains("0.5"), quiet)
+        // An evaluator that fails, or writes results that are not JSON, is refused (exit 1) in one
+        // line: the last line of its output (a traceback's exception), and the results file.
+        try expectSuccess(["config", "set", "evaluator.broken.command", "echo starting {weights}; echo 'Traceback:' >&2; echo 'ValueError: no such task' >&2; exit 3"], in: dir)
+        try expectSuccess(["config", "set", "task.ext.source", "external:broken"], in: dir)
+        try expectRejected(["health", "--task", "ext", "--refresh"], in: dir, code: 1,
+                           mentions: ["evaluator 'broken' exited with status 3: ValueError: no such task"])
+        try expectSuccess(["config", "set", "evaluator.garbled.command", "printf 'not json' > {out}; test -d {weights}"], in: dir)
+        try expectSuccess(["config", "set", "task.ext.source", "external:garbled"], in: dir)
+        try expectRejected(["health", "--task", "ext", "--refresh"], in: dir, code: 1, mentions: ["evaluator results are not JSON"])
     }
 
     /// Numbers out of range are refused in one line before anything runs: a thread count past
