@@ -17,6 +17,19 @@ public struct BisectCommit: Encodable, Sendable, Equatable {
         id = c.id; kind = c.kind.rawValue; message = c.message; method = c.method; request = c.request; author = c.author
     }
 
+    enum CodingKeys: String, CodingKey { case id, kind, message, method, request, author }
+
+    /// The request as a JSON object, as `show --json` gives it (not a string holding JSON).
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(kind, forKey: .kind)
+        try c.encode(message, forKey: .message)
+        try c.encodeIfPresent(method, forKey: .method)
+        try c.encodeIfPresent(request.map(JSONText.init), forKey: .request)
+        try c.encode(author, forKey: .author)
+    }
+
     /// First line of the message.
     public var subject: String { String(message.split(separator: "\n", omittingEmptySubsequences: false).first ?? "") }
 }

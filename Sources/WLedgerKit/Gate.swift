@@ -13,7 +13,7 @@ public struct GateTensor: Encodable, Sendable {
     /// Share of elements with δ = |ΔW / W_base| > 0.171.
     public var deltaShare: Double
     /// κ(W_base), κ(W) and their ratio (only when gate.max-kappa-growth is set; nil for a singular matrix).
-    public var kappaBase: Double?
+    public var baseKappa: Double?
     public var kappa: Double?
     public var kappaGrowth: Double?
     public var failures: [String]
@@ -95,7 +95,7 @@ extension Repository {
             if let maxKappa {
                 let kb = try spectrum(of: b)?.kappa
                 let k = try SpectrumInfo.of(w, rows: rows, cols: cols).kappa
-                t.kappaBase = kb
+                t.baseKappa = kb
                 t.kappa = k
                 if let kb, let k { t.kappaGrowth = k / kb }
                 if let g = t.kappaGrowth, !(g <= maxKappa) {

@@ -40,9 +40,10 @@ public struct MetricBisectResult: Encodable, Sendable {
     public var limit: Double
     /// Bad values lie above `limit` (--above, or --drop on a metric where lower is better).
     public var badAbove: Bool
-    public var base: Double?
+    /// The base commit's value of the metric (with --drop).
+    public var baseValue: Double?
     /// Commits in good..bad, both ends included.
-    public var commits: Int
+    public var commitCount: Int
     /// The bound on evaluations: ceil(log2 commits) + 1 (+ 1 for the base with --drop and a good end other than base).
     public var maxEvaluations: Int
     /// Every commit whose metric was asked, in order (the base first with --drop).
@@ -166,7 +167,7 @@ extension Repository {
         let lastGood = lo >= 0 ? candidates[lo] : try ledger.commit(goodID)!
         var bound = Int(ceil(log2(Double(commits)))) + 1
         if options.dropPercent != nil && goodID != baseID { bound += 1 }
-        return MetricBisectResult(task: task, metric: metric, criterion: criterion(), limit: limit, badAbove: badAbove, base: base, commits: commits,
+        return MetricBisectResult(task: task, metric: metric, criterion: criterion(), limit: limit, badAbove: badAbove, baseValue: base, commitCount: commits,
                                   maxEvaluations: bound, evaluations: evaluations, firstBad: BisectCommit(firstBad),
                                   firstBadValue: values[firstBad.id]!.value, lastGood: BisectCommit(lastGood),
                                   lastGoodValue: values[lastGood.id]!.value)

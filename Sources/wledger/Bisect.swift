@@ -78,7 +78,7 @@ struct Bisect: ParsableCommand {
             print("")
             print("\(r.task).\(r.metric): last good \(short(r.lastGood.id)) \(fmt(r.lastGoodValue)), first bad \(short(r.firstBad.id)) \(fmt(r.firstBadValue)) (bad: \(r.criterion))")
             let fresh = r.evaluations.filter { !$0.cached }.count
-            print("\(r.evaluations.count) evaluations (\(fresh) computed, \(r.evaluations.count - fresh) from cache) over \(r.commits) commits; at most \(r.maxEvaluations)")
+            print("\(r.evaluations.count) evaluations (\(fresh) computed, \(r.evaluations.count - fresh) from cache) over \(r.commitCount) commits; at most \(r.maxEvaluations)")
         }
 
         func fmt(_ x: Double) -> String { String(format: abs(x) >= 100 ? "%.1f" : "%.3f", x) }

@@ -138,12 +138,14 @@ final class BisectTests: XCTestCase {
 
     struct MetricResult: Decodable {
         struct Eval: Decodable { var commit: String; var value: Double; var bad: Bool; var cached: Bool }
-        struct C: Decodable { var id: String; var method: String?; var request: String? }
+        /// The request is an object, as `show --json` gives it.
+        struct Request: Decodable { var subject: String; var target_new: String }
+        struct C: Decodable { var id: String; var method: String?; var request: Request? }
         var evaluations: [Eval]
         var maxEvaluations: Int
-        var commits: Int
+        var commitCount: Int
         var limit: Double
-        var base: Double?
+        var baseValue: Double?
         var firstBad: C
         var lastGood: C
         var firstBadValue: Double
@@ -159,13 +161,15 @@ final class BisectTests: XCTestCase {
         XCTAssertEqual(m.firstBad.id, h.ids[41])
         XCTAssertEqual(m.lastGood.id, h.ids[40])
         XCTAssertEqual(m.firstBad.method, "ROME")
-        XCTAssertNotNil(m.firstBad.request)
-        XCTAssertEqual(m.commits, 64)
+        XCTAssertEqual(m.firstBad.request?.subject, "France")
+        XCTAssertEqual(m.firstBad.request?.target_new, "Rome")
+        XCTAssertNil(m.lastGood.request)
+        XCTAssertEqual(m.commitCount, 64)
         XCTAssertEqual(m.maxEvaluations, 7)  // ceil(log2 64) + 1
         XCTAssertLessThanOrEqual(m.evaluations.count, 7, "\(m.evaluations.map(\.commit))")
         XCTAssertEqual(Set(m.evaluations.map(\.commit)).count, m.evaluations.count, "a commit was evaluated twice")
         // The verdicts agree with the criterion and with where the damage is.
-        let base = try XCTUnwrap(m.base)
+        let base = try XCTUnwrap(m.baseValue)
         XCTAssertEqual(m.limit, base - abs(base), accuracy: 1e-9)
         for e in m.evaluations {
             let index = try XCTUnwrap(h.ids.firstIndex(of: e.commit))
