@@ -44,8 +44,23 @@ func usageLine(_ error: Error) -> String {
             command += " " + sub._commandName
         }
     }
-    let body = first.hasPrefix("Error: ") ? String(first.dropFirst(7)) : first
+    var body = first.hasPrefix("Error: ") ? String(first.dropFirst(7)) : first
+    // A percentage option given a bare 0 < x < 1 (Percent refuses it): say why.
+    if let value = percentageRefused(body) {
+        body += ": a bare number between 0 and 1 is ambiguous; write \(value)% or a whole percentage such as 40%"
+    }
     return "error: \(body) (see 'wledger\(command) --help')"
+}
+
+/// The value of ArgumentParser's "The value 'X' is invalid for '--keep <keep>'" (or --drop,
+/// --prune) when X is a bare number between 0 and 1, which `Percent` refuses as ambiguous.
+func percentageRefused(_ message: String) -> String? {
+    let prefix = "The value '"
+    guard message.hasPrefix(prefix), let end = message.dropFirst(prefix.count).firstIndex(of: "'") else { return nil }
+    let value = String(message[message.index(message.startIndex, offsetBy: prefix.count)..<end])
+    guard ["--keep <", "--drop <", "--prune <"].contains(where: { message.contains("for '" + $0) }),
+          let v = Double(value), v > 0, v < 1 else { return nil }
+    return value
 }
 
 // `wledger -C <path> <command> …`, as `git -C`: the process changes to <path> (each further -C
