@@ -137,6 +137,43 @@ final class RegularizerTests: XCTestCase {
         return try readTensorBytes(file: tmp.path + "/out/model.safetensors", tensor: tensor)
     }
 
+    /// `diff`'s numerical rank and top singular values of ΔW on BF16 edits, where the storage
+    /// rounding of the child adds a full-rank noise tail, against LAPACK's full SVD of the same
+    /// float64 ΔW and the noise threshold 2·2⁻⁸·(max row norm + max column norm) of the child
+    /// computed here: the same rank and every top singular value within 0.5% (a range finder
+    /// without power iterations read the smaller ones up to 40% low and the rank one short).
+    func testDiffRankAndSingularValuesOfBF16EditsMatchAFullSVD() throws {
+        let tmp = try TemporaryDirectory("diff-rank-bf16")
+        let model = try tmp.copyModel(from: try Fixtures.smolLM2("bf16"))
+        let file = model + "/model.safetensors", tensor = "model.layers.3.mlp.down_proj.weight"
+        _ = try Repository.initialize(at: model)
+        let repo = try Repository.open(at: model, forWriting: true)
+        let base = try readTensorBytes(file: file, tensor: tensor)
+        try SimulatedEdit.rankOne(file: file, tensor: tensor, seed: 31, scale: 0.3)
+        try SimulatedEdit.rankOne(file: file, tensor: tensor, seed: 32, scale: 0.02)
+        try SimulatedEdit.columns(file: file, tensor: tensor, seed: 33)
+        _ = try repo.commit(CommitOptions(message: "three edits"))
+        let child = try readTensorBytes(file: file, tensor: tensor)
+        let d = try repo.diff("base", "HEAD")
+        let t = try XCTUnwrap(d.tensors.first { $0.name == tensor })
+        let rows = 576, cols = 1536
+        let p = ReferenceDecode.doubles(base, dtype: "BF16"), c = ReferenceDecode.doubles(child, dtype: "BF16")
+        XCTAssertEqual(c.count, rows * cols)
+        let full = try BLAS.singularValues(zip(c, p).map { $0 - $1 }, rows: rows, cols: cols)
+        var rowNorm = 0.0, colNorm = 0.0
+        for i in 0..<rows { rowNorm = max(rowNorm, (0..<cols).reduce(0.0) { $0 + c[i * cols + $1] * c[i * cols + $1] }.squareRoot()) }
+        for j in 0..<cols { colNorm = max(colNorm, (0..<rows).reduce(0.0) { $0 + c[$1 * cols + j] * c[$1 * cols + j] }.squareRoot()) }
+        let noise = 2 * 0x1p-8 * (rowNorm + colNorm)
+        let rank = full.filter { $0 > noise }.count
+        XCTAssertGreaterThanOrEqual(rank, 3, "\(full.prefix(8)) vs noise \(noise)")
+        XCTAssertEqual(t.deltaRank, rank, "\(full.prefix(8)) vs noise \(noise)")
+        let top = try XCTUnwrap(t.deltaSingularValues)
+        XCTAssertFalse(top.isEmpty)
+        for (i, (got, want)) in zip(top, full).enumerated() {
+            XCTAssertEqual(got, want, accuracy: 5e-3 * want, "σ\(i + 1) of ΔW (noise \(noise))")
+        }
+    }
+
     /// On SmolLM2 F32: 20 rank-one edits of one down_proj grow its condition number; each is
     /// stored as a low-rank patch; restrain (fast path) brings κ back to at most twice the base κ;
     /// RECT keeps the top 40% by an independently computed δ; diff matches float64.
