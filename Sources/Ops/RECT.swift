@@ -15,14 +15,15 @@ public enum RECT {
     }
 
     /// The indices RECT keeps, ascending. Elements with ΔW = 0 are never kept; ties in the score
-    /// are broken by the lower index, so the result is deterministic.
+    /// are broken by the lower index, so the result is deterministic; a NaN score (a NaN on
+    /// either side) ranks with the infinite ones, first.
     public static func keep(base: [Double], delta dw: [Double], percent: Double, by ranking: Ranking) -> [Int] {
         precondition(base.count == dw.count, "RECT operands differ in size")
         var candidates: [(score: Double, index: Int)] = []
         candidates.reserveCapacity(dw.count)
         for i in 0..<dw.count where dw[i] != 0 {
             let s = ranking == .relative ? RelativeChange.delta(dw[i], base: base[i]) : abs(dw[i])
-            candidates.append((s, i))
+            candidates.append((s.isNaN ? .infinity : s, i))   // a change to or from NaN ranks first, so the order is total
         }
         let k = keptCount(total: dw.count, changed: candidates.count, percent: percent)
         candidates.sort { $0.score != $1.score ? $0.score > $1.score : $0.index < $1.index }

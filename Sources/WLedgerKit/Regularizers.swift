@@ -380,9 +380,13 @@ extension Repository {
             let (rows, cols) = TensorMath.matrixShape(eb.shape)!
             let wa = TensorMath.doubles(try ledger.tensorBytes(of: ea), dtype: ea.dtype)
             let wb = TensorMath.doubles(try ledger.tensorBytes(of: eb), dtype: eb.dtype)
+            // An SVD of weights with NaN or Inf means nothing (LAPACK refuses it): say which.
+            for (w, id) in [(wa, a), (wb, b)] where !w.allSatisfy(\.isFinite) {
+                throw KitError.usage("cannot restrain tensor '\(name)': it holds NaN or Inf at \(id.prefix(12)) (committed with --allow-nonfinite); revert that first")
+            }
             var dw = Matrix(zeros: rows, cols)
             for i in 0..<dw.data.count { dw.data[i] = wb[i] - wa[i] }
-            let base = try spectrum(of: ea, values: wa)!
+            let base = try spectrum(of: ea, values: wa)!   // finite, so it has one
             var entry = RestrainedMatrix(name: name, sigmaMaxBase: base.sigmaMax, restrainedFrom: [], restrainedTo: [])
             let correction: Matrix
             switch method {

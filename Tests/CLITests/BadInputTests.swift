@@ -488,6 +488,8 @@ final class BadInputTests: XCTestCase {
         let stored = try XCTUnwrap((try XCTUnwrap(JSONSerialization.jsonObject(with: Data(shown.stdout.utf8)) as? [String: Any])["tensors"]
             as? [[String: Any]])?.first { $0["name"] as? String == name }, shown.stdout)
         XCTAssertEqual(stored["l1"] as? String, "NaN", shown.stdout)
+        // restrain's SVD of it is refused naming the tensor (LAPACK's "dgesdd failed (info -4)" before).
+        try expectRejected(["restrain"], in: dir, mentions: ["cannot restrain tensor '\(name)': it holds NaN or Inf at "])
         // revert gives the bytes before it back, and reverting that revert the NaN edit, bit for
         // bit: a version the ledger holds, whose NaN was allowed when it was committed.
         let withNaN = try readTensorBytes(file: file, tensor: name)

@@ -63,6 +63,10 @@ final class RECTTests: XCTestCase {
         XCTAssertEqual(RECT.keptCount(total: 10, changed: 10, percent: 40), 4)
         XCTAssertEqual(RECT.keptCount(total: 11, changed: 11, percent: 40), 5)
         XCTAssertEqual(RECT.keptCount(total: 100, changed: 3, percent: 40), 3)
+        // A NaN on either side ranks first (with the infinite scores, ties by index), wherever it is.
+        let nanBase: [Double] = [1, .nan, 1, 1, 0], nanDelta: [Double] = [0.5, 0.1, 0.9, .nan, 1e-30]
+        XCTAssertEqual(RECT.keep(base: nanBase, delta: nanDelta, percent: 60, by: .relative), [1, 3, 4])
+        XCTAssertEqual(RECT.keep(base: nanBase, delta: nanDelta, percent: 40, by: .magnitude), [2, 3])
     }
 
     func testRelativeChangeIsNeverNaN() {
