@@ -33,6 +33,7 @@ public func loadDouble(_ src: UnsafeRawBufferPointer, _ i: Int, _ dtype: DType) 
         wl_f16_to_f32(&h, &f, 1)
         return Double(f)
     case .bf16: return Double(Float(bitPattern: UInt32(src.loadUnaligned(fromByteOffset: o, as: UInt16.self)) << 16))
+    case .bool: return src[o] != 0 ? 1 : 0
     case .u8: return Double(src[o])
     case .i8: return Double(Int8(bitPattern: src[o]))
     case .u16: return Double(src.loadUnaligned(fromByteOffset: o, as: UInt16.self))

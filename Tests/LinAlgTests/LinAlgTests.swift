@@ -56,6 +56,21 @@ final class LinAlgTests: XCTestCase {
         }
     }
 
+    /// A BOOL mask counts as 0/1: a flipped element is a change of 1 (it read as changed with
+    /// every statistic 0), integers as themselves.
+    func testDeltaStatisticsOfBoolAndIntegerTensors() {
+        let parent: [UInt8] = [0, 1, 1, 0, 0], child: [UInt8] = [1, 1, 0, 0, 1]
+        let s = parent.withUnsafeBytes { p in child.withUnsafeBytes { DeltaStatistics.compute(parent: p, child: $0, dtype: .bool) } }
+        XCTAssertEqual(s.changed, 3)
+        XCTAssertEqual(s.l1, 3)
+        XCTAssertEqual(s.frobenius, 3.0.squareRoot(), accuracy: 1e-15)
+        XCTAssertEqual(s.maxAbs, 1)
+        XCTAssertEqual(s.baseNorm, 2.0.squareRoot(), accuracy: 1e-15)
+        let ip: [Int64] = [5, -3, 7], ic: [Int64] = [5, 1, 7]
+        let t = ip.withUnsafeBytes { p in ic.withUnsafeBytes { DeltaStatistics.compute(parent: p, child: $0, dtype: .i64) } }
+        XCTAssertEqual([Double(t.changed), t.l1, t.maxAbs], [1, 4, 4])
+    }
+
     /// A NaN anywhere in ΔW makes Σ|ΔW|, ‖ΔW‖F and max|ΔW| NaN (the kernel's maximum alone used
     /// to skip it and report the largest finite change); an infinite change makes them +∞.
     func testDeltaStatisticsOfNonFiniteChanges() {
