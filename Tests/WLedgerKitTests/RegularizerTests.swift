@@ -137,6 +137,53 @@ final class RegularizerTests: XCTestCase {
         return try readTensorBytes(file: tmp.path + "/out/model.safetensors", tensor: tensor)
     }
 
+    /// Reverting an edit whose RECT prune is on HEAD gives the pre-edit bytes back exactly: the
+    /// elements the prune kept go back to the parent's values and those it already returned
+    /// stay (subtracting ΔW everywhere took them past their pre-edit values); elements a later
+    /// edit changed get HEAD − ΔW rounded to BF16, as computed here in float64.
+    func testRevertOfAPrunedEditIsAThreeWayMerge() throws {
+        let tmp = try TemporaryDirectory("revert-pruned")
+        let model = try tmp.copyModel(from: try Fixtures.smolLM2("bf16"))
+        let file = model + "/model.safetensors", tensor = "model.layers.7.mlp.down_proj.weight"
+        _ = try Repository.initialize(at: model)
+        let repo = try Repository.open(at: model, forWriting: true)
+        let base = try readTensorBytes(file: file, tensor: tensor)
+        try SimulatedEdit.rankOne(file: file, tensor: tensor, seed: 71, scale: 0.05)
+        let edit = try repo.commit(CommitOptions(message: "edit")).commit
+        let edited = try readTensorBytes(file: file, tensor: tensor)
+        _ = try repo.prune(edit, keepPercent: 40)
+        let pruned = try readTensorBytes(file: file, tensor: tensor)
+        XCTAssertNotEqual(pruned, edited)
+        XCTAssertNotEqual(pruned, base)
+        _ = try repo.revert(edit)
+        XCTAssertEqual(try readTensorBytes(file: file, tensor: tensor), base, "the pre-edit bytes, every element")
+
+        // With a later edit of the same tensor on top: its elements get HEAD − ΔW (float64, rounded).
+        _ = try repo.revert("HEAD")   // the edit's pruned form is back: HEAD = pruned
+        XCTAssertEqual(try readTensorBytes(file: file, tensor: tensor), pruned)
+        try SimulatedEdit.columns(file: file, tensor: tensor, seed: 72)
+        _ = try repo.commit(CommitOptions(message: "columns"))
+        let head = try readTensorBytes(file: file, tensor: tensor)
+        _ = try repo.revert(edit)
+        let got = try readTensorBytes(file: file, tensor: tensor)
+        let p = ReferenceDecode.doubles(base, dtype: "BF16"), c = ReferenceDecode.doubles(edited, dtype: "BF16")
+        let h = ReferenceDecode.doubles(head, dtype: "BF16"), g = ReferenceDecode.doubles(got, dtype: "BF16")
+        var merged = 0
+        for i in 0..<p.count {
+            let hb = head[(2 * i)..<(2 * i + 2)]
+            if hb == base[(2 * i)..<(2 * i + 2)] {
+                XCTAssertEqual(got[(2 * i)..<(2 * i + 2)], hb, "element \(i) already as before the edit")
+            } else if hb == edited[(2 * i)..<(2 * i + 2)] {
+                XCTAssertEqual(got[(2 * i)..<(2 * i + 2)], base[(2 * i)..<(2 * i + 2)], "element \(i) as the edit left it")
+            } else {
+                merged += 1
+                let exact = h[i] - (c[i] - p[i])
+                XCTAssertLessThanOrEqual(abs(g[i] - exact), abs(exact) / 256, "element \(i) within half a BF16 ulp of HEAD − ΔW")
+            }
+        }
+        XCTAssertGreaterThan(merged, 0, "the column edit changed elements the edit had changed")
+    }
+
     /// `diff`'s numerical rank and top singular values of ΔW on BF16 edits, where the storage
     /// rounding of the child adds a full-rank noise tail, against LAPACK's full SVD of the same
     /// float64 ΔW and the noise threshold 2·2⁻⁸·(max row norm + max column norm) of the child
