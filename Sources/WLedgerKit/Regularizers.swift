@@ -94,37 +94,6 @@ extension Repository {
         return out
     }
 
-    /// HEAD − ΔW_c element by element, as a three-way merge: an element HEAD holds as c left it
-    /// gets c's parent's bytes back exactly, one HEAD holds as c's parent had it (undone since,
-    /// e.g. by c's RECT prune) stays, and any other gets HEAD − ΔW in float64 rounded to the
-    /// dtype. (Subtracting ΔW everywhere took a pruned edit's dropped elements past their
-    /// pre-edit values.)
-    static func revertMerge(head: [UInt8], parent: [UInt8], child: [UInt8], dtype: DType) -> [UInt8] {
-        var out = apply(delta: delta(from: child, to: parent, dtype: dtype), to: head, dtype: dtype)
-        let s = dtype.size
-        head.withUnsafeBufferPointer { h in
-            parent.withUnsafeBufferPointer { p in
-                child.withUnsafeBufferPointer { c in
-                    out.withUnsafeMutableBufferPointer { o in
-                        for i in 0..<(h.count / s) {
-                            var asParent = true, asChild = true
-                            for b in (i * s)..<(i * s + s) {
-                                if h[b] != p[b] { asParent = false }
-                                if h[b] != c[b] { asChild = false }
-                            }
-                            if asParent {
-                                for b in (i * s)..<(i * s + s) { o[b] = h[b] }
-                            } else if asChild {
-                                for b in (i * s)..<(i * s + s) { o[b] = p[b] }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        return out
-    }
-
     private func headBytes(_ name: String, _ headManifest: [String: ManifestEntry]) throws -> (ManifestEntry, [UInt8]) {
         guard let e = headManifest[name] else { throw KitError.usage("tensor '\(name)' does not exist at HEAD") }
         return (e, try ledger.tensorBytes(of: e))
@@ -195,7 +164,7 @@ extension Repository {
                 continue
             }
             try Repository.requireFloat(e, "revert")
-            updates[e.name] = Repository.revertMerge(head: head, parent: parent, child: child, dtype: e.dtype)
+            updates[e.name] = Repository.apply(delta: Repository.delta(from: child, to: parent, dtype: e.dtype), to: head, dtype: e.dtype)
         }
         var options = CommitOptions(message: message ?? "Revert \"\(c.message.split(separator: "\n").first ?? "")\"\n\nThis reverts commit \(c.id).")
         options.kind = .revert
