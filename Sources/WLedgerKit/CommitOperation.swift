@@ -190,7 +190,7 @@ extension Repository {
         // wledger tracks regular files only, so that is refused rather than recorded as a deletion.
         for f in report.sideFiles where f.change == .deleted {
             let full = root + "/" + f.path
-            if let what = WorkTreeComparison.nonFileEntry(full) {
+            if let what = ModelDirectory.nonFileEntry(full) {
                 throw KitError.refused("'\(full)' is \(what) where HEAD has a file (wledger tracks regular files only): remove it to record the deletion, or put the file back")
             }
         }

@@ -90,7 +90,7 @@ extension Repository {
         // not replaced, as checkout refuses.
         for (path, entry) in sideChanges.sorted(by: { $0.key < $1.key }) where entry != nil && cmp.files[path] == nil {
             let full = root + "/" + path
-            if let what = WorkTreeComparison.oversizedSideFile(full) ?? WorkTreeComparison.nonFileEntry(full) {
+            if let what = WorkTreeComparison.oversizedSideFile(full) ?? ModelDirectory.nonFileEntry(full) {
                 throw KitError.refused("'\(full)' is \(what), untracked, where the commit has a file; move it away first")
             }
         }

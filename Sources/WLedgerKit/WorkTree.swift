@@ -55,12 +55,6 @@ struct WorkTreeComparison {
         return String(format: "%.1f MB, over the %d MiB limit for side files", Double(size) / 1e6, ModelDirectory.maxSideFileBytes >> 20)
     }
 
-    /// What stands at `path` that is not a regular file (or a link to one): `unlistedEntry`, or
-    /// a directory; nil for nothing or a regular file.
-    static func nonFileEntry(_ path: String) -> String? {
-        ModelDirectory.nonFileEntry(path)
-    }
-
     /// What stands at `path` that a scan does not list and a rename would replace: a symbolic
     /// link that leads nowhere, to a directory or to a special file (one to a regular file is
     /// listed as its file), or a FIFO, socket or device; nil for nothing, a directory or a
