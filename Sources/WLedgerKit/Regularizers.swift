@@ -134,6 +134,7 @@ extension Repository {
     /// has them as `rev` left them (one changed since refuses), as git's revert.
     public func revert(_ revision: String, message: String? = nil, author: String? = nil, progress: ProgressReporter = .silent) throws -> RegularizerResult {
         let id = try resolve(revision)
+        try refuseUncommittedChanges(progress: progress)
         let (c, edges) = try edges(of: id)
         let head = try ledger.head().commit
         // Side files go back to the parent's version where HEAD has the commit's.
@@ -160,7 +161,9 @@ extension Repository {
             if h.hash == parentHash { continue }  // already as before the commit: nothing to undo (git's merge)
             if h.hash == e.hash {   // HEAD holds what the commit wrote: its parent's bytes back, in any dtype
                 updates[e.name] = parent
-                if try !versionIsStashed(e.name, at: c.parent!) { recorded.insert(e.name) }
+                // Only bytes with NaN or Inf need their history looked up.
+                if e.dtype.isFloat, parent.withUnsafeBytes({ countNonFinite($0, dtype: e.dtype) }) > 0,
+                   try !versionIsStashed(e.name, at: c.parent!) { recorded.insert(e.name) }
                 continue
             }
             try Repository.requireFloat(e, "revert")
@@ -214,6 +217,7 @@ extension Repository {
     public func cherryPick(_ revision: String, message: String? = nil, author: String? = nil,
                            progress: ProgressReporter = .silent) throws -> RegularizerResult {
         let id = try resolve(revision)
+        try refuseUncommittedChanges(progress: progress)
         let (c, edges) = try edges(of: id)
         let head = try ledger.head().commit
         let history = try ledger.history(from: head)
@@ -305,6 +309,7 @@ extension Repository {
                       author: String? = nil, progress: ProgressReporter = .silent) throws -> RegularizerResult {
         guard keepPercent >= 0 && keepPercent <= 100 else { throw KitError.usage("--keep must be between 0% and 100%") }
         let id = try resolve(revision)
+        try refuseUncommittedChanges(progress: progress)
         let (c, edges) = try edges(of: id)
         let headManifest = try ledger.manifest(of: try ledger.head().commit)
         var updates: [String: [UInt8]] = [:]
@@ -366,6 +371,7 @@ extension Repository {
                          author: String? = nil, progress: ProgressReporter = .silent) throws -> RegularizerResult {
         let (aRev, bRev) = try Repository.parseRange(range)
         let a = try resolve(aRev), b = try resolve(bRev)
+        try refuseUncommittedChanges(progress: progress)
         let ma = try ledger.manifest(of: a), mb = try ledger.manifest(of: b)
         let headManifest = try ledger.manifest(of: try ledger.head().commit)
         let names = mb.keys.filter { n in
@@ -374,6 +380,7 @@ extension Repository {
         }.sorted()
         var updates: [String: [UInt8]] = [:]
         var report: [RestrainedMatrix] = []
+        let spectra = DeferredSpectra()
         progress.start("restraining matrices", total: names.count)
         for name in names {
             let ea = ma[name]!, eb = mb[name]!
@@ -386,7 +393,7 @@ extension Repository {
             }
             var dw = Matrix(zeros: rows, cols)
             for i in 0..<dw.data.count { dw.data[i] = wb[i] - wa[i] }
-            let base = try spectrum(of: ea, values: wa)!   // finite, so it has one
+            let base = try spectrum(of: ea, values: wa, deferred: spectra)!   // finite, so it has one
             var entry = RestrainedMatrix(name: name, sigmaMaxBase: base.sigmaMax, restrainedFrom: [], restrainedTo: [])
             let correction: Matrix
             switch method {
@@ -408,7 +415,7 @@ extension Repository {
             }
             guard let (h, head) = try? headBytes(name, headManifest) else { continue }
             let newBytes = Repository.apply(delta: correction.data, to: head, dtype: h.dtype)
-            entry.kappaBefore = try spectrum(of: h)?.kappa
+            entry.kappaBefore = try spectrum(of: h, deferred: spectra)?.kappa
             entry.kappaAfter = try SpectrumInfo.of(TensorMath.doubles(newBytes, dtype: h.dtype), rows: rows, cols: cols).kappa
             updates[name] = newBytes
             report.append(entry)
@@ -418,6 +425,7 @@ extension Repository {
         if updates.isEmpty {
             throw KitError.refused("nothing to restrain: no matrix changed between \(aRev) and \(bRev) has a ΔW singular value ≥ σmax(W_base)")
         }
+        cacheSpectra(spectra)
         var params: [(String, JSONValue)] = [("range", .array([.string(a), .string(b)]))]
         var label: String
         switch method {

@@ -27,15 +27,34 @@ public struct SpectrumInfo: Encodable, Sendable, Equatable {
 extension Repository {
     /// σmax, σmin of a stored 2-D tensor version, from the ledger's cache or computed (and cached);
     /// nil for other tensors and for those holding NaN or Inf.
-    func spectrum(of entry: ManifestEntry, values: [Double]? = nil) throws -> SpectrumInfo? {
+    /// - Parameter deferred: where given, a computed spectrum is added to it instead of being
+    ///   cached at once (`cacheSpectra`), for a command that may still be refused.
+    func spectrum(of entry: ManifestEntry, values: [Double]? = nil, deferred: DeferredSpectra? = nil) throws -> SpectrumInfo? {
         guard entry.dtype.isFloat, let (rows, cols) = TensorMath.matrixShape(entry.shape) else { return nil }
         if let s = try ledger.spectrum(entry.hash) { return SpectrumInfo(sigmaMax: s.sigmaMax, sigmaMin: s.sigmaMin) }
         let v = try values ?? TensorMath.doubles(ledger.tensorBytes(of: entry), dtype: entry.dtype)
         // Weights with NaN or Inf (committed with --allow-nonfinite, or stashed) have no spectrum.
         guard v.allSatisfy(\.isFinite) else { return nil }
         let s = try SpectrumInfo.of(v, rows: rows, cols: cols)
-        // A read-only command may race a writer; the cache is derived data, so failing to store it is harmless.
-        try? ledger.setSpectrum(entry.hash, rows: rows, cols: cols, sigmaMax: s.sigmaMax, sigmaMin: s.sigmaMin)
+        if let deferred {
+            deferred.items.append((entry.hash, rows, cols, s))
+        } else {
+            // A read-only command may race a writer; the cache is derived data, so failing to store it is harmless.
+            try? ledger.setSpectrum(entry.hash, rows: rows, cols: cols, sigmaMax: s.sigmaMax, sigmaMin: s.sigmaMin)
+        }
         return s
     }
+
+    /// Caches the spectra a command computed with `deferred`, once it goes ahead.
+    func cacheSpectra(_ deferred: DeferredSpectra) {
+        for (hash, rows, cols, s) in deferred.items {
+            try? ledger.setSpectrum(hash, rows: rows, cols: cols, sigmaMax: s.sigmaMax, sigmaMin: s.sigmaMin)
+        }
+    }
+}
+
+/// Spectra computed by a command that may still be refused (which must leave the ledger as it
+/// was), cached only when it goes ahead.
+final class DeferredSpectra {
+    var items: [(hash: String, rows: Int, cols: Int, info: SpectrumInfo)] = []
 }

@@ -52,6 +52,26 @@ extension Repository {
     ///     the weight files, under the same journal.
     /// - Throws: `KitError.refused` when the work tree has other uncommitted changes or nothing
     ///   would change.
+    /// The refusal of an operation that commits onto HEAD where the work tree has uncommitted changes.
+    static let uncommittedChanges = "the work tree has uncommitted changes; commit them or run 'wledger checkout --force HEAD' first"
+
+    /// Whether a scan found changes an update onto HEAD would lose: anything but untracked side
+    /// files and the tensors in `except`.
+    static func hasUncommittedChanges(_ report: StatusReport, except: Set<String>) -> Bool {
+        !report.structural.isEmpty || !report.modifiedHeaders.isEmpty
+            || report.sideFiles.contains { $0.change != .added }
+            || report.modifiedTensors.contains { !except.contains($0.name) }
+    }
+
+    /// Refuses before any work where the work tree has uncommitted changes (revert, cherry-pick,
+    /// prune and restrain compute their update first; `commitUpdates` checks again).
+    func refuseUncommittedChanges(progress: ProgressReporter) throws {
+        let head = try ledger.head()
+        let cmp = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName,
+                                                 rehash: false, progress: progress)
+        if Repository.hasUncommittedChanges(cmp.report, except: []) { throw KitError.refused(Repository.uncommittedChanges) }
+    }
+
     /// `commitUpdates`' refusal when no tensor or file would change.
     static let nothingChanges = "nothing to commit: the operation leaves every tensor as HEAD has it"
 
@@ -67,11 +87,8 @@ extension Repository {
         if let path = untracked.sorted().first(where: { sideFiles[$0] != nil }) {
             throw KitError.refused("the untracked file '\(root)/\(path)' would be overwritten; move it away first")
         }
-        let otherDirty = !cmp.report.structural.isEmpty || !cmp.report.modifiedHeaders.isEmpty
-            || cmp.report.sideFiles.contains { !untracked.contains($0.path) }
-            || !(allowDirty ? dirtyTensors.subtracting(updates.keys) : dirtyTensors).isEmpty
-        if otherDirty {
-            throw KitError.refused("the work tree has uncommitted changes; commit them or run 'wledger checkout --force HEAD' first")
+        if Repository.hasUncommittedChanges(cmp.report, except: allowDirty ? Set(updates.keys) : []) {
+            throw KitError.refused(Repository.uncommittedChanges)
         }
         // Drop updates that leave a tensor as HEAD has it.
         var changedNames: [String] = []

@@ -807,9 +807,14 @@ final class BadInputTests: XCTestCase {
         try SimulatedEdit.rankOne(file: dir + "/model.safetensors", tensor: "model.layers.1.mlp.down_proj.weight", seed: 1)
         try expectSuccess(["commit", "-q", "-m", "edit"], in: dir)
         try expectSuccess(["status"], in: dir)
+        // The edit is too small to restrain: refused, and σmax(W_base), computed to find that
+        // out, is not cached in the ledger by the refused command.
+        try expectRejected(["restrain"], in: dir, code: 1, mentions: ["nothing to restrain"])
         try SimulatedEdit.rankOne(file: dir + "/model.safetensors", tensor: "model.layers.2.mlp.down_proj.weight", seed: 2)
         try expectRejected(["revert", "HEAD"], in: dir, code: 1, mentions: ["uncommitted changes"])
         try expectRejected(["prune", "HEAD", "--keep", "40%"], in: dir, code: 1, mentions: ["uncommitted changes"])
+        // restrain says so before it looks for a matrix to restrain (it found none above).
+        try expectRejected(["restrain"], in: dir, code: 1, mentions: ["uncommitted changes"])
         // commit --prune refuses side-file changes alongside the tensor change.
         try Data("{}".utf8).write(to: URL(fileURLWithPath: dir + "/generation_config.json"))
         try expectRejected(["commit", "-m", "x", "--prune", "40%"], in: dir, mentions: ["--prune"])
