@@ -84,8 +84,8 @@ extension Repository {
         if let bad = options.memitLayers?.first(where: { $0 < 0 || $0 >= layerCount }), options.method == .memit {
             throw KitError.usage("--layers: layer \(bad) is outside the model's \(layerCount) layers")
         }
-        if let layers = options.memitLayers, Set(layers).count != layers.count {
-            throw KitError.usage("--layers: a layer is given twice (\(layers.map(String.init).joined(separator: ",")))")
+        if let layers = options.memitLayers, let twice = layers.enumerated().first(where: { i, l in layers[..<i].contains(l) })?.element {
+            throw KitError.usage("--layers '\(layers.map(String.init).joined(separator: ","))': layer \(twice) is given twice")
         }
         if options.rome.mom2 {   // readable, and long enough, before anything is recorded
             let (corpus, text) = try keyStatisticsCorpus(options)
