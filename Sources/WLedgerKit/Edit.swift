@@ -87,9 +87,14 @@ extension Repository {
         if let layers = options.memitLayers, let twice = layers.enumerated().first(where: { i, l in layers[..<i].contains(l) })?.element {
             throw KitError.usage("--layers '\(layers.map(String.init).joined(separator: ","))': layer \(twice) is given twice")
         }
-        if options.rome.mom2 {   // readable, and long enough, before anything is recorded
+        if options.rome.mom2 {   // readable, and long enough where C is still to compute, before anything is recorded
             let (corpus, text) = try keyStatisticsCorpus(options)
-            _ = try Self.keyStatisticsSequences(corpus: corpus, text: text, tokenizer: try Tokenizer(modelDirectory: root), options: options)
+            let layers = options.method == .rome ? [options.layer ?? ROMEOptions.defaultLayer(layerCount: layerCount)]
+                : options.memitLayers ?? MEMIT.defaultLayers(layerCount: layerCount)
+            let baseID = try RevisionResolver(ledger: ledger).resolve("base")
+            if try layers.contains(where: { try ledger.meta(secondMomentKey(layer: $0, baseID: baseID, corpus: text, options: options)) == nil }) {
+                _ = try Self.keyStatisticsSequences(corpus: corpus, text: text, tokenizer: try Tokenizer(modelDirectory: root), options: options)
+            }
         }
         let status = try self.status(cacheStats: false, progress: progress)
         guard status.clean else {
@@ -310,8 +315,7 @@ extension Repository {
     /// and kept in the ledger: an object of F64 values, named in `meta`.
     func secondMoments(layers: [Int], baseID: String, options: EditOptions, progress: ProgressReporter) throws -> [Int: SecondMoment] {
         let (corpus, corpusText) = try keyStatisticsCorpus(options)
-        let corpusID = (options.mom2Corpus != nil ? "file:" : "lee:") + SHA256Digest.hash(corpusText).hex.prefix(16)
-        func key(_ l: Int) -> String { "mom2/\(baseID)/layer\(l)/\(corpusID)/\(options.mom2Tokens)" }
+        func key(_ l: Int) -> String { secondMomentKey(layer: l, baseID: baseID, corpus: corpusText, options: options) }
         var out: [Int: SecondMoment] = [:]
         for l in layers {
             guard let text = try ledger.meta(key(l)) else { continue }
@@ -353,6 +357,12 @@ extension Repository {
         }
         for l in missing { out[l] = SecondMoment(matrix: moments[l]!, tokens: tokens) }
         return out
+    }
+
+    /// The ledger's `meta` key of layer `layer`'s C on the base `baseID` over `corpus`.
+    func secondMomentKey(layer: Int, baseID: String, corpus: [UInt8], options: EditOptions) -> String {
+        let corpusID = (options.mom2Corpus != nil ? "file:" : "lee:") + SHA256Digest.hash(corpus).hex.prefix(16)
+        return "mom2/\(baseID)/layer\(layer)/\(corpusID)/\(options.mom2Tokens)"
     }
 
     /// The default corpus of the key statistics: the first articles of the Lee news corpus (one
