@@ -311,6 +311,7 @@ extension Repository {
         let id = try resolve(revision)
         try refuseUncommittedChanges(progress: progress)
         let (c, edges) = try edges(of: id)
+        try refuseUnprunable(c)
         let headManifest = try ledger.manifest(of: try ledger.head().commit)
         var updates: [String: [UInt8]] = [:]
         var report: [PrunedTensor] = []
@@ -327,6 +328,30 @@ extension Repository {
         options.author = author
         options.parameters = JSONValue.object([("prunes", .string(c.id)), ("keep", .double(keepPercent)), ("by", .string(ranking.rawValue))]).serialized()
         return RegularizerResult(commit: try commitUpdates(updates, options: options, progress: progress), pruned: report)
+    }
+
+    /// prune takes the dropped part of c's ΔW off HEAD, which must hold c's change whole: c (or a
+    /// pick of it) on HEAD's history, not reverted since, and not pruned already by a prune still
+    /// in force. Otherwise the dropped elements would go past their pre-edit values (or HEAD never
+    /// had them): refused, saying which commit is in the way.
+    private func refuseUnprunable(_ c: CommitRecord) throws {
+        let history = try ledger.history(from: try ledger.head().commit)
+        let origin = try pickOrigin(c.id, record: c)
+        guard try history.contains(where: { try pickOrigin($0.id, record: $0) == origin }) else {
+            throw KitError.refused("commit \(c.id.prefix(12)) is not on HEAD's history, so HEAD does not hold its change to prune (cherry-pick it first)")
+        }
+        let effect = try revertEffect(c)
+        if let (net, latest) = try effectTally(effect.edit, history: history), effect.sign > 0 ? net <= 0 : net >= 1 {
+            throw KitError.refused("the change of \(c.id.prefix(12)) is reverted on HEAD's history (last by \(latest.prefix(12))); there is nothing of it to prune")
+        }
+        for h in history where h.kind == .prune {
+            guard let text = h.parameters, case let .object(pairs) = try JSONParser.parse(Array(text.utf8)),
+                  case let .string(target)? = pairs.first(where: { $0.0 == "prunes" })?.1, try pickOrigin(target) == origin else { continue }
+            // That prune is in force unless reverted since.
+            if let (net, _) = try effectTally(try revertEffect(h).edit, history: history), net >= 1 {
+                throw KitError.refused("the change of \(c.id.prefix(12)) is already pruned on HEAD's history by \(h.id.prefix(12)); revert that prune first to prune it to another share")
+            }
+        }
     }
 
     /// RECT of one tensor: the new HEAD bytes and what was kept.

@@ -820,6 +820,48 @@ final class BadInputTests: XCTestCase {
         try expectRejected(["commit", "-m", "x", "--prune", "40%"], in: dir, mentions: ["--prune"])
     }
 
+    /// prune takes the dropped part of an edit's ΔW off HEAD, so HEAD must hold the edit whole:
+    /// an edit pruned already (while that prune is in force), reverted, or not on HEAD's history
+    /// is refused with the commit in the way, and nothing changes. After the prune is reverted
+    /// the edit prunes again, to the other share, exactly (kept elements the edit's bytes, the
+    /// others the pre-edit bytes), never past the pre-edit values.
+    func testPruneOfAnEditHEADDoesNotHoldWholeIsRefused() throws {
+        let dir = try realModelDir()
+        try initialize(dir)
+        let file = dir + "/model.safetensors", a = "model.layers.3.mlp.down_proj.weight"
+        func id(_ rev: String) throws -> String {
+            let r = try expectSuccess(["show", rev, "--json"], in: dir)
+            return try XCTUnwrap((JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["id"] as? String)
+        }
+        let edit = try SimulatedEdit.rankOne(file: file, tensor: a, seed: 15)
+        try expectSuccess(["commit", "-q", "-m", "edit a"], in: dir)
+        let editID = try id("HEAD")
+        try expectSuccess(["prune", "-q", editID, "--keep", "40%"], in: dir)
+        let pruneID = try id("HEAD")
+        try expectRejected(["prune", editID, "--keep", "10%"], in: dir, code: 1,
+                           mentions: ["the change of \(editID.prefix(12)) is already pruned on HEAD's history by \(pruneID.prefix(12))"])
+        try expectSuccess(["revert", "-q", pruneID], in: dir)
+        XCTAssertEqual(try readTensorBytes(file: file, tensor: a), edit.child)
+        try expectSuccess(["prune", "-q", editID, "--keep", "10%"], in: dir)
+        let got = try readTensorBytes(file: file, tensor: a)
+        var kept = 0, changed = 0
+        for i in stride(from: 0, to: got.count, by: 2) where edit.child[i..<i + 2] != edit.parent[i..<i + 2] {
+            changed += 1
+            if got[i..<i + 2] == edit.child[i..<i + 2] { kept += 1 } else { XCTAssertEqual(got[i..<i + 2], edit.parent[i..<i + 2], "element \(i / 2)") }
+        }
+        XCTAssertEqual(kept, min(changed, Int((Double(got.count / 2) * 0.10).rounded(.up))))   // ⌈K·N/100⌉ of the tensor's N
+        // Reverted: nothing of it to prune.
+        try expectSuccess(["revert", "-q", "HEAD"], in: dir)
+        try expectSuccess(["revert", "-q", editID], in: dir)
+        let revertID = try id("HEAD")
+        try expectRejected(["prune", editID, "--keep", "40%"], in: dir, code: 1,
+                           mentions: ["the change of \(editID.prefix(12)) is reverted on HEAD's history (last by \(revertID.prefix(12)))"])
+        // On another branch only: HEAD never had it.
+        try expectSuccess(["checkout", "-q", "-b", "side", "base"], in: dir)
+        try expectRejected(["prune", editID, "--keep", "40%"], in: dir, code: 1,
+                           mentions: ["commit \(editID.prefix(12)) is not on HEAD's history"])
+    }
+
     /// A commit reverted on HEAD's history is not reverted again (its ΔW would be taken off
     /// twice): refused, naming the revert, until that revert is reverted itself.
     func testRevertOfAnAlreadyRevertedCommitIsRefused() throws {
