@@ -145,8 +145,17 @@ public struct SafetensorsHeader: Sendable, Equatable {
     }
 
     /// Recognizes files that people mistake for safetensors weights.
+    ///
+    /// A file that starts as safetensors does (a header length within the limit and the file,
+    /// then `{`) is never taken for another format: a header length such as 640 (bytes 80 02)
+    /// begins as a pickle does.
     /// - Returns: what the file is and what to do, or nil if it looks like nothing known.
     public static func sniffForeignFormat(_ file: UnsafeRawBufferPointer) -> (String, String)? {
+        if file.count > 8 {
+            var n: UInt64 = 0
+            for i in 0..<8 { n |= UInt64(file[i]) << (8 * UInt64(i)) }
+            if n <= UInt64(maxHeaderBytes), n >= 1, 8 + Int(n) <= file.count, file[8] == UInt8(ascii: "{") { return nil }
+        }
         let prefix = Array(file.prefix(64))
         func starts(_ s: String) -> Bool { prefix.starts(with: Array(s.utf8)) }
         if starts("version https://git-lfs") {

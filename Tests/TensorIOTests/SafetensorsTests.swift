@@ -72,6 +72,21 @@ final class SafetensorsTests: XCTestCase {
         XCTAssertTrue(reason(Array("GGUF\u{3}\0\0\0\0\0\0\0".utf8)).contains("GGUF"))
     }
 
+    /// Header lengths whose low bytes read as a pickle's start (0x80 then a protocol 2–5: 640,
+    /// 896, 1152, 1408, 66176, …) or a zip's are valid safetensors, parsed as such.
+    func testHeaderLengthsThatLookLikeOtherFormatsStillParse() throws {
+        let header = #"{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#
+        for length in [640, 896, 1152, 1408, 66176] {
+            var json = Array(header.utf8)
+            json += [UInt8](repeating: 0x20, count: length - json.count)
+            var bytes = [UInt8]()
+            withUnsafeBytes(of: UInt64(length).littleEndian) { bytes.append(contentsOf: $0) }
+            XCTAssertEqual(bytes[0], 0x80, "length \(length)")
+            let parsed = try parse(bytes + json + [UInt8](repeating: 1, count: 16))
+            XCTAssertEqual(parsed.tensors.map(\.name), ["w"], "length \(length)")
+        }
+    }
+
     func testMakeRoundTripsThroughParse() throws {
         let h = SafetensorsHeader.make(tensors: [("z", .f16, [3, 5]), ("a", .i64, [2])])
         XCTAssertEqual(h.json.count % 8, 0)
