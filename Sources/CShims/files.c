@@ -39,3 +39,68 @@ int wl_keep_freed_memory(void) {
     ok &= mallopt(M_TOP_PAD, 64 << 20);
     return ok;
 }
+
+/* SIGBUS: a read through a map past the end of a file that shrank since it was mapped (another
+ * program rewrote it in place). The maps are registered with their paths so the handler can say
+ * which file; it only reads the table (async-signal-safe) and exits. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#define WL_MAPS 512
+static struct {
+    _Atomic(uintptr_t) start;
+    _Atomic(size_t) length;
+    char path[1024];
+} wl_maps[WL_MAPS];
+static pthread_mutex_t wl_maps_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void wl_register_map(const void *start, size_t length, const char *path) {
+    pthread_mutex_lock(&wl_maps_lock);
+    for (int i = 0; i < WL_MAPS; i++) {
+        if (atomic_load(&wl_maps[i].start) != 0) continue;
+        strncpy(wl_maps[i].path, path, sizeof wl_maps[i].path - 1);
+        wl_maps[i].path[sizeof wl_maps[i].path - 1] = 0;
+        atomic_store(&wl_maps[i].length, length);
+        atomic_store(&wl_maps[i].start, (uintptr_t)start);
+        break;
+    }
+    pthread_mutex_unlock(&wl_maps_lock);
+}
+
+void wl_unregister_map(const void *start) {
+    pthread_mutex_lock(&wl_maps_lock);
+    for (int i = 0; i < WL_MAPS; i++) {
+        if (atomic_load(&wl_maps[i].start) == (uintptr_t)start) { atomic_store(&wl_maps[i].start, 0); break; }
+    }
+    pthread_mutex_unlock(&wl_maps_lock);
+}
+
+static void wl_say(const char *s) { (void)!write(2, s, strlen(s)); }
+
+static void wl_on_sigbus(int sig, siginfo_t *info, void *context) {
+    (void)sig; (void)context;
+    uintptr_t a = (uintptr_t)info->si_addr;
+    for (int i = 0; i < WL_MAPS; i++) {
+        uintptr_t s = atomic_load(&wl_maps[i].start);
+        size_t n = atomic_load(&wl_maps[i].length);
+        if (s != 0 && a >= s && a - s < n) {
+            wl_say("error: '");
+            wl_say(wl_maps[i].path);
+            wl_say("' shrank while wledger read it (another program rewrote it in place); run the command again once it is written\n");
+            _exit(2);
+        }
+    }
+    wl_say("error: a file shrank while wledger read it (another program rewrote it in place); run the command again once it is written\n");
+    _exit(2);
+}
+
+void wl_exit_on_sigbus(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = wl_on_sigbus;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, NULL);
+}

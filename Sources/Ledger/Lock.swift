@@ -37,9 +37,11 @@ public final class RepositoryLock {
             usleep(50_000)
         }
         if shared { return }
+        // Written over the old record, then cut to its length: a waiting process reads one
+        // record or the other, never an empty file.
         let pid = "pid \(getpid())\n"
-        ftruncate(fd, 0)
-        _ = pid.withCString { pwrite(fd, $0, strlen($0), 0) }
+        let length = pid.withCString { pwrite(fd, $0, strlen($0), 0) }
+        if length > 0 { ftruncate(fd, off_t(length)) }
     }
 
     deinit {

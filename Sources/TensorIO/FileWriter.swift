@@ -161,8 +161,29 @@ public func syncDirectory(_ dir: String) {
     if dfd >= 0 { fsync(dfd); close(dfd) }
 }
 
-/// Reads a whole small file.
+/// Reads a whole small file, with `read` (not a map: a file another process truncates while it
+/// is read, such as the lock file, gives its shorter contents rather than a SIGBUS).
+/// - Throws: `TensorIOError.io` as `MappedFile` does: the file cannot be opened or read, or is
+///   not a regular file.
 public func readFile(_ path: String) throws -> [UInt8] {
-    let m = try MappedFile(path: path)
-    return Array(m.bytes)
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw TensorIOError.io(path: path, operation: "open", reason: errnoText()) }
+    defer { close(fd) }
+    var st = stat()
+    guard fstat(fd, &st) == 0 else { throw TensorIOError.io(path: path, operation: "stat", reason: errnoText()) }
+    guard (st.st_mode & S_IFMT) == S_IFREG else { throw TensorIOError.io(path: path, operation: "read", reason: "not a regular file") }
+    var out = [UInt8](repeating: 0, count: max(Int(st.st_size), 0) + 1)
+    var count = 0
+    while true {
+        if count == out.count { out += [UInt8](repeating: 0, count: max(out.count, 4096)) }   // grew since the stat
+        let n = out.withUnsafeMutableBytes { read(fd, $0.baseAddress! + count, $0.count - count) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw TensorIOError.io(path: path, operation: "read", reason: errnoText())
+        }
+        if n == 0 { break }
+        count += n
+    }
+    out.removeSubrange(count...)
+    return out
 }

@@ -1,3 +1,4 @@
+import CShims
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -44,9 +45,25 @@ public final class MappedFile: @unchecked Sendable {
         base = UnsafeRawPointer(p)
         descriptor = fd
         keep = true
+        wl_register_map(p, size, path)
+        if MappedFile.shrinkFault, path.hasSuffix(".safetensors") {
+            // WLEDGER_FAULT=map-shrunk: the file is cut to nothing under the map, which is then
+            // read past its new end, as when another program rewrites it in place meanwhile.
+            truncate(path, 0)
+            _ = base!.load(fromByteOffset: size - 1, as: UInt8.self)
+        }
     }
 
+    /// For the CLI: a read through a map past the end of a file that shrank since it was mapped
+    /// (another program rewrote it in place) exits with status 2 and one line naming the file,
+    /// instead of dying of SIGBUS. Nothing is half-recorded: a ledger transaction in progress is
+    /// rolled back, and an interrupted update's journal is finished by the next command.
+    public static func exitWithMessageOnSIGBUS() { wl_exit_on_sigbus() }
+
+    private static let shrinkFault = getenv("WLEDGER_FAULT").map { String(cString: $0) } == "map-shrunk"
+
     deinit {
+        if let base { wl_unregister_map(base) }
         if let base { munmap(UnsafeMutableRawPointer(mutating: base), size) }
         if descriptor >= 0 { close(descriptor) }
     }

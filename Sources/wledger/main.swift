@@ -104,6 +104,7 @@ let arguments: [String] = {
 
 // $WLEDGER for hooks and `bisect run`: this binary, under whatever name it was installed.
 Repository.commandLineExecutable = Bundle.main.executablePath
+MappedFile.exitWithMessageOnSIGBUS()
 
 // No command (`wledger`, `wledger -C dir`): the overview, and a usage error's exit code, as git
 // (which exits 1 there; 2 is wledger's code for usage errors).

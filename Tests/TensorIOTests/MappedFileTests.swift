@@ -24,6 +24,39 @@ final class MappedFileTests: XCTestCase {
         XCTAssertEqual(try residentKiB(of: map), (138 * page) / 1024)
     }
 
+    /// `readFile` of a file another thread keeps truncating and refilling (as a writer taking
+    /// the repository lock rewrites `.wledger/lock` while a waiting process reads it) returns
+    /// some of its contents; it read through a map before, which died of SIGBUS when the file
+    /// shrank under it.
+    func testReadFileOfAFileTruncatedMeanwhileDoesNotCrash() throws {
+        let tmp = try TemporaryDirectory("truncated-read")
+        let path = tmp.path + "/lock"
+        let record = [UInt8](repeating: UInt8(ascii: "x"), count: 256 * 1024)
+        try Data(record).write(to: URL(fileURLWithPath: path))
+        let fd = open(path, O_RDWR)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        defer { close(fd) }
+        let stop = ManagedAtomicFlag()
+        let writer = Thread {
+            while !stop.isSet {
+                ftruncate(fd, 0)
+                _ = record.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+            }
+        }
+        writer.start()
+        defer { stop.set() }
+        var reads = 0
+        let until = Date().addingTimeInterval(1)
+        while Date() < until {
+            let bytes = try readFile(path)
+            XCTAssertLessThanOrEqual(bytes.count, record.count)
+            XCTAssertTrue(bytes.allSatisfy { $0 == UInt8(ascii: "x") })
+            reads += 1
+        }
+        stop.set()
+        XCTAssertGreaterThan(reads, 10)
+    }
+
     /// The `Rss` of the mapping that starts at the map's first byte (read line by line: procfs
     /// files report size 0, which whole-file readers may take at its word).
     private func residentKiB(of map: MappedFile) throws -> Int {
@@ -43,4 +76,12 @@ final class MappedFileTests: XCTestCase {
         }
         throw XCTSkip("mapping at \(String(start, radix: 16)) not found in /proc/self/smaps")
     }
+}
+
+/// A flag set once by one thread and read by another.
+final class ManagedAtomicFlag: @unchecked Sendable {
+    private var value = false
+    private let lock = NSLock()
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+    func set() { lock.lock(); value = true; lock.unlock() }
 }

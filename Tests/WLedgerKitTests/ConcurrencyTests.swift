@@ -43,6 +43,25 @@ final class ConcurrencyTests: XCTestCase {
         held.unlock()
         XCTAssertEqual(try CLI.run(["commit", "-q", "-C", model, "-m", "now"]).status, 0)
     }
+
+    /// A weight file another program rewrites in place while wledger reads it through its map
+    /// (here cut to nothing right after the map is made, `WLEDGER_FAULT=map-shrunk`) ends the
+    /// command with exit 2 and one line naming the file, not a SIGBUS (exit 135, no message);
+    /// the ledger is left as it was.
+    func testAFileThatShrinksUnderItsMapEndsTheCommandWithOneLine() throws {
+        let tmp = try TemporaryDirectory("shrunk")
+        let model = try tmp.copyModel(from: try Fixtures.smolLM2("bf16"))
+        _ = try Repository.initialize(at: model)
+        let ledgerBefore = try fileSHA256(model + "/.wledger/ledger")
+        let r = try CLI.run(["status", "-C", model], environment: ["WLEDGER_FAULT": "map-shrunk"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        // One line, naming the file (the model directory as wledger resolved it: no double slash).
+        XCTAssertTrue(r.stderr.hasPrefix("error: '/"), r.stderr)
+        XCTAssertTrue(r.stderr.hasSuffix("/model/model.safetensors' shrank while wledger read it (another program rewrote it in place); "
+                                         + "run the command again once it is written\n"), r.stderr)
+        XCTAssertEqual(r.stderr.filter { $0 == "\n" }.count, 1, r.stderr)
+        XCTAssertEqual(try fileSHA256(model + "/.wledger/ledger"), ledgerBefore)
+    }
 }
 
 final class Slots2: @unchecked Sendable {

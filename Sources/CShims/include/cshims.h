@@ -146,4 +146,12 @@ int wl_copy_range(int fd_in, int64_t off_in, int fd_out, int64_t off_out, size_t
 /// while the rest is still being produced; no durability guarantee (fsync still does that).
 void wl_start_writeback(int fd, int64_t off, int64_t len);
 
+/// Records a file map (its path) for the SIGBUS handler of `wl_exit_on_sigbus`.
+void wl_register_map(const void *start, size_t length, const char *path);
+/// Forgets a map recorded by `wl_register_map` (before it is unmapped).
+void wl_unregister_map(const void *start);
+/// Installs a SIGBUS handler that exits with status 2 after one line on stderr naming the
+/// registered file whose map was read past its (shrunk) end; for the CLI.
+void wl_exit_on_sigbus(void);
+
 #endif
