@@ -56,6 +56,10 @@ struct Tag: ParsableCommand {
     @Flag(name: .shortAndLong, help: "Move the tag if it exists.") var force = false
     @Flag(help: "Print the result as JSON.") var json = false
 
+    func validate() throws {
+        if (delete || force) && name == nil { throw ValidationError("tag name required (-d and -f act on one)") }
+    }
+
     func run() throws {
         try runRefCommand(.tag, global: global, name: name, startPoint: target, delete: delete, force: force, json: json)
     }

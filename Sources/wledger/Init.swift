@@ -23,6 +23,7 @@ struct Init: ParsableCommand {
         policy.allowNonFinite = allowNonfinite
         let r = try Repository.initialize(at: global.directory, message: message, author: author, policy: policy, progress: global.progress)
         if json { return try printJSON(r) }
+        if global.quiet { return }   // as git init -q
         let ratio = r.rawBytes > 0 ? Double(r.storedBytes) / Double(r.rawBytes) : 0
         print("Initialized wledger in \(r.root)/.wledger")
         print("base \(short(r.commit)): \(r.tensors) tensors, \(r.files) files, \(humanBytes(r.rawBytes)) stored as \(humanBytes(r.storedBytes)) (\(String(format: "%.3f", ratio))×)")

@@ -34,7 +34,7 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .customShort("C"), help: ArgumentHelp("The model directory, or one inside it.", valueName: "path"))
     var directory: String = "."
 
-    @Flag(name: .shortAndLong, help: "Show no progress or notices (commit, checkout, reset: nor their summary, as git).")
+    @Flag(name: .shortAndLong, help: "Show no progress or notices (init, commit, checkout, reset: nor their summary, as git).")
     var quiet = false
 
     var progress: ProgressReporter { ProgressReporter(quiet: quiet) }

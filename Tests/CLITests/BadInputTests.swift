@@ -1229,11 +1229,14 @@ final class BadInputTests: XCTestCase {
         XCTAssertTrue(show.contains("\nside files changed:\n    NOTES.md\n    config.json\n    old.txt\n"), show)
     }
 
-    /// As git's -q: commit, checkout and reset print nothing on success (they printed their
+    /// As git's -q: init, commit, checkout and reset print nothing on success (they printed their
     /// summary); without -q they do.
     func testQuietCommitCheckoutAndResetPrintNothing() throws {
         let dir = try tinyModelDir()
-        try initialize(dir)
+        let r = try expectSuccess(["init", "-q"], in: dir)
+        XCTAssertEqual(r.stdout + r.stderr, "", "init -q")
+        let other = try tinyModelDir()
+        XCTAssertTrue(try expectSuccess(["init"], in: other).stdout.hasPrefix("Initialized wledger in "), "the summary without -q")
         _ = try SimulatedEdit.modify(file: dir + "/model.safetensors", tensor: "a") { w, _ in w[0] += 1 }
         for args in [["commit", "-q", "-m", "edit"], ["checkout", "-q", "HEAD~1"], ["checkout", "-q", "main"], ["reset", "-q", "--hard", "HEAD~1"]] {
             let r = try expectSuccess(args, in: dir)

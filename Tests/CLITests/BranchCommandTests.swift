@@ -274,6 +274,11 @@ final class BranchCommandTests: XCTestCase {
         r = try wl(["branch", "-f"])
         XCTAssertEqual(r.status, 2, r.stderr)
         XCTAssertTrue(r.stderr.contains("branch name required"), r.stderr)
+        for args in [["tag", "-d"], ["tag", "-f"]] {   // tag's too (-d alone listed the tags, exit 0)
+            r = try wl(args)
+            XCTAssertEqual(r.status, 2, r.stderr)
+            XCTAssertTrue(r.stderr.contains("tag name required"), r.stderr)
+        }
         XCTAssertEqual(try directoryDigest(dir).filter { !$0.key.hasPrefix(".wledger/") }, files, "renames never touch the files")
     }
 

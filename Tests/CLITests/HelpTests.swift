@@ -126,8 +126,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           -m, --message <message> Message of the base commit. (default: base)
           --author <author>       Author of the base commit (default: $WLEDGER_AUTHOR
                                   or $USER).
@@ -157,8 +157,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           --rehash                Ignore recorded file stats and hash every tensor.
           -s, --short             One line per change (git's short format).
           -b, --branch            With --short: the branch first ('## main').
@@ -184,8 +184,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           -m, --message <message> Commit message.
           --request <request>     Edit request JSON file (EasyEdit fields: prompt,
                                   subject, target_new, ground_truth, rephrase_prompt,
@@ -224,8 +224,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           --all                   The commits of every branch, tag and HEAD (and of the
                                   revision, if given), newest first.
           --oneline               One line per commit.
@@ -253,8 +253,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
@@ -285,8 +285,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           --stat                  Per-tensor statistics table (the default output).
           --tensor <tensor>       Only this tensor.
           --delta-thresholds <delta-thresholds>
@@ -331,8 +331,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           -b <new-branch>         Create this branch at the revision and switch to it.
           --output <output>       Materialize into this (new or empty) directory; HEAD
                                   and the work tree stay as they are.
@@ -372,8 +372,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           -d, --delete            Delete the branch (refused when it is not merged into
                                   HEAD).
           -D                      Delete the branch even when it is not merged into
@@ -403,8 +403,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           -d, --delete            Delete the tag.
           -f, --force             Move the tag if it exists.
           --json                  Print the result as JSON.
@@ -457,8 +457,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           -n, --max-count <max-count>
                                   Show at most this many entries.
           --json                  Print the result as JSON.
@@ -489,8 +489,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           --all                   Expire HEAD's log and every branch's.
           --expire <time>         Drop entries older than this.
           --expire-unreachable <time>
@@ -527,8 +527,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           --soft                  Move the ref only (default).
           --mixed                 Same as --soft: there is no index.
           --hard                  Also rewrite the work tree to the revision,
@@ -564,8 +564,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           -m, --message <message> Message (default: the picked commit's, with where it
                                   came from).
           --author <author>       Author (default: the picked commit's, as git).
@@ -597,8 +597,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           -m, --message <message> Message (default: Revert "<original message>").
           --author <author>       Author (default: $WLEDGER_AUTHOR or $USER).
           --no-verify             Skip the hooks in .wledger/hooks/.
@@ -628,8 +628,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           --keep <keep>           Share of ΔW's elements to keep, e.g. 40%.
           --by <by>               Ranking: relative (|ΔW/W|, RECT) or magnitude (|ΔW|).
                                   (values: relative, magnitude; default: relative)
@@ -666,8 +666,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           --alpha <alpha>         Base α of the logarithm: e, 2, 1.5, 1.2 or any number
                                   > 1. (default: e)
           --method <method>       prune (PRUNE, the default) or sphere. (values: prune,
@@ -698,8 +698,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           --full                  Also rebuild every tensor version of every commit and
                                   check its sha256.
           --json                  Print the result as JSON.
@@ -738,8 +738,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           --expire-unreachable    Drop the reflog entries of commits no branch, tag,
                                   HEAD, stash entry or bisect session reaches whatever
                                   their age, so those commits go.
@@ -821,8 +821,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           --suite <suite>         Suite to run (default: config health.suite, else
                                   'default').
           --task <name>           Run only this task (repeatable).
@@ -864,8 +864,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           --method <method>       Editing method: rome or memit. (values: rome, memit;
                                   default: rome)
           --request <file>        Edit request in EasyEdit's JSON format (an object or
@@ -925,8 +925,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           -o, --output <file>     Write the page here (default .wledger/report.html).
           --suite <suite>         Health suite to show (default: config health.suite,
                                   else 'default').
@@ -1073,8 +1073,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           --metric <task.metric>  Bisect automatically on this health metric.
           --below <below>         A commit is bad when the metric is below this.
           --above <above>         A commit is bad when the metric is above this.
@@ -1101,8 +1101,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           --no-checkout           Leave the work tree alone; 'bisect run' gets the
                                   candidate in $WLEDGER_CANDIDATE.
           --json                  Print the result as JSON.
@@ -1122,8 +1122,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
@@ -1141,8 +1141,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
@@ -1160,8 +1160,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
@@ -1179,8 +1179,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           --version               Show the version.
           -h, --help              Show help information.
         """#)
@@ -1194,8 +1194,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
@@ -1213,8 +1213,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
@@ -1238,8 +1238,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           --version               Show the version.
           -h, --help              Show help information.
         """#)
@@ -1265,8 +1265,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
@@ -1313,8 +1313,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           --json                  Print the result as JSON.
           --version               Show the version.
           -h, --help              Show help information.
@@ -1333,8 +1333,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           --force                 Replace a different hook that is already there.
           --version               Show the version.
           -h, --help              Show help information.
@@ -1352,8 +1352,8 @@ final class HelpTests: XCTestCase {
 
         OPTIONS:
           -C <path>               The model directory, or one inside it. (default: .)
-          -q, --quiet             Show no progress or notices (commit, checkout, reset:
-                                  nor their summary, as git).
+          -q, --quiet             Show no progress or notices (init, commit, checkout,
+                                  reset: nor their summary, as git).
           --version               Show the version.
           -h, --help              Show help information.
         """#)
