@@ -20,6 +20,8 @@ public struct CommitInfo: Encodable, Sendable {
     /// Per-tensor changes (show only).
     public var tensors: [TensorChange]?
     public var files: [String]?
+    /// The same files with what the commit did to each (show only).
+    public var sideFiles: [StatusReport.SideFileChange]?
     /// Condition number κ of each edited 2-D tensor before and after the commit (show, log --stat).
     public var kappa: [KappaChange]?
 
@@ -130,7 +132,14 @@ extension Repository {
                                      maxAbs: st.maxAbs, encoding: enc, storedBytes: st.storedBytes))
             }
             info.tensors = tensors
-            info.files = try ledger.fileRows(of: c.id).map(\.path)
+            // Files whose stored version differs from the parent's, with how.
+            let mine = try ledger.files(of: c.id), theirs = try c.parent.map { try ledger.files(of: $0) } ?? [:]
+            var changed: [StatusReport.SideFileChange] = []
+            for path in Set(mine.keys).union(theirs.keys).sorted() where mine[path]?.object != theirs[path]?.object {
+                changed.append(.init(path: path, change: theirs[path] == nil ? .added : mine[path] == nil ? .deleted : .modified))
+            }
+            info.files = changed.map(\.path)
+            info.sideFiles = changed
         }
         return info
     }

@@ -38,9 +38,9 @@ struct Show: ParsableCommand {
             print("\nbase snapshot: \(humanBytes(c.summary.storedBytes)) stored in the ledger")
         }
         // Side files (config.json, tokenizer.json, …) the commit added, changed or removed.
-        if c.kind != "base", let files = c.files, !files.isEmpty {
+        if c.kind != "base", let files = c.sideFiles, !files.isEmpty {
             print("\nside files changed:")
-            for f in files { print("    \(f)") }
+            for f in files { print("    \(f.change.rawValue.prefix(1).uppercased()) \(f.path)") }
         }
     }
 }

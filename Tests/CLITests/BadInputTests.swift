@@ -1207,7 +1207,8 @@ final class BadInputTests: XCTestCase {
     }
 
     /// `diff` lists side files added, modified or deleted (A/M/D, as `git diff --name-status`;
-    /// `sideFiles` in JSON) between commits and against the work tree; `show` lists a commit's.
+    /// `sideFiles` in JSON) between commits and against the work tree; `show` lists a commit's
+    /// the same way (it listed bare paths).
     /// Both used to be silent about them while `status` showed them.
     func testDiffAndShowListSideFiles() throws {
         let dir = try tinyModelDir()
@@ -1226,7 +1227,11 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(files, [["path": "NOTES.md", "change": "added"], ["path": "config.json", "change": "modified"], ["path": "old.txt", "change": "deleted"]])
         XCTAssertEqual(try expectSuccess(["diff"], in: dir).stdout.components(separatedBy: "\t").count, 1, "clean: no side file listed")
         let show = try expectSuccess(["show", "HEAD"], in: dir).stdout
-        XCTAssertTrue(show.contains("\nside files changed:\n    NOTES.md\n    config.json\n    old.txt\n"), show)
+        XCTAssertTrue(show.contains("\nside files changed:\n    A NOTES.md\n    M config.json\n    D old.txt\n"), show)
+        // show --json: `files` (the paths) and `sideFiles` (with the change, as diff's).
+        let shown = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(try expectSuccess(["show", "HEAD", "--json"], in: dir).stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(shown["files"] as? [String], ["NOTES.md", "config.json", "old.txt"])
+        XCTAssertEqual(shown["sideFiles"] as? [[String: String]], files)
     }
 
     /// As git's -q: init, commit, checkout and reset print nothing on success (they printed their
