@@ -356,6 +356,10 @@ final class BranchCommandTests: XCTestCase {
         XCTAssertEqual(try wl(["checkout", "-q", "side"]).status, 0)
         XCTAssertEqual(try files(), oneFiles)
         XCTAssertEqual(try wl(["branch", "-m", "main", "trunk"]).status, 0)
+        // @{-1} names it too (HEAD's log says "moving from main"; it was unknown after the rename).
+        r = try wl(["log", "-n", "1", "--oneline", "@{-1}"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, try wl(["log", "-n", "1", "--oneline", "trunk"]).stdout)
         r = try wl(["checkout", "-"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(try head(), "On branch trunk")
