@@ -1204,6 +1204,13 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(set.stderr, warning)
         XCTAssertEqual(try expectSuccess(["config", "list"], in: dir).stderr, warning)
         try expectRejected(["health", "--task", "edits"], in: dir, mentions: ["'\(canonical(configPath))': line \(suiteLine): suite 'mine' names unknown task 'nosuch'"])
+        // A malformed value written by hand is warned about with the entries that do not fit
+        // together, not instead of them.
+        let text = try String(contentsOfFile: configPath, encoding: .utf8)
+        try (text + "[gate]\n    max-l1 = abc\n").write(toFile: configPath, atomically: true, encoding: .utf8)
+        let withMalformed = try expectSuccess(["config", "list"], in: dir).stderr
+        XCTAssertTrue(withMalformed.contains("'gate.max-l1' must be a number, got 'abc'"), withMalformed)
+        XCTAssertTrue(withMalformed.contains(warning), withMalformed)
     }
 
     /// `diff` lists side files added, modified or deleted (A/M/D, as `git diff --name-status`;
