@@ -4,6 +4,8 @@ import Foundation
 /// `model.safetensors.index.json`) plus small side files (config.json, tokenizer.json, ...).
 public struct ModelDirectory: Sendable {
     public static let indexName = "model.safetensors.index.json"
+    /// The single-file weights name, which transformers loads ahead of an index.
+    public static let singleFileName = "model.safetensors"
     /// Side files larger than this are not tracked (they are not configuration).
     public static let maxSideFileBytes = 64 << 20
     /// Extensions of weight formats that wledger does not track as side files.
@@ -49,6 +51,12 @@ public struct ModelDirectory: Sendable {
             for shard in weights where !files.contains(shard) {
                 let what = nonFileEntry(path + "/" + shard).map { "is \($0), not a safetensors file" } ?? "does not exist"
                 throw TensorIOError.invalidModelDirectory(path: indexPath, reason: "shard '\(shard)' listed in the index \(what)")
+            }
+            // transformers loads a model.safetensors ahead of the index: the weights that run
+            // would not be the ones tracked.
+            if names.contains(singleFileName), !weights.contains(singleFileName) {
+                throw TensorIOError.invalidModelDirectory(path: path + "/" + singleFileName,
+                    reason: "it stands beside \(indexName), which does not list it; transformers loads it instead of the shards the index names, so remove one of them")
             }
         } else {
             weights = files.filter { $0.hasSuffix(".safetensors") }

@@ -366,6 +366,25 @@ final class BadInputTests: XCTestCase {
         }
     }
 
+    /// A model.safetensors beside an index that does not list it is what transformers would load
+    /// (ahead of the index's shards): refused by init, and by status and commit once it appears
+    /// in a sharded work tree (it was ignored, so edits to it went unseen).
+    func testSingleFileWeightsBesideAnIndexAreRefused() throws {
+        let dir = try emptyModelDir()
+        try writeSafetensors(dir + "/model-00001-of-00001.safetensors", json: headerJSON(goodEntries), data: [UInt8](repeating: 0, count: 32))
+        let index = #"{"metadata":{},"weight_map":{"a":"model-00001-of-00001.safetensors","b":"model-00001-of-00001.safetensors"}}"#
+        try Data(index.utf8).write(to: URL(fileURLWithPath: dir + "/model.safetensors.index.json"))
+        let single = dir + "/model.safetensors"
+        try writeSafetensors(single, json: headerJSON(goodEntries), data: [UInt8](repeating: 1, count: 32))
+        let why = "'\(canonical(single))': it stands beside model.safetensors.index.json, which does not list it; transformers loads it instead"
+        try expectRejected(["init"], in: dir, mentions: [why])
+        try FileManager.default.removeItem(atPath: single)
+        try initialize(dir)
+        try writeSafetensors(single, json: headerJSON(goodEntries), data: [UInt8](repeating: 1, count: 32))
+        try expectRejected(["status"], in: dir, mentions: [why])
+        try expectRejected(["commit", "-m", "x"], in: dir, mentions: [why])
+    }
+
     /// Hooks get the running binary as $WLEDGER whatever its name (only one named `wledger` did).
     func testHooksGetTheRunningBinaryAsWLEDGERUnderAnyName() throws {
         let dir = try tinyModelDir()
