@@ -95,7 +95,7 @@ func humanBytes(_ n: Int) -> String {
 }
 
 /// Scientific formatting for norms.
-func sci(_ x: Double) -> String { String(format: "%.4g", x) }
+func sci(_ x: Double) -> String { x.isNaN ? "nan" : String(format: "%.4g", x) }   // "nan" whatever its sign bit (printf writes -nan)
 
 /// A condition number in at most 8 characters: two decimals below 10⁴, else three significant
 /// digits with an exponent (a near-singular matrix's κ of 10¹² overflowed the table's column).

@@ -495,6 +495,7 @@ final class BadInputTests: XCTestCase {
         let table = try expectSuccess(["diff", "HEAD~1", "HEAD", "--stat", "--no-spectrum"], in: dir).stdout
         let line = try XCTUnwrap(table.split(separator: "\n").first { $0.contains(name) }, table)
         XCTAssertEqual(line.split(separator: " ").last, "nan", String(line))
+        XCTAssertFalse(table.contains("-nan"), table)   // printf's spelling of a NaN with its sign bit set
         // … and δ's shares and quantiles: NaN, not a 0% that reads as "unchanged".
         let shares = try XCTUnwrap((row["delta"] as? [String: Any])?["shares"] as? [[String: Any]], diff.stdout)
         XCTAssertEqual(shares.count, 2)
