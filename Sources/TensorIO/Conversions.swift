@@ -42,6 +42,7 @@ public func loadDouble(_ src: UnsafeRawBufferPointer, _ i: Int, _ dtype: DType) 
     case .i32: return Double(src.loadUnaligned(fromByteOffset: o, as: Int32.self))
     case .u64: return Double(src.loadUnaligned(fromByteOffset: o, as: UInt64.self))
     case .i64: return Double(src.loadUnaligned(fromByteOffset: o, as: Int64.self))
+    case .f8e4m3, .f8e5m2, .f8e8m0: return decodeF8(src[o], dtype)
     default: preconditionFailure("dtype \(dtype.rawValue) is not arithmetic")
     }
 }
@@ -64,7 +65,27 @@ public func encodeFromFloat(_ src: UnsafeBufferPointer<Float>, dtype: DType, int
     }
 }
 
-/// Number of NaN or ±Inf values in a float tensor (0 for non-float dtypes).
+/// The value of one 8-bit float: F8_E4M3 as PyTorch's float8_e4m3fn (bias 7, no infinities,
+/// S.1111.111 is NaN), F8_E5M2 as IEEE (bias 15, exponent 31 is Inf or NaN), F8_E8M0 an unsigned
+/// power of two 2^(e − 127) (0xFF is NaN).
+public func decodeF8(_ b: UInt8, _ dtype: DType) -> Double {
+    let sign: Double = b & 0x80 != 0 ? -1 : 1
+    switch dtype {
+    case .f8e4m3:
+        let e = Int((b >> 3) & 0xF), m = Double(b & 0x7)
+        if e == 0xF && b & 0x7 == 0x7 { return .nan }
+        return sign * (e == 0 ? m / 8 * 0x1p-6 : (1 + m / 8) * Double(sign: .plus, exponent: e - 7, significand: 1))
+    case .f8e5m2:
+        let e = Int((b >> 2) & 0x1F), m = Double(b & 0x3)
+        if e == 0x1F { return b & 0x3 == 0 ? sign * .infinity : .nan }
+        return sign * (e == 0 ? m / 4 * 0x1p-14 : (1 + m / 4) * Double(sign: .plus, exponent: e - 15, significand: 1))
+    case .f8e8m0:
+        return b == 0xFF ? .nan : Double(sign: .plus, exponent: Int(b) - 127, significand: 1)
+    default: preconditionFailure("dtype \(dtype.rawValue) is not an 8-bit float")
+    }
+}
+
+/// Number of NaN or ±Inf values in a float tensor, 8-bit floats included (0 for other dtypes).
 public func countNonFinite(_ src: UnsafeRawBufferPointer, dtype: DType) -> Int {
     let n = src.count / dtype.size
     switch dtype {
@@ -82,6 +103,12 @@ public func countNonFinite(_ src: UnsafeRawBufferPointer, dtype: DType) -> Int {
         var c = 0
         for i in 0..<n where !src.loadUnaligned(fromByteOffset: 8 * i, as: Double.self).isFinite { c += 1 }
         return c
+    case .f8e4m3:
+        return src.reduce(0) { $0 + ($1 & 0x7F == 0x7F ? 1 : 0) }
+    case .f8e5m2:
+        return src.reduce(0) { $0 + ($1 & 0x7C == 0x7C ? 1 : 0) }
+    case .f8e8m0:
+        return src.reduce(0) { $0 + ($1 == 0xFF ? 1 : 0) }
     default:
         return 0
     }

@@ -21,11 +21,11 @@ public enum DType: String, CaseIterable, Sendable, Codable {
         }
     }
 
-    /// Whether values of this dtype can be converted to `Float`/`Double` for ΔW arithmetic (a
-    /// BOOL as 0 or 1).
+    /// Whether values of this dtype can be converted to `Float`/`Double` for ΔW statistics (a
+    /// BOOL as 0 or 1; the 8-bit floats by `decodeF8`).
     public var isArithmetic: Bool {
         switch self {
-        case .f32, .f16, .bf16, .f64, .bool, .u8, .i8, .u16, .i16, .u32, .i32, .u64, .i64: return true
+        case .f32, .f16, .bf16, .f64, .bool, .u8, .i8, .u16, .i16, .u32, .i32, .u64, .i64, .f8e4m3, .f8e5m2, .f8e8m0: return true
         default: return false
         }
     }

@@ -166,7 +166,7 @@ extension Repository {
             early.start(name) {
                 let child = weights.bytes(name)!
                 // A tensor with NaN/Inf is not encoded: nil, and the commit is refused.
-                if !policy.allowNonFinite, loc.info.dtype.isFloat, countNonFinite(child, dtype: loc.info.dtype) > 0 { return nil }
+                if !policy.allowNonFinite, countNonFinite(child, dtype: loc.info.dtype) > 0 { return nil }
                 return try Repository.encodeChange(name: name, recipe: recipe, child: child, fingerprint: fingerprint, info: loc.info,
                                                    policy: policy)
             }
@@ -206,7 +206,7 @@ extension Repository {
         if !options.policy.allowNonFinite {
             for name in changedNames where !early.started(name) {
                 let loc = weights.tensors[name]!
-                if loc.info.dtype.isFloat, countNonFinite(weights.bytes(name)!, dtype: loc.info.dtype) > 0 { throw nonFinite(name) }
+                if countNonFinite(weights.bytes(name)!, dtype: loc.info.dtype) > 0 { throw nonFinite(name) }
             }
         }
         // Hooks see the work tree itself as the candidate; a failing one stops the commit here.

@@ -162,7 +162,7 @@ extension Repository {
             if h.hash == e.hash {   // HEAD holds what the commit wrote: its parent's bytes back, in any dtype
                 updates[e.name] = parent
                 // Only bytes with NaN or Inf need their history looked up.
-                if e.dtype.isFloat, parent.withUnsafeBytes({ countNonFinite($0, dtype: e.dtype) }) > 0,
+                if parent.withUnsafeBytes({ countNonFinite($0, dtype: e.dtype) }) > 0,
                    try !versionIsStashed(e.name, at: c.parent!) { recorded.insert(e.name) }
                 continue
             }

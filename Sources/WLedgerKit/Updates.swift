@@ -112,7 +112,7 @@ extension Repository {
             }
         }
         if !options.policy.allowNonFinite {
-            for name in names where cmp.manifest[name]!.dtype.isFloat && !recorded.contains(name) {
+            for name in names where !recorded.contains(name) {
                 if updates[name]!.withUnsafeBytes({ countNonFinite($0, dtype: cmp.manifest[name]!.dtype) }) > 0 {
                     throw KitError.usage("the result for tensor '\(name)' contains NaN or Inf; nothing was committed")
                 }

@@ -474,6 +474,27 @@ final class BadInputTests: XCTestCase {
         }
     }
 
+    /// 8-bit floats: a NaN byte is refused as in the wider floats (it was committed silently),
+    /// and ΔW statistics count their values (they read 0 with the elements changed).
+    func testEightBitFloatNaNIsRejectedAndItsDeltaHasValues() throws {
+        let dir = try emptyModelDir()
+        let file = dir + "/model.safetensors"
+        let entries = [("a", "F32", "[4]", "[0,16]"), ("q", "F8_E4M3", "[4]", "[16,20]")]
+        let floats = [Float](repeating: 1, count: 4).withUnsafeBytes { Array($0) }
+        try writeSafetensors(file, json: headerJSON(entries), data: floats + [0x38, 0x38, 0x38, 0x38])
+        try initialize(dir)
+        try writeSafetensors(file, json: headerJSON(entries), data: floats + [0x38, 0x7F, 0x40, 0x38])
+        try expectRejected(["commit", "-m", "nan"], in: dir, mentions: ["'q'", "NaN", "--allow-nonfinite"])
+        try writeSafetensors(file, json: headerJSON(entries), data: floats + [0x38, 0xB8, 0x40, 0x38])   // 1 → −1, 1 → 2
+        try expectSuccess(["commit", "-q", "-m", "f8"], in: dir)
+        let diff = try expectSuccess(["diff", "HEAD~1", "HEAD", "--stat", "--json"], in: dir)
+        let row = try XCTUnwrap(((try JSONSerialization.jsonObject(with: Data(diff.stdout.utf8)) as? [String: Any])?["tensors"] as? [[String: Any]])?
+            .first { $0["name"] as? String == "q" }, diff.stdout)
+        XCTAssertEqual(row["changed"] as? Int, 2, diff.stdout)
+        XCTAssertEqual(row["l1"] as? Double, 3, diff.stdout)
+        XCTAssertEqual(row["maxAbs"] as? Double, 2, diff.stdout)
+    }
+
     func testCommitWithNaNIsRejectedUnlessAllowed() throws {
         let dir = try realModelDir()
         try initialize(dir)

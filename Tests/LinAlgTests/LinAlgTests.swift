@@ -69,6 +69,14 @@ final class LinAlgTests: XCTestCase {
         let ip: [Int64] = [5, -3, 7], ic: [Int64] = [5, 1, 7]
         let t = ip.withUnsafeBytes { p in ic.withUnsafeBytes { DeltaStatistics.compute(parent: p, child: $0, dtype: .i64) } }
         XCTAssertEqual([Double(t.changed), t.l1, t.maxAbs], [1, 4, 4])
+        // 8-bit floats by their values (they read as changed with every statistic 0): E4M3
+        // 0x38 = 1 → 0x40 = 2 and 0x7E = 448 → 0xFE = −448; E5M2 0x3C = 1 → 0x7C = +Inf.
+        let e4 = [UInt8]([0x38, 0x7E, 0x00]).withUnsafeBytes { p in
+            [UInt8]([0x40, 0xFE, 0x00]).withUnsafeBytes { DeltaStatistics.compute(parent: p, child: $0, dtype: .f8e4m3) }
+        }
+        XCTAssertEqual([Double(e4.changed), e4.l1, e4.frobenius * e4.frobenius, e4.maxAbs, e4.baseNorm * e4.baseNorm], [2, 897, 1 + 896 * 896, 896, 1 + 448 * 448])
+        let e5 = [UInt8]([0x3C]).withUnsafeBytes { p in [UInt8]([0x7C]).withUnsafeBytes { DeltaStatistics.compute(parent: p, child: $0, dtype: .f8e5m2) } }
+        XCTAssertEqual([e5.l1, Double(e5.nonFinite)], [.infinity, 1])
     }
 
     /// A NaN anywhere in ΔW makes Σ|ΔW|, ‖ΔW‖F and max|ΔW| NaN (the kernel's maximum alone used

@@ -1,3 +1,4 @@
+import Foundation
 import TensorIO
 import XCTest
 
@@ -62,5 +63,35 @@ final class ConversionTests: XCTestCase {
     func testCountNonFinite() {
         let v: [Float] = [1, .nan, .infinity, -.infinity, 0]
         XCTAssertEqual(v.withUnsafeBytes { countNonFinite($0, dtype: .f32) }, 3)
+    }
+
+    /// 8-bit floats against the OCP FP8 tables (E4M3 as float8_e4m3fn: max 448, no Inf; E5M2
+    /// IEEE-like: max 57344, Inf; E8M0: 2^(e−127)), and every byte against an independent
+    /// decoding through the bits of a Double.
+    func testEightBitFloats() {
+        let known: [(UInt8, DType, Double)] = [
+            (0x38, .f8e4m3, 1), (0xB8, .f8e4m3, -1), (0x7E, .f8e4m3, 448), (0x01, .f8e4m3, 0x1p-9), (0x08, .f8e4m3, 0x1p-6),
+            (0x3C, .f8e5m2, 1), (0x7B, .f8e5m2, 57344), (0x01, .f8e5m2, 0x1p-16), (0x7C, .f8e5m2, .infinity), (0xFC, .f8e5m2, -.infinity),
+            (0x7F, .f8e8m0, 1), (0x80, .f8e8m0, 2), (0x00, .f8e8m0, 0x1p-127),
+        ]
+        for (b, t, v) in known { XCTAssertEqual(decodeF8(b, t), v, "\(t.rawValue) 0x\(String(b, radix: 16))") }
+        for (b, t) in [(UInt8(0x7F), DType.f8e4m3), (0xFF, .f8e4m3), (0x7D, .f8e5m2), (0xFE, .f8e5m2), (0xFF, .f8e8m0)] {
+            XCTAssertTrue(decodeF8(b, t).isNaN, "\(t.rawValue) 0x\(String(b, radix: 16))")
+        }
+        // Normal numbers: exponent field e and mantissa m placed into a Double's bits.
+        func reference(_ b: UInt8, expBits: Int, manBits: Int, bias: Int) -> Double {
+            let e = Int(b >> manBits) & ((1 << expBits) - 1), m = UInt64(b) & ((1 << manBits) - 1)
+            let magnitude = e == 0 ? Double(m) * pow(2, Double(1 - bias - manBits))
+                : Double(bitPattern: (UInt64(e - bias + 1023) << 52) | (m << (52 - manBits)))
+            return b & 0x80 != 0 ? -magnitude : magnitude
+        }
+        for b in UInt8.min...UInt8.max {
+            if b & 0x7F != 0x7F { XCTAssertEqual(decodeF8(b, .f8e4m3), reference(b & 0x7F | b & 0x80, expBits: 4, manBits: 3, bias: 7)) }
+            if b & 0x7C != 0x7C { XCTAssertEqual(decodeF8(b, .f8e5m2), reference(b, expBits: 5, manBits: 2, bias: 15)) }
+        }
+        let bytes: [UInt8] = [0x38, 0x7F, 0xFF, 0x7E]
+        XCTAssertEqual(bytes.withUnsafeBytes { countNonFinite($0, dtype: .f8e4m3) }, 2)
+        XCTAssertEqual([UInt8]([0x3C, 0x7C, 0x7D, 0xFC]).withUnsafeBytes { countNonFinite($0, dtype: .f8e5m2) }, 3)
+        XCTAssertEqual([UInt8]([0x7F, 0xFF]).withUnsafeBytes { countNonFinite($0, dtype: .f8e8m0) }, 1)
     }
 }
