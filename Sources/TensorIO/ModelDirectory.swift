@@ -22,7 +22,10 @@ public struct ModelDirectory: Sendable {
     /// Lists and validates the directory layout (it does not parse the weights).
     /// - Throws: `TensorIOError` when the directory has no safetensors weights, only pickles,
     ///   or an index that is malformed or names shards outside the directory.
-    public static func scan(_ path: String) throws -> ModelDirectory {
+    /// - Parameter missingWeights: a directory with no weights at all (a tracked work tree whose
+    ///   weight file was deleted) is scanned as one with no weight files, for the caller to
+    ///   report as missing, instead of refused; a pickle or an odd weights entry still is.
+    public static func scan(_ path: String, missingWeights: Bool = false) throws -> ModelDirectory {
         let fm = FileManager.default
         var isDir: ObjCBool = false
         guard fm.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue else {
@@ -71,7 +74,9 @@ public struct ModelDirectory: Sendable {
                 let what = nonFileEntry(path + "/" + odd) ?? "unreadable"
                 throw TensorIOError.invalidModelDirectory(path: path + "/" + odd, reason: "\(what), not a safetensors file")
             }
-            throw TensorIOError.invalidModelDirectory(path: path, reason: "no safetensors weights found (expected model.safetensors or \(indexName))")
+            if !missingWeights {
+                throw TensorIOError.invalidModelDirectory(path: path, reason: "no safetensors weights found (expected model.safetensors or \(indexName))")
+            }
         }
         let weightSet = Set(weights)
         let side = files.filter { name in

@@ -119,7 +119,7 @@ struct WorkTreeComparison {
         defer { prefetched?.cancel() }
         // Everything hashed below is read after this instant (see `racyWindow`).
         var scannedAt = wallClockNanoseconds()
-        let dir = try ModelDirectory.scan(root)
+        let dir = try ModelDirectory.scan(root, missingWeights: true)   // reported below as "missing weight file"
         let files = try ledger.files(of: commit)
         var stats: [String: FileStat] = [:]
         var statClean = Set<String>()
@@ -184,7 +184,11 @@ struct WorkTreeComparison {
             // Structure: same weight files, tensor names, dtypes and shapes as the commit.
             let committedWeightFiles = Set(files.values.filter { $0.kind == .safetensors }.map(\.path))
             for f in Set(dir.weightFiles).subtracting(committedWeightFiles).sorted() { report.structural.append("new weight file '\(f)'") }
-            for f in committedWeightFiles.subtracting(dir.weightFiles).sorted() { report.structural.append("missing weight file '\(f)'") }
+            let missingFiles = committedWeightFiles.subtracting(dir.weightFiles)
+            for f in missingFiles.sorted() {
+                let count = manifest.values.filter { $0.file == f && weights.tensors[$0.name] == nil }.count
+                report.structural.append("missing weight file '\(f)'" + (count > 0 ? " (\(count) tensor\(count == 1 ? "" : "s"))" : ""))
+            }
             for (name, loc) in weights.tensors.sorted(by: { $0.key < $1.key }) {
                 guard let e = manifest[name] else { report.structural.append("new tensor '\(name)' in '\(loc.file)'"); continue }
                 if e.dtype != loc.info.dtype || e.shape != loc.info.shape {
@@ -193,7 +197,8 @@ struct WorkTreeComparison {
                     report.structural.append("tensor '\(name)' moved from '\(e.file)' to '\(loc.file)'")
                 }
             }
-            for name in manifest.keys.sorted() where weights.tensors[name] == nil {
+            // (A missing weight file's tensors are counted on its line, not listed.)
+            for (name, e) in manifest.sorted(by: { $0.key < $1.key }) where weights.tensors[name] == nil && !missingFiles.contains(e.file) {
                 report.structural.append("missing tensor '\(name)'")
             }
 

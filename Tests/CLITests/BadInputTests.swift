@@ -350,6 +350,15 @@ final class BadInputTests: XCTestCase {
         try FileManager.default.removeItem(atPath: tiny + "/model.safetensors")
         try FileManager.default.createDirectory(atPath: tiny + "/model.safetensors", withIntermediateDirectories: false)
         try expectRejected(["status"], in: tiny, mentions: ["'\(canonical(tiny))/model.safetensors': a directory, not a safetensors file"])
+        // A tracked weight file deleted: status lists it (as git lists a deleted file; it said
+        // "no safetensors weights found", exit 2), commit refuses it as structural, and
+        // checkout --force HEAD brings it back.
+        try FileManager.default.removeItem(atPath: tiny + "/model.safetensors")
+        let status = try expectSuccess(["status", "-s"], in: tiny)
+        XCTAssertEqual(status.stdout, "!! missing weight file 'model.safetensors' (2 tensors)\n")
+        try expectRejected(["commit", "-m", "x"], in: tiny, mentions: ["in structure: missing weight file 'model.safetensors' (2 tensors)"])
+        try expectSuccess(["checkout", "-q", "--force", "HEAD"], in: tiny)
+        XCTAssertTrue(try expectSuccess(["status"], in: tiny).stdout.contains("nothing to commit, work tree clean"))
     }
 
     // MARK: - Sharded index
