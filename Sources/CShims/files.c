@@ -88,13 +88,15 @@ static void wl_on_sigbus(int sig, siginfo_t *info, void *context) {
         if (s != 0 && a >= s && a - s < n) {
             wl_say("error: '");
             wl_say(wl_maps[i].path);
-            wl_say("' shrank while wledger read it (another program rewrote it in place); run the command again once it is written\n");
+            wl_say("' shrank while wledger read it (another program rewrote it in place, or the disk failed to read it); run the command again once it is written\n");
             _exit(2);
         }
     }
-    wl_say("error: a file shrank while wledger read it (another program rewrote it in place); run the command again once it is written\n");
+    wl_say("error: bus error (SIGBUS) reading a mapped file: it shrank, or the disk failed to read it; run the command again\n");
     _exit(2);
 }
+
+uint8_t wl_read_byte(const void *p) { return *(const volatile uint8_t *)p; }
 
 void wl_exit_on_sigbus(void) {
     struct sigaction sa;

@@ -37,8 +37,8 @@ public final class RepositoryLock {
             usleep(50_000)
         }
         if shared { return }
-        // Written over the old record, then cut to its length: a waiting process reads one
-        // record or the other, never an empty file.
+        // Written over the old record, then cut to its length: a waiting process reads this
+        // record's line first (or the old one's), never an empty file.
         let pid = "pid \(getpid())\n"
         let length = pid.withCString { pwrite(fd, $0, strlen($0), 0) }
         if length > 0 { ftruncate(fd, off_t(length)) }
@@ -51,7 +51,10 @@ public final class RepositoryLock {
 
     private static func holder(_ path: String) -> String {
         guard let bytes = try? readFile(path) else { return "unknown" }
-        let s = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        // The first line: a shorter record written over a longer one leaves the old tail until
+        // the file is cut to length.
+        let first = bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).first ?? []
+        let s = String(decoding: first, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         return s.isEmpty ? "unknown" : s
     }
 }

@@ -50,7 +50,7 @@ public final class MappedFile: @unchecked Sendable {
             // WLEDGER_FAULT=map-shrunk: the file is cut to nothing under the map, which is then
             // read past its new end, as when another program rewrites it in place meanwhile.
             truncate(path, 0)
-            _ = base!.load(fromByteOffset: size - 1, as: UInt8.self)
+            _ = wl_read_byte(p + size - 1)
         }
     }
 

@@ -23,8 +23,9 @@ public struct ModelDirectory: Sendable {
     /// - Throws: `TensorIOError` when the directory has no safetensors weights, only pickles,
     ///   or an index that is malformed or names shards outside the directory.
     /// - Parameter missingWeights: a directory with no weights at all (a tracked work tree whose
-    ///   weight file was deleted) is scanned as one with no weight files, for the caller to
-    ///   report as missing, instead of refused; a pickle or an odd weights entry still is.
+    ///   weight file was deleted), or a shard the index lists that is not there, is scanned
+    ///   without those weight files, for the caller to report as missing, instead of refused; a
+    ///   pickle, or a weights entry that is there but not a file, still is.
     public static func scan(_ path: String, missingWeights: Bool = false) throws -> ModelDirectory {
         let fm = FileManager.default
         var isDir: ObjCBool = false
@@ -48,9 +49,14 @@ public struct ModelDirectory: Sendable {
         var weights: [String]
         if files.contains(indexName) {
             let indexPath = path + "/" + indexName
-            let map = try parseIndex(at: indexPath)
-            weightMap = map
+            var map = try parseIndex(at: indexPath)
             weights = Array(Set(map.values)).sorted()
+            if missingWeights {   // a deleted shard is the caller's to report (its tensors go with it)
+                let gone = Set(weights.filter { !names.contains($0) && nonFileEntry(path + "/" + $0) == nil })
+                weights.removeAll { gone.contains($0) }
+                map = map.filter { !gone.contains($0.value) }
+            }
+            weightMap = map
             for shard in weights where !files.contains(shard) {
                 let what = nonFileEntry(path + "/" + shard).map { "is \($0), not a safetensors file" } ?? "does not exist"
                 throw TensorIOError.invalidModelDirectory(path: indexPath, reason: "shard '\(shard)' listed in the index \(what)")

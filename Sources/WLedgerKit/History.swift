@@ -135,7 +135,8 @@ extension Repository {
             // Files whose stored version differs from the parent's, with how.
             let mine = try ledger.files(of: c.id), theirs = try c.parent.map { try ledger.files(of: $0) } ?? [:]
             var changed: [StatusReport.SideFileChange] = []
-            for path in Set(mine.keys).union(theirs.keys).sorted() where mine[path]?.object != theirs[path]?.object {
+            for path in Set(mine.keys).union(theirs.keys).sorted() where mine[path]?.object != theirs[path]?.object
+                && (mine[path] ?? theirs[path])?.kind != .safetensors {   // a weight file's header is not a side file (as diff)
                 changed.append(.init(path: path, change: theirs[path] == nil ? .added : mine[path] == nil ? .deleted : .modified))
             }
             info.files = changed.map(\.path)

@@ -33,7 +33,7 @@ extension Repository {
         for f in dir.weightFiles + dir.sideFiles { scanned[f] = FileStat.of(root + "/" + f) }
         let weights = try dir.open(populate: Set(dir.weightFiles))
         var nonFinite: [String] = []
-        for (name, loc) in weights.tensors.sorted(by: { $0.key < $1.key }) where loc.info.dtype.isFloat {
+        for (name, loc) in weights.tensors.sorted(by: { $0.key < $1.key }) {   // 0 for dtypes without NaN
             if countNonFinite(weights.bytes(name)!, dtype: loc.info.dtype) > 0 { nonFinite.append(name) }
         }
         if !nonFinite.isEmpty && !policy.allowNonFinite {

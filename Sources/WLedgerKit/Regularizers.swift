@@ -310,8 +310,9 @@ extension Repository {
         guard keepPercent >= 0 && keepPercent <= 100 else { throw KitError.usage("--keep must be between 0% and 100%") }
         let id = try resolve(revision)
         try refuseUncommittedChanges(progress: progress)
+        guard let record = try ledger.commit(id) else { throw LedgerError.unknownRevision(revision) }
+        try refuseUnprunable(record)   // before the commit's tensors are rebuilt
         let (c, edges) = try edges(of: id)
-        try refuseUnprunable(c)
         let headManifest = try ledger.manifest(of: try ledger.head().commit)
         var updates: [String: [UInt8]] = [:]
         var report: [PrunedTensor] = []
@@ -450,7 +451,6 @@ extension Repository {
         if updates.isEmpty {
             throw KitError.refused("nothing to restrain: no matrix changed between \(aRev) and \(bRev) has a ΔW singular value ≥ σmax(W_base)")
         }
-        cacheSpectra(spectra)
         var params: [(String, JSONValue)] = [("range", .array([.string(a), .string(b)]))]
         var label: String
         switch method {
@@ -468,7 +468,9 @@ extension Repository {
         options.kind = .restrain
         options.author = author
         options.parameters = JSONValue.object(params).serialized()
-        return RegularizerResult(commit: try commitUpdates(updates, options: options, progress: progress), restrained: report)
+        let result = RegularizerResult(commit: try commitUpdates(updates, options: options, progress: progress), restrained: report)
+        cacheSpectra(spectra)   // only once it committed (a hook, or nothing to commit, may still refuse it)
+        return result
     }
 }
 

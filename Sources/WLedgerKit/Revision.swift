@@ -104,28 +104,30 @@ public struct RevisionResolver {
         var found = 0
         for e in try ledger.reflog("HEAD") where e.message.hasPrefix(prefix) {
             found += 1
-            if found == n, let from = e.message.dropFirst(prefix.count).split(separator: " ").first { return try renamedBranch(String(from)) }
+            if found == n, let from = e.message.dropFirst(prefix.count).split(separator: " ").first { return try renamedBranch(String(from), since: e.time) }
         }
         throw LedgerError.invalid("'\(original)': HEAD's log has only \(found) checkout(s)")
     }
 
-    /// A branch name from an old log entry, followed through `branch -m` (as `checkout -` is)
-    /// while no branch has it any more: the renames are in the renamed branches' logs
-    /// ("Branch: renamed refs/heads/OLD to refs/heads/NEW").
-    private func renamedBranch(_ name: String) throws -> String {
+    /// A branch name from a log entry made at `time`, followed through `branch -m` (as `checkout
+    /// -` is) while no branch has it any more: each step takes the first rename of that name at
+    /// or after the step before; the renames are in the renamed branches' logs ("Branch: renamed
+    /// refs/heads/OLD to refs/heads/NEW").
+    private func renamedBranch(_ name: String, since time: Int64) throws -> String {
         let prefix = RefKind.branch.prefix
         guard try ledger.refTarget(prefix + name) == nil else { return name }
-        var renamed: [String: String] = [:]
+        var renames: [(old: String, new: String, time: Int64)] = []
         for (ref, _) in try ledger.refs(prefix: prefix) {
             for e in try ledger.reflog(ref) where e.message.hasPrefix("Branch: renamed \(prefix)") {
                 let parts = e.message.dropFirst("Branch: renamed ".count).components(separatedBy: " to ")
-                if parts.count == 2, renamed[String(parts[0].dropFirst(prefix.count))] == nil {   // newest first
-                    renamed[String(parts[0].dropFirst(prefix.count))] = String(parts[1].dropFirst(prefix.count))
-                }
+                if parts.count == 2 { renames.append((String(parts[0].dropFirst(prefix.count)), String(parts[1].dropFirst(prefix.count)), e.time)) }
             }
         }
-        var current = name, seen: Set<String> = [name]
-        while try ledger.refTarget(prefix + current) == nil, let next = renamed[current], seen.insert(next).inserted { current = next }
+        var current = name, since = time, steps = 0
+        while try ledger.refTarget(prefix + current) == nil, steps < renames.count,
+              let next = renames.filter({ $0.old == current && $0.time >= since }).min(by: { $0.time < $1.time }) {
+            (current, since, steps) = (next.new, next.time, steps + 1)
+        }
         return current
     }
 

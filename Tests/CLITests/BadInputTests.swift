@@ -392,6 +392,13 @@ final class BadInputTests: XCTestCase {
         try writeSafetensors(single, json: headerJSON(goodEntries), data: [UInt8](repeating: 1, count: 32))
         try expectRejected(["status"], in: dir, mentions: [why])
         try expectRejected(["commit", "-m", "x"], in: dir, mentions: [why])
+        // A shard deleted is listed by status (it said the index's shard does not exist) and
+        // checked out again by checkout --force HEAD.
+        try FileManager.default.removeItem(atPath: single)
+        try FileManager.default.removeItem(atPath: dir + "/model-00001-of-00001.safetensors")
+        XCTAssertEqual(try expectSuccess(["status", "-s"], in: dir).stdout, "!! missing weight file 'model-00001-of-00001.safetensors' (2 tensors)\n")
+        try expectSuccess(["checkout", "-q", "--force", "HEAD"], in: dir)
+        XCTAssertTrue(try expectSuccess(["status"], in: dir).stdout.contains("nothing to commit, work tree clean"))
     }
 
     /// Hooks get the running binary as $WLEDGER whatever its name (only one named `wledger` did).
@@ -490,6 +497,8 @@ final class BadInputTests: XCTestCase {
         let file = dir + "/model.safetensors"
         let entries = [("a", "F32", "[4]", "[0,16]"), ("q", "F8_E4M3", "[4]", "[16,20]")]
         let floats = [Float](repeating: 1, count: 4).withUnsafeBytes { Array($0) }
+        try writeSafetensors(file, json: headerJSON(entries), data: floats + [0x38, 0xFF, 0x38, 0x38])
+        try expectRejected(["init"], in: dir, mentions: ["'q'", "NaN", "--allow-nonfinite"])   // init too (it let it through)
         try writeSafetensors(file, json: headerJSON(entries), data: floats + [0x38, 0x38, 0x38, 0x38])
         try initialize(dir)
         try writeSafetensors(file, json: headerJSON(entries), data: floats + [0x38, 0x7F, 0x40, 0x38])
@@ -1289,6 +1298,13 @@ final class BadInputTests: XCTestCase {
         let shown = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(try expectSuccess(["show", "HEAD", "--json"], in: dir).stdout.utf8)) as? [String: Any])
         XCTAssertEqual(shown["files"] as? [String], ["NOTES.md", "config.json", "old.txt"])
         XCTAssertEqual(shown["sideFiles"] as? [[String: String]], files)
+        // A commit that changes only a weight file's header lists no side file (as diff).
+        let data = (1...8).map { Float($0) }.withUnsafeBytes { Array($0) }
+        try writeSafetensors(dir + "/model.safetensors", json: #"{"__metadata__":{"format":"pt","note":"x"},"a":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[4],"data_offsets":[16,32]}}"#, data: data)
+        try expectSuccess(["commit", "-q", "-m", "header only"], in: dir)
+        XCTAssertFalse(try expectSuccess(["show", "HEAD"], in: dir).stdout.contains("side files changed"))
+        let headerOnly = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(try expectSuccess(["show", "HEAD", "--json"], in: dir).stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(headerOnly["sideFiles"] as? [[String: String]], [])
     }
 
     /// As git's -q: init, commit, checkout and reset print nothing on success (they printed their

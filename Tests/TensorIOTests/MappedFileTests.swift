@@ -36,15 +36,16 @@ final class MappedFileTests: XCTestCase {
         let fd = open(path, O_RDWR)
         XCTAssertGreaterThanOrEqual(fd, 0)
         defer { close(fd) }
-        let stop = ManagedAtomicFlag()
+        let stop = ManagedAtomicFlag(), stopped = DispatchSemaphore(value: 0)
         let writer = Thread {
             while !stop.isSet {
                 ftruncate(fd, 0)
                 _ = record.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
             }
+            stopped.signal()
         }
         writer.start()
-        defer { stop.set() }
+        defer { stop.set(); stopped.wait() }   // before the descriptor is closed
         var reads = 0
         let until = Date().addingTimeInterval(1)
         while Date() < until {
@@ -53,7 +54,6 @@ final class MappedFileTests: XCTestCase {
             XCTAssertTrue(bytes.allSatisfy { $0 == UInt8(ascii: "x") })
             reads += 1
         }
-        stop.set()
         XCTAssertGreaterThan(reads, 10)
     }
 

@@ -57,7 +57,7 @@ final class ConcurrencyTests: XCTestCase {
         XCTAssertEqual(r.status, 2, r.stderr)
         // One line, naming the file (the model directory as wledger resolved it: no double slash).
         XCTAssertTrue(r.stderr.hasPrefix("error: '/"), r.stderr)
-        XCTAssertTrue(r.stderr.hasSuffix("/model/model.safetensors' shrank while wledger read it (another program rewrote it in place); "
+        XCTAssertTrue(r.stderr.hasSuffix("/model/model.safetensors' shrank while wledger read it (another program rewrote it in place, or the disk failed to read it); "
                                          + "run the command again once it is written\n"), r.stderr)
         XCTAssertEqual(r.stderr.filter { $0 == "\n" }.count, 1, r.stderr)
         XCTAssertEqual(try fileSHA256(model + "/.wledger/ledger"), ledgerBefore)

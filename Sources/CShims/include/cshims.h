@@ -153,5 +153,7 @@ void wl_unregister_map(const void *start);
 /// Installs a SIGBUS handler that exits with status 2 after one line on stderr naming the
 /// registered file whose map was read past its (shrunk) end; for the CLI.
 void wl_exit_on_sigbus(void);
+/// One byte read through a volatile pointer (a read the compiler keeps, for fault injection).
+uint8_t wl_read_byte(const void *p);
 
 #endif
