@@ -879,6 +879,12 @@ final class BadInputTests: XCTestCase {
         try expectRejected(["commit", "-m", "x", "--prune", "40%"], in: dir, mentions: ["--prune"])
     }
 
+    /// The full id of a revision (`show --json`).
+    private func commitID(_ rev: String, in dir: String) throws -> String {
+        let r = try expectSuccess(["show", rev, "--json"], in: dir)
+        return try XCTUnwrap((JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["id"] as? String)
+    }
+
     /// prune takes the dropped part of an edit's ΔW off HEAD, so HEAD must hold the edit whole:
     /// an edit pruned already (while that prune is in force), reverted, or not on HEAD's history
     /// is refused with the commit in the way, and nothing changes. After the prune is reverted
@@ -888,10 +894,7 @@ final class BadInputTests: XCTestCase {
         let dir = try realModelDir()
         try initialize(dir)
         let file = dir + "/model.safetensors", a = "model.layers.3.mlp.down_proj.weight"
-        func id(_ rev: String) throws -> String {
-            let r = try expectSuccess(["show", rev, "--json"], in: dir)
-            return try XCTUnwrap((JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["id"] as? String)
-        }
+        func id(_ rev: String) throws -> String { try commitID(rev, in: dir) }
         let edit = try SimulatedEdit.rankOne(file: file, tensor: a, seed: 15)
         try expectSuccess(["commit", "-q", "-m", "edit a"], in: dir)
         let editID = try id("HEAD")
@@ -927,10 +930,7 @@ final class BadInputTests: XCTestCase {
         let dir = try realModelDir()
         try initialize(dir)
         let file = dir + "/model.safetensors", a = "model.layers.3.mlp.down_proj.weight"
-        func id(_ rev: String) throws -> String {
-            let r = try expectSuccess(["show", rev, "--json"], in: dir)
-            return try XCTUnwrap((JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["id"] as? String)
-        }
+        func id(_ rev: String) throws -> String { try commitID(rev, in: dir) }
         let edit = try SimulatedEdit.rankOne(file: file, tensor: a, seed: 5)
         try expectSuccess(["commit", "-q", "-m", "edit a"], in: dir)
         let editID = try id("HEAD")
