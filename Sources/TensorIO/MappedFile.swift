@@ -63,8 +63,10 @@ public final class MappedFile: @unchecked Sendable {
     private static let shrinkFault = getenv("WLEDGER_FAULT").map { String(cString: $0) } == "map-shrunk"
 
     deinit {
-        if let base { wl_unregister_map(base) }
-        if let base { munmap(UnsafeMutableRawPointer(mutating: base), size) }
+        if let base {
+            wl_unregister_map(base)
+            munmap(UnsafeMutableRawPointer(mutating: base), size)
+        }
         if descriptor >= 0 { close(descriptor) }
     }
 

@@ -358,11 +358,21 @@ public struct ConfigFile: Sendable {
 
     /// Why each set value the commands reading it would refuse, in file order, each with its
     /// line (`line 7: 'health.threads' must be …`), as a malformed line is named.
-    public func problems() -> [String] {
+    public func problems() -> [String] { malformedEntries().map { "line \($0.index + 1): \($0.problem)" } }
+
+    /// The entries whose value its key refuses: line index and why.
+    func malformedEntries() -> [(index: Int, problem: String)] {
         lines.enumerated().compactMap { i, line in
             guard case let .entry(s, sub, name, value, _) = line else { return nil }
-            return Self.validate(key: Self.fullKey(s, sub, name), value: value).map { "line \(i + 1): \($0)" }
+            return Self.validate(key: Self.fullKey(s, sub, name), value: value).map { (i, $0) }
         }
+    }
+
+    /// This config with the lines at `indices` blank (for checks that trust each value's kind).
+    func blanking(_ indices: [Int]) -> ConfigFile {
+        var out = self
+        for i in indices { out.lines[i] = .other("") }
+        return out
     }
 
     /// The starting config `init` writes: comments that document the keys.

@@ -92,13 +92,14 @@ extension Repository {
             let layers = options.method == .rome ? [options.layer ?? ROMEOptions.defaultLayer(layerCount: layerCount)]
                 : options.memitLayers ?? MEMIT.defaultLayers(layerCount: layerCount)
             let baseID = try RevisionResolver(ledger: ledger).resolve("base")
-            if try layers.contains(where: { try ledger.meta(secondMomentKey(layer: $0, baseID: baseID, corpus: text, options: options)) == nil }) {
+            let corpusID = Self.keyStatisticsCorpusID(text, options: options)
+            if try layers.contains(where: { try ledger.meta(Self.secondMomentKey(layer: $0, baseID: baseID, corpusID: corpusID, options: options)) == nil }) {
                 _ = try Self.keyStatisticsSequences(corpus: corpus, text: text, tokenizer: try Tokenizer(modelDirectory: root), options: options)
             }
         }
         let status = try self.status(cacheStats: false, progress: progress)
         guard status.clean else {
-            throw KitError.refused("the work tree has uncommitted changes; commit them or run 'wledger checkout --force HEAD' first")
+            throw KitError.refused(Repository.uncommittedChanges)
         }
         let resolver = RevisionResolver(ledger: ledger)
         let baseID = try resolver.resolve("base")
@@ -315,7 +316,8 @@ extension Repository {
     /// and kept in the ledger: an object of F64 values, named in `meta`.
     func secondMoments(layers: [Int], baseID: String, options: EditOptions, progress: ProgressReporter) throws -> [Int: SecondMoment] {
         let (corpus, corpusText) = try keyStatisticsCorpus(options)
-        func key(_ l: Int) -> String { secondMomentKey(layer: l, baseID: baseID, corpus: corpusText, options: options) }
+        let corpusID = Self.keyStatisticsCorpusID(corpusText, options: options)
+        func key(_ l: Int) -> String { Self.secondMomentKey(layer: l, baseID: baseID, corpusID: corpusID, options: options) }
         var out: [Int: SecondMoment] = [:]
         for l in layers {
             guard let text = try ledger.meta(key(l)) else { continue }
@@ -359,10 +361,14 @@ extension Repository {
         return out
     }
 
-    /// The ledger's `meta` key of layer `layer`'s C on the base `baseID` over `corpus`.
-    func secondMomentKey(layer: Int, baseID: String, corpus: [UInt8], options: EditOptions) -> String {
-        let corpusID = (options.mom2Corpus != nil ? "file:" : "lee:") + SHA256Digest.hash(corpus).hex.prefix(16)
-        return "mom2/\(baseID)/layer\(layer)/\(corpusID)/\(options.mom2Tokens)"
+    /// What names a key-statistics corpus in the keys of C: where it came from and its digest.
+    static func keyStatisticsCorpusID(_ corpus: [UInt8], options: EditOptions) -> String {
+        (options.mom2Corpus != nil ? "file:" : "lee:") + SHA256Digest.hash(corpus).hex.prefix(16)
+    }
+
+    /// The ledger's `meta` key of layer `layer`'s C on the base `baseID` over the corpus `corpusID`.
+    static func secondMomentKey(layer: Int, baseID: String, corpusID: String, options: EditOptions) -> String {
+        "mom2/\(baseID)/layer\(layer)/\(corpusID)/\(options.mom2Tokens)"
     }
 
     /// The default corpus of the key statistics: the first articles of the Lee news corpus (one

@@ -90,17 +90,11 @@ public struct HealthSettings: Sendable {
 
     /// The settings a config gives, or nil with why not (`problems`).
     static func analyze(_ config: ConfigFile) -> (settings: HealthSettings?, problems: [String]) {
-        let valueProblems = config.problems()
-        if !valueProblems.isEmpty {
+        let malformed = config.malformedEntries()
+        if !malformed.isEmpty {
             // The reads below trust each value's kind: the entries that fit together are checked
-            // without the malformed ones (as blanked lines), so every problem is reported at once.
-            var sound = config
-            for (i, line) in config.lines.enumerated() {
-                if case let .entry(s, sub, name, value, _) = line, ConfigFile.validate(key: ConfigFile.fullKey(s, sub, name), value: value) != nil {
-                    sound.lines[i] = .other("")
-                }
-            }
-            return (nil, valueProblems + analyze(sound).problems)
+            // without the malformed ones (as blank lines), so every problem is reported at once.
+            return (nil, malformed.map { "line \($0.index + 1): \($0.problem)" } + analyze(config.blanking(malformed.map(\.index))).problems)
         }
         var problems: [String] = []
         func bad(_ line: Int?, _ m: String) { problems.append((line.map { "line \($0): " } ?? "") + m) }

@@ -132,13 +132,10 @@ extension Repository {
                                      maxAbs: st.maxAbs, encoding: enc, storedBytes: st.storedBytes))
             }
             info.tensors = tensors
-            // Files whose stored version differs from the parent's, with how.
-            let mine = try ledger.files(of: c.id), theirs = try c.parent.map { try ledger.files(of: $0) } ?? [:]
-            var changed: [StatusReport.SideFileChange] = []
-            for path in Set(mine.keys).union(theirs.keys).sorted() where mine[path]?.object != theirs[path]?.object
-                && (mine[path] ?? theirs[path])?.kind != .safetensors {   // a weight file's header is not a side file (as diff)
-                changed.append(.init(path: path, change: theirs[path] == nil ? .added : mine[path] == nil ? .deleted : .modified))
-            }
+            // Side files whose stored version differs from the parent's, with how (as diff: a
+            // weight file's header is not a side file).
+            func side(_ id: String) throws -> [String: FileEntry] { try ledger.files(of: id).filter { $0.value.kind != .safetensors } }
+            let changed = Repository.fileChanges(from: try c.parent.map(side) ?? [:], to: try side(c.id))
             info.files = changed.map(\.path)
             info.sideFiles = changed
         }
