@@ -134,7 +134,7 @@ extension Repository {
     /// has them as `rev` left them (one changed since refuses), as git's revert.
     public func revert(_ revision: String, message: String? = nil, author: String? = nil, progress: ProgressReporter = .silent) throws -> RegularizerResult {
         let id = try resolve(revision)
-        try refuseUncommittedChanges(progress: progress)
+        let clean = try refuseUncommittedChanges(progress: progress)
         let (c, edges) = try edges(of: id)
         let head = try ledger.head().commit
         // Side files go back to the parent's version where HEAD has the commit's.
@@ -174,7 +174,7 @@ extension Repository {
         options.author = author
         options.parameters = JSONValue.object([("reverts", .string(c.id))]).serialized()
         options.hookEnvironment["WLEDGER_REVERT"] = c.id
-        return RegularizerResult(commit: try commitUpdates(updates, sideFiles: sideFiles, options: options, recorded: recorded,
+        return RegularizerResult(commit: try commitUpdates(updates, sideFiles: sideFiles, options: options, recorded: recorded, clean: clean,
                                                            progress: progress))
     }
 
@@ -217,7 +217,7 @@ extension Repository {
     public func cherryPick(_ revision: String, message: String? = nil, author: String? = nil,
                            progress: ProgressReporter = .silent) throws -> RegularizerResult {
         let id = try resolve(revision)
-        try refuseUncommittedChanges(progress: progress)
+        let clean = try refuseUncommittedChanges(progress: progress)
         let (c, edges) = try edges(of: id)
         let head = try ledger.head().commit
         let history = try ledger.history(from: head)
@@ -286,7 +286,7 @@ extension Repository {
         }
         defer { unlink(requestFile) }
         options.reflogAction = "cherry-pick"
-        return RegularizerResult(commit: try commitUpdates(updates, sideFiles: sideFiles, options: options, progress: progress))
+        return RegularizerResult(commit: try commitUpdates(updates, sideFiles: sideFiles, options: options, clean: clean, progress: progress))
     }
 
     /// The commit whose change `id` carries: following `cherryPickedFrom` back to the first.
@@ -309,7 +309,7 @@ extension Repository {
                       author: String? = nil, progress: ProgressReporter = .silent) throws -> RegularizerResult {
         guard keepPercent >= 0 && keepPercent <= 100 else { throw KitError.usage("--keep must be between 0% and 100%") }
         let id = try resolve(revision)
-        try refuseUncommittedChanges(progress: progress)
+        let clean = try refuseUncommittedChanges(progress: progress)
         guard let record = try ledger.commit(id) else { throw LedgerError.unknownRevision(revision) }
         try refuseUnprunable(record)   // before the commit's tensors are rebuilt
         let (c, edges) = try edges(of: id)
@@ -328,7 +328,7 @@ extension Repository {
         options.kind = .prune
         options.author = author
         options.parameters = JSONValue.object([("prunes", .string(c.id)), ("keep", .double(keepPercent)), ("by", .string(ranking.rawValue))]).serialized()
-        return RegularizerResult(commit: try commitUpdates(updates, options: options, progress: progress), pruned: report)
+        return RegularizerResult(commit: try commitUpdates(updates, options: options, clean: clean, progress: progress), pruned: report)
     }
 
     /// prune takes the dropped part of c's ΔW off HEAD, which must hold c's change whole: c (or a
@@ -397,7 +397,7 @@ extension Repository {
                          author: String? = nil, progress: ProgressReporter = .silent) throws -> RegularizerResult {
         let (aRev, bRev) = try Repository.parseRange(range)
         let a = try resolve(aRev), b = try resolve(bRev)
-        try refuseUncommittedChanges(progress: progress)
+        let clean = try refuseUncommittedChanges(progress: progress)
         let ma = try ledger.manifest(of: a), mb = try ledger.manifest(of: b)
         let headManifest = try ledger.manifest(of: try ledger.head().commit)
         let names = mb.keys.filter { n in
@@ -468,7 +468,7 @@ extension Repository {
         options.kind = .restrain
         options.author = author
         options.parameters = JSONValue.object(params).serialized()
-        let result = RegularizerResult(commit: try commitUpdates(updates, options: options, progress: progress), restrained: report)
+        let result = RegularizerResult(commit: try commitUpdates(updates, options: options, clean: clean, progress: progress), restrained: report)
         cacheSpectra(spectra)   // only once it committed (a hook, or nothing to commit, may still refuse it)
         return result
     }

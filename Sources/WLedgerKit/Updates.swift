@@ -31,6 +31,31 @@ extension Repository {
         }
     }
 
+    /// The refusal of an operation that commits onto HEAD where the work tree has uncommitted changes.
+    static let uncommittedChanges = "the work tree has uncommitted changes; commit them or run 'wledger checkout --force HEAD' first"
+
+    /// Whether a scan found changes an update onto HEAD would lose: anything but untracked side
+    /// files and the tensors in `except`.
+    static func hasUncommittedChanges(_ report: StatusReport, except: Set<String>) -> Bool {
+        !report.structural.isEmpty || !report.modifiedHeaders.isEmpty
+            || report.sideFiles.contains { $0.change != .added }
+            || report.modifiedTensors.contains { !except.contains($0.name) }
+    }
+
+    /// Refuses before any work where the work tree has uncommitted changes (revert, cherry-pick,
+    /// prune and restrain compute their update first; `commitUpdates` checks again, trusting the
+    /// files this scan found clean whose stat has not changed since, so they are hashed once).
+    func refuseUncommittedChanges(progress: ProgressReporter) throws -> CleanScan {
+        let head = try ledger.head()
+        let cmp = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName,
+                                                 rehash: false, progress: progress)
+        guard let clean = cmp.cleanScan else { throw KitError.refused(Repository.uncommittedChanges) }
+        return clean
+    }
+
+    /// `commitUpdates`' refusal when no tensor or file would change.
+    static let nothingChanges = "nothing to commit: the operation leaves every tensor as HEAD has it"
+
     /// Commits new contents for some tensors onto HEAD and writes them into the work tree: the
     /// path shared by revert, prune, restrain and `commit --prune`.
     ///
@@ -50,37 +75,16 @@ extension Repository {
     ///   - sideFiles: side files to commit too (`cherry-pick`): path → its new entry, whose
     ///     object the ledger holds, or nil to delete it. Staged and renamed in (or removed) with
     ///     the weight files, under the same journal.
+    ///   - clean: the caller's `refuseUncommittedChanges` scan; files unchanged since are not
+    ///     hashed again.
     /// - Throws: `KitError.refused` when the work tree has other uncommitted changes or nothing
     ///   would change.
-    /// The refusal of an operation that commits onto HEAD where the work tree has uncommitted changes.
-    static let uncommittedChanges = "the work tree has uncommitted changes; commit them or run 'wledger checkout --force HEAD' first"
-
-    /// Whether a scan found changes an update onto HEAD would lose: anything but untracked side
-    /// files and the tensors in `except`.
-    static func hasUncommittedChanges(_ report: StatusReport, except: Set<String>) -> Bool {
-        !report.structural.isEmpty || !report.modifiedHeaders.isEmpty
-            || report.sideFiles.contains { $0.change != .added }
-            || report.modifiedTensors.contains { !except.contains($0.name) }
-    }
-
-    /// Refuses before any work where the work tree has uncommitted changes (revert, cherry-pick,
-    /// prune and restrain compute their update first; `commitUpdates` checks again).
-    func refuseUncommittedChanges(progress: ProgressReporter) throws {
-        let head = try ledger.head()
-        let cmp = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName,
-                                                 rehash: false, progress: progress)
-        if Repository.hasUncommittedChanges(cmp.report, except: []) { throw KitError.refused(Repository.uncommittedChanges) }
-    }
-
-    /// `commitUpdates`' refusal when no tensor or file would change.
-    static let nothingChanges = "nothing to commit: the operation leaves every tensor as HEAD has it"
-
     func commitUpdates(_ updates: [String: [UInt8]], sideFiles: [String: FileEntry?] = [:], options: CommitOptions, allowDirty: Bool = false,
-                       recorded: Set<String> = [], progress: ProgressReporter) throws -> CommitResult {
+                       recorded: Set<String> = [], clean: CleanScan? = nil, progress: ProgressReporter) throws -> CommitResult {
         var options = options
         let head = try ledger.head()
         let cmp = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: head.commit, branch: head.branchName,
-                                                 rehash: false, progress: progress)
+                                                 rehash: false, progress: progress, vouched: clean)
         let dirtyTensors = Set(cmp.report.modifiedTensors.map(\.name))
         // Untracked side files stay, as git's do, unless the update writes one at their path.
         let untracked = Set(cmp.report.sideFiles.filter { $0.change == .added }.map(\.path))

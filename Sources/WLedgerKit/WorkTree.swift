@@ -99,6 +99,15 @@ struct WorkTreeComparison {
         return (directory.weightFiles + directory.sideFiles).filter { !statClean.contains($0) && !dirtyFiles.contains($0) && files[$0] != nil }
     }
 
+    /// What this scan found clean, for a later scan of the same process (`compare(vouched:)`):
+    /// the stats of the committed files it hashed or trusted, none of them changed. Nil when
+    /// anything but untracked side files differs from the commit.
+    var cleanScan: CleanScan? {
+        guard !Repository.hasUncommittedChanges(report, except: []) else { return nil }
+        let clean = Set(verifiedCleanFiles).union(statClean)
+        return CleanScan(commit: commit, stats: stats.filter { clean.contains($0.key) }, scannedAt: scannedAt)
+    }
+
     /// Scans `root` and compares it with `commit`.
     /// - Parameter rehash: ignore recorded stats and hash everything.
     /// - Parameter onModified: called on this thread with each tensor found changed (name, the
@@ -110,8 +119,10 @@ struct WorkTreeComparison {
     ///   used when it still matches; stopped otherwise.
     /// - Parameter onScanned: called on this thread once the tensors the probes found changed
     ///   were handed to `onModified`; from then on this thread mostly waits for the hashing.
+    /// - Parameter vouched: an earlier scan of this process that found the work tree clean; its
+    ///   files whose stat has not changed since are trusted as the ledger's stat cache would be.
     static func compare(root: String, ledger: Ledger, commit: String, branch: String?, rehash: Bool, progress: ProgressReporter,
-                        throttle: Throttle? = nil, prefetched: TensorHashing? = nil, onScanned: (() -> Void)? = nil,
+                        throttle: Throttle? = nil, prefetched: TensorHashing? = nil, vouched: CleanScan? = nil, onScanned: (() -> Void)? = nil,
                         onModified: ((String, ManifestEntry, String?, ModelWeights) throws -> Void)? = nil) throws -> WorkTreeComparison {
         // A hashing started earlier is taken over below if the work tree is still what it mapped;
         // otherwise it stops here, on every path out.
@@ -127,8 +138,11 @@ struct WorkTreeComparison {
             guard let st = FileStat.of(root + "/" + f) else { continue }
             stats[f] = st
             let kind: FileKind = dir.weightFiles.contains(f) ? .safetensors : .side
-            if !rehash, files[f]?.kind == kind, let rec = try ledger.worktreeStat(f), rec.commit == commit,
-               rec.stat == st, st.mtimeNs + racyWindow(mtimeNs: st.mtimeNs) < rec.recordedNs {
+            guard !rehash, files[f]?.kind == kind else { continue }
+            if let v = vouched, v.commit == commit, v.stats[f] == st, st.mtimeNs + racyWindow(mtimeNs: st.mtimeNs) < v.scannedAt {
+                statClean.insert(f)
+            } else if let rec = try ledger.worktreeStat(f), rec.commit == commit, rec.stat == st,
+                      st.mtimeNs + racyWindow(mtimeNs: st.mtimeNs) < rec.recordedNs {
                 statClean.insert(f)
             }
         }
@@ -260,6 +274,17 @@ struct WorkTreeComparison {
                                   statClean: statClean, fingerprints: fingerprints, sideHashes: sideHashes, sideContents: sideContents,
                                   headerHashes: headerHashes, stats: stats, missingProbes: missingProbes, scannedAt: scannedAt)
     }
+}
+
+/// A work-tree scan that found every committed file equal to `commit`: the files' stats then, and
+/// the instant before they were read. A later scan in the same process trusts a file whose stat
+/// is still the same (and not within the racy window of that instant) without hashing it again,
+/// as it trusts the ledger's stat cache; unlike that cache, it leaves the ledger as it was, so a
+/// command that refuses later has changed nothing.
+struct CleanScan {
+    let commit: String
+    let stats: [String: FileStat]
+    let scannedAt: Int64
 }
 
 extension Repository {

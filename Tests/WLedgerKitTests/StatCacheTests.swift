@@ -88,4 +88,61 @@ final class StatCacheTests: XCTestCase {
         XCTAssertEqual(blob, SHA256Digest.hash(Array(text.utf8)).hex)
         XCTAssertTrue(try repo.status().clean)
     }
+
+    /// revert, cherry-pick, prune and restrain check the work tree clean before computing their
+    /// update and again when they commit it. The second scan trusts what the first found clean
+    /// where the stat has not changed since (so a stale stat cache costs one hashing, not two),
+    /// without recording anything in the ledger, and still sees a write made in between.
+    func testACleanScanVouchesForUnchangedFilesOnly() throws {
+        let tmp = try TemporaryDirectory("stat-cache-vouch")
+        let model = try tmp.copyModel(from: try Fixtures.smolLM2("bf16"))
+        let file = "model.safetensors", tensor = "model.layers.7.mlp.down_proj.weight"
+        usleep(150_000)
+        _ = try Repository.initialize(at: model)
+        let repo = try Repository.open(at: model, forWriting: true)
+        let (parent, _) = try SimulatedEdit.rankOne(file: model + "/" + file, tensor: tensor, seed: 11)
+        let edit = try repo.commit(CommitOptions(message: "edit")).commit
+        usleep(150_000)
+        try repo.ledger.clearWorktreeStats()   // stale: every file would be hashed
+        XCTAssertTrue(try trusted(repo).isEmpty)
+
+        let clean = try repo.refuseUncommittedChanges(progress: .silent)
+        XCTAssertEqual(clean.commit, edit)
+        XCTAssertNil(try repo.ledger.worktreeStat(file), "the check records nothing in the ledger")
+        let side = try ModelDirectory.scan(model).sideFiles
+        XCTAssertEqual(Set(clean.stats.keys), Set(side + [file]))
+        func scan(_ vouched: CleanScan) throws -> WorkTreeComparison {
+            try WorkTreeComparison.compare(root: repo.root, ledger: repo.ledger, commit: edit, branch: "main", rehash: false,
+                                           progress: .silent, vouched: vouched)
+        }
+        let again = try scan(clean)
+        XCTAssertEqual(again.statClean, Set(side + [file]))
+        XCTAssertTrue(again.fingerprints.isEmpty, "no tensor hashed a second time: \(again.fingerprints.count)")
+        XCTAssertTrue(again.report.clean)
+
+        // Not for another commit, nor for a scan begun within the racy window after the write.
+        let st = try XCTUnwrap(clean.stats[file])
+        XCTAssertFalse(try scan(CleanScan(commit: "base", stats: clean.stats, scannedAt: clean.scannedAt)).statClean.contains(file))
+        XCTAssertFalse(try scan(CleanScan(commit: edit, stats: clean.stats, scannedAt: st.mtimeNs + 50_000_000)).statClean.contains(file))
+
+        // A write after the first scan is seen: commitUpdates refuses and leaves the ledger as it was.
+        _ = try SimulatedEdit.rankOne(file: model + "/" + file, tensor: "model.layers.2.mlp.down_proj.weight", seed: 12)
+        XCTAssertFalse(try scan(clean).statClean.contains(file))
+        let log = try repo.ledger.head()
+        XCTAssertThrowsError(try repo.commitUpdates([tensor: parent], options: CommitOptions(message: "x"), clean: clean, progress: .silent)) {
+            guard case KitError.refused(let why) = $0 else { return XCTFail("\($0)") }
+            XCTAssertEqual(why, Repository.uncommittedChanges)
+        }
+        XCTAssertEqual(try repo.ledger.head().commit, log.commit)
+
+        // On a clean tree with a stale cache, revert goes through the vouched scan and restores
+        // the edited tensor's bytes exactly.
+        _ = try repo.checkout("HEAD", force: true)
+        usleep(150_000)
+        try repo.ledger.clearWorktreeStats()
+        _ = try repo.revert(edit)
+        XCTAssertTrue(try repo.status().clean)
+        let weights = try ModelDirectory.scan(model).open()
+        XCTAssertEqual(Array(try XCTUnwrap(weights.bytes(tensor))), parent)
+    }
 }
