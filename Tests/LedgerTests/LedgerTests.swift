@@ -200,6 +200,61 @@ final class LedgerTests: XCTestCase {
         try ledger.db.run("INSERT INTO ref(name, symbolic) VALUES('HEAD', 'refs/heads/main')", [])
     }
 
+    /// A manifest and a file list are resolved by walking from the commit to the last full
+    /// manifest (one query), each name's newest row winning, a removed side file dropped; a
+    /// missing parent is named, and a chain of parents that goes round is refused, not followed.
+    func testManifestWalkTakesNewestRowsAndNamesABrokenChain() throws {
+        let (_, ledger) = try makeLedger()
+        try ledger.db.execute("PRAGMA foreign_keys = OFF")   // rows only: no tensor versions or objects
+        let tree = String(repeating: "c", count: 64)
+        func h(_ c: Character) -> String { String(repeating: c, count: 64) }
+        func entry(_ name: String, _ hash: Character) -> (entry: ManifestEntry, stats: ChangeStats?) {
+            (ManifestEntry(name: name, file: "model.safetensors", dtype: .f32, shape: [2, 3], hash: h(hash)), nil)
+        }
+        var ids: [String] = []
+        let steps: [([(entry: ManifestEntry, stats: ChangeStats?)], [FileEntry])] = [
+            ([entry("x", "1"), entry("y", "1")], [FileEntry(path: "config.json", kind: .side, object: h("a"), size: 1),
+                                                  FileEntry(path: "notes.txt", kind: .side, object: h("b"), size: 1)]),
+            ([entry("x", "2")], [FileEntry(path: "notes.txt", kind: .side, object: nil, size: 0)]),
+            ([entry("y", "3")], [FileEntry(path: "config.json", kind: .side, object: h("d"), size: 2)]),
+            ([], []),
+        ]
+        try ledger.transaction {
+            for (g, (tensors, files)) in steps.enumerated() {
+                let parent = ids.last
+                let id = CommitRecord.computeID(parent: parent, kind: parent == nil ? .base : .edit, message: "\(g)", author: "t", time: Int64(g),
+                                                method: nil, request: nil, parameters: nil, tree: tree)
+                try ledger.insert(CommitRecord(id: id, parent: parent, generation: g, kind: parent == nil ? .base : .edit, message: "\(g)",
+                                               author: "t", time: Int64(g), method: nil, request: nil, parameters: nil, tree: tree,
+                                               fullManifest: parent == nil), tensors: tensors, files: files)
+                ids.append(id)
+            }
+        }
+        XCTAssertEqual(try ledger.manifest(of: ids[3]).mapValues(\.hash), ["x": h("2"), "y": h("3")])
+        XCTAssertEqual(try ledger.manifest(of: ids[1]).mapValues(\.hash), ["x": h("2"), "y": h("1")])
+        XCTAssertEqual(try ledger.files(of: ids[3]).mapValues { $0.object! }, ["config.json": h("d")])
+        XCTAssertEqual(try ledger.files(of: ids[0]).mapValues { $0.object! }, ["config.json": h("a"), "notes.txt": h("b")])
+        XCTAssertThrowsError(try ledger.manifest(of: h("9"))) {
+            guard case LedgerError.unknownRevision(let id) = $0 else { return XCTFail("\($0)") }
+            XCTAssertEqual(id, h("9"))
+        }
+        // The parent of 2 goes missing: named.
+        try ledger.db.run("UPDATE \"commit\" SET parent = ? WHERE id = ?", [.text(h("7")), .text(ids[2])])
+        for walk in [{ _ = try ledger.manifest(of: ids[3]) }, { _ = try ledger.files(of: ids[3]) }] {
+            XCTAssertThrowsError(try walk()) {
+                guard case LedgerError.unknownRevision(let id) = $0 else { return XCTFail("\($0)") }
+                XCTAssertEqual(id, h("7"))
+            }
+        }
+        // 1's parent is 2, 2's is 1: a cycle, which a walk from 3 leaves after 3 steps.
+        try ledger.db.run("UPDATE \"commit\" SET parent = ? WHERE id = ?", [.text(ids[1]), .text(ids[2])])
+        try ledger.db.run("UPDATE \"commit\" SET parent = ? WHERE id = ?", [.text(ids[2]), .text(ids[1])])
+        XCTAssertThrowsError(try ledger.manifest(of: ids[3])) {
+            guard case LedgerError.invalid(let why) = $0 else { return XCTFail("\($0)") }
+            XCTAssertTrue(why.contains("longer than its generation"), why)
+        }
+    }
+
     func makeLedger() throws -> (TemporaryDirectory, Ledger) {
         let dir = try TemporaryDirectory("ledger")
         return (dir, try Ledger.create(at: dir.path + "/ledger"))
