@@ -30,6 +30,21 @@ public struct DeltaStatistics: Sendable, Equatable, Codable {
         return frobenius == 0 ? 0 : .infinity
     }
 
+    /// ‖x‖₂ of `count` values read by `value`, summed as Σx² where that stays within a double's
+    /// range and scaled by max |x| where it does not (values near 1e±154 and beyond); NaN when
+    /// a value is NaN, +∞ when one is infinite.
+    static func scaledNorm(count: Int, largest: Double, sumOfSquares: Double, value: (Int) -> Double) -> Double {
+        guard largest.isFinite, largest > 0, !sumOfSquares.isNaN, !sumOfSquares.isFinite || sumOfSquares < 0x1p-900 else {
+            return sumOfSquares.squareRoot()
+        }
+        var sum = 0.0
+        for i in 0..<count {
+            let v = value(i) / largest
+            sum += v * v
+        }
+        return sum.squareRoot() * largest
+    }
+
     /// Computes the statistics. F32/F16/BF16 are decoded tile by tile to Float (exact) and
     /// accumulated in double by the C kernel `wl_delta_stats_f32`, per block of 1M elements
     /// (blocks in parallel, their sums added in order); F64 and integer dtypes use a
@@ -85,14 +100,17 @@ public struct DeltaStatistics: Sendable, Equatable, Codable {
             guard dtype.isArithmetic else {
                 return DeltaStatistics(changed: changed, l1: 0, frobenius: 0, maxAbs: 0, baseNorm: 0, nonFinite: 0, count: n)
             }
-            var l1 = 0.0, sq = 0.0, mx = 0.0, bsq = 0.0, nonFinite = 0
+            var l1 = 0.0, sq = 0.0, mx = 0.0, bsq = 0.0, bmx = 0.0, nonFinite = 0
             for i in 0..<n {
                 let x = loadDouble(parent, i, dtype), y = loadDouble(child, i, dtype)
                 let d = y - x
                 if !y.isFinite { nonFinite += 1 }
-                l1 += abs(d); sq += d * d; mx = max(mx, abs(d)); bsq += x * x
+                l1 += abs(d); sq += d * d; mx = max(mx, abs(d)); bsq += x * x; bmx = max(bmx, abs(x))
             }
-            return DeltaStatistics(changed: changed, l1: l1, frobenius: sq.squareRoot(), maxAbs: l1.isNaN ? .nan : mx, baseNorm: bsq.squareRoot(),
+            // F64 squares leave a double's range beyond 1e±154: those norms are summed again, scaled.
+            let frobenius = DeltaStatistics.scaledNorm(count: n, largest: mx, sumOfSquares: sq) { loadDouble(child, $0, dtype) - loadDouble(parent, $0, dtype) }
+            let baseNorm = DeltaStatistics.scaledNorm(count: n, largest: bmx, sumOfSquares: bsq) { loadDouble(parent, $0, dtype) }
+            return DeltaStatistics(changed: changed, l1: l1, frobenius: frobenius, maxAbs: l1.isNaN ? .nan : mx, baseNorm: baseNorm,
                                    nonFinite: nonFinite, count: n)
         }
     }

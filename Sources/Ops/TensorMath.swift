@@ -53,21 +53,26 @@ public enum TensorMath {
         2 * unitRoundoff(dtype) * (maxRowNorm + maxColumnNorm)
     }
 
-    /// The largest row norm and the largest column norm of a row-major matrix.
+    /// The largest row norm and the largest column norm of a row-major matrix. The squares are
+    /// summed scaled by the largest |value| where they would overflow or underflow a double
+    /// (F64 weights of 1e300 or 1e-300), so the norms are finite and not 0 when the values are.
     public static func largestRowAndColumnNorms(_ values: [Double], rows: Int, cols: Int) -> (row: Double, column: Double) {
         precondition(values.count == rows * cols, "matrix shape")
+        let largest = values.reduce(0.0) { max($0, abs($1)) }
+        let scale = largest > 0x1p500 || (largest > 0 && largest < 0x1p-500) ? largest : 1
         var maxRow = 0.0, columns = [Double](repeating: 0, count: cols)
         for i in 0..<rows {
             var row = 0.0
             for j in 0..<cols {
-                let v = values[i * cols + j]
+                let v = values[i * cols + j] / scale
                 row += v * v
                 columns[j] += v * v
             }
             maxRow = max(maxRow, row)
         }
-        return (maxRow.squareRoot(), (columns.max() ?? 0).squareRoot())
+        return (maxRow.squareRoot() * scale, (columns.max() ?? 0).squareRoot() * scale)
     }
+
 
     /// Unit roundoff of a dtype (half an ulp at 1): the relative size of storage rounding noise.
     public static func unitRoundoff(_ dtype: DType) -> Double {

@@ -79,6 +79,28 @@ final class LinAlgTests: XCTestCase {
         XCTAssertEqual([e5.l1, Double(e5.nonFinite)], [.infinity, 1])
     }
 
+    /// F64 weights near the ends of a double's range: ‖ΔW‖F and ‖W‖F of values around 1e300
+    /// (whose squares overflow) and 1e-300 (whose squares underflow to 0) are finite and
+    /// right, checked against the same sums in scaled form written out here.
+    func testDeltaStatisticsOfF64ValuesBeyondTheSquaresRange() {
+        for magnitude in [1e300, 1e-300, 1.0] {
+            let parent = (0..<1000).map { Double(($0 % 13) - 6) * magnitude }
+            var child = parent
+            for i in stride(from: 3, to: 1000, by: 10) { child[i] += Double(i % 7 + 1) * magnitude }
+            let s = parent.withUnsafeBytes { p in child.withUnsafeBytes { DeltaStatistics.compute(parent: p, child: $0, dtype: .f64) } }
+            // Σ((c − p)/m)² and Σ(p/m)² are small integers here: exact in double.
+            let unitDelta = zip(child, parent).reduce(0.0) { let d = ($1.0 - $1.1) / magnitude; return $0 + d * d }
+            let unitBase = parent.reduce(0.0) { let v = $1 / magnitude; return $0 + v * v }
+            XCTAssertEqual(s.changed, 100)
+            XCTAssertEqual(s.frobenius / magnitude, unitDelta.squareRoot(), accuracy: 1e-12 * unitDelta.squareRoot(), "\(magnitude)")
+            XCTAssertEqual(s.baseNorm / magnitude, unitBase.squareRoot(), accuracy: 1e-12 * unitBase.squareRoot(), "\(magnitude)")
+            XCTAssertEqual(s.maxAbs, 7 * magnitude)
+        }
+        // A difference that exceeds a double (1e308 − (−1e308)) is infinite, as before.
+        let s = [-1e308].withUnsafeBytes { p in [1e308].withUnsafeBytes { DeltaStatistics.compute(parent: p, child: $0, dtype: .f64) } }
+        XCTAssertEqual([s.l1, s.frobenius], [.infinity, .infinity])
+    }
+
     /// A NaN anywhere in ΔW makes Σ|ΔW|, ‖ΔW‖F and max|ΔW| NaN (the kernel's maximum alone used
     /// to skip it and report the largest finite change); an infinite change makes them +∞.
     func testDeltaStatisticsOfNonFiniteChanges() {

@@ -69,6 +69,17 @@ final class RECTTests: XCTestCase {
         XCTAssertEqual(RECT.keep(base: nanBase, delta: nanDelta, percent: 40, by: .magnitude), [2, 3])
     }
 
+    /// The row and column norms that set the rounding-noise floor stay finite and nonzero for
+    /// F64 values whose squares leave a double's range (1e300, 1e-300).
+    func testLargestRowAndColumnNormsOfHugeAndTinyValues() {
+        for magnitude in [1e300, 1e-300, 1.0] {
+            // Rows [3, 4] and [0, 12] times the magnitude: row norms 5 and 12, columns 3 and 12.65.
+            let norms = TensorMath.largestRowAndColumnNorms([3, 4, 0, 12].map { $0 * magnitude }, rows: 2, cols: 2)
+            XCTAssertEqual(norms.row / magnitude, 12, accuracy: 1e-12, "\(magnitude)")
+            XCTAssertEqual(norms.column / magnitude, (16.0 + 144).squareRoot(), accuracy: 1e-12, "\(magnitude)")
+        }
+    }
+
     func testRelativeChangeIsNeverNaN() {
         XCTAssertEqual(RelativeChange.delta(0, base: 0), 0)
         XCTAssertTrue(RelativeChange.delta(1e-30, base: 0).isFinite)

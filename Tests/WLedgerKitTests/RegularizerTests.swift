@@ -4,7 +4,7 @@ import LinAlg
 import Ops
 import TensorIO
 import TestSupport
-import WLedgerKit
+@testable import WLedgerKit
 import XCTest
 
 /// revert, prune (RECT) and restrain (PRUNE) with known answers on small matrices, then on the
@@ -283,5 +283,26 @@ final class RegularizerTests: XCTestCase {
         XCTAssertEqual(s[0], top, accuracy: 1e-3 * top)
         XCTAssertEqual(try repo.fsck(full: true).problems, [])
         XCTAssertTrue(try repo.status().clean)
+    }
+
+    /// diff's rank of ΔW for F64 weights whose squares overflow or underflow a double: a rank-two
+    /// change of a 48×40 matrix reads rank 2 with its singular values at any magnitude (at 1e300
+    /// the noise floor was +∞ and the rank 0).
+    func testDeltaRankOfF64WeightsAtTheEndsOfTheRange() throws {
+        var rng = SplitMix64(seed: 5)
+        let rows = 48, cols = 40
+        let base = (0..<(rows * cols)).map { _ in Double(rng.next() % 2001) / 1000 - 1 }
+        let u1 = (0..<rows).map { Double($0 % 5) - 2 }, v1 = (0..<cols).map { Double($0 % 3) - 1 }
+        let u2 = (0..<rows).map { Double($0 % 7 == 0 ? 1 : 0) }, v2 = (0..<cols).map { Double($0 % 4 == 1 ? 1 : 0) }
+        let unit = (0..<(rows * cols)).map { k in 0.25 * u1[k / cols] * v1[k % cols] + 0.5 * u2[k / cols] * v2[k % cols] }
+        let reference = try BLAS.svd(Matrix(rows: rows, cols: cols, data: unit)).s
+        for magnitude in [1e300, 1e-300, 1.0] {
+            let child = zip(base, unit).map { ($0 + $1) * magnitude }
+            let dw = zip(child, base).map { $0 - $1 * magnitude }
+            let (rank, top) = try Repository.deltaRank(dw, rows: rows, cols: cols, child: child, dtype: .f64, top: 3)
+            XCTAssertEqual(rank, 2, "\(magnitude)")
+            XCTAssertEqual(top.count, 3)
+            for k in 0..<2 { XCTAssertEqual(top[k] / magnitude, reference[k], accuracy: 1e-9 * reference[0], "\(magnitude) σ\(k)") }
+        }
     }
 }
