@@ -360,11 +360,12 @@ public struct ConfigFile: Sendable {
     /// line (`line 7: 'health.threads' must be …`), as a malformed line is named.
     public func problems() -> [String] { malformedEntries().map { "line \($0.index + 1): \($0.problem)" } }
 
-    /// The entries whose value its key refuses: line index and why.
-    func malformedEntries() -> [(index: Int, problem: String)] {
+    /// The entries whose value its key refuses: line index, key and why.
+    func malformedEntries() -> [(index: Int, key: String, problem: String)] {
         lines.enumerated().compactMap { i, line in
             guard case let .entry(s, sub, name, value, _) = line else { return nil }
-            return Self.validate(key: Self.fullKey(s, sub, name), value: value).map { (i, $0) }
+            let key = Self.fullKey(s, sub, name)
+            return Self.validate(key: key, value: value).map { (i, key, $0) }
         }
     }
 

@@ -89,12 +89,16 @@ public struct HealthSettings: Sendable {
     public static func problems(_ config: ConfigFile) -> [String] { analyze(config).problems }
 
     /// The settings a config gives, or nil with why not (`problems`).
-    static func analyze(_ config: ConfigFile) -> (settings: HealthSettings?, problems: [String]) {
+    /// - Parameter blanked: keys whose malformed values `config` has as blank lines; a task whose
+    ///   source is one of them counts as defined, so that the one problem is reported once (not
+    ///   also as "has no source", nor a suite naming it as "unknown task").
+    static func analyze(_ config: ConfigFile, blanked: Set<String> = []) -> (settings: HealthSettings?, problems: [String]) {
         let malformed = config.malformedEntries()
         if !malformed.isEmpty {
             // The reads below trust each value's kind: the entries that fit together are checked
             // without the malformed ones (as blank lines), so every problem is reported at once.
-            return (nil, malformed.map { "line \($0.index + 1): \($0.problem)" } + analyze(config.blanking(malformed.map(\.index))).problems)
+            let rest = analyze(config.blanking(malformed.map(\.index)), blanked: Set(malformed.map(\.key))).problems
+            return (nil, malformed.map { "line \($0.index + 1): \($0.problem)" } + rest)
         }
         var problems: [String] = []
         func bad(_ line: Int?, _ m: String) { problems.append((line.map { "line \($0): " } ?? "") + m) }
@@ -105,13 +109,19 @@ public struct HealthSettings: Sendable {
         let builtin = BuiltinSuite.tasks(dataDirectory: data)
         var tasks: [String: HealthTask] = [:]
         for t in builtin { tasks[t.name] = t }
-        for name in config.subsections(of: "task") {
+        // A task whose only entry was a malformed source has no entry left, but is defined.
+        let named = config.subsections(of: "task")
+        let onlySource = blanked.filter { $0.hasPrefix("task.") && $0.hasSuffix(".source") }.map { String($0.dropFirst(5).dropLast(7)) }
+        for name in named + onlySource.filter({ !named.contains($0) }).sorted() {
             let line = config.line(of: "task", name)
             guard ConfigFile.isValidName(name) else { bad(line, "task name '\(name)' must be letters, digits, '-' or '_'"); continue }
             var t = tasks[name] ?? HealthTask(name: name, source: .edits)
             if tasks[name] == nil {
-                guard let s = config.get("task.\(name).source") else { bad(line, "task '\(name)' has no source"); continue }
-                t.source = TaskSource(s)!
+                if let s = config.get("task.\(name).source") {
+                    t.source = TaskSource(s)!
+                } else if !blanked.contains("task.\(name).source") {
+                    bad(line, "task '\(name)' has no source"); continue
+                }
             } else if let s = config.get("task.\(name).source") {
                 t.source = TaskSource(s)!
             }

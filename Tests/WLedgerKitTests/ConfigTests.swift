@@ -122,6 +122,21 @@ final class ConfigTests: XCTestCase {
             "line 8: suite 's2' names unknown task 't3'",
             "line 4: threshold 'addition' must name TASK.METRIC of a known task",
         ])
+        // A malformed source is reported once: not also as a task without a source, nor as an
+        // unknown task in the suite that names it.
+        let badSource = try! ConfigFile(text: """
+            [task "t4"]
+            \tsource = nowhere:x
+            [suite "s4"]
+            \ttasks = t4 edits
+            """, path: "cfg")
+        XCTAssertEqual(HealthSettings.problems(badSource), [
+            "line 2: 'task.t4.source': unknown task source 'nowhere:x' (bigbench:DIR, jsonl:FILE, perplexity:FILE, edits, external:NAME)",
+        ])
+        let badSourceWithShots = try! ConfigFile(text: "[task \"t5\"]\n\tsource = nowhere:x\n\tshots = 2\n", path: "cfg")
+        XCTAssertEqual(HealthSettings.problems(badSourceWithShots), [
+            "line 2: 'task.t5.source': unknown task source 'nowhere:x' (bigbench:DIR, jsonl:FILE, perplexity:FILE, edits, external:NAME)",
+        ])
         XCTAssertEqual(HealthSettings.problems(try! ConfigFile(text: sample, path: "cfg")), [])
         // A task named twice is evaluated once.
         let settings = try! HealthSettings.load(config: try! ConfigFile(text: sample, path: "cfg"))
