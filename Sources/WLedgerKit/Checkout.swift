@@ -99,9 +99,12 @@ extension Repository {
             }
         }
         let resolver = RevisionResolver(ledger: ledger)
-        let target = try resolver.resolve(revision)
         // `checkout HEAD` (e.g. with --force to discard changes) stays on the current branch.
         let branch = try newBranch ?? (["HEAD", "@"].contains(revision) ? ledger.head().branchName : resolver.branchName(revision))
+        // A branch name checks out that branch, as git's checkout takes it first, even where the
+        // name as a revision means something else (`stash` is stash@{0} in `show stash`).
+        let target = try newBranch == nil ? branch.flatMap { try ledger.refTarget(RefKind.branch.prefix + $0) } ?? resolver.resolve(revision)
+            : resolver.resolve(revision)
         let shown = displayName ?? (revision == "HEAD" ? String(target.prefix(12)) : revision)
         let manifest = try ledger.manifest(of: target)
         let files = try ledger.files(of: target)
@@ -192,7 +195,7 @@ extension Repository {
         if !cmp.report.clean && !force && !discard {
             let check = Self.carryCheck(cmp, manifest: manifest, files: files)
             carried = check.carried
-            if !check.overwritten.isEmpty { throw Self.overwritten(check.overwritten, keepingHead: keepHead ? shown : nil) }
+            if !check.overwritten.isEmpty { throw Self.overwritten(check.overwritten, untracked: check.untracked, keepingHead: keepHead ? shown : nil) }
         }
         if !force { try refuseUnlistedEntries(at: files, cmp: cmp, shown: shown, keepHead: keepHead) }
         let carriedFiles = Set(cmp.report.modifiedTensors.filter { carried.contains($0.name) }.map(\.file)
@@ -322,8 +325,8 @@ extension Repository {
     /// changed where HEAD and the target agree) and those it would overwrite, as a refusal names
     /// them (structural changes, headers, the other tensors and side files).
     static func carryCheck(_ cmp: WorkTreeComparison, manifest: [String: ManifestEntry], files: [String: FileEntry])
-        -> (carried: Set<String>, overwritten: [String]) {
-        var carried = Set<String>()
+        -> (carried: Set<String>, overwritten: [String], untracked: [String]) {
+        var carried = Set<String>(), untracked: [String] = []
         var what = Array(cmp.report.structural.prefix(2)) + cmp.report.modifiedHeaders.map { "the header of '\($0)'" }
         for t in cmp.report.modifiedTensors {
             if manifest[t.name]?.hash == cmp.manifest[t.name]?.hash { carried.insert(t.name) } else { what.append("'\(t.name)'") }
@@ -334,15 +337,22 @@ extension Repository {
             } else if !(s.change == .deleted && files[s.path] == nil) {
                 // (a file deleted here that the target does not have is already as the target has it)
                 what.append("'\(s.path)'")
+                if s.change == .added { untracked.append(s.path) }
             }
         }
-        return (carried, what)
+        return (carried, what, untracked)
     }
 
     /// The refusal of a checkout that would overwrite uncommitted changes (`what`: up to six).
     /// `keepingHead`: the revision written under HEAD (`stash apply`), which has no --force.
-    static func overwritten(_ what: [String], keepingHead revision: String? = nil) -> KitError {
+    /// `untracked`: those of them that are untracked files, which neither a stash nor `checkout
+    /// --force HEAD` moves out of the way.
+    static func overwritten(_ what: [String], untracked: [String] = [], keepingHead revision: String? = nil) -> KitError {
         let list = what.prefix(6).joined(separator: ", ")
+        if let revision, untracked.count == what.count {
+            let names = untracked.prefix(6).map { "'\($0)'" }.joined(separator: ", ")
+            return .refused("\(revision) would overwrite the untracked file\(untracked.count == 1 ? "" : "s") \(names); move \(untracked.count == 1 ? "it" : "them") away first")
+        }
         if let revision {
             return .refused("your local changes would be overwritten by \(revision): \(list); commit or stash them first, or discard them with 'wledger checkout --force HEAD'")
         }

@@ -77,9 +77,11 @@ public struct RevisionResolver {
             let name = try previousCheckout(n, original: original)
             return try resolveName(name, original: original)
         }
-        guard let n = Int(selector), n >= 0, n < Int(Int32.max) else {
+        // Digits past what a log could hold (or an Int) still select: they go back too far.
+        guard !selector.isEmpty, selector.allSatisfy({ ("0"..."9").contains($0) }) else {
             throw LedgerError.invalid("'\(original)': not a reflog selector (REF@{N}: N moves back, N ≥ 0; @{-N}: the N-th previous checkout)")
         }
+        let n = min(Int(selector) ?? Int.max, Int(Int32.max))
         let full = try reflogName(ref, original: original)
         if full == Ledger.stashLog {
             // The stash is a log with no ref: stash@{N} is its N-th newest entry.
@@ -110,12 +112,11 @@ public struct RevisionResolver {
     }
 
     /// A branch name from a log entry made at `time`, followed through `branch -m` (as `checkout
-    /// -` is) while no branch has it any more: each step takes the first rename of that name at
-    /// or after the step before; the renames are in the renamed branches' logs ("Branch: renamed
-    /// refs/heads/OLD to refs/heads/NEW").
+    /// -` is): each step takes the first rename of that name at or after the step before, also
+    /// where a new branch took the old name since; the renames are in the renamed branches' logs
+    /// ("Branch: renamed refs/heads/OLD to refs/heads/NEW").
     private func renamedBranch(_ name: String, since time: Int64) throws -> String {
         let prefix = RefKind.branch.prefix
-        guard try ledger.refTarget(prefix + name) == nil else { return name }
         var renames: [(old: String, new: String, time: Int64)] = []
         for (ref, _) in try ledger.refs(prefix: prefix) {
             for e in try ledger.reflog(ref) where e.message.hasPrefix("Branch: renamed \(prefix)") {
@@ -124,8 +125,7 @@ public struct RevisionResolver {
             }
         }
         var current = name, since = time, steps = 0
-        while try ledger.refTarget(prefix + current) == nil, steps < renames.count,
-              let next = renames.filter({ $0.old == current && $0.time >= since }).min(by: { $0.time < $1.time }) {
+        while steps < renames.count, let next = renames.filter({ $0.old == current && $0.time >= since }).min(by: { $0.time < $1.time }) {
             (current, since, steps) = (next.new, next.time, steps + 1)
         }
         return current

@@ -232,7 +232,7 @@ extension Repository {
                                                  progress: progress)
         if !cmp.report.clean {
             let check = Repository.carryCheck(cmp, manifest: manifest, files: files)
-            if !check.overwritten.isEmpty { throw Repository.overwritten(check.overwritten, keepingHead: item.selector) }
+            if !check.overwritten.isEmpty { throw Repository.overwritten(check.overwritten, untracked: check.untracked, keepingHead: item.selector) }
             try refuseWholeRewrites(of: check.carried, cmp: cmp, updated: Set(updates.keys), manifest: manifest, files: files,
                                     shown: item.selector)
         }

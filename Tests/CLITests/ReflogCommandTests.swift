@@ -138,7 +138,7 @@ final class ReflogCommandTests: XCTestCase {
         // Bad selectors and refs: one line, exit 2, nothing changed.
         XCTAssertEqual(try wl(["tag", "v1"]).status, 0)
         let before = try directoryDigest(dir)
-        for (args, needle) in [(["show", "HEAD@{-1}"], "not a reflog selector"), (["show", "HEAD@{9223372036854775807}"], "not a reflog selector"), (["show", "HEAD@{x}"], "not a reflog selector"),
+        for (args, needle) in [(["show", "HEAD@{-1}"], "not a reflog selector"), (["show", "HEAD@{9223372036854775807}"], "goes back only"), (["show", "HEAD@{99999999999999999999}"], "goes back only"), (["show", "stash@{2147483647}"], "the stash has"), (["show", "HEAD@{x}"], "not a reflog selector"),
                                (["reflog", "v1"], "tags have no log"), (["reflog", "HEAD@{-1}"], "not a reflog selector"), (["reflog", "v1@{1}"], "tags have no log"), (["reflog", "nope"], "unknown revision 'nope'"),
                                (["show", "nope@{1}"], "unknown revision 'nope@{1}'"), (["reflog", "--max-count=-1"], "-n must be 0 or more"),
                                (["checkout", "HEAD@{99}"], "goes back only")] {
