@@ -21,6 +21,10 @@ import TensorIO
 ///   again, the remaining renames and removals are done and HEAD is moved to the target (roll
 ///   forward).
 ///
+/// - `stash-push` (a stash's entry about to be recorded, its checkout's journal not yet
+///   written): if the entry was recorded and the work tree still holds what it saved, HEAD's
+///   bytes are written back (roll forward); otherwise nothing is done.
+///
 /// Either way the work tree ends up exactly at the old or the new commit, matching HEAD.
 struct PendingOperation: Codable {
     enum Kind: String, Codable {
@@ -29,12 +33,16 @@ struct PendingOperation: Codable {
         /// from before in-place writes, which would ignore `patches` and leave the weight file
         /// half written under the new HEAD, refuse the journal as unreadable instead.
         case updateInPlace = "update-in-place", checkoutInPlace = "checkout-in-place"
+        /// A stash push between recording its entry and its checkout's journal (which replaces
+        /// this one): `commit` is HEAD, `stashTop` the newest entry before the push.
+        case stashPush = "stash-push"
 
-        /// update or checkout.
+        /// update or checkout (a stash push is its own).
         var operation: Kind {
             switch self {
             case .update, .updateInPlace: return .update
             case .checkout, .checkoutInPlace: return .checkout
+            case .stashPush: return .stashPush
             }
         }
     }
@@ -58,6 +66,8 @@ struct PendingOperation: Codable {
     /// Side files of `removes` removed only while their SHA-256 is this (`stash -u`: an untracked
     /// file edited after the stash recorded it stays; `cherry-pick`: one edited after a killed pick).
     var removeDigests: [String: String]? = nil
+    /// Stash push: the newest stash entry's commit before it (nil: the stash was empty).
+    var stashTop: String? = nil
 
     /// Whether the side file at `path` may go: no digest is required, or it still has it.
     static func removable(_ path: String, relative: String, digests: [String: String]?) -> Bool {
@@ -80,6 +90,12 @@ extension Repository {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         try writeFileAtomically(journalPath, Array(try enc.encode(op)), sync: true)
+    }
+
+    /// The kind of operation the journal records, or nil when there is none.
+    func pendingKind() throws -> PendingOperation.Kind? {
+        guard FileManager.default.fileExists(atPath: journalPath) else { return nil }
+        return try JSONDecoder().decode(PendingOperation.self, from: Data(try readFile(journalPath))).kind
     }
 
     /// Removes the journal once the operation is complete.
@@ -109,49 +125,55 @@ extension Repository {
             guard try ledger.commit(op.commit) != nil else {
                 throw LedgerError.invalid("'\(journalPath)': the journal of an interrupted operation names commit \(op.commit.prefix(12)), which this ledger does not hold (not written by wledger; remove it if no wledger command is running)")
             }
-            let head = try ledger.head()
-            let kind = op.kind.operation
-            let rollForward = kind == .checkout || head.commit != op.commit
-            // Tensors written in place: a checkout's target, or the update's recorded commit (an
-            // update writes them only after recording it, so a rolled-back one wrote none).
-            if kind == .checkout { try redoInPlacePatches(op.patches ?? [], commit: op.commit) }
-            if kind == .update && rollForward { try redoInPlacePatches(op.patches ?? [], commit: head.commit) }
-            for pair in op.renames where pair.count == 2 {
-                let temp = root + "/" + pair[0]
-                guard FileManager.default.fileExists(atPath: temp) else { continue }
-                if rollForward {
-                    guard rename(temp, root + "/" + pair[1]) == 0 else {
-                        throw TensorIOError.io(path: root + "/" + pair[1], operation: "rename into place (recovery)", reason: errnoText())
-                    }
-                } else {
-                    unlink(temp)
-                }
-            }
-            if kind == .checkout || (kind == .update && rollForward) {
-                for path in op.removes where PendingOperation.removable(root + "/" + path, relative: path, digests: op.removeDigests) {
-                    unlink(root + "/" + path)
-                }
-            }
-            // A checkout moves HEAD to its target, unless it wrote a revision under HEAD (stash apply).
-            if kind == .checkout, op.keepHead != true {
-                try ledger.transaction {
-                    if let b = op.branch {
-                        // A branch the checkout was to create (`checkout -b`) is created now; one
-                        // that points elsewhere is not followed (HEAD is detached at the files).
-                        let existing = try ledger.refTarget(RefKind.branch.prefix + b)
-                        if existing == nil {
-                            try ledger.updateRef(RefKind.branch.prefix + b, to: op.commit, expected: .absent, message: Self.createdMessage(op.commit))
+            if op.kind == .stashPush {
+                // (A checkout it runs replaces this journal with its own, and clears that.)
+                notice = try finishInterruptedStashPush(op)
+                if try pendingKind() == .stashPush { clearJournal() }
+            } else {
+                let head = try ledger.head()
+                let kind = op.kind.operation
+                let rollForward = kind == .checkout || head.commit != op.commit
+                // Tensors written in place: a checkout's target, or the update's recorded commit (an
+                // update writes them only after recording it, so a rolled-back one wrote none).
+                if kind == .checkout { try redoInPlacePatches(op.patches ?? [], commit: op.commit) }
+                if kind == .update && rollForward { try redoInPlacePatches(op.patches ?? [], commit: head.commit) }
+                for pair in op.renames where pair.count == 2 {
+                    let temp = root + "/" + pair[0]
+                    guard FileManager.default.fileExists(atPath: temp) else { continue }
+                    if rollForward {
+                        guard rename(temp, root + "/" + pair[1]) == 0 else {
+                            throw TensorIOError.io(path: root + "/" + pair[1], operation: "rename into place (recovery)", reason: errnoText())
                         }
-                        try switchHead(to: (existing ?? op.commit) == op.commit ? .branch(name: b, commit: op.commit) : .detached(commit: op.commit))
                     } else {
-                        try switchHead(to: .detached(commit: op.commit))
+                        unlink(temp)
                     }
                 }
+                if kind == .checkout || (kind == .update && rollForward) {
+                    for path in op.removes where PendingOperation.removable(root + "/" + path, relative: path, digests: op.removeDigests) {
+                        unlink(root + "/" + path)
+                    }
+                }
+                // A checkout moves HEAD to its target, unless it wrote a revision under HEAD (stash apply).
+                if kind == .checkout, op.keepHead != true {
+                    try ledger.transaction {
+                        if let b = op.branch {
+                            // A branch the checkout was to create (`checkout -b`) is created now; one
+                            // that points elsewhere is not followed (HEAD is detached at the files).
+                            let existing = try ledger.refTarget(RefKind.branch.prefix + b)
+                            if existing == nil {
+                                try ledger.updateRef(RefKind.branch.prefix + b, to: op.commit, expected: .absent, message: Self.createdMessage(op.commit))
+                            }
+                            try switchHead(to: (existing ?? op.commit) == op.commit ? .branch(name: b, commit: op.commit) : .detached(commit: op.commit))
+                        } else {
+                            try switchHead(to: .detached(commit: op.commit))
+                        }
+                    }
+                }
+                syncDirectory(root)
+                clearJournal()
+                notice = rollForward ? "completed an interrupted \(kind.rawValue) (HEAD is \(try ledger.head().commit.prefix(12)))"
+                    : "rolled back an interrupted update (its commit was never recorded)"
             }
-            syncDirectory(root)
-            clearJournal()
-            notice = rollForward ? "completed an interrupted \(kind.rawValue) (HEAD is \(try ledger.head().commit.prefix(12)))"
-                : "rolled back an interrupted update (its commit was never recorded)"
         }
         // Temporary files of killed writers (named .NAME.wledger-tmp-PID) are garbage now.
         if let entries = try? FileManager.default.contentsOfDirectory(atPath: root) {
@@ -170,7 +192,7 @@ extension Repository {
 /// Fault injection for crash tests: `WLEDGER_FAULT=NAME` makes the process SIGKILL itself at the
 /// point called NAME (`update-journaled`, `update-recorded`, `checkout-journaled`,
 /// `checkout-patching`/`update-patching` (half of a file's in-place tensors written),
-/// `checkout-renamed`), or fail there with an error (`error(_:path:)`). Does nothing otherwise.
+/// `checkout-renamed`, `stash-recorded` (a stash push's entry recorded, nothing written)), or fail there with an error (`error(_:path:)`). Does nothing otherwise.
 enum FaultInjection {
     static let target = ProcessInfo.processInfo.environment["WLEDGER_FAULT"]
 

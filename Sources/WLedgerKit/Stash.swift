@@ -80,27 +80,62 @@ extension Repository {
         defer { verifyHooks = hooks }
         // What writing HEAD back refuses before it writes, refused before the stash is recorded.
         try refuseDirectories(at: try ledger.files(of: head.commit), shown: String(head.commit.prefix(12)))
+        // Recording the entry and writing HEAD's bytes back are two steps: this journal lets the
+        // next command finish a push killed between them (`finishInterruptedStashPush`); the
+        // checkout's own journal replaces it once written.
+        try writeJournal(PendingOperation(kind: .stashPush, commit: head.commit, renames: [], removes: [],
+                                          stashTop: try ledger.reflog(Ledger.stashLog, limit: 1).first?.new))
         let committed: CommitResult
         do {
             committed = try commit(options, progress: progress)
-        } catch KitError.refused(let why) where why == Repository.nothingToCommit {
-            return StashPushResult(stash: nil, commit: nil, checkout: nil)
+        } catch {
+            clearJournal()
+            if case KitError.refused(let why) = error, why == Repository.nothingToCommit { return StashPushResult(stash: nil, commit: nil, checkout: nil) }
+            throw error
         }
+        FaultInjection.point("stash-recorded")
         // The saved changes are overwritten with HEAD's bytes, only where they differ. If that
         // fails before its journal is written the work tree is as it was: the entry is dropped
         // again, so a retry does not stash twice (the commit is left for gc).
         let restored: CheckoutResult
         do {
-            // The untracked files a `-u` stash recorded go from the work tree, as git's do.
-            let untracked = includeUntracked ? try ledger.fileRows(of: committed.commit) : []
-            var digests: [String: String] = [:]
-            for f in untracked { digests[f.path] = f.object }
-            restored = try checkout("HEAD", alsoRemoving: untracked.map(\.path), discard: true, removeDigests: digests, progress: progress)
+            restored = try restoreHeadAfterStash(committed.commit, includeUntracked: includeUntracked, progress: progress)
         } catch {
-            if !FileManager.default.fileExists(atPath: journalPath) { try? ledger.transaction { _ = try ledger.dropStash(0) } }
+            if (try? pendingKind()) == .stashPush {
+                try? ledger.transaction { _ = try ledger.dropStash(0) }
+                clearJournal()
+            }
             throw error
         }
+        clearJournal()   // (the checkout's cleared it where it wrote one)
         return StashPushResult(stash: try stashList().first, commit: committed, checkout: restored)
+    }
+
+    /// Writes HEAD's bytes back over the changes stash `stash` saved (the untracked files a `-u`
+    /// stash recorded go too, as git's do, each only while it still has the recorded bytes).
+    func restoreHeadAfterStash(_ stash: String, includeUntracked: Bool, progress: ProgressReporter) throws -> CheckoutResult {
+        let untracked = includeUntracked ? try ledger.fileRows(of: stash) : []
+        var digests: [String: String] = [:]
+        for f in untracked { digests[f.path] = f.object }
+        return try checkout("HEAD", alsoRemoving: untracked.map(\.path), discard: true, removeDigests: digests, progress: progress)
+    }
+
+    /// A stash push killed after recording its entry and before the checkout's journal: where
+    /// the work tree still holds exactly what the entry saved, HEAD's bytes are written back (the
+    /// push finished); where it changed since, it is left as it is. Nothing when the entry was
+    /// never recorded. - Returns: a notice.
+    func finishInterruptedStashPush(_ op: PendingOperation) throws -> String? {
+        guard let top = try ledger.reflog(Ledger.stashLog, limit: 1).first?.new, top != op.stashTop,
+              let c = try ledger.commit(top), c.parent == op.commit, try ledger.head().commit == op.commit else { return nil }
+        // A `-u` stash recorded files HEAD does not track.
+        let headFiles = try ledger.files(of: op.commit)
+        let includeUntracked = try ledger.fileRows(of: top).contains { headFiles[$0.path] == nil && $0.object != nil }
+        let cmp = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: top, branch: nil, rehash: false, progress: .silent)
+        guard !Repository.hasUncommittedChanges(cmp.report, except: []) else {
+            return "an interrupted stash recorded stash@{0}; the work tree changed since, so it was left as it is"
+        }
+        _ = try restoreHeadAfterStash(top, includeUntracked: includeUntracked, progress: .silent)
+        return "completed an interrupted stash (stash@{0}; the work tree is HEAD's again)"
     }
 
     /// `wledger stash list`: newest first.

@@ -39,7 +39,7 @@ struct Stash: ParsableCommand {
             let r = try repo.stashPush(message: message, includeUntracked: includeUntracked, progress: global.progress)
             if let c = r.checkout { warnWorkTreeMismatches(c.workTreeMismatches) }
             if json { return try printJSON(r) }
-            guard let s = r.stash else { return print("No local changes to save") }
+            guard let s = r.stash else { return global.quiet ? () : print("No local changes to save") }   // as git's -q
             if !global.quiet { print("Saved working directory state \(s.message) as \(s.selector) (\(short(s.commit)))") }
         }
     }

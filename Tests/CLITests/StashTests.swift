@@ -200,6 +200,55 @@ final class StashTests: XCTestCase {
     /// against float64 here, within half a BF16 ulp, untouched elements bit-exact); a side file
     /// both changed, or an uncommitted change the result would overwrite, refuses with no byte of
     /// the work tree or the ledger changed. The commit written under HEAD is gc's to remove.
+    /// A push killed between recording its entry and writing HEAD's bytes back (fault point
+    /// `stash-recorded`): the next command, a read included, finishes it (HEAD's bytes, a `-u`
+    /// stash's untracked file removed) where the work tree still holds what the entry saved, so a
+    /// retry does not stash twice; where the work tree changed since, it is left as it is.
+    func testAPushKilledAfterRecordingItsEntryIsFinishedByTheNextCommand() throws {
+        let tmp = try TemporaryDirectory("stash-killed")
+        let dir = (try tmp.copyModel(from: try Fixtures.smolLM2("bf16")) as NSString).standardizingPath
+        let weights = dir + "/model.safetensors"
+        func wl(_ args: [String], env: [String: String] = [:]) throws -> ProcessOutput { try CLI.run(args, in: dir, environment: env) }
+        func files() throws -> [String: String] { try directoryDigest(dir).filter { !$0.key.hasPrefix(".wledger/") } }
+        func stashCount() throws -> Int {
+            let r = try wl(["stash", "list", "--json"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]]).count
+        }
+        XCTAssertEqual(try wl(["init", "-q"]).status, 0)
+        let headFiles = try files()
+
+        // Killed with an edit and an untracked file saved by `-u`: finished by a read.
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.3.mlp.down_proj.weight", seed: 1)
+        try "A\n".write(toFile: dir + "/notes.txt", atomically: true, encoding: .utf8)
+        let saved = try files()
+        var r = try wl(["stash", "-u"], env: ["WLEDGER_FAULT": "stash-recorded"])
+        XCTAssertNotEqual(r.status, 0, "killed")
+        XCTAssertEqual(try files(), saved, "killed before writing anything")
+        r = try wl(["status", "-s"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("completed an interrupted stash"), r.stderr)
+        XCTAssertEqual(r.stdout, "", "clean: HEAD's bytes, the untracked file gone with the stash")
+        XCTAssertEqual(try files(), headFiles)
+        XCTAssertEqual(try stashCount(), 1)
+        XCTAssertEqual(try wl(["stash", "-q"]).stdout, "")
+        XCTAssertEqual(try stashCount(), 1, "a retry has nothing to stash")
+        XCTAssertEqual(try wl(["stash", "pop", "-q"]).status, 0)
+        XCTAssertEqual(try files(), saved, "the entry holds what was there")
+
+        // Killed, then the work tree changed before the next command: left as it is.
+        r = try wl(["stash"], env: ["WLEDGER_FAULT": "stash-recorded"])
+        XCTAssertNotEqual(r.status, 0)
+        _ = try SimulatedEdit.rankOne(file: weights, tensor: "model.layers.6.mlp.down_proj.weight", seed: 2)
+        let changed = try files()
+        r = try wl(["stash", "list"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("the work tree changed since, so it was left as it is"), r.stderr)
+        XCTAssertEqual(try files(), changed)
+        XCTAssertEqual(try stashCount(), 1)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/.wledger/pending.json"))
+    }
+
     func testStashAppliesOntoAnotherCommit() throws {
         let tmp = try TemporaryDirectory("stash-onto")
         let dir = (try tmp.copyModel(from: try Fixtures.smolLM2("bf16")) as NSString).standardizingPath
