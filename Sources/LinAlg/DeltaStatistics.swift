@@ -30,6 +30,14 @@ public struct DeltaStatistics: Sendable, Equatable, Codable {
         return frobenius == 0 ? 0 : .infinity
     }
 
+    /// √(Σ xᵢ²) of per-tensor norms (the ‖ΔW‖F of several tensors together), scaled by the
+    /// largest so that finite norms never add up to +∞ (two of 1e200) or 0.
+    public static func combinedNorm(_ norms: [Double]) -> Double {
+        let sum = norms.reduce(0) { $0 + $1 * $1 }
+        let largest = norms.reduce(0.0) { max($0, abs($1)) }
+        return scaledNorm(count: norms.count, largest: norms.contains(where: \.isNaN) ? .nan : largest, sumOfSquares: sum) { norms[$0] }
+    }
+
     /// ‖x‖₂ of `count` values read by `value`, summed as Σx² where that stays within a double's
     /// range and scaled by max |x| where it does not (values near 1e±154 and beyond); NaN when
     /// a value is NaN, +∞ when one is infinite.

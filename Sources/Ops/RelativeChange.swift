@@ -39,7 +39,7 @@ public enum RelativeChange {
         // A side with NaN or Inf (committed with --allow-nonfinite, or stashed) gives δ = NaN
         // there: the shares and quantiles are NaN then, as the other statistics of such weights,
         // not a count that treats those elements as unchanged.
-        if d.contains(where: \.isNaN) {
+        if d.contains(where: \.isNaN) || base.contains(where: { !$0.isFinite }) || dw.contains(where: { !$0.isFinite }) {
             return Summary(shares: thresholds.map { .init(threshold: $0, fraction: .nan) }, median: .nan, p90: .nan, p99: .nan)
         }
         let shares = thresholds.map { t in Summary.Share(threshold: t, fraction: Double(d.reduce(0) { $0 + ($1 > t ? 1 : 0) }) / Double(n)) }

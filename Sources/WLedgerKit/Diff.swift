@@ -130,7 +130,7 @@ extension Repository {
         }
         progress.finish()
         let totals = DiffReport.Totals(tensors: out.count, changed: out.reduce(0) { $0 + $1.changed }, l1: out.reduce(0) { $0 + $1.l1 },
-                                       frobenius: out.reduce(0) { $0 + $1.frobenius * $1.frobenius }.squareRoot())
+                                       frobenius: DeltaStatistics.combinedNorm(out.map(\.frobenius)))
         return DiffReport(from: fromID, to: toLabel, thresholds: options.thresholds, tensors: out, totals: totals,
                           sideFiles: options.tensor == nil ? sideFiles : [])
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Ledger
+import LinAlg
 import TensorIO
 
 /// A commit as shown by `log` and `show`.
@@ -110,7 +111,7 @@ extension Repository {
         let summary = CommitInfo.ChangeSummary(
             tensors: changes.count, changedElements: changes.reduce(0) { $0 + $1.stats.changed },
             l1: changes.reduce(0) { $0 + $1.stats.l1 },
-            frobenius: changes.reduce(0) { $0 + $1.stats.frobenius * $1.stats.frobenius }.squareRoot(),
+            frobenius: DeltaStatistics.combinedNorm(changes.map(\.stats.frobenius)),
             storedBytes: c.kind == .base ? try baseStoredBytes(c.id) : changes.reduce(0) { $0 + $1.stats.storedBytes })
         var info = CommitInfo(id: c.id, parent: c.parent, kind: c.kind.rawValue, message: c.message, author: c.author, time: c.time,
                               date: isoDate(c.time), method: c.method, request: c.request.map(JSONText.init),

@@ -96,6 +96,14 @@ final class LinAlgTests: XCTestCase {
             XCTAssertEqual(s.baseNorm / magnitude, unitBase.squareRoot(), accuracy: 1e-12 * unitBase.squareRoot(), "\(magnitude)")
             XCTAssertEqual(s.maxAbs, 7 * magnitude)
         }
+        // Several tensors' norms together (diff's and log --stat's total ‖ΔW‖F): finite norms
+        // never add up to +∞ or 0; a NaN or +∞ among them stays.
+        XCTAssertEqual(DeltaStatistics.combinedNorm([1e200, 1e200]) / 1e200, 2.0.squareRoot(), accuracy: 1e-15)
+        XCTAssertEqual(DeltaStatistics.combinedNorm([3e-200, 4e-200]) / 1e-200, 5, accuracy: 1e-14)
+        XCTAssertEqual(DeltaStatistics.combinedNorm([3, 4]), 5)
+        XCTAssertEqual(DeltaStatistics.combinedNorm([]), 0)
+        XCTAssertTrue(DeltaStatistics.combinedNorm([1, .nan]).isNaN)
+        XCTAssertEqual(DeltaStatistics.combinedNorm([1, .infinity]), .infinity)
         // A difference that exceeds a double (1e308 − (−1e308)) is infinite, as before.
         let s = [-1e308].withUnsafeBytes { p in [1e308].withUnsafeBytes { DeltaStatistics.compute(parent: p, child: $0, dtype: .f64) } }
         XCTAssertEqual([s.l1, s.frobenius], [.infinity, .infinity])

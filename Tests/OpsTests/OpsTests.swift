@@ -93,7 +93,8 @@ final class RECTTests: XCTestCase {
 
     func testRelativeChangeSummaryOfNonFiniteWeightsIsNaN() {
         // A NaN or Inf on either side makes those δ NaN: the summary says NaN, not "unchanged".
-        for (base, dw) in [([1, .nan, 1], [0.5, 0.5, 0]), ([1, 1, 1], [0.5, .nan, 0]), ([1, .infinity, 1], [0.5, -.infinity, 0])] as [([Double], [Double])] {
+        for (base, dw) in [([1, .nan, 1], [0.5, 0.5, 0]), ([1, 1, 1], [0.5, .nan, 0]), ([1, .infinity, 1], [0.5, -.infinity, 0]),
+                          ([1, 2], [0, .infinity])] as [([Double], [Double])] {   // the new side +Inf: δ = inf/2, not NaN, before
             let s = RelativeChange.summarize(base: base, delta: dw)
             XCTAssertTrue(s.shares.allSatisfy { $0.fraction.isNaN }, "\(base) \(dw): \(s)")
             XCTAssertEqual(s.shares.map(\.threshold), RelativeChange.defaultThresholds)
