@@ -279,7 +279,16 @@ public final class Statement {
             case .null: rc = sqlite3_bind_null(stmt, idx)
             case let .int(v): rc = sqlite3_bind_int64(stmt, idx, v)
             case let .double(v): rc = sqlite3_bind_double(stmt, idx, v)
-            case let .text(s): rc = sqlite3_bind_text(stmt, idx, s, -1, Statement.transient)
+            case let .text(s):
+                // By length, not up to the first NUL: a tensor name may hold U+0000.
+                var s = s
+                rc = s.withUTF8 { u in
+                    u.withMemoryRebound(to: CChar.self) { c in
+                        withUnsafePointer(to: CChar(0)) { empty in
+                            sqlite3_bind_text64(stmt, idx, c.baseAddress ?? empty, sqlite3_uint64(c.count), Statement.transient, UInt8(SQLITE_UTF8))
+                        }
+                    }
+                }
             case let .blob(b):
                 rc = b.withUnsafeBytes { sqlite3_bind_blob64(stmt, idx, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1), sqlite3_uint64($0.count), Statement.transient) }
             }
@@ -307,7 +316,7 @@ public final class Statement {
     public func double(_ col: Int) -> Double { sqlite3_column_double(stmt, Int32(col)) }
     public func text(_ col: Int) -> String {
         guard let p = sqlite3_column_text(stmt, Int32(col)) else { return "" }
-        return String(cString: p)
+        return String(decoding: UnsafeBufferPointer(start: p, count: Int(sqlite3_column_bytes(stmt, Int32(col)))), as: UTF8.self)
     }
     public func optionalText(_ col: Int) -> String? { isNull(col) ? nil : text(col) }
     public func optionalDouble(_ col: Int) -> Double? { isNull(col) ? nil : double(col) }

@@ -44,6 +44,16 @@ public struct ModelDirectory: Sendable {
             var st = Glibc.stat()
             return stat(path + "/" + name, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
         }
+        // Swift compares strings by Unicode canonical equivalence: "café" spelled NFC and NFD
+        // would be one file to wledger (one committed, the other silently left out).
+        var byText: [String: String] = [:]
+        for name in names {
+            if let other = byText[name], Array(other.utf8) != Array(name.utf8) {
+                throw TensorIOError.invalidModelDirectory(path: path + "/" + name,
+                    reason: "its name and '\(other)' are the same text in different Unicode normal forms (NFC and NFD), which wledger cannot tell apart; rename one")
+            }
+            byText[name] = name
+        }
         let files = names.filter(isRegular)
         var weightMap: [String: String]? = nil
         var weights: [String]
