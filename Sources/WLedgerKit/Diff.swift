@@ -14,6 +14,9 @@ public struct DiffReport: Encodable, Sendable {
     /// Side files (config.json, tokenizer.json, …) added, modified or deleted between the two
     /// sides, by path (none with `--tensor`).
     public var sideFiles: [StatusReport.SideFileChange] = []
+    /// Weight files whose header bytes (metadata, tensor order, padding) differ between the two
+    /// sides, by path (none with `--tensor`).
+    public var headers: [String] = []
 
     public struct TensorDiff: Encodable, Sendable {
         public var name: String
@@ -88,13 +91,14 @@ extension Repository {
         var toManifest: [String: ManifestEntry]
         var workTree: WorkTreeComparison? = nil
         var toLabel: String
-        var sideFiles: [StatusReport.SideFileChange] = []
+        var sideFiles: [StatusReport.SideFileChange] = [], headers: [String] = []
         if let b {
             let toID = try resolve(b)
             toManifest = try ledger.manifest(of: toID)
             toLabel = toID
-            sideFiles = Self.fileChanges(from: try ledger.files(of: fromID).filter { $0.value.kind != .safetensors },
-                                         to: try ledger.files(of: toID).filter { $0.value.kind != .safetensors })
+            let fromFiles = try ledger.files(of: fromID), toFiles = try ledger.files(of: toID)
+            sideFiles = Self.fileChanges(from: fromFiles.filter { $0.value.kind != .safetensors }, to: toFiles.filter { $0.value.kind != .safetensors })
+            headers = Self.changedHeaders(from: fromFiles, to: toFiles)
         } else {
             let cmp = try WorkTreeComparison.compare(root: root, ledger: ledger, commit: fromID, branch: nil, rehash: false, progress: progress)
             if !cmp.report.structural.isEmpty {
@@ -105,6 +109,7 @@ extension Repository {
             workTree = cmp
             toLabel = "worktree"
             sideFiles = cmp.report.sideFiles
+            headers = cmp.report.modifiedHeaders
         }
         var names = fromManifest.keys.filter { toManifest[$0] != nil && toManifest[$0]!.hash != fromManifest[$0]!.hash }.sorted()
         if let tensor = options.tensor {
@@ -132,7 +137,15 @@ extension Repository {
         let totals = DiffReport.Totals(tensors: out.count, changed: out.reduce(0) { $0 + $1.changed }, l1: out.reduce(0) { $0 + $1.l1 },
                                        frobenius: DeltaStatistics.combinedNorm(out.map(\.frobenius)))
         return DiffReport(from: fromID, to: toLabel, thresholds: options.thresholds, tensors: out, totals: totals,
-                          sideFiles: options.tensor == nil ? sideFiles : [])
+                          sideFiles: options.tensor == nil ? sideFiles : [], headers: options.tensor == nil ? headers : [])
+    }
+
+    /// The weight files both lists have whose stored header (length + JSON) differs, by path.
+    static func changedHeaders(from before: [String: FileEntry], to after: [String: FileEntry]) -> [String] {
+        after.compactMap { path, entry -> String? in
+            guard entry.kind == .safetensors, let old = before[path], old.kind == .safetensors, old.object != entry.object else { return nil }
+            return path
+        }.sorted()
     }
 
     /// The files added, deleted or whose bytes changed between two commits' file lists, by path.

@@ -23,6 +23,8 @@ public struct CommitInfo: Encodable, Sendable {
     public var files: [String]?
     /// The same files with what the commit did to each (show only).
     public var sideFiles: [StatusReport.SideFileChange]?
+    /// Weight files whose header (metadata, tensor order, padding) the commit changed (show only).
+    public var headers: [String]?
     /// Condition number κ of each edited 2-D tensor before and after the commit (show, log --stat).
     public var kappa: [KappaChange]?
 
@@ -135,10 +137,11 @@ extension Repository {
             info.tensors = tensors
             // Side files whose stored version differs from the parent's, with how (as diff: a
             // weight file's header is not a side file).
-            func side(_ id: String) throws -> [String: FileEntry] { try ledger.files(of: id).filter { $0.value.kind != .safetensors } }
-            let changed = Repository.fileChanges(from: try c.parent.map(side) ?? [:], to: try side(c.id))
+            let after = try ledger.files(of: c.id), before = try c.parent.map { try ledger.files(of: $0) } ?? [:]
+            let changed = Repository.fileChanges(from: before.filter { $0.value.kind != .safetensors }, to: after.filter { $0.value.kind != .safetensors })
             info.files = changed.map(\.path)
             info.sideFiles = changed
+            info.headers = c.parent == nil ? [] : Repository.changedHeaders(from: before, to: after)
         }
         return info
     }

@@ -42,6 +42,11 @@ struct Show: ParsableCommand {
             print("\nside files changed:")
             for f in files { print("    \(f.change.rawValue.prefix(1).uppercased()) \(f.path)") }
         }
+        // Weight files whose header alone the commit changed (metadata, tensor order, padding).
+        if let headers = c.headers, !headers.isEmpty {
+            print("\nheaders changed:")
+            for h in headers { print("    M \(h) (header)") }
+        }
     }
 }
 

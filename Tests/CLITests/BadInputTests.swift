@@ -1298,13 +1298,23 @@ final class BadInputTests: XCTestCase {
         let shown = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(try expectSuccess(["show", "HEAD", "--json"], in: dir).stdout.utf8)) as? [String: Any])
         XCTAssertEqual(shown["files"] as? [String], ["NOTES.md", "config.json", "old.txt"])
         XCTAssertEqual(shown["sideFiles"] as? [[String: String]], files)
-        // A commit that changes only a weight file's header lists no side file (as diff).
+        // A commit that changes only a weight file's header lists no side file (as diff), and
+        // the header as such (it showed no change at all): show, diff of the two commits, and
+        // diff of the work tree before the commit, text and JSON.
         let data = (1...8).map { Float($0) }.withUnsafeBytes { Array($0) }
         try writeSafetensors(dir + "/model.safetensors", json: #"{"__metadata__":{"format":"pt","note":"x"},"a":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[4],"data_offsets":[16,32]}}"#, data: data)
+        XCTAssertTrue(try expectSuccess(["diff"], in: dir).stdout.contains("\nM\tmodel.safetensors (header)\nno tensor differs\n"))
         try expectSuccess(["commit", "-q", "-m", "header only"], in: dir)
-        XCTAssertFalse(try expectSuccess(["show", "HEAD"], in: dir).stdout.contains("side files changed"))
+        let headerShow = try expectSuccess(["show", "HEAD"], in: dir).stdout
+        XCTAssertFalse(headerShow.contains("side files changed"))
+        XCTAssertTrue(headerShow.hasSuffix("\nheaders changed:\n    M model.safetensors (header)\n"), headerShow)
         let headerOnly = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(try expectSuccess(["show", "HEAD", "--json"], in: dir).stdout.utf8)) as? [String: Any])
         XCTAssertEqual(headerOnly["sideFiles"] as? [[String: String]], [])
+        XCTAssertEqual(headerOnly["headers"] as? [String], ["model.safetensors"])
+        XCTAssertTrue(try expectSuccess(["diff", "HEAD~1", "HEAD"], in: dir).stdout.contains("\nM\tmodel.safetensors (header)\nno tensor differs\n"))
+        let headerDiff = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(try expectSuccess(["diff", "HEAD~1", "HEAD", "--json"], in: dir).stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(headerDiff["headers"] as? [String], ["model.safetensors"])
+        XCTAssertEqual(shown["headers"] as? [String], [], "the side-file commit changed no header")
     }
 
     /// As git's -q: init, commit, checkout and reset print nothing on success (they printed their
