@@ -12,7 +12,8 @@ public enum LedgerError: Error, CustomStringConvertible {
     case alreadyInitialized(path: String)
     /// A stored object is missing or does not match its hash; `tensor`: the tensor whose version
     /// was being rebuilt from it, where the caller knew (`naming(tensor:_:)`).
-    case corruptObject(id: String, reason: String, tensor: String? = nil)
+    /// `of`: what the object holds, where known ("tensor 'x'", "file 'config.json'").
+    case corruptObject(id: String, reason: String, of: String? = nil)
     /// A revision does not name a commit.
     case unknownRevision(String)
     /// A revision prefix matches several commits.
@@ -42,8 +43,8 @@ public enum LedgerError: Error, CustomStringConvertible {
             return "'\(path)' has ledger schema version \(found), newer than this wledger supports (\(supported)); upgrade wledger"
         case let .noRepository(path): return "not a wledger model directory (or any parent): '\(path)'; run 'wledger init' there first"
         case let .alreadyInitialized(path): return "'\(path)' is already a wledger model directory"
-        case let .corruptObject(id, reason, tensor):
-            return (tensor.map { "tensor '\($0)': " } ?? "") + "object '\(id.prefix(12))' is corrupt: \(reason)"
+        case let .corruptObject(id, reason, of):
+            return (of.map { "\($0): " } ?? "") + "object '\(id.prefix(12))' is corrupt: \(reason)"
         case let .unknownRevision(r): return "unknown revision '\(Self.oneLine(r))'"
         case let .ambiguousRevision(r, c): return "ambiguous revision '\(Self.oneLine(r))': matches \(c.map { String($0.prefix(12)) }.joined(separator: ", "))"
         case let .ref(name, reason): return "ref '\(Self.oneLine(name))': \(reason)"
@@ -65,10 +66,19 @@ extension LedgerError {
     /// an object is shared by every tensor version built on it, so only the caller knows which
     /// tensor it was rebuilding.
     public static func naming<T>(tensor: String, _ body: () throws -> T) throws -> T {
+        try naming("tensor '\(tensor)'", body)
+    }
+
+    /// `naming(tensor:)` for a work-tree file's object (a side file, a weight file's header).
+    public static func naming<T>(file: String, _ body: () throws -> T) throws -> T {
+        try naming("file '\(file)'", body)
+    }
+
+    private static func naming<T>(_ label: String, _ body: () throws -> T) throws -> T {
         do {
             return try body()
         } catch let LedgerError.corruptObject(id, reason, nil) {
-            throw LedgerError.corruptObject(id: id, reason: reason, tensor: tensor)
+            throw LedgerError.corruptObject(id: id, reason: reason, of: label)
         }
     }
 }

@@ -484,13 +484,13 @@ extension Repository {
                 let path = dir + "/" + f.path
                 switch f.kind {
                 case .side:
-                    let bytes = try ledger.readObject(f.object!)
+                    let bytes = try LedgerError.naming(file: f.path) { try ledger.readObject(f.object!) }
                     let w = try AtomicFileWriter(path: path, size: bytes.count)
                     staged.append(w)
                     try w.write(bytes, at: 0)
                     result.bytesWritten += bytes.count
                 case .safetensors:
-                    let prefix = try ledger.readObject(f.object!)
+                    let prefix = try LedgerError.naming(file: f.path) { try ledger.readObject(f.object!) }
                     let tally = RebuildTally()
                     let (w, rebuilt) = try stageWeightFile(path, prefix: prefix, size: f.size, manifest: manifest, verifySHA256: verifySHA256,
                                                            tally: tally, progress: progress) { t in

@@ -89,16 +89,26 @@ extension Repository {
                         problems.append("commit \(c.id.prefix(12)): tensor '\(entry.name)' version \(entry.hash.prefix(12)) is missing")
                     }
                 }
-                for f in try ledger.fileRows(of: c.id) {
+                // Files (side files, weight-file headers) the same way: the commit that stored a
+                // damaged object names it, and the commits that keep it unchanged are listed there.
+                let rows = try ledger.fileRows(of: c.id), files = try ledger.files(of: c.id)
+                let storedHere = Set(rows.compactMap(\.object))
+                for f in files.values {
+                    if let o = f.object, !storedHere.contains(o), badObjects[o] != nil || !known.contains(o) { keptBy[o, default: []].append(c.id) }
+                }
+                for f in rows {
                     guard let o = f.object else { continue }
                     if let why = badObjects[o] {
                         problems.append("commit \(c.id.prefix(12)): file '\(f.path)' object \(o.prefix(12)): \(why)")
                         reported.insert(o)
                     } else if !known.contains(o) {
                         problems.append("commit \(c.id.prefix(12)): file '\(f.path)' object \(o.prefix(12)) is missing")
+                    } else {
+                        continue
                     }
+                    if lineOf[o] == nil { lineOf[o] = problems.count - 1 }
                 }
-                let tree = Ledger.treeHash(tensors: manifest, files: try ledger.files(of: c.id))
+                let tree = Ledger.treeHash(tensors: manifest, files: files)
                 if tree != c.tree { problems.append("commit \(c.id.prefix(12)): tree hash \(tree.prefix(12)) differs from recorded \(c.tree.prefix(12))") }
                 let id = CommitRecord.computeID(parent: c.parent, kind: c.kind, message: c.message, author: c.author, time: c.time,
                                                 method: c.method, request: c.request, parameters: c.parameters, tree: c.tree)

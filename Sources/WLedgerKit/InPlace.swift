@@ -95,7 +95,7 @@ extension Repository {
                 throw LedgerError.invalid("'\(journalPath)': journal names '\(p.path)', which is not a weight file of \(commit.prefix(12))")
             }
             let full = root + "/" + p.path
-            let prefix = try ledger.readObject(object)
+            let prefix = try LedgerError.naming(file: p.path) { try ledger.readObject(object) }
             if let file = try? InPlaceFile(full), file.hasPrefix(prefix, size: entry.size) {
                 let header = try SafetensorsHeader.parse(json: Array(prefix.dropFirst(8)), dataSize: entry.size - prefix.count, path: full)
                 // Recovery finishes the job whatever it holds (the command that wrote the journal

@@ -158,7 +158,7 @@ extension Repository {
         do {
             for file in touched.sorted() {
                 guard let f = cmp.files[file], let prefixID = f.object else { throw LedgerError.invalid("file '\(file)' missing at HEAD") }
-                let prefix = try ledger.readObject(prefixID)
+                let prefix = try LedgerError.naming(file: file) { try ledger.readObject(prefixID) }
                 let (w, _) = try stageWeightFile(root + "/" + file, prefix: prefix, size: f.size, manifest: newManifest, verifySHA256: false,
                                                  progress: progress) { t in
                     if let b = updates[t.name], names.contains(t.name) { return .bytes(b) }
@@ -169,7 +169,7 @@ extension Repository {
             progress.finish()
             for (path, entry) in sideChanges.sorted(by: { $0.key < $1.key }) {
                 guard let object = entry?.object else { continue }
-                let bytes = try ledger.readObject(object)
+                let bytes = try LedgerError.naming(file: path) { try ledger.readObject(object) }
                 let w = try AtomicFileWriter(path: root + "/" + path, size: bytes.count)
                 staged.append((path, w))
                 try w.write(bytes, at: 0)

@@ -102,4 +102,29 @@ final class FsckTests: XCTestCase {
         }
         XCTAssertTrue(problems.filter { $0.contains("patched from damaged version") }.count == 2, "\(problems)")
     }
+
+    /// A damaged side-file object is reported on the line of the commit that stored it, with the
+    /// later commits that keep it (they named only tensors before), and checkout names the file.
+    func testDamagedSideFileNamesTheCommitsThatKeepIt() throws {
+        let tmp = try TemporaryDirectory("fsck-side")
+        let dir = tmp.path + "/m"
+        try writeTinyModel(dir, tensors: [("w", .f32, [2], [0, 0, 0x80, 0x3f, 0, 0, 0, 0x40])])
+        try Data((0..<4000).map { UInt8($0 % 251) }).write(to: URL(fileURLWithPath: dir + "/tokenizer.json"))
+        XCTAssertEqual(try CLI.run(["init", "-q"], in: dir).status, 0)
+        try Data("notes".utf8).write(to: URL(fileURLWithPath: dir + "/notes.txt"))
+        XCTAssertEqual(try CLI.run(["commit", "-q", "-m", "second"], in: dir).status, 0)
+        let log = try CLI.run(["log", "--oneline"], in: dir).stdout.split(separator: "\n").map { String($0.prefix(12)) }
+        let (second, base) = (log[0], log[1])
+        let object = try flipBit(ledger: dir + "/.wledger/ledger", objectQuery:
+            "SELECT f.object FROM commitFile f WHERE f.path = 'tokenizer.json'")
+        var r = try CLI.run(["fsck"], in: dir)
+        XCTAssertEqual(r.status, 1, r.stdout)
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.count, 2, r.stdout)
+        XCTAssertTrue(lines[0].hasPrefix("commit \(base): file 'tokenizer.json' object \(object.prefix(12)): "), r.stdout)
+        XCTAssertTrue(lines[0].hasSuffix("; also in 1 other commit(s): \(second) (HEAD)"), r.stdout)
+        r = try CLI.run(["checkout", "HEAD", "--output", tmp.path + "/out"], in: dir)
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("tokenizer.json"), r.stderr)
+    }
 }
