@@ -27,6 +27,7 @@ struct CherryPick: ParsableCommand {
 
     func run() throws {
         try refuseEmptyMessage(message)
+        try refuseEmptyField(author, option: "--author")
         try recordCommit(global, noVerify: noVerify, json: json) { repo in
             try repo.cherryPick(revision, message: message, author: author, progress: global.progress)
         }

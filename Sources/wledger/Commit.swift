@@ -31,6 +31,8 @@ struct Commit: ParsableCommand {
 
     func run() throws {
         try refuseEmptyMessage(message)
+        try refuseEmptyField(author, option: "--author")
+        try refuseEmptyField(method, option: "--method")
         var options = CommitOptions(message: message)
         options.method = method
         options.author = author

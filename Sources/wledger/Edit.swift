@@ -57,6 +57,7 @@ struct Edit: ParsableCommand {
 
     func run() throws {
         try refuseEmptyMessage(message)
+        try refuseEmptyField(author, option: "--author")
         let bytes: [UInt8]
         do { bytes = try readFile(request) } catch { throw ValidationError("'\(request)': cannot read the edit request") }
         var o = EditOptions()

@@ -21,6 +21,8 @@ struct Init: ParsableCommand {
     func run() throws {
         var policy = SnapshotPolicy()
         policy.allowNonFinite = allowNonfinite
+        try refuseEmptyMessage(message)
+        try refuseEmptyField(author, option: "--author")
         let r = try Repository.initialize(at: global.directory, message: message, author: author, policy: policy, progress: global.progress)
         if json { return try printJSON(r) }
         if global.quiet { return }   // as git init -q

@@ -26,6 +26,7 @@ struct Prune: ParsableCommand {
 
     func run() throws {
         try refuseEmptyMessage(message)
+        try refuseEmptyField(author, option: "--author")
         try recordCommit(global, noVerify: noVerify, json: json) { repo in
             try repo.prune(revision, keepPercent: keep.value, by: by, message: message, author: author, progress: global.progress)
         } details: { r in

@@ -44,6 +44,7 @@ struct Restrain: ParsableCommand {
 
     func run() throws {
         try refuseEmptyMessage(message)
+        try refuseEmptyField(author, option: "--author")
         let m: RestrainMethod = method == .prune ? .prune(alpha: alphaValue!) : .sphere(eta: eta, beta: beta)
         try recordCommit(global, noVerify: noVerify, json: json) { repo in
             try repo.restrain(range: range, method: m, message: message, author: author, progress: global.progress)

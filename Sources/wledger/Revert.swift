@@ -24,6 +24,7 @@ struct Revert: ParsableCommand {
 
     func run() throws {
         try refuseEmptyMessage(message)
+        try refuseEmptyField(author, option: "--author")
         try recordCommit(global, noVerify: noVerify, json: json) { repo in
             try repo.revert(revision, message: message, author: author, progress: global.progress)
         }

@@ -77,6 +77,13 @@ func refuseEmptyMessage(_ message: String?) throws {
     }
 }
 
+/// An empty (or all-blank) `--author` or `--method`, refused as git refuses an empty ident.
+func refuseEmptyField(_ value: String?, option: String) throws {
+    if let value, value.allSatisfy(\.isWhitespace) {
+        throw KitError.usage("empty \(option.dropFirst(2)) (\(option)) not allowed")
+    }
+}
+
 /// `--threads`: 1 to `BLAS.maxThreads`.
 func validateThreads(_ threads: Int?) throws {
     if let t = threads, !(1...BLAS.maxThreads).contains(t) { throw ValidationError("--threads must be between 1 and \(BLAS.maxThreads)") }

@@ -1130,13 +1130,20 @@ final class BadInputTests: XCTestCase {
     /// names instead of cutting them.
     func testEmptyCommitMessageAndLongBranchNames() throws {
         let dir = try tinyModelDir()
+        // init too (it recorded a base commit with an empty message), and an empty author.
+        try expectRejected(["init", "-m", ""], in: dir, mentions: ["empty commit message"])
+        try expectRejected(["init", "--author", " "], in: dir, mentions: ["empty author (--author) not allowed"])
         try initialize(dir)
         _ = try SimulatedEdit.modify(file: dir + "/model.safetensors", tensor: "a") { w, _ in w[0] += 1 }
         for m in ["", "  \n"] { try expectRejected(["commit", "-m", m], in: dir, mentions: ["empty commit message"]) }
+        // As git refuses an empty ident: an empty author or method (`show` printed "edit ()").
+        try expectRejected(["commit", "-m", "x", "--author", ""], in: dir, mentions: ["empty author (--author) not allowed"])
+        try expectRejected(["commit", "-m", "x", "--method", " "], in: dir, mentions: ["empty method (--method) not allowed"])
         try expectSuccess(["commit", "-q", "-m", "edit"], in: dir)
         // The same for the commands that record a commit with a default message.
         for args in [["revert", "HEAD"], ["cherry-pick", "HEAD"], ["prune", "HEAD", "--keep", "40%"], ["restrain"]] {
             try expectRejected(args + ["-m", " "], in: dir, mentions: ["empty commit message"])
+            try expectRejected(args + ["--author", ""], in: dir, mentions: ["empty author (--author) not allowed"])
         }
         let long = "feature/rome-edit-paris-capital-2024", longer = "feature/rome-edit-paris-capital-2025"
         try expectSuccess(["branch", long], in: dir)
