@@ -111,12 +111,14 @@ public struct DeltaStatistics: Sendable, Equatable, Codable {
             var l1 = 0.0, sq = 0.0, mx = 0.0, bsq = 0.0, bmx = 0.0, nonFinite = 0
             for i in 0..<n {
                 let x = loadDouble(parent, i, dtype), y = loadDouble(child, i, dtype)
-                let d = y - x
+                let d = exactDifference(parent, child, i, dtype) ?? (y - x)
                 if !y.isFinite { nonFinite += 1 }
                 l1 += abs(d); sq += d * d; mx = max(mx, abs(d)); bsq += x * x; bmx = max(bmx, abs(x))
             }
             // F64 squares leave a double's range beyond 1e±154: those norms are summed again, scaled.
-            let frobenius = DeltaStatistics.scaledNorm(count: n, largest: mx, sumOfSquares: sq) { loadDouble(child, $0, dtype) - loadDouble(parent, $0, dtype) }
+            let frobenius = DeltaStatistics.scaledNorm(count: n, largest: mx, sumOfSquares: sq) {
+                exactDifference(parent, child, $0, dtype) ?? (loadDouble(child, $0, dtype) - loadDouble(parent, $0, dtype))
+            }
             let baseNorm = DeltaStatistics.scaledNorm(count: n, largest: bmx, sumOfSquares: bsq) { loadDouble(parent, $0, dtype) }
             return DeltaStatistics(changed: changed, l1: l1, frobenius: frobenius, maxAbs: l1.isNaN ? .nan : mx, baseNorm: baseNorm,
                                    nonFinite: nonFinite, count: n)
@@ -129,4 +131,22 @@ private struct StatsViews: @unchecked Sendable {
     let parent: UnsafeRawBufferPointer
     let child: UnsafeRawBufferPointer
     let partials: UnsafeMutableBufferPointer<wl_delta_stats>
+}
+
+/// child − parent of element `i` of a 64-bit integer tensor, taken in integers and then rounded
+/// once to a double (nil for other dtypes): the difference of two values above 2⁵³ is exact
+/// where subtracting their doubles gave 0 (2⁶⁴−1 → 2⁶⁴−2 read as unchanged).
+private func exactDifference(_ parent: UnsafeRawBufferPointer, _ child: UnsafeRawBufferPointer, _ i: Int, _ dtype: DType) -> Double? {
+    let o = i * 8
+    switch dtype {
+    case .u64:
+        let x = parent.loadUnaligned(fromByteOffset: o, as: UInt64.self), y = child.loadUnaligned(fromByteOffset: o, as: UInt64.self)
+        return y >= x ? Double(y - x) : -Double(x - y)
+    case .i64:
+        // |y − x| < 2⁶⁴ always: the wrapping difference's bits are the magnitude.
+        let x = parent.loadUnaligned(fromByteOffset: o, as: Int64.self), y = child.loadUnaligned(fromByteOffset: o, as: Int64.self)
+        return y >= x ? Double(UInt64(bitPattern: y &- x)) : -Double(UInt64(bitPattern: x &- y))
+    default:
+        return nil
+    }
 }

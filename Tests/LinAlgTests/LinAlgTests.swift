@@ -69,6 +69,15 @@ final class LinAlgTests: XCTestCase {
         let ip: [Int64] = [5, -3, 7], ic: [Int64] = [5, 1, 7]
         let t = ip.withUnsafeBytes { p in ic.withUnsafeBytes { DeltaStatistics.compute(parent: p, child: $0, dtype: .i64) } }
         XCTAssertEqual([Double(t.changed), t.l1, t.maxAbs], [1, 4, 4])
+        // 64-bit integers beyond 2⁵³ by their exact difference (their doubles are equal).
+        let up: [UInt64] = [.max, 7], uc: [UInt64] = [.max - 1, 7]
+        let u = up.withUnsafeBytes { p in uc.withUnsafeBytes { DeltaStatistics.compute(parent: p, child: $0, dtype: .u64) } }
+        XCTAssertEqual([Double(u.changed), u.l1, u.frobenius, u.maxAbs], [1, 1, 1, 1])
+        let sp: [Int64] = [.min, .max, 1 << 60], sc: [Int64] = [.max, .min, (1 << 60) + 3]
+        let i = sp.withUnsafeBytes { p in sc.withUnsafeBytes { DeltaStatistics.compute(parent: p, child: $0, dtype: .i64) } }
+        XCTAssertEqual(i.changed, 3)
+        XCTAssertEqual(i.maxAbs, 0x1p64, "|max − min| = 2⁶⁴ − 1, rounded once")
+        XCTAssertEqual(i.l1, 2 * 0x1p64 + 3)
         // 8-bit floats by their values (they read as changed with every statistic 0): E4M3
         // 0x38 = 1 → 0x40 = 2 and 0x7E = 448 → 0xFE = −448; E5M2 0x3C = 1 → 0x7C = +Inf.
         let e4 = [UInt8]([0x38, 0x7E, 0x00]).withUnsafeBytes { p in
