@@ -49,8 +49,8 @@ func printDiffTables(_ d: DiffReport) {
     let toLabel = d.to == "worktree" ? "work tree" : short(d.to)
     print("diff \(short(d.from))..\(toLabel)")
     // Side files first, as `git diff --name-status` lists them (A, M, D).
-    for f in d.sideFiles { print("\(f.change.rawValue.prefix(1).uppercased())\t\(f.path)") }
-    for h in d.headers { print("M\t\(h) (header)") }
+    for f in d.sideFiles { print("\(f.change.rawValue.prefix(1).uppercased())\t\(quotedName(f.path))") }
+    for h in d.headers { print("M\t\(quotedName(h)) (header)") }
     if d.tensors.isEmpty { print("no tensor differs"); return }
     print("tensor".padding(toLength: 48, withPad: " ", startingAt: 0) + "  changed/total        Σ|ΔW|     ‖ΔW‖F  ‖ΔW‖/‖W‖    max|ΔW|")
     for t in d.tensors {

@@ -40,12 +40,12 @@ struct Show: ParsableCommand {
         // Side files (config.json, tokenizer.json, …) the commit added, changed or removed.
         if c.kind != "base", let files = c.sideFiles, !files.isEmpty {
             print("\nside files changed:")
-            for f in files { print("    \(f.change.rawValue.prefix(1).uppercased()) \(f.path)") }
+            for f in files { print("    \(f.change.rawValue.prefix(1).uppercased()) \(quotedName(f.path))") }
         }
         // Weight files whose header alone the commit changed (metadata, tensor order, padding).
         if let headers = c.headers, !headers.isEmpty {
             print("\nheaders changed:")
-            for h in headers { print("    M \(h) (header)") }
+            for h in headers { print("    M \(quotedName(h)) (header)") }
         }
     }
 }

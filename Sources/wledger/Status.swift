@@ -34,9 +34,9 @@ struct Status: ParsableCommand {
         if shortFormat {
             if branch { print("## " + (r.branch ?? "HEAD (no branch)")) }
             for s in r.structural { print("!! \(s)") }
-            for t in r.modifiedTensors { print(" M \(t.name)") }
-            for h in r.modifiedHeaders { print(" M \(h) (header)") }
-            for f in r.sideFiles { print("\(f.change == .added ? "??" : f.change == .deleted ? " D" : " M") \(f.path)") }
+            for t in r.modifiedTensors { print(" M \(quotedName(t.name))") }
+            for h in r.modifiedHeaders { print(" M \(quotedName(h)) (header)") }
+            for f in r.sideFiles { print("\(f.change == .added ? "??" : f.change == .deleted ? " D" : " M") \(quotedName(f.path))") }
             return
         }
         print(r.branch.map { "On branch \($0)" } ?? "HEAD detached at \(short(r.head))")
@@ -53,9 +53,9 @@ struct Status: ParsableCommand {
         }
         if !r.modifiedTensors.isEmpty || !r.modifiedHeaders.isEmpty || !r.sideFiles.isEmpty {
             print("Changes not committed:")
-            for t in r.modifiedTensors { print("  modified tensor: \(t.name)  (\(t.file))") }
-            for h in r.modifiedHeaders { print("  modified header: \(h)") }
-            for f in r.sideFiles { print("  \(f.change.rawValue):\(String(repeating: " ", count: max(1, 16 - f.change.rawValue.count)))\(f.path)") }
+            for t in r.modifiedTensors { print("  modified tensor: \(quotedName(t.name))  (\(quotedName(t.file)))") }
+            for h in r.modifiedHeaders { print("  modified header: \(quotedName(h))") }
+            for f in r.sideFiles { print("  \(f.change.rawValue):\(String(repeating: " ", count: max(1, 16 - f.change.rawValue.count)))\(quotedName(f.path))") }
         }
     }
 }

@@ -77,6 +77,26 @@ func refuseEmptyMessage(_ message: String?) throws {
     }
 }
 
+/// A file or tensor name as one line of text output: as is, or, where it holds a control
+/// character, a double quote or a backslash, in double quotes with C escapes (`"new\nline"`), as
+/// git quotes such paths, so that `status -s` stays one line per entry. JSON has the name itself.
+func quotedName(_ name: String) -> String {
+    guard name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f || $0 == "\"" || $0 == "\\" }) else { return name }
+    var out = "\""
+    for u in name.unicodeScalars {
+        switch u {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\t": out += "\\t"
+        case "\r": out += "\\r"
+        default:
+            if u.value < 0x20 || u.value == 0x7f { out += String(format: "\\%03o", u.value) } else { out.unicodeScalars.append(u) }
+        }
+    }
+    return out + "\""
+}
+
 /// An empty (or all-blank) `--author` or `--method`, refused as git refuses an empty ident.
 func refuseEmptyField(_ value: String?, option: String) throws {
     if let value, value.allSatisfy(\.isWhitespace) {

@@ -60,4 +60,24 @@ final class UnusualNamesTests: XCTestCase {
         XCTAssertEqual(try wl(["commit", "-q", "-m", "one"]).status, 0)
         XCTAssertEqual(try wl(["status", "-s"]).stdout, "")
     }
+
+    /// A file name with a newline, a tab or a quote is printed quoted with C escapes, as git
+    /// quotes such paths, so `status -s` keeps one line per entry; JSON holds the name itself.
+    func testNamesWithControlCharactersArePrintedQuoted() throws {
+        let tmp = try TemporaryDirectory("quoted-names")
+        let dir = tmp.path + "/m"
+        func wl(_ args: [String]) throws -> ProcessOutput { try CLI.run(args, in: dir) }
+        try writeTinyModel(dir, tensors: [("w", .f32, [1], [0, 0, 0x80, 0x3f])])
+        XCTAssertEqual(try wl(["init", "-q"]).status, 0)
+        for name in ["new\nline", "tab\there", "say \"hi\""] {
+            try "x\n".write(toFile: dir + "/" + name, atomically: true, encoding: .utf8)
+        }
+        XCTAssertEqual(try wl(["status", "-s"]).stdout, "?? \"new\\nline\"\n?? \"say \\\"hi\\\"\"\n?? \"tab\\there\"\n")
+        let r = try wl(["status", "--json"])
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual((report["sideFiles"] as? [[String: String]])?.compactMap { $0["path"] }, ["new\nline", "say \"hi\"", "tab\there"])
+        XCTAssertEqual(try wl(["commit", "-q", "-m", "odd names"]).status, 0)
+        XCTAssertTrue(try wl(["show"]).stdout.contains("\n    A \"new\\nline\"\n"))
+        XCTAssertTrue(try wl(["diff", "HEAD~1", "HEAD"]).stdout.contains("\nA\t\"tab\\there\"\n"))
+    }
 }
