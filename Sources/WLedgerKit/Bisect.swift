@@ -102,14 +102,14 @@ extension Repository {
         return try advanceBisect(progress: progress)
     }
 
-    /// `wledger bisect good|bad|skip [<rev>…]`: marks commits (default: the commit being tested)
-    /// and moves to the next one.
+    /// `wledger bisect good|bad|skip [<rev>…]`: marks commits (default: HEAD, as git, or the
+    /// commit being tested with --no-checkout, which leaves HEAD alone) and moves to the next one.
     public func bisectMark(_ verdict: BisectVerdict, _ revisions: [String], progress: ProgressReporter = .silent) throws -> BisectStatus {
         let session = try requireBisectSession()
         if verdict == .bad && revisions.count > 1 { throw KitError.usage("'bisect bad' takes at most one revision") }
         let targets: [String]
         if revisions.isEmpty {
-            targets = [try session.current ?? ledger.head().commit]
+            targets = [try session.noCheckout ? session.current ?? ledger.head().commit : ledger.head().commit]
         } else {
             targets = try revisions.map { try resolve($0) }
         }
@@ -178,7 +178,7 @@ extension Repository {
         var noCheckout = false
         var started = false
         var marks: [(BisectVerdict, String)] = []
-        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (i, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
             let line = raw.trimmingCharacters(in: .whitespaces)
             if line.isEmpty || line.hasPrefix("#") { continue }
             let words = line.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
@@ -225,7 +225,8 @@ extension Repository {
     }
 
     /// `wledger bisect run <cmd> [args…]`: runs the command on each candidate until the first bad
-    /// commit is found: exit 0 = good, 125 = skip, 1–127 = bad, anything else stops the bisect.
+    /// commit is found: exit 0 = good, 125 = skip, 1–124 = bad; 126 and 127 (the shell's "cannot
+    /// execute" and "command not found") and anything else stop the run, the session kept.
     /// The command runs in the work tree with WLEDGER_CANDIDATE (the candidate's weights: the work
     /// tree, or a temporary materialization with --no-checkout), WLEDGER_LEDGER and WLEDGER_COMMIT.
     /// - Parameter round: called after every round, in order.
@@ -260,7 +261,10 @@ extension Repository {
             switch code {
             case 0: verdict = .good
             case 125: verdict = .skip
-            case 1...127: verdict = .bad
+            case 1...124: verdict = .bad
+            case 126, 127:
+                // Every candidate would read bad: a wrong answer rather than a test's verdict.
+                throw KitError.refused("bisect run stopped: '\(command.joined(separator: " "))' exited with \(code) (\(code == 127 ? "command not found" : "cannot execute")); it tests nothing (exit 1 means bad)")
             default:
                 throw KitError.refused("bisect run failed: exit code \(code) from '\(command.joined(separator: " "))' is < 0 or >= 128")
             }
@@ -384,11 +388,20 @@ extension Repository {
     /// that only links the library, such as the tests'): hooks and `bisect run` get it as $WLEDGER.
     nonisolated(unsafe) public static var commandLineExecutable: String?
 
-    func runExternal(_ command: [String], environment: [String: String], stdoutToStderr: Bool = false) throws -> Int32 {
+    /// - Parameter nullInput: the command reads /dev/null, not our stdin (hooks, as git's).
+    func runExternal(_ command: [String], environment: [String: String], stdoutToStderr: Bool = false, nullInput: Bool = false) throws -> Int32 {
         let p = Process()
         if command[0].contains("/") {
-            p.executableURL = URL(fileURLWithPath: command[0].hasPrefix("/") ? command[0] : absolutePath(command[0]))
-            p.arguments = Array(command.dropFirst())
+            let path = command[0].hasPrefix("/") ? command[0] : absolutePath(command[0])
+            // A script without a #! line is run by /bin/sh, as git runs such hooks (exec fails).
+            if let head = FileManager.default.contents(atPath: path)?.prefix(2), !head.elementsEqual("#!".utf8), access(path, X_OK) == 0,
+               ModelDirectory.nonFileEntry(path) == nil, !Self.isELF(path) {
+                p.executableURL = URL(fileURLWithPath: "/bin/sh")
+                p.arguments = [path] + command.dropFirst()
+            } else {
+                p.executableURL = URL(fileURLWithPath: path)
+                p.arguments = Array(command.dropFirst())
+            }
         } else {
             p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             p.arguments = command
@@ -401,14 +414,33 @@ extension Repository {
         for (k, v) in environment { env[k] = v }
         p.environment = env
         if stdoutToStderr { p.standardOutput = FileHandle.standardError }
+        if nullInput { p.standardInput = FileHandle.nullDevice }
         // What we printed so far comes before the command's own output.
         fflush(nil)
         do {
             try p.run()
         } catch {
-            throw KitError.usage("cannot run '\(command[0])': \(error.localizedDescription)")
+            throw KitError.usage("cannot run '\(command[0])': \(Self.whyNotRunnable(p.executableURL?.path ?? command[0]) ?? error.localizedDescription)")
         }
         p.waitUntilExit()
         return p.terminationReason == .uncaughtSignal ? 128 + p.terminationStatus : p.terminationStatus
+    }
+
+    /// Whether the file at `path` is an ELF binary (run as it is, whatever its first bytes).
+    static func isELF(_ path: String) -> Bool {
+        FileManager.default.contents(atPath: path)?.prefix(4).elementsEqual([0x7f, 0x45, 0x4c, 0x46]) ?? false
+    }
+
+    /// Why the program at `path` cannot be started, in words, where that can be told.
+    static func whyNotRunnable(_ path: String) -> String? {
+        guard FileManager.default.fileExists(atPath: path) else { return "no such file" }
+        if let what = ModelDirectory.nonFileEntry(path) { return "it is \(what)" }
+        guard access(path, X_OK) == 0 else { return "it is not executable (chmod +x)" }
+        if let data = FileManager.default.contents(atPath: path), data.prefix(2).elementsEqual("#!".utf8) {
+            let line = String(decoding: data.prefix(256).prefix { $0 != 10 }.dropFirst(2), as: UTF8.self).trimmingCharacters(in: .whitespaces)
+            let interpreter = line.split(separator: " ").first.map(String.init) ?? ""
+            if !interpreter.isEmpty, access(interpreter, X_OK) != 0 { return "its interpreter '\(interpreter)' (the #! line) does not exist or is not executable" }
+        }
+        return nil
     }
 }

@@ -254,6 +254,13 @@ extension Repository {
             return TensorChange(entry: ManifestEntry(name: name, file: loc.file, dtype: loc.info.dtype, shape: loc.info.shape, hash: slots[i]!.hash),
                                 prepared: slots[i]!)
         }
+        // Every byte recorded was read from the weight files as the scan found them: one written
+        // since (by a pre-commit hook, or another program; a file cut short inside its last page
+        // reads as zeros through the map, with no SIGBUS) is refused, not recorded.
+        for f in cmp.directory.weightFiles where FileStat.of(root + "/" + f) != cmp.stats[f] {
+            throw TensorIOError.io(path: root + "/" + f, operation: "read",
+                                   reason: "it changed while it was being committed (a pre-commit hook or another program wrote it); nothing was committed")
+        }
         // The work tree's stats (and probes a ledger from before schema 0004 lacks) go in with the
         // commit: one transaction, one set of WAL frames for the pages they share.
         let recorded = try recordCommit(head: head, manifest: cmp.manifest, files: cmp.files, changes: changes, fileRows: fileRows,

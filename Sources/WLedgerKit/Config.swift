@@ -93,7 +93,7 @@ public struct ConfigFile: Sendable {
         var lines: [Line] = []
         var section: String?
         var subsection: String?
-        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (i, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
             let line = String(raw)
             let t = line.trimmingWhitespace()
             func bad(_ why: String) -> KitError { .usage("'\(path)': line \(i + 1): \(why)") }
@@ -354,6 +354,14 @@ public struct ConfigFile: Sendable {
     /// - Throws: `KitError.usage` naming the file and the first bad key.
     public func validateAll() throws {
         if let why = problems().first { throw KitError.usage("'\(path)': \(why)") }
+    }
+
+    /// `validateAll` for the keys of one section only (`gate`): what a command does not read
+    /// does not stop it, as the README says of the commands reading the config.
+    public func validate(section: String) throws {
+        if let bad = malformedEntries().first(where: { $0.key.hasPrefix(section + ".") }) {
+            throw KitError.usage("'\(path)': line \(bad.index + 1): \(bad.problem)")
+        }
     }
 
     /// Why each set value the commands reading it would refuse, in file order, each with its

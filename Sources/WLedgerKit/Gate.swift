@@ -45,12 +45,20 @@ extension Repository {
     /// δ > 0.171 and (when limited) κ growth against the base commit, checked against the gate.*
     /// limits of `.wledger/config`. Changed tensors are found by XXH3 fingerprints; only edited
     /// matrices are decoded, so this takes a fraction of a second on a small model.
+    /// "WHAT value > KEY limit", with 4 significant digits or as many more as it takes for the
+    /// two numbers to read differently (1.00047 against a limit of 1.0001 read "1 > 1").
+    static func exceeds(_ what: String, _ value: Double, _ key: String, _ limit: Double) -> String {
+        var digits = 4
+        while digits < 17, String(format: "%.\(digits)g", value) == String(format: "%.\(digits)g", limit) { digits += 1 }
+        return "\(what) \(String(format: "%.\(digits)g", value)) > \(key) \(String(format: "%.\(digits)g", limit))"
+    }
+
     public func gate(candidate: String? = nil) throws -> GateReport {
         let clock = ContinuousClock()
         let start = clock.now
         let cpuStart = Self.processCPUSeconds()
         let config = try ConfigFile.load(configPath)
-        try config.validateAll()
+        try config.validate(section: "gate")
         let maxL1 = config.get("gate.max-l1").flatMap(Double.init)
         let maxShare: Double? = config.get("gate.max-delta-share").flatMap(Threshold.Amount.init).map {
             switch $0 {
@@ -88,9 +96,9 @@ extension Repository {
                 if RelativeChange.delta(d, base: wb[i]) > 0.171 { above += 1 }
             }
             var t = GateTensor(name: name, l1: l1, deltaShare: w.isEmpty ? 0 : Double(above) / Double(w.count), failures: [])
-            if let maxL1, !(l1 <= maxL1) { t.failures.append(String(format: "Σ|ΔW| %.4g > gate.max-l1 %.4g", l1, maxL1)) }
+            if let maxL1, !(l1 <= maxL1) { t.failures.append(Self.exceeds("Σ|ΔW|", l1, "gate.max-l1", maxL1)) }
             if let maxShare, !(t.deltaShare <= maxShare) {
-                t.failures.append(String(format: "share of δ > 0.171 %.4g > gate.max-delta-share %.4g", t.deltaShare, maxShare))
+                t.failures.append(Self.exceeds("share of δ > 0.171", t.deltaShare, "gate.max-delta-share", maxShare))
             }
             if let maxKappa {
                 let kb = try spectrum(of: b)?.kappa
@@ -99,7 +107,7 @@ extension Repository {
                 t.kappa = k
                 if let kb, let k { t.kappaGrowth = k / kb }
                 if let g = t.kappaGrowth, !(g <= maxKappa) {
-                    t.failures.append(String(format: "κ growth %.4g > gate.max-kappa-growth %.4g", g, maxKappa))
+                    t.failures.append(Self.exceeds("κ growth", g, "gate.max-kappa-growth", maxKappa))
                 } else if kb != nil && k == nil {
                     t.failures.append("the matrix became singular (κ = ∞)")
                 }

@@ -52,7 +52,7 @@ extension Repository {
         guard let path = hookPath(hook) else { return nil }
         var env = environment
         env["WLEDGER_LEDGER"] = ledgerPath
-        return try runExternal([path] + arguments, environment: env, stdoutToStderr: true)
+        return try runExternal([path] + arguments, environment: env, stdoutToStderr: true, nullInput: true)
     }
 
     /// Runs pre-revert (for reverts), pre-commit and commit-msg for a commit about to be recorded,
@@ -174,6 +174,14 @@ extension Repository {
         }
         let p = hooksDirectory + "/" + hook.rawValue
         guard FileManager.default.fileExists(atPath: p) else { return false }
+        if let what = ModelDirectory.nonFileEntry(p) { throw KitError.refused("'\(p)' is \(what), not a hook; remove it yourself") }
+        // By a sample's name, only that sample as `enable` installed it: another hook in its
+        // place (the user's own, or the sample edited) stays, as `enable` does not replace one.
+        let base = name.hasSuffix(".sample") ? String(name.dropLast(7)) : name
+        if HookName(rawValue: name) == nil, let sample = FileManager.default.contents(atPath: hooksDirectory + "/" + base + ".sample"),
+           FileManager.default.contents(atPath: p) != sample {
+            throw KitError.refused("'\(p)' is not the \(base) sample (another hook, or the sample edited); 'wledger hooks disable \(hook.rawValue)' removes whatever hook is there")
+        }
         try FileManager.default.removeItem(atPath: p)
         return true
     }

@@ -167,7 +167,22 @@ extension Repository {
                 continue
             }
             try Repository.requireFloat(e, "revert")
-            updates[e.name] = Repository.apply(delta: Repository.delta(from: child, to: parent, dtype: e.dtype), to: head, dtype: e.dtype)
+            var out = Repository.apply(delta: Repository.delta(from: child, to: parent, dtype: e.dtype), to: head, dtype: e.dtype)
+            // Element by element, where HEAD still holds what the commit wrote, its parent's
+            // bits exactly (x + (p − x) in float64 can round, and gives +0 for a −0 parent).
+            let size = e.dtype.size
+            out.withUnsafeMutableBytes { o in
+                head.withUnsafeBytes { h in
+                    child.withUnsafeBytes { c in
+                        parent.withUnsafeBytes { p in
+                            for at in stride(from: 0, to: o.count, by: size) where memcmp(h.baseAddress! + at, c.baseAddress! + at, size) == 0 {
+                                memcpy(o.baseAddress! + at, p.baseAddress! + at, size)
+                            }
+                        }
+                    }
+                }
+            }
+            updates[e.name] = out
         }
         var options = CommitOptions(message: message ?? "Revert \"\(c.message.split(separator: "\n").first ?? "")\"\n\nThis reverts commit \(c.id).")
         options.kind = .revert

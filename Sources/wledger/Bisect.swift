@@ -11,7 +11,7 @@ struct Bisect: ParsableCommand {
             By hand or by a command (git's semantics): 'bisect start <bad> <good>' checks out the commit halfway \
             (detached HEAD), 'bisect good|bad|skip' marks it and checks out the next, until the first bad commit \
             is printed with its message, method and edit request; 'bisect run <cmd>' does the marking by the \
-            command's exit code (0 good, 125 skip, 1-127 bad, else stop); 'bisect reset' returns to where you \
+            command's exit code (0 good, 125 skip, 1-124 bad; 126, 127 and the rest stop); 'bisect reset' returns to where you \
             started. With 'start --no-checkout' the work tree is left alone and 'run' gives the command the \
             candidate's weights, materialized in a temporary directory, as $WLEDGER_CANDIDATE. The session is \
             kept in the ledger.
@@ -99,7 +99,7 @@ struct Bisect: ParsableCommand {
     }
 
     struct Good: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "good", abstract: "Mark commits good (default: the one being tested).")
+        static let configuration = CommandConfiguration(commandName: "good", abstract: "Mark commits good (default: HEAD, or the one being tested with --no-checkout).")
         @OptionGroup var global: GlobalOptions
         @Flag(help: "Print the result as JSON.") var json = false
         @Argument(help: ArgumentHelp("Commits to mark.", valueName: "rev")) var revisions: [String] = []
@@ -108,7 +108,7 @@ struct Bisect: ParsableCommand {
     }
 
     struct Bad: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "bad", abstract: "Mark a commit bad (default: the one being tested).")
+        static let configuration = CommandConfiguration(commandName: "bad", abstract: "Mark a commit bad (default: HEAD, or the one being tested with --no-checkout).")
         @OptionGroup var global: GlobalOptions
         @Flag(help: "Print the result as JSON.") var json = false
         @Argument(help: ArgumentHelp("The commit to mark.", valueName: "rev")) var revision: String?
@@ -117,7 +117,7 @@ struct Bisect: ParsableCommand {
     }
 
     struct Skip: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "skip", abstract: "Skip commits that cannot be tested (default: the one being tested).")
+        static let configuration = CommandConfiguration(commandName: "skip", abstract: "Skip commits that cannot be tested (default: HEAD, or the one being tested with --no-checkout).")
         @OptionGroup var global: GlobalOptions
         @Flag(help: "Print the result as JSON.") var json = false
         @Argument(help: ArgumentHelp("Commits to skip.", valueName: "rev")) var revisions: [String] = []
@@ -174,7 +174,7 @@ struct Bisect: ParsableCommand {
     struct Run: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "run",
-            abstract: "Mark commits by running a command on each: exit 0 good, 125 skip, 1-127 bad, anything else stops.",
+            abstract: "Mark commits by running a command on each: exit 0 good, 125 skip, 1-124 bad, anything else (126, 127: not run) stops.",
             discussion: """
                 The command runs in the work tree with WLEDGER_CANDIDATE (the candidate's weights: the work tree, \
                 or a temporary directory with --no-checkout), WLEDGER_LEDGER and WLEDGER_COMMIT (the candidate's id).

@@ -1012,10 +1012,11 @@ final class HelpTests: XCTestCase {
         out the commit halfway (detached HEAD), 'bisect good|bad|skip' marks it and
         checks out the next, until the first bad commit is printed with its message,
         method and edit request; 'bisect run <cmd>' does the marking by the command's
-        exit code (0 good, 125 skip, 1-127 bad, else stop); 'bisect reset' returns to
-        where you started. With 'start --no-checkout' the work tree is left alone and
-        'run' gives the command the candidate's weights, materialized in a temporary
-        directory, as $WLEDGER_CANDIDATE. The session is kept in the ledger.
+        exit code (0 good, 125 skip, 1-124 bad; 126, 127 and the rest stop); 'bisect
+        reset' returns to where you started. With 'start --no-checkout' the work tree
+        is left alone and 'run' gives the command the candidate's weights, materialized
+        in a temporary directory, as $WLEDGER_CANDIDATE. The session is kept in the
+        ledger.
         On a metric: 'bisect --metric TASK.METRIC (--below X | --above X | --drop P%)
         [<bad> [<good>]]' (default HEAD and base) evaluates the health task through its
         cache, at most ceil(log2 N)+1 evaluations over N commits, without touching the
@@ -1034,17 +1035,20 @@ final class HelpTests: XCTestCase {
                                   'wledger bisect --metric ...').
           start                   Start bisecting: mark a bad commit and good ones, and
                                   check out the commit to test.
-          good                    Mark commits good (default: the one being tested).
-          bad                     Mark a commit bad (default: the one being tested).
-          skip                    Skip commits that cannot be tested (default: the one
-                                  being tested).
+          good                    Mark commits good (default: HEAD, or the one being
+                                  tested with --no-checkout).
+          bad                     Mark a commit bad (default: HEAD, or the one being
+                                  tested with --no-checkout).
+          skip                    Skip commits that cannot be tested (default: HEAD, or
+                                  the one being tested with --no-checkout).
           reset                   End the bisect and check out the original HEAD (or
                                   <rev>).
           log                     Print the session as commands 'bisect replay' can run
                                   again.
           replay                  Start over from a file written by 'bisect log'.
           run                     Mark commits by running a command on each: exit 0
-                                  good, 125 skip, 1-127 bad, anything else stops.
+                                  good, 125 skip, 1-124 bad, anything else (126, 127:
+                                  not run) stops.
 
           See 'wledger help bisect <subcommand>' for detailed help.
         """#)
@@ -1113,7 +1117,8 @@ final class HelpTests: XCTestCase {
 
     func testBisectGoodHelp() throws {
         try assertHelp(["bisect", "good", "--help"], #"""
-        OVERVIEW: Mark commits good (default: the one being tested).
+        OVERVIEW: Mark commits good (default: HEAD, or the one being tested with
+        --no-checkout).
 
         USAGE: wledger bisect good [-C <path>] [--quiet] [--json] [<rev> ...]
 
@@ -1132,7 +1137,8 @@ final class HelpTests: XCTestCase {
 
     func testBisectBadHelp() throws {
         try assertHelp(["bisect", "bad", "--help"], #"""
-        OVERVIEW: Mark a commit bad (default: the one being tested).
+        OVERVIEW: Mark a commit bad (default: HEAD, or the one being tested with
+        --no-checkout).
 
         USAGE: wledger bisect bad [-C <path>] [--quiet] [--json] [<rev>]
 
@@ -1151,7 +1157,8 @@ final class HelpTests: XCTestCase {
 
     func testBisectSkipHelp() throws {
         try assertHelp(["bisect", "skip", "--help"], #"""
-        OVERVIEW: Skip commits that cannot be tested (default: the one being tested).
+        OVERVIEW: Skip commits that cannot be tested (default: HEAD, or the one being
+        tested with --no-checkout).
 
         USAGE: wledger bisect skip [-C <path>] [--quiet] [--json] [<rev> ...]
 
@@ -1224,7 +1231,7 @@ final class HelpTests: XCTestCase {
     func testBisectRunHelp() throws {
         try assertHelp(["bisect", "run", "--help"], #"""
         OVERVIEW: Mark commits by running a command on each: exit 0 good, 125 skip,
-        1-127 bad, anything else stops.
+        1-124 bad, anything else (126, 127: not run) stops.
 
         The command runs in the work tree with WLEDGER_CANDIDATE (the candidate's
         weights: the work tree, or a temporary directory with --no-checkout),

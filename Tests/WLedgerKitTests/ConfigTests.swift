@@ -203,4 +203,11 @@ final class ConfigTests: XCTestCase {
             XCTAssertEqual("\($0)", "'r.json': evaluator results have none of the tasks c (found: a, b)")
         }
     }
+
+    /// The gate's failure line shows as many digits as it takes for value and limit to differ
+    /// (κ growth 1.00047 against 1.0001 read "1 > 1").
+    func testGateFailureLinesShowTheDigitsThatDiffer() {
+        XCTAssertEqual(Repository.exceeds("κ growth", 1.00047, "gate.max-kappa-growth", 1.0001), "κ growth 1.0005 > gate.max-kappa-growth 1.0001")
+        XCTAssertEqual(Repository.exceeds("Σ|ΔW|", 1043.2, "gate.max-l1", 5), "Σ|ΔW| 1043 > gate.max-l1 5")
+    }
 }
