@@ -394,8 +394,9 @@ extension Repository {
         if command[0].contains("/") {
             let path = command[0].hasPrefix("/") ? command[0] : absolutePath(command[0])
             // A script without a #! line is run by /bin/sh, as git runs such hooks (exec fails).
-            if let head = FileManager.default.contents(atPath: path)?.prefix(2), !head.elementsEqual("#!".utf8), access(path, X_OK) == 0,
-               ModelDirectory.nonFileEntry(path) == nil, !Self.isELF(path) {
+            let head = Self.leadingBytes(path, 4)
+            if head.count >= 2, !head.starts(with: "#!".utf8), !head.starts(with: [0x7f, 0x45, 0x4c, 0x46]), access(path, X_OK) == 0,
+               ModelDirectory.nonFileEntry(path) == nil {
                 p.executableURL = URL(fileURLWithPath: "/bin/sh")
                 p.arguments = [path] + command.dropFirst()
             } else {
@@ -426,9 +427,12 @@ extension Repository {
         return p.terminationReason == .uncaughtSignal ? 128 + p.terminationStatus : p.terminationStatus
     }
 
-    /// Whether the file at `path` is an ELF binary (run as it is, whatever its first bytes).
-    static func isELF(_ path: String) -> Bool {
-        FileManager.default.contents(atPath: path)?.prefix(4).elementsEqual([0x7f, 0x45, 0x4c, 0x46]) ?? false
+    /// The first `n` bytes of the file at `path` (fewer for a shorter or unreadable file): a
+    /// program's kind is told without reading all of it.
+    static func leadingBytes(_ path: String, _ n: Int) -> [UInt8] {
+        guard let h = FileHandle(forReadingAtPath: path) else { return [] }
+        defer { try? h.close() }
+        return [UInt8]((try? h.read(upToCount: n)) ?? Data())
     }
 
     /// Why the program at `path` cannot be started, in words, where that can be told.
@@ -436,8 +440,9 @@ extension Repository {
         guard FileManager.default.fileExists(atPath: path) else { return "no such file" }
         if let what = ModelDirectory.nonFileEntry(path) { return "it is \(what)" }
         guard access(path, X_OK) == 0 else { return "it is not executable (chmod +x)" }
-        if let data = FileManager.default.contents(atPath: path), data.prefix(2).elementsEqual("#!".utf8) {
-            let line = String(decoding: data.prefix(256).prefix { $0 != 10 }.dropFirst(2), as: UTF8.self).trimmingCharacters(in: .whitespaces)
+        let data = leadingBytes(path, 256)
+        if data.starts(with: "#!".utf8) {
+            let line = String(decoding: data.prefix { $0 != 10 }.dropFirst(2), as: UTF8.self).trimmingCharacters(in: .whitespaces)
             let interpreter = line.split(separator: " ").first.map(String.init) ?? ""
             if !interpreter.isEmpty, access(interpreter, X_OK) != 0 { return "its interpreter '\(interpreter)' (the #! line) does not exist or is not executable" }
         }
