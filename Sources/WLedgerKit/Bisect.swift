@@ -382,12 +382,22 @@ extension Repository {
         }
     }
 
+    /// Set by the wledger command-line binary's `main` (false in a process that only links the
+    /// library, such as the tests'): hooks and `bisect run` then get this binary as $WLEDGER.
+    nonisolated(unsafe) public static var isCommandLine = false
+
+    /// The binary running this process, read from /proc/self/exe when a command is run. (Not
+    /// `Bundle.main`: it lists the binary's directory, twice, at every start.)
+    static var commandLineExecutable: String? {
+        guard isCommandLine else { return nil }
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard n > 0 else { return nil }
+        return String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     /// Runs a command (looked up in PATH) in the work tree with extra environment; its output goes
     /// straight to ours. Returns its exit status (128 + N when killed by signal N).
-    /// The wledger command-line binary running this process, set by its `main` (nil in a process
-    /// that only links the library, such as the tests'): hooks and `bisect run` get it as $WLEDGER.
-    nonisolated(unsafe) public static var commandLineExecutable: String?
-
     /// - Parameter nullInput: the command reads /dev/null, not our stdin (hooks, as git's).
     func runExternal(_ command: [String], environment: [String: String], stdoutToStderr: Bool = false, nullInput: Bool = false) throws -> Int32 {
         let p = Process()

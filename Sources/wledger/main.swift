@@ -103,7 +103,7 @@ let arguments: [String] = {
 }()
 
 // $WLEDGER for hooks and `bisect run`: this binary, under whatever name it was installed.
-Repository.commandLineExecutable = Bundle.main.executablePath
+Repository.isCommandLine = true
 MappedFile.exitWithMessageOnSIGBUS()
 
 // No command (`wledger`, `wledger -C dir`): the overview, and a usage error's exit code, as git
