@@ -34,6 +34,10 @@ public struct ConfigFile: Sendable {
 
     public enum ValueKind: Sendable {
         case string, word, count, positiveCount, threads, number, numberOrPercent, mode, source, command, boolean, expiry
+        /// A gate limit: a finite number ≥ 0 (the measures it bounds are never negative).
+        case limit
+        /// A share: a number from 0 to 1, or a percentage from 0% to 100%.
+        case share
     }
 
     public static let schema: [Key] = [
@@ -53,9 +57,9 @@ public struct ConfigFile: Sendable {
         Key(pattern: "threshold.*.max", kind: .number, help: "TASK.METRIC must be at most this (e.g. a perplexity)"),
         Key(pattern: "threshold.*.max-drop", kind: .numberOrPercent, help: "TASK.METRIC may worsen at most this much from base (absolute, or N% of base): fall, or rise for perplexity, bits_per_byte, nll_*, *loss"),
         Key(pattern: "evaluator.*.command", kind: .command, help: "external evaluator command template with {weights}, {out} and {tasks}"),
-        Key(pattern: "gate.max-l1", kind: .number, help: "weight gate: largest Σ|ΔW| vs base allowed in one matrix"),
-        Key(pattern: "gate.max-delta-share", kind: .numberOrPercent, help: "weight gate: largest share of elements with δ = |ΔW/W| > 0.171 vs base"),
-        Key(pattern: "gate.max-kappa-growth", kind: .number, help: "weight gate: largest κ(W)/κ(W_base) allowed"),
+        Key(pattern: "gate.max-l1", kind: .limit, help: "weight gate: largest Σ|ΔW| vs base allowed in one matrix"),
+        Key(pattern: "gate.max-delta-share", kind: .share, help: "weight gate: largest share of elements with δ = |ΔW/W| > 0.171 vs base"),
+        Key(pattern: "gate.max-kappa-growth", kind: .limit, help: "weight gate: largest κ(W)/κ(W_base) allowed"),
         Key(pattern: "gc.reflogExpire", kind: .expiry, help: "gc and reflog expire drop reflog entries older than this (default: 90.days.ago; never, now, 2.weeks.ago, 2026-01-31, @UNIX)"),
         Key(pattern: "gc.reflogExpireUnreachable", kind: .expiry, help: "gc and reflog expire drop reflog entries older than this whose commit no branch, tag, HEAD, stash entry or bisect session reaches, so gc removes the commit (default: 30.days.ago)"),
         Key(pattern: "core.in-place", kind: .boolean, help: "write changed tensors into weight files in place where they allow it: checkout, revert, prune, restrain, edit, commit --prune (default: true)"),
@@ -264,6 +268,15 @@ public struct ConfigFile: Sendable {
             return nil
         case .number:
             return Double(value).map { $0.isFinite ? nil : "'\(key)' must be finite" } ?? "'\(key)' must be a number, got '\(value)'"
+        case .limit:
+            guard let v = Double(value) else { return "'\(key)' must be a number, got '\(value)'" }
+            return v.isFinite && v >= 0 ? nil : "'\(key)' must be a finite number ≥ 0 (what it limits is never negative), got '\(value)'"
+        case .share:
+            switch Threshold.Amount(value) {
+            case let .absolute(a)? where a <= 1: return nil
+            case let .percent(p)? where p <= 100: return nil
+            default: return "'\(key)' must be a share from 0 to 1 or a percentage from 0% to 100%, got '\(value)'"
+            }
         case .numberOrPercent:
             return Threshold.Amount(value) == nil ? "'\(key)' must be a number or a percentage like 10%, got '\(value)'" : nil
         case .mode:

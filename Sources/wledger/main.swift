@@ -93,9 +93,12 @@ let arguments: [String] = {
         }
         args = out
     }
-    // `config set KEY -6` (a negative threshold, `-5%`): the value is not an option; as if after `--`.
+    // `config set KEY -6` (a negative threshold, `-5%`, `-inf`): the value is not an option; as if
+    // after `--` (so `-inf` gets the key's own message, not "Missing expected argument").
     if args.count > 2, args[0] == "config", args[1] == "set", !args.contains("--") {
-        func negative(_ a: String) -> Bool { a.count > 1 && a.hasPrefix("-") && (a.dropFirst().first.map { $0.isNumber || $0 == "." } ?? false) }
+        func negative(_ a: String) -> Bool {
+            a.count > 1 && a.hasPrefix("-") && ((a.dropFirst().first.map { $0.isNumber || $0 == "." } ?? false) || Double(a) != nil)
+        }
         let values = args.dropFirst(2).filter(negative)
         if !values.isEmpty { args = args.filter { !negative($0) } + ["--"] + values }
     }

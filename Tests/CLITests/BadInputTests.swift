@@ -1261,6 +1261,12 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(try expectSuccess(["config", "get", "threshold.addition.exact_match.min"], in: dir).stdout, "-6\n")
         try expectRejected(["config", "set", "threshold.addition.exact_match.max-drop", "-5%"], in: dir,
                            mentions: ["'threshold.addition.exact_match.max-drop' must be a number or a percentage like 10%, got '-5%'"])
+        // `-inf` too is a value, checked by the key's own rule (it was taken for an option).
+        try expectRejected(["config", "set", "threshold.addition.exact_match.min", "-inf"], in: dir,
+                           mentions: ["'threshold.addition.exact_match.min' must be finite"])
+        try expectRejected(["config", "set", "gate.max-l1", "-5"], in: dir,
+                           mentions: ["'gate.max-l1' must be a finite number ≥ 0 (what it limits is never negative), got '-5'"])
+        XCTAssertEqual(try expectSuccess(["config", "get", "gate.max-l1"], in: dir).stdout, "5\n", "a refused set keeps the value")
         // Entries that do not fit together are set with a warning naming their line, listed with
         // one, and refused by a command that reads them, with the line.
         let set = try expectSuccess(["config", "set", "suite.mine.tasks", "addition nosuch"], in: dir)

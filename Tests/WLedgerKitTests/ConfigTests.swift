@@ -92,7 +92,22 @@ final class ConfigTests: XCTestCase {
                        "'task.a.source': unknown task source 'hf:x' (bigbench:DIR, jsonl:FILE, perplexity:FILE, edits, external:NAME)")
         XCTAssertEqual(setError("threshold.a.acc.max-drop", "ten"), "'threshold.a.acc.max-drop' must be a number or a percentage like 10%, got 'ten'")
         XCTAssertEqual(setError("evaluator.e.command", "lm_eval"), "'evaluator.e.command' must contain {weights}")
+        // Gate limits nothing could pass (a negative Σ|ΔW|) or that could never fail (a share
+        // above 1) are refused; limits at the edges are not.
+        XCTAssertEqual(setError("gate.max-l1", "-5"), "'gate.max-l1' must be a finite number ≥ 0 (what it limits is never negative), got '-5'")
+        XCTAssertEqual(setError("gate.max-l1", "inf"), "'gate.max-l1' must be a finite number ≥ 0 (what it limits is never negative), got 'inf'")
+        XCTAssertEqual(setError("gate.max-l1", "abc"), "'gate.max-l1' must be a number, got 'abc'")
+        XCTAssertEqual(setError("gate.max-kappa-growth", "-1"),
+                       "'gate.max-kappa-growth' must be a finite number ≥ 0 (what it limits is never negative), got '-1'")
+        XCTAssertEqual(setError("gate.max-delta-share", "1.5"), "'gate.max-delta-share' must be a share from 0 to 1 or a percentage from 0% to 100%, got '1.5'")
+        XCTAssertEqual(setError("gate.max-delta-share", "101%"), "'gate.max-delta-share' must be a share from 0 to 1 or a percentage from 0% to 100%, got '101%'")
+        XCTAssertEqual(setError("gate.max-delta-share", "-0.1"), "'gate.max-delta-share' must be a share from 0 to 1 or a percentage from 0% to 100%, got '-0.1'")
         XCTAssertEqual(c.list().count, 0, "failed sets change nothing")
+        for (k, v) in [("gate.max-l1", "0"), ("gate.max-kappa-growth", "1.5"), ("gate.max-delta-share", "1"), ("gate.max-delta-share", "100%"),
+                       ("gate.max-delta-share", "0%")] {
+            XCTAssertEqual(setError(k, v), "set", "\(k) = \(v)")
+        }
+        c = try! ConfigFile(text: "", path: "cfg")
         // Settings: references must resolve.
         func settingsError(_ text: String) -> String {
             do { _ = try HealthSettings.load(config: try ConfigFile(text: text, path: "cfg")); return "loaded" } catch { return "\(error)" }
