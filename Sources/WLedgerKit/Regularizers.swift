@@ -351,6 +351,13 @@ extension Repository {
     /// in force. Otherwise the dropped elements would go past their pre-edit values (or HEAD never
     /// had them): refused, saying which commit is in the way.
     private func refuseUnprunable(_ c: CommitRecord) throws {
+        // RECT ranks an edit's own ΔW against the weights it edited. A revert's, prune's or
+        // restrain's ΔW is a correction of other commits: pruning one would put part of what it
+        // corrected back in force, past the checks below (a prune of a revert of a prune let the
+        // same edit be pruned twice, leaving elements at W_pre − ΔW).
+        if c.kind != .edit, c.kind != .base {
+            throw KitError.refused("commit \(c.id.prefix(12)) is a \(c.kind.rawValue) commit; prune applies RECT to an edit's ΔW (prune that edit, or revert this commit)")
+        }
         let history = try ledger.history(from: try ledger.head().commit)
         let origin = try pickOrigin(c.id, record: c)
         guard try history.contains(where: { try pickOrigin($0.id, record: $0) == origin }) else {
@@ -373,8 +380,10 @@ extension Repository {
     /// RECT of one tensor: the new HEAD bytes and what was kept.
     static func rect(parent: [UInt8], child: [UInt8], head: [UInt8], headIsChild: Bool, entry e: ManifestEntry, percent: Double,
                      ranking: RECT.Ranking) -> ([UInt8], PrunedTensor) {
-        let p = TensorMath.doubles(parent, dtype: e.dtype), ch = TensorMath.doubles(child, dtype: e.dtype)
-        let dw = zip(ch, p).map { $0 - $1 }
+        let p = TensorMath.doubles(parent, dtype: e.dtype)
+        // ΔW from the bytes: an element the edit left alone is 0 even where it is NaN or ±∞
+        // (NaN − NaN counted as a change and took the first place in the ranking).
+        let dw = Repository.delta(from: parent, to: child, dtype: e.dtype)
         let kept = RECT.keep(base: p, delta: dw, percent: percent, by: ranking)
         var keepMask = [Bool](repeating: false, count: dw.count)
         for i in kept { keepMask[i] = true }

@@ -904,6 +904,14 @@ final class BadInputTests: XCTestCase {
                            mentions: ["the change of \(editID.prefix(12)) is already pruned on HEAD's history by \(pruneID.prefix(12))"])
         try expectSuccess(["revert", "-q", pruneID], in: dir)
         XCTAssertEqual(try readTensorBytes(file: file, tensor: a), edit.child)
+        // Only edits are pruned: a prune of that revert would put part of the first prune back
+        // in force, and then the edit could be pruned twice (accepted before: elements ended at
+        // W_pre − ΔW). A prune commit is refused too.
+        let revertOfPrune = try id("HEAD")
+        try expectRejected(["prune", revertOfPrune, "--keep", "40%"], in: dir, code: 1,
+                           mentions: ["commit \(revertOfPrune.prefix(12)) is a revert commit; prune applies RECT to an edit's ΔW"])
+        try expectRejected(["prune", pruneID, "--keep", "40%"], in: dir, code: 1,
+                           mentions: ["commit \(pruneID.prefix(12)) is a prune commit"])
         try expectSuccess(["prune", "-q", editID, "--keep", "10%"], in: dir)
         let got = try readTensorBytes(file: file, tensor: a)
         var kept = 0, changed = 0

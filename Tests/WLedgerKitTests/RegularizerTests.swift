@@ -306,3 +306,27 @@ final class RegularizerTests: XCTestCase {
         }
     }
 }
+
+/// RECT of one tensor (`Repository.rect`) where the edit left a NaN and an ∞ alone: they are
+/// unchanged (ΔW 0), so they are neither counted nor ranked, and the one kept slot goes to the
+/// largest relative change (NaN − NaN took it, and the prune had nothing left to commit).
+final class RECTNonFiniteTests: XCTestCase {
+    func testUnchangedNaNAndInfAreNotRankedOrCounted() throws {
+        var parent: [Float] = (0..<40).map { Float($0 + 1) }
+        parent[0] = .nan
+        parent[1] = .infinity
+        var child = parent
+        for i in 30..<40 { child[i] = parent[i] * (1.1 + Float(i - 30) * 0.2) }   // element 39 changes most, relatively
+        func bytes(_ v: [Float]) -> [UInt8] { v.withUnsafeBytes { Array($0) } }
+        let entry = ManifestEntry(name: "w", file: "model.safetensors", dtype: .f32, shape: [40], hash: String(repeating: "0", count: 64))
+        let (out, info) = Repository.rect(parent: bytes(parent), child: bytes(child), head: bytes(child), headIsChild: true,
+                                          entry: entry, percent: 2.5, ranking: .relative)   // ⌈2.5% of 40⌉ = 1 kept
+        XCTAssertEqual(info.changed, 10)
+        XCTAssertEqual(info.kept, 1)
+        var expected = parent
+        expected[39] = child[39]
+        XCTAssertEqual(out, bytes(expected), "the largest δ kept, every other element back to the parent's bytes")
+        XCTAssertGreaterThan(info.keptFrobeniusShare, 0)
+        XCTAssertTrue(info.keptFrobeniusShare.isFinite)
+    }
+}
