@@ -19,9 +19,12 @@ final class RestrainTests: XCTestCase {
             var out = dw
             for i in 0..<out.data.count { out.data[i] += r.correction.data[i] }
             let s = try BLAS.singularValues(out.data, rows: 60, cols: 45)
-            let expected = log(10.0) / log(alpha) - log(2.0) / log(alpha) + 2
+            // α = 1.2 with σmax(W_base) = 2 (2·ln 1.2 < 1): the formula gives 10.83, above σ = 10,
+            // which stays.
+            let expected = min(10, log(10.0) / log(alpha) - log(2.0) / log(alpha) + 2)
             XCTAssertEqual(s[0], expected, accuracy: 1e-10, "alpha \(alpha)")
             XCTAssertEqual(s[1], 1.5, accuracy: 1e-10)       // below σmax(W_base): unchanged
+            if alpha == 1.2 { XCTAssertEqual(s[0], 10, accuracy: 1e-10) } else { XCTAssertLessThan(s[0], 9) }
             XCTAssertEqual(s[2], 0, accuracy: 1e-10)
             XCTAssertEqual(r.before.count, 1)
             XCTAssertEqual(r.before[0], 10, accuracy: 1e-10)
@@ -30,6 +33,12 @@ final class RestrainTests: XCTestCase {
         XCTAssertEqual(Restrain.restrained(1.9, sigmaMaxBase: 2, alpha: M_E), 1.9)
         XCTAssertEqual(Restrain.restrained(2, sigmaMaxBase: 2, alpha: M_E), 2)   // σ = σmax maps to itself
     }
+        // Where σmax·ln α < 1 the formula exceeds σ just above σmax: σ stays (it is never raised).
+        XCTAssertGreaterThan(log(4 / 3.443) / log(1.2) + 3.443, 4.2)
+        XCTAssertEqual(Restrain.restrained(4, sigmaMaxBase: 3.443, alpha: 1.2), 4)
+        XCTAssertEqual(Restrain.restrained(4, sigmaMaxBase: 3.443, alpha: 1 + 0x1p-52), 4)
+        XCTAssertEqual(Restrain.restrained(40, sigmaMaxBase: 3.443, alpha: 1.2), log(40 / 3.443) / log(1.2) + 3.443, accuracy: 1e-12)
+        XCTAssertLessThan(Restrain.restrained(40, sigmaMaxBase: 3.443, alpha: 1.2), 40)
 
     func testFastPathMatchesFullSVD() throws {
         var a = Matrix(zeros: 300, 200)
