@@ -21,8 +21,11 @@ public enum TensorMath {
         bytes.withUnsafeBytes { doubles($0, dtype: dtype) }
     }
 
-    /// Rounds doubles to the stored representation of `dtype` (F64, F32, F16, BF16): to float32
-    /// with round-to-nearest-even, then (F16/BF16) to nearest even again.
+    /// Rounds doubles to the stored representation of `dtype` (F64, F32, F16, BF16), once, to
+    /// nearest even. F16 and BF16 go through float32 rounded to odd (`roundedToOdd`), which
+    /// keeps the one rounding to F16/BF16 exact; rounding to nearest twice put an element just
+    /// past a rounding midpoint of the narrow type on the wrong side of it (13 elements of a BF16
+    /// restrain, 62 of an F16 one, one ulp off).
     public static func bytes(_ values: [Double], dtype: DType) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: values.count * dtype.size)
         if dtype == .f64 {
@@ -30,9 +33,22 @@ public enum TensorMath {
             return out
         }
         precondition(dtype == .f32 || dtype == .f16 || dtype == .bf16, "cannot round to \(dtype.rawValue)")
-        let f = values.map { Float($0) }
+        let f = dtype == .f32 ? values.map { Float($0) } : values.map(roundedToOdd)
         f.withUnsafeBufferPointer { fp in out.withUnsafeMutableBytes { encodeFromFloat(fp, dtype: dtype, into: $0) } }
         return out
+    }
+
+    /// `v` rounded to float32 to odd: toward zero, with the last bit set when that was inexact.
+    /// Rounding that to a format of at most 22 significant bits (F16, BF16) to nearest gives the
+    /// same result as rounding `v` there directly (Boldo and Melquiond, 2008): no value lands on
+    /// a midpoint of the narrow format that it was not on. ±∞ and NaN stay.
+    public static func roundedToOdd(_ v: Double) -> Float {
+        let nearest = Float(v)
+        guard nearest.isFinite, Double(nearest) != v else { return nearest }
+        // One step toward zero when to-nearest went away from it (same sign: the magnitude's
+        // bit pattern one less).
+        let towardZero = abs(Double(nearest)) > abs(v) ? Float(bitPattern: nearest.bitPattern - 1) : nearest
+        return Float(bitPattern: towardZero.bitPattern | 1)
     }
 
     /// The (rows, cols) of a 2-D tensor, or nil.

@@ -1,5 +1,6 @@
 import LinAlg
 import Ops
+import TensorIO
 import XCTest
 
 final class RestrainTests: XCTestCase {
@@ -23,8 +24,8 @@ final class RestrainTests: XCTestCase {
             // which stays.
             let expected = min(10, log(10.0) / log(alpha) - log(2.0) / log(alpha) + 2)
             XCTAssertEqual(s[0], expected, accuracy: 1e-10, "alpha \(alpha)")
-            XCTAssertEqual(s[1], 1.5, accuracy: 1e-10)       // below σmax(W_base): unchanged
             if alpha == 1.2 { XCTAssertEqual(s[0], 10, accuracy: 1e-10) } else { XCTAssertLessThan(s[0], 9) }
+            XCTAssertEqual(s[1], 1.5, accuracy: 1e-10)       // below σmax(W_base): unchanged
             XCTAssertEqual(s[2], 0, accuracy: 1e-10)
             XCTAssertEqual(r.before.count, 1)
             XCTAssertEqual(r.before[0], 10, accuracy: 1e-10)
@@ -32,13 +33,13 @@ final class RestrainTests: XCTestCase {
         }
         XCTAssertEqual(Restrain.restrained(1.9, sigmaMaxBase: 2, alpha: M_E), 1.9)
         XCTAssertEqual(Restrain.restrained(2, sigmaMaxBase: 2, alpha: M_E), 2)   // σ = σmax maps to itself
-    }
         // Where σmax·ln α < 1 the formula exceeds σ just above σmax: σ stays (it is never raised).
         XCTAssertGreaterThan(log(4 / 3.443) / log(1.2) + 3.443, 4.2)
         XCTAssertEqual(Restrain.restrained(4, sigmaMaxBase: 3.443, alpha: 1.2), 4)
         XCTAssertEqual(Restrain.restrained(4, sigmaMaxBase: 3.443, alpha: 1 + 0x1p-52), 4)
         XCTAssertEqual(Restrain.restrained(40, sigmaMaxBase: 3.443, alpha: 1.2), log(40 / 3.443) / log(1.2) + 3.443, accuracy: 1e-12)
         XCTAssertLessThan(Restrain.restrained(40, sigmaMaxBase: 3.443, alpha: 1.2), 40)
+    }
 
     func testFastPathMatchesFullSVD() throws {
         var a = Matrix(zeros: 300, 200)
@@ -129,5 +130,69 @@ final class SphereTests: XCTestCase {
             XCTAssertEqual(dw[i, 0] + r.correction[i, 0], 0.5, accuracy: 1e-9)   // halved along e0
             XCTAssertEqual(dw[i, 3] + r.correction[i, 3], 1, accuracy: 1e-9)     // orthogonal: untouched
         }
+    }
+}
+
+/// `TensorMath.bytes` rounds a double to BF16 and F16 once, to nearest even, checked against a
+/// reference written here that picks the nearer of the two neighbouring values of the narrow
+/// format by exact double arithmetic (a difference of two doubles within a factor of two of each
+/// other is exact), ties to the even one. The inputs sit on, just above and just below the
+/// midpoints between neighbours, where rounding to float32 first and then to nearest again
+/// went the wrong way.
+final class RoundingTests: XCTestCase {
+    func testRoundsOnceToNearestEvenAtMidpoints() {
+        let formats: [(dtype: DType, decode: (UInt16) -> Double)] = [
+            (.bf16, { Double(Float(bitPattern: UInt32($0) << 16)) }),
+            (.f16, { Double(Float16(bitPattern: $0)) }),
+        ]
+        for (dtype, decode) in formats {
+            var values: [Double] = []
+            var rng = SystemRandomNumberGenerator()
+            // Positive finite encodings below the largest (its upper neighbour is ∞), both signs,
+            // normal and subnormal.
+            let top: UInt16 = dtype == .bf16 ? 0x7F7E : 0x7BFE
+            var encodings: [UInt16] = [0, 1, 2, 0x3F, 0x40, 0x3FF, 0x400, top]
+            for _ in 0..<3000 { encodings.append(UInt16.random(in: 0...top, using: &rng)) }
+            for b in encodings {
+                let lo = decode(b), hi = decode(b + 1), mid = lo + (hi - lo) / 2
+                for v in [mid, mid.nextUp, mid.nextDown, mid + (hi - lo) / 1e6, mid - (hi - lo) / 1e6, lo, hi] {
+                    values.append(v)
+                    values.append(-v)
+                }
+            }
+            func reference(_ v: Double) -> UInt16 {
+                let sign: UInt16 = v.sign == .minus ? 0x8000 : 0
+                let m = abs(v)
+                // The largest encoding not above m, by bisection over the ordered encodings.
+                var lo: UInt16 = 0, hi: UInt16 = dtype == .bf16 ? 0x7F7F : 0x7BFF
+                while lo < hi {
+                    let mid = lo + (hi - lo + 1) / 2
+                    if decode(mid) <= m { lo = mid } else { hi = mid - 1 }
+                }
+                let below = decode(lo), above = decode(lo + 1)
+                if below == m { return sign | lo }
+                let down = m - below, up = above - m
+                if down < up || (down == up && lo & 1 == 0) { return sign | lo }
+                return sign | (lo + 1)
+            }
+            let got = TensorMath.bytes(values, dtype: dtype)
+            var wrong = 0
+            for (i, v) in values.enumerated() {
+                let bits = UInt16(got[2 * i]) | UInt16(got[2 * i + 1]) << 8
+                if bits != reference(v) {
+                    wrong += 1
+                    if wrong <= 5 { XCTFail("\(dtype.rawValue) \(v): got \(String(bits, radix: 16)), expected \(String(reference(v), radix: 16))") }
+                }
+            }
+            XCTAssertEqual(wrong, 0, "\(dtype.rawValue): \(values.count) values")
+        }
+        // Round to odd: exact values stay, others get the last bit set toward zero.
+        XCTAssertEqual(TensorMath.roundedToOdd(1.5), 1.5)
+        XCTAssertEqual(TensorMath.roundedToOdd(1 + 0x1p-30), Float(bitPattern: Float(1).bitPattern | 1))
+        XCTAssertEqual(TensorMath.roundedToOdd(-(1 + 0x1p-30)), -Float(bitPattern: Float(1).bitPattern | 1))
+        XCTAssertEqual(TensorMath.roundedToOdd((1 + 0x1p-23).nextDown), Float(bitPattern: Float(1).bitPattern | 1))
+        XCTAssertEqual(TensorMath.roundedToOdd(0x1p-160), Float.leastNonzeroMagnitude)
+        XCTAssertEqual(TensorMath.roundedToOdd(.infinity), .infinity)
+        XCTAssertTrue(TensorMath.roundedToOdd(.nan).isNaN)
     }
 }
