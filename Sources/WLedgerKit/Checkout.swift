@@ -408,21 +408,7 @@ extension Repository {
     /// and is an empty directory or absent, creating it and missing parents when absent; the
     /// topmost directory it created (nil: none), which holds everything it made.
     private func prepareOutputDirectory(_ dir: String) throws -> String? {
-        /// `path` with symbolic links resolved: its deepest existing ancestor by realpath, the
-        /// rest appended.
-        func resolved(_ path: String) -> String {
-            var head = path, tail: [String] = []
-            while !head.isEmpty && head != "/" {
-                if let r = realpath(head, nil) {
-                    defer { free(r) }
-                    return ([String(cString: r)] + tail.reversed()).joined(separator: "/")
-                }
-                tail.append(String(head.split(separator: "/").last ?? ""))
-                head = parentDirectory(of: head)
-            }
-            return "/" + tail.reversed().joined(separator: "/")
-        }
-        let realRoot = resolved(root), realDir = resolved(dir)
+        let realRoot = resolvedPath(root), realDir = resolvedPath(dir)
         if realDir == realRoot || realDir.hasPrefix(realRoot + "/") {
             throw KitError.usage("'\(dir)': --output must be outside the model directory '\(root)'")
         }

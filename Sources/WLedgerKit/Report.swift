@@ -235,6 +235,16 @@ extension Repository {
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
             throw KitError.usage("'\(path)': is a directory; give a file name for the report")
         }
+        // Never over the ledger or a file wledger tracks (it replaced them: `-o .wledger/ledger`
+        // lost the history): inside .wledger/ only the default report.html, and in the work tree
+        // no file HEAD holds (a weight file, config.json, …). Compared with links resolved.
+        let real = resolvedPath(path), realRoot = resolvedPath(root)
+        if real.hasPrefix(realRoot + "/" + Self.directoryName + "/"), real != realRoot + "/" + Self.directoryName + "/report.html" {
+            throw KitError.usage("'\(path)': is inside \(Self.directoryName)/, which holds the ledger; write the report elsewhere (the default is \(Self.directoryName)/report.html)")
+        }
+        if real.hasPrefix(realRoot + "/"), try ledger.files(of: try ledger.head().commit)[String(real.dropFirst(realRoot.count + 1))] != nil {
+            throw KitError.usage("'\(path)': is a file of the model directory that wledger tracks; write the report elsewhere")
+        }
         let dir = parentDirectory(of: path)
         guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
             throw KitError.usage("'\(path)': cannot write the report: no such directory '\(dir)'")

@@ -113,6 +113,21 @@ public final class Repository {
     }
 }
 
+/// An absolute `path` with symbolic links resolved: its deepest existing ancestor by realpath,
+/// the rest appended.
+func resolvedPath(_ path: String) -> String {
+    var head = path, tail: [String] = []
+    while !head.isEmpty && head != "/" {
+        if let r = realpath(head, nil) {
+            defer { free(r) }
+            return ([String(cString: r)] + tail.reversed()).joined(separator: "/")
+        }
+        tail.append(String(head.split(separator: "/").last ?? ""))
+        head = parentDirectory(of: head)
+    }
+    return "/" + tail.reversed().joined(separator: "/")
+}
+
 /// `path` made absolute against the current directory, with "." and ".." removed.
 public func absolutePath(_ path: String) -> String {
     let base = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
