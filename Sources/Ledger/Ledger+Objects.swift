@@ -65,6 +65,16 @@ extension Ledger {
     }
 
     /// Total stored bytes of all objects and the page-level size of the ledger file.
+    /// Stored bytes of the objects a snapshot commit (the base) keeps: its tensors' versions
+    /// and its files' objects (side files, safetensors headers), each object once.
+    public func snapshotStoredBytes(of commit: String) throws -> Int {
+        try db.queryOne("""
+            SELECT coalesce(sum(storedSize), 0) FROM object WHERE id IN (
+                SELECT v.object FROM commitTensor t JOIN tensorVersion v ON v.hash = t.hash WHERE t."commit" = ?1
+                UNION SELECT object FROM commitFile WHERE "commit" = ?1 AND object IS NOT NULL)
+            """, [.text(commit)]) { Int($0.int(0)) } ?? 0
+    }
+
     public func storageTotals() throws -> (objects: Int, storedBytes: Int, payloadBytes: Int) {
         try db.queryOne("SELECT count(*), coalesce(sum(storedSize), 0), coalesce(sum(size), 0) FROM object") {
             (Int($0.int(0)), Int($0.int(1)), Int($0.int(2)))

@@ -9,6 +9,9 @@ public struct ReflogEntry: Equatable, Sendable {
     /// Unix seconds.
     public var time: Int64
     public var message: String
+    /// The entry's place among every reflog entry of the ledger (later entries are larger),
+    /// which orders entries made within the same second.
+    public var seq: Int64 = 0
 }
 
 /// What a ref must point to before it moves (git's "old value" check).
@@ -34,6 +37,15 @@ extension Ledger {
         }
         for u in name.unicodeScalars where u.value < 0x21 || u.value == 0x7F || "~^:?*[\\".unicodeScalars.contains(u) {
             throw bad("not a valid ref name")
+        }
+        // As git: no component may end in ".lock".
+        if name.split(separator: "/").contains(where: { $0.hasSuffix(".lock") }) { throw bad("not a valid ref name") }
+        // Names are stored byte for byte, but Swift compares text by canonical equivalence: a
+        // decomposed 'café' beside a composed one would be two branches that compare equal
+        // (which is current, which HEAD follows). Only the composed form (NFC) is taken.
+        let composed = name.precomposedStringWithCanonicalMapping
+        if !composed.utf8.elementsEqual(name.utf8) {
+            throw bad("not in Unicode normal form C (NFC): use the composed form of its accented letters")
         }
     }
 
@@ -183,9 +195,9 @@ extension Ledger {
 
     /// `ref`'s log ("HEAD" or "refs/heads/x"), newest first; at most `limit` entries.
     public func reflog(_ ref: String, limit: Int? = nil) throws -> [ReflogEntry] {
-        try db.query("SELECT old, new, time, message FROM reflog WHERE ref = ? ORDER BY seq DESC LIMIT ?",
+        try db.query("SELECT old, new, time, message, seq FROM reflog WHERE ref = ? ORDER BY seq DESC LIMIT ?",
                      [.text(ref), .int(Int64(limit ?? -1))]) {
-            ReflogEntry(old: $0.optionalText(0), new: $0.text(1), time: $0.int(2), message: $0.text(3))
+            ReflogEntry(old: $0.optionalText(0), new: $0.text(1), time: $0.int(2), message: $0.text(3), seq: $0.int(4))
         }
     }
 }

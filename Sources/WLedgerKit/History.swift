@@ -131,7 +131,7 @@ extension Repository {
                 let enc = try ledger.version(e.hash)?.encoding ?? "?"
                 let count = e.shape.reduce(1, *)
                 tensors.append(.init(name: e.name, file: e.file, dtype: e.dtype.rawValue, shape: e.shape, changed: st.changed, count: count,
-                                     l1: st.l1, frobenius: st.frobenius, relativeFrobenius: st.baseNorm > 0 ? st.frobenius / st.baseNorm : 0,
+                                     l1: st.l1, frobenius: st.frobenius, relativeFrobenius: st.baseNorm > 0 ? st.frobenius / st.baseNorm : st.frobenius == 0 ? 0 : .infinity,
                                      maxAbs: st.maxAbs, encoding: enc, storedBytes: st.storedBytes))
             }
             info.tensors = tensors
@@ -146,8 +146,9 @@ extension Repository {
         return info
     }
 
+    /// What the base snapshot stored (not the whole ledger: later commits' objects are theirs).
     private func baseStoredBytes(_ id: String) throws -> Int {
-        try ledger.storageTotals().storedBytes
+        try ledger.snapshotStoredBytes(of: id)
     }
 
     /// `wledger log`: commits from `revision` (default HEAD) back to the base, newest first; or,

@@ -30,7 +30,10 @@ public struct RevisionResolver {
             } else if let tilde = name.lastIndex(of: "~"), name[name.index(after: tilde)...].allSatisfy(\.isNumber) {
                 let digits = name[name.index(after: tilde)...]
                 guard let n = digits.isEmpty ? 1 : Int(digits) else { throw LedgerError.unknownRevision(revision) }
-                steps += n
+                // Steps past an Int go past the base commit of any history.
+                let (sum, overflow) = steps.addingReportingOverflow(n)
+                guard !overflow else { throw LedgerError.invalid("revision '\(revision)' goes past the base commit") }
+                steps = sum
                 name = name[..<tilde]
             } else {
                 break
@@ -58,6 +61,9 @@ public struct RevisionResolver {
         }
         // `stash` alone is stash@{0} while the stash has entries (git's refs/stash).
         if name == "stash" || name == Ledger.stashLog, let top = try ledger.reflog(Ledger.stashLog, limit: 1).first { return top.new }
+        // A full commit id names that commit, also where a branch or tag has the same name (as
+        // git takes a full object name as the object).
+        if name.utf8.count == 64, name.allSatisfy(\.isHexDigit), let c = try ledger.commit(name.lowercased()) { return c.id }
         if name.hasPrefix("refs/"), let t = try ledger.refTarget(name) { return t }
         if let t = try ledger.refTarget("refs/heads/" + name) { return t }
         if let t = try ledger.refTarget("refs/tags/" + name) { return t }
@@ -106,27 +112,28 @@ public struct RevisionResolver {
         var found = 0
         for e in try ledger.reflog("HEAD") where e.message.hasPrefix(prefix) {
             found += 1
-            if found == n, let from = e.message.dropFirst(prefix.count).split(separator: " ").first { return try renamedBranch(String(from), since: e.time) }
+            if found == n, let from = e.message.dropFirst(prefix.count).split(separator: " ").first { return try renamedBranch(String(from), since: e.seq) }
         }
         throw LedgerError.invalid("'\(original)': HEAD's log has only \(found) checkout(s)")
     }
 
-    /// A branch name from a log entry made at `time`, followed through `branch -m` (as `checkout
-    /// -` is): each step takes the first rename of that name at or after the step before, also
-    /// where a new branch took the old name since; the renames are in the renamed branches' logs
-    /// ("Branch: renamed refs/heads/OLD to refs/heads/NEW").
-    private func renamedBranch(_ name: String, since time: Int64) throws -> String {
+    /// A branch name from the log entry numbered `seq`, followed through `branch -m` (as
+    /// `checkout -` is): each step takes the first rename of that name after the step before,
+    /// also where a new branch took the old name since; the renames are in the renamed branches'
+    /// logs ("Branch: renamed refs/heads/OLD to refs/heads/NEW"), ordered by their place in the
+    /// ledger's log, not their time (renames within one second are told apart).
+    private func renamedBranch(_ name: String, since seq: Int64) throws -> String {
         let prefix = RefKind.branch.prefix
-        var renames: [(old: String, new: String, time: Int64)] = []
+        var renames: [(old: String, new: String, seq: Int64)] = []
         for (ref, _) in try ledger.refs(prefix: prefix) {
             for e in try ledger.reflog(ref) where e.message.hasPrefix("Branch: renamed \(prefix)") {
                 let parts = e.message.dropFirst("Branch: renamed ".count).components(separatedBy: " to ")
-                if parts.count == 2 { renames.append((String(parts[0].dropFirst(prefix.count)), String(parts[1].dropFirst(prefix.count)), e.time)) }
+                if parts.count == 2 { renames.append((String(parts[0].dropFirst(prefix.count)), String(parts[1].dropFirst(prefix.count)), e.seq)) }
             }
         }
-        var current = name, since = time, steps = 0
-        while steps < renames.count, let next = renames.filter({ $0.old == current && $0.time >= since }).min(by: { $0.time < $1.time }) {
-            (current, since, steps) = (next.new, next.time, steps + 1)
+        var current = name, since = seq
+        while let next = renames.filter({ $0.old == current && $0.seq > since }).min(by: { $0.seq < $1.seq }) {
+            (current, since) = (next.new, next.seq)
         }
         return current
     }

@@ -37,6 +37,7 @@ struct Branch: ParsableCommand {
             let r = try repo.renameBranch(old, to: new, force: force)
             try warnIfBranchAndTagShare(r.to, created: .branch, in: repo)
             if json { return try printJSON(r) }
+            if global.quiet { return }   // as git's -q
             return print("Renamed branch \(r.from) to \(r.to)\(r.current ? " (HEAD follows it)" : "")")
         }
         try runRefCommand(.branch, global: global, name: name, startPoint: startPoint ?? "HEAD", delete: delete, force: force, json: json)
@@ -87,12 +88,14 @@ func runRefCommand(_ kind: RefKind, global: GlobalOptions, name: String?, startP
         let was = try repo.deleteRef(kind, name: name, force: force)
         struct Deleted: Encodable { var deleted: String; var kind: String; var commit: String }
         if json { return try printJSON(Deleted(deleted: name, kind: kind.rawValue, commit: was)) }
+        if global.quiet { return }   // as git's -q
         print("Deleted \(kind.rawValue) \(name) (was \(short(was)))")
         return
     }
     let (r, before) = try repo.createRef(kind, name: name, at: startPoint, force: force)
     try warnIfBranchAndTagShare(name, created: kind, in: repo)
     if json { return try printJSON(r) }
+    if global.quiet { return }   // as git's -q: no message (warnings still go to stderr)
     if before == r.commit {
         print("\(kind.rawValue.prefix(1).uppercased() + kind.rawValue.dropFirst()) \(r.name) already at \(short(r.commit)); unchanged")
     } else if let before {

@@ -30,7 +30,7 @@ struct Commit: ParsableCommand {
     @Flag(help: "Print the result as JSON.") var json = false
 
     func run() throws {
-        try refuseEmptyMessage(message)
+        let message = try cleanedMessage(self.message)!
         try refuseEmptyField(author, option: "--author")
         try refuseEmptyField(method, option: "--method")
         var options = CommitOptions(message: message)
@@ -51,7 +51,7 @@ struct Commit: ParsableCommand {
         let r = try repo.commit(options, progress: global.progress, prefetched: hashing)
         if json { return try printJSON(r) }
         if global.quiet { return }   // as git's -q: no summary either
-        print("[\(r.branch ?? "detached HEAD") \(short(r.commit))] \(message)")
+        print("[\(r.branch ?? "detached HEAD") \(short(r.commit))] \(message.prefix { $0 != "\n" })")  // the subject, as git
         let elements = r.tensors.reduce(0) { $0 + $1.changed }
         print(" \(r.tensors.count) tensor(s) changed, \(elements) elements, \(r.files.count) file(s); stored \(humanBytes(r.storedBytes))")
         for t in r.tensors {

@@ -56,7 +56,7 @@ struct Edit: ParsableCommand {
     }
 
     func run() throws {
-        try refuseEmptyMessage(message)
+        let message = try cleanedMessage(self.message)
         try refuseEmptyField(author, option: "--author")
         let bytes: [UInt8]
         do { bytes = try readFile(request) } catch { throw ValidationError("'\(request)': cannot read the edit request") }

@@ -21,7 +21,7 @@ struct Init: ParsableCommand {
     func run() throws {
         var policy = SnapshotPolicy()
         policy.allowNonFinite = allowNonfinite
-        try refuseEmptyMessage(message)
+        let message = try cleanedMessage(self.message)!
         try refuseEmptyField(author, option: "--author")
         let r = try Repository.initialize(at: global.directory, message: message, author: author, policy: policy, progress: global.progress)
         if json { return try printJSON(r) }

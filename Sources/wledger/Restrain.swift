@@ -43,7 +43,7 @@ struct Restrain: ParsableCommand {
     }
 
     func run() throws {
-        try refuseEmptyMessage(message)
+        let message = try cleanedMessage(self.message)
         try refuseEmptyField(author, option: "--author")
         let m: RestrainMethod = method == .prune ? .prune(alpha: alphaValue!) : .sphere(eta: eta, beta: beta)
         try recordCommit(global, noVerify: noVerify, json: json) { repo in

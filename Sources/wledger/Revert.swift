@@ -23,7 +23,7 @@ struct Revert: ParsableCommand {
     @Flag(help: "Print the result as JSON.") var json = false
 
     func run() throws {
-        try refuseEmptyMessage(message)
+        let message = try cleanedMessage(self.message)
         try refuseEmptyField(author, option: "--author")
         try recordCommit(global, noVerify: noVerify, json: json) { repo in
             try repo.revert(revision, message: message, author: author, progress: global.progress)

@@ -69,12 +69,24 @@ func warnWorkTreeMismatches(_ count: Int) {
     warn("\(count) tensor(s) in the work tree did not hold the version its scan recorded (written since the scan, or by a write their file's stat did not show); rebuilt them from the ledger instead ('wledger status --rehash' re-reads every tensor)")
 }
 
-/// As git: a commit message given as empty (or only white space) aborts the command before the
-/// repository is opened; no message (`nil`) means the command's default.
-func refuseEmptyMessage(_ message: String?) throws {
-    if let message, message.allSatisfy(\.isWhitespace) {
-        throw KitError.usage("aborting commit due to empty commit message (-m)")
+/// A `-m` message cleaned as git cleans one (`--cleanup=whitespace`): white space at the ends of
+/// lines, blank lines at the start and end, and all but one of consecutive blank lines removed,
+/// so that its first line is the subject (a message starting with a blank line had an empty
+/// subject in `log --oneline` and the reflog). As git, a message that is empty (or only white
+/// space) aborts the command before the repository is opened; no message (`nil`) means the
+/// command's default.
+func cleanedMessage(_ message: String?) throws -> String? {
+    guard let message else { return nil }
+    var lines: [Substring] = []
+    for raw in message.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
+        var line = raw
+        while let last = line.last, last.isWhitespace { line = line.dropLast() }
+        if line.isEmpty, lines.last?.isEmpty ?? true { continue }
+        lines.append(line)
     }
+    while lines.last?.isEmpty == true { lines.removeLast() }
+    guard !lines.isEmpty else { throw KitError.usage("aborting commit due to empty commit message (-m)") }
+    return lines.joined(separator: "\n")
 }
 
 /// A file or tensor name as one line of text output: as is, or, where it holds a control

@@ -412,7 +412,8 @@ final class LedgerTests: XCTestCase {
         XCTAssertEqual(try ledger.reflog("refs/heads/main").map(\.old), [a, nil])
         XCTAssertEqual(try ledger.reflog("HEAD").map(\.message), ["commit: b", "init"])
         try ledger.transaction { try ledger.setHead(.detached(commit: a), message: "checkout: moving from main to a") }
-        XCTAssertEqual(try ledger.reflog("HEAD", limit: 1), [ReflogEntry(old: b, new: a, time: try ledger.reflog("HEAD")[0].time, message: "checkout: moving from main to a")])
+        XCTAssertEqual(try ledger.reflog("HEAD", limit: 1), [ReflogEntry(old: b, new: a, time: try ledger.reflog("HEAD")[0].time, message: "checkout: moving from main to a",
+                                                                 seq: try ledger.reflog("HEAD")[0].seq)])
         XCTAssertEqual(try ledger.reflog("refs/heads/main").count, 2)
         try ledger.transaction { try ledger.updateRef("refs/heads/side", to: b, expected: .absent, message: "branch: Created from main") }
         XCTAssertEqual(try ledger.reflog("HEAD").count, 3, "a branch HEAD does not point to moves alone")
