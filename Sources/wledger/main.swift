@@ -93,6 +93,13 @@ let arguments: [String] = {
         }
         args = out
     }
+    // `config -C DIR set …`, `hooks -C DIR list`, `bisect -C DIR log`: the directory given between
+    // a command and its subcommand is the subcommand's (-C is an option of the subcommands only;
+    // ArgumentParser named it unknown there, or took the subcommand for an argument).
+    if args.count >= 4, args[1] == "-C", let group = WLedger.commandsByName[args[0]],
+       group.configuration.subcommands.contains(where: { $0.configuration.commandName == args[3] }) {
+        args = [args[0], args[3], "-C", args[2]] + args.dropFirst(4)
+    }
     // `config set KEY -6` (a negative threshold, `-5%`, `-inf`): the value is not an option; as if
     // after `--` (so `-inf` gets the key's own message, not "Missing expected argument").
     if args.count > 2, args[0] == "config", args[1] == "set", !args.contains("--") {

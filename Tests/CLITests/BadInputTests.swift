@@ -1387,6 +1387,14 @@ final class BadInputTests: XCTestCase {
             XCTAssertEqual(r.status, 2, "\(args)")
             XCTAssertEqual(r.stderr, "error: cannot change to '\(missing)': No such file or directory\n", "\(args)")
         }
+        // Between a command and its subcommand, -C is the subcommand's (it was "Unknown option").
+        for (group, sub) in [(["config", "-C", dir, "list"], ["config", "list", "-C", dir]), (["hooks", "-C", dir, "list"], ["hooks", "list", "-C", dir]),
+                             (["bisect", "-C", dir, "log"], ["bisect", "log", "-C", dir]), (["stash", "-C", dir, "list"], ["stash", "list", "-C", dir])] {
+            let a = try CLI.run(group), b = try CLI.run(sub)
+            XCTAssertEqual(a.status, b.status, "\(group): \(a.stderr)")
+            XCTAssertEqual(a.stdout + a.stderr, b.stdout + b.stderr, "\(group)")
+            XCTAssertFalse(a.stderr.contains("Unknown option"), a.stderr)
+        }
         let bare = try CLI.run(["-C"])
         XCTAssertEqual(bare.status, 2)
         XCTAssertEqual(bare.stderr, "error: no directory given for '-C' (see 'wledger --help')\n")
