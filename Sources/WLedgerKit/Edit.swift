@@ -61,6 +61,20 @@ struct SecondMoment {
     var tokens: Int
 }
 
+/// A ROME request of an array failed after earlier ones were committed: those commits stay.
+public struct PartialEditError: Error, CustomStringConvertible {
+    /// Reports of the commits made before the failure.
+    public let committed: [EditReport]
+    /// The failed request's place (1-based) and how many the array held.
+    public let failedRequest: Int, requests: Int
+    public let underlying: Error
+
+    public var description: String {
+        let ids = committed.map { String($0.commit.prefix(12)) }.joined(separator: ", ")
+        return "request \(failedRequest) of \(requests): \(underlying); the \(committed.count == 1 ? "request" : "requests") before it \(committed.count == 1 ? "was" : "were") committed (\(ids)) and \(committed.count == 1 ? "stays" : "stay"): 'wledger reset --hard HEAD~\(committed.count)' undoes \(committed.count == 1 ? "it" : "them")"
+    }
+}
+
 extension Repository {
     /// `wledger edit`: edits the model natively (ROME one request at a time, MEMIT a batch), and
     /// commits each edit with its method, hyperparameters and request. Nothing is written unless
@@ -109,10 +123,16 @@ extension Repository {
         var reports: [EditReport] = []
         switch options.method {
         case .rome:
-            for item in items {
-                let r = try romeEdit(item, baseID: baseID, requestFile: requestFile, options: options, progress: progress)
-                onEdit?(r)
-                reports.append(r)
+            for (i, item) in items.enumerated() {
+                do {
+                    let r = try romeEdit(item, baseID: baseID, requestFile: requestFile, options: options, progress: progress)
+                    onEdit?(r)
+                    reports.append(r)
+                } catch where !reports.isEmpty {
+                    // The requests before it stay committed (as `git am` keeps the patches it
+                    // applied); the error says which, so that a script can tell.
+                    throw PartialEditError(committed: reports, failedRequest: i + 1, requests: items.count, underlying: error)
+                }
             }
         case .memit:
             let r = try memitEdit(items, baseID: baseID, requestFile: requestFile, options: options, progress: progress)

@@ -78,11 +78,18 @@ struct Edit: ParsableCommand {
         let repo = try global.openRepository(forWriting: true)
         repo.verifyHooks = !noVerify
         var warned: String? = nil
-        let reports = try repo.edit(requestBytes: bytes, source: request, options: o, progress: global.progress) { r in
-            // Once per commit (a MEMIT commit reports each of its requests).
-            if warned != r.commit { warnWorkTreeMismatches(r.workTreeMismatches) }
-            warned = r.commit
-            if !json { Edit.printReport(r) }
+        let reports: [EditReport]
+        do {
+            reports = try repo.edit(requestBytes: bytes, source: request, options: o, progress: global.progress) { r in
+                // Once per commit (a MEMIT commit reports each of its requests).
+                if warned != r.commit { warnWorkTreeMismatches(r.workTreeMismatches) }
+                warned = r.commit
+                if !json { Edit.printReport(r) }
+            }
+        } catch let e as PartialEditError {
+            // With --json the commits that were made are still printed (the error goes to stderr).
+            if json { try printJSON(e.committed) }
+            throw e
         }
         if json { try printJSON(reports) }
     }

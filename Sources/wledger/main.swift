@@ -12,6 +12,7 @@ import WLedgerKit
 func exitCode(for error: Error) -> Int32 {
     switch error {
     case let e as KitError: return e.exitCode
+    case let e as PartialEditError: return exitCode(for: e.underlying)
     case is TensorIOError: return 2
     // A task file, model config or tokenizer that cannot serve is bad input.
     case is TaskError, is ModelError, is TokenizerError: return 2

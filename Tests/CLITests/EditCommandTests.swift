@@ -123,6 +123,28 @@ final class EditCommandTests: XCTestCase {
         r = try wl(["log", "--json"])
         XCTAssertTrue(r.stdout.contains("MEMIT"), r.stdout)
 
+        // A ROME array whose second request fails (here its pre-commit hook refuses it): the first
+        // stays committed, as `git am` keeps what it applied, and the error says so, naming it;
+        // with --json its report is still printed.
+        let hook = dir + "/.wledger/hooks/pre-commit"
+        try "#!/bin/sh\nn=$(cat \"$0.count\" 2>/dev/null || echo 0); n=$((n + 1)); echo $n > \"$0.count\"; test $n -lt 2\n"
+            .write(toFile: hook, atomically: true, encoding: .utf8)
+        XCTAssertEqual(chmod(hook, 0o755), 0)
+        let beforeArray = try XCTUnwrap((try json(try wl(["show", "HEAD", "--json"])) as? [String: Any])?["id"] as? String)
+        r = try wl(["edit", "-q", "--request", two, "--steps", "10", "--mom2-tokens", "2048", "--json"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        let partial = try XCTUnwrap(try json(r) as? [[String: Any]])
+        XCTAssertEqual(partial.count, 1)
+        let first = try XCTUnwrap(partial.first?["commit"] as? String)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        XCTAssertTrue(r.stderr.hasPrefix("error: request 2 of 2: "), r.stderr)
+        XCTAssertTrue(r.stderr.contains("the request before it was committed (\(first.prefix(12))) and stays"), r.stderr)
+        let head = try XCTUnwrap((try json(try wl(["show", "HEAD", "--json"])) as? [String: Any]))
+        XCTAssertEqual(head["id"] as? String, first)
+        XCTAssertEqual(head["parent"] as? String, beforeArray)
+        try FileManager.default.removeItem(atPath: hook)
+        XCTAssertEqual(try wl(["status", "-s"]).stdout, "", "the refused request left the work tree at the first's commit")
+
         // The edits are ordinary commits: revertible, and the ledger is sound.
         XCTAssertEqual(try wl(["revert", "-q", "HEAD"]).status, 0)
         r = try wl(["fsck", "-q", "--full"])
