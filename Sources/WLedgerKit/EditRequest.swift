@@ -38,6 +38,17 @@ public enum EditRequest {
         for (k, _) in members where !allowedKeys.contains(k) {
             throw bad("unknown field \"\(k)\" (allowed: \(allowedKeys.sorted().joined(separator: ", ")))")
         }
+        // A NUL would go into commit messages (edit's default names the subject), which git
+        // refuses too, and through `log` to the terminal.
+        func holdsNUL(_ v: JSONValue) -> Bool {
+            switch v {
+            case let .string(s): return s.unicodeScalars.contains("\u{0}")
+            case let .array(a): return a.contains(where: holdsNUL)
+            case let .object(o): return o.contains { $0.0.unicodeScalars.contains("\u{0}") || holdsNUL($0.1) }
+            default: return false
+            }
+        }
+        for (k, value) in members where holdsNUL(value) { throw bad("\"\(k)\" contains a NUL character (U+0000)") }
         func requiredString(_ key: String) throws -> String {
             guard let item = v[key] else { throw bad("missing \"\(key)\"") }
             guard let s = item.stringValue else { throw bad("\"\(key)\" must be a string") }

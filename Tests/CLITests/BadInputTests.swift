@@ -594,6 +594,11 @@ final class BadInputTests: XCTestCase {
             ("empty-list.json", "[]", ["empty"]),
             ("no-rephrasings.json", #"{"prompt":"The Eiffel Tower is in","subject":"Eiffel Tower","target_new":"Rome","ground_truth":"Paris","rephrase_prompt":[]}"#,
              ["\"rephrase_prompt\" must be a non-empty string or a non-empty array of them"]),
+            // A NUL went into edit's default message and through log to the terminal.
+            ("nul.json", #"{"prompt":"The Eiffel Tower is in","subject":"Eiffel Tower","target_new":"Rome\u0000","ground_truth":"Paris"}"#,
+             ["\"target_new\" contains a NUL character (U+0000)"]),
+            ("nul-locality.json", #"{"prompt":"The Eiffel Tower is in","subject":"Eiffel Tower","target_new":"Rome","ground_truth":"Paris","locality":{"n":{"prompt":"a\u0000","ground_truth":"b"}}}"#,
+             ["\"locality\" contains a NUL character"]),
         ]
         for (name, text, words) in cases {
             let path = reqDir + "/" + name
