@@ -38,6 +38,18 @@ public struct ModelDirectory: Sendable {
         } catch {
             throw TensorIOError.io(path: path, operation: "list", reason: "\(error.localizedDescription)")
         }
+        // A name that is not UTF-8 cannot be recorded as text (Foundation's listing left it out,
+        // so status did not show it and commit did not record it): refused, named with escapes.
+        if let dir = opendir(path) {
+            defer { closedir(dir) }
+            while let entry = readdir(dir) {
+                let bytes = withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix { $0 != 0 }) }
+                guard bytes.first != UInt8(ascii: "."), String(validating: bytes, as: UTF8.self) == nil else { continue }
+                let shown = bytes.map { $0 < 0x80 && $0 >= 0x20 ? String(UnicodeScalar($0)) : "\\" + String($0, radix: 8) }.joined()
+                throw TensorIOError.invalidModelDirectory(path: path + "/" + shown,
+                    reason: "its name is not valid UTF-8, and wledger records names as text; rename it")
+            }
+        }
         /// A regular file, or a link to one: not a directory, FIFO, socket or device (reading a
         /// FIFO would block the scan).
         func isRegular(_ name: String) -> Bool {

@@ -61,6 +61,29 @@ final class UnusualNamesTests: XCTestCase {
         XCTAssertEqual(try wl(["status", "-s"]).stdout, "")
     }
 
+    /// A file name that is not UTF-8 is refused, named with an octal escape (it was left out of
+    /// the listing: status did not show it and commit did not record it).
+    func testFileNamesThatAreNotUTF8AreRefused() throws {
+        let tmp = try TemporaryDirectory("not-utf8")
+        let dir = (tmp.path + "/m" as NSString).standardizingPath
+        func wl(_ args: [String]) throws -> ProcessOutput { try CLI.run(args, in: dir) }
+        try writeTinyModel(dir, tensors: [("w", .f32, [1], [0, 0, 0x80, 0x3f])])
+        XCTAssertEqual(try wl(["init", "-q"]).status, 0)
+        let raw = Array((dir + "/bad").utf8) + [0xFF] + Array(".txt".utf8) + [0]
+        let fd = raw.withUnsafeBufferPointer { open(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), O_CREAT | O_WRONLY, 0o644) }
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        close(fd)
+        let before = try directoryDigest(dir)
+        for args in [["status"], ["commit", "-m", "bad"]] {
+            let r = try wl(args)
+            XCTAssertEqual(r.status, 2, "\(args): \(r.stderr)")
+            XCTAssertEqual(r.stderr, "error: '\(dir)/bad\\377.txt': its name is not valid UTF-8, and wledger records names as text; rename it\n")
+            XCTAssertEqual(try directoryDigest(dir), before, "\(args) changed something")
+        }
+        XCTAssertEqual(raw.withUnsafeBufferPointer { unlink(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self)) }, 0)
+        XCTAssertEqual(try wl(["status", "-s"]).stdout, "")
+    }
+
     /// A file name with a newline, a tab or a quote is printed quoted with C escapes, as git
     /// quotes such paths, so `status -s` keeps one line per entry; JSON holds the name itself.
     func testNamesWithControlCharactersArePrintedQuoted() throws {
