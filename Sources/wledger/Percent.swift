@@ -14,6 +14,8 @@ struct Percent: ExpressibleByArgument {
     /// The percentage `argument` gives (any finite non-negative amount), or nil.
     static func parse(_ argument: String) -> Double? {
         let s = argument.hasSuffix("%") ? String(argument.dropLast()) : argument
+        // Decimal only: Double also reads hexadecimal ("0x10" was 16%).
+        guard s.allSatisfy({ $0.isASCII && ($0.isNumber || ".eE+-".contains($0)) }) else { return nil }
         guard let v = Double(s), v >= 0, v.isFinite else { return nil }
         if !argument.hasSuffix("%"), v > 0, v < 1 { return nil }
         return v

@@ -864,6 +864,7 @@ final class BadInputTests: XCTestCase {
         try expectRejected(["restrain"], in: dir, code: 1, mentions: ["nothing to restrain"])
         try expectRejected(["revert", "nope"], in: dir, mentions: ["unknown revision 'nope'"])
         try expectRejected(["prune", "HEAD", "--keep", "140%"], in: dir, mentions: ["--keep"])
+        try expectRejected(["prune", "HEAD", "--keep", "0x10"], in: dir, mentions: ["--keep"])   // read as 16% before
         try expectRejected(["restrain", "--alpha", "1"], in: dir, mentions: ["--alpha"])
         try expectRejected(["restrain", "base...HEAD"], in: dir, mentions: ["'base...HEAD'", "two-dot range"])
         try expectRejected(["restrain", "--method", "sphere", "--eta", "0"], in: dir, mentions: ["--eta"])
