@@ -5,7 +5,7 @@
 
 Sets up a ledger on a copy of the model (init + 3 large rank-one edits), then runs trials. Each trial
 picks an operation — commit (of a fresh simulated edit), checkout (of a random commit), revert
-HEAD, prune HEAD --keep 40%, restrain — measures how long it takes uninterrupted (first time
+HEAD, prune (the newest edit) --keep 40%, restrain — measures how long it takes uninterrupted (first time
 only), starts it again and SIGKILLs it after a uniformly random delay in [0, 1.2 × that time].
 After every kill:
 
@@ -71,6 +71,11 @@ class Repo:
     def commits(self):
         return [c["id"] for c in json.loads(self.run("log", "--json").stdout)]
 
+    def last_edit(self):
+        """The newest edit on HEAD's history (prune takes edits only), or HEAD where there is none."""
+        edits = [c["id"] for c in json.loads(self.run("log", "--json").stdout) if c["kind"] == "edit"]
+        return edits[0] if edits else self.head()
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -118,7 +123,7 @@ def main():
         elif op == "revert":
             args = ["revert", "-q", "HEAD"]
         elif op == "prune":
-            args = ["prune", "-q", "HEAD", "--keep", "40%"]
+            args = ["prune", "-q", repo.last_edit(), "--keep", "40%"]
         else:
             args = ["restrain", "-q"]
         before_head = repo.head()
