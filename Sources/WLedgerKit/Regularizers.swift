@@ -422,6 +422,7 @@ extension Repository {
         let (aRev, bRev) = try Repository.parseRange(range)
         let a = try resolve(aRev), b = try resolve(bRev)
         let clean = try refuseUncommittedChanges(progress: progress)
+        try refuseRestrainedAgain(a: a, b: b)
         let ma = try ledger.manifest(of: a), mb = try ledger.manifest(of: b)
         let headManifest = try ledger.manifest(of: try ledger.head().commit)
         let names = mb.keys.filter { n in
@@ -495,6 +496,40 @@ extension Repository {
         let result = RegularizerResult(commit: try commitUpdates(updates, options: options, clean: clean, progress: progress), restrained: report)
         cacheSpectra(spectra)   // only once it committed (a hook, or nothing to commit, may still refuse it)
         return result
+    }
+}
+
+extension Repository {
+    /// A restrain still in force on HEAD's history already corrected the ΔW of a..b when it lies
+    /// after a and up to b (W_b − W_a holds its correction, whose restrained singular values
+    /// would be restrained again) or when its own range overlaps a..b (its correction, on HEAD,
+    /// is for the same ΔW): refused, naming it (a second `restrain base..E` after `restrain`
+    /// took the top singular values of ΔW from 22 to 13). Ranges off HEAD's history are not
+    /// checked.
+    fileprivate func refuseRestrainedAgain(a: String, b: String) throws {
+        let history = try ledger.history(from: try ledger.head().commit)
+        // Newer commits have larger t (history is newest first).
+        var t: [String: Int] = [:]
+        for (i, c) in history.enumerated() { t[c.id] = history.count - i }
+        guard let ta = t[a], let tb = t[b] else { return }
+        for r in history where r.kind == .restrain {
+            guard let tr = t[r.id], tr > ta else { continue }
+            // In force: not reverted since (as prune counts a prune).
+            if let (net, _) = try effectTally(try revertEffect(r).edit, history: history), net < 1 { continue }
+            var overlaps = tr <= tb
+            if !overlaps {
+                if let text = r.parameters, case let .object(pairs) = try JSONParser.parse(Array(text.utf8)),
+                   case let .array(ends)? = pairs.first(where: { $0.0 == "range" })?.1, ends.count == 2,
+                   case let .string(ra) = ends[0], case let .string(rb) = ends[1], let tra = t[ra], let trb = t[rb] {
+                    overlaps = ta < trb && tra < tb
+                } else {
+                    overlaps = true   // its range is off HEAD's history: it may be the same ΔW
+                }
+            }
+            if overlaps {
+                throw KitError.refused("HEAD already holds restrain \(r.id.prefix(12)), which corrected the ΔW of \(a.prefix(12))..\(b.prefix(12)) (or part of it); restraining it again would restrain its singular values twice: restrain \(r.id.prefix(12))..HEAD for the edits since, or revert \(r.id.prefix(12)) first")
+            }
+        }
     }
 }
 

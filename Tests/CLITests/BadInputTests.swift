@@ -1451,6 +1451,29 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(try CLI.run(["log", "--oneline"], in: dir).stdout.split(separator: "\n").count, 4, "base, edit, restrain, prune")
     }
 
+    /// A restrain in force already corrected a ΔW: restraining it again (the same range, one
+    /// ending before the restrain, or one that holds it) is refused, naming the restrain (a
+    /// second restrain took the top singular values of ΔW from 22 to 13); the edits since it,
+    /// or the range again once it is reverted, restrain as usual.
+    func testRestrainOfAnAlreadyRestrainedRangeIsRefused() throws {
+        let dir = try realModelDir()
+        try initialize(dir)
+        let file = dir + "/model.safetensors", tensor = "model.layers.4.mlp.down_proj.weight"
+        _ = try SimulatedEdit.rankOne(file: file, tensor: tensor, seed: 11, scale: 0.05)
+        try expectSuccess(["commit", "-q", "-m", "large edit"], in: dir)
+        let edit = try commitID("HEAD", in: dir)
+        try expectSuccess(["restrain", "-q"], in: dir)
+        let r1 = try commitID("HEAD", in: dir)
+        for args in [["restrain"], ["restrain", "base..\(edit)"], ["restrain", "base..HEAD"]] {
+            try expectRejected(args, in: dir, code: 1, mentions: ["HEAD already holds restrain \(r1.prefix(12))", "revert \(r1.prefix(12)) first"])
+        }
+        _ = try SimulatedEdit.rankOne(file: file, tensor: tensor, seed: 12, scale: 0.05)
+        try expectSuccess(["commit", "-q", "-m", "second edit"], in: dir)
+        try expectSuccess(["restrain", "-q", "\(r1)..HEAD"], in: dir)
+        try expectSuccess(["revert", "-q", r1], in: dir)
+        try expectSuccess(["restrain", "-q", "base..\(edit)"], in: dir)
+    }
+
     /// commit --prune records the pruned edit and rewrites the work tree to it; revert undoes it.
     func testCommitPruneRewritesTheWorkTree() throws {
         let dir = try realModelDir()
