@@ -5,7 +5,7 @@
 
 Sets up a ledger on a copy of the model (init + 3 large rank-one edits), then runs trials. Each trial
 picks an operation — commit (of a fresh simulated edit), checkout (of a random commit), revert
-HEAD, prune (the newest edit) --keep 40%, restrain — measures how long it takes uninterrupted (first time
+HEAD, prune (the newest edit) --keep 40%, restrain (the edits since the last restrain) — measures how long it takes uninterrupted (first time
 only), starts it again and SIGKILLs it after a uniformly random delay in [0, 1.2 × that time].
 After every kill:
 
@@ -71,6 +71,12 @@ class Repo:
     def commits(self):
         return [c["id"] for c in json.loads(self.run("log", "--json").stdout)]
 
+    def restrain_range(self):
+        """What restrain takes: the commits since the newest restrain on HEAD's history (a
+        restrain already in force is not restrained again), else the default base..HEAD."""
+        restrains = [c["id"] for c in json.loads(self.run("log", "--json").stdout) if c["kind"] == "restrain"]
+        return [f"{restrains[0]}..HEAD"] if restrains else []
+
     def last_edit(self):
         """The newest edit on HEAD's history (prune takes edits only), or HEAD where there is none."""
         edits = [c["id"] for c in json.loads(self.run("log", "--json").stdout) if c["kind"] == "edit"]
@@ -125,7 +131,7 @@ def main():
         elif op == "prune":
             args = ["prune", "-q", repo.last_edit(), "--keep", "40%"]
         else:
-            args = ["restrain", "-q"]
+            args = ["restrain", "-q", *repo.restrain_range()]
         before_head = repo.head()
         before_tree = sha_dir(work)
         if op not in durations:

@@ -64,7 +64,6 @@ extension Ledger {
         try db.query("SELECT id FROM object ORDER BY id") { $0.text(0) }
     }
 
-    /// Total stored bytes of all objects and the page-level size of the ledger file.
     /// Stored bytes of the objects a snapshot commit (the base) keeps: its tensors' versions
     /// and its files' objects (side files, safetensors headers), each object once.
     public func snapshotStoredBytes(of commit: String) throws -> Int {
@@ -75,6 +74,7 @@ extension Ledger {
             """, [.text(commit)]) { Int($0.int(0)) } ?? 0
     }
 
+    /// Total stored bytes of all objects and the page-level size of the ledger file.
     public func storageTotals() throws -> (objects: Int, storedBytes: Int, payloadBytes: Int) {
         try db.queryOne("SELECT count(*), coalesce(sum(storedSize), 0), coalesce(sum(size), 0) FROM object") {
             (Int($0.int(0)), Int($0.int(1)), Int($0.int(2)))

@@ -45,7 +45,7 @@ extension Ledger {
         // (which is current, which HEAD follows). Only the composed form (NFC) is taken.
         let composed = name.precomposedStringWithCanonicalMapping
         if !composed.utf8.elementsEqual(name.utf8) {
-            throw bad("not in Unicode normal form C (NFC): use the composed form of its accented letters")
+            throw bad("not in Unicode normal form C (NFC), as which wledger keeps names; write it in that form")
         }
     }
 

@@ -48,9 +48,13 @@ public enum Restrain {
         let tol = min(max(acceptedResidual * sigmaMaxBase, noiseFloor), 0.5 * sigmaMaxBase)
         let svd = try BLAS.lowRankSVD(delta, tolerance: tol, forceFull: forceFull)
         var before: [Double] = [], after: [Double] = []
+        // Only the singular values the restraint lowers: one it leaves (σ = σmax, or the formula
+        // above σ) is not reported as restrained.
         for s in svd.s where s >= sigmaMaxBase {
+            let r = restrained(s, sigmaMaxBase: sigmaMaxBase, alpha: alpha)
+            guard r < s else { continue }
             before.append(s)
-            after.append(restrained(s, sigmaMaxBase: sigmaMaxBase, alpha: alpha))
+            after.append(r)
         }
         // C = U_r·diag(σ′ − σ)·Vt_r as one product.
         let r = before.count

@@ -38,14 +38,28 @@ public struct ModelDirectory: Sendable {
         } catch {
             throw TensorIOError.io(path: path, operation: "list", reason: "\(error.localizedDescription)")
         }
-        // A name that is not UTF-8 cannot be recorded as text (Foundation's listing left it out,
-        // so status did not show it and commit did not record it): refused, named with escapes.
+        // A file wledger would track (a regular file: a .safetensors one, or a side file of at
+        // most 64 MiB without a weights-like extension) whose name is not UTF-8 cannot be recorded as text: Foundation's
+        // listing left it out, so status did not show it and commit did not record it. Refused,
+        // named with octal escapes; other such entries stay ignored, as entries wledger does not
+        // track are.
         if let dir = opendir(path) {
             defer { closedir(dir) }
             while let entry = readdir(dir) {
                 let bytes = withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix { $0 != 0 }) }
                 guard bytes.first != UInt8(ascii: "."), String(validating: bytes, as: UTF8.self) == nil else { continue }
-                let shown = bytes.map { $0 < 0x80 && $0 >= 0x20 ? String(UnicodeScalar($0)) : "\\" + String($0, radix: 8) }.joined()
+                var st = Glibc.stat()
+                let full = Array(path.utf8) + [UInt8(ascii: "/")] + bytes + [0]
+                let isFile = full.withUnsafeBufferPointer { stat(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), &st) } == 0
+                    && (st.st_mode & S_IFMT) == S_IFREG
+                let lossy = String(decoding: bytes, as: UTF8.self)
+                let e = ext(lossy)
+                let tracked = e == "safetensors" || (!weightExtensions.contains(e) && Int(st.st_size) <= maxSideFileBytes)
+                guard isFile, tracked else { continue }
+                let shown = bytes.map { b -> String in
+                    b >= 0x20 && b < 0x7F && b != UInt8(ascii: "\\") && b != UInt8(ascii: "\"") ? String(UnicodeScalar(b))
+                        : "\\" + String(repeating: "0", count: 3 - String(b, radix: 8).count) + String(b, radix: 8)
+                }.joined()
                 throw TensorIOError.invalidModelDirectory(path: path + "/" + shown,
                     reason: "its name is not valid UTF-8, and wledger records names as text; rename it")
             }

@@ -82,9 +82,9 @@ extension Repository {
         guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
             throw KitError.refused("commit-msg hook removed or garbled '\(file)'; nothing was \(what)")
         }
-        var message = text
-        while message.hasSuffix("\n") { message.removeLast() }
-        if message.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+        // Cleaned as a -m message is (git cleans the message after its commit-msg hook too).
+        let message = CommitMessage.cleaned(text)
+        if message.isEmpty {
             throw KitError.refused("commit-msg hook left an empty message; nothing was \(what)")
         }
         return message
@@ -197,5 +197,32 @@ extension Repository {
                 throw TensorIOError.io(path: path, operation: "create", reason: "cannot write")
             }
         }
+    }
+}
+
+/// Commit messages as git cleans them (`--cleanup=whitespace`): white space at the end of each
+/// line (space, tab, CR, VT, FF), blank lines at the start and end, and all but one of
+/// consecutive blank lines removed, so that the first line is the subject (a message starting
+/// with a blank line had an empty subject in `log --oneline` and the reflog). Lines end at LF
+/// only, as in git.
+public enum CommitMessage {
+    public static func cleaned(_ message: String) -> String {
+        let trailing: Set<Unicode.Scalar> = [" ", "\t", "\r", "\u{0B}", "\u{0C}"]
+        var lines: [[Unicode.Scalar]] = [[]]
+        for scalar in message.unicodeScalars {
+            if scalar == "\n" { lines.append([]) } else { lines[lines.count - 1].append(scalar) }
+        }
+        var out: [[Unicode.Scalar]] = []
+        for var line in lines {
+            while let last = line.last, trailing.contains(last) { line.removeLast() }
+            if line.isEmpty, out.last?.isEmpty ?? true { continue }
+            out.append(line)
+        }
+        while out.last?.isEmpty == true { out.removeLast() }
+        return out.map { line in
+            var view = String.UnicodeScalarView()
+            view.append(contentsOf: line)
+            return String(view)
+        }.joined(separator: "\n")
     }
 }

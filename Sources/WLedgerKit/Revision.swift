@@ -14,10 +14,16 @@ public struct RevisionResolver {
         guard !revision.isEmpty else { throw LedgerError.unknownRevision(revision) }
         var name = Substring(revision)
         var steps = 0
+        /// Adds n steps; steps past an Int go past the base commit of any history.
+        func add(_ n: Int) throws {
+            let (sum, overflow) = steps.addingReportingOverflow(n)
+            guard !overflow else { throw LedgerError.invalid("revision '\(revision)' goes past the base commit") }
+            steps = sum
+        }
         // Peel ancestry suffixes from the right.
         while let last = name.last {
             if last == "^" {
-                steps += 1
+                try add(1)
                 name = name.dropLast()
             } else if let caret = name.lastIndex(of: "^"), name[name.index(after: caret)...].allSatisfy(\.isNumber) {
                 // `^N`, git's N-th parent: ^0 is the commit itself, ^1 its parent; a wledger
@@ -25,15 +31,12 @@ public struct RevisionResolver {
                 guard let n = Int(name[name.index(after: caret)...]), n <= 1 else {
                     throw LedgerError.invalid("revision '\(revision)': a wledger commit has one parent, so '^\(name[name.index(after: caret)...])' names none")
                 }
-                steps += n
+                try add(n)
                 name = name[..<caret]
             } else if let tilde = name.lastIndex(of: "~"), name[name.index(after: tilde)...].allSatisfy(\.isNumber) {
                 let digits = name[name.index(after: tilde)...]
                 guard let n = digits.isEmpty ? 1 : Int(digits) else { throw LedgerError.unknownRevision(revision) }
-                // Steps past an Int go past the base commit of any history.
-                let (sum, overflow) = steps.addingReportingOverflow(n)
-                guard !overflow else { throw LedgerError.invalid("revision '\(revision)' goes past the base commit") }
-                steps = sum
+                try add(n)
                 name = name[..<tilde]
             } else {
                 break

@@ -69,24 +69,14 @@ func warnWorkTreeMismatches(_ count: Int) {
     warn("\(count) tensor(s) in the work tree did not hold the version its scan recorded (written since the scan, or by a write their file's stat did not show); rebuilt them from the ledger instead ('wledger status --rehash' re-reads every tensor)")
 }
 
-/// A `-m` message cleaned as git cleans one (`--cleanup=whitespace`): white space at the ends of
-/// lines, blank lines at the start and end, and all but one of consecutive blank lines removed,
-/// so that its first line is the subject (a message starting with a blank line had an empty
-/// subject in `log --oneline` and the reflog). As git, a message that is empty (or only white
-/// space) aborts the command before the repository is opened; no message (`nil`) means the
-/// command's default.
+/// A `-m` message cleaned as git cleans one (`CommitMessage.cleaned`). As git, a message that is
+/// empty (or only white space) aborts the command before the repository is opened; no message
+/// (`nil`) means the command's default.
 func cleanedMessage(_ message: String?) throws -> String? {
     guard let message else { return nil }
-    var lines: [Substring] = []
-    for raw in message.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
-        var line = raw
-        while let last = line.last, last.isWhitespace { line = line.dropLast() }
-        if line.isEmpty, lines.last?.isEmpty ?? true { continue }
-        lines.append(line)
-    }
-    while lines.last?.isEmpty == true { lines.removeLast() }
-    guard !lines.isEmpty else { throw KitError.usage("aborting commit due to empty commit message (-m)") }
-    return lines.joined(separator: "\n")
+    let cleaned = CommitMessage.cleaned(message)
+    guard !cleaned.isEmpty else { throw KitError.usage("aborting commit due to empty commit message (-m)") }
+    return cleaned
 }
 
 /// A file or tensor name as one line of text output: as is, or, where it holds a control

@@ -55,7 +55,7 @@ final class RevisionEdgeTests: XCTestCase {
         }
 
         // A ~N past an Int: an error, not a crash (it trapped on the overflow: exit 132).
-        for rev in ["HEAD~9223372036854775807~1", "HEAD~1~9223372036854775807"] {
+        for rev in ["HEAD~9223372036854775807~1", "HEAD~1~9223372036854775807", "HEAD^~9223372036854775807", "HEAD^1~9223372036854775807"] {
             let r = try wl(["log", rev])
             XCTAssertEqual(r.status, 2, "\(rev): \(r.stderr)")
             XCTAssertEqual(r.stderr, "error: revision '\(rev)' goes past the base commit\n")

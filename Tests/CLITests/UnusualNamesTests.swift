@@ -82,6 +82,12 @@ final class UnusualNamesTests: XCTestCase {
         }
         XCTAssertEqual(raw.withUnsafeBufferPointer { unlink(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self)) }, 0)
         XCTAssertEqual(try wl(["status", "-s"]).stdout, "")
+        // What wledger does not track stays ignored whatever its name: a directory.
+        let rawDir = Array((dir + "/scratch").utf8) + [0xE9, 0]
+        XCTAssertEqual(rawDir.withUnsafeBufferPointer { mkdir(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), 0o755) }, 0)
+        let r = try wl(["status", "-s"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "")
     }
 
     /// A file name with a newline, a tab or a quote is printed quoted with C escapes, as git

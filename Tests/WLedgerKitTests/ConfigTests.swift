@@ -226,3 +226,16 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(Repository.exceeds("Σ|ΔW|", 1043.2, "gate.max-l1", 5), "Σ|ΔW| 1043 > gate.max-l1 5")
     }
 }
+
+/// Commit messages cleaned as git's `--cleanup=whitespace` cleans them.
+final class CommitMessageTests: XCTestCase {
+    func testCleansAsGitDoes() {
+        XCTAssertEqual(CommitMessage.cleaned("\n \n  subject  \n\n\n\tbody\t\n\n"), "  subject\n\n\tbody")
+        XCTAssertEqual(CommitMessage.cleaned("a\r\nb\r\n"), "a\nb", "CR at a line's end is white space")
+        XCTAssertEqual(CommitMessage.cleaned("a\u{0C}b\u{0B}c"), "a\u{0C}b\u{0B}c", "lines end at LF only")
+        XCTAssertEqual(CommitMessage.cleaned("a\u{2028}b\u{85}"), "a\u{2028}b\u{85}")
+        XCTAssertEqual(CommitMessage.cleaned("nbsp\u{A0}"), "nbsp\u{A0}", "only ASCII white space is trimmed, as git's isspace")
+        XCTAssertEqual(CommitMessage.cleaned(" \n\t\n"), "")
+        XCTAssertEqual(CommitMessage.cleaned("e\u{301}\n"), "e\u{301}", "scalars kept as they are")
+    }
+}
